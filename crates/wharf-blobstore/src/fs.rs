@@ -1,0 +1,301 @@
+//! The filesystem driver: content-addressed files under `blobs/<algorithm>/<2 hex>/<hex>`,
+//! uploads as files under `uploads/<id>`.
+//!
+//! Crash safety: an upload only becomes a blob by `rename` after `fsync` of its file, followed
+//! by an `fsync` of the directory, so a blob path either does not exist or holds the complete,
+//! durable bytes. Blobs are deduplicated across repositories because the path is the digest.
+//! Data moves through bounded channels between the request task and one blocking thread per
+//! transfer, so no blob is ever held whole in memory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use wharf_api::Digest;
+use wharf_api::range::ByteRange;
+
+use crate::{BlobError, BlobStore, ByteStream};
+
+/// Size of the chunks read from disk and of the writer's buffer.
+const IO_CHUNK: usize = 1024 * 1024;
+/// Chunks in flight between a request task and its disk thread.
+const CHANNEL_DEPTH: usize = 8;
+
+/// Blob storage in a local directory.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a blob store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsBlobStore, BlobError> {
+        let root = root.into();
+        for dir in [root.join("blobs"), root.join("uploads")] {
+            fs::create_dir_all(&dir).map_err(BlobError::io(format!("create {}", dir.display())))?;
+        }
+        Ok(FsBlobStore { root })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
+        let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            return Err(BlobError::UploadNotFound(id.to_owned()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobError::Io { context: "blob store thread".into(), source: std::io::Error::other(e) })?
+}
+
+fn upload_missing(id: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
+    move |e| match e.kind() {
+        ErrorKind::NotFound => BlobError::UploadNotFound(id.to_owned()),
+        _ => BlobError::Io { context: format!("upload {id}"), source: e },
+    }
+}
+
+/// Streams `len` bytes of `file` from `offset` through a channel fed by a blocking thread.
+fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(IO_CHUNK).min(IO_CHUNK);
+            let mut buf = BytesMut::zeroed(want);
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    let msg = format!("{what} ended {left} bytes early");
+                    let _ = tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, msg)));
+                    return;
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                        return; // the reader went away
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+fn sync_dir(path: &Path) -> Result<(), BlobError> {
+    File::open(path).and_then(|d| d.sync_all()).map_err(BlobError::io(format!("fsync {}", path.display())))
+}
+
+/// Creates `dir` and any missing parents under `stop`, syncing each parent whose entries changed.
+fn create_dir_durable(dir: &Path, stop: &Path) -> Result<(), BlobError> {
+    if dir.exists() || dir == stop {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(stop);
+    create_dir_durable(parent, stop)?;
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(BlobError::Io { context: format!("create {}", dir.display()), source: e }),
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsBlobStore {
+    async fn create_upload(&self, id: &str) -> Result<(), BlobError> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            OpenOptions::new().create(true).append(true).open(&path).map_err(BlobError::io("create upload"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
+        let path = self.upload_path(id)?;
+        let id = id.to_owned();
+        blocking(move || Ok(fs::metadata(&path).map_err(upload_missing(&id))?.len())).await
+    }
+
+    async fn append(&self, id: &str, offset: u64, mut data: ByteStream) -> Result<u64, BlobError> {
+        let path = self.upload_path(id)?;
+        let owned_id = id.to_owned();
+        let file = blocking(move || {
+            let file = OpenOptions::new().append(true).open(&path).map_err(upload_missing(&owned_id))?;
+            let actual = file.metadata().map_err(BlobError::io("stat upload"))?.len();
+            if actual != offset {
+                return Err(BlobError::OffsetMismatch { id: owned_id, actual, requested: offset });
+            }
+            Ok(file)
+        })
+        .await?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut out = BufWriter::with_capacity(IO_CHUNK, file);
+            let mut written = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk)?;
+                written += chunk.len() as u64;
+            }
+            out.flush()?;
+            Ok(written)
+        });
+        let mut body_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| BlobError::Io { context: "upload writer".into(), source: std::io::Error::other(e) })?
+            .map_err(BlobError::io(format!("write upload {id}")))?;
+        match body_error {
+            Some(e) => Err(BlobError::Body(e)),
+            None => Ok(offset + written),
+        }
+    }
+
+    async fn read_upload(&self, id: &str) -> Result<ByteStream, BlobError> {
+        let path = self.upload_path(id)?;
+        let id = id.to_owned();
+        blocking(move || {
+            let file = File::open(&path).map_err(upload_missing(&id))?;
+            let len = file.metadata().map_err(BlobError::io("stat upload"))?.len();
+            Ok(stream_file(file, 0, len, format!("upload {id}")))
+        })
+        .await
+    }
+
+    async fn commit(&self, id: &str, digest: &Digest) -> Result<u64, BlobError> {
+        let src = self.upload_path(id)?;
+        let dst = self.blob_path(digest);
+        let blobs = self.root.join("blobs");
+        let id = id.to_owned();
+        blocking(move || {
+            let file = File::open(&src).map_err(upload_missing(&id))?;
+            let size = file.metadata().map_err(BlobError::io("stat upload"))?.len();
+            if dst.exists() {
+                fs::remove_file(&src).map_err(BlobError::io("remove duplicate upload"))?;
+                return Ok(size);
+            }
+            file.sync_all().map_err(BlobError::io(format!("fsync upload {id}")))?;
+            let parent = dst.parent().unwrap_or(&blobs).to_path_buf();
+            create_dir_durable(&parent, &blobs)?;
+            fs::rename(&src, &dst).map_err(BlobError::io(format!("rename upload {id} into place")))?;
+            sync_dir(&parent)?;
+            Ok(size)
+        })
+        .await
+    }
+
+    async fn abort(&self, id: &str) -> Result<(), BlobError> {
+        let path = self.upload_path(id)?;
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BlobError::Io { context: "remove upload".into(), source: e }),
+        })
+        .await
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        let path = self.blob_path(digest);
+        blocking(move || match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::Io { context: format!("stat {}", path.display()), source: e }),
+        })
+        .await
+    }
+
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
+        let path = self.blob_path(digest);
+        let digest = digest.clone();
+        blocking(move || {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound(digest)),
+                Err(e) => return Err(BlobError::Io { context: format!("open blob {digest}"), source: e }),
+            };
+            let size = file.metadata().map_err(BlobError::io("stat blob"))?.len();
+            let r = range.unwrap_or(ByteRange { offset: 0, len: size });
+            Ok(stream_file(file, r.offset, r.len, format!("blob {digest}")))
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool, BlobError> {
+        let path = self.blob_path(digest);
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BlobError::Io { context: format!("delete {}", path.display()), source: e }),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fs_driver_passes_conformance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("open");
+        crate::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn upload_ids_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path().join("s")).expect("open");
+        for id in ["../x", "a/b", "", ".", "..", &"a".repeat(65)] {
+            assert!(matches!(store.create_upload(id).await, Err(BlobError::UploadNotFound(_))), "{id}");
+        }
+        assert!(!dir.path().join("x").exists());
+    }
+
+    #[tokio::test]
+    async fn committed_blob_lands_at_its_digest_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).expect("open");
+        let d = crate::conformance::put_blob(&store, "u1", b"hello").await;
+        let path = dir.path().join("blobs/sha256").join(&d.hex()[..2]).join(d.hex());
+        assert_eq!(fs::read(path).expect("blob file"), b"hello");
+        assert_eq!(fs::read_dir(dir.path().join("uploads")).expect("uploads").count(), 0);
+    }
+}

@@ -1,0 +1,81 @@
+//! Blob storage for Wharf's registry: the [`BlobStore`] trait, the filesystem driver, an
+//! in-memory driver for unit tests, and one conformance suite ([`conformance`]) that every
+//! driver runs.
+//!
+//! A blob store holds opaque bytes under their digest, plus upload sessions that are filled by
+//! appends at known offsets and then committed under a digest. The trait is shaped so that S3
+//! multipart uploads and Swift segments fit: an upload may span many requests, and its state is
+//! named by an id that the state store records. This crate must never know OCI semantics
+//! (manifests, tags, repositories); the registry computes and checks digests.
+
+pub mod conformance;
+mod fs;
+mod memory;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use wharf_api::Digest;
+use wharf_api::range::ByteRange;
+
+pub use fs::FsBlobStore;
+pub use memory::MemoryBlobStore;
+
+/// A stream of body chunks, as read from a request or a driver.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Failures of a blob store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} not found")]
+    NotFound(Digest),
+    #[error("upload {0} not found")]
+    UploadNotFound(String),
+    #[error("upload {id} is at offset {actual}, not {requested}")]
+    OffsetMismatch { id: String, actual: u64, requested: u64 },
+    #[error("reading the request body: {0}")]
+    Body(std::io::Error),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl BlobError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BlobError {
+        let context = context.into();
+        move |source| BlobError::Io { context, source }
+    }
+}
+
+/// Storage of content-addressed blobs and of the uploads that create them.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Creates empty storage for upload `id`. Creating an existing upload is an error-free no-op.
+    async fn create_upload(&self, id: &str) -> Result<(), BlobError>;
+
+    /// The number of bytes stored for upload `id`, or `UploadNotFound`.
+    async fn upload_size(&self, id: &str) -> Result<u64, BlobError>;
+
+    /// Appends `data` to upload `id`, which must hold exactly `offset` bytes. Returns the new
+    /// size. On a body error the bytes that arrived before it stay in the upload.
+    async fn append(&self, id: &str, offset: u64, data: ByteStream) -> Result<u64, BlobError>;
+
+    /// Streams the bytes stored so far for upload `id` (to rebuild a hash after a restart).
+    async fn read_upload(&self, id: &str) -> Result<ByteStream, BlobError>;
+
+    /// Makes upload `id` durable and visible as blob `digest`, then removes the upload. The
+    /// caller has verified the digest. If the blob exists already the upload is dropped.
+    async fn commit(&self, id: &str, digest: &Digest) -> Result<u64, BlobError>;
+
+    /// Removes upload `id` and its bytes. Removing an unknown upload is not an error.
+    async fn abort(&self, id: &str) -> Result<(), BlobError>;
+
+    /// The size of blob `digest`, or `None` if it is not stored.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
+
+    /// Streams blob `digest`, whole or the given range (which the caller has bounded by the size).
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError>;
+
+    /// Deletes blob `digest`; returns whether it existed.
+    async fn delete(&self, digest: &Digest) -> Result<bool, BlobError>;
+}

@@ -1,0 +1,62 @@
+//! The commands that change state, and what applying one returns.
+
+use serde::{Deserialize, Serialize};
+use wharf_api::{Algorithm, Digest};
+
+/// A command as it is persisted or replicated: the version tag lets a newer Wharf read the
+/// commands an older one wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VersionedCommand {
+    V1(Command),
+}
+
+/// A state change. Timestamps are seconds since the Unix epoch, chosen by the proposer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Opens upload session `id` for `repo`.
+    StartUpload { id: String, repo: String, algorithm: Algorithm, at: u64 },
+    /// Closes upload session `id` without a blob.
+    CancelUpload { id: String },
+    /// Closes upload session `id`: its bytes are now blob `digest`, linked into the session's repository.
+    CommitUpload { id: String, digest: Digest, size: u64 },
+    /// Links an existing blob into `repo` (cross-repository mount).
+    LinkBlob { repo: String, digest: Digest, size: u64 },
+    /// Removes `repo`'s link to a blob.
+    UnlinkBlob { repo: String, digest: Digest },
+    /// Stores a manifest, tags it, and indexes it as a referrer of its subject.
+    PutManifest(Box<PutManifest>),
+    /// Deletes a manifest and every tag that points at it.
+    DeleteManifest { repo: String, digest: Digest },
+    /// Removes one tag.
+    DeleteTag { repo: String, tag: String },
+}
+
+/// The fields of [`Command::PutManifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutManifest {
+    pub repo: String,
+    pub digest: Digest,
+    pub media_type: String,
+    /// The exact bytes the client sent.
+    pub bytes: Vec<u8>,
+    /// Blobs that must be linked in `repo`.
+    pub blobs: Vec<Digest>,
+    /// Manifests that must exist in `repo` (children of an index).
+    pub manifests: Vec<Digest>,
+    pub tags: Vec<String>,
+    pub subject: Option<Digest>,
+    /// The descriptor the referrers API lists for this manifest, as JSON.
+    pub referrer_descriptor: Option<Vec<u8>>,
+    pub at: u64,
+}
+
+/// What a successfully applied command reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// The repository an upload belonged to.
+    UploadCommitted { repo: String },
+    /// The tags removed along with a deleted manifest.
+    ManifestDeleted { tags: Vec<String> },
+}
+

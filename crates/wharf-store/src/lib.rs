@@ -1,0 +1,18 @@
+//! Wharf's state: a deterministic state machine stored in redb.
+//!
+//! Every change is a [`Command`] applied by [`Store::apply`]: the same command applied to the
+//! same state gives the same state and the same [`Outcome`], with no clock, randomness or I/O
+//! other than the database itself (timestamps travel inside commands). A single node applies
+//! commands directly; the control plane will replicate the same commands with Raft and apply
+//! them here unchanged. Reads go through [`Store`]'s query methods on MVCC snapshots.
+//!
+//! This crate must never know about Raft, HTTP or blob storage.
+
+mod command;
+mod records;
+mod store;
+mod tables;
+
+pub use command::{Command, Outcome, PutManifest, VersionedCommand};
+pub use records::{ManifestRecord, UploadRecord};
+pub use store::{Page, Store, StoreError};

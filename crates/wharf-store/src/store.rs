@@ -1,0 +1,328 @@
+//! [`Store`]: opening the database, applying commands, and reading state.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use wharf_api::Digest;
+
+use crate::command::{Command, Outcome, PutManifest};
+use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
+use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPOS, SCHEMA_VERSION, TAGS, UPLOADS};
+
+/// Why a command was refused or a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("upload {0} is unknown")]
+    UploadUnknown(String),
+    #[error("manifest references unknown blobs or manifests: {0:?}")]
+    ManifestBlobUnknown(Vec<Digest>),
+    #[error("manifest {0} is unknown")]
+    ManifestUnknown(Digest),
+    #[error("tag {0} is unknown")]
+    TagUnknown(String),
+    #[error("blob {0} is unknown")]
+    BlobUnknown(Digest),
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
+    Version(u64),
+    #[error("decode stored value: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One page of a listing: the items, and whether more follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+/// The state store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens or creates the database at `path` and checks its format version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get("schema")?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => return Err(StoreError::Version(other)),
+            }
+            txn.open_table(REPOS)?;
+            txn.open_table(BLOBS)?;
+            txn.open_table(BLOB_LINKS)?;
+            txn.open_table(MANIFESTS)?;
+            txn.open_table(TAGS)?;
+            txn.open_table(REFERRERS)?;
+            txn.open_table(UPLOADS)?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Applies one command atomically and durably. A refused command changes nothing.
+    pub fn apply(&self, command: &Command) -> Result<Outcome, StoreError> {
+        let txn = self.db.begin_write()?;
+        let outcome = apply_in(&txn, command)?;
+        txn.commit()?;
+        Ok(outcome)
+    }
+
+    /// The manifest `digest` of `repo`.
+    pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MANIFESTS)?;
+        let Some(raw) = table.get((repo, digest.to_string().as_str()))? else {
+            return Ok(None);
+        };
+        let StoredManifest::V1(record) = postcard::from_bytes(raw.value())?;
+        Ok(Some(record))
+    }
+
+    /// The digest tag `tag` of `repo` points at.
+    pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TAGS)?;
+        let value = table.get((repo, tag))?;
+        Ok(value.and_then(|v| v.value().parse().ok()))
+    }
+
+    /// Whether `repo` exists (has ever held a blob or a manifest).
+    pub fn repo_exists(&self, repo: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(REPOS)?.get(repo)?.is_some())
+    }
+
+    /// Up to `n` tags of `repo` after `last`, in lexical order.
+    pub fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TAGS)?;
+        let start = last.unwrap_or("");
+        let mut items = Vec::new();
+        let mut more = false;
+        for entry in table.range((repo, start)..)? {
+            let (key, _) = entry?;
+            let (r, tag) = key.value();
+            if r != repo {
+                break;
+            }
+            if last == Some(tag) {
+                continue;
+            }
+            if items.len() == n {
+                more = true;
+                break;
+            }
+            items.push(tag.to_owned());
+        }
+        Ok(Page { items, more })
+    }
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REPOS)?;
+        let mut items = Vec::new();
+        let mut more = false;
+        for entry in table.range(last.unwrap_or("")..)? {
+            let (key, _) = entry?;
+            let name = key.value();
+            if last == Some(name) {
+                continue;
+            }
+            if items.len() == n {
+                more = true;
+                break;
+            }
+            items.push(name.to_owned());
+        }
+        Ok(Page { items, more })
+    }
+
+    /// The size of blob `digest` if `repo` links it.
+    pub fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOB_LINKS)?;
+        Ok(table.get((repo, digest.to_string().as_str()))?.map(|v| v.value()))
+    }
+
+    /// The size of blob `digest` if any repository committed it.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(BLOBS)?.get(digest.to_string().as_str())?.map(|v| v.value()))
+    }
+
+    /// The descriptors (JSON) of the manifests in `repo` whose subject is `subject`.
+    pub fn referrers(&self, repo: &str, subject: &Digest) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REFERRERS)?;
+        let subject = subject.to_string();
+        let mut out = Vec::new();
+        for entry in table.range((repo, subject.as_str(), "")..)? {
+            let (key, value) = entry?;
+            let (r, s, _) = key.value();
+            if r != repo || s != subject {
+                break;
+            }
+            out.push(value.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The open upload session `id`.
+    pub fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UPLOADS)?;
+        let Some(raw) = table.get(id)? else { return Ok(None) };
+        let StoredUpload::V1(record) = postcard::from_bytes(raw.value())?;
+        Ok(Some(record))
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(postcard::to_allocvec(value)?)
+}
+
+fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+    match command {
+        Command::StartUpload { id, repo, algorithm, at } => {
+            let record = StoredUpload::V1(UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at });
+            txn.open_table(UPLOADS)?.insert(id.as_str(), encode(&record)?.as_slice())?;
+            Ok(Outcome::Done)
+        }
+        Command::CancelUpload { id } => {
+            let removed = txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some();
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::UploadUnknown(id.clone())) }
+        }
+        Command::CommitUpload { id, digest, size } => {
+            let raw = txn.open_table(UPLOADS)?.remove(id.as_str())?.map(|v| v.value().to_vec());
+            let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.clone()))?;
+            let StoredUpload::V1(upload) = postcard::from_bytes(&raw)?;
+            link_blob(txn, &upload.repo, digest, *size, upload.started)?;
+            Ok(Outcome::UploadCommitted { repo: upload.repo })
+        }
+        Command::LinkBlob { repo, digest, size } => {
+            link_blob(txn, repo, digest, *size, 0)?;
+            Ok(Outcome::Done)
+        }
+        Command::UnlinkBlob { repo, digest } => {
+            let removed = txn.open_table(BLOB_LINKS)?.remove((repo.as_str(), digest.to_string().as_str()))?.is_some();
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::BlobUnknown(digest.clone())) }
+        }
+        Command::PutManifest(put) => put_manifest(txn, put),
+        Command::DeleteManifest { repo, digest } => delete_manifest(txn, repo, digest),
+        Command::DeleteTag { repo, tag } => {
+            let removed = txn.open_table(TAGS)?.remove((repo.as_str(), tag.as_str()))?.is_some();
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::TagUnknown(tag.clone())) }
+        }
+    }
+}
+
+fn ensure_repo(txn: &WriteTransaction, repo: &str, at: u64) -> Result<(), StoreError> {
+    let mut repos = txn.open_table(REPOS)?;
+    if repos.get(repo)?.is_none() {
+        repos.insert(repo, at)?;
+    }
+    Ok(())
+}
+
+fn link_blob(txn: &WriteTransaction, repo: &str, digest: &Digest, size: u64, at: u64) -> Result<(), StoreError> {
+    let key = digest.to_string();
+    txn.open_table(BLOBS)?.insert(key.as_str(), size)?;
+    txn.open_table(BLOB_LINKS)?.insert((repo, key.as_str()), size)?;
+    ensure_repo(txn, repo, at)
+}
+
+fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, StoreError> {
+    let repo = put.repo.as_str();
+    let mut missing = Vec::new();
+    {
+        let links = txn.open_table(BLOB_LINKS)?;
+        for blob in &put.blobs {
+            if links.get((repo, blob.to_string().as_str()))?.is_none() {
+                missing.push(blob.clone());
+            }
+        }
+        let manifests = txn.open_table(MANIFESTS)?;
+        for child in &put.manifests {
+            if manifests.get((repo, child.to_string().as_str()))?.is_none() {
+                missing.push(child.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(StoreError::ManifestBlobUnknown(missing));
+    }
+    let digest = put.digest.to_string();
+    let record = StoredManifest::V1(ManifestRecord {
+        media_type: put.media_type.clone(),
+        bytes: put.bytes.clone(),
+        subject: put.subject.clone(),
+        created: put.at,
+    });
+    txn.open_table(MANIFESTS)?.insert((repo, digest.as_str()), encode(&record)?.as_slice())?;
+    let mut tags = txn.open_table(TAGS)?;
+    for tag in &put.tags {
+        tags.insert((repo, tag.as_str()), digest.as_str())?;
+    }
+    if let (Some(subject), Some(descriptor)) = (&put.subject, &put.referrer_descriptor) {
+        let subject = subject.to_string();
+        txn.open_table(REFERRERS)?.insert((repo, subject.as_str(), digest.as_str()), descriptor.as_slice())?;
+    }
+    ensure_repo(txn, repo, put.at)?;
+    Ok(Outcome::Done)
+}
+
+fn delete_manifest(txn: &WriteTransaction, repo: &str, digest: &Digest) -> Result<Outcome, StoreError> {
+    let key = digest.to_string();
+    let raw = txn.open_table(MANIFESTS)?.remove((repo, key.as_str()))?.map(|v| v.value().to_vec());
+    let raw = raw.ok_or_else(|| StoreError::ManifestUnknown(digest.clone()))?;
+    let StoredManifest::V1(record) = postcard::from_bytes(&raw)?;
+    if let Some(subject) = record.subject {
+        let subject = subject.to_string();
+        txn.open_table(REFERRERS)?.remove((repo, subject.as_str(), key.as_str()))?;
+    }
+    let mut tags = txn.open_table(TAGS)?;
+    let mut removed = Vec::new();
+    for entry in tags.range((repo, "")..)? {
+        let (k, v) = entry?;
+        let (r, tag) = k.value();
+        if r != repo {
+            break;
+        }
+        if v.value() == key {
+            removed.push(tag.to_owned());
+        }
+    }
+    for tag in &removed {
+        tags.remove((repo, tag.as_str()))?;
+    }
+    Ok(Outcome::ManifestDeleted { tags: removed })
+}

@@ -1,0 +1,23 @@
+//! The redb tables. Keys are tuples so that one repository's entries are contiguous and can
+//! be listed with a range scan, in lexical order, without touching other repositories.
+
+use redb::TableDefinition;
+
+/// repository -> creation time.
+pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+/// digest -> size, for every committed blob.
+pub(crate) const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
+/// (repository, digest) -> size: the blobs a repository may serve.
+pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("blob_links");
+/// (repository, digest) -> versioned [`crate::ManifestRecord`].
+pub(crate) const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+/// (repository, tag) -> digest.
+pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+/// (repository, subject digest, referrer digest) -> descriptor JSON.
+pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
+/// upload id -> versioned [`crate::UploadRecord`].
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// "schema" -> format version of the database.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub(crate) const SCHEMA_VERSION: u64 = 1;

@@ -1,0 +1,135 @@
+//! Behaviour of the state machine through its public commands and reads.
+
+use wharf_api::{Algorithm, Digest};
+use wharf_store::{Command, Outcome, PutManifest, Store, StoreError};
+
+fn d(n: u8) -> Digest {
+    Digest::from_bytes(Algorithm::Sha256, &[n; 32])
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("state.redb")).expect("open");
+    (dir, store)
+}
+
+fn upload(store: &Store, id: &str, repo: &str, digest: Digest) {
+    store
+        .apply(&Command::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
+        .expect("start");
+    let out = store.apply(&Command::CommitUpload { id: id.into(), digest, size: 10 }).expect("commit");
+    assert_eq!(out, Outcome::UploadCommitted { repo: repo.into() });
+}
+
+fn manifest(repo: &str, digest: Digest, blobs: Vec<Digest>, tags: &[&str], subject: Option<Digest>) -> Command {
+    Command::PutManifest(Box::new(PutManifest {
+        repo: repo.into(),
+        digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        bytes: b"{}".to_vec(),
+        blobs,
+        manifests: vec![],
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        referrer_descriptor: subject.as_ref().map(|_| b"{\"d\":1}".to_vec()),
+        subject,
+        at: 2,
+    }))
+}
+
+#[test]
+fn upload_commit_links_blob_into_repo_only() {
+    let (_dir, store) = open();
+    upload(&store, "u1", "a/b", d(1));
+    assert_eq!(store.blob_link("a/b", &d(1)).expect("read"), Some(10));
+    assert_eq!(store.blob_link("other", &d(1)).expect("read"), None);
+    assert_eq!(store.blob_size(&d(1)).expect("read"), Some(10));
+    assert!(store.upload("u1").expect("read").is_none(), "session closed");
+    assert!(matches!(
+        store.apply(&Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }),
+        Err(StoreError::UploadUnknown(_))
+    ));
+}
+
+#[test]
+fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
+    let (_dir, store) = open();
+    upload(&store, "u1", "r", d(1));
+    let err = store.apply(&manifest("r", d(9), vec![d(1), d(2)], &["v1"], None)).expect_err("refused");
+    assert!(matches!(err, StoreError::ManifestBlobUnknown(ref m) if m == &vec![d(2)]));
+    assert_eq!(store.tag("r", "v1").expect("read"), None);
+    assert!(store.manifest("r", &d(9)).expect("read").is_none());
+}
+
+#[test]
+fn tags_and_catalog_page_in_lexical_order() {
+    let (_dir, store) = open();
+    upload(&store, "u1", "r", d(1));
+    store.apply(&manifest("r", d(9), vec![d(1)], &["c", "a", "b", "d"], None)).expect("put");
+    upload(&store, "u2", "r2", d(1));
+    upload(&store, "u3", "q", d(1));
+    let p = store.tags("r", None, 2).expect("tags");
+    assert_eq!((p.items.as_slice(), p.more), (&["a".to_owned(), "b".to_owned()][..], true));
+    let p = store.tags("r", Some("b"), 10).expect("tags");
+    assert_eq!((p.items.as_slice(), p.more), (&["c".to_owned(), "d".to_owned()][..], false));
+    assert!(store.tags("r2", None, 10).expect("tags").items.is_empty(), "repos do not bleed into each other");
+    let c = store.catalog(None, 10).expect("catalog");
+    assert_eq!(c.items, vec!["q", "r", "r2"]);
+    let c = store.catalog(Some("q"), 1).expect("catalog");
+    assert_eq!((c.items, c.more), (vec!["r".to_owned()], true));
+}
+
+#[test]
+fn delete_manifest_removes_its_tags_and_referrer_entry() {
+    let (_dir, store) = open();
+    upload(&store, "u1", "r", d(1));
+    store.apply(&manifest("r", d(9), vec![d(1)], &["v1", "v2"], None)).expect("put");
+    store.apply(&manifest("r", d(8), vec![d(1)], &["v3"], Some(d(9)))).expect("put referrer");
+    assert_eq!(store.referrers("r", &d(9)).expect("referrers").len(), 1);
+    let out = store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(9) }).expect("delete");
+    assert_eq!(out, Outcome::ManifestDeleted { tags: vec!["v1".into(), "v2".into()] });
+    assert_eq!(store.tag("r", "v3").expect("read"), Some(d(8)), "other tags stay");
+    store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(8) }).expect("delete referrer");
+    assert!(store.referrers("r", &d(9)).expect("referrers").is_empty());
+}
+
+#[test]
+fn state_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.redb");
+    {
+        let store = Store::open(&path).expect("open");
+        upload(&store, "u1", "r", d(1));
+        store.apply(&manifest("r", d(9), vec![d(1)], &["v1"], None)).expect("put");
+    }
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.tag("r", "v1").expect("read"), Some(d(9)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    /// Two stores that apply the same commands agree on every read: the state machine is
+    /// deterministic, as replication needs.
+    #[test]
+    fn same_commands_same_state(ops in proptest::collection::vec((0u8..4, 0u8..4, 0u8..3), 1..30)) {
+        let (_d1, a) = open();
+        let (_d2, b) = open();
+        for (i, (kind, x, y)) in ops.iter().enumerate() {
+            let repo = format!("r{y}");
+            let cmd = match kind {
+                0 => Command::StartUpload { id: format!("u{i}"), repo, algorithm: Algorithm::Sha256, at: 1 },
+                1 => Command::LinkBlob { repo, digest: d(*x), size: 3 },
+                2 => manifest(&repo, d(10 + x), vec![d(*x)], &["t"], Some(d(*y))),
+                _ => Command::DeleteManifest { repo, digest: d(10 + x) },
+            };
+            let ra = a.apply(&cmd).map_err(|e| e.to_string());
+            let rb = b.apply(&cmd).map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(ra, rb);
+        }
+        for y in 0..3 {
+            let repo = format!("r{y}");
+            proptest::prop_assert_eq!(a.tags(&repo, None, 100).expect("a"), b.tags(&repo, None, 100).expect("b"));
+            proptest::prop_assert_eq!(a.referrers(&repo, &d(y)).expect("a"), b.referrers(&repo, &d(y)).expect("b"));
+        }
+        proptest::prop_assert_eq!(a.catalog(None, 100).expect("a"), b.catalog(None, 100).expect("b"));
+    }
+}
