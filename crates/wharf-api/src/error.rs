@@ -92,7 +92,12 @@ pub struct RegistryError {
 
 impl RegistryError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> RegistryError {
-        RegistryError { code, status: code.status(), message: message.into(), detail: None }
+        RegistryError {
+            code,
+            status: code.status(),
+            message: message.into(),
+            detail: None,
+        }
     }
 
     pub fn with_status(mut self, status: u16) -> RegistryError {
@@ -125,9 +130,14 @@ impl RegistryError {
             detail: Option<&'a serde_json::Value>,
         }
         let body = Body {
-            errors: [Entry { code: self.code.as_str(), message: &self.message, detail: self.detail.as_ref() }],
+            errors: [Entry {
+                code: self.code.as_str(),
+                message: &self.message,
+                detail: self.detail.as_ref(),
+            }],
         };
-        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"UNKNOWN\"}]}".to_vec())
+        serde_json::to_vec(&body)
+            .unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"UNKNOWN\"}]}".to_vec())
     }
 }
 
@@ -143,6 +153,11 @@ mod tests {
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"]["digest"], "sha256:x");
         assert_eq!(e.status, 404);
-        assert_eq!(RegistryError::new(ErrorCode::SizeInvalid, "x").with_status(413).status, 413);
+        assert_eq!(
+            RegistryError::new(ErrorCode::SizeInvalid, "x")
+                .with_status(413)
+                .status,
+            413
+        );
     }
 }

@@ -42,11 +42,17 @@ impl FsBlobStore {
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
-        let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid {
             return Err(BlobError::UploadNotFound(id.to_owned()));
         }
@@ -59,13 +65,19 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, BlobError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BlobError::Io { context: "blob store thread".into(), source: std::io::Error::other(e) })?
+        .map_err(|e| BlobError::Io {
+            context: "blob store thread".into(),
+            source: std::io::Error::other(e),
+        })?
 }
 
 fn upload_missing(id: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
     move |e| match e.kind() {
         ErrorKind::NotFound => BlobError::UploadNotFound(id.to_owned()),
-        _ => BlobError::Io { context: format!("upload {id}"), source: e },
+        _ => BlobError::Io {
+            context: format!("upload {id}"),
+            source: e,
+        },
     }
 }
 
@@ -84,7 +96,8 @@ fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStrea
             match file.read(&mut buf) {
                 Ok(0) => {
                     let msg = format!("{what} ended {left} bytes early");
-                    let _ = tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, msg)));
+                    let _ =
+                        tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, msg)));
                     return;
                 }
                 Ok(n) => {
@@ -102,11 +115,16 @@ fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStrea
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
 }
 
 fn sync_dir(path: &Path) -> Result<(), BlobError> {
-    File::open(path).and_then(|d| d.sync_all()).map_err(BlobError::io(format!("fsync {}", path.display())))
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(BlobError::io(format!("fsync {}", path.display())))
 }
 
 /// Creates `dir` and any missing parents under `stop`, syncing each parent whose entries changed.
@@ -119,7 +137,10 @@ fn create_dir_durable(dir: &Path, stop: &Path) -> Result<(), BlobError> {
     match fs::create_dir(dir) {
         Ok(()) => sync_dir(parent),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(BlobError::Io { context: format!("create {}", dir.display()), source: e }),
+        Err(e) => Err(BlobError::Io {
+            context: format!("create {}", dir.display()),
+            source: e,
+        }),
     }
 }
 
@@ -128,7 +149,11 @@ impl BlobStore for FsBlobStore {
     async fn create_upload(&self, id: &str) -> Result<(), BlobError> {
         let path = self.upload_path(id)?;
         blocking(move || {
-            OpenOptions::new().create(true).append(true).open(&path).map_err(BlobError::io("create upload"))?;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(BlobError::io("create upload"))?;
             Ok(())
         })
         .await
@@ -144,10 +169,17 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id)?;
         let owned_id = id.to_owned();
         let file = blocking(move || {
-            let file = OpenOptions::new().append(true).open(&path).map_err(upload_missing(&owned_id))?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(upload_missing(&owned_id))?;
             let actual = file.metadata().map_err(BlobError::io("stat upload"))?.len();
             if actual != offset {
-                return Err(BlobError::OffsetMismatch { id: owned_id, actual, requested: offset });
+                return Err(BlobError::OffsetMismatch {
+                    id: owned_id,
+                    actual,
+                    requested: offset,
+                });
             }
             Ok(file)
         })
@@ -180,7 +212,10 @@ impl BlobStore for FsBlobStore {
         drop(tx);
         let written = writer
             .await
-            .map_err(|e| BlobError::Io { context: "upload writer".into(), source: std::io::Error::other(e) })?
+            .map_err(|e| BlobError::Io {
+                context: "upload writer".into(),
+                source: std::io::Error::other(e),
+            })?
             .map_err(BlobError::io(format!("write upload {id}")))?;
         match body_error {
             Some(e) => Err(BlobError::Body(e)),
@@ -211,10 +246,12 @@ impl BlobStore for FsBlobStore {
                 fs::remove_file(&src).map_err(BlobError::io("remove duplicate upload"))?;
                 return Ok(size);
             }
-            file.sync_all().map_err(BlobError::io(format!("fsync upload {id}")))?;
+            file.sync_all()
+                .map_err(BlobError::io(format!("fsync upload {id}")))?;
             let parent = dst.parent().unwrap_or(&blobs).to_path_buf();
             create_dir_durable(&parent, &blobs)?;
-            fs::rename(&src, &dst).map_err(BlobError::io(format!("rename upload {id} into place")))?;
+            fs::rename(&src, &dst)
+                .map_err(BlobError::io(format!("rename upload {id} into place")))?;
             sync_dir(&parent)?;
             Ok(size)
         })
@@ -226,7 +263,10 @@ impl BlobStore for FsBlobStore {
         blocking(move || match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BlobError::Io { context: "remove upload".into(), source: e }),
+            Err(e) => Err(BlobError::Io {
+                context: "remove upload".into(),
+                source: e,
+            }),
         })
         .await
     }
@@ -236,22 +276,39 @@ impl BlobStore for FsBlobStore {
         blocking(move || match fs::metadata(&path) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BlobError::Io { context: format!("stat {}", path.display()), source: e }),
+            Err(e) => Err(BlobError::Io {
+                context: format!("stat {}", path.display()),
+                source: e,
+            }),
         })
         .await
     }
 
-    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
+    async fn get(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, BlobError> {
         let path = self.blob_path(digest);
         let digest = digest.clone();
         blocking(move || {
             let file = match File::open(&path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound(digest)),
-                Err(e) => return Err(BlobError::Io { context: format!("open blob {digest}"), source: e }),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(BlobError::NotFound(digest));
+                }
+                Err(e) => {
+                    return Err(BlobError::Io {
+                        context: format!("open blob {digest}"),
+                        source: e,
+                    });
+                }
             };
             let size = file.metadata().map_err(BlobError::io("stat blob"))?.len();
-            let r = range.unwrap_or(ByteRange { offset: 0, len: size });
+            let r = range.unwrap_or(ByteRange {
+                offset: 0,
+                len: size,
+            });
             Ok(stream_file(file, r.offset, r.len, format!("blob {digest}")))
         })
         .await
@@ -262,7 +319,10 @@ impl BlobStore for FsBlobStore {
         blocking(move || match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(BlobError::Io { context: format!("delete {}", path.display()), source: e }),
+            Err(e) => Err(BlobError::Io {
+                context: format!("delete {}", path.display()),
+                source: e,
+            }),
         })
         .await
     }
@@ -284,7 +344,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path().join("s")).expect("open");
         for id in ["../x", "a/b", "", ".", "..", &"a".repeat(65)] {
-            assert!(matches!(store.create_upload(id).await, Err(BlobError::UploadNotFound(_))), "{id}");
+            assert!(
+                matches!(
+                    store.create_upload(id).await,
+                    Err(BlobError::UploadNotFound(_))
+                ),
+                "{id}"
+            );
         }
         assert!(!dir.path().join("x").exists());
     }
@@ -294,8 +360,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path()).expect("open");
         let d = crate::conformance::put_blob(&store, "u1", b"hello").await;
-        let path = dir.path().join("blobs/sha256").join(&d.hex()[..2]).join(d.hex());
+        let path = dir
+            .path()
+            .join("blobs/sha256")
+            .join(&d.hex()[..2])
+            .join(d.hex());
         assert_eq!(fs::read(path).expect("blob file"), b"hello");
-        assert_eq!(fs::read_dir(dir.path().join("uploads")).expect("uploads").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("uploads"))
+                .expect("uploads")
+                .count(),
+            0
+        );
     }
 }

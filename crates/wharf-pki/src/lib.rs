@@ -1,1 +1,269 @@
+//! Wharf's PKI: the certificate authority that a node creates on first start, the server
+//! certificates it signs, fingerprints for pinning, and the rustls server configuration.
+//!
+//! Key material lives in files in the node's data directory (private keys with mode 0600).
+//! This crate must never open sockets; the binary and the HTTP crate use its configs.
 
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// How long the CA is valid.
+const CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a server certificate is valid.
+pub const SERVER_VALIDITY: Duration = Duration::days(90);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("pem: {0}")]
+    Pem(String),
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> PkiError {
+    move |source| PkiError::Io { context, source }
+}
+
+/// The certificate authority of a Wharf node (later: of the cluster).
+pub struct Ca {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone)]
+pub struct CertifiedKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// Loads the CA from `dir` (`ca.crt`, `ca.key`), creating it on first use.
+    pub fn load_or_create(dir: &Path) -> Result<Ca, PkiError> {
+        let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = fs::read_to_string(&cert_path)
+                .map_err(io(format!("read {}", cert_path.display())))?;
+            let key_pem = fs::read_to_string(&key_path)
+                .map_err(io(format!("read {}", key_path.display())))?;
+            return Ca::from_pem(&cert_pem, &key_pem);
+        }
+        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Wharf Root CA");
+        dn.push(DnType::OrganizationName, "Wharf");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + CA_VALIDITY;
+        let cert = params.self_signed(&key)?;
+        write_private(&key_path, &key.serialize_pem())?;
+        write_atomic(&cert_path, cert.pem().as_bytes())?;
+        Ca::from_pem(&cert.pem(), &key.serialize_pem())
+    }
+
+    fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| PkiError::Pem(e.to_string()))?
+            .to_vec();
+        Ok(Ca {
+            cert_pem: cert_pem.to_owned(),
+            cert_der,
+            issuer,
+        })
+    }
+
+    /// The CA certificate, PEM-encoded (what `GET /ca` serves).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the CA certificate's DER, as uppercase colon-separated hex.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cert_der)
+    }
+
+    /// Signs a server certificate for the given DNS names and IP addresses.
+    pub fn issue_server(&self, names: &[String]) -> Result<CertifiedKey, PkiError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().map_or("wharf", String::as_str),
+        );
+        dn.push(DnType::OrganizationName, "Wharf");
+        params.distinguished_name = dn;
+        for name in names {
+            let san = match name
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+            {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(name.as_str().try_into()?),
+            };
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + SERVER_VALIDITY;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// SHA-256 of DER bytes as uppercase colon-separated hex (the form `openssl x509 -fingerprint` prints).
+pub fn fingerprint(der: &[u8]) -> String {
+    let hash = Sha256::digest(der);
+    hash.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A rustls server configuration for `key` (chain: server cert, then the CA), offering h2 and http/1.1.
+pub fn server_config(
+    key: &CertifiedKey,
+    ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let mut chain: Vec<CertificateDer<'static>> = Vec::new();
+    for pem in [key.cert_pem.as_bytes(), ca_pem.as_bytes()] {
+        chain.push(CertificateDer::from_pem_slice(pem).map_err(|e| PkiError::Pem(e.to_string()))?);
+    }
+    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes())
+        .map_err(|e| PkiError::Pem(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+    write_with_mode(path, data, 0o644)
+}
+
+fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
+    write_with_mode(path, data.as_bytes(), 0o600)
+}
+
+/// Writes `path` through a synced temporary file and a rename, so a crash leaves the old file or the new one.
+fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(format!("create {}", tmp.display())))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io(format!("write {}", tmp.display())))?;
+    fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::client::danger::ServerCertVerifier;
+
+    use super::*;
+
+    #[test]
+    fn ca_is_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("create");
+        let again = Ca::load_or_create(dir.path()).expect("load");
+        assert_eq!(ca.fingerprint(), again.fingerprint());
+        assert_eq!(ca.fingerprint().len(), 32 * 3 - 1);
+        let mode = fs::metadata(dir.path().join("ca.key"))
+            .expect("key")
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn server_cert_chains_to_ca_with_sans() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("create");
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+            "reg.test".to_owned(),
+        ];
+        let key = ca.issue_server(&names).expect("issue");
+        server_config(&key, ca.cert_pem()).expect("config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca der"))
+            .expect("add");
+        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .expect("verifier");
+        let leaf = CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).expect("leaf");
+        for name in ["reg.test", "127.0.0.1", "::1"] {
+            let server_name = rustls_pki_types::ServerName::try_from(name).expect("name");
+            verifier
+                .verify_server_cert(
+                    &leaf,
+                    &[],
+                    &server_name,
+                    &[],
+                    rustls_pki_types::UnixTime::now(),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let other = rustls_pki_types::ServerName::try_from("evil.test").expect("name");
+        assert!(
+            verifier
+                .verify_server_cert(&leaf, &[], &other, &[], rustls_pki_types::UnixTime::now())
+                .is_err()
+        );
+    }
+}

@@ -1,1 +1,134 @@
+//! The OCI distribution logic of Wharf's registry: upload sessions (monolithic, chunked,
+//! streamed, resumable), cross-repository mounts, manifests with their references and
+//! subjects, tags, the catalog and the referrers API.
+//!
+//! [`Registry`] turns requests into state-store commands and blob-store calls, computing and
+//! verifying digests on the way. It must never know about HTTP types (the `wharf-http` crate
+//! parses requests into calls on it) or about Raft (it applies commands through the store).
 
+mod blobs;
+mod hashing;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wharf_api::{ErrorCode, RegistryError, validate_name};
+use wharf_blobstore::{BlobError, BlobStore};
+use wharf_store::{Command, Outcome, Store, StoreError};
+
+pub use blobs::BlobRead;
+pub use hashing::Hasher;
+pub use manifests::{ManifestPut, Reference, StoredManifest};
+pub use uploads::UploadProgress;
+
+/// Default and largest page sizes of the tags list and the catalog.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 10_000;
+
+/// The registry: state store plus blob store.
+pub struct Registry {
+    store: Arc<Store>,
+    blobs: Arc<dyn BlobStore>,
+    uploads: Mutex<HashMap<String, uploads::SessionLock>>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> Registry {
+        Registry {
+            store,
+            blobs,
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Applies a command on a blocking thread: a commit waits for fsync.
+    async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.apply(&command)).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Db(redb::Error::Io(std::io::Error::other(e)))),
+        }
+    }
+
+    /// Up to `n` tags of `repo` after `last`.
+    pub fn tags(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<wharf_store::Page, RegistryError> {
+        check_name(repo)?;
+        if !self.store.repo_exists(repo).map_err(internal)? {
+            return Err(name_unknown(repo));
+        }
+        self.store.tags(repo, last, n).map_err(internal)
+    }
+
+    /// Up to `n` repositories after `last`.
+    pub fn catalog(
+        &self,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<wharf_store::Page, RegistryError> {
+        self.store.catalog(last, n).map_err(internal)
+    }
+}
+
+/// Seconds since the Unix epoch, for the timestamps commands carry.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn check_name(repo: &str) -> Result<(), RegistryError> {
+    if validate_name(repo) {
+        Ok(())
+    } else {
+        Err(
+            RegistryError::new(ErrorCode::NameInvalid, "invalid repository name").with_detail(
+                serde_json::json!({ "name": repo.chars().take(300).collect::<String>() }),
+            ),
+        )
+    }
+}
+
+pub(crate) fn name_unknown(repo: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::NameUnknown,
+        "repository name not known to registry",
+    )
+    .with_detail(serde_json::json!({ "name": repo }))
+}
+
+/// Logs a server-side failure where it is turned into a response, and hides its details.
+pub(crate) fn internal(e: impl std::fmt::Display) -> RegistryError {
+    tracing::error!(error = %e, "registry operation failed");
+    RegistryError::internal()
+}
+
+pub(crate) fn blob_error(e: BlobError) -> RegistryError {
+    match e {
+        BlobError::NotFound(d) => {
+            RegistryError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
+                .with_detail(serde_json::json!({ "digest": d.to_string() }))
+        }
+        BlobError::UploadNotFound(_) => {
+            RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown")
+        }
+        BlobError::OffsetMismatch {
+            actual, requested, ..
+        } => RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("upload is at offset {actual}, not {requested}"),
+        ),
+        BlobError::Body(e) => RegistryError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("reading the request body failed: {e}"),
+        ),
+        other => internal(other),
+    }
+}

@@ -14,13 +14,26 @@ pub enum VersionedCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Opens upload session `id` for `repo`.
-    StartUpload { id: String, repo: String, algorithm: Algorithm, at: u64 },
+    StartUpload {
+        id: String,
+        repo: String,
+        algorithm: Algorithm,
+        at: u64,
+    },
     /// Closes upload session `id` without a blob.
     CancelUpload { id: String },
     /// Closes upload session `id`: its bytes are now blob `digest`, linked into the session's repository.
-    CommitUpload { id: String, digest: Digest, size: u64 },
+    CommitUpload {
+        id: String,
+        digest: Digest,
+        size: u64,
+    },
     /// Links an existing blob into `repo` (cross-repository mount).
-    LinkBlob { repo: String, digest: Digest, size: u64 },
+    LinkBlob {
+        repo: String,
+        digest: Digest,
+        size: u64,
+    },
     /// Removes `repo`'s link to a blob.
     UnlinkBlob { repo: String, digest: Digest },
     /// Stores a manifest, tags it, and indexes it as a referrer of its subject.
@@ -55,8 +68,11 @@ pub struct PutManifest {
 pub enum Outcome {
     Done,
     /// The repository an upload belonged to.
-    UploadCommitted { repo: String },
+    UploadCommitted {
+        repo: String,
+    },
     /// The tags removed along with a deleted manifest.
-    ManifestDeleted { tags: Vec<String> },
+    ManifestDeleted {
+        tags: Vec<String>,
+    },
 }
-

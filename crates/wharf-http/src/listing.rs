@@ -1,0 +1,107 @@
+//! Listings: `GET /v2/<name>/tags/list`, `GET /v2/_catalog`, `GET /v2/<name>/referrers/<digest>`.
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use wharf_api::manifest::OCI_INDEX;
+use wharf_api::{ErrorCode, RegistryError};
+use wharf_registry::{DEFAULT_PAGE, MAX_PAGE};
+
+use crate::blobs::parse_digest;
+use crate::{App, json_response, query_get, query_pairs, set_headers, unsupported};
+
+/// The page size asked for with `n`: absent gives `default`; garbage or over the cap is refused.
+fn page_size(pairs: &[(String, String)], default: usize) -> Result<usize, RegistryError> {
+    match query_get(pairs, "n") {
+        None | Some("") => Ok(default),
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if n <= MAX_PAGE => Ok(n),
+            _ => Err(RegistryError::new(
+                ErrorCode::PaginationNumberInvalid,
+                format!("n must be a number between 0 and {MAX_PAGE}"),
+            )),
+        },
+    }
+}
+
+fn next_link(path: &str, n: usize, last: &str) -> String {
+    let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+    format!("<{path}?n={n}&last={last}>; rel=\"next\"")
+}
+
+pub(crate) fn tags(
+    app: &App,
+    method: &Method,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Response, RegistryError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(unsupported());
+    }
+    let pairs = query_pairs(query);
+    let n = page_size(&pairs, usize::MAX)?;
+    let page = app.registry.tags(name, query_get(&pairs, "last"), n)?;
+    let body = serde_json::json!({ "name": name, "tags": page.items });
+    let mut response = json_response(StatusCode::OK, body.to_string().into_bytes());
+    if page.more
+        && n > 0
+        && let Some(last) = page.items.last()
+    {
+        set_headers(
+            response.headers_mut(),
+            &[("link", next_link(&format!("/v2/{name}/tags/list"), n, last))],
+        );
+    }
+    Ok(response)
+}
+
+pub(crate) fn catalog(
+    app: &App,
+    method: &Method,
+    query: Option<&str>,
+) -> Result<Response, RegistryError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(unsupported());
+    }
+    let pairs = query_pairs(query);
+    let n = page_size(&pairs, DEFAULT_PAGE)?;
+    let page = app.registry.catalog(query_get(&pairs, "last"), n)?;
+    let body = serde_json::json!({ "repositories": page.items });
+    let mut response = json_response(StatusCode::OK, body.to_string().into_bytes());
+    if page.more
+        && n > 0
+        && let Some(last) = page.items.last()
+    {
+        set_headers(
+            response.headers_mut(),
+            &[("link", next_link("/v2/_catalog", n, last))],
+        );
+    }
+    Ok(response)
+}
+
+pub(crate) fn referrers(
+    app: &App,
+    method: &Method,
+    name: &str,
+    digest: &str,
+    query: Option<&str>,
+) -> Result<Response, RegistryError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(unsupported());
+    }
+    let digest = parse_digest(digest)?;
+    let pairs = query_pairs(query);
+    let artifact_type = query_get(&pairs, "artifactType");
+    let body = app.registry.referrers(name, &digest, artifact_type)?;
+    let mut response = json_response(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    if artifact_type.is_some() {
+        set_headers(
+            response.headers_mut(),
+            &[("oci-filters-applied", "artifactType".to_owned())],
+        );
+    }
+    Ok(response)
+}

@@ -1,0 +1,93 @@
+//! Blob reads, existence checks, mounts and deletes, always through the repository's link.
+
+use wharf_api::range::{RangeRequest, parse_range_header};
+use wharf_api::{Digest, ErrorCode, RegistryError, validate_name};
+use wharf_blobstore::ByteStream;
+use wharf_store::{Command, StoreError};
+
+use crate::{Registry, blob_error, check_name, internal};
+
+/// An opened blob: its size, the part requested, and the bytes (none when unsatisfiable).
+pub struct BlobRead {
+    pub size: u64,
+    pub range: RangeRequest,
+    pub body: Option<ByteStream>,
+}
+
+pub(crate) fn blob_unknown(digest: &Digest) -> RegistryError {
+    RegistryError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
+        .with_detail(serde_json::json!({ "digest": digest.to_string() }))
+}
+
+impl Registry {
+    /// The size of blob `digest` in `repo`.
+    pub fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64, RegistryError> {
+        check_name(repo)?;
+        self.store
+            .blob_link(repo, digest)
+            .map_err(internal)?
+            .ok_or_else(|| blob_unknown(digest))
+    }
+
+    /// Opens blob `digest` of `repo` for the given `Range` header.
+    pub async fn open_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        range_header: Option<&str>,
+    ) -> Result<BlobRead, RegistryError> {
+        let size = self.blob_size(repo, digest)?;
+        let range = parse_range_header(range_header, size);
+        let body = match range {
+            RangeRequest::Unsatisfiable => None,
+            RangeRequest::Full => Some(self.blobs.get(digest, None).await.map_err(blob_error)?),
+            RangeRequest::Partial(r) => {
+                Some(self.blobs.get(digest, Some(r)).await.map_err(blob_error)?)
+            }
+        };
+        Ok(BlobRead { size, range, body })
+    }
+
+    /// Links blob `digest` into `repo` if `from` (or, without `from`, any repository) has it.
+    /// Returns whether it was mounted; if not, the client uploads it instead.
+    pub async fn mount(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<bool, RegistryError> {
+        check_name(repo)?;
+        let size = match from {
+            Some(from) if validate_name(from) => self.store.blob_link(from, digest),
+            Some(_) => return Ok(false),
+            None => self.store.blob_size(digest),
+        }
+        .map_err(internal)?;
+        let Some(size) = size else { return Ok(false) };
+        if self.blobs.stat(digest).await.map_err(blob_error)?.is_none() {
+            return Ok(false);
+        }
+        self.apply(Command::LinkBlob {
+            repo: repo.to_owned(),
+            digest: digest.clone(),
+            size,
+        })
+        .await
+        .map_err(internal)?;
+        Ok(true)
+    }
+
+    /// Removes blob `digest` from `repo`. The bytes stay until garbage collection, since other
+    /// repositories may link the same blob.
+    pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+        check_name(repo)?;
+        let command = Command::UnlinkBlob {
+            repo: repo.to_owned(),
+            digest: digest.clone(),
+        };
+        self.apply(command).await.map(|_| ()).map_err(|e| match e {
+            StoreError::BlobUnknown(d) => blob_unknown(&d),
+            other => internal(other),
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Upload sessions: monolithic, chunked and streamed uploads, status, cancel and resume.
+//!
+//! Bytes are hashed as they pass to the blob store. The running hash of each session is kept
+//! in memory with the offset it covers; when it is missing or stale (after a restart, or after
+//! a failed append) it is rebuilt from the bytes already stored, so an upload can always be
+//! resumed. A per-session async lock serialises requests on the same session.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::{StreamExt, TryStreamExt};
+use wharf_api::{Algorithm, Digest, ErrorCode, RegistryError};
+use wharf_blobstore::ByteStream;
+use wharf_store::{Command, StoreError, UploadRecord};
+
+use crate::hashing::Hasher;
+use crate::{Registry, blob_error, check_name, internal, now};
+
+/// The running hash of a session and the number of bytes it covers.
+pub(crate) struct HashState {
+    offset: u64,
+    hasher: Hasher,
+}
+
+pub(crate) type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// Where an upload session stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadProgress {
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+fn upload_unknown() -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadUnknown,
+        "blob upload unknown to registry",
+    )
+}
+
+impl Registry {
+    /// Opens an upload session in `repo`.
+    pub async fn start_upload(
+        &self,
+        repo: &str,
+        algorithm: Algorithm,
+    ) -> Result<UploadProgress, RegistryError> {
+        check_name(repo)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.blobs.create_upload(&id).await.map_err(blob_error)?;
+        let command = Command::StartUpload {
+            id: id.clone(),
+            repo: repo.to_owned(),
+            algorithm,
+            at: now(),
+        };
+        self.apply(command).await.map_err(internal)?;
+        Ok(UploadProgress { id, offset: 0 })
+    }
+
+    /// A whole blob in one request (POST with `digest`): start, append, verify, commit.
+    pub async fn monolithic_upload(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let progress = self.start_upload(repo, digest.algorithm()).await?;
+        let result = self
+            .finish_upload(repo, &progress.id, digest, Some(body))
+            .await;
+        if result.is_err() {
+            // Nothing of a failed single-request upload can be resumed by the client.
+            let _ = self.cancel_upload(repo, &progress.id).await;
+        }
+        result
+    }
+
+    /// The number of bytes upload `id` holds.
+    pub async fn upload_status(&self, repo: &str, id: &str) -> Result<u64, RegistryError> {
+        let (_, lock) = self.session(repo, id)?;
+        let _guard = lock.lock().await;
+        self.blobs.upload_size(id).await.map_err(blob_error)
+    }
+
+    /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes received so far.
+    pub async fn patch_upload(
+        &self,
+        repo: &str,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let (record, lock) = self.session(repo, id)?;
+        let mut state = lock.lock().await;
+        self.append_locked(id, &mut state, record.algorithm, start, body)
+            .await
+    }
+
+    /// Appends an optional last chunk, verifies `digest` and makes the blob visible in `repo`.
+    pub async fn finish_upload(
+        &self,
+        repo: &str,
+        id: &str,
+        digest: &Digest,
+        body: Option<ByteStream>,
+    ) -> Result<u64, RegistryError> {
+        let (record, lock) = self.session(repo, id)?;
+        let mut state = lock.lock().await;
+        if let Some(body) = body {
+            self.append_locked(id, &mut state, record.algorithm, None, body)
+                .await?;
+        }
+        let offset = self.blobs.upload_size(id).await.map_err(blob_error)?;
+        let computed = self
+            .hasher_at(id, state.take(), offset, digest.algorithm())
+            .await?
+            .finish();
+        if &computed != digest {
+            return Err(RegistryError::new(ErrorCode::DigestInvalid, "provided digest did not match uploaded content")
+                .with_detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
+        }
+        let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
+        let command = Command::CommitUpload {
+            id: id.to_owned(),
+            digest: digest.clone(),
+            size,
+        };
+        self.apply(command).await.map_err(|e| match e {
+            StoreError::UploadUnknown(_) => upload_unknown(),
+            other => internal(other),
+        })?;
+        self.forget_session(id);
+        Ok(size)
+    }
+
+    /// Cancels upload `id` and discards its bytes.
+    pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<(), RegistryError> {
+        let (_, lock) = self.session(repo, id)?;
+        let _guard = lock.lock().await;
+        self.apply(Command::CancelUpload { id: id.to_owned() })
+            .await
+            .map_err(|e| match e {
+                StoreError::UploadUnknown(_) => upload_unknown(),
+                other => internal(other),
+            })?;
+        self.blobs.abort(id).await.map_err(blob_error)?;
+        self.forget_session(id);
+        Ok(())
+    }
+
+    /// The session's record (which must belong to `repo`) and its lock.
+    fn session(&self, repo: &str, id: &str) -> Result<(UploadRecord, SessionLock), RegistryError> {
+        check_name(repo)?;
+        let record = self
+            .store
+            .upload(id)
+            .map_err(internal)?
+            .ok_or_else(upload_unknown)?;
+        if record.repo != repo {
+            return Err(upload_unknown());
+        }
+        let mut sessions = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((
+            record,
+            Arc::clone(sessions.entry(id.to_owned()).or_default()),
+        ))
+    }
+
+    fn forget_session(&self, id: &str) {
+        self.uploads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    async fn append_locked(
+        &self,
+        id: &str,
+        state: &mut Option<HashState>,
+        algorithm: Algorithm,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let offset = self.blobs.upload_size(id).await.map_err(blob_error)?;
+        if let Some(start) = start
+            && start != offset
+        {
+            return Err(RegistryError::new(
+                ErrorCode::RangeInvalid,
+                format!("chunk starts at {start}, upload holds {offset} bytes"),
+            ));
+        }
+        let algorithm = state.as_ref().map_or(algorithm, |s| s.hasher.algorithm());
+        let hasher = Arc::new(Mutex::new(
+            self.hasher_at(id, state.take(), offset, algorithm).await?,
+        ));
+        let feed = Arc::clone(&hasher);
+        let body = body
+            .inspect_ok(move |chunk| {
+                feed.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .update(chunk)
+            })
+            .boxed();
+        let new_offset = self
+            .blobs
+            .append(id, offset, body)
+            .await
+            .map_err(blob_error)?;
+        // The stream, and with it the other handle, is gone once append returns.
+        if let Ok(hasher) = Arc::try_unwrap(hasher) {
+            let hasher = hasher.into_inner().unwrap_or_else(PoisonError::into_inner);
+            *state = Some(HashState {
+                offset: new_offset,
+                hasher,
+            });
+        }
+        Ok(new_offset)
+    }
+
+    /// A hasher covering the first `offset` bytes of upload `id`: the cached one when it fits,
+    /// else one rebuilt from the stored bytes.
+    async fn hasher_at(
+        &self,
+        id: &str,
+        cached: Option<HashState>,
+        offset: u64,
+        algorithm: Algorithm,
+    ) -> Result<Hasher, RegistryError> {
+        if let Some(state) = cached
+            && state.offset == offset
+            && state.hasher.algorithm() == algorithm
+        {
+            return Ok(state.hasher);
+        }
+        let mut hasher = Hasher::new(algorithm);
+        let mut stored = self.blobs.read_upload(id).await.map_err(blob_error)?;
+        let mut seen = 0u64;
+        while let Some(chunk) = stored.next().await {
+            let chunk = chunk.map_err(internal)?;
+            seen += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        if seen != offset {
+            return Err(internal(format!(
+                "upload {id} changed while it was rehashed: {seen} != {offset}"
+            )));
+        }
+        Ok(hasher)
+    }
+}
