@@ -10,6 +10,9 @@ use wharf_api::{ErrorCode, RegistryError};
 
 use crate::{App, empty, header_str, query_pairs, set_headers, unsupported};
 
+/// Largest oversized manifest body that is read and discarded before answering 413.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
 fn too_large() -> RegistryError {
     RegistryError::new(
         ErrorCode::SizeInvalid,
@@ -50,7 +53,12 @@ pub(crate) async fn handle(
         Method::PUT => {
             let declared = header_str(req.headers(), header::CONTENT_LENGTH)
                 .and_then(|v| v.parse::<usize>().ok());
-            if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+            if let Some(n) = declared.filter(|n| *n > MAX_MANIFEST_BYTES) {
+                // Read a moderately oversized body to its end so the client sees the 413 rather
+                // than a reset connection; a huge one is refused at once.
+                if n <= DRAIN_LIMIT {
+                    let _ = Limited::new(req.into_body(), DRAIN_LIMIT).collect().await;
+                }
                 return Err(too_large());
             }
             let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);

@@ -1,0 +1,1 @@
+//! Real registry clients against a real `wharf up`.

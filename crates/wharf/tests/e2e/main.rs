@@ -1,0 +1,10 @@
+//! End-to-end tests: each starts the real `wharf` binary and talks to it over HTTP, directly
+//! (protocol conformance, bad input, crash safety) or through real clients (docker, skopeo,
+//! podman, buildah, ctr, oras). One test binary, as the conventions ask.
+
+mod bad_input;
+mod clients;
+mod conformance;
+mod crash;
+mod harness;
+mod oci;
