@@ -1,1 +1,582 @@
-//! Real registry clients against a real `wharf up`.
+//! Real registry clients against a real `wharf up`: docker (through dockerd), skopeo, podman,
+//! buildah, containerd's ctr, and the PyPI oras client. Each test fails, saying how to install
+//! it, when its program is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Wharf, require, run, wait_for};
+use crate::oci::*;
+
+/// A busybox root filesystem as an uncompressed tar (a real, runnable layer).
+fn busybox_layer(dir: &Path) -> Vec<u8> {
+    require("tar");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let busybox = busybox
+        .expect("busybox is not installed: run ./scripts/test (apt-get install busybox-static)");
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    for applet in ["sh", "echo", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+    }
+    let out = Command::new("tar")
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-C",
+        ])
+        .arg(&root)
+        .args(["-c", "."])
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar failed");
+    out.stdout
+}
+
+/// Pushes a runnable busybox OCI image over HTTP; returns (manifest digest, manifest bytes).
+async fn push_busybox(
+    w: &Wharf,
+    repo: &str,
+    tag: &str,
+    dir: &Path,
+    arch: &str,
+) -> (String, Vec<u8>) {
+    let (c, b) = (w.client(), w.base());
+    let layer = busybox_layer(dir);
+    let ld = push_blob(&c, &b, repo, &layer).await;
+    let config = json!({"architecture": arch, "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [ld]}});
+    let config = serde_json::to_vec(&config).expect("json");
+    let cd = push_blob(&c, &b, repo, &config).await;
+    let manifest = image_manifest((&cd, config.len()), &[(&ld, layer.len())], json!({}));
+    let resp = put_manifest(&c, &b, repo, tag, OCI_MANIFEST, &manifest).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    (sha256(&manifest), manifest)
+}
+
+/// A directory holding only the node's CA as `ca.crt`, for `--cert-dir`.
+fn cert_dir(w: &Wharf, dir: &Path) -> PathBuf {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(w.ca_path(), certs.join("ca.crt")).expect("copy ca");
+    certs
+}
+
+/// Fails unless the Docker daemon answers.
+fn require_docker() {
+    require("docker");
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the Docker daemon is not running: run ./scripts/test (it installs docker.io and starts dockerd)"
+    );
+}
+
+#[tokio::test]
+async fn docker_push_pull_and_pull_by_digest() {
+    require_docker();
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layer = busybox_layer(tmp.path());
+    std::fs::write(tmp.path().join("rootfs.tar"), &layer).expect("write tar");
+    let local = format!("wharf-e2e/busybox:{}", w.addr.port());
+    let remote = format!("{}/e2e/docker:1", w.host());
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", tmp.path().join("docker"))
+            .args(args);
+        cmd
+    };
+    run(docker(&[
+        "import",
+        tmp.path().join("rootfs.tar").to_str().expect("path"),
+        &local,
+    ])
+    .arg("--change")
+    .arg("CMD [\"sh\"]"));
+    run(&mut docker(&["tag", &local, &remote]));
+    let out = run(&mut docker(&["push", &remote]));
+    let digest = out
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in docker push output: {out}"))
+        .to_owned();
+    // The registry has what docker says it pushed.
+    let resp = w
+        .client()
+        .head(w.url("/v2/e2e/docker/manifests/1"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(header(&resp, "docker-content-digest"), digest);
+    run(&mut docker(&["rmi", &local, &remote]));
+    run(&mut docker(&["pull", &remote]));
+    let hi = run(&mut docker(&[
+        "run",
+        "--rm",
+        &remote,
+        "echo",
+        "hello from wharf",
+    ]));
+    assert_eq!(hi.trim(), "hello from wharf");
+    let by_digest = format!("{}/e2e/docker@{digest}", w.host());
+    run(&mut docker(&["rmi", &remote]));
+    let out = run(&mut docker(&["pull", &by_digest]));
+    assert!(out.contains(&digest), "pull by digest: {out}");
+    run(&mut docker(&["rmi", &by_digest]));
+}
+
+#[tokio::test]
+async fn skopeo_copy_inspect_list_tags_delete() {
+    require("skopeo");
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    let (digest, _) = push_busybox(&w, "e2e/skopeo", "1", tmp.path(), "amd64").await;
+    let host = w.host();
+    let layout = format!("oci:{}/layout:1", tmp.path().display());
+    let skopeo = || Command::new("skopeo");
+    run(skopeo().args([
+        "copy",
+        "--preserve-digests",
+        "--src-cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/skopeo:1"),
+        &layout,
+    ]));
+    run(skopeo().args([
+        "copy",
+        "--preserve-digests",
+        "--dest-cert-dir",
+        certs,
+        &layout,
+        &format!("docker://{host}/e2e/skopeo-copy:2"),
+    ]));
+    let inspect: Value = serde_json::from_str(&run(skopeo().args([
+        "inspect",
+        "--cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/skopeo-copy:2"),
+    ])))
+    .expect("inspect json");
+    assert_eq!(
+        inspect["Digest"],
+        digest.as_str(),
+        "the copy round-tripped the exact manifest"
+    );
+    assert_eq!(inspect["Architecture"], "amd64");
+    run(skopeo().args([
+        "copy",
+        "--src-cert-dir",
+        certs,
+        "--dest-cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/skopeo:1"),
+        &format!("docker://{host}/e2e/skopeo:3"),
+    ]));
+    let tags: Value = serde_json::from_str(&run(skopeo().args([
+        "list-tags",
+        "--cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/skopeo"),
+    ])))
+    .expect("list-tags json");
+    assert_eq!(tags["Tags"], json!(["1", "3"]));
+    run(skopeo().args([
+        "delete",
+        "--cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/skopeo-copy:2"),
+    ]));
+    let resp = w
+        .client()
+        .get(w.url("/v2/e2e/skopeo-copy/manifests/2"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn multi_arch_index_pushed_and_pulled_whole() {
+    require("skopeo");
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    let (amd, amd_bytes) =
+        push_busybox(&w, "e2e/multi", "amd64", &tmp.path().join("a"), "amd64").await;
+    let (arm, arm_bytes) =
+        push_busybox(&w, "e2e/multi", "arm64", &tmp.path().join("b"), "arm64").await;
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_bytes.len(), "platform": {"architecture": "amd64", "os": "linux"}},
+        {"mediaType": OCI_MANIFEST, "digest": arm, "size": arm_bytes.len(), "platform": {"architecture": "arm64", "os": "linux"}}]});
+    let index = serde_json::to_vec(&index).expect("json");
+    let resp = put_manifest(
+        &w.client(),
+        &w.base(),
+        "e2e/multi",
+        "all",
+        OCI_INDEX,
+        &index,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let host = w.host();
+    let layout = format!("oci:{}/layout:all", tmp.path().display());
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-cert-dir",
+        certs,
+        &format!("docker://{host}/e2e/multi:all"),
+        &layout,
+    ]));
+    for d in [&amd, &arm] {
+        let hex = d.trim_start_matches("sha256:");
+        assert!(
+            tmp.path().join("layout/blobs/sha256").join(hex).exists(),
+            "child {d} pulled"
+        );
+    }
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-cert-dir",
+        certs,
+        &layout,
+        &format!("docker://{host}/e2e/multi-copy:all"),
+    ]));
+    let resp = w
+        .client()
+        .get(w.url("/v2/e2e/multi-copy/manifests/all"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(header(&resp, "docker-content-digest"), sha256(&index));
+    assert_eq!(resp.bytes().await.expect("body").as_ref(), index.as_slice());
+    for d in [&amd, &arm] {
+        let resp = w
+            .client()
+            .head(w.url(&format!("/v2/e2e/multi-copy/manifests/{d}")))
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(resp.status(), StatusCode::OK, "child {d} pushed");
+    }
+}
+
+/// A containers.conf that lets podman and buildah run here (see test-environment.md).
+fn containers_conf(dir: &Path) -> PathBuf {
+    let path = dir.join("containers.conf");
+    std::fs::write(
+        &path,
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+         [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n",
+    )
+    .expect("write containers.conf");
+    path
+}
+
+#[tokio::test]
+async fn podman_pull_run_and_push() {
+    require("podman");
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = cert_dir(&w, tmp.path());
+    push_busybox(&w, "e2e/podman", "1", tmp.path(), "amd64").await;
+    let conf = containers_conf(tmp.path());
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(tmp.path().join("storage"))
+            .arg("--runroot")
+            .arg(tmp.path().join("run"))
+            .args(args);
+        cmd
+    };
+    let image = format!("{}/e2e/podman:1", w.host());
+    let certs = certs.to_str().expect("path");
+    run(&mut podman(&["pull", "--cert-dir", certs, &image]));
+    let out = run(&mut podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "echo",
+        "podman ran it",
+    ]));
+    assert_eq!(out.trim(), "podman ran it");
+    let pushed = format!("{}/e2e/podman-pushed:2", w.host());
+    run(&mut podman(&["tag", &image, &pushed]));
+    run(&mut podman(&["push", "--cert-dir", certs, &pushed]));
+    let resp = w
+        .client()
+        .get(w.url("/v2/e2e/podman-pushed/manifests/2"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    run(&mut podman(&["rmi", "-a", "-f"]));
+}
+
+#[tokio::test]
+async fn buildah_builds_from_and_pushes_to_wharf() {
+    require("buildah");
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    push_busybox(&w, "e2e/buildah-base", "1", tmp.path(), "amd64").await;
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("hello.txt"), "built by buildah\n").expect("write");
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM {}/e2e/buildah-base:1\nCOPY hello.txt /hello.txt\n",
+            w.host()
+        ),
+    )
+    .expect("write");
+    let conf = containers_conf(tmp.path());
+    let buildah = |args: &[&str]| {
+        let mut cmd = Command::new("buildah");
+        cmd.env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(tmp.path().join("storage"))
+            .arg("--runroot")
+            .arg(tmp.path().join("run"))
+            .args(args);
+        cmd
+    };
+    let built = format!("{}/e2e/buildah-built:1", w.host());
+    run(buildah(&[
+        "bud",
+        "--cert-dir",
+        certs,
+        "--isolation",
+        "chroot",
+        "-t",
+        &built,
+    ])
+    .arg(&ctx));
+    run(&mut buildah(&["push", "--cert-dir", certs, &built]));
+    let resp = w
+        .client()
+        .get(w.url("/v2/e2e/buildah-built/manifests/1"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let manifest: Value = resp.json().await.expect("json");
+    assert_eq!(
+        manifest["layers"].as_array().expect("layers").len(),
+        2,
+        "base layer plus the COPY layer"
+    );
+    run(&mut buildah(&["rmi", "-a", "-f"]));
+}
+
+/// Starts a private containerd in `dir`; returns it and its socket.
+fn start_containerd(dir: &Path) -> (std::process::Child, PathBuf) {
+    require("containerd");
+    require("ctr");
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let sock = dir.join("containerd.sock");
+    let config = format!(
+        "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{s}\"\n[ttrpc]\n  address = \"{s}.ttrpc\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_tcp_service = true\n",
+        d = dir.display(),
+        s = sock.display()
+    );
+    std::fs::write(dir.join("config.toml"), config).expect("write config");
+    let log = std::fs::File::create(dir.join("containerd.log")).expect("log");
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start containerd");
+    let ctr_ok = || {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .arg("version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    wait_for(Duration::from_secs(30), "containerd to answer", ctr_ok);
+    (child, sock)
+}
+
+#[tokio::test]
+async fn containerd_ctr_pull_run_and_push() {
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut containerd, sock) = start_containerd(&tmp.path().join("ctrd"));
+    push_busybox(&w, "e2e/ctr", "1", tmp.path(), "amd64").await;
+    // containerd speaks plain HTTP to 127.x unless hosts.toml says otherwise.
+    let hosts = tmp.path().join("hosts").join(w.host());
+    std::fs::create_dir_all(&hosts).expect("mkdir");
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!(
+            "server = \"https://{h}\"\n[host.\"https://{h}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = \"{ca}\"\n",
+            h = w.host(),
+            ca = w.ca_path().display()
+        ),
+    )
+    .expect("write hosts.toml");
+    let hosts_dir = tmp.path().join("hosts");
+    let ctr = |args: &[&str]| {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&sock).args(args);
+        cmd
+    };
+    let image = format!("{}/e2e/ctr:1", w.host());
+    let hd = hosts_dir.to_str().expect("path");
+    run(&mut ctr(&["images", "pull", "--hosts-dir", hd, &image]));
+    let container = format!("wharf-e2e-{}", w.addr.port());
+    let out = run(&mut ctr(&[
+        "run",
+        "--rm",
+        &image,
+        &container,
+        "echo",
+        "ctr ran it",
+    ]));
+    assert_eq!(out.trim(), "ctr ran it");
+    let pushed = format!("{}/e2e/ctr-pushed:2", w.host());
+    run(&mut ctr(&["images", "tag", &image, &pushed]));
+    run(&mut ctr(&["images", "push", "--hosts-dir", hd, &pushed]));
+    let resp = w
+        .client()
+        .get(w.url("/v2/e2e/ctr-pushed/manifests/2"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _ = containerd.kill();
+    let _ = containerd.wait();
+}
+
+/// The Python interpreter of the test virtualenv that holds oras.
+fn oras_python() -> PathBuf {
+    let venv = std::env::var_os("WHARF_TEST_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wharf-test-venv"))
+        })
+        .expect("HOME or WHARF_TEST_VENV");
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import oras.client"])
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        ok.unwrap_or(false),
+        "the oras Python client is not installed in {}: run ./scripts/test (it makes the venv and pip-installs oras)",
+        venv.display()
+    );
+    python
+}
+
+const ORAS_SCRIPT: &str = r#"
+import json, os, sys
+import oras.client, oras.oci
+host, workdir, subject_digest, subject_size = sys.argv[1:5]
+os.chdir(workdir)
+with open("art.txt", "w") as f:
+    f.write("an artifact pushed by oras\n")
+c = oras.client.OrasClient(hostname=host, insecure=True)
+c.push(target=f"{host}/e2e/oras:v1", files=["art.txt"])
+print("TAGS", json.dumps(c.get_tags(f"{host}/e2e/oras")))
+os.makedirs("out", exist_ok=True)
+files = c.pull(target=f"{host}/e2e/oras:v1", outdir="out")
+print("PULLED", open(os.path.join("out", "art.txt")).read().strip())
+subject = oras.oci.Subject(mediaType="application/vnd.oci.image.manifest.v1+json", digest=subject_digest, size=int(subject_size))
+with open("sig.txt", "w") as f:
+    f.write("a signature\n")
+c.push(target=f"{host}/e2e/oras:sig", files=["sig.txt"], subject=subject,
+       manifest_config="config.json:application/vnd.example.signature")
+print("SUBJECT_PUSHED")
+"#;
+
+#[tokio::test]
+async fn oras_push_pull_and_referrers() {
+    let python = oras_python();
+    let w = Wharf::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (subject, subject_bytes) = push_busybox(&w, "e2e/oras", "base", tmp.path(), "amd64").await;
+    std::fs::write(tmp.path().join("config.json"), "{}").expect("write");
+    let out = run(Command::new(&python)
+        .args(["-c", ORAS_SCRIPT])
+        .arg(w.host())
+        .arg(tmp.path())
+        .arg(&subject)
+        .arg(subject_bytes.len().to_string()));
+    assert!(
+        out.contains("PULLED an artifact pushed by oras"),
+        "oras output: {out}"
+    );
+    let tags_line = out
+        .lines()
+        .find(|l| l.starts_with("TAGS "))
+        .expect("tags line");
+    let tags: Value = serde_json::from_str(&tags_line[5..]).expect("tags json");
+    assert_eq!(tags, json!(["base", "v1"]));
+    assert!(out.contains("SUBJECT_PUSHED"), "oras output: {out}");
+    let v: Value = w
+        .client()
+        .get(w.url(&format!("/v2/e2e/oras/referrers/{subject}")))
+        .send()
+        .await
+        .expect("GET referrers")
+        .json()
+        .await
+        .expect("json");
+    let referrers = v["manifests"].as_array().expect("manifests");
+    assert_eq!(
+        referrers.len(),
+        1,
+        "the artifact pushed with a subject is a referrer: {v}"
+    );
+    assert_eq!(
+        referrers[0]["artifactType"],
+        "application/vnd.example.signature"
+    );
+    let sig = w
+        .client()
+        .head(w.url("/v2/e2e/oras/manifests/sig"))
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(
+        referrers[0]["digest"],
+        header(&sig, "docker-content-digest").as_str()
+    );
+}
