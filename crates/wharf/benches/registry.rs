@@ -1,0 +1,775 @@
+//! Registry benchmark: Wharf against Debian's docker-registry (distribution 2.8.2), side by
+//! side on loopback, both plain HTTP on the filesystem without auth, driven by the same client
+//! in the same run. Prints a table with ratios (medians; this machine is noisy).
+//!
+//! Run with `./scripts/bench` (it installs docker-registry and wrk), or
+//! `cargo bench -p wharf --bench registry`. `WHARF_BENCH_QUICK=1` shrinks the sizes for a
+//! smoke run.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+struct Sizes {
+    big: usize,
+    chunk: usize,
+    small: usize,
+    concurrent: usize,
+    tags: usize,
+    repos: usize,
+    runs: usize,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
+        Sizes {
+            big: 64 << 20,
+            chunk: 16 << 20,
+            small: 1 << 20,
+            concurrent: 8,
+            tags: 500,
+            repos: 100,
+            runs: 1,
+        }
+    } else {
+        Sizes {
+            big: 1 << 30,
+            chunk: 16 << 20,
+            small: 8 << 20,
+            concurrent: 32,
+            tags: 10_000,
+            repos: 2_000,
+            runs: 3,
+        }
+    }
+}
+
+/// A server under test.
+struct Server {
+    name: &'static str,
+    child: Child,
+    base: String,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(5123)
+}
+
+fn start_wharf(dir: &Path) -> Res<Server> {
+    let data = dir.join("wharf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "up",
+            "--insecure-http",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().ok_or("wharf exited before listening")??;
+        if let Some(url) = line.trim().strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Server {
+        name: "wharf",
+        child,
+        base,
+        data,
+    })
+}
+
+fn start_distribution(dir: &Path) -> Res<Server> {
+    let data = dir.join("distribution");
+    std::fs::create_dir_all(&data)?;
+    let port = free_port();
+    let config = dir.join("distribution.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            data.display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .env_remove("AWS_CA_BUNDLE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start docker-registry (apt-get install docker-registry): {e}"))?;
+    Ok(Server {
+        name: "distribution",
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        data,
+    })
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> Res<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/v2/")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{base} did not become ready").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn digest(data: &[u8]) -> String {
+    let h = Sha256::digest(data);
+    format!(
+        "sha256:{}",
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn pattern(len: usize, seed: u64) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    Bytes::from(v)
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http") {
+        location.to_owned()
+    } else {
+        format!("{base}{location}")
+    }
+}
+
+fn join(url: &str) -> &'static str {
+    if url.contains('?') { "&" } else { "?" }
+}
+
+async fn start_upload(c: &reqwest::Client, base: &str, repo: &str) -> Res<String> {
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await?;
+    if r.status() != 202 {
+        return Err(format!("POST upload: {}", r.status()).into());
+    }
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no location")?;
+    Ok(absolute(base, loc))
+}
+
+/// POST + PUT with the whole body.
+async fn push_monolithic(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: Bytes,
+    d: &str,
+) -> Res<()> {
+    let loc = start_upload(c, base, repo).await?;
+    let r = c
+        .put(format!("{loc}{}digest={d}", join(&loc)))
+        .body(data)
+        .send()
+        .await?;
+    if r.status() != 201 {
+        return Err(format!(
+            "PUT blob: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn push_chunked(
+    c: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: Bytes,
+    d: &str,
+    chunk: usize,
+) -> Res<()> {
+    let mut loc = start_upload(c, base, repo).await?;
+    let mut offset = 0;
+    while offset < data.len() {
+        let end = (offset + chunk).min(data.len());
+        let r = c
+            .patch(&loc)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{offset}-{}", end - 1))
+            .body(data.slice(offset..end))
+            .send()
+            .await?;
+        if r.status() != 202 {
+            return Err(format!("PATCH: {}", r.status()).into());
+        }
+        loc = absolute(
+            base,
+            r.headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .ok_or("no location")?,
+        );
+        offset = end;
+    }
+    let r = c
+        .put(format!("{loc}{}digest={d}", join(&loc)))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        return Err(format!("PUT: {}", r.status()).into());
+    }
+    Ok(())
+}
+
+async fn pull(c: &reqwest::Client, base: &str, repo: &str, d: &str) -> Res<u64> {
+    let r = c.get(format!("{base}/v2/{repo}/blobs/{d}")).send().await?;
+    if r.status() != 200 {
+        return Err(format!("GET blob: {}", r.status()).into());
+    }
+    let mut n = 0u64;
+    let mut s = r.bytes_stream();
+    while let Some(chunk) = s.next().await {
+        n += chunk?.len() as u64;
+    }
+    Ok(n)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn mib_s(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / secs
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// GET requests per second at 32 connections, measured with wrk.
+fn wrk_get(url: &str, dir: &Path) -> Res<f64> {
+    let script = dir.join("get.lua");
+    std::fs::write(
+        &script,
+        format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n"),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", "-d4s", "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("run wrk (apt-get install wrk): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        return Err(format!("wrk saw errors on {url}: {text}").into());
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
+}
+
+/// HEAD requests per second at 32 connections, measured with hey (wrk cannot do HEAD).
+fn hey_head(url: &str) -> Res<f64> {
+    let out = Command::new("hey")
+        .args(["-z", "4s", "-c", "32", "-m", "HEAD", "-H"])
+        .arg(format!("Accept: {ACCEPT}"))
+        .arg(url)
+        .output()
+        .map_err(|e| format!("run hey (apt-get install hey): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let codes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('['))
+        .collect();
+    if codes.iter().any(|l| !l.trim_start().starts_with("[200]")) {
+        return Err(format!("hey saw non-200 answers on {url}: {codes:?}").into());
+    }
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in hey output: {text}").into())
+}
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    values: [f64; 2],
+}
+
+struct Results {
+    rows: Vec<Row>,
+}
+
+impl Results {
+    fn add(
+        &mut self,
+        name: impl Into<String>,
+        unit: &'static str,
+        higher_is_better: bool,
+        idx: usize,
+        v: f64,
+    ) {
+        let name = name.into();
+        eprintln!(
+            "  {:<14} {name}: {v:.1} {unit}",
+            ["wharf", "distribution"][idx]
+        );
+        if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
+            row.values[idx] = v;
+        } else {
+            let mut values = [0.0; 2];
+            values[idx] = v;
+            self.rows.push(Row {
+                name,
+                unit,
+                higher_is_better,
+                values,
+            });
+        }
+    }
+}
+
+/// An OCI manifest over one config blob, so tags and repositories can be made cheaply.
+fn tiny_manifest(config_digest: &str, config_len: usize, n: usize) -> Vec<u8> {
+    format!(
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config_digest}\",\"size\":{config_len}}},\
+\"layers\":[],\"annotations\":{{\"n\":\"{n}\"}}}}"
+    )
+    .into_bytes()
+}
+
+async fn bench_server(
+    idx: usize,
+    server: &Server,
+    s: &Sizes,
+    results: &mut Results,
+    dir: &Path,
+) -> Res<()> {
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let base = server.base.clone();
+    wait_ready(&c, &base).await?;
+    // Large pushes and pull.
+    let mut mono = Vec::new();
+    let mut chunked = Vec::new();
+    let mut pulls = Vec::new();
+    for run in 0..s.runs {
+        let data = pattern(s.big, 1000 + run as u64 * 2);
+        let d = digest(&data);
+        let t = Instant::now();
+        push_monolithic(&c, &base, "bench/big", data, &d).await?;
+        mono.push(mib_s(s.big, t.elapsed().as_secs_f64()));
+        let data = pattern(s.big, 1001 + run as u64 * 2);
+        let d2 = digest(&data);
+        let t = Instant::now();
+        push_chunked(&c, &base, "bench/big", data, &d2, s.chunk).await?;
+        chunked.push(mib_s(s.big, t.elapsed().as_secs_f64()));
+        let t = Instant::now();
+        let n = pull(&c, &base, "bench/big", &d).await?;
+        pulls.push(mib_s(n as usize, t.elapsed().as_secs_f64()));
+    }
+    let gib = if s.big >= 1 << 30 {
+        "1 GiB".to_owned()
+    } else {
+        format!("{} MiB", s.big >> 20)
+    };
+    results.add(
+        format!("push {gib} monolithic"),
+        "MiB/s",
+        true,
+        idx,
+        median(mono),
+    );
+    results.add(
+        format!("push {gib} in {} MiB chunks", s.chunk >> 20),
+        "MiB/s",
+        true,
+        idx,
+        median(chunked),
+    );
+    results.add(format!("pull {gib}"), "MiB/s", true, idx, median(pulls));
+    // Concurrent pushes.
+    let mut conc = Vec::new();
+    for run in 0..s.runs {
+        let blobs: Vec<(Bytes, String)> = (0..s.concurrent)
+            .map(|i| {
+                let b = pattern(s.small, 50_000 + (run * 1000 + i) as u64);
+                let d = digest(&b);
+                (b, d)
+            })
+            .collect();
+        let t = Instant::now();
+        let tasks: Vec<_> = blobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (b, d))| {
+                let (c, base) = (c.clone(), base.clone());
+                tokio::spawn(async move {
+                    push_monolithic(&c, &base, &format!("bench/conc{}", i % 4), b, &d).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        conc.push(mib_s(s.small * s.concurrent, t.elapsed().as_secs_f64()));
+    }
+    results.add(
+        format!(
+            "{} concurrent pushes of {} MiB",
+            s.concurrent,
+            s.small >> 20
+        ),
+        "MiB/s",
+        true,
+        idx,
+        median(conc),
+    );
+    results.add(
+        "server peak RSS during the pushes",
+        "MiB",
+        false,
+        idx,
+        server.peak_rss_kib() as f64 / 1024.0,
+    );
+    // Tags: one config blob, many tags on small manifests.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cd = digest(config);
+    push_monolithic(&c, &base, "bench/tags", Bytes::from_static(config), &cd).await?;
+    let manifest = tiny_manifest(&cd, config.len(), 0);
+    let md = digest(&manifest);
+    let tags: Vec<String> = (0..s.tags).map(|i| format!("tag-{i:05}")).collect();
+    make_tags(&c, &base, server.name, &manifest, &md, &tags).await?;
+    let url = format!("{base}/v2/bench/tags/manifests/tag-00001");
+    results.add(
+        "manifest HEAD at 32 connections (hey)",
+        "req/s",
+        true,
+        idx,
+        hey_head(&url)?,
+    );
+    results.add(
+        "manifest GET at 32 connections (wrk)",
+        "req/s",
+        true,
+        idx,
+        wrk_get(&url, dir)?,
+    );
+    let mut lat = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let r = c
+            .get(format!("{base}/v2/bench/tags/tags/list"))
+            .send()
+            .await?;
+        if r.status() != 200 {
+            return Err(format!("{}: tags list: {}", server.name, r.status()).into());
+        }
+        let v: serde_json::Value = r.json().await?;
+        let n = v["tags"].as_array().map_or(0, Vec::len);
+        if n != s.tags {
+            return Err(format!(
+                "{}: tags list has {n} tags, expected {}",
+                server.name, s.tags
+            )
+            .into());
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    results.add(
+        format!("tags list of {} tags", s.tags),
+        "ms",
+        false,
+        idx,
+        median(lat),
+    );
+    // Catalog: repositories made by mounting the config and putting a manifest.
+    make_repos(&c, &base, &cd, config.len(), s.repos).await?;
+    let mut lat = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut url = format!("{base}/v2/_catalog?n=1000");
+        let mut total = 0;
+        loop {
+            let r = c.get(&url).send().await?;
+            let link = r
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let v: serde_json::Value = r.json().await?;
+            total += v["repositories"].as_array().map_or(0, Vec::len);
+            match link.and_then(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_owned())) {
+                Some(next) => url = absolute(&base, &next),
+                None => break,
+            }
+        }
+        if total < s.repos {
+            return Err(format!(
+                "{}: catalog has {total} repositories, expected at least {}",
+                server.name, s.repos
+            )
+            .into());
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    results.add(
+        format!("catalog of {} repositories", s.repos),
+        "ms",
+        false,
+        idx,
+        median(lat),
+    );
+    Ok(())
+}
+
+async fn make_tags(
+    c: &reqwest::Client,
+    base: &str,
+    name: &str,
+    manifest: &[u8],
+    md: &str,
+    tags: &[String],
+) -> Res<()> {
+    let put = |url: String| {
+        let c = c.clone();
+        let body = manifest.to_vec();
+        async move {
+            let r = c
+                .put(url)
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(body)
+                .send()
+                .await?;
+            if r.status() != 201 {
+                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                    format!("PUT manifest: {}", r.status()).into(),
+                );
+            }
+            Ok(())
+        }
+    };
+    if name == "wharf" {
+        // Wharf takes up to 64 tags per PUT (`?tag=`); distribution 2.8 does not.
+        for batch in tags.chunks(64) {
+            let q: Vec<String> = batch.iter().map(|t| format!("tag={t}")).collect();
+            put(format!(
+                "{base}/v2/bench/tags/manifests/{md}?{}",
+                q.join("&")
+            ))
+            .await?;
+        }
+    } else {
+        let mut stream = futures::stream::iter(
+            tags.iter()
+                .map(|t| put(format!("{base}/v2/bench/tags/manifests/{t}"))),
+        )
+        .buffer_unordered(16);
+        while let Some(r) = stream.next().await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+async fn make_repos(
+    c: &reqwest::Client,
+    base: &str,
+    cd: &str,
+    config_len: usize,
+    n: usize,
+) -> Res<()> {
+    let manifest = Arc::new(tiny_manifest(cd, config_len, 1));
+    let work = (0..n).map(|i| {
+        let (c, base, manifest, cd) = (
+            c.clone(),
+            base.to_owned(),
+            Arc::clone(&manifest),
+            cd.to_owned(),
+        );
+        async move {
+            let repo = format!("cat/repo-{i:05}");
+            let r = c
+                .post(format!(
+                    "{base}/v2/{repo}/blobs/uploads/?mount={cd}&from=bench/tags"
+                ))
+                .send()
+                .await?;
+            if r.status() != 201 {
+                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                    format!("mount: {}", r.status()).into(),
+                );
+            }
+            let r = c
+                .put(format!("{base}/v2/{repo}/manifests/v1"))
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest.to_vec())
+                .send()
+                .await?;
+            if r.status() != 201 {
+                return Err(format!("PUT manifest: {}", r.status()).into());
+            }
+            Ok(())
+        }
+    });
+    let mut stream = futures::stream::iter(work).buffer_unordered(16);
+    while let Some(r) = stream.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// The single-core SHA-256 rate, in MiB/s.
+fn sha256_rate() -> f64 {
+    let data = pattern(256 << 20, 7);
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(Sha256::digest(&data));
+        rates.push(mib_s(data.len(), t.elapsed().as_secs_f64()));
+    }
+    median(rates)
+}
+
+/// The data disk's write rate with fsync (`dd ... conv=fsync`), in MiB/s.
+fn disk_rate(dir: &Path) -> Res<f64> {
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let target = dir.join("dd.test");
+        let t = Instant::now();
+        let out = Command::new("dd")
+            .args([
+                "if=/dev/zero",
+                "bs=1M",
+                "count=1024",
+                "conv=fsync",
+                "status=none",
+            ])
+            .arg(format!("of={}", target.display()))
+            .output()?;
+        if !out.status.success() {
+            return Err("dd failed".into());
+        }
+        rates.push(1024.0 / t.elapsed().as_secs_f64());
+        std::fs::remove_file(&target)?;
+    }
+    Ok(median(rates))
+}
+
+fn main() -> Res<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo bench -- --list` and friends
+    }
+    let s = sizes();
+    let base_dir =
+        std::env::var_os("WHARF_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let tmp = tempfile::Builder::new()
+        .prefix("wharf-bench")
+        .tempdir_in(base_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut results = Results { rows: Vec::new() };
+    eprintln!("measuring the physical limit of a durable push");
+    let sha = sha256_rate();
+    let disk = disk_rate(tmp.path())?;
+    for idx in [0, 1] {
+        let server = if idx == 0 {
+            start_wharf(tmp.path())?
+        } else {
+            start_distribution(tmp.path())?
+        };
+        eprintln!("benchmarking {} at {}", server.name, server.base);
+        runtime.block_on(bench_server(idx, &server, &s, &mut results, tmp.path()))?;
+        drop(server);
+        let data = tmp
+            .path()
+            .join(if idx == 0 { "wharf" } else { "distribution" });
+        let _ = std::fs::remove_dir_all(data);
+    }
+    print_table(&results, sha, disk);
+    Ok(())
+}
+
+fn print_table(results: &Results, sha: f64, disk: f64) {
+    println!();
+    println!("| measurement | Wharf | distribution 2.8.2 | Wharf advantage |");
+    println!("|---|---:|---:|---:|");
+    for row in &results.rows {
+        let [w, d] = row.values;
+        let ratio = if row.higher_is_better { w / d } else { d / w };
+        println!(
+            "| {} | {:.1} {} | {:.1} {} | {:.2}x |",
+            row.name, w, row.unit, d, row.unit, ratio
+        );
+    }
+    let limit = sha.min(disk);
+    println!();
+    println!(
+        "physical limit of a durable push: min(SHA-256 single core {sha:.0} MiB/s, disk write with fsync {disk:.0} MiB/s) = {limit:.0} MiB/s"
+    );
+    if let Some(mono) = results.rows.iter().find(|r| r.name.contains("monolithic")) {
+        println!(
+            "Wharf monolithic push: {:.0} MiB/s = {:.0}% of the physical limit",
+            mono.values[0],
+            100.0 * mono.values[0] / limit
+        );
+    }
+}
