@@ -86,24 +86,15 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Digest, DigestError> {
         let (algo, hex) = s.split_once(':').ok_or(DigestError::MissingSeparator)?;
-        let algorithm = Algorithm::parse(algo)
-            .ok_or_else(|| DigestError::UnsupportedAlgorithm(algo.chars().take(32).collect()))?;
+        let algorithm =
+            Algorithm::parse(algo).ok_or_else(|| DigestError::UnsupportedAlgorithm(algo.chars().take(32).collect()))?;
         if hex.len() != algorithm.hex_len() {
-            return Err(DigestError::BadLength {
-                got: hex.len(),
-                expected: algorithm.hex_len(),
-            });
+            return Err(DigestError::BadLength { got: hex.len(), expected: algorithm.hex_len() });
         }
-        if !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::BadHex);
         }
-        Ok(Digest {
-            algorithm,
-            hex: hex.to_owned(),
-        })
+        Ok(Digest { algorithm, hex: hex.to_owned() })
     }
 }
 
@@ -137,26 +128,14 @@ mod tests {
         let d: Digest = s.parse().expect("valid");
         assert_eq!(d.to_string(), s);
         let s = format!("sha512:{}", "0".repeat(128));
-        assert_eq!(
-            s.parse::<Digest>().expect("valid").algorithm(),
-            Algorithm::Sha512
-        );
+        assert_eq!(s.parse::<Digest>().expect("valid").algorithm(), Algorithm::Sha512);
     }
 
     #[test]
     fn refuses_malformed_digests() {
-        assert_eq!(
-            "sha256".parse::<Digest>(),
-            Err(DigestError::MissingSeparator)
-        );
-        assert!(matches!(
-            "md5:abc".parse::<Digest>(),
-            Err(DigestError::UnsupportedAlgorithm(_))
-        ));
-        assert!(matches!(
-            "sha256:abc".parse::<Digest>(),
-            Err(DigestError::BadLength { .. })
-        ));
+        assert_eq!("sha256".parse::<Digest>(), Err(DigestError::MissingSeparator));
+        assert!(matches!("md5:abc".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm(_))));
+        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::BadLength { .. })));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert_eq!(upper.parse::<Digest>(), Err(DigestError::BadHex));
         let traversal = format!("sha256:../../{}", "a".repeat(58));

@@ -92,12 +92,7 @@ pub struct RegistryError {
 
 impl RegistryError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> RegistryError {
-        RegistryError {
-            code,
-            status: code.status(),
-            message: message.into(),
-            detail: None,
-        }
+        RegistryError { code, status: code.status(), message: message.into(), detail: None }
     }
 
     pub fn with_status(mut self, status: u16) -> RegistryError {
@@ -129,15 +124,9 @@ impl RegistryError {
             #[serde(skip_serializing_if = "Option::is_none")]
             detail: Option<&'a serde_json::Value>,
         }
-        let body = Body {
-            errors: [Entry {
-                code: self.code.as_str(),
-                message: &self.message,
-                detail: self.detail.as_ref(),
-            }],
-        };
-        serde_json::to_vec(&body)
-            .unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"UNKNOWN\"}]}".to_vec())
+        let body =
+            Body { errors: [Entry { code: self.code.as_str(), message: &self.message, detail: self.detail.as_ref() }] };
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[{\"code\":\"UNKNOWN\"}]}".to_vec())
     }
 }
 
@@ -153,11 +142,6 @@ mod tests {
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"]["digest"], "sha256:x");
         assert_eq!(e.status, 404);
-        assert_eq!(
-            RegistryError::new(ErrorCode::SizeInvalid, "x")
-                .with_status(413)
-                .status,
-            413
-        );
+        assert_eq!(RegistryError::new(ErrorCode::SizeInvalid, "x").with_status(413).status, 413);
     }
 }

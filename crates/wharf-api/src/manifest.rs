@@ -86,10 +86,7 @@ pub enum ManifestError {
 }
 
 fn is_manifest_type(t: &str) -> bool {
-    matches!(
-        t,
-        DOCKER_MANIFEST_V2 | DOCKER_MANIFEST_LIST | OCI_MANIFEST | OCI_INDEX
-    )
+    matches!(t, DOCKER_MANIFEST_V2 | DOCKER_MANIFEST_LIST | OCI_MANIFEST | OCI_INDEX)
 }
 
 fn is_index_type(t: &str) -> bool {
@@ -99,20 +96,15 @@ fn is_index_type(t: &str) -> bool {
 impl ManifestInfo {
     /// Reads a manifest's bytes as sent with `content_type` (the request's Content-Type).
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, ManifestError> {
-        let raw: RawManifest =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
         if raw.schema_version != Some(2) {
             return Err(ManifestError::SchemaVersion(raw.schema_version));
         }
-        let header = content_type
-            .map(|c| c.split(';').next().unwrap_or(c).trim().to_owned())
-            .filter(|c| is_manifest_type(c));
+        let header =
+            content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_owned()).filter(|c| is_manifest_type(c));
         let media_type = match (&raw.media_type, header) {
             (Some(body), Some(header)) if body != &header => {
-                return Err(ManifestError::MediaTypeMismatch {
-                    body: body.clone(),
-                    header,
-                });
+                return Err(ManifestError::MediaTypeMismatch { body: body.clone(), header });
             }
             (Some(body), _) => body.clone(),
             (None, Some(header)) => header,
@@ -123,9 +115,7 @@ impl ManifestInfo {
             return Err(ManifestError::MediaType(media_type));
         }
         if is_index_type(&media_type) {
-            let children = raw
-                .manifests
-                .ok_or(ManifestError::MissingField("index", "manifests"))?;
+            let children = raw.manifests.ok_or(ManifestError::MissingField("index", "manifests"))?;
             Ok(ManifestInfo {
                 media_type,
                 blobs: Vec::new(),
@@ -135,21 +125,12 @@ impl ManifestInfo {
                 annotations: raw.annotations,
             })
         } else {
-            let config = raw
-                .config
-                .ok_or(ManifestError::MissingField("image", "config"))?;
-            let layers = raw
-                .layers
-                .ok_or(ManifestError::MissingField("image", "layers"))?;
-            let artifact_type = raw
-                .artifact_type
-                .or_else(|| Some(config.media_type.clone()));
+            let config = raw.config.ok_or(ManifestError::MissingField("image", "config"))?;
+            let layers = raw.layers.ok_or(ManifestError::MissingField("image", "layers"))?;
+            let artifact_type = raw.artifact_type.or_else(|| Some(config.media_type.clone()));
             let mut blobs = vec![config.digest];
             blobs.extend(
-                layers
-                    .into_iter()
-                    .filter(|l| !NON_DISTRIBUTABLE.contains(&l.media_type.as_str()))
-                    .map(|l| l.digest),
+                layers.into_iter().filter(|l| !NON_DISTRIBUTABLE.contains(&l.media_type.as_str())).map(|l| l.digest),
             );
             Ok(ManifestInfo {
                 media_type,
@@ -184,11 +165,7 @@ mod tests {
             d('e')
         );
         let info = ManifestInfo::parse(m.as_bytes(), Some(OCI_MANIFEST)).expect("valid");
-        assert_eq!(
-            info.blobs.len(),
-            2,
-            "non-distributable layer is not required"
-        );
+        assert_eq!(info.blobs.len(), 2, "non-distributable layer is not required");
         assert_eq!(info.artifact_type.as_deref(), Some("application/x.cfg"));
         assert_eq!(info.subject.expect("subject").digest.to_string(), d('e'));
     }
@@ -206,34 +183,19 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(matches!(
-            ManifestInfo::parse(b"{", None),
-            Err(ManifestError::Json(_))
-        ));
-        assert!(matches!(
-            ManifestInfo::parse(b"{\"schemaVersion\":1}", None),
-            Err(ManifestError::SchemaVersion(_))
-        ));
+        assert!(matches!(ManifestInfo::parse(b"{", None), Err(ManifestError::Json(_))));
+        assert!(matches!(ManifestInfo::parse(b"{\"schemaVersion\":1}", None), Err(ManifestError::SchemaVersion(_))));
         let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
         assert!(matches!(
             ManifestInfo::parse(m.as_bytes(), Some(OCI_MANIFEST)),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
         let m = r#"{"schemaVersion":2,"mediaType":"text/plain","layers":[]}"#;
-        assert!(matches!(
-            ManifestInfo::parse(m.as_bytes(), None),
-            Err(ManifestError::MediaType(_))
-        ));
+        assert!(matches!(ManifestInfo::parse(m.as_bytes(), None), Err(ManifestError::MediaType(_))));
         let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#);
-        assert!(matches!(
-            ManifestInfo::parse(m.as_bytes(), None),
-            Err(ManifestError::MissingField(..))
-        ));
+        assert!(matches!(ManifestInfo::parse(m.as_bytes(), None), Err(ManifestError::MissingField(..))));
         let m = r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:zz","size":1},"layers":[]}"#;
-        assert!(matches!(
-            ManifestInfo::parse(m.as_bytes(), None),
-            Err(ManifestError::Json(_))
-        ));
+        assert!(matches!(ManifestInfo::parse(m.as_bytes(), None), Err(ManifestError::Json(_))));
     }
 
     proptest::proptest! {

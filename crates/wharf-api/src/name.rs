@@ -52,9 +52,7 @@ pub fn validate_tag(tag: &str) -> bool {
     };
     (first.is_ascii_alphanumeric() || first == b'_')
         && rest.len() <= 127
-        && rest
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && rest.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -63,13 +61,7 @@ mod tests {
 
     #[test]
     fn accepts_spec_names() {
-        for n in [
-            "a",
-            "library/busybox",
-            "a.b_c__d---e/f0",
-            "wharf/test-1/deep/path",
-            "0",
-        ] {
+        for n in ["a", "library/busybox", "a.b_c__d---e/f0", "wharf/test-1/deep/path", "0"] {
             assert!(validate_name(n), "{n}");
         }
     }
@@ -77,10 +69,7 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         let long = "a".repeat(256);
-        for n in [
-            "", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "../etc", "a/../b", "a b",
-            "é", &long,
-        ] {
+        for n in ["", "A", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "../etc", "a/../b", "a b", "é", &long] {
             assert!(!validate_name(n), "{n}");
         }
     }

@@ -12,10 +12,7 @@ pub struct ChunkRange {
 /// `bytes start-end/total` or `bytes=start-end`, which are accepted too.
 pub fn parse_content_range(value: &str) -> Option<ChunkRange> {
     let v = value.trim();
-    let v = v
-        .strip_prefix("bytes=")
-        .or_else(|| v.strip_prefix("bytes "))
-        .unwrap_or(v);
+    let v = v.strip_prefix("bytes=").or_else(|| v.strip_prefix("bytes ")).unwrap_or(v);
     let v = v.split_once('/').map_or(v, |(range, _total)| range);
     let (start, end) = v.split_once('-')?;
     let start: u64 = parse_u64(start)?;
@@ -81,10 +78,7 @@ pub fn parse_range_header(value: Option<&str>, size: u64) -> RangeRequest {
             (start, end.min(size - 1))
         }
     };
-    RangeRequest::Partial(ByteRange {
-        offset: start,
-        len: end - start + 1,
-    })
+    RangeRequest::Partial(ByteRange { offset: start, len: end - start + 1 })
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -100,28 +94,10 @@ mod tests {
 
     #[test]
     fn content_range_forms() {
-        assert_eq!(
-            parse_content_range("0-99"),
-            Some(ChunkRange { start: 0, end: 99 })
-        );
-        assert_eq!(
-            parse_content_range("bytes=5-9"),
-            Some(ChunkRange { start: 5, end: 9 })
-        );
-        assert_eq!(
-            parse_content_range("bytes 5-9/100"),
-            Some(ChunkRange { start: 5, end: 9 })
-        );
-        for bad in [
-            "",
-            "-",
-            "9-5",
-            "a-b",
-            "1-",
-            "-1",
-            "+1-2",
-            "0-99999999999999999999999",
-        ] {
+        assert_eq!(parse_content_range("0-99"), Some(ChunkRange { start: 0, end: 99 }));
+        assert_eq!(parse_content_range("bytes=5-9"), Some(ChunkRange { start: 5, end: 9 }));
+        assert_eq!(parse_content_range("bytes 5-9/100"), Some(ChunkRange { start: 5, end: 9 }));
+        for bad in ["", "-", "9-5", "a-b", "1-", "-1", "+1-2", "0-99999999999999999999999"] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
     }
@@ -134,26 +110,11 @@ mod tests {
         assert_eq!(parse_range_header(Some("bytes=5-"), 10), p(5, 5));
         assert_eq!(parse_range_header(Some("bytes=-3"), 10), p(7, 3));
         assert_eq!(parse_range_header(Some("bytes=8-100"), 10), p(8, 2));
-        assert_eq!(
-            parse_range_header(Some("bytes=10-"), 10),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range_header(Some("bytes=-0"), 10),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(
-            parse_range_header(Some("bytes=5-2"), 10),
-            RangeRequest::Full
-        );
-        assert_eq!(
-            parse_range_header(Some("items=0-1"), 10),
-            RangeRequest::Full
-        );
-        assert_eq!(
-            parse_range_header(Some("bytes=0-1,3-4"), 10),
-            RangeRequest::Full
-        );
+        assert_eq!(parse_range_header(Some("bytes=10-"), 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range_header(Some("bytes=-0"), 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range_header(Some("bytes=5-2"), 10), RangeRequest::Full);
+        assert_eq!(parse_range_header(Some("items=0-1"), 10), RangeRequest::Full);
+        assert_eq!(parse_range_header(Some("bytes=0-1,3-4"), 10), RangeRequest::Full);
     }
 
     proptest::proptest! {

@@ -33,18 +33,11 @@ pub enum BlobError {
     #[error("upload {0} not found")]
     UploadNotFound(String),
     #[error("upload {id} is at offset {actual}, not {requested}")]
-    OffsetMismatch {
-        id: String,
-        actual: u64,
-        requested: u64,
-    },
+    OffsetMismatch { id: String, actual: u64, requested: u64 },
     #[error("reading the request body: {0}")]
     Body(std::io::Error),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 impl BlobError {
@@ -81,8 +74,7 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
 
     /// Streams blob `digest`, whole or the given range (which the caller has bounded by the size).
-    async fn get(&self, digest: &Digest, range: Option<ByteRange>)
-    -> Result<ByteStream, BlobError>;
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError>;
 
     /// Deletes blob `digest`; returns whether it existed.
     async fn delete(&self, digest: &Digest) -> Result<bool, BlobError>;

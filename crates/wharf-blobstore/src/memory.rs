@@ -40,27 +40,19 @@ impl BlobStore for MemoryBlobStore {
 
     async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
         let uploads = lock(&self.uploads);
-        let buf = uploads
-            .get(id)
-            .ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
+        let buf = uploads.get(id).ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
         Ok(buf.len() as u64)
     }
 
     async fn append(&self, id: &str, offset: u64, mut data: ByteStream) -> Result<u64, BlobError> {
         let actual = self.upload_size(id).await?;
         if actual != offset {
-            return Err(BlobError::OffsetMismatch {
-                id: id.to_owned(),
-                actual,
-                requested: offset,
-            });
+            return Err(BlobError::OffsetMismatch { id: id.to_owned(), actual, requested: offset });
         }
         while let Some(item) = data.next().await {
             let chunk = item.map_err(BlobError::Body)?;
             let mut uploads = lock(&self.uploads);
-            let buf = uploads
-                .get_mut(id)
-                .ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
+            let buf = uploads.get_mut(id).ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
             buf.extend_from_slice(&chunk);
         }
         self.upload_size(id).await
@@ -68,20 +60,14 @@ impl BlobStore for MemoryBlobStore {
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream, BlobError> {
         let uploads = lock(&self.uploads);
-        let buf = uploads
-            .get(id)
-            .ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
+        let buf = uploads.get(id).ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
         Ok(once(Bytes::copy_from_slice(buf)))
     }
 
     async fn commit(&self, id: &str, digest: &Digest) -> Result<u64, BlobError> {
-        let buf = lock(&self.uploads)
-            .remove(id)
-            .ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
+        let buf = lock(&self.uploads).remove(id).ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
         let size = buf.len() as u64;
-        lock(&self.blobs)
-            .entry(digest.clone())
-            .or_insert_with(|| buf.freeze());
+        lock(&self.blobs).entry(digest.clone()).or_insert_with(|| buf.freeze());
         Ok(size)
     }
 
@@ -94,23 +80,12 @@ impl BlobStore for MemoryBlobStore {
         Ok(lock(&self.blobs).get(digest).map(|b| b.len() as u64))
     }
 
-    async fn get(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<ByteStream, BlobError> {
-        let blob = lock(&self.blobs)
-            .get(digest)
-            .cloned()
-            .ok_or_else(|| BlobError::NotFound(digest.clone()))?;
+    async fn get(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream, BlobError> {
+        let blob = lock(&self.blobs).get(digest).cloned().ok_or_else(|| BlobError::NotFound(digest.clone()))?;
         let bytes = match range {
             Some(r) => {
-                let start = usize::try_from(r.offset)
-                    .unwrap_or(usize::MAX)
-                    .min(blob.len());
-                let end = usize::try_from(r.offset + r.len)
-                    .unwrap_or(usize::MAX)
-                    .min(blob.len());
+                let start = usize::try_from(r.offset).unwrap_or(usize::MAX).min(blob.len());
+                let end = usize::try_from(r.offset + r.len).unwrap_or(usize::MAX).min(blob.len());
                 blob.slice(start..end)
             }
             None => blob,

@@ -10,16 +10,10 @@ use wharf_api::{Digest, ErrorCode, RegistryError};
 use crate::{App, empty, header_str, set_headers, unsupported};
 
 pub(crate) fn parse_digest(s: &str) -> Result<Digest, RegistryError> {
-    s.parse()
-        .map_err(|e| RegistryError::new(ErrorCode::DigestInvalid, format!("invalid digest: {e}")))
+    s.parse().map_err(|e| RegistryError::new(ErrorCode::DigestInvalid, format!("invalid digest: {e}")))
 }
 
-pub(crate) async fn handle(
-    app: &App,
-    req: Request,
-    name: &str,
-    digest: &str,
-) -> Result<Response, RegistryError> {
+pub(crate) async fn handle(app: &App, req: Request, name: &str, digest: &str) -> Result<Response, RegistryError> {
     let digest = parse_digest(digest)?;
     let registry = &app.registry;
     match *req.method() {
@@ -28,10 +22,7 @@ pub(crate) async fn handle(
             let mut response = empty(StatusCode::OK, &blob_headers(&digest));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             Ok(response)
         }
         Method::GET => {
@@ -40,10 +31,7 @@ pub(crate) async fn handle(
             let mut response = Response::new(read.body.map_or_else(Body::empty, Body::from_stream));
             let headers = response.headers_mut();
             set_headers(headers, &blob_headers(&digest));
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             match read.range {
                 RangeRequest::Full => {
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(read.size));
@@ -52,28 +40,21 @@ pub(crate) async fn handle(
                     *response.status_mut() = StatusCode::PARTIAL_CONTENT;
                     let headers = response.headers_mut();
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len));
-                    let value =
-                        format!("bytes {}-{}/{}", r.offset, r.offset + r.len - 1, read.size);
+                    let value = format!("bytes {}-{}/{}", r.offset, r.offset + r.len - 1, read.size);
                     set_headers(headers, &[("content-range", value)]);
                 }
                 RangeRequest::Unsatisfiable => {
                     *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
                     let headers = response.headers_mut();
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-                    set_headers(
-                        headers,
-                        &[("content-range", format!("bytes */{}", read.size))],
-                    );
+                    set_headers(headers, &[("content-range", format!("bytes */{}", read.size))]);
                 }
             }
             Ok(response)
         }
         Method::DELETE => {
             registry.delete_blob(name, &digest).await?;
-            Ok(empty(
-                StatusCode::ACCEPTED,
-                &[("docker-content-digest", digest.to_string())],
-            ))
+            Ok(empty(StatusCode::ACCEPTED, &[("docker-content-digest", digest.to_string())]))
         }
         _ => Err(unsupported()),
     }

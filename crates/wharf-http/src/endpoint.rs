@@ -31,10 +31,7 @@ impl Endpoint {
             return Some(if id.is_empty() {
                 Endpoint::Uploads { name: name(3) }
             } else {
-                Endpoint::Upload {
-                    name: name(3),
-                    id: id.to_owned(),
-                }
+                Endpoint::Upload { name: name(3), id: id.to_owned() }
             });
         }
         if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
@@ -48,18 +45,9 @@ impl Endpoint {
         }
         let last = segs[n - 1].to_owned();
         match segs[n - 2] {
-            "manifests" => Some(Endpoint::Manifest {
-                name: name(2),
-                reference: last,
-            }),
-            "blobs" => Some(Endpoint::Blob {
-                name: name(2),
-                digest: last,
-            }),
-            "referrers" => Some(Endpoint::Referrers {
-                name: name(2),
-                digest: last,
-            }),
+            "manifests" => Some(Endpoint::Manifest { name: name(2), reference: last }),
+            "blobs" => Some(Endpoint::Blob { name: name(2), digest: last }),
+            "referrers" => Some(Endpoint::Referrers { name: name(2), digest: last }),
             _ => None,
         }
     }
@@ -75,45 +63,15 @@ mod tests {
         let s = String::from;
         assert_eq!(Endpoint::parse("/v2/"), Some(Base));
         assert_eq!(Endpoint::parse("/v2/_catalog"), Some(Catalog));
-        assert_eq!(
-            Endpoint::parse("/v2/a/b/tags/list"),
-            Some(Tags { name: s("a/b") })
-        );
-        assert_eq!(
-            Endpoint::parse("/v2/a/manifests/v1"),
-            Some(Manifest {
-                name: s("a"),
-                reference: s("v1")
-            })
-        );
-        assert_eq!(
-            Endpoint::parse("/v2/x/blobs/sha256:ab"),
-            Some(Blob {
-                name: s("x"),
-                digest: s("sha256:ab")
-            })
-        );
-        assert_eq!(
-            Endpoint::parse("/v2/x/y/blobs/uploads/"),
-            Some(Uploads { name: s("x/y") })
-        );
-        assert_eq!(
-            Endpoint::parse("/v2/x/blobs/uploads"),
-            Some(Uploads { name: s("x") })
-        );
-        assert_eq!(
-            Endpoint::parse("/v2/x/blobs/uploads/abc"),
-            Some(Upload {
-                name: s("x"),
-                id: s("abc")
-            })
-        );
+        assert_eq!(Endpoint::parse("/v2/a/b/tags/list"), Some(Tags { name: s("a/b") }));
+        assert_eq!(Endpoint::parse("/v2/a/manifests/v1"), Some(Manifest { name: s("a"), reference: s("v1") }));
+        assert_eq!(Endpoint::parse("/v2/x/blobs/sha256:ab"), Some(Blob { name: s("x"), digest: s("sha256:ab") }));
+        assert_eq!(Endpoint::parse("/v2/x/y/blobs/uploads/"), Some(Uploads { name: s("x/y") }));
+        assert_eq!(Endpoint::parse("/v2/x/blobs/uploads"), Some(Uploads { name: s("x") }));
+        assert_eq!(Endpoint::parse("/v2/x/blobs/uploads/abc"), Some(Upload { name: s("x"), id: s("abc") }));
         assert_eq!(
             Endpoint::parse("/v2/r/referrers/sha256:1"),
-            Some(Referrers {
-                name: s("r"),
-                digest: s("sha256:1")
-            })
+            Some(Referrers { name: s("r"), digest: s("sha256:1") })
         );
     }
 
@@ -122,27 +80,14 @@ mod tests {
         let s = String::from;
         assert_eq!(
             Endpoint::parse("/v2/blobs/manifests/manifests/t"),
-            Some(Manifest {
-                name: s("blobs/manifests"),
-                reference: s("t")
-            })
+            Some(Manifest { name: s("blobs/manifests"), reference: s("t") })
         );
-        assert_eq!(
-            Endpoint::parse("/v2/x/blobs/blobs/uploads/"),
-            Some(Uploads { name: s("x/blobs") })
-        );
+        assert_eq!(Endpoint::parse("/v2/x/blobs/blobs/uploads/"), Some(Uploads { name: s("x/blobs") }));
     }
 
     #[test]
     fn rejects_unknown_paths() {
-        for p in [
-            "/",
-            "/v1/",
-            "/v2/a",
-            "/v2/a/manifests/",
-            "/v2/a/other/b",
-            "/v3/a/manifests/b",
-        ] {
+        for p in ["/", "/v1/", "/v2/a", "/v2/a/manifests/", "/v2/a/other/b", "/v3/a/manifests/b"] {
             assert_eq!(Endpoint::parse(p), None, "{p}");
         }
     }

@@ -39,19 +39,12 @@ pub struct App {
 
 /// The router for the whole node: `/ca` and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/ca", get(ca))
-        .fallback(dispatch)
-        .with_state(app)
+    Router::new().route("/ca", get(ca)).fallback(dispatch).with_state(app)
 }
 
 async fn ca(State(app): State<Arc<App>>) -> Response {
     match &app.ca_pem {
-        Some(pem) => (
-            [(header::CONTENT_TYPE, "application/x-pem-file")],
-            pem.clone(),
-        )
-            .into_response(),
+        Some(pem) => ([(header::CONTENT_TYPE, "application/x-pem-file")], pem.clone()).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -59,9 +52,7 @@ async fn ca(State(app): State<Arc<App>>) -> Response {
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let Some(endpoint) = Endpoint::parse(&path) else {
-        return error_response(
-            &RegistryError::new(ErrorCode::Unsupported, "unknown endpoint").with_status(404),
-        );
+        return error_response(&RegistryError::new(ErrorCode::Unsupported, "unknown endpoint").with_status(404));
     };
     let method = req.method().clone();
     let result = match endpoint {
@@ -71,20 +62,14 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         },
         Endpoint::Catalog => listing::catalog(&app, &method, req.uri().query()),
         Endpoint::Tags { name } => listing::tags(&app, &method, &name, req.uri().query()),
-        Endpoint::Referrers { name, digest } => {
-            listing::referrers(&app, &method, &name, &digest, req.uri().query())
-        }
-        Endpoint::Manifest { name, reference } => {
-            manifests::handle(&app, req, &name, &reference).await
-        }
+        Endpoint::Referrers { name, digest } => listing::referrers(&app, &method, &name, &digest, req.uri().query()),
+        Endpoint::Manifest { name, reference } => manifests::handle(&app, req, &name, &reference).await,
         Endpoint::Blob { name, digest } => blobs::handle(&app, req, &name, &digest).await,
         Endpoint::Uploads { name } => uploads::start(&app, req, &name).await,
         Endpoint::Upload { name, id } => uploads::handle(&app, req, &name, &id).await,
     };
     let mut response = result.unwrap_or_else(|e| error_response(&e));
-    response
-        .headers_mut()
-        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
     response
 }
 
@@ -96,19 +81,14 @@ pub(crate) fn unsupported() -> RegistryError {
 pub fn error_response(e: &RegistryError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(status, e.to_json());
-    response
-        .headers_mut()
-        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
     response
 }
 
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -117,9 +97,7 @@ pub(crate) fn empty(status: StatusCode, headers: &[(&'static str, String)]) -> R
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     set_headers(response.headers_mut(), headers);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }
 
@@ -137,14 +115,9 @@ pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Optio
 
 /// The query string's pairs, percent-decoded.
 pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 pub(crate) fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }

@@ -28,12 +28,7 @@ fn next_link(path: &str, n: usize, last: &str) -> String {
     format!("<{path}?n={n}&last={last}>; rel=\"next\"")
 }
 
-pub(crate) fn tags(
-    app: &App,
-    method: &Method,
-    name: &str,
-    query: Option<&str>,
-) -> Result<Response, RegistryError> {
+pub(crate) fn tags(app: &App, method: &Method, name: &str, query: Option<&str>) -> Result<Response, RegistryError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(unsupported());
     }
@@ -46,19 +41,12 @@ pub(crate) fn tags(
         && n > 0
         && let Some(last) = page.items.last()
     {
-        set_headers(
-            response.headers_mut(),
-            &[("link", next_link(&format!("/v2/{name}/tags/list"), n, last))],
-        );
+        set_headers(response.headers_mut(), &[("link", next_link(&format!("/v2/{name}/tags/list"), n, last))]);
     }
     Ok(response)
 }
 
-pub(crate) fn catalog(
-    app: &App,
-    method: &Method,
-    query: Option<&str>,
-) -> Result<Response, RegistryError> {
+pub(crate) fn catalog(app: &App, method: &Method, query: Option<&str>) -> Result<Response, RegistryError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(unsupported());
     }
@@ -71,10 +59,7 @@ pub(crate) fn catalog(
         && n > 0
         && let Some(last) = page.items.last()
     {
-        set_headers(
-            response.headers_mut(),
-            &[("link", next_link("/v2/_catalog", n, last))],
-        );
+        set_headers(response.headers_mut(), &[("link", next_link("/v2/_catalog", n, last))]);
     }
     Ok(response)
 }
@@ -94,14 +79,9 @@ pub(crate) fn referrers(
     let artifact_type = query_get(&pairs, "artifactType");
     let body = app.registry.referrers(name, &digest, artifact_type)?;
     let mut response = json_response(StatusCode::OK, body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
     if artifact_type.is_some() {
-        set_headers(
-            response.headers_mut(),
-            &[("oci-filters-applied", "artifactType".to_owned())],
-        );
+        set_headers(response.headers_mut(), &[("oci-filters-applied", "artifactType".to_owned())]);
     }
     Ok(response)
 }

@@ -14,29 +14,16 @@ use crate::{App, empty, header_str, query_pairs, set_headers, unsupported};
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 fn too_large() -> RegistryError {
-    RegistryError::new(
-        ErrorCode::SizeInvalid,
-        format!("manifest exceeds {MAX_MANIFEST_BYTES} bytes"),
-    )
-    .with_status(413)
+    RegistryError::new(ErrorCode::SizeInvalid, format!("manifest exceeds {MAX_MANIFEST_BYTES} bytes")).with_status(413)
 }
 
-pub(crate) async fn handle(
-    app: &App,
-    req: Request,
-    name: &str,
-    reference: &str,
-) -> Result<Response, RegistryError> {
+pub(crate) async fn handle(app: &App, req: Request, name: &str, reference: &str) -> Result<Response, RegistryError> {
     let registry = &app.registry;
     match req.method().clone() {
         method @ (Method::GET | Method::HEAD) => {
             let manifest = registry.get_manifest(name, reference)?;
             let len = manifest.bytes.len();
-            let body = if method == Method::GET {
-                Body::from(manifest.bytes)
-            } else {
-                Body::empty()
-            };
+            let body = if method == Method::GET { Body::from(manifest.bytes) } else { Body::empty() };
             let mut response = Response::new(body);
             let headers = response.headers_mut();
             set_headers(
@@ -51,8 +38,7 @@ pub(crate) async fn handle(
             Ok(response)
         }
         Method::PUT => {
-            let declared = header_str(req.headers(), header::CONTENT_LENGTH)
-                .and_then(|v| v.parse::<usize>().ok());
+            let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
             if let Some(n) = declared.filter(|n| *n > MAX_MANIFEST_BYTES) {
                 // Read a moderately oversized body to its end so the client sees the 413 rather
                 // than a reset connection; a huge one is refused at once.
@@ -62,32 +48,18 @@ pub(crate) async fn handle(
                 return Err(too_large());
             }
             let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
-            let tags: Vec<String> = query_pairs(req.uri().query())
-                .into_iter()
-                .filter(|(k, _)| k == "tag")
-                .map(|(_, v)| v)
-                .collect();
-            let bytes = match Limited::new(req.into_body(), MAX_MANIFEST_BYTES)
-                .collect()
-                .await
-            {
+            let tags: Vec<String> =
+                query_pairs(req.uri().query()).into_iter().filter(|(k, _)| k == "tag").map(|(_, v)| v).collect();
+            let bytes = match Limited::new(req.into_body(), MAX_MANIFEST_BYTES).collect().await {
                 Ok(collected) => collected.to_bytes().to_vec(),
-                Err(e)
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                     return Err(too_large());
                 }
                 Err(e) => {
-                    return Err(RegistryError::new(
-                        ErrorCode::ManifestInvalid,
-                        format!("reading manifest body: {e}"),
-                    ));
+                    return Err(RegistryError::new(ErrorCode::ManifestInvalid, format!("reading manifest body: {e}")));
                 }
             };
-            let put = registry
-                .put_manifest(name, reference, content_type.as_deref(), bytes, &tags)
-                .await?;
+            let put = registry.put_manifest(name, reference, content_type.as_deref(), bytes, &tags).await?;
             let mut headers = vec![
                 ("location", format!("/v2/{name}/manifests/{}", put.digest)),
                 ("docker-content-digest", put.digest.to_string()),

@@ -25,15 +25,8 @@ pub async fn serve(
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60));
-    builder
-        .http2()
-        .adaptive_window(true)
-        .max_frame_size(1 << 20)
-        .max_concurrent_streams(512);
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
+    builder.http2().adaptive_window(true).max_frame_size(1 << 20).max_concurrent_streams(512);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -55,35 +48,20 @@ pub async fn serve(
         tokio::spawn(async move {
             let result = match acceptor {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => {
-                        watcher
-                            .watch(
-                                builder.serve_connection_with_upgrades(TokioIo::new(tls), service),
-                            )
-                            .await
-                    }
+                    Ok(tls) => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service)).await,
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "tls handshake failed");
                         return;
                     }
                 },
-                None => {
-                    watcher
-                        .watch(
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
-                        )
-                        .await
-                }
+                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the drain timeout were closed");
     }
 }

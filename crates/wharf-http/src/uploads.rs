@@ -22,19 +22,11 @@ fn range_value(offset: u64) -> String {
 }
 
 fn progress_headers(name: &str, id: &str, offset: u64) -> Vec<(&'static str, String)> {
-    vec![
-        ("location", location(name, id)),
-        ("range", range_value(offset)),
-        ("docker-upload-uuid", id.to_owned()),
-    ]
+    vec![("location", location(name, id)), ("range", range_value(offset)), ("docker-upload-uuid", id.to_owned())]
 }
 
 fn body_stream(req: Request) -> ByteStream {
-    Box::pin(
-        req.into_body()
-            .into_data_stream()
-            .map_err(std::io::Error::other),
-    )
+    Box::pin(req.into_body().into_data_stream().map_err(std::io::Error::other))
 }
 
 /// Whether the request carries a body (a chunked body, or a non-zero Content-Length).
@@ -48,10 +40,7 @@ fn has_body(req: &Request) -> bool {
 fn created(name: &str, digest: &wharf_api::Digest) -> Response {
     empty(
         StatusCode::CREATED,
-        &[
-            ("location", format!("/v2/{name}/blobs/{digest}")),
-            ("docker-content-digest", digest.to_string()),
-        ],
+        &[("location", format!("/v2/{name}/blobs/{digest}")), ("docker-content-digest", digest.to_string())],
     )
 }
 
@@ -63,71 +52,46 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
     let registry = &app.registry;
     if let Some(mount) = query_get(&query, "mount") {
         let digest = parse_digest(mount)?;
-        if registry
-            .mount(name, &digest, query_get(&query, "from"))
-            .await?
-        {
+        if registry.mount(name, &digest, query_get(&query, "from")).await? {
             return Ok(created(name, &digest));
         }
     } else if let Some(digest) = query_get(&query, "digest") {
         let digest = parse_digest(digest)?;
-        registry
-            .monolithic_upload(name, &digest, body_stream(req))
-            .await?;
+        registry.monolithic_upload(name, &digest, body_stream(req)).await?;
         return Ok(created(name, &digest));
     }
     let algorithm = match query_get(&query, "digest-algorithm") {
         None => Algorithm::Sha256,
-        Some(a) => Algorithm::parse(a).ok_or_else(|| {
-            RegistryError::new(ErrorCode::DigestInvalid, "unsupported digest algorithm")
-        })?,
+        Some(a) => Algorithm::parse(a)
+            .ok_or_else(|| RegistryError::new(ErrorCode::DigestInvalid, "unsupported digest algorithm"))?,
     };
     let progress = registry.start_upload(name, algorithm).await?;
-    Ok(empty(
-        StatusCode::ACCEPTED,
-        &progress_headers(name, &progress.id, 0),
-    ))
+    Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, &progress.id, 0)))
 }
 
-pub(crate) async fn handle(
-    app: &App,
-    req: Request,
-    name: &str,
-    id: &str,
-) -> Result<Response, RegistryError> {
+pub(crate) async fn handle(app: &App, req: Request, name: &str, id: &str) -> Result<Response, RegistryError> {
     let registry = &app.registry;
     match req.method().clone() {
         Method::GET => {
             let offset = registry.upload_status(name, id).await?;
-            Ok(empty(
-                StatusCode::NO_CONTENT,
-                &progress_headers(name, id, offset),
-            ))
+            Ok(empty(StatusCode::NO_CONTENT, &progress_headers(name, id, offset)))
         }
         Method::PATCH => {
             let start = match header_str(req.headers(), header::CONTENT_RANGE) {
                 None => None,
                 Some(v) => Some(
                     parse_content_range(v)
-                        .ok_or_else(|| {
-                            RegistryError::new(ErrorCode::RangeInvalid, "invalid Content-Range")
-                        })?
+                        .ok_or_else(|| RegistryError::new(ErrorCode::RangeInvalid, "invalid Content-Range"))?
                         .start,
                 ),
             };
-            let offset = registry
-                .patch_upload(name, id, start, body_stream(req))
-                .await?;
-            Ok(empty(
-                StatusCode::ACCEPTED,
-                &progress_headers(name, id, offset),
-            ))
+            let offset = registry.patch_upload(name, id, start, body_stream(req)).await?;
+            Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, id, offset)))
         }
         Method::PUT => {
             let query = query_pairs(req.uri().query());
-            let digest = query_get(&query, "digest").ok_or_else(|| {
-                RegistryError::new(ErrorCode::DigestInvalid, "digest parameter missing")
-            })?;
+            let digest = query_get(&query, "digest")
+                .ok_or_else(|| RegistryError::new(ErrorCode::DigestInvalid, "digest parameter missing"))?;
             let digest = parse_digest(digest)?;
             let body = has_body(&req).then(|| body_stream(req));
             registry.finish_upload(name, id, &digest, body).await?;

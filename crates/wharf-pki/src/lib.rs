@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,10 +28,7 @@ pub const SERVER_VALIDITY: Duration = Duration::days(90);
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("tls: {0}")]
@@ -63,10 +60,8 @@ impl Ca {
     pub fn load_or_create(dir: &Path) -> Result<Ca, PkiError> {
         let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
         if cert_path.exists() && key_path.exists() {
-            let cert_pem = fs::read_to_string(&cert_path)
-                .map_err(io(format!("read {}", cert_path.display())))?;
-            let key_pem = fs::read_to_string(&key_path)
-                .map_err(io(format!("read {}", key_path.display())))?;
+            let cert_pem = fs::read_to_string(&cert_path).map_err(io(format!("read {}", cert_path.display())))?;
+            let key_pem = fs::read_to_string(&key_path).map_err(io(format!("read {}", key_path.display())))?;
             return Ca::from_pem(&cert_pem, &key_pem);
         }
         fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
@@ -77,11 +72,8 @@ impl Ca {
         dn.push(DnType::OrganizationName, "Wharf");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + CA_VALIDITY;
@@ -94,14 +86,9 @@ impl Ca {
     fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| PkiError::Pem(e.to_string()))?
-            .to_vec();
-        Ok(Ca {
-            cert_pem: cert_pem.to_owned(),
-            cert_der,
-            issuer,
-        })
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?.to_vec();
+        Ok(Ca { cert_pem: cert_pem.to_owned(), cert_der, issuer })
     }
 
     /// The CA certificate, PEM-encoded (what `GET /ca` serves).
@@ -119,17 +106,11 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().map_or("wharf", String::as_str),
-        );
+        dn.push(DnType::CommonName, names.first().map_or("wharf", String::as_str));
         dn.push(DnType::OrganizationName, "Wharf");
         params.distinguished_name = dn;
         for name in names {
-            let san = match name
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<IpAddr>()
-            {
+            let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
                 Err(_) => SanType::DnsName(name.as_str().try_into()?),
             };
@@ -137,45 +118,30 @@ impl Ca {
                 params.subject_alt_names.push(san);
             }
         }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + SERVER_VALIDITY;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertifiedKey {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 }
 
 /// SHA-256 of DER bytes as uppercase colon-separated hex (the form `openssl x509 -fingerprint` prints).
 pub fn fingerprint(der: &[u8]) -> String {
     let hash = Sha256::digest(der);
-    hash.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    hash.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// A rustls server configuration for `key` (chain: server cert, then the CA), offering h2 and http/1.1.
-pub fn server_config(
-    key: &CertifiedKey,
-    ca_pem: &str,
-) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+pub fn server_config(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, PkiError> {
     let mut chain: Vec<CertificateDer<'static>> = Vec::new();
     for pem in [key.cert_pem.as_bytes(), ca_pem.as_bytes()] {
         chain.push(CertificateDer::from_pem_slice(pem).map_err(|e| PkiError::Pem(e.to_string()))?);
     }
-    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes())
-        .map_err(|e| PkiError::Pem(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, private)?;
+    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, private)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -198,9 +164,7 @@ fn write_with_mode(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> 
         .mode(mode)
         .open(&tmp)
         .map_err(io(format!("create {}", tmp.display())))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(io(format!("write {}", tmp.display())))?;
+    f.write_all(data).and_then(|()| f.sync_all()).map_err(io(format!("write {}", tmp.display())))?;
     fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))
 }
 
@@ -217,13 +181,8 @@ mod tests {
         let again = Ca::load_or_create(dir.path()).expect("load");
         assert_eq!(ca.fingerprint(), again.fingerprint());
         assert_eq!(ca.fingerprint().len(), 32 * 3 - 1);
-        let mode = fs::metadata(dir.path().join("ca.key"))
-            .expect("key")
-            .permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o600
-        );
+        let mode = fs::metadata(dir.path().join("ca.key")).expect("key").permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
     }
 
     #[test]
@@ -231,39 +190,20 @@ mod tests {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("create");
-        let names = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-            "reg.test".to_owned(),
-        ];
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned(), "reg.test".to_owned()];
         let key = ca.issue_server(&names).expect("issue");
         server_config(&key, ca.cert_pem()).expect("config");
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca der"))
-            .expect("add");
-        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-            .build()
-            .expect("verifier");
+        roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca der")).expect("add");
+        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build().expect("verifier");
         let leaf = CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).expect("leaf");
         for name in ["reg.test", "127.0.0.1", "::1"] {
             let server_name = rustls_pki_types::ServerName::try_from(name).expect("name");
             verifier
-                .verify_server_cert(
-                    &leaf,
-                    &[],
-                    &server_name,
-                    &[],
-                    rustls_pki_types::UnixTime::now(),
-                )
+                .verify_server_cert(&leaf, &[], &server_name, &[], rustls_pki_types::UnixTime::now())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let other = rustls_pki_types::ServerName::try_from("evil.test").expect("name");
-        assert!(
-            verifier
-                .verify_server_cert(&leaf, &[], &other, &[], rustls_pki_types::UnixTime::now())
-                .is_err()
-        );
+        assert!(verifier.verify_server_cert(&leaf, &[], &other, &[], rustls_pki_types::UnixTime::now()).is_err());
     }
 }

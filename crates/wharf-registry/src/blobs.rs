@@ -23,10 +23,7 @@ impl Registry {
     /// The size of blob `digest` in `repo`.
     pub fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64, RegistryError> {
         check_name(repo)?;
-        self.store
-            .blob_link(repo, digest)
-            .map_err(internal)?
-            .ok_or_else(|| blob_unknown(digest))
+        self.store.blob_link(repo, digest).map_err(internal)?.ok_or_else(|| blob_unknown(digest))
     }
 
     /// Opens blob `digest` of `repo` for the given `Range` header.
@@ -41,21 +38,14 @@ impl Registry {
         let body = match range {
             RangeRequest::Unsatisfiable => None,
             RangeRequest::Full => Some(self.blobs.get(digest, None).await.map_err(blob_error)?),
-            RangeRequest::Partial(r) => {
-                Some(self.blobs.get(digest, Some(r)).await.map_err(blob_error)?)
-            }
+            RangeRequest::Partial(r) => Some(self.blobs.get(digest, Some(r)).await.map_err(blob_error)?),
         };
         Ok(BlobRead { size, range, body })
     }
 
     /// Links blob `digest` into `repo` if `from` (or, without `from`, any repository) has it.
     /// Returns whether it was mounted; if not, the client uploads it instead.
-    pub async fn mount(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from: Option<&str>,
-    ) -> Result<bool, RegistryError> {
+    pub async fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool, RegistryError> {
         check_name(repo)?;
         let size = match from {
             Some(from) if validate_name(from) => self.store.blob_link(from, digest),
@@ -67,13 +57,9 @@ impl Registry {
         if self.blobs.stat(digest).await.map_err(blob_error)?.is_none() {
             return Ok(false);
         }
-        self.apply(Command::LinkBlob {
-            repo: repo.to_owned(),
-            digest: digest.clone(),
-            size,
-        })
-        .await
-        .map_err(internal)?;
+        self.apply(Command::LinkBlob { repo: repo.to_owned(), digest: digest.clone(), size })
+            .await
+            .map_err(internal)?;
         Ok(true)
     }
 
@@ -81,10 +67,7 @@ impl Registry {
     /// repositories may link the same blob.
     pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
         check_name(repo)?;
-        let command = Command::UnlinkBlob {
-            repo: repo.to_owned(),
-            digest: digest.clone(),
-        };
+        let command = Command::UnlinkBlob { repo: repo.to_owned(), digest: digest.clone() };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
             StoreError::BlobUnknown(d) => blob_unknown(&d),
             other => internal(other),

@@ -37,11 +37,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> Registry {
-        Registry {
-            store,
-            blobs,
-            uploads: Mutex::new(HashMap::new()),
-        }
+        Registry { store, blobs, uploads: Mutex::new(HashMap::new()) }
     }
 
     /// Applies a command on a blocking thread: a commit waits for fsync.
@@ -54,12 +50,7 @@ impl Registry {
     }
 
     /// Up to `n` tags of `repo` after `last`.
-    pub fn tags(
-        &self,
-        repo: &str,
-        last: Option<&str>,
-        n: usize,
-    ) -> Result<wharf_store::Page, RegistryError> {
+    pub fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<wharf_store::Page, RegistryError> {
         check_name(repo)?;
         if !self.store.repo_exists(repo).map_err(internal)? {
             return Err(name_unknown(repo));
@@ -68,40 +59,28 @@ impl Registry {
     }
 
     /// Up to `n` repositories after `last`.
-    pub fn catalog(
-        &self,
-        last: Option<&str>,
-        n: usize,
-    ) -> Result<wharf_store::Page, RegistryError> {
+    pub fn catalog(&self, last: Option<&str>, n: usize) -> Result<wharf_store::Page, RegistryError> {
         self.store.catalog(last, n).map_err(internal)
     }
 }
 
 /// Seconds since the Unix epoch, for the timestamps commands carry.
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub(crate) fn check_name(repo: &str) -> Result<(), RegistryError> {
     if validate_name(repo) {
         Ok(())
     } else {
-        Err(
-            RegistryError::new(ErrorCode::NameInvalid, "invalid repository name").with_detail(
-                serde_json::json!({ "name": repo.chars().take(300).collect::<String>() }),
-            ),
-        )
+        Err(RegistryError::new(ErrorCode::NameInvalid, "invalid repository name")
+            .with_detail(serde_json::json!({ "name": repo.chars().take(300).collect::<String>() })))
     }
 }
 
 pub(crate) fn name_unknown(repo: &str) -> RegistryError {
-    RegistryError::new(
-        ErrorCode::NameUnknown,
-        "repository name not known to registry",
-    )
-    .with_detail(serde_json::json!({ "name": repo }))
+    RegistryError::new(ErrorCode::NameUnknown, "repository name not known to registry")
+        .with_detail(serde_json::json!({ "name": repo }))
 }
 
 /// Logs a server-side failure where it is turned into a response, and hides its details.
@@ -112,23 +91,15 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> RegistryError {
 
 pub(crate) fn blob_error(e: BlobError) -> RegistryError {
     match e {
-        BlobError::NotFound(d) => {
-            RegistryError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
-                .with_detail(serde_json::json!({ "digest": d.to_string() }))
+        BlobError::NotFound(d) => RegistryError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
+            .with_detail(serde_json::json!({ "digest": d.to_string() })),
+        BlobError::UploadNotFound(_) => RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown"),
+        BlobError::OffsetMismatch { actual, requested, .. } => {
+            RegistryError::new(ErrorCode::RangeInvalid, format!("upload is at offset {actual}, not {requested}"))
         }
-        BlobError::UploadNotFound(_) => {
-            RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown")
+        BlobError::Body(e) => {
+            RegistryError::new(ErrorCode::BlobUploadInvalid, format!("reading the request body failed: {e}"))
         }
-        BlobError::OffsetMismatch {
-            actual, requested, ..
-        } => RegistryError::new(
-            ErrorCode::RangeInvalid,
-            format!("upload is at offset {actual}, not {requested}"),
-        ),
-        BlobError::Body(e) => RegistryError::new(
-            ErrorCode::BlobUploadInvalid,
-            format!("reading the request body failed: {e}"),
-        ),
         other => internal(other),
     }
 }

@@ -21,12 +21,9 @@ pub enum Reference {
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, RegistryError> {
         if s.contains(':') {
-            s.parse().map(Reference::Digest).map_err(|e| {
-                RegistryError::new(
-                    ErrorCode::DigestInvalid,
-                    format!("invalid digest reference: {e}"),
-                )
-            })
+            s.parse()
+                .map(Reference::Digest)
+                .map_err(|e| RegistryError::new(ErrorCode::DigestInvalid, format!("invalid digest reference: {e}")))
         } else if validate_tag(s) {
             Ok(Reference::Tag(s.to_owned()))
         } else {
@@ -73,9 +70,7 @@ impl Registry {
     ) -> Result<ManifestPut, RegistryError> {
         check_name(repo)?;
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(
-                RegistryError::new(ErrorCode::SizeInvalid, "manifest too large").with_status(413),
-            );
+            return Err(RegistryError::new(ErrorCode::SizeInvalid, "manifest too large").with_status(413));
         }
         if extra_tags.len() > MAX_TAGS_PER_PUT {
             return Err(RegistryError::new(ErrorCode::TagInvalid, "too many tags").with_status(414));
@@ -84,15 +79,17 @@ impl Registry {
             Reference::Digest(expected) => {
                 let computed = Hasher::digest(expected.algorithm(), &bytes);
                 if computed != expected {
-                    return Err(RegistryError::new(ErrorCode::DigestInvalid, "manifest digest does not match its bytes")
-                        .with_detail(serde_json::json!({ "expected": expected.to_string(), "computed": computed.to_string() })));
+                    return Err(RegistryError::new(
+                        ErrorCode::DigestInvalid,
+                        "manifest digest does not match its bytes",
+                    )
+                    .with_detail(
+                        serde_json::json!({ "expected": expected.to_string(), "computed": computed.to_string() }),
+                    ));
                 }
                 (expected, Vec::new())
             }
-            Reference::Tag(tag) => (
-                Hasher::digest(wharf_api::Algorithm::Sha256, &bytes),
-                vec![tag],
-            ),
+            Reference::Tag(tag) => (Hasher::digest(wharf_api::Algorithm::Sha256, &bytes), vec![tag]),
         };
         for tag in extra_tags {
             match Reference::parse(tag)? {
@@ -103,8 +100,7 @@ impl Registry {
                 }
             }
         }
-        let info = ManifestInfo::parse(&bytes, content_type)
-            .map_err(|e| manifest_invalid(e.to_string()))?;
+        let info = ManifestInfo::parse(&bytes, content_type).map_err(|e| manifest_invalid(e.to_string()))?;
         let subject = info.subject.as_ref().map(|s| s.digest.clone());
         let referrer_descriptor = match &subject {
             Some(_) => Some(referrer_descriptor(&info, &digest, bytes.len())?),
@@ -122,32 +118,19 @@ impl Registry {
             referrer_descriptor,
             at: now(),
         };
-        self.apply(Command::PutManifest(Box::new(put)))
-            .await
-            .map_err(|e| match e {
-                StoreError::ManifestBlobUnknown(missing) => {
-                    let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
-                    RegistryError::new(
-                        ErrorCode::ManifestBlobUnknown,
-                        "manifest references unknown blobs",
-                    )
+        self.apply(Command::PutManifest(Box::new(put))).await.map_err(|e| match e {
+            StoreError::ManifestBlobUnknown(missing) => {
+                let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                RegistryError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown blobs")
                     .with_detail(serde_json::json!({ "digests": missing }))
-                }
-                other => internal(other),
-            })?;
-        Ok(ManifestPut {
-            digest,
-            subject,
-            tags,
-        })
+            }
+            other => internal(other),
+        })?;
+        Ok(ManifestPut { digest, subject, tags })
     }
 
     /// The manifest `reference` of `repo`.
-    pub fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<StoredManifest, RegistryError> {
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<StoredManifest, RegistryError> {
         check_name(repo)?;
         let digest = match Reference::parse(reference)? {
             Reference::Digest(d) => d,
@@ -157,11 +140,7 @@ impl Registry {
             },
         };
         match self.store.manifest(repo, &digest).map_err(internal)? {
-            Some(record) => Ok(StoredManifest {
-                digest,
-                media_type: record.media_type,
-                bytes: record.bytes,
-            }),
+            Some(record) => Ok(StoredManifest { digest, media_type: record.media_type, bytes: record.bytes }),
             None => Err(self.unknown_in(repo, reference)?),
         }
     }
@@ -179,19 +158,11 @@ impl Registry {
     pub async fn delete_manifest(&self, repo: &str, reference: &str) -> Result<(), RegistryError> {
         check_name(repo)?;
         let command = match Reference::parse(reference)? {
-            Reference::Digest(digest) => Command::DeleteManifest {
-                repo: repo.to_owned(),
-                digest,
-            },
-            Reference::Tag(tag) => Command::DeleteTag {
-                repo: repo.to_owned(),
-                tag,
-            },
+            Reference::Digest(digest) => Command::DeleteManifest { repo: repo.to_owned(), digest },
+            Reference::Tag(tag) => Command::DeleteTag { repo: repo.to_owned(), tag },
         };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
-            StoreError::ManifestUnknown(_) | StoreError::TagUnknown(_) => {
-                manifest_unknown(reference)
-            }
+            StoreError::ManifestUnknown(_) | StoreError::TagUnknown(_) => manifest_unknown(reference),
             other => internal(other),
         })
     }
@@ -208,9 +179,7 @@ impl Registry {
         let mut manifests = Vec::with_capacity(entries.len());
         for raw in entries {
             let descriptor: serde_json::Value = serde_json::from_slice(&raw).map_err(internal)?;
-            if artifact_type
-                .is_none_or(|t| descriptor.get("artifactType").and_then(|v| v.as_str()) == Some(t))
-            {
+            if artifact_type.is_none_or(|t| descriptor.get("artifactType").and_then(|v| v.as_str()) == Some(t)) {
                 manifests.push(descriptor);
             }
         }
@@ -219,11 +188,7 @@ impl Registry {
     }
 }
 
-fn referrer_descriptor(
-    info: &ManifestInfo,
-    digest: &Digest,
-    size: usize,
-) -> Result<Vec<u8>, RegistryError> {
+fn referrer_descriptor(info: &ManifestInfo, digest: &Digest, size: usize) -> Result<Vec<u8>, RegistryError> {
     let descriptor = Descriptor {
         media_type: info.media_type.clone(),
         digest: digest.clone(),

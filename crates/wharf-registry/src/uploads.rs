@@ -5,9 +5,10 @@
 //! a failed append) it is rebuilt from the bytes already stored, so an upload can always be
 //! resumed. A per-session async lock serialises requests on the same session.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
-use futures::{StreamExt, TryStreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
 use wharf_api::{Algorithm, Digest, ErrorCode, RegistryError};
 use wharf_blobstore::ByteStream;
 use wharf_store::{Command, StoreError, UploadRecord};
@@ -21,6 +22,9 @@ pub(crate) struct HashState {
     hasher: Hasher,
 }
 
+/// Chunks queued between the request and its hashing thread.
+const HASH_QUEUE: usize = 8;
+
 pub(crate) type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
 /// Where an upload session stands.
@@ -32,43 +36,24 @@ pub struct UploadProgress {
 }
 
 fn upload_unknown() -> RegistryError {
-    RegistryError::new(
-        ErrorCode::BlobUploadUnknown,
-        "blob upload unknown to registry",
-    )
+    RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown to registry")
 }
 
 impl Registry {
     /// Opens an upload session in `repo`.
-    pub async fn start_upload(
-        &self,
-        repo: &str,
-        algorithm: Algorithm,
-    ) -> Result<UploadProgress, RegistryError> {
+    pub async fn start_upload(&self, repo: &str, algorithm: Algorithm) -> Result<UploadProgress, RegistryError> {
         check_name(repo)?;
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.create_upload(&id).await.map_err(blob_error)?;
-        let command = Command::StartUpload {
-            id: id.clone(),
-            repo: repo.to_owned(),
-            algorithm,
-            at: now(),
-        };
+        let command = Command::StartUpload { id: id.clone(), repo: repo.to_owned(), algorithm, at: now() };
         self.apply(command).await.map_err(internal)?;
         Ok(UploadProgress { id, offset: 0 })
     }
 
     /// A whole blob in one request (POST with `digest`): start, append, verify, commit.
-    pub async fn monolithic_upload(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        body: ByteStream,
-    ) -> Result<u64, RegistryError> {
+    pub async fn monolithic_upload(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64, RegistryError> {
         let progress = self.start_upload(repo, digest.algorithm()).await?;
-        let result = self
-            .finish_upload(repo, &progress.id, digest, Some(body))
-            .await;
+        let result = self.finish_upload(repo, &progress.id, digest, Some(body)).await;
         if result.is_err() {
             // Nothing of a failed single-request upload can be resumed by the client.
             let _ = self.cancel_upload(repo, &progress.id).await;
@@ -93,8 +78,7 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let (record, lock) = self.session(repo, id)?;
         let mut state = lock.lock().await;
-        self.append_locked(id, &mut state, record.algorithm, start, body)
-            .await
+        self.append_locked(id, &mut state, record.algorithm, start, body).await
     }
 
     /// Appends an optional last chunk, verifies `digest` and makes the blob visible in `repo`.
@@ -108,24 +92,16 @@ impl Registry {
         let (record, lock) = self.session(repo, id)?;
         let mut state = lock.lock().await;
         if let Some(body) = body {
-            self.append_locked(id, &mut state, record.algorithm, None, body)
-                .await?;
+            self.append_locked(id, &mut state, record.algorithm, None, body).await?;
         }
         let offset = self.blobs.upload_size(id).await.map_err(blob_error)?;
-        let computed = self
-            .hasher_at(id, state.take(), offset, digest.algorithm())
-            .await?
-            .finish();
+        let computed = self.hasher_at(id, state.take(), offset, digest.algorithm()).await?.finish();
         if &computed != digest {
             return Err(RegistryError::new(ErrorCode::DigestInvalid, "provided digest did not match uploaded content")
                 .with_detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
         }
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
-        let command = Command::CommitUpload {
-            id: id.to_owned(),
-            digest: digest.clone(),
-            size,
-        };
+        let command = Command::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
         self.apply(command).await.map_err(|e| match e {
             StoreError::UploadUnknown(_) => upload_unknown(),
             other => internal(other),
@@ -138,12 +114,10 @@ impl Registry {
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<(), RegistryError> {
         let (_, lock) = self.session(repo, id)?;
         let _guard = lock.lock().await;
-        self.apply(Command::CancelUpload { id: id.to_owned() })
-            .await
-            .map_err(|e| match e {
-                StoreError::UploadUnknown(_) => upload_unknown(),
-                other => internal(other),
-            })?;
+        self.apply(Command::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
+            StoreError::UploadUnknown(_) => upload_unknown(),
+            other => internal(other),
+        })?;
         self.blobs.abort(id).await.map_err(blob_error)?;
         self.forget_session(id);
         Ok(())
@@ -152,26 +126,16 @@ impl Registry {
     /// The session's record (which must belong to `repo`) and its lock.
     fn session(&self, repo: &str, id: &str) -> Result<(UploadRecord, SessionLock), RegistryError> {
         check_name(repo)?;
-        let record = self
-            .store
-            .upload(id)
-            .map_err(internal)?
-            .ok_or_else(upload_unknown)?;
+        let record = self.store.upload(id).map_err(internal)?.ok_or_else(upload_unknown)?;
         if record.repo != repo {
             return Err(upload_unknown());
         }
         let mut sessions = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok((
-            record,
-            Arc::clone(sessions.entry(id.to_owned()).or_default()),
-        ))
+        Ok((record, Arc::clone(sessions.entry(id.to_owned()).or_default())))
     }
 
     fn forget_session(&self, id: &str) {
-        self.uploads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.uploads.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 
     async fn append_locked(
@@ -192,30 +156,34 @@ impl Registry {
             ));
         }
         let algorithm = state.as_ref().map_or(algorithm, |s| s.hasher.algorithm());
-        let hasher = Arc::new(Mutex::new(
-            self.hasher_at(id, state.take(), offset, algorithm).await?,
-        ));
-        let feed = Arc::clone(&hasher);
+        let hasher = self.hasher_at(id, state.take(), offset, algorithm).await?;
+        // Hash on a thread of its own, so hashing overlaps receiving and writing.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let hashing = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
         let body = body
-            .inspect_ok(move |chunk| {
-                feed.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .update(chunk)
+            .then(move |item| {
+                let tx = tx.clone();
+                async move {
+                    if let Ok(chunk) = &item
+                        && tx.send(chunk.clone()).await.is_err()
+                    {
+                        return Err(std::io::Error::other("hashing thread stopped"));
+                    }
+                    item
+                }
             })
             .boxed();
-        let new_offset = self
-            .blobs
-            .append(id, offset, body)
-            .await
-            .map_err(blob_error)?;
-        // The stream, and with it the other handle, is gone once append returns.
-        if let Ok(hasher) = Arc::try_unwrap(hasher) {
-            let hasher = hasher.into_inner().unwrap_or_else(PoisonError::into_inner);
-            *state = Some(HashState {
-                offset: new_offset,
-                hasher,
-            });
-        }
+        let appended = self.blobs.append(id, offset, body).await;
+        // The stream, and with it every sender, is gone once append returns.
+        let hasher = hashing.await.map_err(internal)?;
+        let new_offset = appended.map_err(blob_error)?;
+        *state = Some(HashState { offset: new_offset, hasher });
         Ok(new_offset)
     }
 
@@ -243,9 +211,7 @@ impl Registry {
             hasher.update(&chunk);
         }
         if seen != offset {
-            return Err(internal(format!(
-                "upload {id} changed while it was rehashed: {seen} != {offset}"
-            )));
+            return Err(internal(format!("upload {id} changed while it was rehashed: {seen} != {offset}")));
         }
         Ok(hasher)
     }

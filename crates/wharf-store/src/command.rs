@@ -14,26 +14,13 @@ pub enum VersionedCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Opens upload session `id` for `repo`.
-    StartUpload {
-        id: String,
-        repo: String,
-        algorithm: Algorithm,
-        at: u64,
-    },
+    StartUpload { id: String, repo: String, algorithm: Algorithm, at: u64 },
     /// Closes upload session `id` without a blob.
     CancelUpload { id: String },
     /// Closes upload session `id`: its bytes are now blob `digest`, linked into the session's repository.
-    CommitUpload {
-        id: String,
-        digest: Digest,
-        size: u64,
-    },
+    CommitUpload { id: String, digest: Digest, size: u64 },
     /// Links an existing blob into `repo` (cross-repository mount).
-    LinkBlob {
-        repo: String,
-        digest: Digest,
-        size: u64,
-    },
+    LinkBlob { repo: String, digest: Digest, size: u64 },
     /// Removes `repo`'s link to a blob.
     UnlinkBlob { repo: String, digest: Digest },
     /// Stores a manifest, tags it, and indexes it as a referrer of its subject.

@@ -7,9 +7,7 @@ use wharf_api::Digest;
 
 use crate::command::{Command, Outcome, PutManifest};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
-use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPOS, SCHEMA_VERSION, TAGS, UPLOADS,
-};
+use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPOS, SCHEMA_VERSION, TAGS, UPLOADS};
 
 /// Why a command was refused or a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +39,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// One page of a listing: the items, and whether more follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,11 +90,7 @@ impl Store {
     }
 
     /// The manifest `digest` of `repo`.
-    pub fn manifest(
-        &self,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<ManifestRecord>, StoreError> {
+    pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MANIFESTS)?;
         let Some(raw) = table.get((repo, digest.to_string().as_str()))? else {
@@ -176,18 +164,13 @@ impl Store {
     pub fn blob_link(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BLOB_LINKS)?;
-        Ok(table
-            .get((repo, digest.to_string().as_str()))?
-            .map(|v| v.value()))
+        Ok(table.get((repo, digest.to_string().as_str()))?.map(|v| v.value()))
     }
 
     /// The size of blob `digest` if any repository committed it.
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn
-            .open_table(BLOBS)?
-            .get(digest.to_string().as_str())?
-            .map(|v| v.value()))
+        Ok(txn.open_table(BLOBS)?.get(digest.to_string().as_str())?.map(|v| v.value()))
     }
 
     /// The descriptors (JSON) of the manifests in `repo` whose subject is `subject`.
@@ -225,34 +208,17 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
     match command {
-        Command::StartUpload {
-            id,
-            repo,
-            algorithm,
-            at,
-        } => {
-            let record = StoredUpload::V1(UploadRecord {
-                repo: repo.clone(),
-                algorithm: *algorithm,
-                started: *at,
-            });
-            txn.open_table(UPLOADS)?
-                .insert(id.as_str(), encode(&record)?.as_slice())?;
+        Command::StartUpload { id, repo, algorithm, at } => {
+            let record = StoredUpload::V1(UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at });
+            txn.open_table(UPLOADS)?.insert(id.as_str(), encode(&record)?.as_slice())?;
             Ok(Outcome::Done)
         }
         Command::CancelUpload { id } => {
             let removed = txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some();
-            if removed {
-                Ok(Outcome::Done)
-            } else {
-                Err(StoreError::UploadUnknown(id.clone()))
-            }
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::UploadUnknown(id.clone())) }
         }
         Command::CommitUpload { id, digest, size } => {
-            let raw = txn
-                .open_table(UPLOADS)?
-                .remove(id.as_str())?
-                .map(|v| v.value().to_vec());
+            let raw = txn.open_table(UPLOADS)?.remove(id.as_str())?.map(|v| v.value().to_vec());
             let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.clone()))?;
             let StoredUpload::V1(upload) = postcard::from_bytes(&raw)?;
             link_blob(txn, &upload.repo, digest, *size, upload.started)?;
@@ -263,28 +229,14 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
             Ok(Outcome::Done)
         }
         Command::UnlinkBlob { repo, digest } => {
-            let removed = txn
-                .open_table(BLOB_LINKS)?
-                .remove((repo.as_str(), digest.to_string().as_str()))?
-                .is_some();
-            if removed {
-                Ok(Outcome::Done)
-            } else {
-                Err(StoreError::BlobUnknown(digest.clone()))
-            }
+            let removed = txn.open_table(BLOB_LINKS)?.remove((repo.as_str(), digest.to_string().as_str()))?.is_some();
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::BlobUnknown(digest.clone())) }
         }
         Command::PutManifest(put) => put_manifest(txn, put),
         Command::DeleteManifest { repo, digest } => delete_manifest(txn, repo, digest),
         Command::DeleteTag { repo, tag } => {
-            let removed = txn
-                .open_table(TAGS)?
-                .remove((repo.as_str(), tag.as_str()))?
-                .is_some();
-            if removed {
-                Ok(Outcome::Done)
-            } else {
-                Err(StoreError::TagUnknown(tag.clone()))
-            }
+            let removed = txn.open_table(TAGS)?.remove((repo.as_str(), tag.as_str()))?.is_some();
+            if removed { Ok(Outcome::Done) } else { Err(StoreError::TagUnknown(tag.clone())) }
         }
     }
 }
@@ -297,17 +249,10 @@ fn ensure_repo(txn: &WriteTransaction, repo: &str, at: u64) -> Result<(), StoreE
     Ok(())
 }
 
-fn link_blob(
-    txn: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-    size: u64,
-    at: u64,
-) -> Result<(), StoreError> {
+fn link_blob(txn: &WriteTransaction, repo: &str, digest: &Digest, size: u64, at: u64) -> Result<(), StoreError> {
     let key = digest.to_string();
     txn.open_table(BLOBS)?.insert(key.as_str(), size)?;
-    txn.open_table(BLOB_LINKS)?
-        .insert((repo, key.as_str()), size)?;
+    txn.open_table(BLOB_LINKS)?.insert((repo, key.as_str()), size)?;
     ensure_repo(txn, repo, at)
 }
 
@@ -338,39 +283,27 @@ fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, St
         subject: put.subject.clone(),
         created: put.at,
     });
-    txn.open_table(MANIFESTS)?
-        .insert((repo, digest.as_str()), encode(&record)?.as_slice())?;
+    txn.open_table(MANIFESTS)?.insert((repo, digest.as_str()), encode(&record)?.as_slice())?;
     let mut tags = txn.open_table(TAGS)?;
     for tag in &put.tags {
         tags.insert((repo, tag.as_str()), digest.as_str())?;
     }
     if let (Some(subject), Some(descriptor)) = (&put.subject, &put.referrer_descriptor) {
         let subject = subject.to_string();
-        txn.open_table(REFERRERS)?.insert(
-            (repo, subject.as_str(), digest.as_str()),
-            descriptor.as_slice(),
-        )?;
+        txn.open_table(REFERRERS)?.insert((repo, subject.as_str(), digest.as_str()), descriptor.as_slice())?;
     }
     ensure_repo(txn, repo, put.at)?;
     Ok(Outcome::Done)
 }
 
-fn delete_manifest(
-    txn: &WriteTransaction,
-    repo: &str,
-    digest: &Digest,
-) -> Result<Outcome, StoreError> {
+fn delete_manifest(txn: &WriteTransaction, repo: &str, digest: &Digest) -> Result<Outcome, StoreError> {
     let key = digest.to_string();
-    let raw = txn
-        .open_table(MANIFESTS)?
-        .remove((repo, key.as_str()))?
-        .map(|v| v.value().to_vec());
+    let raw = txn.open_table(MANIFESTS)?.remove((repo, key.as_str()))?.map(|v| v.value().to_vec());
     let raw = raw.ok_or_else(|| StoreError::ManifestUnknown(digest.clone()))?;
     let StoredManifest::V1(record) = postcard::from_bytes(&raw)?;
     if let Some(subject) = record.subject {
         let subject = subject.to_string();
-        txn.open_table(REFERRERS)?
-            .remove((repo, subject.as_str(), key.as_str()))?;
+        txn.open_table(REFERRERS)?.remove((repo, subject.as_str(), key.as_str()))?;
     }
     let mut tags = txn.open_table(TAGS)?;
     let mut removed = Vec::new();

@@ -8,16 +8,13 @@ pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos
 /// digest -> size, for every committed blob.
 pub(crate) const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
 /// (repository, digest) -> size: the blobs a repository may serve.
-pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), u64> =
-    TableDefinition::new("blob_links");
+pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("blob_links");
 /// (repository, digest) -> versioned [`crate::ManifestRecord`].
-pub(crate) const MANIFESTS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("manifests");
+pub(crate) const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
 /// (repository, tag) -> digest.
 pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
 /// (repository, subject digest, referrer digest) -> descriptor JSON.
-pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> =
-    TableDefinition::new("referrers");
+pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id -> versioned [`crate::UploadRecord`].
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// "schema" -> format version of the database.

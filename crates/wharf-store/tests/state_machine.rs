@@ -15,30 +15,13 @@ fn open() -> (tempfile::TempDir, Store) {
 
 fn upload(store: &Store, id: &str, repo: &str, digest: Digest) {
     store
-        .apply(&Command::StartUpload {
-            id: id.into(),
-            repo: repo.into(),
-            algorithm: Algorithm::Sha256,
-            at: 1,
-        })
+        .apply(&Command::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
         .expect("start");
-    let out = store
-        .apply(&Command::CommitUpload {
-            id: id.into(),
-            digest,
-            size: 10,
-        })
-        .expect("commit");
+    let out = store.apply(&Command::CommitUpload { id: id.into(), digest, size: 10 }).expect("commit");
     assert_eq!(out, Outcome::UploadCommitted { repo: repo.into() });
 }
 
-fn manifest(
-    repo: &str,
-    digest: Digest,
-    blobs: Vec<Digest>,
-    tags: &[&str],
-    subject: Option<Digest>,
-) -> Command {
+fn manifest(repo: &str, digest: Digest, blobs: Vec<Digest>, tags: &[&str], subject: Option<Digest>) -> Command {
     Command::PutManifest(Box::new(PutManifest {
         repo: repo.into(),
         digest,
@@ -60,16 +43,9 @@ fn upload_commit_links_blob_into_repo_only() {
     assert_eq!(store.blob_link("a/b", &d(1)).expect("read"), Some(10));
     assert_eq!(store.blob_link("other", &d(1)).expect("read"), None);
     assert_eq!(store.blob_size(&d(1)).expect("read"), Some(10));
-    assert!(
-        store.upload("u1").expect("read").is_none(),
-        "session closed"
-    );
+    assert!(store.upload("u1").expect("read").is_none(), "session closed");
     assert!(matches!(
-        store.apply(&Command::CommitUpload {
-            id: "u1".into(),
-            digest: d(1),
-            size: 10
-        }),
+        store.apply(&Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }),
         Err(StoreError::UploadUnknown(_))
     ));
 }
@@ -78,9 +54,7 @@ fn upload_commit_links_blob_into_repo_only() {
 fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    let err = store
-        .apply(&manifest("r", d(9), vec![d(1), d(2)], &["v1"], None))
-        .expect_err("refused");
+    let err = store.apply(&manifest("r", d(9), vec![d(1), d(2)], &["v1"], None)).expect_err("refused");
     assert!(matches!(err, StoreError::ManifestBlobUnknown(ref m) if m == &vec![d(2)]));
     assert_eq!(store.tag("r", "v1").expect("read"), None);
     assert!(store.manifest("r", &d(9)).expect("read").is_none());
@@ -90,31 +64,14 @@ fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
 fn tags_and_catalog_page_in_lexical_order() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    store
-        .apply(&manifest(
-            "r",
-            d(9),
-            vec![d(1)],
-            &["c", "a", "b", "d"],
-            None,
-        ))
-        .expect("put");
+    store.apply(&manifest("r", d(9), vec![d(1)], &["c", "a", "b", "d"], None)).expect("put");
     upload(&store, "u2", "r2", d(1));
     upload(&store, "u3", "q", d(1));
     let p = store.tags("r", None, 2).expect("tags");
-    assert_eq!(
-        (p.items.as_slice(), p.more),
-        (&["a".to_owned(), "b".to_owned()][..], true)
-    );
+    assert_eq!((p.items.as_slice(), p.more), (&["a".to_owned(), "b".to_owned()][..], true));
     let p = store.tags("r", Some("b"), 10).expect("tags");
-    assert_eq!(
-        (p.items.as_slice(), p.more),
-        (&["c".to_owned(), "d".to_owned()][..], false)
-    );
-    assert!(
-        store.tags("r2", None, 10).expect("tags").items.is_empty(),
-        "repos do not bleed into each other"
-    );
+    assert_eq!((p.items.as_slice(), p.more), (&["c".to_owned(), "d".to_owned()][..], false));
+    assert!(store.tags("r2", None, 10).expect("tags").items.is_empty(), "repos do not bleed into each other");
     let c = store.catalog(None, 10).expect("catalog");
     assert_eq!(c.items, vec!["q", "r", "r2"]);
     let c = store.catalog(Some("q"), 1).expect("catalog");
@@ -125,36 +82,13 @@ fn tags_and_catalog_page_in_lexical_order() {
 fn delete_manifest_removes_its_tags_and_referrer_entry() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    store
-        .apply(&manifest("r", d(9), vec![d(1)], &["v1", "v2"], None))
-        .expect("put");
-    store
-        .apply(&manifest("r", d(8), vec![d(1)], &["v3"], Some(d(9))))
-        .expect("put referrer");
+    store.apply(&manifest("r", d(9), vec![d(1)], &["v1", "v2"], None)).expect("put");
+    store.apply(&manifest("r", d(8), vec![d(1)], &["v3"], Some(d(9)))).expect("put referrer");
     assert_eq!(store.referrers("r", &d(9)).expect("referrers").len(), 1);
-    let out = store
-        .apply(&Command::DeleteManifest {
-            repo: "r".into(),
-            digest: d(9),
-        })
-        .expect("delete");
-    assert_eq!(
-        out,
-        Outcome::ManifestDeleted {
-            tags: vec!["v1".into(), "v2".into()]
-        }
-    );
-    assert_eq!(
-        store.tag("r", "v3").expect("read"),
-        Some(d(8)),
-        "other tags stay"
-    );
-    store
-        .apply(&Command::DeleteManifest {
-            repo: "r".into(),
-            digest: d(8),
-        })
-        .expect("delete referrer");
+    let out = store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(9) }).expect("delete");
+    assert_eq!(out, Outcome::ManifestDeleted { tags: vec!["v1".into(), "v2".into()] });
+    assert_eq!(store.tag("r", "v3").expect("read"), Some(d(8)), "other tags stay");
+    store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(8) }).expect("delete referrer");
     assert!(store.referrers("r", &d(9)).expect("referrers").is_empty());
 }
 
@@ -165,9 +99,7 @@ fn state_survives_reopen() {
     {
         let store = Store::open(&path).expect("open");
         upload(&store, "u1", "r", d(1));
-        store
-            .apply(&manifest("r", d(9), vec![d(1)], &["v1"], None))
-            .expect("put");
+        store.apply(&manifest("r", d(9), vec![d(1)], &["v1"], None)).expect("put");
     }
     let store = Store::open(&path).expect("reopen");
     assert_eq!(store.tag("r", "v1").expect("read"), Some(d(9)));

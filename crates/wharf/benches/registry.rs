@@ -30,25 +30,11 @@ struct Sizes {
 
 fn sizes() -> Sizes {
     if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
-        Sizes {
-            big: 64 << 20,
-            chunk: 16 << 20,
-            small: 1 << 20,
-            concurrent: 8,
-            tags: 500,
-            repos: 100,
-            runs: 1,
-        }
+        Sizes { big: 64 << 20, chunk: 16 << 20, small: 1 << 20, concurrent: 8, tags: 500, repos: 100, runs: 1 }
+    } else if std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
+        Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 0, repos: 0, runs: 5 }
     } else {
-        Sizes {
-            big: 1 << 30,
-            chunk: 16 << 20,
-            small: 8 << 20,
-            concurrent: 32,
-            tags: 10_000,
-            repos: 2_000,
-            runs: 3,
-        }
+        Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 10_000, repos: 2_000, runs: 3 }
     }
 }
 
@@ -57,7 +43,6 @@ struct Server {
     name: &'static str,
     child: Child,
     base: String,
-    data: PathBuf,
 }
 
 impl Drop for Server {
@@ -69,8 +54,7 @@ impl Drop for Server {
 
 impl Server {
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -80,22 +64,13 @@ impl Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(5123)
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(5123)
 }
 
 fn start_wharf(dir: &Path) -> Res<Server> {
     let data = dir.join("wharf");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args([
-            "up",
-            "--insecure-http",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .args(["up", "--insecure-http", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("WHARF_LOG", "warn")
         .stdout(Stdio::piped())
@@ -109,12 +84,7 @@ fn start_wharf(dir: &Path) -> Res<Server> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        name: "wharf",
-        child,
-        base,
-        data,
-    })
+    Ok(Server { name: "wharf", child, base })
 }
 
 fn start_distribution(dir: &Path) -> Res<Server> {
@@ -137,12 +107,7 @@ fn start_distribution(dir: &Path) -> Res<Server> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("start docker-registry (apt-get install docker-registry): {e}"))?;
-    Ok(Server {
-        name: "distribution",
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        data,
-    })
+    Ok(Server { name: "distribution", child, base: format!("http://127.0.0.1:{port}") })
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> Res<()> {
@@ -162,10 +127,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> Res<()> {
 
 fn digest(data: &[u8]) -> String {
     let h = Sha256::digest(data);
-    format!(
-        "sha256:{}",
-        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn pattern(len: usize, seed: u64) -> Bytes {
@@ -182,11 +144,7 @@ fn pattern(len: usize, seed: u64) -> Bytes {
 }
 
 fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http") {
-        location.to_owned()
-    } else {
-        format!("{base}{location}")
-    }
+    if location.starts_with("http") { location.to_owned() } else { format!("{base}{location}") }
 }
 
 fn join(url: &str) -> &'static str {
@@ -194,54 +152,25 @@ fn join(url: &str) -> &'static str {
 }
 
 async fn start_upload(c: &reqwest::Client, base: &str, repo: &str) -> Res<String> {
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await?;
+    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await?;
     if r.status() != 202 {
         return Err(format!("POST upload: {}", r.status()).into());
     }
-    let loc = r
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no location")?;
+    let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no location")?;
     Ok(absolute(base, loc))
 }
 
 /// POST + PUT with the whole body.
-async fn push_monolithic(
-    c: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    data: Bytes,
-    d: &str,
-) -> Res<()> {
+async fn push_monolithic(c: &reqwest::Client, base: &str, repo: &str, data: Bytes, d: &str) -> Res<()> {
     let loc = start_upload(c, base, repo).await?;
-    let r = c
-        .put(format!("{loc}{}digest={d}", join(&loc)))
-        .body(data)
-        .send()
-        .await?;
+    let r = c.put(format!("{loc}{}digest={d}", join(&loc))).body(data).send().await?;
     if r.status() != 201 {
-        return Err(format!(
-            "PUT blob: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        )
-        .into());
+        return Err(format!("PUT blob: {} {}", r.status(), r.text().await.unwrap_or_default()).into());
     }
     Ok(())
 }
 
-async fn push_chunked(
-    c: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    data: Bytes,
-    d: &str,
-    chunk: usize,
-) -> Res<()> {
+async fn push_chunked(c: &reqwest::Client, base: &str, repo: &str, data: Bytes, d: &str, chunk: usize) -> Res<()> {
     let mut loc = start_upload(c, base, repo).await?;
     let mut offset = 0;
     while offset < data.len() {
@@ -256,19 +185,10 @@ async fn push_chunked(
         if r.status() != 202 {
             return Err(format!("PATCH: {}", r.status()).into());
         }
-        loc = absolute(
-            base,
-            r.headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .ok_or("no location")?,
-        );
+        loc = absolute(base, r.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no location")?);
         offset = end;
     }
-    let r = c
-        .put(format!("{loc}{}digest={d}", join(&loc)))
-        .send()
-        .await?;
+    let r = c.put(format!("{loc}{}digest={d}", join(&loc))).send().await?;
     if r.status() != 201 {
         return Err(format!("PUT: {}", r.status()).into());
     }
@@ -302,10 +222,7 @@ const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
 /// GET requests per second at 32 connections, measured with wrk.
 fn wrk_get(url: &str, dir: &Path) -> Res<f64> {
     let script = dir.join("get.lua");
-    std::fs::write(
-        &script,
-        format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n"),
-    )?;
+    std::fs::write(&script, format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n"))?;
     let out = Command::new("wrk")
         .args(["-t2", "-c32", "-d4s", "-s"])
         .arg(&script)
@@ -331,10 +248,7 @@ fn hey_head(url: &str) -> Res<f64> {
         .output()
         .map_err(|e| format!("run hey (apt-get install hey): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let codes: Vec<&str> = text
-        .lines()
-        .filter(|l| l.trim_start().starts_with('['))
-        .collect();
+    let codes: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with('[')).collect();
     if codes.iter().any(|l| !l.trim_start().starts_with("[200]")) {
         return Err(format!("hey saw non-200 answers on {url}: {codes:?}").into());
     }
@@ -356,30 +270,15 @@ struct Results {
 }
 
 impl Results {
-    fn add(
-        &mut self,
-        name: impl Into<String>,
-        unit: &'static str,
-        higher_is_better: bool,
-        idx: usize,
-        v: f64,
-    ) {
+    fn add(&mut self, name: impl Into<String>, unit: &'static str, higher_is_better: bool, idx: usize, v: f64) {
         let name = name.into();
-        eprintln!(
-            "  {:<14} {name}: {v:.1} {unit}",
-            ["wharf", "distribution"][idx]
-        );
+        eprintln!("  {:<14} {name}: {v:.1} {unit}", ["wharf", "distribution"][idx]);
         if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
             row.values[idx] = v;
         } else {
             let mut values = [0.0; 2];
             values[idx] = v;
-            self.rows.push(Row {
-                name,
-                unit,
-                higher_is_better,
-                values,
-            });
+            self.rows.push(Row { name, unit, higher_is_better, values });
         }
     }
 }
@@ -394,16 +293,8 @@ fn tiny_manifest(config_digest: &str, config_len: usize, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn bench_server(
-    idx: usize,
-    server: &Server,
-    s: &Sizes,
-    results: &mut Results,
-    dir: &Path,
-) -> Res<()> {
-    let c = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Results, dir: &Path) -> Res<()> {
+    let c = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let base = server.base.clone();
     wait_ready(&c, &base).await?;
     // Large pushes and pull.
@@ -425,25 +316,10 @@ async fn bench_server(
         let n = pull(&c, &base, "bench/big", &d).await?;
         pulls.push(mib_s(n as usize, t.elapsed().as_secs_f64()));
     }
-    let gib = if s.big >= 1 << 30 {
-        "1 GiB".to_owned()
-    } else {
-        format!("{} MiB", s.big >> 20)
-    };
-    results.add(
-        format!("push {gib} monolithic"),
-        "MiB/s",
-        true,
-        idx,
-        median(mono),
-    );
-    results.add(
-        format!("push {gib} in {} MiB chunks", s.chunk >> 20),
-        "MiB/s",
-        true,
-        idx,
-        median(chunked),
-    );
+    results.add("server peak RSS during the 1 GiB pushes", "MiB", false, idx, server.peak_rss_kib() as f64 / 1024.0);
+    let gib = if s.big >= 1 << 30 { "1 GiB".to_owned() } else { format!("{} MiB", s.big >> 20) };
+    results.add(format!("push {gib} monolithic"), "MiB/s", true, idx, median(mono));
+    results.add(format!("push {gib} in {} MiB chunks", s.chunk >> 20), "MiB/s", true, idx, median(chunked));
     results.add(format!("pull {gib}"), "MiB/s", true, idx, median(pulls));
     // Concurrent pushes.
     let mut conc = Vec::new();
@@ -461,9 +337,7 @@ async fn bench_server(
             .enumerate()
             .map(|(i, (b, d))| {
                 let (c, base) = (c.clone(), base.clone());
-                tokio::spawn(async move {
-                    push_monolithic(&c, &base, &format!("bench/conc{}", i % 4), b, &d).await
-                })
+                tokio::spawn(async move { push_monolithic(&c, &base, &format!("bench/conc{}", i % 4), b, &d).await })
             })
             .collect();
         for task in tasks {
@@ -472,23 +346,22 @@ async fn bench_server(
         conc.push(mib_s(s.small * s.concurrent, t.elapsed().as_secs_f64()));
     }
     results.add(
-        format!(
-            "{} concurrent pushes of {} MiB",
-            s.concurrent,
-            s.small >> 20
-        ),
+        format!("{} concurrent pushes of {} MiB", s.concurrent, s.small >> 20),
         "MiB/s",
         true,
         idx,
         median(conc),
     );
     results.add(
-        "server peak RSS during the pushes",
+        "server peak RSS after the concurrent pushes",
         "MiB",
         false,
         idx,
         server.peak_rss_kib() as f64 / 1024.0,
     );
+    if s.tags == 0 {
+        return Ok(());
+    }
     // Tags: one config blob, many tags on small manifests.
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let cd = digest(config);
@@ -498,48 +371,23 @@ async fn bench_server(
     let tags: Vec<String> = (0..s.tags).map(|i| format!("tag-{i:05}")).collect();
     make_tags(&c, &base, server.name, &manifest, &md, &tags).await?;
     let url = format!("{base}/v2/bench/tags/manifests/tag-00001");
-    results.add(
-        "manifest HEAD at 32 connections (hey)",
-        "req/s",
-        true,
-        idx,
-        hey_head(&url)?,
-    );
-    results.add(
-        "manifest GET at 32 connections (wrk)",
-        "req/s",
-        true,
-        idx,
-        wrk_get(&url, dir)?,
-    );
+    results.add("manifest HEAD at 32 connections (hey)", "req/s", true, idx, hey_head(&url)?);
+    results.add("manifest GET at 32 connections (wrk)", "req/s", true, idx, wrk_get(&url, dir)?);
     let mut lat = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let r = c
-            .get(format!("{base}/v2/bench/tags/tags/list"))
-            .send()
-            .await?;
+        let r = c.get(format!("{base}/v2/bench/tags/tags/list")).send().await?;
         if r.status() != 200 {
             return Err(format!("{}: tags list: {}", server.name, r.status()).into());
         }
         let v: serde_json::Value = r.json().await?;
         let n = v["tags"].as_array().map_or(0, Vec::len);
         if n != s.tags {
-            return Err(format!(
-                "{}: tags list has {n} tags, expected {}",
-                server.name, s.tags
-            )
-            .into());
+            return Err(format!("{}: tags list has {n} tags, expected {}", server.name, s.tags).into());
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    results.add(
-        format!("tags list of {} tags", s.tags),
-        "ms",
-        false,
-        idx,
-        median(lat),
-    );
+    results.add(format!("tags list of {} tags", s.tags), "ms", false, idx, median(lat));
     // Catalog: repositories made by mounting the config and putting a manifest.
     make_repos(&c, &base, &cd, config.len(), s.repos).await?;
     let mut lat = Vec::new();
@@ -549,11 +397,7 @@ async fn bench_server(
         let mut total = 0;
         loop {
             let r = c.get(&url).send().await?;
-            let link = r
-                .headers()
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let link = r.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let v: serde_json::Value = r.json().await?;
             total += v["repositories"].as_array().map_or(0, Vec::len);
             match link.and_then(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_owned())) {
@@ -562,32 +406,17 @@ async fn bench_server(
             }
         }
         if total < s.repos {
-            return Err(format!(
-                "{}: catalog has {total} repositories, expected at least {}",
-                server.name, s.repos
-            )
-            .into());
+            return Err(
+                format!("{}: catalog has {total} repositories, expected at least {}", server.name, s.repos).into()
+            );
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    results.add(
-        format!("catalog of {} repositories", s.repos),
-        "ms",
-        false,
-        idx,
-        median(lat),
-    );
+    results.add(format!("catalog of {} repositories", s.repos), "ms", false, idx, median(lat));
     Ok(())
 }
 
-async fn make_tags(
-    c: &reqwest::Client,
-    base: &str,
-    name: &str,
-    manifest: &[u8],
-    md: &str,
-    tags: &[String],
-) -> Res<()> {
+async fn make_tags(c: &reqwest::Client, base: &str, name: &str, manifest: &[u8], md: &str, tags: &[String]) -> Res<()> {
     let put = |url: String| {
         let c = c.clone();
         let body = manifest.to_vec();
@@ -610,18 +439,11 @@ async fn make_tags(
         // Wharf takes up to 64 tags per PUT (`?tag=`); distribution 2.8 does not.
         for batch in tags.chunks(64) {
             let q: Vec<String> = batch.iter().map(|t| format!("tag={t}")).collect();
-            put(format!(
-                "{base}/v2/bench/tags/manifests/{md}?{}",
-                q.join("&")
-            ))
-            .await?;
+            put(format!("{base}/v2/bench/tags/manifests/{md}?{}", q.join("&"))).await?;
         }
     } else {
-        let mut stream = futures::stream::iter(
-            tags.iter()
-                .map(|t| put(format!("{base}/v2/bench/tags/manifests/{t}"))),
-        )
-        .buffer_unordered(16);
+        let mut stream = futures::stream::iter(tags.iter().map(|t| put(format!("{base}/v2/bench/tags/manifests/{t}"))))
+            .buffer_unordered(16);
         while let Some(r) = stream.next().await {
             r?;
         }
@@ -629,33 +451,15 @@ async fn make_tags(
     Ok(())
 }
 
-async fn make_repos(
-    c: &reqwest::Client,
-    base: &str,
-    cd: &str,
-    config_len: usize,
-    n: usize,
-) -> Res<()> {
+async fn make_repos(c: &reqwest::Client, base: &str, cd: &str, config_len: usize, n: usize) -> Res<()> {
     let manifest = Arc::new(tiny_manifest(cd, config_len, 1));
     let work = (0..n).map(|i| {
-        let (c, base, manifest, cd) = (
-            c.clone(),
-            base.to_owned(),
-            Arc::clone(&manifest),
-            cd.to_owned(),
-        );
+        let (c, base, manifest, cd) = (c.clone(), base.to_owned(), Arc::clone(&manifest), cd.to_owned());
         async move {
             let repo = format!("cat/repo-{i:05}");
-            let r = c
-                .post(format!(
-                    "{base}/v2/{repo}/blobs/uploads/?mount={cd}&from=bench/tags"
-                ))
-                .send()
-                .await?;
+            let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?mount={cd}&from=bench/tags")).send().await?;
             if r.status() != 201 {
-                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
-                    format!("mount: {}", r.status()).into(),
-                );
+                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(format!("mount: {}", r.status()).into());
             }
             let r = c
                 .put(format!("{base}/v2/{repo}/manifests/v1"))
@@ -695,13 +499,7 @@ fn disk_rate(dir: &Path) -> Res<f64> {
         let target = dir.join("dd.test");
         let t = Instant::now();
         let out = Command::new("dd")
-            .args([
-                "if=/dev/zero",
-                "bs=1M",
-                "count=1024",
-                "conv=fsync",
-                "status=none",
-            ])
+            .args(["if=/dev/zero", "bs=1M", "count=1024", "conv=fsync", "status=none"])
             .arg(format!("of={}", target.display()))
             .output()?;
         if !out.status.success() {
@@ -718,30 +516,23 @@ fn main() -> Res<()> {
         return Ok(()); // `cargo bench -- --list` and friends
     }
     let s = sizes();
-    let base_dir =
-        std::env::var_os("WHARF_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let tmp = tempfile::Builder::new()
-        .prefix("wharf-bench")
-        .tempdir_in(base_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let base_dir = std::env::var_os("WHARF_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let tmp = tempfile::Builder::new().prefix("wharf-bench").tempdir_in(base_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut results = Results { rows: Vec::new() };
     eprintln!("measuring the physical limit of a durable push");
     let sha = sha256_rate();
     let disk = disk_rate(tmp.path())?;
+    let only_wharf = std::env::var_os("WHARF_BENCH_ONLY_WHARF").is_some();
     for idx in [0, 1] {
-        let server = if idx == 0 {
-            start_wharf(tmp.path())?
-        } else {
-            start_distribution(tmp.path())?
-        };
+        if idx == 1 && only_wharf {
+            break;
+        }
+        let server = if idx == 0 { start_wharf(tmp.path())? } else { start_distribution(tmp.path())? };
         eprintln!("benchmarking {} at {}", server.name, server.base);
         runtime.block_on(bench_server(idx, &server, &s, &mut results, tmp.path()))?;
         drop(server);
-        let data = tmp
-            .path()
-            .join(if idx == 0 { "wharf" } else { "distribution" });
+        let data = tmp.path().join(if idx == 0 { "wharf" } else { "distribution" });
         let _ = std::fs::remove_dir_all(data);
     }
     print_table(&results, sha, disk);
@@ -754,11 +545,14 @@ fn print_table(results: &Results, sha: f64, disk: f64) {
     println!("|---|---:|---:|---:|");
     for row in &results.rows {
         let [w, d] = row.values;
-        let ratio = if row.higher_is_better { w / d } else { d / w };
-        println!(
-            "| {} | {:.1} {} | {:.1} {} | {:.2}x |",
-            row.name, w, row.unit, d, row.unit, ratio
-        );
+        let ratio = if d == 0.0 || w == 0.0 {
+            f64::NAN
+        } else if row.higher_is_better {
+            w / d
+        } else {
+            d / w
+        };
+        println!("| {} | {:.1} {} | {:.1} {} | {:.2}x |", row.name, w, row.unit, d, row.unit, ratio);
     }
     let limit = sha.min(disk);
     println!();

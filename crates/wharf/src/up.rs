@@ -30,31 +30,23 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
     let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?;
     let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(blobs)));
 
-    let listener = TcpListener::bind(&args.addr)
-        .await
-        .with_context(|| format!("listen on {}", args.addr))?;
+    let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     let tls = if args.insecure_http {
         None
     } else {
         let names = certificate_names(local, &args.sans);
-        let key = ca
-            .issue_server(&names)
-            .context("issue the server certificate")?;
+        let key = ca.issue_server(&names).context("issue the server certificate")?;
         Some(wharf_pki::server_config(&key, ca.cert_pem()).context("tls configuration")?)
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let app = Arc::new(wharf_http::App {
-        registry,
-        ca_pem: Some(ca.cert_pem().to_owned()),
-    });
+    let app = Arc::new(wharf_http::App { registry, ca_pem: Some(ca.cert_pem().to_owned()) });
     print_banner(&args, local, scheme, &ca);
     tracing::info!(addr = %local, scheme, data_dir = %args.data_dir.display(), "wharf is serving");
     wharf_http::serve(listener, tls, wharf_http::router(app), shutdown_signal()).await;
@@ -65,11 +57,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// The names the server certificate covers: the listen address (when specific), loopback,
 /// the host name and every `--san`.
 fn certificate_names(local: SocketAddr, sans: &[String]) -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if !local.ip().is_unspecified() {
         names.push(local.ip().to_string());
     }
@@ -95,17 +83,12 @@ fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca) {
     } else {
         println!("  WARNING: --insecure-http: traffic is not encrypted.");
     }
-    println!(
-        "  WARNING: the registry is open: there are no accounts yet, anyone who can reach it may push and pull."
-    );
+    println!("  WARNING: the registry is open: there are no accounts yet, anyone who can reach it may push and pull.");
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

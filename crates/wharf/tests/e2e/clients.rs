@@ -15,11 +15,8 @@ use crate::oci::*;
 /// A busybox root filesystem as an uncompressed tar (a real, runnable layer).
 fn busybox_layer(dir: &Path) -> Vec<u8> {
     require("tar");
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let busybox = busybox
-        .expect("busybox is not installed: run ./scripts/test (apt-get install busybox-static)");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
+    let busybox = busybox.expect("busybox is not installed: run ./scripts/test (apt-get install busybox-static)");
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
     std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
@@ -27,14 +24,7 @@ fn busybox_layer(dir: &Path) -> Vec<u8> {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
     }
     let out = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "-C",
-        ])
+        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-C"])
         .arg(&root)
         .args(["-c", "."])
         .output()
@@ -44,13 +34,7 @@ fn busybox_layer(dir: &Path) -> Vec<u8> {
 }
 
 /// Pushes a runnable busybox OCI image over HTTP; returns (manifest digest, manifest bytes).
-async fn push_busybox(
-    w: &Wharf,
-    repo: &str,
-    tag: &str,
-    dir: &Path,
-    arch: &str,
-) -> (String, Vec<u8>) {
+async fn push_busybox(w: &Wharf, repo: &str, tag: &str, dir: &Path, arch: &str) -> (String, Vec<u8>) {
     let (c, b) = (w.client(), w.base());
     let layer = busybox_layer(dir);
     let ld = push_blob(&c, &b, repo, &layer).await;
@@ -76,15 +60,8 @@ fn cert_dir(w: &Wharf, dir: &Path) -> PathBuf {
 /// Fails unless the Docker daemon answers.
 fn require_docker() {
     require("docker");
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the Docker daemon is not running: run ./scripts/test (it installs docker.io and starts dockerd)"
-    );
+    let ok = Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "the Docker daemon is not running: run ./scripts/test (it installs docker.io and starts dockerd)");
 }
 
 #[tokio::test]
@@ -98,17 +75,12 @@ async fn docker_push_pull_and_pull_by_digest() {
     let remote = format!("{}/e2e/docker:1", w.host());
     let docker = |args: &[&str]| {
         let mut cmd = Command::new("docker");
-        cmd.env("DOCKER_CONFIG", tmp.path().join("docker"))
-            .args(args);
+        cmd.env("DOCKER_CONFIG", tmp.path().join("docker")).args(args);
         cmd
     };
-    run(docker(&[
-        "import",
-        tmp.path().join("rootfs.tar").to_str().expect("path"),
-        &local,
-    ])
-    .arg("--change")
-    .arg("CMD [\"sh\"]"));
+    run(docker(&["import", tmp.path().join("rootfs.tar").to_str().expect("path"), &local])
+        .arg("--change")
+        .arg("CMD [\"sh\"]"));
     run(&mut docker(&["tag", &local, &remote]));
     let out = run(&mut docker(&["push", &remote]));
     let digest = out
@@ -118,22 +90,11 @@ async fn docker_push_pull_and_pull_by_digest() {
         .unwrap_or_else(|| panic!("no digest in docker push output: {out}"))
         .to_owned();
     // The registry has what docker says it pushed.
-    let resp = w
-        .client()
-        .head(w.url("/v2/e2e/docker/manifests/1"))
-        .send()
-        .await
-        .expect("HEAD");
+    let resp = w.client().head(w.url("/v2/e2e/docker/manifests/1")).send().await.expect("HEAD");
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     run(&mut docker(&["rmi", &local, &remote]));
     run(&mut docker(&["pull", &remote]));
-    let hi = run(&mut docker(&[
-        "run",
-        "--rm",
-        &remote,
-        "echo",
-        "hello from wharf",
-    ]));
+    let hi = run(&mut docker(&["run", "--rm", &remote, "echo", "hello from wharf"]));
     assert_eq!(hi.trim(), "hello from wharf");
     let by_digest = format!("{}/e2e/docker@{digest}", w.host());
     run(&mut docker(&["rmi", &remote]));
@@ -176,11 +137,7 @@ async fn skopeo_copy_inspect_list_tags_delete() {
         &format!("docker://{host}/e2e/skopeo-copy:2"),
     ])))
     .expect("inspect json");
-    assert_eq!(
-        inspect["Digest"],
-        digest.as_str(),
-        "the copy round-tripped the exact manifest"
-    );
+    assert_eq!(inspect["Digest"], digest.as_str(), "the copy round-tripped the exact manifest");
     assert_eq!(inspect["Architecture"], "amd64");
     run(skopeo().args([
         "copy",
@@ -199,18 +156,8 @@ async fn skopeo_copy_inspect_list_tags_delete() {
     ])))
     .expect("list-tags json");
     assert_eq!(tags["Tags"], json!(["1", "3"]));
-    run(skopeo().args([
-        "delete",
-        "--cert-dir",
-        certs,
-        &format!("docker://{host}/e2e/skopeo-copy:2"),
-    ]));
-    let resp = w
-        .client()
-        .get(w.url("/v2/e2e/skopeo-copy/manifests/2"))
-        .send()
-        .await
-        .expect("GET");
+    run(skopeo().args(["delete", "--cert-dir", certs, &format!("docker://{host}/e2e/skopeo-copy:2")]));
+    let resp = w.client().get(w.url("/v2/e2e/skopeo-copy/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
@@ -221,23 +168,13 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let certs = cert_dir(&w, tmp.path());
     let certs = certs.to_str().expect("path");
-    let (amd, amd_bytes) =
-        push_busybox(&w, "e2e/multi", "amd64", &tmp.path().join("a"), "amd64").await;
-    let (arm, arm_bytes) =
-        push_busybox(&w, "e2e/multi", "arm64", &tmp.path().join("b"), "arm64").await;
+    let (amd, amd_bytes) = push_busybox(&w, "e2e/multi", "amd64", &tmp.path().join("a"), "amd64").await;
+    let (arm, arm_bytes) = push_busybox(&w, "e2e/multi", "arm64", &tmp.path().join("b"), "arm64").await;
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_bytes.len(), "platform": {"architecture": "amd64", "os": "linux"}},
         {"mediaType": OCI_MANIFEST, "digest": arm, "size": arm_bytes.len(), "platform": {"architecture": "arm64", "os": "linux"}}]});
     let index = serde_json::to_vec(&index).expect("json");
-    let resp = put_manifest(
-        &w.client(),
-        &w.base(),
-        "e2e/multi",
-        "all",
-        OCI_INDEX,
-        &index,
-    )
-    .await;
+    let resp = put_manifest(&w.client(), &w.base(), "e2e/multi", "all", OCI_INDEX, &index).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let host = w.host();
     let layout = format!("oci:{}/layout:all", tmp.path().display());
@@ -252,10 +189,7 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
     ]));
     for d in [&amd, &arm] {
         let hex = d.trim_start_matches("sha256:");
-        assert!(
-            tmp.path().join("layout/blobs/sha256").join(hex).exists(),
-            "child {d} pulled"
-        );
+        assert!(tmp.path().join("layout/blobs/sha256").join(hex).exists(), "child {d} pulled");
     }
     run(Command::new("skopeo").args([
         "copy",
@@ -266,21 +200,11 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
         &layout,
         &format!("docker://{host}/e2e/multi-copy:all"),
     ]));
-    let resp = w
-        .client()
-        .get(w.url("/v2/e2e/multi-copy/manifests/all"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = w.client().get(w.url("/v2/e2e/multi-copy/manifests/all")).send().await.expect("GET");
     assert_eq!(header(&resp, "docker-content-digest"), sha256(&index));
     assert_eq!(resp.bytes().await.expect("body").as_ref(), index.as_slice());
     for d in [&amd, &arm] {
-        let resp = w
-            .client()
-            .head(w.url(&format!("/v2/e2e/multi-copy/manifests/{d}")))
-            .send()
-            .await
-            .expect("HEAD");
+        let resp = w.client().head(w.url(&format!("/v2/e2e/multi-copy/manifests/{d}"))).send().await.expect("HEAD");
         assert_eq!(resp.status(), StatusCode::OK, "child {d} pushed");
     }
 }
@@ -318,25 +242,12 @@ async fn podman_pull_run_and_push() {
     let image = format!("{}/e2e/podman:1", w.host());
     let certs = certs.to_str().expect("path");
     run(&mut podman(&["pull", "--cert-dir", certs, &image]));
-    let out = run(&mut podman(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &image,
-        "echo",
-        "podman ran it",
-    ]));
+    let out = run(&mut podman(&["run", "--rm", "--network", "none", &image, "echo", "podman ran it"]));
     assert_eq!(out.trim(), "podman ran it");
     let pushed = format!("{}/e2e/podman-pushed:2", w.host());
     run(&mut podman(&["tag", &image, &pushed]));
     run(&mut podman(&["push", "--cert-dir", certs, &pushed]));
-    let resp = w
-        .client()
-        .get(w.url("/v2/e2e/podman-pushed/manifests/2"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = w.client().get(w.url("/v2/e2e/podman-pushed/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
     run(&mut podman(&["rmi", "-a", "-f"]));
 }
@@ -354,10 +265,7 @@ async fn buildah_builds_from_and_pushes_to_wharf() {
     std::fs::write(ctx.join("hello.txt"), "built by buildah\n").expect("write");
     std::fs::write(
         ctx.join("Containerfile"),
-        format!(
-            "FROM {}/e2e/buildah-base:1\nCOPY hello.txt /hello.txt\n",
-            w.host()
-        ),
+        format!("FROM {}/e2e/buildah-base:1\nCOPY hello.txt /hello.txt\n", w.host()),
     )
     .expect("write");
     let conf = containers_conf(tmp.path());
@@ -372,30 +280,12 @@ async fn buildah_builds_from_and_pushes_to_wharf() {
         cmd
     };
     let built = format!("{}/e2e/buildah-built:1", w.host());
-    run(buildah(&[
-        "bud",
-        "--cert-dir",
-        certs,
-        "--isolation",
-        "chroot",
-        "-t",
-        &built,
-    ])
-    .arg(&ctx));
+    run(buildah(&["bud", "--cert-dir", certs, "--isolation", "chroot", "-t", &built]).arg(&ctx));
     run(&mut buildah(&["push", "--cert-dir", certs, &built]));
-    let resp = w
-        .client()
-        .get(w.url("/v2/e2e/buildah-built/manifests/1"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = w.client().get(w.url("/v2/e2e/buildah-built/manifests/1")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
     let manifest: Value = resp.json().await.expect("json");
-    assert_eq!(
-        manifest["layers"].as_array().expect("layers").len(),
-        2,
-        "base layer plus the COPY layer"
-    );
+    assert_eq!(manifest["layers"].as_array().expect("layers").len(), 2, "base layer plus the COPY layer");
     run(&mut buildah(&["rmi", "-a", "-f"]));
 }
 
@@ -420,15 +310,8 @@ fn start_containerd(dir: &Path) -> (std::process::Child, PathBuf) {
         .stderr(log)
         .spawn()
         .expect("start containerd");
-    let ctr_ok = || {
-        Command::new("ctr")
-            .arg("--address")
-            .arg(&sock)
-            .arg("version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-    };
+    let ctr_ok =
+        || Command::new("ctr").arg("--address").arg(&sock).arg("version").output().ok().filter(|o| o.status.success());
     wait_for(Duration::from_secs(30), "containerd to answer", ctr_ok);
     (child, sock)
 }
@@ -461,24 +344,12 @@ async fn containerd_ctr_pull_run_and_push() {
     let hd = hosts_dir.to_str().expect("path");
     run(&mut ctr(&["images", "pull", "--hosts-dir", hd, &image]));
     let container = format!("wharf-e2e-{}", w.addr.port());
-    let out = run(&mut ctr(&[
-        "run",
-        "--rm",
-        &image,
-        &container,
-        "echo",
-        "ctr ran it",
-    ]));
+    let out = run(&mut ctr(&["run", "--rm", &image, &container, "echo", "ctr ran it"]));
     assert_eq!(out.trim(), "ctr ran it");
     let pushed = format!("{}/e2e/ctr-pushed:2", w.host());
     run(&mut ctr(&["images", "tag", &image, &pushed]));
     run(&mut ctr(&["images", "push", "--hosts-dir", hd, &pushed]));
-    let resp = w
-        .client()
-        .get(w.url("/v2/e2e/ctr-pushed/manifests/2"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = w.client().get(w.url("/v2/e2e/ctr-pushed/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
     let _ = containerd.kill();
     let _ = containerd.wait();
@@ -488,15 +359,10 @@ async fn containerd_ctr_pull_run_and_push() {
 fn oras_python() -> PathBuf {
     let venv = std::env::var_os("WHARF_TEST_VENV")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wharf-test-venv"))
-        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wharf-test-venv")))
         .expect("HOME or WHARF_TEST_VENV");
     let python = venv.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import oras.client"])
-        .output()
-        .map(|o| o.status.success());
+    let ok = Command::new(&python).args(["-c", "import oras.client"]).output().map(|o| o.status.success());
     assert!(
         ok.unwrap_or(false),
         "the oras Python client is not installed in {}: run ./scripts/test (it makes the venv and pip-installs oras)",
@@ -539,14 +405,8 @@ async fn oras_push_pull_and_referrers() {
         .arg(tmp.path())
         .arg(&subject)
         .arg(subject_bytes.len().to_string()));
-    assert!(
-        out.contains("PULLED an artifact pushed by oras"),
-        "oras output: {out}"
-    );
-    let tags_line = out
-        .lines()
-        .find(|l| l.starts_with("TAGS "))
-        .expect("tags line");
+    assert!(out.contains("PULLED an artifact pushed by oras"), "oras output: {out}");
+    let tags_line = out.lines().find(|l| l.starts_with("TAGS ")).expect("tags line");
     let tags: Value = serde_json::from_str(&tags_line[5..]).expect("tags json");
     assert_eq!(tags, json!(["base", "v1"]));
     assert!(out.contains("SUBJECT_PUSHED"), "oras output: {out}");
@@ -560,23 +420,8 @@ async fn oras_push_pull_and_referrers() {
         .await
         .expect("json");
     let referrers = v["manifests"].as_array().expect("manifests");
-    assert_eq!(
-        referrers.len(),
-        1,
-        "the artifact pushed with a subject is a referrer: {v}"
-    );
-    assert_eq!(
-        referrers[0]["artifactType"],
-        "application/vnd.example.signature"
-    );
-    let sig = w
-        .client()
-        .head(w.url("/v2/e2e/oras/manifests/sig"))
-        .send()
-        .await
-        .expect("HEAD");
-    assert_eq!(
-        referrers[0]["digest"],
-        header(&sig, "docker-content-digest").as_str()
-    );
+    assert_eq!(referrers.len(), 1, "the artifact pushed with a subject is a referrer: {v}");
+    assert_eq!(referrers[0]["artifactType"], "application/vnd.example.signature");
+    let sig = w.client().head(w.url("/v2/e2e/oras/manifests/sig")).send().await.expect("HEAD");
+    assert_eq!(referrers[0]["digest"], header(&sig, "docker-content-digest").as_str());
 }

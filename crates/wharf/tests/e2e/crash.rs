@@ -22,18 +22,9 @@ fn assert_no_partial_blobs(data_dir: &Path) {
     for prefix in prefixes {
         for file in std::fs::read_dir(prefix.expect("entry").path()).expect("read prefix dir") {
             let path = file.expect("entry").path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("name")
-                .to_owned();
+            let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
             let data = std::fs::read(&path).expect("read blob");
-            assert_eq!(
-                sha256(&data),
-                format!("sha256:{name}"),
-                "blob file {} is partial or corrupt",
-                path.display()
-            );
+            assert_eq!(sha256(&data), format!("sha256:{name}"), "blob file {} is partial or corrupt", path.display());
             checked += 1;
         }
     }
@@ -59,49 +50,27 @@ async fn sigkill_mid_stream_then_resume() {
     }
     let upload_file = w.data_dir.join("blobs/uploads").join(&id);
     wait_for(Duration::from_secs(20), "the upload file to grow", || {
-        std::fs::metadata(&upload_file)
-            .ok()
-            .filter(|m| m.len() >= 1024 * 1024)
+        std::fs::metadata(&upload_file).ok().filter(|m| m.len() >= 1024 * 1024)
     });
     w.kill();
     drop(tx);
-    assert!(
-        patch.await.expect("join").is_err(),
-        "the PATCH cut by SIGKILL must not be acknowledged"
-    );
+    assert!(patch.await.expect("join").is_err(), "the PATCH cut by SIGKILL must not be acknowledged");
     w.restart();
     let c = w.client();
     // Acknowledged content is intact.
-    let resp = c
-        .get(format!("{b}/v2/crash/stream/manifests/v1"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = c.get(format!("{b}/v2/crash/stream/manifests/v1")).send().await.expect("GET");
     assert_eq!(header(&resp, "docker-content-digest"), digest);
-    assert_eq!(
-        resp.bytes().await.expect("body").as_ref(),
-        manifest.as_slice()
-    );
+    assert_eq!(resp.bytes().await.expect("body").as_ref(), manifest.as_slice());
     // The interrupted blob is not visible.
-    let resp = c
-        .head(format!("{b}/v2/crash/stream/blobs/{blob_digest}"))
-        .send()
-        .await
-        .expect("HEAD");
+    let resp = c.head(format!("{b}/v2/crash/stream/blobs/{blob_digest}")).send().await.expect("HEAD");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // The upload resumes from what survived.
     let resp = c.get(&location).send().await.expect("status");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let range = header(&resp, "range");
-    let end: usize = range
-        .strip_prefix("0-")
-        .and_then(|e| e.parse().ok())
-        .expect("range 0-N");
+    let end: usize = range.strip_prefix("0-").and_then(|e| e.parse().ok()).expect("range 0-N");
     let offset = end + 1;
-    assert!(
-        offset <= 3 * 1024 * 1024,
-        "upload holds {offset} bytes, more than was sent"
-    );
+    assert!(offset <= 3 * 1024 * 1024, "upload holds {offset} bytes, more than was sent");
     let resp = c
         .patch(&location)
         .header("content-range", format!("{offset}-{}", data.len() - 1))
@@ -110,11 +79,7 @@ async fn sigkill_mid_stream_then_resume() {
         .await
         .expect("PATCH rest");
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let resp = c
-        .put(format!("{location}{}digest={blob_digest}", join(&location)))
-        .send()
-        .await
-        .expect("PUT");
+    let resp = c.put(format!("{location}{}digest={blob_digest}", join(&location))).send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::CREATED);
     let got = c
         .get(format!("{b}/v2/crash/stream/blobs/{blob_digest}"))
@@ -124,10 +89,7 @@ async fn sigkill_mid_stream_then_resume() {
         .bytes()
         .await
         .expect("body");
-    assert!(
-        got.as_ref() == data.as_slice(),
-        "resumed blob is byte-identical"
-    );
+    assert!(got.as_ref() == data.as_slice(), "resumed blob is byte-identical");
     assert_no_partial_blobs(&w.data_dir);
 }
 
@@ -142,13 +104,7 @@ struct Acked {
     layer_len: usize,
 }
 
-async fn pusher(
-    c: reqwest::Client,
-    b: String,
-    worker: u64,
-    acked: Arc<Mutex<Vec<Acked>>>,
-    count: Arc<AtomicUsize>,
-) {
+async fn pusher(c: reqwest::Client, b: String, worker: u64, acked: Arc<Mutex<Vec<Acked>>>, count: Arc<AtomicUsize>) {
     for i in 0u64.. {
         let repo = format!("crash/w{worker}");
         let seed = worker * 1_000_000 + i;
@@ -177,14 +133,7 @@ async fn pusher(
             return;
         }
         let manifest_digest = sha256(&manifest);
-        acked.lock().expect("lock").push(Acked {
-            repo,
-            tag,
-            manifest_digest,
-            manifest,
-            layer_seed: seed,
-            layer_len,
-        });
+        acked.lock().expect("lock").push(Acked { repo, tag, manifest_digest, manifest, layer_seed: seed, layer_len });
         count.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -197,11 +146,7 @@ async fn try_push(c: &reqwest::Client, b: &str, repo: &str, data: &[u8]) -> Resu
         .send()
         .await
         .map_err(|_| ())?;
-    if resp.status() == StatusCode::CREATED {
-        Ok(digest)
-    } else {
-        Err(())
-    }
+    if resp.status() == StatusCode::CREATED { Ok(digest) } else { Err(()) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,22 +158,13 @@ async fn sigkill_during_concurrent_pushes_loses_nothing_acknowledged() {
         let count = Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..4)
             .map(|worker| {
-                tokio::spawn(pusher(
-                    c.clone(),
-                    b.clone(),
-                    round * 10 + worker,
-                    Arc::clone(&acked),
-                    Arc::clone(&count),
-                ))
+                tokio::spawn(pusher(c.clone(), b.clone(), round * 10 + worker, Arc::clone(&acked), Arc::clone(&count)))
             })
             .collect();
         let target = 5 + round as usize * 3;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while count.load(Ordering::SeqCst) < target {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "pushes made no progress"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "pushes made no progress");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         w.kill();
@@ -239,44 +175,16 @@ async fn sigkill_during_concurrent_pushes_loses_nothing_acknowledged() {
         let c = w.client();
         let all = acked.lock().expect("lock").clone();
         for a in &all {
-            let resp = c
-                .get(format!("{}/v2/{}/manifests/{}", w.base(), a.repo, a.tag))
-                .send()
-                .await
-                .expect("GET");
-            assert_eq!(
-                resp.status(),
-                StatusCode::OK,
-                "acknowledged {}:{} lost in round {round}",
-                a.repo,
-                a.tag
-            );
+            let resp = c.get(format!("{}/v2/{}/manifests/{}", w.base(), a.repo, a.tag)).send().await.expect("GET");
+            assert_eq!(resp.status(), StatusCode::OK, "acknowledged {}:{} lost in round {round}", a.repo, a.tag);
             assert_eq!(header(&resp, "docker-content-digest"), a.manifest_digest);
-            assert_eq!(
-                resp.bytes().await.expect("body").as_ref(),
-                a.manifest.as_slice()
-            );
+            assert_eq!(resp.bytes().await.expect("body").as_ref(), a.manifest.as_slice());
             let layer = bytes(a.layer_seed, a.layer_len);
             let url = format!("{}/v2/{}/blobs/{}", w.base(), a.repo, sha256(&layer));
-            let got = c
-                .get(url)
-                .send()
-                .await
-                .expect("GET blob")
-                .bytes()
-                .await
-                .expect("body");
-            assert!(
-                got.as_ref() == layer.as_slice(),
-                "acknowledged layer of {}:{} corrupt",
-                a.repo,
-                a.tag
-            );
+            let got = c.get(url).send().await.expect("GET blob").bytes().await.expect("body");
+            assert!(got.as_ref() == layer.as_slice(), "acknowledged layer of {}:{} corrupt", a.repo, a.tag);
         }
         assert_no_partial_blobs(&w.data_dir);
     }
-    assert!(
-        acked.lock().expect("lock").len() >= 5 + 8 + 11,
-        "every round acknowledged pushes"
-    );
+    assert!(acked.lock().expect("lock").len() >= 5 + 8 + 11, "every round acknowledged pushes");
 }

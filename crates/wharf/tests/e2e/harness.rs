@@ -32,32 +32,19 @@ impl Wharf {
     }
 
     pub fn start_tls() -> Wharf {
-        Wharf::start_with(Options {
-            tls: true,
-            ..Options::default()
-        })
+        Wharf::start_with(Options { tls: true, ..Options::default() })
     }
 
     pub fn start_with(options: Options) -> Wharf {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let (child, addr) = spawn(&data_dir, &options);
-        Wharf {
-            child: Some(child),
-            addr,
-            data_dir,
-            tls: options.tls,
-            _tmp: Some(tmp),
-        }
+        Wharf { child: Some(child), addr, data_dir, tls: options.tls, _tmp: Some(tmp) }
     }
 
     /// `http://127.0.0.1:PORT` or `https://...`.
     pub fn base(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls { "https" } else { "http" },
-            self.addr
-        )
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// `127.0.0.1:PORT`, as image references use it.
@@ -96,19 +83,13 @@ impl Wharf {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "wharf did not stop within 20 s of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "wharf did not stop within 20 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -116,11 +97,7 @@ impl Wharf {
     /// Starts the process again on the same data directory and address.
     pub fn restart(&mut self) {
         self.kill();
-        let options = Options {
-            tls: self.tls,
-            addr: Some(self.addr.to_string()),
-            sans: Vec::new(),
-        };
+        let options = Options { tls: self.tls, addr: Some(self.addr.to_string()), sans: Vec::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match try_spawn(&self.data_dir, &options) {
@@ -156,9 +133,7 @@ fn try_spawn(data_dir: &Path, options: &Options) -> Result<(Child, SocketAddr), 
     if !options.tls {
         cmd.arg("--insecure-http");
     }
-    cmd.env("WHARF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.env("WHARF_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| format!("spawn wharf: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
@@ -171,20 +146,13 @@ fn try_spawn(data_dir: &Path, options: &Options) -> Result<(Child, SocketAddr), 
     });
     match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(url) => {
-            let addr = url
-                .rsplit("://")
-                .next()
-                .unwrap_or(&url)
-                .parse()
-                .map_err(|e| format!("{url}: {e}"))?;
+            let addr = url.rsplit("://").next().unwrap_or(&url).parse().map_err(|e| format!("{url}: {e}"))?;
             Ok((child, addr))
         }
         Err(_) => {
             let _ = child.kill();
             let status = child.wait().map_err(|e| e.to_string())?;
-            Err(format!(
-                "wharf printed no listening line within 30 s (exit: {status})"
-            ))
+            Err(format!("wharf printed no listening line within 30 s (exit: {status})"))
         }
     }
 }
@@ -203,9 +171,7 @@ pub fn require(program: &str) {
 
 /// Runs a command, panicking with its output if it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -223,10 +189,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

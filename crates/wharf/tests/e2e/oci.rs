@@ -45,25 +45,13 @@ pub fn absolute(base: &str, location: &str) -> String {
 }
 
 pub fn header(resp: &Response, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 /// Opens an upload session and returns its absolute location.
 pub async fn start_upload(client: &Client, base: &str, repo: &str) -> String {
-    let resp = client
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .expect("POST upload");
-    assert_eq!(
-        resp.status(),
-        StatusCode::ACCEPTED,
-        "start upload in {repo}"
-    );
+    let resp = client.post(format!("{base}/v2/{repo}/blobs/uploads/")).send().await.expect("POST upload");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "start upload in {repo}");
     absolute(base, &header(&resp, "location"))
 }
 
@@ -83,21 +71,13 @@ pub async fn push_blob(client: &Client, base: &str, repo: &str, data: &[u8]) -> 
         .send()
         .await
         .expect("PUT blob");
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "push blob {digest} to {repo}"
-    );
+    assert_eq!(resp.status(), StatusCode::CREATED, "push blob {digest} to {repo}");
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     digest
 }
 
 /// An OCI image manifest over a config and layers given as (digest, size).
-pub fn image_manifest(
-    config: (&str, usize),
-    layers: &[(&str, usize)],
-    extra: serde_json::Value,
-) -> Vec<u8> {
+pub fn image_manifest(config: (&str, usize), layers: &[(&str, usize)], extra: serde_json::Value) -> Vec<u8> {
     let mut m = json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -130,24 +110,13 @@ pub async fn put_manifest(
 }
 
 /// Pushes a config, one layer and a manifest tagged `tag`; returns (manifest digest, manifest bytes).
-pub async fn push_image(
-    client: &Client,
-    base: &str,
-    repo: &str,
-    tag: &str,
-    seed: u64,
-) -> (String, Vec<u8>) {
-    let config =
-        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+pub async fn push_image(client: &Client, base: &str, repo: &str, tag: &str, seed: u64) -> (String, Vec<u8>) {
+    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
     let layer = bytes(seed, 2048);
     let c = push_blob(client, base, repo, &config).await;
     let l = push_blob(client, base, repo, &layer).await;
     let manifest = image_manifest((&c, config.len()), &[(&l, layer.len())], json!({}));
     let resp = put_manifest(client, base, repo, tag, OCI_MANIFEST, &manifest).await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "push manifest {repo}:{tag}"
-    );
+    assert_eq!(resp.status(), StatusCode::CREATED, "push manifest {repo}:{tag}");
     (sha256(&manifest), manifest)
 }
