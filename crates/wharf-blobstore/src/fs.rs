@@ -284,51 +284,6 @@ fn write_chunks(file: File, mut rx: mpsc::Receiver<Bytes>) -> std::io::Result<u6
     Ok(written)
 }
 
-/// Reads of at least this many bytes bypass the page cache.
-const DIRECT_READ_MIN: u64 = 1024 * 1024;
-
-/// Streams `len` bytes of `path` from `offset` with O_DIRECT reads of aligned blocks, or
-/// `None` if the file cannot be opened that way. Blobs are written with O_DIRECT, so they are
-/// usually not in the page cache; large direct reads avoid both the cache copy and small
-/// readahead windows.
-fn stream_file_direct(path: &Path, offset: u64, len: u64, what: String) -> Option<ByteStream> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok()?;
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH / 2);
-    tokio::task::spawn_blocking(move || {
-        let align = DIRECT_ALIGN as u64;
-        let mut pos = offset / align * align;
-        let mut skip = (offset - pos) as usize;
-        let mut left = len;
-        while left > 0 {
-            let mut raw = vec![0u8; DIRECT_BLOCK + DIRECT_ALIGN];
-            let pad = raw.as_ptr().align_offset(DIRECT_ALIGN);
-            let n = match file.read_at(&mut raw[pad..pad + DIRECT_BLOCK], pos) {
-                Ok(0) => {
-                    let msg = format!("{what} ended {left} bytes early");
-                    let _ = tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, msg)));
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            let usable = usize::try_from(left).unwrap_or(usize::MAX).min(n.saturating_sub(skip));
-            let chunk = Bytes::from(raw).slice(pad + skip..pad + skip + usable);
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return;
-            }
-            pos += n as u64;
-            left -= usable as u64;
-            skip = 0;
-        }
-    });
-    Some(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
-}
-
 fn sync_dir(path: &Path) -> Result<(), BlobError> {
     File::open(path).and_then(|d| d.sync_all()).map_err(BlobError::io(format!("fsync {}", path.display())))
 }
@@ -476,11 +431,6 @@ impl BlobStore for FsBlobStore {
             };
             let size = file.metadata().map_err(BlobError::io("stat blob"))?.len();
             let r = range.unwrap_or(ByteRange { offset: 0, len: size });
-            if r.len >= DIRECT_READ_MIN
-                && let Some(stream) = stream_file_direct(&path, r.offset, r.len, format!("blob {digest}"))
-            {
-                return Ok(stream);
-            }
             Ok(stream_file(file, r.offset, r.len, format!("blob {digest}")))
         })
         .await

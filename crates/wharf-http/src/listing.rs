@@ -35,8 +35,13 @@ pub(crate) fn tags(app: &App, method: &Method, name: &str, query: Option<&str>) 
     let pairs = query_pairs(query);
     let n = page_size(&pairs, usize::MAX)?;
     let page = app.registry.tags(name, query_get(&pairs, "last"), n)?;
-    let body = serde_json::json!({ "name": name, "tags": page.items });
-    let mut response = json_response(StatusCode::OK, body.to_string().into_bytes());
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [String],
+    }
+    let body = serde_json::to_vec(&TagList { name, tags: &page.items }).map_err(|_| RegistryError::internal())?;
+    let mut response = json_response(StatusCode::OK, body);
     if page.more
         && n > 0
         && let Some(last) = page.items.last()
@@ -53,8 +58,12 @@ pub(crate) fn catalog(app: &App, method: &Method, query: Option<&str>) -> Result
     let pairs = query_pairs(query);
     let n = page_size(&pairs, DEFAULT_PAGE)?;
     let page = app.registry.catalog(query_get(&pairs, "last"), n)?;
-    let body = serde_json::json!({ "repositories": page.items });
-    let mut response = json_response(StatusCode::OK, body.to_string().into_bytes());
+    #[derive(serde::Serialize)]
+    struct Catalog<'a> {
+        repositories: &'a [String],
+    }
+    let body = serde_json::to_vec(&Catalog { repositories: &page.items }).map_err(|_| RegistryError::internal())?;
+    let mut response = json_response(StatusCode::OK, body);
     if page.more
         && n > 0
         && let Some(last) = page.items.last()

@@ -123,6 +123,28 @@ impl Registry {
         Ok(())
     }
 
+    /// Cancels upload sessions started `max_age_secs` or more ago and frees their bytes.
+    /// Sessions with a request in progress are left alone. Returns how many were removed.
+    pub async fn purge_stale_uploads(&self, max_age_secs: u64) -> Result<usize, RegistryError> {
+        let stale = self.store.uploads_started_by(now().saturating_sub(max_age_secs)).map_err(internal)?;
+        let mut purged = 0;
+        for id in stale {
+            let lock = {
+                let mut sessions = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::clone(sessions.entry(id.clone()).or_default())
+            };
+            let Ok(_guard) = lock.try_lock() else { continue };
+            match self.apply(Command::CancelUpload { id: id.clone() }).await {
+                Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
+                Err(e) => return Err(internal(e)),
+            }
+            self.blobs.abort(&id).await.map_err(blob_error)?;
+            self.forget_session(&id);
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
     /// The session's record (which must belong to `repo`) and its lock.
     fn session(&self, repo: &str, id: &str) -> Result<(UploadRecord, SessionLock), RegistryError> {
         check_name(repo)?;

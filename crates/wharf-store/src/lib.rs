@@ -12,6 +12,7 @@ mod command;
 mod records;
 mod store;
 mod tables;
+mod tag_cache;
 
 pub use command::{Command, Outcome, PutManifest, VersionedCommand};
 pub use records::{ManifestRecord, UploadRecord};

@@ -1,6 +1,7 @@
 //! [`Store`]: opening the database, applying commands, and reading state.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use wharf_api::Digest;
@@ -8,6 +9,7 @@ use wharf_api::Digest;
 use crate::command::{Command, Outcome, PutManifest};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
 use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPOS, SCHEMA_VERSION, TAGS, UPLOADS};
+use crate::tag_cache::{MIN_TAGS, TagCache};
 
 /// Why a command was refused or a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,7 @@ pub struct Page {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    tag_cache: TagCache,
 }
 
 impl Store {
@@ -78,7 +81,7 @@ impl Store {
             txn.open_table(UPLOADS)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, tag_cache: TagCache::default() })
     }
 
     /// Applies one command atomically and durably. A refused command changes nothing.
@@ -86,6 +89,9 @@ impl Store {
         let txn = self.db.begin_write()?;
         let outcome = apply_in(&txn, command)?;
         txn.commit()?;
+        if let Some(repo) = tags_changed(command) {
+            self.tag_cache.invalidate(repo);
+        }
         Ok(outcome)
     }
 
@@ -116,6 +122,23 @@ impl Store {
 
     /// Up to `n` tags of `repo` after `last`, in lexical order.
     pub fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
+        let (cached, generation) = self.tag_cache.get(repo);
+        let all = match cached {
+            Some(all) => all,
+            None => {
+                let page = self.scan_tags(repo, None, usize::MAX)?;
+                if page.items.len() < MIN_TAGS {
+                    return Ok(page_of(&page.items, last, n));
+                }
+                let all = Arc::new(page.items);
+                self.tag_cache.fill(repo, generation, Arc::clone(&all));
+                all
+            }
+        };
+        Ok(page_of(&all, last, n))
+    }
+
+    fn scan_tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<Page, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TAGS)?;
         let start = last.unwrap_or("");
@@ -190,6 +213,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The ids of upload sessions started at or before `cutoff` (seconds since the epoch).
+    pub fn uploads_started_by(&self, cutoff: u64) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UPLOADS)?;
+        let mut ids = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let StoredUpload::V1(record) = postcard::from_bytes(value.value())?;
+            if record.started <= cutoff {
+                ids.push(key.value().to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
     /// The open upload session `id`.
     pub fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -199,6 +237,25 @@ impl Store {
         };
         let StoredUpload::V1(record) = postcard::from_bytes(raw.value())?;
         Ok(Some(record))
+    }
+}
+
+/// The page of a sorted list after `last`, at most `n` long.
+fn page_of(all: &[String], last: Option<&str>, n: usize) -> Page {
+    let start = match last {
+        Some(last) => all.partition_point(|t| t.as_str() <= last),
+        None => 0,
+    };
+    let end = start.saturating_add(n).min(all.len());
+    Page { items: all[start..end].to_vec(), more: end < all.len() }
+}
+
+/// The repository whose tags `command` may change.
+fn tags_changed(command: &Command) -> Option<&str> {
+    match command {
+        Command::PutManifest(put) if !put.tags.is_empty() => Some(&put.repo),
+        Command::DeleteManifest { repo, .. } | Command::DeleteTag { repo, .. } => Some(repo),
+        _ => None,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -35,6 +36,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
     let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?;
     let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(blobs)));
+    tokio::spawn(purge_stale_uploads(Arc::clone(&registry)));
 
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
@@ -84,6 +86,23 @@ fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca) {
         println!("  WARNING: --insecure-http: traffic is not encrypted.");
     }
     println!("  WARNING: the registry is open: there are no accounts yet, anyone who can reach it may push and pull.");
+}
+
+/// Upload sessions older than this are cancelled (distribution's default purge age).
+const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often stale uploads are looked for.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+async fn purge_stale_uploads(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match registry.purge_stale_uploads(UPLOAD_MAX_AGE.as_secs()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
