@@ -133,3 +133,28 @@ proptest::proptest! {
         proptest::prop_assert_eq!(a.catalog(None, 100).expect("a"), b.catalog(None, 100).expect("b"));
     }
 }
+
+#[test]
+fn large_tag_lists_stay_current_through_the_cache() {
+    let (_dir, store) = open();
+    upload(&store, "u1", "big", d(1));
+    let tags: Vec<String> = (0..600).map(|i| format!("t{i:04}")).collect();
+    for batch in tags.chunks(64) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        store.apply(&manifest("big", d(9), vec![d(1)], &refs, None)).expect("put");
+    }
+    let all = store.tags("big", None, usize::MAX).expect("tags");
+    assert_eq!(all.items, tags, "first read fills the cache");
+    let page = store.tags("big", Some("t0100"), 3).expect("page");
+    assert_eq!((page.items, page.more), (vec!["t0101".to_owned(), "t0102".to_owned(), "t0103".to_owned()], true));
+    store.apply(&Command::DeleteTag { repo: "big".into(), tag: "t0101".into() }).expect("untag");
+    let page = store.tags("big", Some("t0100"), 2).expect("page");
+    assert_eq!(page.items, vec!["t0102".to_owned(), "t0103".to_owned()], "a deleted tag leaves the cached list");
+    store.apply(&manifest("big", d(9), vec![d(1)], &["t0101a"], None)).expect("tag");
+    let page = store.tags("big", Some("t0101"), 1).expect("page");
+    assert_eq!(page.items, vec!["t0101a".to_owned()], "a new tag appears in the cached list");
+    let last = store.tags("big", Some("t0599"), 10).expect("page");
+    assert_eq!((last.items.len(), last.more), (0, false));
+    store.apply(&Command::DeleteManifest { repo: "big".into(), digest: d(9) }).expect("delete");
+    assert!(store.tags("big", None, usize::MAX).expect("tags").items.is_empty());
+}
