@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use wharf_api::range::ByteRange;
 use wharf_api::{Algorithm, Digest};
 
-use crate::{BlobError, BlobStore, ByteStream};
+use crate::{BlobError, BlobStore, ByteStream, Observer};
 
 /// The sha256 digest of `data`.
 pub fn digest_of(data: &[u8]) -> Digest {
@@ -29,11 +29,23 @@ pub async fn collect(mut s: ByteStream) -> Vec<u8> {
     out
 }
 
+/// An observer that ignores what it sees.
+pub fn ignore() -> Observer {
+    Box::new(|_| {})
+}
+
+/// An observer that records what it sees into the returned buffer.
+pub fn recorder() -> (Observer, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    (Box::new(move |b: &[u8]| sink.lock().expect("lock").extend_from_slice(b)), seen)
+}
+
 /// Uploads `data` in one append under upload `id` and commits it.
 pub async fn put_blob(store: &dyn BlobStore, id: &str, data: &[u8]) -> Digest {
     let digest = digest_of(data);
     store.create_upload(id).await.expect("create upload");
-    store.append(id, 0, chunks(vec![data.to_vec()])).await.expect("append");
+    store.append(id, 0, chunks(vec![data.to_vec()]), ignore()).await.expect("append");
     store.commit(id, &digest).await.expect("commit");
     digest
 }
@@ -53,9 +65,14 @@ pub async fn run_all(store: &dyn BlobStore) {
 async fn upload_append_commit_get(store: &dyn BlobStore) {
     store.create_upload("c-upload-1").await.expect("create");
     assert_eq!(store.upload_size("c-upload-1").await.expect("size"), 0);
-    let n = store.append("c-upload-1", 0, chunks(vec![b"hello ".to_vec(), b"wor".to_vec()])).await.expect("append");
+    let (observer, seen) = recorder();
+    let n = store
+        .append("c-upload-1", 0, chunks(vec![b"hello ".to_vec(), b"wor".to_vec()]), observer)
+        .await
+        .expect("append");
+    assert_eq!(*seen.lock().expect("lock"), b"hello wor");
     assert_eq!(n, 9);
-    let n = store.append("c-upload-1", 9, chunks(vec![b"ld".to_vec()])).await.expect("append 2");
+    let n = store.append("c-upload-1", 9, chunks(vec![b"ld".to_vec()]), ignore()).await.expect("append 2");
     assert_eq!(n, 11);
     assert_eq!(collect(store.read_upload("c-upload-1").await.expect("read upload")).await, b"hello world");
     let d = digest_of(b"hello world");
@@ -67,9 +84,9 @@ async fn upload_append_commit_get(store: &dyn BlobStore) {
 
 async fn appends_must_be_contiguous(store: &dyn BlobStore) {
     store.create_upload("c-upload-2").await.expect("create");
-    store.append("c-upload-2", 0, chunks(vec![b"abc".to_vec()])).await.expect("append");
+    store.append("c-upload-2", 0, chunks(vec![b"abc".to_vec()]), ignore()).await.expect("append");
     for wrong in [0, 2, 4] {
-        match store.append("c-upload-2", wrong, chunks(vec![b"x".to_vec()])).await {
+        match store.append("c-upload-2", wrong, chunks(vec![b"x".to_vec()]), ignore()).await {
             Err(BlobError::OffsetMismatch { actual: 3, .. }) => {}
             other => panic!("append at {wrong} of a 3-byte upload gave {other:?}"),
         }
@@ -95,7 +112,10 @@ async fn unknown_things(store: &dyn BlobStore) {
     assert!(matches!(store.get(&d, None).await, Err(BlobError::NotFound(_))));
     assert!(!store.delete(&d).await.expect("delete unknown"));
     assert!(matches!(store.upload_size("c-nope").await, Err(BlobError::UploadNotFound(_))));
-    assert!(matches!(store.append("c-nope", 0, chunks(vec![b"x".to_vec()])).await, Err(BlobError::UploadNotFound(_))));
+    assert!(matches!(
+        store.append("c-nope", 0, chunks(vec![b"x".to_vec()]), ignore()).await,
+        Err(BlobError::UploadNotFound(_))
+    ));
     assert!(matches!(store.commit("c-nope", &d).await, Err(BlobError::UploadNotFound(_))));
     store.abort("c-nope").await.expect("abort unknown is fine");
 }
@@ -112,7 +132,7 @@ async fn dedup_and_delete(store: &dyn BlobStore) {
 
 async fn abort_discards(store: &dyn BlobStore) {
     store.create_upload("c-upload-6").await.expect("create");
-    store.append("c-upload-6", 0, chunks(vec![b"partial".to_vec()])).await.expect("append");
+    store.append("c-upload-6", 0, chunks(vec![b"partial".to_vec()]), ignore()).await.expect("append");
     store.abort("c-upload-6").await.expect("abort");
     assert!(matches!(store.upload_size("c-upload-6").await, Err(BlobError::UploadNotFound(_))));
     assert_eq!(store.stat(&digest_of(b"partial")).await.expect("stat"), None, "no partial blob is visible");
@@ -125,7 +145,7 @@ async fn body_errors_keep_the_prefix(store: &dyn BlobStore) {
         Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
     ])
     .boxed();
-    assert!(matches!(store.append("c-upload-7", 0, body).await, Err(BlobError::Body(_))));
+    assert!(matches!(store.append("c-upload-7", 0, body, ignore()).await, Err(BlobError::Body(_))));
     assert_eq!(store.upload_size("c-upload-7").await.expect("size"), 5, "bytes before the error are kept");
     store.abort("c-upload-7").await.expect("abort");
 }
@@ -134,7 +154,9 @@ async fn large_blob_streams(store: &dyn BlobStore) {
     let data: Vec<u8> = (0..5 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     let parts: Vec<Vec<u8>> = data.chunks(64 * 1024 + 3).map(<[u8]>::to_vec).collect();
     store.create_upload("c-upload-8").await.expect("create");
-    store.append("c-upload-8", 0, chunks(parts)).await.expect("append");
+    let (observer, seen) = recorder();
+    store.append("c-upload-8", 0, chunks(parts), observer).await.expect("append");
+    assert!(*seen.lock().expect("lock") == data, "the observer saw every byte once, in order");
     let d = digest_of(&data);
     store.commit("c-upload-8", &d).await.expect("commit");
     let got = collect(store.get(&d, None).await.expect("get")).await;
@@ -145,8 +167,10 @@ async fn large_blob_streams(store: &dyn BlobStore) {
     store.delete(&d).await.expect("delete");
     // A large append that starts at an unaligned offset.
     store.create_upload("c-upload-9").await.expect("create");
-    store.append("c-upload-9", 0, chunks(vec![data[..3].to_vec()])).await.expect("small append");
-    let n = store.append("c-upload-9", 3, chunks(vec![data[3..].to_vec()])).await.expect("large append");
+    store.append("c-upload-9", 0, chunks(vec![data[..3].to_vec()]), ignore()).await.expect("small append");
+    let (observer, seen) = recorder();
+    let n = store.append("c-upload-9", 3, chunks(vec![data[3..].to_vec()]), observer).await.expect("large append");
+    assert!(*seen.lock().expect("lock") == data[3..], "the buffered path feeds the observer too");
     assert_eq!(n, data.len() as u64);
     assert!(collect(store.read_upload("c-upload-9").await.expect("read")).await == data);
     store.abort("c-upload-9").await.expect("abort");

@@ -11,6 +11,7 @@
 pub mod conformance;
 mod fs;
 mod memory;
+mod writer;
 
 use std::pin::Pin;
 
@@ -24,6 +25,11 @@ pub use memory::MemoryBlobStore;
 
 /// A stream of body chunks, as read from a request or a driver.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Called by [`BlobStore::append`] with the appended bytes, once each and in order, on a thread
+/// of the driver's choosing, before `append` returns. The registry hashes in it, so hashing
+/// runs as a stage of the driver's own write pipeline.
+pub type Observer = Box<dyn FnMut(&[u8]) + Send>;
 
 /// Failures of a blob store operation.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +62,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The number of bytes stored for upload `id`, or `UploadNotFound`.
     async fn upload_size(&self, id: &str) -> Result<u64, BlobError>;
 
-    /// Appends `data` to upload `id`, which must hold exactly `offset` bytes. Returns the new
-    /// size. On a body error the bytes that arrived before it stay in the upload.
-    async fn append(&self, id: &str, offset: u64, data: ByteStream) -> Result<u64, BlobError>;
+    /// Appends `data` to upload `id`, which must hold exactly `offset` bytes, passing the bytes
+    /// to `observe` as they are stored. Returns the new size. On a body error the bytes that
+    /// arrived before it stay in the upload; after any error `observe` may have seen bytes
+    /// that were not stored, so callers must not trust what it computed.
+    async fn append(&self, id: &str, offset: u64, data: ByteStream, observe: Observer) -> Result<u64, BlobError>;
 
     /// Streams the bytes stored so far for upload `id` (to rebuild a hash after a restart).
     async fn read_upload(&self, id: &str) -> Result<ByteStream, BlobError>;

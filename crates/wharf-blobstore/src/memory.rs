@@ -9,7 +9,7 @@ use futures::StreamExt;
 use wharf_api::Digest;
 use wharf_api::range::ByteRange;
 
-use crate::{BlobError, BlobStore, ByteStream};
+use crate::{BlobError, BlobStore, ByteStream, Observer};
 
 #[derive(Debug, Default)]
 pub struct MemoryBlobStore {
@@ -44,13 +44,20 @@ impl BlobStore for MemoryBlobStore {
         Ok(buf.len() as u64)
     }
 
-    async fn append(&self, id: &str, offset: u64, mut data: ByteStream) -> Result<u64, BlobError> {
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+        mut observe: Observer,
+    ) -> Result<u64, BlobError> {
         let actual = self.upload_size(id).await?;
         if actual != offset {
             return Err(BlobError::OffsetMismatch { id: id.to_owned(), actual, requested: offset });
         }
         while let Some(item) = data.next().await {
             let chunk = item.map_err(BlobError::Body)?;
+            observe(&chunk);
             let mut uploads = lock(&self.uploads);
             let buf = uploads.get_mut(id).ok_or_else(|| BlobError::UploadNotFound(id.to_owned()))?;
             buf.extend_from_slice(&chunk);

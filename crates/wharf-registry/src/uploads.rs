@@ -5,12 +5,11 @@
 //! a failed append) it is rebuilt from the bytes already stored, so an upload can always be
 //! resumed. A per-session async lock serialises requests on the same session.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use wharf_api::{Algorithm, Digest, ErrorCode, RegistryError};
-use wharf_blobstore::ByteStream;
+use wharf_blobstore::{ByteStream, Observer};
 use wharf_store::{Command, StoreError, UploadRecord};
 
 use crate::hashing::Hasher;
@@ -21,9 +20,6 @@ pub(crate) struct HashState {
     offset: u64,
     hasher: Hasher,
 }
-
-/// Chunks queued between the request and its hashing thread.
-const HASH_QUEUE: usize = 8;
 
 pub(crate) type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
@@ -178,34 +174,18 @@ impl Registry {
             ));
         }
         let algorithm = state.as_ref().map_or(algorithm, |s| s.hasher.algorithm());
-        let hasher = self.hasher_at(id, state.take(), offset, algorithm).await?;
-        // Hash on a thread of its own, so hashing overlaps receiving and writing.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
-        let hashing = tokio::task::spawn_blocking(move || {
-            let mut hasher = hasher;
-            while let Some(chunk) = rx.blocking_recv() {
-                hasher.update(&chunk);
-            }
-            hasher
-        });
-        let body = body
-            .then(move |item| {
-                let tx = tx.clone();
-                async move {
-                    if let Ok(chunk) = &item
-                        && tx.send(chunk.clone()).await.is_err()
-                    {
-                        return Err(std::io::Error::other("hashing thread stopped"));
-                    }
-                    item
-                }
-            })
-            .boxed();
-        let appended = self.blobs.append(id, offset, body).await;
-        // The stream, and with it every sender, is gone once append returns.
-        let hasher = hashing.await.map_err(internal)?;
-        let new_offset = appended.map_err(blob_error)?;
-        *state = Some(HashState { offset: new_offset, hasher });
+        let hasher = Arc::new(Mutex::new(self.hasher_at(id, state.take(), offset, algorithm).await?));
+        // The blob store calls the observer from its write pipeline, so hashing overlaps
+        // receiving and writing.
+        let feed = Arc::clone(&hasher);
+        let observe: Observer =
+            Box::new(move |bytes| feed.lock().unwrap_or_else(PoisonError::into_inner).update(bytes));
+        let new_offset = self.blobs.append(id, offset, body, observe).await.map_err(blob_error)?;
+        // The observer, and with it the other handle, is dropped once append returns.
+        if let Ok(hasher) = Arc::try_unwrap(hasher) {
+            let hasher = hasher.into_inner().unwrap_or_else(PoisonError::into_inner);
+            *state = Some(HashState { offset: new_offset, hasher });
+        }
         Ok(new_offset)
     }
 
