@@ -21,10 +21,11 @@ use wharf_api::range::ByteRange;
 
 use crate::{BlobError, BlobStore, ByteStream, Observer, writer};
 
-/// Size of the chunks read from disk and of the writer's buffer.
+/// Size of the chunks read from disk.
 const IO_CHUNK: usize = 1024 * 1024;
-
-/// Chunks in flight between a request task and its disk thread.
+/// Chunks read ahead of the response.
+const READ_AHEAD: usize = 8;
+/// Chunks in flight between a request task and the buffered writer's thread.
 const CHANNEL_DEPTH: usize = 8;
 
 /// Blob storage in a local directory.
@@ -81,7 +82,7 @@ fn upload_missing(id: &str) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
 
 /// Streams `len` bytes of `file` from `offset` through a channel fed by a blocking thread.
 fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         if let Err(e) = file.seek(SeekFrom::Start(offset)) {
             let _ = tx.blocking_send(Err(e));

@@ -39,7 +39,24 @@ pub struct App {
 
 /// The router for the whole node: `/ca` and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/ca", get(ca)).fallback(dispatch).with_state(app)
+    Router::new().route("/ca", get(ca)).fallback(dispatch).with_state(app).layer(axum::middleware::from_fn(log_request))
+}
+
+/// One log line per request: at debug level normally, at warn level for server errors. Only
+/// the method, path, status and duration are logged; never headers, which carry credentials.
+async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let micros = start.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status, micros, "request");
+    }
+    response
 }
 
 async fn ca(State(app): State<Arc<App>>) -> Response {
