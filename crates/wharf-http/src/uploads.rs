@@ -37,6 +37,16 @@ fn has_body(req: &Request) -> bool {
     }
 }
 
+/// Where a chunk says it starts (`Content-Range`), if it says.
+fn chunk_start(req: &Request) -> Result<Option<u64>, RegistryError> {
+    match header_str(req.headers(), header::CONTENT_RANGE) {
+        None => Ok(None),
+        Some(v) => parse_content_range(v)
+            .map(|r| Some(r.start))
+            .ok_or_else(|| RegistryError::new(ErrorCode::RangeInvalid, "invalid Content-Range")),
+    }
+}
+
 fn created(name: &str, digest: &wharf_api::Digest) -> Response {
     empty(
         StatusCode::CREATED,
@@ -77,14 +87,7 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, id: &str) -> Res
             Ok(empty(StatusCode::NO_CONTENT, &progress_headers(name, id, offset)))
         }
         Method::PATCH => {
-            let start = match header_str(req.headers(), header::CONTENT_RANGE) {
-                None => None,
-                Some(v) => Some(
-                    parse_content_range(v)
-                        .ok_or_else(|| RegistryError::new(ErrorCode::RangeInvalid, "invalid Content-Range"))?
-                        .start,
-                ),
-            };
+            let start = chunk_start(&req)?;
             let offset = registry.patch_upload(name, id, start, body_stream(req)).await?;
             Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, id, offset)))
         }
@@ -93,8 +96,11 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, id: &str) -> Res
             let digest = query_get(&query, "digest")
                 .ok_or_else(|| RegistryError::new(ErrorCode::DigestInvalid, "digest parameter missing"))?;
             let digest = parse_digest(digest)?;
-            let body = has_body(&req).then(|| body_stream(req));
-            registry.finish_upload(name, id, &digest, body).await?;
+            let last_chunk = match has_body(&req) {
+                true => Some((chunk_start(&req)?, body_stream(req))),
+                false => None,
+            };
+            registry.finish_upload(name, id, &digest, last_chunk).await?;
             Ok(created(name, &digest))
         }
         Method::DELETE => {

@@ -49,7 +49,7 @@ impl Registry {
     /// A whole blob in one request (POST with `digest`): start, append, verify, commit.
     pub async fn monolithic_upload(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64, RegistryError> {
         let progress = self.start_upload(repo, digest.algorithm()).await?;
-        let result = self.finish_upload(repo, &progress.id, digest, Some(body)).await;
+        let result = self.finish_upload(repo, &progress.id, digest, Some((None, body))).await;
         if result.is_err() {
             // Nothing of a failed single-request upload can be resumed by the client.
             let _ = self.cancel_upload(repo, &progress.id).await;
@@ -77,18 +77,19 @@ impl Registry {
         self.append_locked(id, &mut state, record.algorithm, start, body).await
     }
 
-    /// Appends an optional last chunk, verifies `digest` and makes the blob visible in `repo`.
+    /// Appends an optional last chunk (with the start its `Content-Range` gave, if any),
+    /// verifies `digest` and makes the blob visible in `repo`.
     pub async fn finish_upload(
         &self,
         repo: &str,
         id: &str,
         digest: &Digest,
-        body: Option<ByteStream>,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
     ) -> Result<u64, RegistryError> {
         let (record, lock) = self.session(repo, id)?;
         let mut state = lock.lock().await;
-        if let Some(body) = body {
-            self.append_locked(id, &mut state, record.algorithm, None, body).await?;
+        if let Some((start, body)) = last_chunk {
+            self.append_locked(id, &mut state, record.algorithm, start, body).await?;
         }
         let offset = self.blobs.upload_size(id).await.map_err(blob_error)?;
         let computed = self.hasher_at(id, state.take(), offset, digest.algorithm()).await?.finish();
