@@ -11,7 +11,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -32,8 +31,8 @@ const CHANNEL_DEPTH: usize = 8;
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
-    /// Bytes left for extra O_DIRECT blocks, shared by all appends.
-    direct_budget: Arc<AtomicUsize>,
+    /// The O_DIRECT blocks shared by all appends.
+    blocks: Arc<writer::BlockPool>,
 }
 
 impl FsBlobStore {
@@ -43,7 +42,7 @@ impl FsBlobStore {
         for dir in [root.join("blobs"), root.join("uploads")] {
             fs::create_dir_all(&dir).map_err(BlobError::io(format!("create {}", dir.display())))?;
         }
-        Ok(FsBlobStore { root, direct_budget: Arc::new(AtomicUsize::new(writer::DIRECT_EXTRA_BUDGET)) })
+        Ok(FsBlobStore { root, blocks: Arc::new(writer::BlockPool::new()) })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -165,7 +164,7 @@ impl BlobStore for FsBlobStore {
         .await?;
         let (written, body_error) = match direct {
             Some(direct) => {
-                let mut out = writer::DirectWriter::new(direct, file, observe, Arc::clone(&self.direct_budget));
+                let mut out = writer::DirectWriter::new(direct, file, observe, Arc::clone(&self.blocks));
                 let mut body_error = None;
                 while let Some(item) = data.next().await {
                     match item {

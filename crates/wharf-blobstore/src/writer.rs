@@ -10,9 +10,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -28,7 +28,9 @@ const BLOCK: usize = 2 * 1024 * 1024;
 const MAX_BLOCKS: usize = 4;
 /// Memory for the second and later blocks of all concurrent appends together; every append
 /// gets its first block regardless, so none waits on another.
-pub(crate) const DIRECT_EXTRA_BUDGET: usize = 16 * BLOCK;
+const EXTRA_BUDGET: usize = 16 * BLOCK;
+/// Idle blocks kept for the next appends, so their memory is not faulted in again.
+const MAX_IDLE: usize = 8;
 /// Buffer of the buffered writer.
 const BUFFER: usize = 1024 * 1024;
 /// During a long buffered append, ask for writeback after this many bytes, so the final fsync
@@ -49,6 +51,7 @@ pub(crate) fn open_direct(path: &Path, offset: u64) -> Option<File> {
 }
 
 /// A heap buffer whose usable part starts at an [`ALIGN`] boundary.
+#[derive(Debug)]
 struct AlignedBlock {
     raw: Vec<u8>,
     pad: usize,
@@ -67,6 +70,41 @@ impl AlignedBlock {
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.pad..self.pad + BLOCK]
+    }
+}
+
+/// The blocks of all appends of one blob store: idle blocks for reuse, and the budget for
+/// blocks beyond each append's first.
+#[derive(Debug)]
+pub(crate) struct BlockPool {
+    idle: Mutex<Vec<AlignedBlock>>,
+    extra_budget: AtomicUsize,
+}
+
+impl BlockPool {
+    pub(crate) fn new() -> BlockPool {
+        BlockPool { idle: Mutex::new(Vec::new()), extra_budget: AtomicUsize::new(EXTRA_BUDGET) }
+    }
+
+    fn take(&self) -> AlignedBlock {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(AlignedBlock::new)
+    }
+
+    /// An append's block beyond its first, if the shared budget allows.
+    fn take_extra(&self) -> Option<AlignedBlock> {
+        self.extra_budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(BLOCK)).ok()?;
+        Some(self.take())
+    }
+
+    fn give_back(&self, block: AlignedBlock) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(block);
+        }
+    }
+
+    fn release_extras(&self, extras: usize) {
+        self.extra_budget.fetch_add(extras * BLOCK, Ordering::AcqRel);
     }
 }
 
@@ -131,26 +169,29 @@ impl Pipeline {
 
     /// Hands a filled block on; returns the block to fill next (free, new within the budget,
     /// or the next one the disk stage gives back), or `None` if a stage stopped.
-    async fn submit(&mut self, block: AlignedBlock, len: usize, budget: &AtomicUsize) -> Option<AlignedBlock> {
+    async fn submit(&mut self, block: AlignedBlock, len: usize, pool: &BlockPool) -> Option<AlignedBlock> {
         self.to_observer.try_send((block, len)).ok()?;
         if let Ok(block) = self.free.try_recv() {
             return Some(block);
         }
         if self.blocks < MAX_BLOCKS
-            && budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(BLOCK)).is_ok()
+            && let Some(block) = pool.take_extra()
         {
             self.blocks += 1;
-            return Some(AlignedBlock::new());
+            return Some(block);
         }
         self.free.recv().await
     }
 
     /// Waits for both stages; returns the bytes the disk stage wrote.
-    fn finish(self, budget: &AtomicUsize) -> std::io::Result<u64> {
+    fn finish(mut self, pool: &BlockPool) -> std::io::Result<u64> {
         drop(self.to_observer);
         let observed = self.observer.join();
         let written = self.disk.join();
-        budget.fetch_add((self.blocks - 1) * BLOCK, Ordering::AcqRel);
+        while let Ok(block) = self.free.try_recv() {
+            pool.give_back(block);
+        }
+        pool.release_extras(self.blocks - 1);
         if observed.is_err() {
             return Err(std::io::Error::other("observer stage panicked"));
         }
@@ -166,17 +207,17 @@ pub(crate) struct DirectWriter {
     pipeline: Option<Pipeline>,
     current: Option<AlignedBlock>,
     fill: usize,
-    budget: Arc<AtomicUsize>,
+    pool: Arc<BlockPool>,
 }
 
 impl DirectWriter {
-    pub(crate) fn new(direct: File, buffered: File, observe: Observer, budget: Arc<AtomicUsize>) -> DirectWriter {
+    pub(crate) fn new(direct: File, buffered: File, observe: Observer, pool: Arc<BlockPool>) -> DirectWriter {
         DirectWriter {
             idle: Some((direct, buffered, observe)),
             pipeline: None,
-            current: Some(AlignedBlock::new()),
+            current: Some(pool.take()),
             fill: 0,
-            budget,
+            pool,
         }
     }
 
@@ -193,7 +234,7 @@ impl DirectWriter {
                     self.pipeline = Some(Pipeline::start(direct, buffered, observe));
                 }
                 let (Some(p), Some(full)) = (self.pipeline.as_mut(), self.current.take()) else { return false };
-                self.current = p.submit(full, BLOCK, &self.budget).await;
+                self.current = p.submit(full, BLOCK, &self.pool).await;
                 self.fill = 0;
             }
         }
@@ -206,21 +247,24 @@ impl DirectWriter {
         let fill = self.fill;
         match (self.pipeline.take(), self.idle.take()) {
             (Some(p), _) => {
-                if let Some(last) = self.current.take()
-                    && fill > 0
-                {
+                match self.current.take() {
                     // The queue has room for every block, so this does not wait.
-                    let _ = p.to_observer.try_send((last, fill));
+                    Some(last) if fill > 0 => {
+                        let _ = p.to_observer.try_send((last, fill));
+                    }
+                    Some(unused) => self.pool.give_back(unused),
+                    None => {}
                 }
-                p.finish(&self.budget)
+                p.finish(&self.pool)
             }
             // Shorter than one block: observe and write here.
             (None, Some((mut direct, mut buffered, mut observe))) => {
                 let Some(block) = self.current.take() else { return Ok(0) };
                 let data = &block.bytes()[..fill];
                 observe(data);
-                write_block(&mut direct, &mut buffered, data, &mut true, 0)?;
-                Ok(fill as u64)
+                let written = write_block(&mut direct, &mut buffered, data, &mut true, 0);
+                self.pool.give_back(block);
+                written.map(|()| fill as u64)
             }
             (None, None) => Err(std::io::Error::other("append pipeline lost its files")),
         }
