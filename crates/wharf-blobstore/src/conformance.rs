@@ -133,8 +133,10 @@ async fn dedup_and_delete(store: &dyn BlobStore) {
 async fn abort_discards(store: &dyn BlobStore) {
     store.create_upload("c-upload-6").await.expect("create");
     store.append("c-upload-6", 0, chunks(vec![b"partial".to_vec()]), ignore()).await.expect("append");
+    assert!(store.list_uploads().await.expect("list").contains(&"c-upload-6".to_owned()));
     store.abort("c-upload-6").await.expect("abort");
     assert!(matches!(store.upload_size("c-upload-6").await, Err(BlobError::UploadNotFound(_))));
+    assert!(!store.list_uploads().await.expect("list").contains(&"c-upload-6".to_owned()));
     assert_eq!(store.stat(&digest_of(b"partial")).await.expect("stat"), None, "no partial blob is visible");
 }
 

@@ -252,6 +252,21 @@ impl BlobStore for FsBlobStore {
         .await
     }
 
+    async fn list_uploads(&self) -> Result<Vec<String>, BlobError> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(BlobError::io(format!("list {}", dir.display())))? {
+                let entry = entry.map_err(BlobError::io("list uploads"))?;
+                if let Some(name) = entry.file_name().to_str() {
+                    ids.push(name.to_owned());
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
         let path = self.blob_path(digest);
         blocking(move || match fs::metadata(&path) {

@@ -78,6 +78,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes upload `id` and its bytes. Removing an unknown upload is not an error.
     async fn abort(&self, id: &str) -> Result<(), BlobError>;
 
+    /// The ids of every upload stored, so that uploads without a session can be swept.
+    async fn list_uploads(&self) -> Result<Vec<String>, BlobError>;
+
     /// The size of blob `digest`, or `None` if it is not stored.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
 

@@ -83,6 +83,10 @@ impl BlobStore for MemoryBlobStore {
         Ok(())
     }
 
+    async fn list_uploads(&self) -> Result<Vec<String>, BlobError> {
+        Ok(lock(&self.uploads).keys().cloned().collect())
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
         Ok(lock(&self.blobs).get(digest).map(|b| b.len() as u64))
     }

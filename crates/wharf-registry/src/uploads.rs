@@ -40,9 +40,14 @@ impl Registry {
     pub async fn start_upload(&self, repo: &str, algorithm: Algorithm) -> Result<UploadProgress, RegistryError> {
         check_name(repo)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.blobs.create_upload(&id).await.map_err(blob_error)?;
+        // The session is recorded before its bytes exist, so an upload in the blob store
+        // without a session is always garbage (see `purge_stale_uploads`).
         let command = Command::StartUpload { id: id.clone(), repo: repo.to_owned(), algorithm, at: now() };
         self.apply(command).await.map_err(internal)?;
+        if let Err(e) = self.blobs.create_upload(&id).await {
+            let _ = self.apply(Command::CancelUpload { id }).await;
+            return Err(blob_error(e));
+        }
         Ok(UploadProgress { id, offset: 0 })
     }
 
@@ -120,11 +125,19 @@ impl Registry {
         Ok(())
     }
 
-    /// Cancels upload sessions started `max_age_secs` or more ago and frees their bytes.
-    /// Sessions with a request in progress are left alone. Returns how many were removed.
+    /// Cancels upload sessions started `max_age_secs` or more ago and frees their bytes, and
+    /// removes stored uploads that have no session (left by a crash between a cancel or a
+    /// failed start and the removal of the bytes). Sessions with a request in progress are left
+    /// alone. Returns how many uploads were removed.
     pub async fn purge_stale_uploads(&self, max_age_secs: u64) -> Result<usize, RegistryError> {
-        let stale = self.store.uploads_started_by(now().saturating_sub(max_age_secs)).map_err(internal)?;
         let mut purged = 0;
+        for id in self.blobs.list_uploads().await.map_err(blob_error)? {
+            if self.store.upload(&id).map_err(internal)?.is_none() {
+                self.blobs.abort(&id).await.map_err(blob_error)?;
+                purged += 1;
+            }
+        }
+        let stale = self.store.uploads_started_by(now().saturating_sub(max_age_secs)).map_err(internal)?;
         for id in stale {
             let lock = {
                 let mut sessions = self.uploads.lock().unwrap_or_else(PoisonError::into_inner);

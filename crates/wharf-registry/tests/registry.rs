@@ -35,6 +35,16 @@ async fn stale_uploads_are_purged_and_fresh_ones_kept() {
 }
 
 #[tokio::test]
+async fn stored_uploads_without_a_session_are_swept() {
+    let (_dir, registry, blobs) = registry();
+    blobs.create_upload("orphan-upload").await.expect("orphan");
+    let live = registry.start_upload("r", Algorithm::Sha256).await.expect("start");
+    assert_eq!(registry.purge_stale_uploads(3600).await.expect("purge"), 1);
+    assert!(blobs.upload_size("orphan-upload").await.is_err(), "orphan removed");
+    assert_eq!(registry.upload_status("r", &live.id).await.expect("live session kept"), 0);
+}
+
+#[tokio::test]
 async fn finishing_with_another_algorithm_rehashes_the_stored_bytes() {
     let (_dir, registry, _blobs) = registry();
     let data = b"some bytes uploaded with a sha256 session";
