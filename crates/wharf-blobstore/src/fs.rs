@@ -4,8 +4,8 @@
 //! Crash safety: an upload only becomes a blob by `rename` after `fsync` of its file, followed
 //! by an `fsync` of the directory, so a blob path either does not exist or holds the complete,
 //! durable bytes. Blobs are deduplicated across repositories because the path is the digest.
-//! Data moves through bounded channels between the request task and one blocking thread per
-//! transfer, so no blob is ever held whole in memory.
+//! Appends go through the staged pipeline of [`crate::writer`]; reads stream through a bounded
+//! channel from one blocking thread. No blob is ever held whole in memory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
