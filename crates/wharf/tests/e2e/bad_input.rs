@@ -221,14 +221,7 @@ async fn malformed_requests_get_protocol_errors_and_lose_nothing() {
     let resp = c.get(format!("{b}/v2/bad/target/manifests/v1")).send().await.expect("GET");
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     assert_eq!(resp.bytes().await.expect("body").as_ref(), manifest.as_slice());
-    let got = c
-        .get(format!("{b}/v2/bad/target/blobs/{layer_digest}"))
-        .send()
-        .await
-        .expect("GET")
-        .bytes()
-        .await
-        .expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/bad/target/blobs/{layer_digest}")).await;
     assert_eq!(got.as_ref(), layer.as_slice());
     // The upload that took refused chunks is still usable from offset 0.
     let resp = c.get(&upload).send().await.expect("status");

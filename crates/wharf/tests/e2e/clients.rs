@@ -221,6 +221,22 @@ fn containers_conf(dir: &Path) -> PathBuf {
     path
 }
 
+/// A command builder for podman or buildah with private storage under `dir`.
+fn containers_tool(program: &'static str, dir: &Path) -> impl Fn(&[&str]) -> Command {
+    let conf = containers_conf(dir);
+    let dir = dir.to_path_buf();
+    move |args: &[&str]| {
+        let mut cmd = Command::new(program);
+        cmd.env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(dir.join("storage"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .args(args);
+        cmd
+    }
+}
+
 #[tokio::test]
 async fn podman_pull_run_and_push() {
     require("podman");
@@ -228,17 +244,7 @@ async fn podman_pull_run_and_push() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let certs = cert_dir(&w, tmp.path());
     push_busybox(&w, "e2e/podman", "1", tmp.path(), "amd64").await;
-    let conf = containers_conf(tmp.path());
-    let podman = |args: &[&str]| {
-        let mut cmd = Command::new("podman");
-        cmd.env("CONTAINERS_CONF", &conf)
-            .arg("--root")
-            .arg(tmp.path().join("storage"))
-            .arg("--runroot")
-            .arg(tmp.path().join("run"))
-            .args(args);
-        cmd
-    };
+    let podman = containers_tool("podman", tmp.path());
     let image = format!("{}/e2e/podman:1", w.host());
     let certs = certs.to_str().expect("path");
     run(&mut podman(&["pull", "--cert-dir", certs, &image]));
@@ -268,17 +274,7 @@ async fn buildah_builds_from_and_pushes_to_wharf() {
         format!("FROM {}/e2e/buildah-base:1\nCOPY hello.txt /hello.txt\n", w.host()),
     )
     .expect("write");
-    let conf = containers_conf(tmp.path());
-    let buildah = |args: &[&str]| {
-        let mut cmd = Command::new("buildah");
-        cmd.env("CONTAINERS_CONF", &conf)
-            .arg("--root")
-            .arg(tmp.path().join("storage"))
-            .arg("--runroot")
-            .arg(tmp.path().join("run"))
-            .args(args);
-        cmd
-    };
+    let buildah = containers_tool("buildah", tmp.path());
     let built = format!("{}/e2e/buildah-built:1", w.host());
     run(buildah(&["bud", "--cert-dir", certs, "--isolation", "chroot", "-t", &built]).arg(&ctx));
     run(&mut buildah(&["push", "--cert-dir", certs, &built]));

@@ -159,7 +159,7 @@ async fn push_chunked_in_order_out_of_order_and_streamed() {
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE, "a last chunk at the wrong offset");
     let resp = c.put(&put).header("content-range", "9000-9999").body(data[9000..].to_vec()).send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let got = c.get(format!("{b}/v2/push/chunked/blobs/{d}")).send().await.expect("GET").bytes().await.expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/push/chunked/blobs/{d}")).await;
     assert_eq!(got.as_ref(), data.as_slice());
     // The finished session is gone.
     let resp = c.get(&location).send().await.expect("status");
@@ -195,7 +195,7 @@ async fn cross_repository_mount_with_and_without_from() {
     assert_eq!(header(&resp, "docker-content-digest"), d);
     let resp = c.post(format!("{b}/v2/mount/anon/blobs/uploads/?mount={d}")).send().await.expect("anonymous mount");
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let got = c.get(format!("{b}/v2/mount/anon/blobs/{d}")).send().await.expect("GET").bytes().await.expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/mount/anon/blobs/{d}")).await;
     assert_eq!(got.as_ref(), data.as_slice());
     // Mounting from a repository that lacks the blob opens an upload session instead.
     let missing = sha256(b"not there");
@@ -234,7 +234,7 @@ async fn sha512_blobs_and_manifests() {
     assert_eq!(header(&resp, "docker-content-digest"), md);
     let resp = c.get(format!("{b}/v2/sha512/manifests/{md}")).send().await.expect("GET");
     assert_eq!(resp.bytes().await.expect("body").as_ref(), manifest.as_slice());
-    let got = c.get(format!("{b}/v2/sha512/blobs/{d}")).send().await.expect("GET").bytes().await.expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/sha512/blobs/{d}")).await;
     assert_eq!(got.as_ref(), data.as_slice());
 }
 
@@ -467,7 +467,7 @@ async fn upload_resumes_after_restart() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let resp = c.put(format!("{location}{}digest={d}", join(&location))).send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let got = c.get(format!("{b}/v2/resume/blobs/{d}")).send().await.expect("GET").bytes().await.expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/resume/blobs/{d}")).await;
     assert!(got.as_ref() == data.as_slice(), "resumed blob is byte-identical");
 }
 

@@ -81,14 +81,7 @@ async fn sigkill_mid_stream_then_resume() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let resp = c.put(format!("{location}{}digest={blob_digest}", join(&location))).send().await.expect("PUT");
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let got = c
-        .get(format!("{b}/v2/crash/stream/blobs/{blob_digest}"))
-        .send()
-        .await
-        .expect("GET")
-        .bytes()
-        .await
-        .expect("body");
+    let got = get_bytes(&c, &format!("{b}/v2/crash/stream/blobs/{blob_digest}")).await;
     assert!(got.as_ref() == data.as_slice(), "resumed blob is byte-identical");
     assert_no_partial_blobs(&w.data_dir);
 }

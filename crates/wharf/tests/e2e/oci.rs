@@ -120,3 +120,10 @@ pub async fn push_image(client: &Client, base: &str, repo: &str, tag: &str, seed
     assert_eq!(resp.status(), StatusCode::CREATED, "push manifest {repo}:{tag}");
     (sha256(&manifest), manifest)
 }
+
+/// The body of a GET, which must succeed.
+pub async fn get_bytes(client: &Client, url: &str) -> bytes::Bytes {
+    let resp = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    resp.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}"))
+}
