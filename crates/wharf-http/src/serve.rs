@@ -12,6 +12,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+/// HTTP/2 flow-control windows for one stream and for a whole connection.
+const H2_STREAM_WINDOW: u32 = 8 << 20;
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// How long open connections get to finish after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -26,7 +30,14 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
-    builder.http2().adaptive_window(true).max_frame_size(1 << 20).max_concurrent_streams(512);
+    // Large fixed windows: blob uploads are long streams, and small or adaptive windows make
+    // HTTP/2 pushes stall on flow control.
+    builder
+        .http2()
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(1 << 20)
+        .max_concurrent_streams(512);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
