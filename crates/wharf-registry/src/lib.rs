@@ -7,6 +7,7 @@
 //! parses requests into calls on it) or about Raft (it applies commands through the store).
 
 mod blobs;
+mod committer;
 mod hashing;
 mod manifests;
 mod uploads;
@@ -33,20 +34,20 @@ pub struct Registry {
     store: Arc<Store>,
     blobs: Arc<dyn BlobStore>,
     uploads: Mutex<HashMap<String, uploads::SessionLock>>,
+    committer: committer::Committer,
 }
 
 impl Registry {
-    pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> Registry {
-        Registry { store, blobs, uploads: Mutex::new(HashMap::new()) }
+    /// A registry over `store` and `blobs`; starts the thread that commits state changes.
+    pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> std::io::Result<Registry> {
+        let committer = committer::Committer::start(Arc::clone(&store))?;
+        Ok(Registry { store, blobs, uploads: Mutex::new(HashMap::new()), committer })
     }
 
-    /// Applies a command on a blocking thread: a commit waits for fsync.
+    /// Applies a command through the committer, which groups concurrent commands into one
+    /// transaction and one fsync.
     async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
-        let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.apply(&command)).await {
-            Ok(result) => result,
-            Err(e) => Err(StoreError::Db(redb::Error::Io(std::io::Error::other(e)))),
-        }
+        self.committer.apply(command).await
     }
 
     /// Up to `n` tags of `repo` after `last`.

@@ -18,7 +18,7 @@ fn registry() -> (tempfile::TempDir, Registry, Arc<MemoryBlobStore>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(&dir.path().join("s.redb")).expect("store"));
     let blobs = Arc::new(MemoryBlobStore::new());
-    let registry = Registry::new(store, Arc::clone(&blobs) as Arc<dyn BlobStore>);
+    let registry = Registry::new(store, Arc::clone(&blobs) as Arc<dyn BlobStore>).expect("registry");
     (dir, registry, blobs)
 }
 

@@ -32,6 +32,21 @@ pub enum StoreError {
     Decode(#[from] postcard::Error),
 }
 
+impl StoreError {
+    /// Whether the command was refused by the state (it wrote nothing), rather than the
+    /// database failing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UploadUnknown(_)
+                | StoreError::ManifestBlobUnknown(_)
+                | StoreError::ManifestUnknown(_)
+                | StoreError::TagUnknown(_)
+                | StoreError::BlobUnknown(_)
+        )
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
@@ -93,6 +108,41 @@ impl Store {
             self.tag_cache.invalidate(repo);
         }
         Ok(outcome)
+    }
+
+    /// Applies commands in order in one transaction with one fsync (group commit). Each result
+    /// is what [`Store::apply`] would have returned for that command in that order: a refused
+    /// command writes nothing and the others still apply. If the database itself fails, the
+    /// transaction is dropped and the commands are applied one by one instead.
+    pub fn apply_batch(&self, commands: &[Command]) -> Vec<Result<Outcome, StoreError>> {
+        if let [command] = commands {
+            return vec![self.apply(command)];
+        }
+        match self.try_batch(commands) {
+            Ok(results) => results,
+            Err(_) => commands.iter().map(|c| self.apply(c)).collect(),
+        }
+    }
+
+    fn try_batch(&self, commands: &[Command]) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            match apply_in(&txn, command) {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(e) if e.is_refusal() => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        txn.commit()?;
+        for (command, result) in commands.iter().zip(&results) {
+            if result.is_ok()
+                && let Some(repo) = tags_changed(command)
+            {
+                self.tag_cache.invalidate(repo);
+            }
+        }
+        Ok(results)
     }
 
     /// The manifest `digest` of `repo`.

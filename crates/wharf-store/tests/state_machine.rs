@@ -158,3 +158,25 @@ fn large_tag_lists_stay_current_through_the_cache() {
     store.apply(&Command::DeleteManifest { repo: "big".into(), digest: d(9) }).expect("delete");
     assert!(store.tags("big", None, usize::MAX).expect("tags").items.is_empty());
 }
+
+#[test]
+fn a_batch_gives_each_command_its_sequential_result() {
+    let (_d1, batched) = open();
+    let (_d2, sequential) = open();
+    let commands = vec![
+        Command::StartUpload { id: "u1".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 },
+        Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 },
+        Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 },
+        manifest("r", d(9), vec![d(1)], &["v1"], None),
+        manifest("r", d(8), vec![d(2)], &["v2"], None),
+        Command::DeleteTag { repo: "r".into(), tag: "nope".into() },
+        Command::DeleteTag { repo: "r".into(), tag: "v1".into() },
+    ];
+    let got: Vec<_> = batched.apply_batch(&commands).into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    let want: Vec<_> = commands.iter().map(|c| sequential.apply(c).map_err(|e| e.to_string())).collect();
+    assert_eq!(got, want);
+    assert!(got[2].is_err() && got[4].is_err() && got[5].is_err(), "refusals are reported");
+    assert_eq!(batched.tag("r", "v1").expect("read"), None);
+    assert_eq!(batched.blob_link("r", &d(1)).expect("read"), Some(10));
+    assert!(batched.manifest("r", &d(8)).expect("read").is_none(), "a refused manifest wrote nothing");
+}

@@ -35,7 +35,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
     let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?;
-    let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(blobs)));
+    let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(blobs)).context("start the registry")?);
     tokio::spawn(purge_stale_uploads(Arc::clone(&registry)));
 
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
