@@ -132,15 +132,12 @@ impl Registry {
     /// The manifest `reference` of `repo`.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<StoredManifest, RegistryError> {
         check_name(repo)?;
-        let digest = match Reference::parse(reference)? {
-            Reference::Digest(d) => d,
-            Reference::Tag(tag) => match self.store.tag(repo, &tag).map_err(internal)? {
-                Some(d) => d,
-                None => return Err(self.unknown_in(repo, reference)?),
-            },
+        let found = match Reference::parse(reference)? {
+            Reference::Digest(digest) => self.store.manifest(repo, &digest).map(|r| r.map(|record| (digest, record))),
+            Reference::Tag(tag) => self.store.manifest_by_tag(repo, &tag),
         };
-        match self.store.manifest(repo, &digest).map_err(internal)? {
-            Some(record) => Ok(StoredManifest { digest, media_type: record.media_type, bytes: record.bytes }),
+        match found.map_err(internal)? {
+            Some((digest, record)) => Ok(StoredManifest { digest, media_type: record.media_type, bytes: record.bytes }),
             None => Err(self.unknown_in(repo, reference)?),
         }
     }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use wharf_api::Digest;
 
 use crate::command::{Command, Outcome, PutManifest};
@@ -148,12 +148,18 @@ impl Store {
     /// The manifest `digest` of `repo`.
     pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(MANIFESTS)?;
-        let Some(raw) = table.get((repo, digest.to_string().as_str()))? else {
+        read_manifest(&txn, repo, &digest.to_string())
+    }
+
+    /// The manifest tag `tag` of `repo` points at, with its digest, read from one snapshot (the
+    /// hot path of a pull by tag).
+    pub fn manifest_by_tag(&self, repo: &str, tag: &str) -> Result<Option<(Digest, ManifestRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(digest) = txn.open_table(TAGS)?.get((repo, tag))?.map(|v| v.value().to_owned()) else {
             return Ok(None);
         };
-        let StoredManifest::V1(record) = postcard::from_bytes(raw.value())?;
-        Ok(Some(record))
+        let Ok(parsed) = digest.parse::<Digest>() else { return Ok(None) };
+        Ok(read_manifest(&txn, repo, &digest)?.map(|record| (parsed, record)))
     }
 
     /// The digest tag `tag` of `repo` points at.
@@ -307,6 +313,13 @@ fn tags_changed(command: &Command) -> Option<&str> {
         Command::DeleteManifest { repo, .. } | Command::DeleteTag { repo, .. } => Some(repo),
         _ => None,
     }
+}
+
+fn read_manifest(txn: &ReadTransaction, repo: &str, digest: &str) -> Result<Option<ManifestRecord>, StoreError> {
+    let table = txn.open_table(MANIFESTS)?;
+    let Some(raw) = table.get((repo, digest))? else { return Ok(None) };
+    let StoredManifest::V1(record) = postcard::from_bytes(raw.value())?;
+    Ok(Some(record))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
