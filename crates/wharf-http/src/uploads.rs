@@ -75,8 +75,8 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
         Some(a) => Algorithm::parse(a)
             .ok_or_else(|| RegistryError::new(ErrorCode::DigestInvalid, "unsupported digest algorithm"))?,
     };
-    let progress = registry.start_upload(name, algorithm).await?;
-    Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, &progress.id, 0)))
+    let id = registry.start_upload(name, algorithm).await?;
+    Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, &id, 0)))
 }
 
 pub(crate) async fn handle(app: &App, req: Request, name: &str, id: &str) -> Result<Response, RegistryError> {

@@ -23,7 +23,6 @@ use wharf_store::{Command, Outcome, Store, StoreError};
 pub use blobs::BlobRead;
 pub use hashing::Hasher;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
-pub use uploads::UploadProgress;
 
 /// Default and largest page sizes of the tags list and the catalog.
 pub const DEFAULT_PAGE: usize = 100;

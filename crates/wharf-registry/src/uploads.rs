@@ -23,21 +23,13 @@ pub(crate) struct HashState {
 
 pub(crate) type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
-/// Where an upload session stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadProgress {
-    pub id: String,
-    /// Bytes received so far.
-    pub offset: u64,
-}
-
 fn upload_unknown() -> RegistryError {
     RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown to registry")
 }
 
 impl Registry {
-    /// Opens an upload session in `repo`.
-    pub async fn start_upload(&self, repo: &str, algorithm: Algorithm) -> Result<UploadProgress, RegistryError> {
+    /// Opens an upload session in `repo`; returns its id. A new session holds no bytes.
+    pub async fn start_upload(&self, repo: &str, algorithm: Algorithm) -> Result<String, RegistryError> {
         check_name(repo)?;
         let id = uuid::Uuid::new_v4().to_string();
         // The session is recorded before its bytes exist, so an upload in the blob store
@@ -48,16 +40,16 @@ impl Registry {
             let _ = self.apply(Command::CancelUpload { id }).await;
             return Err(blob_error(e));
         }
-        Ok(UploadProgress { id, offset: 0 })
+        Ok(id)
     }
 
     /// A whole blob in one request (POST with `digest`): start, append, verify, commit.
     pub async fn monolithic_upload(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64, RegistryError> {
-        let progress = self.start_upload(repo, digest.algorithm()).await?;
-        let result = self.finish_upload(repo, &progress.id, digest, Some((None, body))).await;
+        let id = self.start_upload(repo, digest.algorithm()).await?;
+        let result = self.finish_upload(repo, &id, digest, Some((None, body))).await;
         if result.is_err() {
             // Nothing of a failed single-request upload can be resumed by the client.
-            let _ = self.cancel_upload(repo, &progress.id).await;
+            let _ = self.cancel_upload(repo, &id).await;
         }
         result
     }

@@ -26,12 +26,12 @@ fn registry() -> (tempfile::TempDir, Registry, Arc<MemoryBlobStore>) {
 async fn stale_uploads_are_purged_and_fresh_ones_kept() {
     let (_dir, registry, blobs) = registry();
     let old = registry.start_upload("r", Algorithm::Sha256).await.expect("start");
-    registry.patch_upload("r", &old.id, None, body(b"partial")).await.expect("patch");
+    registry.patch_upload("r", &old, None, body(b"partial")).await.expect("patch");
     assert_eq!(registry.purge_stale_uploads(3600).await.expect("purge"), 0, "a new session is kept");
     assert_eq!(registry.purge_stale_uploads(0).await.expect("purge"), 1);
-    let err = registry.upload_status("r", &old.id).await.expect_err("purged");
+    let err = registry.upload_status("r", &old).await.expect_err("purged");
     assert_eq!(err.code, ErrorCode::BlobUploadUnknown);
-    assert!(blobs.upload_size(&old.id).await.is_err(), "bytes freed");
+    assert!(blobs.upload_size(&old).await.is_err(), "bytes freed");
 }
 
 #[tokio::test]
@@ -41,7 +41,7 @@ async fn stored_uploads_without_a_session_are_swept() {
     let live = registry.start_upload("r", Algorithm::Sha256).await.expect("start");
     assert_eq!(registry.purge_stale_uploads(3600).await.expect("purge"), 1);
     assert!(blobs.upload_size("orphan-upload").await.is_err(), "orphan removed");
-    assert_eq!(registry.upload_status("r", &live.id).await.expect("live session kept"), 0);
+    assert_eq!(registry.upload_status("r", &live).await.expect("live session kept"), 0);
 }
 
 #[tokio::test]
@@ -49,9 +49,9 @@ async fn finishing_with_another_algorithm_rehashes_the_stored_bytes() {
     let (_dir, registry, _blobs) = registry();
     let data = b"some bytes uploaded with a sha256 session";
     let up = registry.start_upload("r", Algorithm::Sha256).await.expect("start");
-    registry.patch_upload("r", &up.id, None, body(data)).await.expect("patch");
+    registry.patch_upload("r", &up, None, body(data)).await.expect("patch");
     let sha512 = Hasher::digest(Algorithm::Sha512, data);
-    registry.finish_upload("r", &up.id, &sha512, None).await.expect("finish with sha512");
+    registry.finish_upload("r", &up, &sha512, None).await.expect("finish with sha512");
     assert_eq!(registry.blob_size("r", &sha512).expect("stored"), data.len() as u64);
 }
 
@@ -59,9 +59,9 @@ async fn finishing_with_another_algorithm_rehashes_the_stored_bytes() {
 async fn uploads_belong_to_their_repository() {
     let (_dir, registry, _blobs) = registry();
     let up = registry.start_upload("a", Algorithm::Sha256).await.expect("start");
-    let err = registry.patch_upload("b", &up.id, None, body(b"x")).await.expect_err("other repo");
+    let err = registry.patch_upload("b", &up, None, body(b"x")).await.expect_err("other repo");
     assert_eq!(err.code, ErrorCode::BlobUploadUnknown);
-    let err = registry.cancel_upload("b", &up.id).await.expect_err("other repo");
+    let err = registry.cancel_upload("b", &up).await.expect_err("other repo");
     assert_eq!(err.code, ErrorCode::BlobUploadUnknown);
-    assert_eq!(registry.upload_status("a", &up.id).await.expect("still there"), 0);
+    assert_eq!(registry.upload_status("a", &up).await.expect("still there"), 0);
 }
