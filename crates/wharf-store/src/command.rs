@@ -29,6 +29,30 @@ pub enum Command {
     DeleteManifest { repo: String, digest: Digest },
     /// Removes one tag.
     DeleteTag { repo: String, tag: String },
+    /// Creates an account. `password_hash` is a PHC string; the state never sees a password.
+    CreateUser { name: String, password_hash: String, admin: bool, at: u64 },
+    /// Replaces an account's password hash and ends every session and refresh token it holds.
+    SetPassword { name: String, password_hash: String },
+    /// Disables (ending every session and refresh token) or re-enables an account.
+    SetUserDisabled { name: String, disabled: bool },
+    /// Deletes an account and its sessions.
+    DeleteUser { name: String },
+    /// Records a session or refresh token. `id` is the SHA-256 of the secret the client holds,
+    /// so the state never holds a usable credential.
+    CreateSession(Box<SessionRecordCommand>),
+    /// Ends one session or refresh token.
+    DeleteSession { id: String },
+    /// Ends every session and refresh token that expired at or before `now`.
+    PurgeSessions { now: u64 },
+    /// Makes a repository readable by anyone (anonymous pull), or private again.
+    SetRepoPublic { repo: String, public: bool },
+}
+
+/// The fields of [`Command::CreateSession`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecordCommand {
+    pub id: String,
+    pub session: crate::SessionRecord,
 }
 
 /// The fields of [`Command::PutManifest`].
@@ -61,5 +85,9 @@ pub enum Outcome {
     /// The tags removed along with a deleted manifest.
     ManifestDeleted {
         tags: Vec<String>,
+    },
+    /// How many sessions a command ended.
+    SessionsEnded {
+        count: usize,
     },
 }

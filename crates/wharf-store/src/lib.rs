@@ -8,12 +8,13 @@
 //!
 //! This crate must never know about Raft, HTTP or blob storage.
 
+mod accounts;
 mod command;
 mod records;
 mod store;
 mod tables;
 mod tag_cache;
 
-pub use command::{Command, Outcome, PutManifest, VersionedCommand};
-pub use records::{ManifestRecord, UploadRecord};
+pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
+pub use records::{ManifestRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

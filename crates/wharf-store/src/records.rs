@@ -20,6 +20,57 @@ pub struct UploadRecord {
     pub started: u64,
 }
 
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub admin: bool,
+    pub disabled: bool,
+    pub created: u64,
+}
+
+/// What a session secret is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// An API session from `POST /auth/login` (`Authorization: Bearer` on `/api/`).
+    Api,
+    /// A registry refresh token (`offline_token=true`), which docker stores as its identity token.
+    Refresh,
+}
+
+/// A session or refresh token, stored under the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: String,
+    pub kind: SessionKind,
+    pub created: u64,
+    pub expires: u64,
+    /// Who asked for it (`docker`, `containerd`, a user agent), for the session list.
+    pub client: String,
+}
+
+/// Per-repository settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoSettings {
+    pub public: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum StoredUser {
+    V1(UserRecord),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum StoredSession {
+    V1(SessionRecord),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum StoredRepoSettings {
+    V1(RepoSettings),
+}
+
 #[derive(Serialize, Deserialize)]
 pub(crate) enum StoredManifest {
     V1(ManifestRecord),

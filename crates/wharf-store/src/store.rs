@@ -2,13 +2,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use wharf_api::Digest;
 
+use crate::accounts;
 use crate::command::{Command, Outcome, PutManifest};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
-use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPOS, SCHEMA_VERSION, TAGS, UPLOADS};
+use crate::tables::{
+    BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS, UPLOADS,
+    USER_SESSIONS, USERS,
+};
 use crate::tag_cache::{MIN_TAGS, TagCache};
 
 /// Why a command was refused or a read failed.
@@ -24,6 +29,16 @@ pub enum StoreError {
     TagUnknown(String),
     #[error("blob {0} is unknown")]
     BlobUnknown(Digest),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("user {0} is unknown")]
+    UserUnknown(String),
+    #[error("user {0} is disabled")]
+    UserDisabled(String),
+    #[error("this would leave no enabled administrator")]
+    LastAdmin,
+    #[error("session is unknown")]
+    SessionUnknown,
     #[error("database: {0}")]
     Db(#[from] redb::Error),
     #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
@@ -43,6 +58,11 @@ impl StoreError {
                 | StoreError::ManifestUnknown(_)
                 | StoreError::TagUnknown(_)
                 | StoreError::BlobUnknown(_)
+                | StoreError::UserExists(_)
+                | StoreError::UserUnknown(_)
+                | StoreError::UserDisabled(_)
+                | StoreError::LastAdmin
+                | StoreError::SessionUnknown
         )
     }
 }
@@ -68,8 +88,11 @@ pub struct Page {
 /// The state store.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    pub(crate) db: Database,
     tag_cache: TagCache,
+    /// Bumped after every committed change to accounts, sessions or repository settings, so
+    /// that caches of authorisation decisions know when to look again.
+    access_generation: AtomicU64,
 }
 
 impl Store {
@@ -94,9 +117,13 @@ impl Store {
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
+            txn.open_table(USERS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(USER_SESSIONS)?;
+            txn.open_table(REPO_SETTINGS)?;
         }
         txn.commit()?;
-        Ok(Store { db, tag_cache: TagCache::default() })
+        Ok(Store { db, tag_cache: TagCache::default(), access_generation: AtomicU64::new(0) })
     }
 
     /// Applies one command atomically and durably. A refused command changes nothing.
@@ -104,9 +131,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         let outcome = apply_in(&txn, command)?;
         txn.commit()?;
-        if let Some(repo) = tags_changed(command) {
-            self.tag_cache.invalidate(repo);
-        }
+        self.after_commit(command);
         Ok(outcome)
     }
 
@@ -136,13 +161,27 @@ impl Store {
         }
         txn.commit()?;
         for (command, result) in commands.iter().zip(&results) {
-            if result.is_ok()
-                && let Some(repo) = tags_changed(command)
-            {
-                self.tag_cache.invalidate(repo);
+            if result.is_ok() {
+                self.after_commit(command);
             }
         }
         Ok(results)
+    }
+
+    /// Invalidates what caches `command` made stale.
+    fn after_commit(&self, command: &Command) {
+        if let Some(repo) = tags_changed(command) {
+            self.tag_cache.invalidate(repo);
+        }
+        if accounts::changes_access(command) {
+            self.access_generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// A number that changes after every committed change to accounts, sessions or repository
+    /// settings.
+    pub fn access_generation(&self) -> u64 {
+        self.access_generation.load(Ordering::Acquire)
     }
 
     /// The manifest `digest` of `repo`.
@@ -322,7 +361,7 @@ fn read_manifest(txn: &ReadTransaction, repo: &str, digest: &str) -> Result<Opti
     Ok(Some(record))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(postcard::to_allocvec(value)?)
 }
 
@@ -358,6 +397,14 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
             let removed = txn.open_table(TAGS)?.remove((repo.as_str(), tag.as_str()))?.is_some();
             if removed { Ok(Outcome::Done) } else { Err(StoreError::TagUnknown(tag.clone())) }
         }
+        Command::CreateUser { .. }
+        | Command::SetPassword { .. }
+        | Command::SetUserDisabled { .. }
+        | Command::DeleteUser { .. }
+        | Command::CreateSession(_)
+        | Command::DeleteSession { .. }
+        | Command::PurgeSessions { .. }
+        | Command::SetRepoPublic { .. } => accounts::apply(txn, command),
     }
 }
 

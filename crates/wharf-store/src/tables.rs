@@ -17,6 +17,14 @@ pub(crate) const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::ne
 pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id -> versioned [`crate::UploadRecord`].
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// user name -> versioned [`crate::UserRecord`].
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// session id (SHA-256 of its secret, hex) -> versioned [`crate::SessionRecord`].
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (user, session id) -> (): a user's sessions, to list and end them.
+pub(crate) const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
+/// repository -> versioned [`crate::RepoSettings`].
+pub(crate) const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

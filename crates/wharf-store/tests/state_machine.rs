@@ -1,7 +1,9 @@
 //! Behaviour of the state machine through its public commands and reads.
 
 use wharf_api::{Algorithm, Digest};
-use wharf_store::{Command, Outcome, PutManifest, Store, StoreError};
+use wharf_store::{
+    Command, Outcome, PutManifest, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError,
+};
 
 fn d(n: u8) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, &[n; 32])
@@ -179,4 +181,83 @@ fn a_batch_gives_each_command_its_sequential_result() {
     assert_eq!(batched.tag("r", "v1").expect("read"), None);
     assert_eq!(batched.blob_link("r", &d(1)).expect("read"), Some(10));
     assert!(batched.manifest("r", &d(8)).expect("read").is_none(), "a refused manifest wrote nothing");
+}
+
+fn create_user(store: &Store, name: &str, admin: bool) {
+    let cmd = Command::CreateUser { name: name.into(), password_hash: format!("hash-{name}"), admin, at: 5 };
+    store.apply(&cmd).expect("create user");
+}
+
+fn session(store: &Store, id: &str, user: &str, kind: SessionKind, expires: u64) -> Result<Outcome, StoreError> {
+    let session = SessionRecord { user: user.into(), kind, created: 5, expires, client: "test".into() };
+    store.apply(&Command::CreateSession(Box::new(SessionRecordCommand { id: id.into(), session })))
+}
+
+#[test]
+fn accounts_are_created_once_and_keep_the_last_admin() {
+    let (_dir, store) = open();
+    create_user(&store, "admin", true);
+    let again = Command::CreateUser { name: "admin".into(), password_hash: "x".into(), admin: false, at: 6 };
+    assert!(matches!(store.apply(&again), Err(StoreError::UserExists(_))));
+    assert_eq!(store.user("admin").expect("read").expect("exists").password_hash, "hash-admin");
+    let disable = Command::SetUserDisabled { name: "admin".into(), disabled: true };
+    assert!(matches!(store.apply(&disable), Err(StoreError::LastAdmin)));
+    assert!(matches!(store.apply(&Command::DeleteUser { name: "admin".into() }), Err(StoreError::LastAdmin)));
+    create_user(&store, "root2", true);
+    store.apply(&disable).expect("another admin remains");
+    assert!(store.user("admin").expect("read").expect("exists").disabled);
+    assert!(matches!(
+        store.apply(&Command::DeleteUser { name: "root2".into() }),
+        Err(StoreError::LastAdmin)
+    ));
+    assert_eq!(store.users().expect("list").len(), 2);
+}
+
+#[test]
+fn disabling_or_new_password_ends_sessions_and_refuses_new_ones() {
+    let (_dir, store) = open();
+    create_user(&store, "admin", true);
+    create_user(&store, "bob", false);
+    session(&store, "s1", "bob", SessionKind::Api, 100).expect("session");
+    session(&store, "s2", "bob", SessionKind::Refresh, 100).expect("refresh");
+    session(&store, "s3", "admin", SessionKind::Api, 100).expect("admin session");
+    assert_eq!(store.sessions_of("bob").expect("list").len(), 2);
+    let generation = store.access_generation();
+    let out = store.apply(&Command::SetUserDisabled { name: "bob".into(), disabled: true }).expect("disable");
+    assert_eq!(out, Outcome::SessionsEnded { count: 2 });
+    assert!(store.access_generation() > generation, "caches must notice");
+    assert!(store.session("s1").expect("read").is_none());
+    assert!(store.sessions_of("bob").expect("list").is_empty());
+    assert!(matches!(session(&store, "s4", "bob", SessionKind::Api, 100), Err(StoreError::UserDisabled(_))));
+    assert!(matches!(session(&store, "s5", "nobody", SessionKind::Api, 100), Err(StoreError::UserUnknown(_))));
+    let out = store.apply(&Command::SetPassword { name: "admin".into(), password_hash: "new".into() }).expect("pw");
+    assert_eq!(out, Outcome::SessionsEnded { count: 1 });
+    assert_eq!(store.user("admin").expect("read").expect("exists").password_hash, "new");
+}
+
+#[test]
+fn expired_sessions_are_purged_and_deleted_users_lose_theirs() {
+    let (_dir, store) = open();
+    create_user(&store, "admin", true);
+    create_user(&store, "bob", false);
+    session(&store, "old", "bob", SessionKind::Api, 10).expect("session");
+    session(&store, "new", "bob", SessionKind::Api, 1000).expect("session");
+    assert_eq!(store.apply(&Command::PurgeSessions { now: 10 }).expect("purge"), Outcome::SessionsEnded { count: 1 });
+    assert!(store.session("old").expect("read").is_none());
+    assert_eq!(store.session("new").expect("read").expect("kept").expires, 1000);
+    store.apply(&Command::DeleteSession { id: "new".into() }).expect("logout");
+    assert!(matches!(store.apply(&Command::DeleteSession { id: "new".into() }), Err(StoreError::SessionUnknown)));
+    session(&store, "again", "bob", SessionKind::Refresh, 1000).expect("session");
+    store.apply(&Command::DeleteUser { name: "bob".into() }).expect("delete");
+    assert!(store.session("again").expect("read").is_none());
+    assert!(store.user("bob").expect("read").is_none());
+}
+
+#[test]
+fn repositories_are_private_until_made_public() {
+    let (_dir, store) = open();
+    assert!(!store.repo_settings("a/b").expect("read").public);
+    store.apply(&Command::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
+    assert!(store.repo_settings("a/b").expect("read").public);
+    assert!(!store.repo_settings("a").expect("read").public);
 }
