@@ -9,7 +9,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+pub use time;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -53,6 +55,7 @@ pub struct Ca {
 pub struct CertifiedKey {
     pub cert_pem: String,
     pub key_pem: String,
+    pub not_after: OffsetDateTime,
 }
 
 impl Ca {
@@ -101,8 +104,14 @@ impl Ca {
         fingerprint(&self.cert_der)
     }
 
-    /// Signs a server certificate for the given DNS names and IP addresses.
+    /// Signs a server certificate for the given DNS names and IP addresses, valid for
+    /// [`SERVER_VALIDITY`].
     pub fn issue_server(&self, names: &[String]) -> Result<CertifiedKey, PkiError> {
+        self.issue_server_valid_for(names, SERVER_VALIDITY)
+    }
+
+    /// Signs a server certificate valid for `validity` from now.
+    pub fn issue_server_valid_for(&self, names: &[String], validity: Duration) -> Result<CertifiedKey, PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -122,10 +131,112 @@ impl Ca {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + SERVER_VALIDITY;
+        params.not_after = now + validity;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem(), not_after: params.not_after })
     }
+
+    /// The CA certificate, DER-encoded.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// Loads the key that signs registry tokens from `dir` (`token.key`, `token.crt`), creating
+    /// it on first use with a certificate from this CA, so that a verifier holding only the CA
+    /// can check a token's `x5c` chain.
+    pub fn load_or_create_token_key(&self, dir: &Path) -> Result<TokenKey, PkiError> {
+        let (cert_path, key_path) = (dir.join("token.crt"), dir.join("token.key"));
+        if !(cert_path.exists() && key_path.exists()) {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "Wharf token signer");
+            dn.push(DnType::OrganizationName, "Wharf");
+            params.distinguished_name = dn;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            let now = OffsetDateTime::now_utc();
+            params.not_before = now - Duration::hours(1);
+            params.not_after = now + CA_VALIDITY;
+            let cert = params.signed_by(&key, &self.issuer)?;
+            write_private(&key_path, &key.serialize_pem())?;
+            write_atomic(&cert_path, cert.pem().as_bytes())?;
+        }
+        let key_pem = fs::read_to_string(&key_path).map_err(io(format!("read {}", key_path.display())))?;
+        let cert_pem = fs::read_to_string(&cert_path).map_err(io(format!("read {}", cert_path.display())))?;
+        let key = KeyPair::from_pem(&key_pem)?;
+        let cert_der =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?.to_vec();
+        Ok(TokenKey {
+            private_pem: key_pem,
+            public_pem: key.public_key_pem(),
+            spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+            cert_der,
+            ca_der: self.cert_der.clone(),
+        })
+    }
+}
+
+/// The key that signs registry tokens, with its certificate chain.
+#[derive(Clone)]
+pub struct TokenKey {
+    /// PKCS#8 PEM of the ECDSA P-256 private key.
+    pub private_pem: String,
+    /// SubjectPublicKeyInfo PEM of the public key.
+    pub public_pem: String,
+    /// SubjectPublicKeyInfo DER of the public key (what the libtrust key id hashes).
+    pub spki_der: Vec<u8>,
+    /// The key's certificate, signed by the CA.
+    pub cert_der: Vec<u8>,
+    pub ca_der: Vec<u8>,
+}
+
+/// The server certificate a TLS listener presents, replaceable while it serves: renewal
+/// installs a new certificate and new handshakes use it at once.
+#[derive(Debug)]
+pub struct ServerCert {
+    current: RwLock<(Arc<rustls::sign::CertifiedKey>, OffsetDateTime)>,
+}
+
+impl ServerCert {
+    pub fn new(key: &CertifiedKey, ca_pem: &str) -> Result<ServerCert, PkiError> {
+        Ok(ServerCert { current: RwLock::new((signing_key(key, ca_pem)?, key.not_after)) })
+    }
+
+    /// Replaces the certificate for new handshakes.
+    pub fn install(&self, key: &CertifiedKey, ca_pem: &str) -> Result<(), PkiError> {
+        let signed = signing_key(key, ca_pem)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = (signed, key.not_after);
+        Ok(())
+    }
+
+    /// When the current certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).1
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0))
+    }
+}
+
+fn signing_key(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    let mut chain: Vec<CertificateDer<'static>> = Vec::new();
+    for pem in [key.cert_pem.as_bytes(), ca_pem.as_bytes()] {
+        chain.push(CertificateDer::from_pem_slice(pem).map_err(|e| PkiError::Pem(e.to_string()))?);
+    }
+    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signer = provider.key_provider.load_private_key(private)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))
+}
+
+/// A rustls server configuration that presents whatever `cert` holds, offering h2 and http/1.1.
+pub fn renewing_server_config(cert: Arc<ServerCert>) -> Arc<rustls::ServerConfig> {
+    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// SHA-256 of DER bytes as uppercase colon-separated hex (the form `openssl x509 -fingerprint` prints).

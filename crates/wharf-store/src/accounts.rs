@@ -6,9 +6,7 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::command::{Command, Outcome};
-use crate::records::{
-    RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord,
-};
+use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
 

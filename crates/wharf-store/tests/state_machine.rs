@@ -1,9 +1,7 @@
 //! Behaviour of the state machine through its public commands and reads.
 
 use wharf_api::{Algorithm, Digest};
-use wharf_store::{
-    Command, Outcome, PutManifest, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError,
-};
+use wharf_store::{Command, Outcome, PutManifest, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError};
 
 fn d(n: u8) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, &[n; 32])
@@ -206,10 +204,7 @@ fn accounts_are_created_once_and_keep_the_last_admin() {
     create_user(&store, "root2", true);
     store.apply(&disable).expect("another admin remains");
     assert!(store.user("admin").expect("read").expect("exists").disabled);
-    assert!(matches!(
-        store.apply(&Command::DeleteUser { name: "root2".into() }),
-        Err(StoreError::LastAdmin)
-    ));
+    assert!(matches!(store.apply(&Command::DeleteUser { name: "root2".into() }), Err(StoreError::LastAdmin)));
     assert_eq!(store.users().expect("list").len(), 2);
 }
 

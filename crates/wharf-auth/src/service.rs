@@ -1,0 +1,356 @@
+//! [`Auth`]: accounts, sessions and tokens over the state store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+use wharf_pki::TokenKey;
+use wharf_store::{Command, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError, UserRecord};
+
+use crate::limiter::FailureLimiter;
+use crate::policy::{self, Principal};
+use crate::scope::Access;
+use crate::token::{Claims, TokenError, TokenSigner, TokenVerifier};
+use crate::{password, secret_id};
+
+/// Names and lifetimes (seconds).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The `iss` of registry tokens.
+    pub issuer: String,
+    /// The registry's service name: the `aud` of its tokens.
+    pub service: String,
+    pub token_lifetime: u64,
+    pub session_lifetime: u64,
+    pub refresh_lifetime: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            issuer: "wharf".to_owned(),
+            service: "wharf-registry".to_owned(),
+            token_lifetime: 300,
+            session_lifetime: 12 * 3600,
+            refresh_lifetime: 90 * 24 * 3600,
+        }
+    }
+}
+
+/// An authenticated, enabled account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub admin: bool,
+}
+
+impl Identity {
+    pub fn principal(&self) -> Principal {
+        Principal::User { name: self.name.clone(), admin: self.admin }
+    }
+}
+
+/// A session as listed to its owner (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub record: SessionRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("too many failed attempts; try again later")]
+    RateLimited,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("session is unknown or expired")]
+    NoSession,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How long a checked password is remembered, so that clients sending Basic credentials with
+/// every request do not pay for Argon2 each time.
+const CREDENTIAL_TTL_MS: u64 = 5 * 60 * 1000;
+const CREDENTIAL_CACHE_LIMIT: usize = 4096;
+
+#[derive(Default)]
+struct UserCache {
+    generation: u64,
+    users: HashMap<String, Option<UserRecord>>,
+}
+
+/// Accounts, sessions and tokens.
+pub struct Auth {
+    store: Arc<Store>,
+    config: AuthConfig,
+    signer: TokenSigner,
+    verifier: TokenVerifier,
+    limiter: FailureLimiter,
+    /// Keyed by SHA-256(secret, user, password): (user, password hash then, expiry in ms).
+    credentials: Mutex<HashMap<[u8; 32], (String, String, u64)>>,
+    credential_secret: Vec<u8>,
+    users: RwLock<UserCache>,
+    /// Checked against when the user does not exist, so that both cases take as long.
+    dummy_hash: String,
+}
+
+impl Auth {
+    pub fn new(store: Arc<Store>, key: &TokenKey, config: AuthConfig) -> Result<Auth, AuthError> {
+        let signer = TokenSigner::new(key, &config.issuer, &config.service, config.token_lifetime)?;
+        let verifier = TokenVerifier::new(key, &config.issuer, &config.service)?;
+        let dummy_hash = password::hash(&crate::new_secret()).map_err(AuthError::Internal)?;
+        Ok(Auth {
+            store,
+            config,
+            signer,
+            verifier,
+            limiter: FailureLimiter::default(),
+            credentials: Mutex::new(HashMap::new()),
+            credential_secret: crate::random_bytes(32),
+            users: RwLock::new(UserCache::default()),
+            dummy_hash,
+        })
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Creates the first administrator if there are no accounts. Returns the password when it
+    /// was generated (to be shown once), `None` when accounts exist or `password` was given.
+    pub fn bootstrap_admin(&self, name: &str, password: Option<&str>, now: u64) -> Result<Option<String>, AuthError> {
+        if !self.store.users()?.is_empty() {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => (p.to_owned(), false),
+            None => (crate::generate_password(), true),
+        };
+        self.create_user(name, &password, true, now)?;
+        Ok(generated.then_some(password))
+    }
+
+    /// The account `name` as of the latest committed state, from memory when nothing changed.
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        let generation = self.store.access_generation();
+        {
+            let cache = self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.generation == generation
+                && let Some(user) = cache.users.get(name)
+            {
+                return Ok(user.clone());
+            }
+        }
+        let user = self.store.user(name)?;
+        let mut cache = self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.generation != generation {
+            cache.users.clear();
+            cache.generation = generation;
+        }
+        if cache.users.len() < 65_536 {
+            cache.users.insert(name.to_owned(), user.clone());
+        }
+        Ok(user)
+    }
+
+    /// The enabled account `name`, if there is one.
+    pub fn identity(&self, name: &str) -> Result<Option<Identity>, AuthError> {
+        Ok(self.user(name)?.filter(|u| !u.disabled).map(|u| Identity { name: name.to_owned(), admin: u.admin }))
+    }
+
+    /// Checks a user name and password (slow: Argon2). Failures count against the user and the
+    /// source address; past the limit, attempts are refused without checking.
+    pub fn authenticate(&self, name: &str, password: &str, source: &str, now_ms: u64) -> Result<Identity, AuthError> {
+        let (user_key, source_key) = (format!("user:{name}"), format!("addr:{source}"));
+        let cache_key = self.credential_key(name, password);
+        if let Some(identity) = self.remembered(&cache_key, now_ms)? {
+            return Ok(identity);
+        }
+        if !self.limiter.allows(&user_key, now_ms) || !self.limiter.allows(&source_key, now_ms) {
+            return Err(AuthError::RateLimited);
+        }
+        let user = if password.len() <= password::MAX_PASSWORD { self.user(name)? } else { None };
+        let hash = user.as_ref().map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
+        let matches = password::verify(hash, password);
+        match user {
+            Some(user) if matches && !user.disabled => {
+                let mut cache = self.credentials.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= CREDENTIAL_CACHE_LIMIT {
+                    cache.retain(|_, (_, _, expires)| *expires > now_ms);
+                    if cache.len() >= CREDENTIAL_CACHE_LIMIT {
+                        cache.clear();
+                    }
+                }
+                cache.insert(cache_key, (name.to_owned(), user.password_hash, now_ms + CREDENTIAL_TTL_MS));
+                Ok(Identity { name: name.to_owned(), admin: user.admin })
+            }
+            _ => {
+                self.limiter.failed(&user_key, now_ms);
+                self.limiter.failed(&source_key, now_ms);
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    fn credential_key(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(&self.credential_secret);
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// A recently checked credential, still valid if the account's password did not change and
+    /// it was not disabled since.
+    fn remembered(&self, key: &[u8; 32], now_ms: u64) -> Result<Option<Identity>, AuthError> {
+        let entry = self.credentials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned();
+        let Some((name, hash, expires)) = entry else { return Ok(None) };
+        if expires <= now_ms {
+            return Ok(None);
+        }
+        Ok(self
+            .user(&name)?
+            .filter(|u| !u.disabled && u.password_hash == hash)
+            .map(|u| Identity { name, admin: u.admin }))
+    }
+
+    /// Starts a session (or a refresh token) for `identity`; returns the secret the client keeps.
+    pub fn start_session(
+        &self,
+        identity: &Identity,
+        kind: SessionKind,
+        client: &str,
+        now: u64,
+    ) -> Result<String, AuthError> {
+        let secret = crate::new_secret();
+        let lifetime = match kind {
+            SessionKind::Api => self.config.session_lifetime,
+            SessionKind::Refresh => self.config.refresh_lifetime,
+        };
+        let session = SessionRecord {
+            user: identity.name.clone(),
+            kind,
+            created: now,
+            expires: now + lifetime,
+            client: client.chars().take(100).collect(),
+        };
+        let command = Command::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
+        self.store.apply(&command)?;
+        Ok(secret)
+    }
+
+    /// The account and session id behind a session secret of `kind`, if it is live at `now`.
+    pub fn session(&self, secret: &str, kind: SessionKind, now: u64) -> Result<(Identity, String), AuthError> {
+        let id = secret_id(secret);
+        let Some(record) = self.store.session(&id)? else { return Err(AuthError::NoSession) };
+        if record.kind != kind || record.expires <= now {
+            return Err(AuthError::NoSession);
+        }
+        let identity = self.identity(&record.user)?.ok_or(AuthError::NoSession)?;
+        Ok((identity, id))
+    }
+
+    /// Ends the session `id`.
+    pub fn end_session(&self, id: &str) -> Result<(), AuthError> {
+        self.store.apply(&Command::DeleteSession { id: id.to_owned() })?;
+        Ok(())
+    }
+
+    /// The sessions and refresh tokens of `name`.
+    pub fn sessions_of(&self, name: &str) -> Result<Vec<SessionInfo>, AuthError> {
+        Ok(self.store.sessions_of(name)?.into_iter().map(|(id, record)| SessionInfo { id, record }).collect())
+    }
+
+    /// Removes expired sessions and refresh tokens.
+    pub fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
+        match self.store.apply(&Command::PurgeSessions { now })? {
+            wharf_store::Outcome::SessionsEnded { count } => Ok(count),
+            _ => Ok(0),
+        }
+    }
+
+    /// Whether `repo` is public.
+    pub fn is_public(&self, repo: &str) -> bool {
+        self.store.repo_settings(repo).map(|s| s.public).unwrap_or(false)
+    }
+
+    /// A registry token for `principal` granting what it asked for and may have.
+    pub fn issue_token(
+        &self,
+        principal: &Principal,
+        requested: &[Access],
+        now: u64,
+    ) -> Result<(String, Vec<Access>), AuthError> {
+        let granted = policy::grant(principal, requested, |repo| self.is_public(repo));
+        let token = self.signer.sign(principal.subject(), granted.clone(), now)?;
+        Ok((token, granted))
+    }
+
+    /// The principal and claims of a registry token. A token of a user that was since disabled
+    /// or deleted is refused.
+    pub fn verify_token(&self, token: &str, now: u64) -> Result<(Principal, Arc<Claims>), AuthError> {
+        let claims = self.verifier.verify(token, now)?;
+        if claims.sub.is_empty() {
+            return Ok((Principal::Anonymous, claims));
+        }
+        match self.identity(&claims.sub)? {
+            Some(identity) => Ok((identity.principal(), claims)),
+            None => Err(AuthError::Token(TokenError::Invalid("the token's user is disabled or deleted".into()))),
+        }
+    }
+
+    /// Whether `principal` may ever take `action` on resource `kind:name` (with a token that
+    /// asks for it).
+    pub fn may(&self, principal: &Principal, kind: &str, name: &str, action: &str) -> bool {
+        let public = kind == "repository" && self.is_public(name);
+        policy::allowed_actions(principal, kind, name, public).iter().any(|a| *a == action || *a == "*")
+    }
+
+    /// Creates an account (slow: hashes the password).
+    pub fn create_user(&self, name: &str, password: &str, admin: bool, now: u64) -> Result<(), AuthError> {
+        if !password::valid_user_name(name) {
+            return Err(AuthError::Invalid(
+                "user names are 1-64 lowercase letters and digits, separated by single '.', '_' or '-'".into(),
+            ));
+        }
+        password::check_password_rules(password).map_err(AuthError::Invalid)?;
+        let password_hash = password::hash(password).map_err(AuthError::Internal)?;
+        self.store.apply(&Command::CreateUser { name: name.to_owned(), password_hash, admin, at: now })?;
+        Ok(())
+    }
+
+    /// Sets a new password (slow) and ends the account's sessions and refresh tokens.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
+        password::check_password_rules(password).map_err(AuthError::Invalid)?;
+        let password_hash = password::hash(password).map_err(AuthError::Internal)?;
+        self.store.apply(&Command::SetPassword { name: name.to_owned(), password_hash })?;
+        Ok(())
+    }
+
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
+        self.store.apply(&Command::SetUserDisabled { name: name.to_owned(), disabled })?;
+        Ok(())
+    }
+
+    pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
+        self.store.apply(&Command::DeleteUser { name: name.to_owned() })?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> Result<Vec<(String, UserRecord)>, AuthError> {
+        Ok(self.store.users()?)
+    }
+
+    pub fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
+        self.store.apply(&Command::SetRepoPublic { repo: repo.to_owned(), public })?;
+        Ok(())
+    }
+}

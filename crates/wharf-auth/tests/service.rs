@@ -1,0 +1,140 @@
+//! [`Auth`] over a real store and a real CA-certified token key.
+
+use std::sync::Arc;
+
+use wharf_auth::{Access, Auth, AuthConfig, AuthError, Principal, permits};
+use wharf_store::{SessionKind, Store};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    auth: Auth,
+    key: wharf_pki::TokenKey,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).expect("store"));
+    let ca = wharf_pki::Ca::load_or_create(&dir.path().join("pki")).expect("ca");
+    let key = ca.load_or_create_token_key(&dir.path().join("pki")).expect("token key");
+    let auth = Auth::new(store, &key, AuthConfig::default()).expect("auth");
+    Fixture { _dir: dir, auth, key }
+}
+
+const NOW: u64 = 1_900_000_000;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+#[test]
+fn bootstrap_generates_a_password_once() {
+    let f = fixture();
+    let generated = f.auth.bootstrap_admin("admin", None, NOW).expect("bootstrap").expect("generated");
+    assert_eq!(generated.len(), 24);
+    assert!(f.auth.bootstrap_admin("admin", Some("other-password"), NOW).expect("again").is_none());
+    let who = f.auth.authenticate("admin", &generated, "1.2.3.4", 0).expect("login");
+    assert!(who.admin);
+    let stored = &f.auth.users().expect("users")[0].1.password_hash;
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(&generated));
+}
+
+#[test]
+fn failed_logins_are_rate_limited_per_user_and_source() {
+    let f = fixture();
+    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
+    for _ in 0..10 {
+        assert!(matches!(f.auth.authenticate("admin", "wrong", "10.0.0.1", 1000), Err(AuthError::BadCredentials)));
+    }
+    assert!(matches!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000), Err(AuthError::RateLimited)));
+    assert!(matches!(f.auth.authenticate("nobody", "x", "10.0.0.1", 1000), Err(AuthError::RateLimited)));
+    assert!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000 + 6000).is_ok());
+}
+
+#[test]
+fn tokens_grant_the_intersection_and_verify() {
+    let f = fixture();
+    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
+    f.auth.create_user("alice", "alice-password", false, NOW).expect("alice");
+    let alice = f.auth.authenticate("alice", "alice-password", "a", 0).expect("alice").principal();
+    let ask = Access::parse_all(["repository:alice/app:pull,push repository:bob/app:pull"]).expect("scopes");
+    let (token, granted) = f.auth.issue_token(&alice, &ask, now()).expect("token");
+    assert_eq!(granted, vec![Access::new("repository", "alice/app", &["pull", "push"])]);
+    let (principal, claims) = f.auth.verify_token(&token, now()).expect("verify");
+    assert_eq!(principal, alice);
+    assert!(permits(&claims.access, "repository", "alice/app", "push"));
+    assert!(!permits(&claims.access, "repository", "bob/app", "pull"));
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.kid.as_deref(), Some(wharf_auth::token::libtrust_key_id(&f.key.spki_der).as_str()));
+    assert_eq!(header.x5c.as_ref().map(Vec::len), Some(2));
+
+    f.auth.set_disabled("alice", true).expect("disable");
+    assert!(f.auth.verify_token(&token, now()).is_err(), "a disabled user's token is refused");
+    assert!(f.auth.authenticate("alice", "alice-password", "a", 0).is_err());
+}
+
+fn mint(key_pem: &[u8], kid: &str, claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(key_pem).expect("key"))
+        .expect("sign")
+}
+
+#[test]
+fn forged_expired_and_foreign_tokens_are_refused() {
+    let f = fixture();
+    let kid = wharf_auth::token::libtrust_key_id(&f.key.spki_der);
+    let t = now();
+    let claims = |aud: &str, exp: u64| {
+        serde_json::json!({"iss":"wharf","sub":"","aud":aud,"exp":exp,"nbf":t - 10,"iat":t - 10,"jti":"x",
+            "access":[{"type":"repository","name":"a","actions":["pull"]}]})
+    };
+    let good = mint(f.key.private_pem.as_bytes(), &kid, claims("wharf-registry", t + 60));
+    assert!(f.auth.verify_token(&good, t).is_ok(), "the control case verifies");
+    let other = rcgen::KeyPair::generate().expect("key").serialize_pem();
+    let forged = mint(other.as_bytes(), &kid, claims("wharf-registry", t + 60));
+    assert!(f.auth.verify_token(&forged, t).is_err(), "signed by another key");
+    let expired = mint(f.key.private_pem.as_bytes(), &kid, claims("wharf-registry", t - 60));
+    assert!(f.auth.verify_token(&expired, t).is_err(), "expired");
+    let foreign = mint(f.key.private_pem.as_bytes(), &kid, claims("other-service", t + 60));
+    assert!(f.auth.verify_token(&foreign, t).is_err(), "for another service");
+    assert!(f.auth.verify_token(&good, t + 3600).is_err(), "a cached token still expires");
+    assert!(f.auth.verify_token("not.a.token", t).is_err());
+}
+
+#[test]
+fn sessions_end_on_logout_expiry_and_password_change() {
+    let f = fixture();
+    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
+    let admin = f.auth.authenticate("admin", "right-password", "a", 0).expect("login");
+    let s1 = f.auth.start_session(&admin, SessionKind::Api, "cli", NOW).expect("session");
+    let (who, id) = f.auth.session(&s1, SessionKind::Api, NOW + 1).expect("live");
+    assert_eq!(who, admin);
+    assert!(f.auth.session(&s1, SessionKind::Refresh, NOW + 1).is_err(), "kinds do not mix");
+    assert!(f.auth.session(&s1, SessionKind::Api, NOW + 13 * 3600).is_err(), "expired");
+    assert_eq!(f.auth.sessions_of("admin").expect("list").len(), 1);
+    f.auth.end_session(&id).expect("logout");
+    assert!(f.auth.session(&s1, SessionKind::Api, NOW + 1).is_err());
+    let r = f.auth.start_session(&admin, SessionKind::Refresh, "docker", NOW).expect("refresh");
+    f.auth.set_password("admin", "a-new-password").expect("password");
+    assert!(f.auth.session(&r, SessionKind::Refresh, NOW + 1).is_err(), "a new password ends refresh tokens");
+    assert!(
+        f.auth.authenticate("admin", "right-password", "a", 0).is_err(),
+        "the remembered old password is forgotten"
+    );
+    assert!(f.auth.authenticate("admin", "a-new-password", "a", 0).is_ok());
+    assert!(matches!(f.auth.create_user("Bad Name", "long-enough", false, NOW), Err(AuthError::Invalid(_))));
+    assert!(matches!(f.auth.create_user("bob", "short", false, NOW), Err(AuthError::Invalid(_))));
+}
+
+#[test]
+fn anonymous_gets_pull_on_public_repositories_only() {
+    let f = fixture();
+    f.auth.set_public("lib/base", true).expect("public");
+    let ask = Access::parse_all(["repository:lib/base:pull,push", "repository:lib/other:pull"]).expect("scopes");
+    let (token, granted) = f.auth.issue_token(&Principal::Anonymous, &ask, now()).expect("token");
+    assert_eq!(granted, vec![Access::new("repository", "lib/base", &["pull"])]);
+    let (principal, _) = f.auth.verify_token(&token, now()).expect("verify");
+    assert_eq!(principal, Principal::Anonymous);
+    assert!(f.auth.may(&Principal::Anonymous, "repository", "lib/base", "pull"));
+    assert!(!f.auth.may(&Principal::Anonymous, "repository", "lib/base", "push"));
+}
