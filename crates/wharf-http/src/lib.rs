@@ -6,11 +6,14 @@
 //! in one place ([`error_response`]). This crate must never reach into storage internals: it
 //! calls [`wharf_registry::Registry`] only.
 
+mod access;
+mod api;
 mod blobs;
 mod endpoint;
 mod listing;
 mod manifests;
 mod serve;
+mod token;
 mod uploads;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use wharf_api::{ErrorCode, RegistryError};
+use wharf_auth::Auth;
 use wharf_registry::Registry;
 
 pub use serve::serve;
@@ -33,13 +37,53 @@ pub(crate) const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// What the handlers share.
 pub struct App {
     pub registry: Arc<Registry>,
+    /// Accounts and tokens; `None` when the node runs without them (`--insecure-no-auth`).
+    pub auth: Option<Arc<Auth>>,
     /// The CA certificate served at `/ca`, if this node has one.
     pub ca_pem: Option<String>,
+    /// `https`, or `http` with `--insecure-http`: the scheme of the token realm.
+    pub scheme: &'static str,
+    /// The address clients reach this node at when a request names no host.
+    pub default_host: String,
 }
 
-/// The router for the whole node: `/ca` and `/v2/...`.
+/// The peer address of a connection, put into each request's extensions by [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The router for the whole node: `/ca`, the auth and account API, and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/ca", get(ca)).fallback(dispatch).with_state(app).layer(axum::middleware::from_fn(log_request))
+    Router::new()
+        .route("/ca", get(ca))
+        .merge(api::routes())
+        .fallback(dispatch)
+        .with_state(app)
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The IP address the request came from (the key of per-source login limits).
+pub(crate) fn peer_ip(req: &Request) -> String {
+    req.extensions().get::<PeerAddr>().map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string())
+}
+
+/// The URL of the token endpoint as the client reached this node: the request's host (HTTP/1.1
+/// `Host` or HTTP/2 `:authority`) when it is a plain host[:port], else the default address.
+pub(crate) fn token_realm(app: &App, req: &Request) -> String {
+    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| header_str(req.headers(), header::HOST));
+    let plain = |h: &&str| {
+        !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    };
+    let host = host.filter(plain).unwrap_or(&app.default_host);
+    format!("{}://{}/auth/token", app.scheme, host)
 }
 
 /// One log line per request: at debug level normally, at warn level for server errors. Only
@@ -66,11 +110,14 @@ async fn ca(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+async fn dispatch(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let Some(endpoint) = Endpoint::parse(&path) else {
         return error_response(&RegistryError::new(ErrorCode::Unsupported, "unknown endpoint").with_status(404));
     };
+    if let Err(refusal) = access::authorize(&app, &endpoint, &mut req).await {
+        return refusal;
+    }
     let method = req.method().clone();
     let result = match endpoint {
         Endpoint::Base => match method {

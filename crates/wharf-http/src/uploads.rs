@@ -9,6 +9,7 @@ use wharf_api::range::parse_content_range;
 use wharf_api::{Algorithm, ErrorCode, RegistryError};
 use wharf_blobstore::ByteStream;
 
+use crate::access::Grant;
 use crate::blobs::parse_digest;
 use crate::{App, empty, header_str, query_get, query_pairs, unsupported};
 
@@ -62,7 +63,18 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
     let registry = &app.registry;
     if let Some(mount) = query_get(&query, "mount") {
         let digest = parse_digest(mount)?;
-        if registry.mount(name, &digest, query_get(&query, "from")).await? {
+        let from = query_get(&query, "from");
+        // A mount reads from another repository: without read access there, or (for a mount
+        // without `from`, which may read any repository) without being the administrator,
+        // the client gets an ordinary upload session instead, as the protocol allows.
+        let grant = req.extensions().get::<Grant>();
+        let auth = app.auth.as_deref();
+        let may_read = match (grant, from) {
+            (None, _) => false,
+            (Some(g), Some(from)) => g.permits(auth, "repository", from, "pull"),
+            (Some(g), None) => g.is_admin(),
+        };
+        if may_read && registry.mount(name, &digest, from).await? {
             return Ok(created(name, &digest));
         }
     } else if let Some(digest) = query_get(&query, "digest") {

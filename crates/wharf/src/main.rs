@@ -1,6 +1,8 @@
 //! The `wharf` binary: command line, configuration, wiring of the crates, signals.
 //! It is the only crate that uses `anyhow`; it holds no protocol logic.
 
+mod account;
+mod trust;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,18 @@ struct Cli {
 enum Command {
     /// Runs an all-in-one node: registry and API on one port, with embedded storage and CA.
     Up(up::UpArgs),
+    /// Trusts a node's CA for docker, podman, skopeo, buildah and containerd.
+    Trust(trust::TrustArgs),
+    /// Opens an API session with a node (for `wharf user` and `wharf repo`).
+    Login(account::LoginArgs),
+    /// Ends the API session.
+    Logout,
+    /// Manages accounts.
+    #[command(subcommand)]
+    User(account::UserCommand),
+    /// Manages repository settings.
+    #[command(subcommand)]
+    Repo(account::RepoCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +42,11 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Trust(args) => runtime.block_on(trust::run(args)),
+        Command::Login(args) => runtime.block_on(account::login(args)),
+        Command::Logout => runtime.block_on(account::logout()),
+        Command::User(command) => runtime.block_on(account::user(command)),
+        Command::Repo(command) => runtime.block_on(account::repo(command)),
     }
 }
 

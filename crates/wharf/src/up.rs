@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
+use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
 use wharf_pki::Ca;
 use wharf_registry::Registry;
@@ -28,15 +29,33 @@ pub struct UpArgs {
     /// Serve plain HTTP instead of HTTPS. Only for loopback testing and benchmarks.
     #[arg(long)]
     insecure_http: bool,
+    /// Serve the registry without accounts: anyone who can reach it may push and pull.
+    /// Only for benchmarks and throwaway test setups.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// File holding the first administrator's password (read on the first start only). Without
+    /// it, a password is generated and printed once.
+    #[arg(long, env = "WHARF_ADMIN_PASSWORD_FILE")]
+    admin_password_file: Option<PathBuf>,
+    /// Lifetime of the server certificate in seconds; it is renewed after two thirds of it.
+    #[arg(long, hide = true, default_value_t = 90 * 24 * 3600)]
+    server_cert_validity: u64,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
-    let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?;
-    let registry = Arc::new(Registry::new(Arc::new(store), Arc::new(blobs)).context("start the registry")?);
-    tokio::spawn(purge_stale_uploads(Arc::clone(&registry)));
+    let ca = Arc::new(Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?);
+    let store = Arc::new(store);
+    let (auth, admin_password) = if args.insecure_no_auth {
+        (None, None)
+    } else {
+        let (auth, generated) = start_auth(&args, &ca, Arc::clone(&store))?;
+        (Some(auth), generated)
+    };
+    let registry = Arc::new(Registry::new(store, Arc::new(blobs)).context("start the registry")?);
+    tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone()));
 
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
@@ -44,12 +63,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         None
     } else {
         let names = certificate_names(local, &args.sans);
-        let key = ca.issue_server(&names).context("issue the server certificate")?;
-        Some(wharf_pki::server_config(&key, ca.cert_pem()).context("tls configuration")?)
+        let validity = wharf_pki::time::Duration::seconds(args.server_cert_validity.min(i64::MAX as u64) as i64);
+        let key = ca.issue_server_valid_for(&names, validity).context("issue the server certificate")?;
+        let cert = Arc::new(wharf_pki::ServerCert::new(&key, ca.cert_pem()).context("tls configuration")?);
+        tokio::spawn(renew_server_cert(Arc::clone(&ca), Arc::clone(&cert), names, validity));
+        Some(wharf_pki::renewing_server_config(cert))
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let app = Arc::new(wharf_http::App { registry, ca_pem: Some(ca.cert_pem().to_owned()) });
-    print_banner(&args, local, scheme, &ca);
+    let app = Arc::new(wharf_http::App {
+        registry,
+        auth,
+        ca_pem: Some(ca.cert_pem().to_owned()),
+        scheme,
+        default_host: local.to_string(),
+    });
+    print_banner(&args, local, scheme, &ca, admin_password.as_deref());
     tracing::info!(addr = %local, scheme, data_dir = %args.data_dir.display(), "wharf is serving");
     wharf_http::serve(listener, tls, wharf_http::router(app), shutdown_signal()).await;
     tracing::info!("wharf stopped");
@@ -74,7 +102,32 @@ fn certificate_names(local: SocketAddr, sans: &[String]) -> Vec<String> {
     names
 }
 
-fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca) {
+/// The administrator's user name.
+const ADMIN: &str = "admin";
+
+/// Opens accounts and tokens: the token signing key (certified by the CA), the first
+/// administrator. Returns the administrator's password when it was generated.
+fn start_auth(args: &UpArgs, ca: &Ca, store: Arc<Store>) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
+    let key = ca.load_or_create_token_key(&args.data_dir.join("pki")).context("load or create the token key")?;
+    let auth = Auth::new(store, &key, AuthConfig::default()).context("start accounts")?;
+    let password = match &args.admin_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        None => None,
+    };
+    let generated = auth.bootstrap_admin(ADMIN, password.as_deref(), now()).context("create the administrator")?;
+    Ok((Arc::new(auth), generated))
+}
+
+fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca, admin_password: Option<&str>) {
+    let host = if local.ip().is_unspecified() {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}:{}", name.trim(), local.port())
+    } else {
+        local.to_string()
+    };
     println!("Wharf is up.");
     println!("  listening on {scheme}://{local}");
     println!("  registry:    {scheme}://{local}/v2/");
@@ -82,10 +135,47 @@ fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca) {
     if scheme == "https" {
         println!("  CA:          {scheme}://{local}/ca");
         println!("  CA fingerprint (SHA-256): {}", ca.fingerprint());
+        println!("  trust it:    wharf trust {scheme}://{host} --fingerprint {}", ca.fingerprint());
     } else {
         println!("  WARNING: --insecure-http: traffic is not encrypted.");
     }
-    println!("  WARNING: the registry is open: there are no accounts yet, anyone who can reach it may push and pull.");
+    if args.insecure_no_auth {
+        println!("  WARNING: --insecure-no-auth: anyone who can reach this node may push and pull.");
+        return;
+    }
+    println!("  log in:      docker login {host} -u {ADMIN}");
+    println!("  accounts:    wharf login {scheme}://{host} -u {ADMIN}, then wharf user --help");
+    if let Some(password) = admin_password {
+        println!("  password of {ADMIN} (generated; shown only this once): {password}");
+    }
+}
+
+/// Renews the server certificate when two thirds of its lifetime have passed; new TLS
+/// handshakes get the new certificate at once, without a restart.
+async fn renew_server_cert(
+    ca: Arc<Ca>,
+    cert: Arc<wharf_pki::ServerCert>,
+    names: Vec<String>,
+    validity: wharf_pki::time::Duration,
+) {
+    loop {
+        let renew_at = cert.not_after() - validity / 3;
+        let left: wharf_pki::time::Duration = renew_at - wharf_pki::time::OffsetDateTime::now_utc();
+        let wait = left.max(wharf_pki::time::Duration::seconds(1));
+        tokio::time::sleep(Duration::from_secs_f64(wait.as_seconds_f64())).await;
+        let renewed = ca.issue_server_valid_for(&names, validity).and_then(|key| cert.install(&key, ca.cert_pem()));
+        match renewed {
+            Ok(()) => tracing::info!(not_after = %cert.not_after(), "server certificate renewed"),
+            Err(e) => {
+                tracing::error!(error = %e, "renewing the server certificate failed; retrying in a minute");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Upload sessions older than this are cancelled (distribution's default purge age).
@@ -93,7 +183,8 @@ const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often stale uploads are looked for.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-async fn purge_stale_uploads(registry: Arc<Registry>) {
+/// Removes stale upload sessions and expired login sessions, at start and then hourly.
+async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
@@ -101,6 +192,14 @@ async fn purge_stale_uploads(registry: Arc<Registry>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
             Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+        }
+        if let Some(auth) = auth.clone() {
+            match tokio::task::spawn_blocking(move || auth.purge_sessions(now())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(purged = n, "removed expired sessions"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "purging expired sessions failed"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::Wharf;
+use crate::harness::{Wharf, base64_encode};
 use crate::oci::*;
 
 struct Case {
@@ -213,7 +213,13 @@ async fn malformed_requests_get_protocol_errors_and_lose_nothing() {
     assert!(failures.is_empty(), "bad-input table failures:\n{}", failures.join("\n"));
 
     // HTTP clients normalise `..` away, so send a traversal attempt on a raw socket.
-    let raw = raw_request(&w, "GET /v2/../../etc/manifests/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let basic = base64_encode(w.admin_creds().as_bytes());
+    let raw = raw_request(
+        &w,
+        &format!(
+            "GET /v2/../../etc/manifests/passwd HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"
+        ),
+    );
     assert!(raw.starts_with("HTTP/1.1 400"), "raw traversal: {raw}");
     assert!(raw.contains("NAME_INVALID"), "raw traversal: {raw}");
 

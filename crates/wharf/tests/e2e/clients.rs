@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Wharf, require, run, wait_for};
+use crate::harness::{ADMIN_PASSWORD, Wharf, require, run, run_with_input, wait_for};
 use crate::oci::*;
 
 /// A busybox root filesystem as an uncompressed tar (a real, runnable layer).
@@ -78,6 +78,14 @@ async fn docker_push_pull_and_pull_by_digest() {
         cmd.env("DOCKER_CONFIG", tmp.path().join("docker")).args(args);
         cmd
     };
+    let (ok, out, err) = run_with_input(
+        &mut docker(&["login", &w.host(), "-u", "admin", "--password-stdin"]),
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert!(ok && out.contains("Login Succeeded"), "docker login: {out} {err}");
+    let config = std::fs::read_to_string(tmp.path().join("docker/config.json")).expect("docker config");
+    assert!(config.contains("identitytoken"), "docker keeps a refresh token: {config}");
+    assert!(!config.contains(ADMIN_PASSWORD), "docker must not keep the password: {config}");
     run(docker(&["import", tmp.path().join("rootfs.tar").to_str().expect("path"), &local])
         .arg("--change")
         .arg("CMD [\"sh\"]"));
@@ -113,12 +121,15 @@ async fn skopeo_copy_inspect_list_tags_delete() {
     let (digest, _) = push_busybox(&w, "e2e/skopeo", "1", tmp.path(), "amd64").await;
     let host = w.host();
     let layout = format!("oci:{}/layout:1", tmp.path().display());
+    let creds = w.admin_creds();
     let skopeo = || Command::new("skopeo");
     run(skopeo().args([
         "copy",
         "--preserve-digests",
         "--src-cert-dir",
         certs,
+        "--src-creds",
+        &creds,
         &format!("docker://{host}/e2e/skopeo:1"),
         &layout,
     ]));
@@ -127,6 +138,8 @@ async fn skopeo_copy_inspect_list_tags_delete() {
         "--preserve-digests",
         "--dest-cert-dir",
         certs,
+        "--dest-creds",
+        &creds,
         &layout,
         &format!("docker://{host}/e2e/skopeo-copy:2"),
     ]));
@@ -134,6 +147,8 @@ async fn skopeo_copy_inspect_list_tags_delete() {
         "inspect",
         "--cert-dir",
         certs,
+        "--creds",
+        &creds,
         &format!("docker://{host}/e2e/skopeo-copy:2"),
     ])))
     .expect("inspect json");
@@ -145,6 +160,10 @@ async fn skopeo_copy_inspect_list_tags_delete() {
         certs,
         "--dest-cert-dir",
         certs,
+        "--src-creds",
+        &creds,
+        "--dest-creds",
+        &creds,
         &format!("docker://{host}/e2e/skopeo:1"),
         &format!("docker://{host}/e2e/skopeo:3"),
     ]));
@@ -152,11 +171,32 @@ async fn skopeo_copy_inspect_list_tags_delete() {
         "list-tags",
         "--cert-dir",
         certs,
+        "--creds",
+        &creds,
         &format!("docker://{host}/e2e/skopeo"),
     ])))
     .expect("list-tags json");
     assert_eq!(tags["Tags"], json!(["1", "3"]));
-    run(skopeo().args(["delete", "--cert-dir", certs, &format!("docker://{host}/e2e/skopeo-copy:2")]));
+    run(skopeo().args([
+        "delete",
+        "--cert-dir",
+        certs,
+        "--creds",
+        &creds,
+        &format!("docker://{host}/e2e/skopeo-copy:2"),
+    ]));
+    let (ok, _, err) = run_with_input(
+        skopeo().args([
+            "inspect",
+            "--cert-dir",
+            certs,
+            "--creds",
+            "admin:wrong-password",
+            &format!("docker://{host}/e2e/skopeo:1"),
+        ]),
+        "",
+    );
+    assert!(!ok && err.contains("invalid username or password"), "a wrong password is refused: {err}");
     let resp = w.client().get(w.url("/v2/e2e/skopeo-copy/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
@@ -178,12 +218,15 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     let host = w.host();
     let layout = format!("oci:{}/layout:all", tmp.path().display());
+    let creds = w.admin_creds();
     run(Command::new("skopeo").args([
         "copy",
         "--all",
         "--preserve-digests",
         "--src-cert-dir",
         certs,
+        "--src-creds",
+        &creds,
         &format!("docker://{host}/e2e/multi:all"),
         &layout,
     ]));
@@ -197,6 +240,8 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
         "--preserve-digests",
         "--dest-cert-dir",
         certs,
+        "--dest-creds",
+        &creds,
         &layout,
         &format!("docker://{host}/e2e/multi-copy:all"),
     ]));
@@ -224,10 +269,12 @@ fn containers_conf(dir: &Path) -> PathBuf {
 /// A command builder for podman or buildah with private storage under `dir`.
 fn containers_tool(program: &'static str, dir: &Path) -> impl Fn(&[&str]) -> Command {
     let conf = containers_conf(dir);
+    std::fs::write(dir.join("auth.json"), "{\"auths\": {}}").expect("write auth.json");
     let dir = dir.to_path_buf();
     move |args: &[&str]| {
         let mut cmd = Command::new(program);
         cmd.env("CONTAINERS_CONF", &conf)
+            .env("REGISTRY_AUTH_FILE", dir.join("auth.json"))
             .arg("--root")
             .arg(dir.join("storage"))
             .arg("--runroot")
@@ -247,6 +294,11 @@ async fn podman_pull_run_and_push() {
     let podman = containers_tool("podman", tmp.path());
     let image = format!("{}/e2e/podman:1", w.host());
     let certs = certs.to_str().expect("path");
+    let (ok, out, err) = run_with_input(
+        &mut podman(&["login", "--cert-dir", certs, "-u", "admin", "--password-stdin", &w.host()]),
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert!(ok && out.contains("Login Succeeded"), "podman login: {out} {err}");
     run(&mut podman(&["pull", "--cert-dir", certs, &image]));
     let out = run(&mut podman(&["run", "--rm", "--network", "none", &image, "echo", "podman ran it"]));
     assert_eq!(out.trim(), "podman ran it");
@@ -276,8 +328,9 @@ async fn buildah_builds_from_and_pushes_to_wharf() {
     .expect("write");
     let buildah = containers_tool("buildah", tmp.path());
     let built = format!("{}/e2e/buildah-built:1", w.host());
-    run(buildah(&["bud", "--cert-dir", certs, "--isolation", "chroot", "-t", &built]).arg(&ctx));
-    run(&mut buildah(&["push", "--cert-dir", certs, &built]));
+    let creds = w.admin_creds();
+    run(buildah(&["bud", "--cert-dir", certs, "--creds", &creds, "--isolation", "chroot", "-t", &built]).arg(&ctx));
+    run(&mut buildah(&["push", "--cert-dir", certs, "--creds", &creds, &built]));
     let resp = w.client().get(w.url("/v2/e2e/buildah-built/manifests/1")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
     let manifest: Value = resp.json().await.expect("json");
@@ -338,13 +391,17 @@ async fn containerd_ctr_pull_run_and_push() {
     };
     let image = format!("{}/e2e/ctr:1", w.host());
     let hd = hosts_dir.to_str().expect("path");
-    run(&mut ctr(&["images", "pull", "--hosts-dir", hd, &image]));
+    // With --user, containerd fetches tokens with the OAuth2 password grant (POST).
+    let creds = w.admin_creds();
+    let (ok, _, err) = run_with_input(&mut ctr(&["images", "pull", "--hosts-dir", hd, &image]), "");
+    assert!(!ok, "an anonymous pull of a private repository is refused: {err}");
+    run(&mut ctr(&["images", "pull", "--hosts-dir", hd, "--user", &creds, &image]));
     let container = format!("wharf-e2e-{}", w.addr.port());
     let out = run(&mut ctr(&["run", "--rm", &image, &container, "echo", "ctr ran it"]));
     assert_eq!(out.trim(), "ctr ran it");
     let pushed = format!("{}/e2e/ctr-pushed:2", w.host());
     run(&mut ctr(&["images", "tag", &image, &pushed]));
-    run(&mut ctr(&["images", "push", "--hosts-dir", hd, &pushed]));
+    run(&mut ctr(&["images", "push", "--hosts-dir", hd, "--user", &creds, &pushed]));
     let resp = w.client().get(w.url("/v2/e2e/ctr-pushed/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
     let _ = containerd.kill();
@@ -370,11 +427,12 @@ fn oras_python() -> PathBuf {
 const ORAS_SCRIPT: &str = r#"
 import json, os, sys
 import oras.client, oras.oci
-host, workdir, subject_digest, subject_size = sys.argv[1:5]
+host, workdir, subject_digest, subject_size, password = sys.argv[1:6]
 os.chdir(workdir)
 with open("art.txt", "w") as f:
     f.write("an artifact pushed by oras\n")
-c = oras.client.OrasClient(hostname=host, insecure=True)
+c = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+c.login(username="admin", password=password, hostname=host)
 c.push(target=f"{host}/e2e/oras:v1", files=["art.txt"])
 print("TAGS", json.dumps(c.get_tags(f"{host}/e2e/oras")))
 os.makedirs("out", exist_ok=True)
@@ -400,7 +458,8 @@ async fn oras_push_pull_and_referrers() {
         .arg(w.host())
         .arg(tmp.path())
         .arg(&subject)
-        .arg(subject_bytes.len().to_string()));
+        .arg(subject_bytes.len().to_string())
+        .arg(ADMIN_PASSWORD));
     assert!(out.contains("PULLED an artifact pushed by oras"), "oras output: {out}");
     let tags_line = out.lines().find(|l| l.starts_with("TAGS ")).expect("tags line");
     let tags: Value = serde_json::from_str(&tags_line[5..]).expect("tags json");

@@ -1,0 +1,196 @@
+//! Who may make a `/v2/` request. A request is authenticated first (a registry token, Basic
+//! credentials, or nobody), then checked against what its endpoint needs. Refusals carry the
+//! `Bearer` challenge that sends clients to Wharf's token endpoint:
+//! - no or anonymous credentials, or a token that lacks a scope its holder could get: 401
+//!   `UNAUTHORIZED` (clients fetch a token for the scope in the challenge and retry);
+//! - an authenticated user asking for what they may never have: 403 `DENIED`;
+//! - a bad token or password: 401 with `error="invalid_token"`;
+//! - too many failed passwords: 429 `TOOMANYREQUESTS`.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::Response;
+use base64::Engine;
+use wharf_api::{ErrorCode, RegistryError};
+use wharf_auth::{Auth, AuthError, Claims, Principal, permits};
+
+use crate::endpoint::Endpoint;
+use crate::{App, error_response, header_str};
+
+/// What a request was granted, kept in its extensions for handlers that decide more (mounts).
+#[derive(Clone)]
+pub(crate) enum Grant {
+    /// The node runs without accounts (`--insecure-no-auth`).
+    Everything,
+    /// A registry token's claims.
+    Token(Principal, Arc<Claims>),
+    /// Basic credentials or no credentials: the rules decide directly.
+    Rules(Principal),
+}
+
+impl Grant {
+    pub(crate) fn permits(&self, auth: Option<&Auth>, kind: &str, name: &str, action: &str) -> bool {
+        match (self, auth) {
+            (Grant::Everything, _) | (_, None) => true,
+            (Grant::Token(_, claims), _) => permits(&claims.access, kind, name, action),
+            (Grant::Rules(principal), Some(auth)) => auth.may(principal, kind, name, action),
+        }
+    }
+
+    pub(crate) fn is_admin(&self) -> bool {
+        match self {
+            Grant::Everything => true,
+            Grant::Token(p, _) | Grant::Rules(p) => matches!(p, Principal::User { admin: true, .. }),
+        }
+    }
+
+    fn principal(&self) -> Option<&Principal> {
+        match self {
+            Grant::Everything => None,
+            Grant::Token(p, _) | Grant::Rules(p) => Some(p),
+        }
+    }
+}
+
+/// What an endpoint needs: an action on a resource, and the actions a challenge asks for.
+struct Need {
+    kind: &'static str,
+    name: String,
+    action: &'static str,
+    challenge_actions: &'static str,
+}
+
+fn need(endpoint: &Endpoint, method: &Method) -> Option<Need> {
+    let repo = |name: &str, action, challenge_actions| {
+        Some(Need { kind: "repository", name: name.to_owned(), action, challenge_actions })
+    };
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    match endpoint {
+        Endpoint::Base => None,
+        Endpoint::Catalog => {
+            Some(Need { kind: "registry", name: "catalog".into(), action: "*", challenge_actions: "*" })
+        }
+        Endpoint::Tags { name } | Endpoint::Referrers { name, .. } => repo(name, "pull", "pull"),
+        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } if reads => repo(name, "pull", "pull"),
+        Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } if *method == Method::DELETE => {
+            repo(name, "delete", "delete")
+        }
+        Endpoint::Manifest { name, .. }
+        | Endpoint::Blob { name, .. }
+        | Endpoint::Uploads { name }
+        | Endpoint::Upload { name, .. } => repo(name, "push", "pull,push"),
+    }
+}
+
+pub(crate) enum Credentials {
+    None,
+    Bearer(String),
+    Basic(String, String),
+    Unsupported,
+}
+
+pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
+    let Some(value) = header_str(headers, header::AUTHORIZATION) else { return Credentials::None };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Credentials::Bearer(rest.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok();
+        let text = decoded.and_then(|d| String::from_utf8(d).ok());
+        if let Some((user, password)) = text.as_deref().and_then(|t| t.split_once(':')) {
+            return Credentials::Basic(user.to_owned(), password.to_owned());
+        }
+    }
+    Credentials::Unsupported
+}
+
+/// Checks Basic credentials on a blocking thread (Argon2 is slow on purpose).
+pub(crate) async fn check_password(
+    auth: &Arc<Auth>,
+    user: String,
+    password: String,
+    source: String,
+) -> Result<wharf_auth::Identity, AuthError> {
+    let auth = Arc::clone(auth);
+    tokio::task::spawn_blocking(move || auth.authenticate(&user, &password, &source, crate::now_ms()))
+        .await
+        .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())))
+}
+
+/// Authenticates and authorises a `/v2/` request; on success the request carries its [`Grant`].
+pub(crate) async fn authorize(app: &App, endpoint: &Endpoint, req: &mut Request) -> Result<(), Response> {
+    let Some(auth) = &app.auth else {
+        req.extensions_mut().insert(Grant::Everything);
+        return Ok(());
+    };
+    let need = need(endpoint, req.method());
+    let realm = crate::token_realm(app, req);
+    let challenge = |error: Option<&str>| challenge(&realm, auth, need.as_ref(), error);
+    let source = crate::peer_ip(req);
+    let (grant, presented) = match credentials(req.headers()) {
+        Credentials::None => (Grant::Rules(Principal::Anonymous), false),
+        Credentials::Bearer(token) => match auth.verify_token(&token, crate::now()) {
+            Ok((principal, claims)) => (Grant::Token(principal, claims), true),
+            Err(e) => return Err(refuse(ErrorCode::Unauthorized, &e.to_string(), challenge(Some("invalid_token")))),
+        },
+        Credentials::Basic(user, password) => match check_password(auth, user, password, source).await {
+            Ok(identity) => (Grant::Rules(identity.principal()), true),
+            Err(AuthError::RateLimited) => {
+                return Err(refuse(ErrorCode::TooManyRequests, "too many failed logins; try again later", None));
+            }
+            Err(_) => {
+                let h = challenge(Some("invalid_token"));
+                return Err(refuse(ErrorCode::Unauthorized, "invalid username or password", h));
+            }
+        },
+        Credentials::Unsupported => {
+            return Err(refuse(ErrorCode::Unauthorized, "unsupported authorization scheme", challenge(None)));
+        }
+    };
+    let allowed = match &need {
+        None => presented,
+        Some(n) => grant.permits(Some(auth), n.kind, &n.name, n.action),
+    };
+    if allowed {
+        req.extensions_mut().insert(grant);
+        return Ok(());
+    }
+    let could = match (grant.principal(), &need) {
+        (Some(p @ Principal::User { .. }), Some(n)) => auth.may(p, n.kind, &n.name, n.action),
+        _ => true,
+    };
+    if could {
+        let error = presented.then_some("insufficient_scope");
+        Err(refuse(ErrorCode::Unauthorized, "authentication required", challenge(error)))
+    } else {
+        Err(refuse(
+            ErrorCode::Denied,
+            "requested access to the resource is denied",
+            challenge(Some("insufficient_scope")),
+        ))
+    }
+}
+
+fn refuse(code: ErrorCode, message: &str, challenge: Option<String>) -> Response {
+    let mut response = error_response(&RegistryError::new(code, message));
+    if let Some(value) = challenge.and_then(|c| c.parse().ok()) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The `WWW-Authenticate` value sending a client to this node's token endpoint.
+fn challenge(realm: &str, auth: &Auth, need: Option<&Need>, error: Option<&str>) -> Option<String> {
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", auth.config().service);
+    if let Some(n) = need.filter(|n| n.kind == "registry" || wharf_api::validate_name(&n.name)) {
+        value.push_str(&format!(",scope=\"{}:{}:{}\"", n.kind, n.name, n.challenge_actions));
+    }
+    if let Some(e) = error {
+        value.push_str(&format!(",error=\"{e}\""));
+    }
+    Some(value)
+}

@@ -1,0 +1,328 @@
+//! The account API: `POST /auth/login` -> `{"auth_token"}` (as UCP answers it), `POST
+//! /auth/logout`, and under `/api/` (every call with `Authorization: Bearer <auth_token>`):
+//! `me`, `users` (list, create, show, change password, disable/enable, delete), `sessions`
+//! (list, end) and `repositories/<name>` (visibility). Errors are `{"message": "..."}`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use serde::Deserialize;
+use serde_json::json;
+use wharf_auth::{Auth, AuthError, Identity};
+use wharf_store::{SessionKind, StoreError, UserRecord};
+
+use crate::access::{Credentials, credentials};
+use crate::{App, json_response, peer_ip};
+
+/// Largest JSON body the API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/auth/token", get(crate::token::get).post(crate::token::post))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/users", get(list_users).post(create_user))
+        .route("/api/users/{name}", get(show_user).patch(update_user).delete(delete_user))
+        .route("/api/users/{name}/password", put(set_password))
+        .route("/api/sessions", get(list_sessions))
+        .route("/api/sessions/{id}", delete(end_session))
+        .route("/api/repositories/{*name}", get(show_repository).patch(update_repository))
+}
+
+/// An API failure: a status and a message.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.0, json!({ "message": self.1 }).to_string().into_bytes())
+    }
+}
+
+fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError(status, message.into())
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let status = match &e {
+            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
+            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AuthError::Store(StoreError::UserUnknown(_) | StoreError::SessionUnknown) => StatusCode::NOT_FOUND,
+            AuthError::Store(StoreError::UserExists(_)) => StatusCode::CONFLICT,
+            AuthError::Store(StoreError::LastAdmin | StoreError::UserDisabled(_)) => StatusCode::CONFLICT,
+            AuthError::Store(_) | AuthError::Internal(_) => {
+                tracing::error!(error = %e, "account operation failed");
+                return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
+            }
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn auth_of(app: &App) -> Result<&Arc<Auth>, ApiError> {
+    app.auth
+        .as_ref()
+        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "this node runs without accounts (--insecure-no-auth)"))
+}
+
+/// Runs a slow or writing account call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    auth: &Arc<Auth>,
+    f: impl FnOnce(&Auth) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let auth = Arc::clone(auth);
+    let result = tokio::task::spawn_blocking(move || f(&auth)).await;
+    Ok(result.map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+    }
+    serde_json::from_slice(body).map_err(|e| api_error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+}
+
+/// The caller of an `/api/` request and its session id.
+fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String), ApiError> {
+    let auth = auth_of(app)?;
+    let Credentials::Bearer(secret) = credentials(headers) else {
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "log in first: POST /auth/login, then send Authorization: Bearer <auth_token>",
+        ));
+    };
+    let (identity, id) = auth.session(&secret, SessionKind::Api, crate::now())?;
+    Ok((Arc::clone(auth), identity, id))
+}
+
+fn require_admin(identity: &Identity) -> Result<(), ApiError> {
+    if identity.admin { Ok(()) } else { Err(api_error(StatusCode::FORBIDDEN, "only an administrator may do this")) }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
+    let auth = Arc::clone(auth_of(&app)?);
+    let source = peer_ip(&req);
+    let client = crate::header_str(req.headers(), axum::http::header::USER_AGENT).unwrap_or("unknown").to_owned();
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let login: Login = parse(&body)?;
+    let token = blocking(&auth, move |auth| {
+        let identity = auth.authenticate(&login.username, &login.password, &source, crate::now_ms())?;
+        auth.start_session(&identity, SessionKind::Api, &client, crate::now())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, json!({ "auth_token": token }).to_string().into_bytes()))
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let (auth, _, id) = caller(&app, &headers)?;
+    blocking(&auth, move |auth| auth.end_session(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let (_, identity, _) = caller(&app, &headers)?;
+    Ok(json_response(StatusCode::OK, json!({"name": identity.name, "admin": identity.admin}).to_string().into_bytes()))
+}
+
+fn user_json(name: &str, user: &UserRecord) -> serde_json::Value {
+    json!({"name": name, "admin": user.admin, "disabled": user.disabled, "created": user.created})
+}
+
+async fn list_users(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let users: Vec<_> = auth.users()?.iter().map(|(name, user)| user_json(name, user)).collect();
+    Ok(json_response(StatusCode::OK, serde_json::Value::from(users).to_string().into_bytes()))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let new: NewUser = parse(&body)?;
+    let name = new.name.clone();
+    blocking(&auth, move |auth| auth.create_user(&new.name, &new.password, new.admin, crate::now())).await?;
+    tracing::info!(user = %name, by = %identity.name, "user created");
+    show(&auth, &name, StatusCode::CREATED)
+}
+
+fn show(auth: &Auth, name: &str, status: StatusCode) -> ApiResult {
+    let users = auth.users()?;
+    let (_, user) =
+        users.iter().find(|(n, _)| n == name).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such user"))?;
+    Ok(json_response(status, user_json(name, user).to_string().into_bytes()))
+}
+
+/// Administrators may act on anyone; users on themselves.
+fn require_self_or_admin(identity: &Identity, name: &str) -> Result<(), ApiError> {
+    if identity.admin || identity.name == name {
+        Ok(())
+    } else {
+        Err(api_error(StatusCode::FORBIDDEN, "you may only see or change your own account"))
+    }
+}
+
+async fn show_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    require_self_or_admin(&identity, &name)?;
+    show(&auth, &name, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct UserUpdate {
+    disabled: Option<bool>,
+}
+
+async fn update_user(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let update: UserUpdate = parse(&body)?;
+    if let Some(disabled) = update.disabled {
+        let target = name.clone();
+        blocking(&auth, move |auth| auth.set_disabled(&target, disabled)).await?;
+        tracing::info!(user = %name, disabled, by = %identity.name, "user updated");
+    }
+    show(&auth, &name, StatusCode::OK)
+}
+
+async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let target = name.clone();
+    blocking(&auth, move |auth| auth.delete_user(&target)).await?;
+    tracing::info!(user = %name, by = %identity.name, "user deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
+    old_password: Option<String>,
+}
+
+async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> ApiResult {
+    let (auth, identity, _) = caller(&app, req.headers())?;
+    require_self_or_admin(&identity, &name)?;
+    let source = peer_ip(&req);
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let change: NewPassword = parse(&body)?;
+    let needs_old = !identity.admin;
+    let target = name.clone();
+    blocking(&auth, move |auth| {
+        if needs_old {
+            let old =
+                change.old_password.as_deref().ok_or_else(|| AuthError::Invalid("old_password is required".into()))?;
+            auth.authenticate(&target, old, &source, crate::now_ms())?;
+        }
+        auth.set_password(&target, &change.password)
+    })
+    .await?;
+    tracing::info!(user = %name, by = %identity.name, "password changed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    user: Option<String>,
+}
+
+async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SessionQuery>) -> ApiResult {
+    let (auth, identity, current) = caller(&app, &headers)?;
+    let user = q.user.unwrap_or_else(|| identity.name.clone());
+    require_self_or_admin(&identity, &user)?;
+    let sessions: Vec<_> = auth
+        .sessions_of(&user)?
+        .into_iter()
+        .map(|s| {
+            let kind = match s.record.kind {
+                SessionKind::Api => "api",
+                SessionKind::Refresh => "refresh_token",
+            };
+            json!({"id": s.id, "kind": kind, "client": s.record.client, "created": s.record.created,
+                   "expires": s.record.expires, "current": s.id == current})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, serde_json::Value::from(sessions).to_string().into_bytes()))
+}
+
+async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    let owned = auth.sessions_of(&identity.name)?.iter().any(|s| s.id == id);
+    if !owned && !identity.admin {
+        return Err(api_error(StatusCode::NOT_FOUND, "session is unknown"));
+    }
+    blocking(&auth, move |auth| auth.end_session(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The namespace owner and administrators may change a repository's settings.
+fn may_administer(identity: &Identity, repo: &str) -> bool {
+    let principal = identity.principal();
+    identity.admin || wharf_auth::policy::allowed_actions(&principal, "repository", repo, false).contains(&"push")
+}
+
+async fn show_repository(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    let public = auth.is_public(&name);
+    if !public && !auth.may(&identity.principal(), "repository", &name, "pull") {
+        return Err(api_error(StatusCode::NOT_FOUND, "no such repository, or no access"));
+    }
+    Ok(json_response(StatusCode::OK, json!({"name": name, "public": public}).to_string().into_bytes()))
+}
+
+#[derive(Deserialize)]
+struct RepositoryUpdate {
+    public: bool,
+}
+
+async fn update_repository(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let (auth, identity, _) = caller(&app, &headers)?;
+    if !wharf_api::validate_name(&name) {
+        return Err(api_error(StatusCode::BAD_REQUEST, "invalid repository name"));
+    }
+    if !may_administer(&identity, &name) {
+        return Err(api_error(StatusCode::FORBIDDEN, "only the namespace owner or an administrator may change this"));
+    }
+    let update: RepositoryUpdate = parse(&body)?;
+    let repo = name.clone();
+    blocking(&auth, move |auth| auth.set_public(&repo, update.public)).await?;
+    tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
+    Ok(json_response(StatusCode::OK, json!({"name": name, "public": update.public}).to_string().into_bytes()))
+}

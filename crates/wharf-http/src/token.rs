@@ -1,0 +1,216 @@
+//! The token endpoint, `/auth/token`: `GET` with Basic credentials or none (docker, skopeo,
+//! podman), and the OAuth2 `POST` form with the `password` and `refresh_token` grants
+//! (containerd, and docker with a stored identity token). It grants the intersection of the
+//! scopes asked for and the caller's rights; `offline_token=true` (GET) or
+//! `access_type=offline` (POST) also returns a refresh token.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+use wharf_auth::{Access, Auth, AuthError, Identity, Principal};
+use wharf_store::SessionKind;
+
+use crate::access::{Credentials, check_password, credentials};
+use crate::{App, json_response, peer_ip, query_get, query_pairs};
+
+/// Largest OAuth2 form accepted.
+const MAX_FORM: usize = 64 * 1024;
+
+/// A refusal from the token endpoint.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn refusal(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { status, code, message: message.into() }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Refusal {
+        match e {
+            AuthError::RateLimited => refusal(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", e.to_string()),
+            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) => {
+                refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
+            }
+            AuthError::Invalid(m) => refusal(StatusCode::BAD_REQUEST, "invalid_request", m),
+            AuthError::Store(ref s) if s.is_refusal() => {
+                refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
+            }
+            AuthError::Store(_) | AuthError::Internal(_) => {
+                tracing::error!(error = %e, "token endpoint failed");
+                refusal(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal error, see the server log")
+            }
+        }
+    }
+}
+
+fn auth_of(app: &App) -> Result<&Arc<Auth>, Refusal> {
+    app.auth.as_ref().ok_or_else(|| refusal(StatusCode::NOT_FOUND, "UNSUPPORTED", "this node runs without accounts"))
+}
+
+pub(crate) async fn get(State(app): State<Arc<App>>, req: Request) -> Response {
+    let source = peer_ip(&req);
+    let (parts, _) = req.into_parts();
+    match issue_from_query(&app, &parts, source).await {
+        Ok(response) => response,
+        Err(r) => {
+            let body = json!({"errors": [{"code": r.code, "message": r.message}]});
+            with_basic_challenge(json_response(r.status, body.to_string().into_bytes()), r.status)
+        }
+    }
+}
+
+async fn issue_from_query(app: &App, req: &axum::http::request::Parts, source: String) -> Result<Response, Refusal> {
+    let auth = auth_of(app)?;
+    let query = query_pairs(req.uri.query());
+    check_service(auth, query_get(&query, "service"))?;
+    let scopes = query.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str());
+    let requested =
+        Access::parse_all(scopes).map_err(|e| refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let identity = match credentials(&req.headers) {
+        Credentials::None => None,
+        Credentials::Basic(user, password) => Some(check_password(auth, user, password, source).await?),
+        Credentials::Bearer(_) | Credentials::Unsupported => {
+            return Err(refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "send Basic credentials or none"));
+        }
+    };
+    let offline = query_get(&query, "offline_token") == Some("true");
+    let client = query_get(&query, "client_id").unwrap_or("unknown").to_owned();
+    let refresh = match (&identity, offline) {
+        (Some(identity), true) => Some(start_refresh(auth, identity, client).await?),
+        _ => None,
+    };
+    let response = issue(auth, identity.as_ref(), &requested, refresh)?;
+    Ok(json_response(StatusCode::OK, response.to_string().into_bytes()))
+}
+
+pub(crate) async fn post(State(app): State<Arc<App>>, req: Request) -> Response {
+    match issue_from_form(&app, req).await {
+        Ok(response) => response,
+        Err(r) => {
+            let body = json!({"error": r.code, "error_description": r.message});
+            json_response(r.status, body.to_string().into_bytes())
+        }
+    }
+}
+
+async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
+    let auth = auth_of(app)?;
+    let source = peer_ip(&req);
+    let body = axum::body::to_bytes(req.into_body(), MAX_FORM)
+        .await
+        .map_err(|_| refusal(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "form too large or unreadable"))?;
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |k: &str| query_get(&form, k);
+    check_service(auth, field("service"))?;
+    let requested = Access::parse_all(field("scope"))
+        .map_err(|e| refusal(StatusCode::BAD_REQUEST, "invalid_scope", e.to_string()))?;
+    let client = field("client_id").unwrap_or("unknown").to_owned();
+    let (identity, refresh) = match field("grant_type") {
+        Some("password") => {
+            let (Some(user), Some(password)) = (field("username"), field("password")) else {
+                return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required"));
+            };
+            let identity = check_password(auth, user.to_owned(), password.to_owned(), source).await?;
+            let refresh = match field("access_type") == Some("offline") {
+                true => Some(start_refresh(auth, &identity, client).await?),
+                false => None,
+            };
+            (identity, refresh)
+        }
+        Some("refresh_token") => {
+            let secret = field("refresh_token")
+                .ok_or_else(|| refusal(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required"))?;
+            let (identity, _) = auth.session(secret, SessionKind::Refresh, crate::now())?;
+            (identity, Some(secret.to_owned()))
+        }
+        other => {
+            let message = format!("unsupported grant_type {:?}", other.unwrap_or(""));
+            return Err(refusal(StatusCode::BAD_REQUEST, "unsupported_grant_type", message));
+        }
+    };
+    let response = issue(auth, Some(&identity), &requested, refresh)?;
+    Ok(json_response(StatusCode::OK, response.to_string().into_bytes()))
+}
+
+fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), Refusal> {
+    match service {
+        Some(s) if s != auth.config().service => Err(refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("unknown service {:?}", s.chars().take(100).collect::<String>()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn start_refresh(auth: &Arc<Auth>, identity: &Identity, client: String) -> Result<String, Refusal> {
+    let (auth, identity) = (Arc::clone(auth), identity.clone());
+    let started =
+        tokio::task::spawn_blocking(move || auth.start_session(&identity, SessionKind::Refresh, &client, crate::now()))
+            .await
+            .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())));
+    Ok(started?)
+}
+
+fn issue(
+    auth: &Auth,
+    identity: Option<&Identity>,
+    requested: &[Access],
+    refresh: Option<String>,
+) -> Result<serde_json::Value, Refusal> {
+    let principal = identity.map_or(Principal::Anonymous, Identity::principal);
+    let now = crate::now();
+    let (token, granted) = auth.issue_token(&principal, requested, now)?;
+    let scope: Vec<String> = granted.iter().map(Access::to_scope).collect();
+    let mut body = json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": auth.config().token_lifetime,
+        "issued_at": rfc3339(now),
+        "scope": scope.join(" "),
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    Ok(body)
+}
+
+fn with_basic_challenge(mut response: Response, status: StatusCode) -> Response {
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wharf\""));
+    }
+    response
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC timestamp.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_939_199), "2026-11-29T07:59:59Z");
+    }
+}
