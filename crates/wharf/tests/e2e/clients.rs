@@ -13,7 +13,7 @@ use crate::harness::{ADMIN_PASSWORD, Wharf, require, run, run_with_input, wait_f
 use crate::oci::*;
 
 /// A busybox root filesystem as an uncompressed tar (a real, runnable layer).
-fn busybox_layer(dir: &Path) -> Vec<u8> {
+pub(crate) fn busybox_layer(dir: &Path) -> Vec<u8> {
     require("tar");
     let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
     let busybox = busybox.expect("busybox is not installed: run ./scripts/test (apt-get install busybox-static)");
@@ -58,7 +58,7 @@ fn cert_dir(w: &Wharf, dir: &Path) -> PathBuf {
 }
 
 /// Fails unless the Docker daemon answers.
-fn require_docker() {
+pub(crate) fn require_docker() {
     require("docker");
     let ok = Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false);
     assert!(ok, "the Docker daemon is not running: run ./scripts/test (it installs docker.io and starts dockerd)");

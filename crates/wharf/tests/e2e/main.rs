@@ -2,6 +2,7 @@
 //! (protocol conformance, bad input, crash safety) or through real clients (docker, skopeo,
 //! podman, buildah, ctr, oras). One test binary, as the conventions ask.
 
+mod auth;
 mod bad_input;
 mod clients;
 mod conformance;
