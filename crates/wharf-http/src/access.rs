@@ -3,7 +3,8 @@
 //! `Bearer` challenge that sends clients to Wharf's token endpoint:
 //! - no or anonymous credentials, or a token that lacks a scope its holder could get: 401
 //!   `UNAUTHORIZED` (clients fetch a token for the scope in the challenge and retry);
-//! - an authenticated user asking for what they may never have: 403 `DENIED`;
+//! - an authenticated user asking for what they may never have: 401 `DENIED` with
+//!   `error="insufficient_scope"` (docker retries a 403 for 50 s; this it reports at once);
 //! - a bad token or password: 401 with `error="invalid_token"`;
 //! - too many failed passwords: 429 `TOOMANYREQUESTS`.
 
@@ -167,16 +168,21 @@ pub(crate) async fn authorize(app: &App, endpoint: &Endpoint, req: &mut Request)
         let error = presented.then_some("insufficient_scope");
         Err(refuse(ErrorCode::Unauthorized, "authentication required", challenge(error)))
     } else {
-        Err(refuse(
-            ErrorCode::Denied,
-            "requested access to the resource is denied",
-            challenge(Some("insufficient_scope")),
-        ))
+        // 401 rather than 403: docker retries a 403 on push five times with growing pauses
+        // (50 s in all), while it gives up at once on a 401 whose challenge says
+        // `insufficient_scope`, as distribution answers. The code says what happened.
+        let denied =
+            RegistryError::new(ErrorCode::Denied, "requested access to the resource is denied").with_status(401);
+        Err(refuse_with(&denied, challenge(Some("insufficient_scope"))))
     }
 }
 
 fn refuse(code: ErrorCode, message: &str, challenge: Option<String>) -> Response {
-    let mut response = error_response(&RegistryError::new(code, message));
+    refuse_with(&RegistryError::new(code, message), challenge)
+}
+
+fn refuse_with(error: &RegistryError, challenge: Option<String>) -> Response {
+    let mut response = error_response(error);
     if let Some(value) = challenge.and_then(|c| c.parse().ok()) {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     }

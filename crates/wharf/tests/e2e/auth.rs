@@ -293,7 +293,11 @@ async fn security_table_refuses_every_bad_credential_with_the_right_challenge() 
     };
     expect("token for repository A used on B", resp, &other_repo, &mut failures).await;
     let resp = c.post(uploads("bob/app")).bearer_auth(&into_bob).send().await.expect("POST");
-    let denied = Refusal { status: 403, code: "DENIED", challenge: &["scope=\"repository:bob/app:pull,push\""] };
+    let denied = Refusal {
+        status: 401,
+        code: "DENIED",
+        challenge: &["scope=\"repository:bob/app:pull,push\"", "error=\"insufficient_scope\""],
+    };
     expect("user pushing into another user's namespace", resp, &denied, &mut failures).await;
     let anonymous_push =
         Refusal { status: 401, code: "UNAUTHORIZED", challenge: &["scope=\"repository:alice/app:pull,push\""] };
@@ -304,7 +308,7 @@ async fn security_table_refuses_every_bad_credential_with_the_right_challenge() 
     let resp = c.get(w.url("/v2/")).basic_auth("alice", Some("wrong-password")).send().await.expect("GET");
     expect("wrong password on /v2/", resp, &invalid, &mut failures).await;
     let resp = c.get(w.url("/v2/_catalog")).bearer_auth(&push).send().await.expect("GET");
-    let catalog = Refusal { status: 403, code: "DENIED", challenge: &["scope=\"registry:catalog:*\""] };
+    let catalog = Refusal { status: 401, code: "DENIED", challenge: &["scope=\"registry:catalog:*\""] };
     expect("catalog for a non-administrator", resp, &catalog, &mut failures).await;
     let resp = c.get(w.url("/v2/")).send().await.expect("GET");
     let base =
