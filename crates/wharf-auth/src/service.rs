@@ -199,6 +199,12 @@ impl Auth {
         }
     }
 
+    /// The identity of recently checked credentials, without touching the password hash or the
+    /// rate limits: cheap enough to call on the async request path before [`Auth::authenticate`].
+    pub fn authenticate_remembered(&self, name: &str, password: &str, now_ms: u64) -> Option<Identity> {
+        self.remembered(&self.credential_key(name, password), now_ms).ok().flatten()
+    }
+
     fn credential_key(&self, name: &str, password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(&self.credential_secret);

@@ -116,6 +116,9 @@ pub(crate) async fn check_password(
     password: String,
     source: String,
 ) -> Result<wharf_auth::Identity, AuthError> {
+    if let Some(identity) = auth.authenticate_remembered(&user, &password, crate::now_ms()) {
+        return Ok(identity);
+    }
     let auth = Arc::clone(auth);
     tokio::task::spawn_blocking(move || auth.authenticate(&user, &password, &source, crate::now_ms()))
         .await

@@ -1,14 +1,14 @@
 //! Registry benchmark: Wharf against Debian's docker-registry (distribution 2.8.2), side by
-//! side on loopback, both plain HTTP on the filesystem without auth, driven by the same client
-//! in the same run. Prints a table with ratios (medians; this machine is noisy).
+//! side on loopback, both plain HTTP on the filesystem, driven by the same client in the same
+//! run. distribution runs without auth; Wharf with its accounts on (the administrator's Basic
+//! credentials for pushes and pulls, a registry token for manifest requests, as docker does). Prints a table with ratios (medians; this machine is noisy).
 //!
 //! Run with `./scripts/bench` (it installs docker-registry and wrk), or
 //! `cargo bench -p wharf --bench registry`. `WHARF_BENCH_QUICK=1` shrinks the sizes for a
 //! smoke run.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+mod common;
+
+use common::{Res, Server, free_port, median, start_wharf};
 
 struct Sizes {
     big: usize,
@@ -36,55 +38,6 @@ fn sizes() -> Sizes {
     } else {
         Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 10_000, repos: 2_000, runs: 3 }
     }
-}
-
-/// A server under test.
-struct Server {
-    name: &'static str,
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(5123)
-}
-
-fn start_wharf(dir: &Path) -> Res<Server> {
-    let data = dir.join("wharf");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["up", "--insecure-http", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("WHARF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().ok_or("wharf exited before listening")??;
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server { name: "wharf", child, base })
 }
 
 fn start_distribution(dir: &Path) -> Res<Server> {
@@ -107,7 +60,7 @@ fn start_distribution(dir: &Path) -> Res<Server> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("start docker-registry (apt-get install docker-registry): {e}"))?;
-    Ok(Server { name: "distribution", child, base: format!("http://127.0.0.1:{port}") })
+    Ok(Server { name: "distribution", child, base: format!("http://127.0.0.1:{port}"), auth: None })
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> Res<()> {
@@ -197,8 +150,13 @@ async fn push_chunked(c: &reqwest::Client, base: &str, repo: &str, data: Bytes, 
 
 /// Pulls a blob with curl into /dev/null; returns MiB/s. curl receives faster than the
 /// in-process client, so it measures the servers rather than the client.
-fn pull(base: &str, repo: &str, d: &str) -> Res<f64> {
-    let out = Command::new("curl")
+fn pull(server: &Server, repo: &str, d: &str) -> Res<f64> {
+    let base = &server.base;
+    let mut curl = Command::new("curl");
+    if let Some(auth) = &server.auth {
+        curl.arg("-H").arg(format!("Authorization: {auth}"));
+    }
+    let out = curl
         .args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}"])
         .arg(format!("{base}/v2/{repo}/blobs/{d}"))
         .output()
@@ -215,11 +173,6 @@ fn pull(base: &str, repo: &str, d: &str) -> Res<f64> {
     Ok(speed / (1024.0 * 1024.0))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
 fn mib_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
 }
@@ -227,9 +180,13 @@ fn mib_s(bytes: usize, secs: f64) -> f64 {
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// GET requests per second at 32 connections, measured with wrk.
-fn wrk_get(url: &str, dir: &Path) -> Res<f64> {
+fn wrk_get(url: &str, dir: &Path, auth: Option<&str>) -> Res<f64> {
     let script = dir.join("get.lua");
-    std::fs::write(&script, format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n"))?;
+    let mut lua = format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n");
+    if let Some(auth) = auth {
+        lua.push_str(&format!("wrk.headers[\"Authorization\"] = \"{auth}\"\n"));
+    }
+    std::fs::write(&script, lua)?;
     let out = Command::new("wrk")
         .args(["-t2", "-c32", "-d4s", "-s"])
         .arg(&script)
@@ -247,22 +204,14 @@ fn wrk_get(url: &str, dir: &Path) -> Res<f64> {
 }
 
 /// HEAD requests per second at 32 connections, measured with hey (wrk cannot do HEAD).
-fn hey_head(url: &str) -> Res<f64> {
-    let out = Command::new("hey")
-        .args(["-z", "4s", "-c", "32", "-m", "HEAD", "-H"])
-        .arg(format!("Accept: {ACCEPT}"))
-        .arg(url)
-        .output()
-        .map_err(|e| format!("run hey (apt-get install hey): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let codes: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with('[')).collect();
-    if codes.iter().any(|l| !l.trim_start().starts_with("[200]")) {
-        return Err(format!("hey saw non-200 answers on {url}: {codes:?}").into());
+fn hey_head(url: &str, auth: Option<&str>) -> Res<f64> {
+    let accept = format!("Accept: {ACCEPT}");
+    let mut args = vec!["-m", "HEAD", "-H", accept.as_str()];
+    let authorization = auth.map(|a| format!("Authorization: {a}"));
+    if let Some(a) = &authorization {
+        args.extend(["-H", a.as_str()]);
     }
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in hey output: {text}").into())
+    common::hey(&args, url, 200)
 }
 
 struct Row {
@@ -301,7 +250,7 @@ fn tiny_manifest(config_digest: &str, config_len: usize, n: usize) -> Vec<u8> {
 }
 
 async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Results, dir: &Path) -> Res<()> {
-    let c = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let c = server.client()?;
     let base = server.base.clone();
     wait_ready(&c, &base).await?;
     // Large pushes and pull.
@@ -320,8 +269,8 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
         let t = Instant::now();
         push_chunked(&c, &base, "bench/big", data, &d2, s.chunk).await?;
         chunked.push(mib_s(s.big, t.elapsed().as_secs_f64()));
-        pulls.push(pull(&base, "bench/big", &d)?);
-        repulls.push(pull(&base, "bench/big", &d)?);
+        pulls.push(pull(server, "bench/big", &d)?);
+        repulls.push(pull(server, "bench/big", &d)?);
     }
     results.add("server peak RSS during the 1 GiB pushes", "MiB", false, idx, server.peak_rss_kib() as f64 / 1024.0);
     let gib = if s.big >= 1 << 30 { "1 GiB".to_owned() } else { format!("{} MiB", s.big >> 20) };
@@ -379,8 +328,11 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
     let tags: Vec<String> = (0..s.tags).map(|i| format!("tag-{i:05}")).collect();
     make_tags(&c, &base, server.name, &manifest, &md, &tags).await?;
     let url = format!("{base}/v2/bench/tags/manifests/tag-00001");
-    results.add("manifest HEAD at 32 connections (hey)", "req/s", true, idx, hey_head(&url)?);
-    results.add("manifest GET at 32 connections (wrk)", "req/s", true, idx, wrk_get(&url, dir)?);
+    // Wharf is measured with accounts on, as docker uses it: a registry token on every request.
+    let bearer = server.bearer("repository:bench/tags:pull").await?;
+    results.add("manifest HEAD at 32 connections (hey)", "req/s", true, idx, hey_head(&url, bearer.as_deref())?);
+    let bearer = server.bearer("repository:bench/tags:pull").await?;
+    results.add("manifest GET at 32 connections (wrk)", "req/s", true, idx, wrk_get(&url, dir, bearer.as_deref())?);
     let mut lat = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
@@ -564,7 +516,7 @@ fn main() -> Res<()> {
         if idx == 1 && only_wharf {
             break;
         }
-        let server = if idx == 0 { start_wharf(tmp.path())? } else { start_distribution(tmp.path())? };
+        let server = if idx == 0 { start_wharf(tmp.path(), "wharf", &[])? } else { start_distribution(tmp.path())? };
         eprintln!("benchmarking {} at {}", server.name, server.base);
         runtime.block_on(bench_server(idx, &server, &s, &mut results, tmp.path()))?;
         drop(server);
