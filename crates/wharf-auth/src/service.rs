@@ -97,15 +97,13 @@ pub struct Auth {
     credentials: Mutex<HashMap<[u8; 32], (String, String, u64)>>,
     credential_secret: Vec<u8>,
     users: RwLock<UserCache>,
-    /// Checked against when the user does not exist, so that both cases take as long.
-    dummy_hash: String,
+    passwords: password::Passwords,
 }
 
 impl Auth {
     pub fn new(store: Arc<Store>, key: &TokenKey, config: AuthConfig) -> Result<Auth, AuthError> {
         let signer = TokenSigner::new(key, &config.issuer, &config.service, config.token_lifetime)?;
         let verifier = TokenVerifier::new(key, &config.issuer, &config.service)?;
-        let dummy_hash = password::hash(&crate::new_secret()).map_err(AuthError::Internal)?;
         Ok(Auth {
             store,
             config,
@@ -115,7 +113,7 @@ impl Auth {
             credentials: Mutex::new(HashMap::new()),
             credential_secret: crate::random_bytes(32),
             users: RwLock::new(UserCache::default()),
-            dummy_hash,
+            passwords: password::Passwords::default(),
         })
     }
 
@@ -177,8 +175,8 @@ impl Auth {
             return Err(AuthError::RateLimited);
         }
         let user = if password.len() <= password::MAX_PASSWORD { self.user(name)? } else { None };
-        let hash = user.as_ref().map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
-        let matches = password::verify(hash, password);
+        let hash = user.as_ref().map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
+        let matches = self.passwords.verify(hash, password);
         match user {
             Some(user) if matches && !user.disabled => {
                 let mut cache = self.credentials.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -328,7 +326,7 @@ impl Auth {
             ));
         }
         password::check_password_rules(password).map_err(AuthError::Invalid)?;
-        let password_hash = password::hash(password).map_err(AuthError::Internal)?;
+        let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
         self.store.apply(&Command::CreateUser { name: name.to_owned(), password_hash, admin, at: now })?;
         Ok(())
     }
@@ -336,7 +334,7 @@ impl Auth {
     /// Sets a new password (slow) and ends the account's sessions and refresh tokens.
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         password::check_password_rules(password).map_err(AuthError::Invalid)?;
-        let password_hash = password::hash(password).map_err(AuthError::Internal)?;
+        let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
         self.store.apply(&Command::SetPassword { name: name.to_owned(), password_hash })?;
         Ok(())
     }

@@ -203,3 +203,44 @@ fn challenge(realm: &str, auth: &Auth, need: Option<&Need>, error: Option<&str>)
     }
     Some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need_of(path: &str, method: Method) -> Option<(String, String, &'static str)> {
+        let endpoint = Endpoint::parse(path).expect("endpoint");
+        need(&endpoint, &method).map(|n| (n.kind.to_owned(), n.name, n.action))
+    }
+
+    #[test]
+    fn endpoints_need_the_actions_distribution_asks_for() {
+        let s = |k: &str, n: &str, a: &'static str| Some((k.to_owned(), n.to_owned(), a));
+        assert_eq!(need_of("/v2/", Method::GET), None);
+        assert_eq!(need_of("/v2/_catalog", Method::GET), s("registry", "catalog", "*"));
+        assert_eq!(need_of("/v2/a/b/tags/list", Method::GET), s("repository", "a/b", "pull"));
+        assert_eq!(need_of("/v2/a/manifests/1", Method::HEAD), s("repository", "a", "pull"));
+        assert_eq!(need_of("/v2/a/manifests/1", Method::PUT), s("repository", "a", "push"));
+        assert_eq!(need_of("/v2/a/manifests/1", Method::DELETE), s("repository", "a", "delete"));
+        assert_eq!(need_of("/v2/a/blobs/sha256:1", Method::GET), s("repository", "a", "pull"));
+        assert_eq!(need_of("/v2/a/blobs/sha256:1", Method::DELETE), s("repository", "a", "delete"));
+        assert_eq!(need_of("/v2/a/blobs/uploads/", Method::POST), s("repository", "a", "push"));
+        assert_eq!(need_of("/v2/a/blobs/uploads/x", Method::GET), s("repository", "a", "push"));
+        assert_eq!(need_of("/v2/a/referrers/sha256:1", Method::GET), s("repository", "a", "pull"));
+    }
+
+    #[test]
+    fn authorization_headers_parse() {
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().expect("value"));
+            h
+        };
+        assert!(matches!(credentials(&HeaderMap::new()), Credentials::None));
+        assert!(matches!(credentials(&headers("Bearer abc")), Credentials::Bearer(t) if t == "abc"));
+        assert!(matches!(credentials(&headers("basic YTpiOmM=")), Credentials::Basic(u, p) if u == "a" && p == "b:c"));
+        assert!(matches!(credentials(&headers("Basic !!!")), Credentials::Unsupported));
+        assert!(matches!(credentials(&headers("Basic YWJj")), Credentials::Unsupported), "no colon");
+        assert!(matches!(credentials(&headers("Digest x")), Credentials::Unsupported));
+    }
+}

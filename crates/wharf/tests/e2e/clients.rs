@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN_PASSWORD, Wharf, require, run, run_with_input, wait_for};
+use crate::harness::{ADMIN_PASSWORD, Options, Wharf, require, run, run_with_input, wait_for};
 use crate::oci::*;
 
 /// A busybox root filesystem as an uncompressed tar (a real, runnable layer).
@@ -367,8 +367,13 @@ fn start_containerd(dir: &Path) -> (std::process::Child, PathBuf) {
 
 #[tokio::test]
 async fn containerd_ctr_pull_run_and_push() {
-    let w = Wharf::start_tls();
     let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("wharf.log");
+    let w = Wharf::start_with(Options {
+        tls: true,
+        log: Some((log.clone(), "wharf_http=debug".into())),
+        ..Options::default()
+    });
     let (mut containerd, sock) = start_containerd(&tmp.path().join("ctrd"));
     push_busybox(&w, "e2e/ctr", "1", tmp.path(), "amd64").await;
     // containerd speaks plain HTTP to 127.x unless hosts.toml says otherwise.
@@ -404,6 +409,11 @@ async fn containerd_ctr_pull_run_and_push() {
     run(&mut ctr(&["images", "push", "--hosts-dir", hd, "--user", &creds, &pushed]));
     let resp = w.client().get(w.url("/v2/e2e/ctr-pushed/manifests/2")).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.lines().any(|l| l.contains("POST") && l.contains("/auth/token") && l.contains("200")),
+        "containerd took its tokens with the OAuth2 POST form"
+    );
     let _ = containerd.kill();
     let _ = containerd.wait();
 }
