@@ -571,3 +571,58 @@ async fn server_certificate_renews_without_a_restart() {
     let resp = w.client().get(w.url("/v2/")).send().await.expect("a verified request after renewal");
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn malformed_auth_requests_get_clear_errors() {
+    let w = Wharf::start_tls();
+    let c = w.anonymous_client();
+    let admin = api_login(&w, "admin", ADMIN_PASSWORD).await;
+    let token = |q: &str| c.get(w.url(&format!("/auth/token?{q}")));
+    let form = |body: &str| {
+        c.post(w.url("/auth/token")).header("content-type", "application/x-www-form-urlencoded").body(body.to_owned())
+    };
+    // (what, request, expected status)
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("scope without actions", token("service=wharf-registry&scope=repository:a"), 400),
+        ("scope with a quote", token("service=wharf-registry&scope=repository:a:pu%22ll"), 400),
+        ("unknown service", token("service=other&scope=repository:a:pull"), 400),
+        ("Basic that is not base64", token("service=wharf-registry").header("authorization", "Basic !!!"), 401),
+        ("Basic without a colon", token("service=wharf-registry").header("authorization", "Basic YWJj"), 401),
+        ("unknown scheme", token("service=wharf-registry").header("authorization", "Negotiate abc"), 401),
+        ("unknown user", token("service=wharf-registry").basic_auth("nobody", Some("whatever-pw")), 401),
+        ("form without grant_type", form("service=wharf-registry"), 400),
+        ("unsupported grant", form("grant_type=authorization_code&code=x"), 400),
+        ("password grant without password", form("grant_type=password&username=admin"), 400),
+        ("refresh grant without token", form("grant_type=refresh_token"), 400),
+        ("refresh grant with a forged token", form("grant_type=refresh_token&refresh_token=forged"), 401),
+        ("form with a bad scope", form("grant_type=password&username=admin&password=x&scope=nonsense"), 400),
+        ("oversized form", form(&"a".repeat(70_000)), 413),
+        ("login with a wrong type", c.post(w.url("/auth/login")).json(&json!({"username": 1, "password": []})), 400),
+        ("user with a wrong type", c.post(w.url("/api/users")).bearer_auth(&admin).json(&json!({"name": 5})), 400),
+        ("patch with junk", c.patch(w.url("/api/users/admin")).bearer_auth(&admin).body("junk"), 400),
+        (
+            "visibility of a bad name",
+            c.patch(w.url("/api/repositories/UPPER/Case")).bearer_auth(&admin).json(&json!({"public": true})),
+            400,
+        ),
+        ("session id that does not exist", c.delete(w.url("/api/sessions/0000")).bearer_auth(&admin), 404),
+        ("Bearer that is not a session", c.get(w.url("/api/users")).bearer_auth("x.y.z"), 401),
+        ("registry token on the API", c.get(w.url("/api/users")).header("authorization", "Basic YWRtaW46eA=="), 401),
+    ];
+    let mut failures = Vec::new();
+    for (what, request, want) in cases {
+        let resp = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let explained =
+            body["message"].is_string() || body["error"].is_string() || body["errors"][0]["code"].is_string();
+        if status != want || !explained {
+            failures.push(format!("{what}: got {status} {body}, want {want} with an explanation"));
+        }
+    }
+    assert!(failures.is_empty(), "auth bad-input failures:\n{}", failures.join("\n"));
+    // Nothing above changed the accounts or broke the administrator's session.
+    let users: Value =
+        c.get(w.url("/api/users")).bearer_auth(&admin).send().await.expect("ls").json().await.expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(1));
+}
