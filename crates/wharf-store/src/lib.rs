@@ -11,6 +11,7 @@
 mod accounts;
 mod command;
 mod records;
+mod replication;
 mod store;
 mod tables;
 mod tag_cache;

@@ -45,6 +45,8 @@ pub enum StoreError {
     Version(u64),
     #[error("decode stored value: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl StoreError {
@@ -89,7 +91,7 @@ pub struct Page {
 #[derive(Debug)]
 pub struct Store {
     pub(crate) db: Database,
-    tag_cache: TagCache,
+    pub(crate) tag_cache: TagCache,
     /// Bumped after every committed change to accounts, sessions or repository settings, so
     /// that caches of authorisation decisions know when to look again.
     access_generation: AtomicU64,
@@ -121,6 +123,7 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(USER_SESSIONS)?;
             txn.open_table(REPO_SETTINGS)?;
+            txn.open_table(crate::tables::APPLIED)?;
         }
         txn.commit()?;
         Ok(Store { db, tag_cache: TagCache::default(), access_generation: AtomicU64::new(0) })
@@ -169,13 +172,19 @@ impl Store {
     }
 
     /// Invalidates what caches `command` made stale.
-    fn after_commit(&self, command: &Command) {
+    pub(crate) fn after_commit(&self, command: &Command) {
         if let Some(repo) = tags_changed(command) {
             self.tag_cache.invalidate(repo);
         }
         if accounts::changes_access(command) {
             self.access_generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Drops every cache: the whole state was replaced.
+    pub(crate) fn after_replace(&self) {
+        self.tag_cache.invalidate_all();
+        self.access_generation.fetch_add(1, Ordering::Release);
     }
 
     /// A number that changes after every committed change to accounts, sessions or repository
@@ -365,7 +374,7 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreErr
     Ok(postcard::to_allocvec(value)?)
 }
 
-fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+pub(crate) fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
     match command {
         Command::StartUpload { id, repo, algorithm, at } => {
             let record = StoredUpload::V1(UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at });

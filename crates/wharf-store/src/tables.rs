@@ -25,6 +25,9 @@ pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
 /// repository -> versioned [`crate::RepoSettings`].
 pub(crate) const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
+/// "marker" -> what the replication layer last applied (opaque to the store), written in the
+/// same transaction as the commands it covers.
+pub(crate) const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("applied");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

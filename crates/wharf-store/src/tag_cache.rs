@@ -51,6 +51,13 @@ impl TagCache {
         inner.lists.insert(repo.to_owned(), tags);
     }
 
+    /// Drops every list; called after the whole state was replaced.
+    pub(crate) fn invalidate_all(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.lists.clear();
+    }
+
     /// Drops the list of `repo`; called after a commit that changed its tags.
     pub(crate) fn invalidate(&self, repo: &str) {
         let mut inner = self.lock();

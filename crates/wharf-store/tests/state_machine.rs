@@ -256,3 +256,75 @@ fn repositories_are_private_until_made_public() {
     assert!(store.repo_settings("a/b").expect("read").public);
     assert!(!store.repo_settings("a").expect("read").public);
 }
+
+/// A store with some of everything: blobs, manifests with tags and a referrer, an upload, an
+/// account with a session, a public repository.
+fn populated() -> (tempfile::TempDir, Store) {
+    let (dir, store) = open();
+    upload(&store, "u1", "a/b", d(1));
+    store.apply(&manifest("a/b", d(9), vec![d(1)], &["v1", "latest"], None)).expect("manifest");
+    store.apply(&manifest("a/b", d(8), vec![], &[], Some(d(9)))).expect("referrer");
+    store
+        .apply(&Command::StartUpload { id: "open".into(), repo: "c".into(), algorithm: Algorithm::Sha512, at: 3 })
+        .expect("open upload");
+    create_user(&store, "admin", true);
+    session(&store, "s1", "admin", SessionKind::Refresh, 99).expect("session");
+    store.apply(&Command::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
+    (dir, store)
+}
+
+#[test]
+fn a_snapshot_carries_the_whole_state_and_replaces_the_old() {
+    let (_d1, source) = populated();
+    let mut snapshot = Vec::new();
+    source.export(&mut snapshot).expect("export");
+    let (_d2, target) = open();
+    upload(&target, "other", "stale/repo", d(5));
+    target.import(&mut snapshot.as_slice(), b"marker-1").expect("import");
+    assert_eq!(target.applied_marker().expect("marker"), Some(b"marker-1".to_vec()));
+    assert!(!target.repo_exists("stale/repo").expect("read"), "the old state is gone");
+    assert_eq!(target.catalog(None, 10).expect("catalog").items, vec!["a/b".to_owned()]);
+    assert_eq!(target.tags("a/b", None, 10).expect("tags").items, vec!["latest".to_owned(), "v1".to_owned()]);
+    assert_eq!(target.manifest("a/b", &d(9)).expect("read"), source.manifest("a/b", &d(9)).expect("read"));
+    assert_eq!(target.referrers("a/b", &d(9)).expect("read"), source.referrers("a/b", &d(9)).expect("read"));
+    assert_eq!(target.blob_link("a/b", &d(1)).expect("read"), Some(10));
+    assert_eq!(target.upload("open").expect("read"), source.upload("open").expect("read"));
+    assert_eq!(target.user("admin").expect("read"), source.user("admin").expect("read"));
+    assert_eq!(target.sessions_of("admin").expect("read"), source.sessions_of("admin").expect("read"));
+    assert!(target.repo_settings("a/b").expect("read").public);
+    let mut again = Vec::new();
+    target.export(&mut again).expect("export");
+    assert_eq!(again, snapshot, "export after import is byte-identical");
+}
+
+#[test]
+fn a_broken_snapshot_changes_nothing() {
+    let (_d1, source) = populated();
+    let mut snapshot = Vec::new();
+    source.export(&mut snapshot).expect("export");
+    let (_d2, target) = open();
+    upload(&target, "mine", "kept/repo", d(5));
+    for broken in [&snapshot[..snapshot.len() - 3], &snapshot[..10], b"not a snapshot at all".as_slice()] {
+        assert!(target.import(&mut &broken[..], b"m").is_err());
+        assert!(target.repo_exists("kept/repo").expect("read"), "the old state survives");
+        assert_eq!(target.applied_marker().expect("marker"), None);
+    }
+}
+
+#[test]
+fn marked_batches_record_the_marker_with_the_commands() {
+    let (_dir, store) = open();
+    assert_eq!(store.applied_marker().expect("marker"), None);
+    let commands = vec![
+        Command::StartUpload { id: "u".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 },
+        Command::CancelUpload { id: "missing".into() },
+        Command::CommitUpload { id: "u".into(), digest: d(3), size: 4 },
+    ];
+    let results = store.apply_marked(&commands, b"applied-3").expect("batch");
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(results[1], Err(StoreError::UploadUnknown(_))), "a refusal does not stop the batch");
+    assert_eq!(store.blob_link("r", &d(3)).expect("read"), Some(4));
+    assert_eq!(store.applied_marker().expect("marker"), Some(b"applied-3".to_vec()));
+    store.apply_marked(&[], b"applied-4").expect("empty batch");
+    assert_eq!(store.applied_marker().expect("marker"), Some(b"applied-4".to_vec()));
+}

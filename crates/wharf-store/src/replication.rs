@@ -1,0 +1,206 @@
+//! What a replication layer needs from the store, without the store knowing Raft: applying a
+//! batch of log entries together with an opaque marker of what was applied (one transaction,
+//! so a crash never separates the state from its marker), and whole-state snapshots that can
+//! be streamed to another node and installed there.
+//!
+//! Snapshot format: the magic line, then one length-prefixed postcard record per table row,
+//! in table order. Tables are listed once, here: [`for_each_table!`] keeps export and import
+//! in step.
+
+use std::io::{Read, Write};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Outcome};
+use crate::store::{Store, StoreError, apply_in};
+use crate::tables::*;
+
+const MAGIC: &[u8; 18] = b"wharf-snapshot-v1\n";
+/// Largest single record a snapshot may hold (a manifest is at most a few MiB).
+const MAX_RECORD: usize = 64 << 20;
+
+/// One table row of a snapshot: the table's name and the row's key and value, each encoded
+/// with postcard in the table's own types.
+#[derive(Serialize, Deserialize)]
+struct Row {
+    table: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// Why a snapshot could not be read or written.
+fn snapshot_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Snapshot(e.to_string())
+}
+
+/// Calls `$m!(definition, KeyType, ValueType, OwnedKey, OwnedValue)` for every table a snapshot
+/// holds; [`insert_row`] must name the same tables.
+macro_rules! for_each_table {
+    ($m:ident) => {
+        $m!(REPOS, &str, u64, String, u64);
+        $m!(BLOBS, &str, u64, String, u64);
+        $m!(BLOB_LINKS, (&str, &str), u64, (String, String), u64);
+        $m!(MANIFESTS, (&str, &str), &[u8], (String, String), Vec<u8>);
+        $m!(TAGS, (&str, &str), &str, (String, String), String);
+        $m!(REFERRERS, (&str, &str, &str), &[u8], (String, String, String), Vec<u8>);
+        $m!(UPLOADS, &str, &[u8], String, Vec<u8>);
+        $m!(USERS, &str, &[u8], String, Vec<u8>);
+        $m!(SESSIONS, &str, &[u8], String, Vec<u8>);
+        $m!(USER_SESSIONS, (&str, &str), (), (String, String), ());
+        $m!(REPO_SETTINGS, &str, &[u8], String, Vec<u8>);
+    };
+}
+
+fn write_row(w: &mut impl Write, row: &Row) -> Result<(), StoreError> {
+    let bytes = postcard::to_allocvec(row)?;
+    w.write_all(&(bytes.len() as u64).to_le_bytes()).map_err(snapshot_error)?;
+    w.write_all(&bytes).map_err(snapshot_error)
+}
+
+fn read_row(r: &mut impl Read) -> Result<Option<Row>, StoreError> {
+    let mut len = [0u8; 8];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(snapshot_error(e)),
+    }
+    let len = usize::try_from(u64::from_le_bytes(len)).unwrap_or(usize::MAX);
+    if len > MAX_RECORD {
+        return Err(snapshot_error(format!("snapshot record of {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len];
+    r.read_exact(&mut bytes).map_err(snapshot_error)?;
+    Ok(Some(postcard::from_bytes(&bytes)?))
+}
+
+impl Store {
+    /// Applies `commands` in order and records `marker`, in one transaction with one fsync.
+    /// Each result is what [`Store::apply`] would have returned; a refused command writes
+    /// nothing and the others still apply. If the database fails, nothing is applied.
+    pub fn apply_marked(
+        &self,
+        commands: &[Command],
+        marker: &[u8],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            match apply_in(&txn, command) {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(e) if e.is_refusal() => results.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        txn.open_table(APPLIED)?.insert("marker", marker)?;
+        txn.commit()?;
+        for (command, result) in commands.iter().zip(&results) {
+            if result.is_ok() {
+                self.after_commit(command);
+            }
+        }
+        Ok(results)
+    }
+
+    /// The marker last written by [`Store::apply_marked`] or [`Store::import`].
+    pub fn applied_marker(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(APPLIED)?.get("marker")?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes the whole state, as of one snapshot of the database, to `w`.
+    pub fn export(&self, w: &mut impl Write) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        w.write_all(MAGIC).map_err(snapshot_error)?;
+        macro_rules! export_table {
+            ($def:ident, $k:ty, $v:ty, $ko:ty, $vo:ty) => {{
+                let table = txn.open_table($def)?;
+                for entry in table.iter()? {
+                    let (key, value) = entry?;
+                    let (key, value) = (key.value(), value.value());
+                    let row = Row {
+                        table: stringify!($def).to_owned(),
+                        key: postcard::to_allocvec(&key)?,
+                        value: postcard::to_allocvec(&value)?,
+                    };
+                    write_row(w, &row)?;
+                }
+            }};
+        }
+        for_each_table!(export_table);
+        Ok(())
+    }
+
+    /// Replaces the whole state with the snapshot read from `r` and records `marker`, in one
+    /// transaction: a failure (a truncated or corrupt snapshot) leaves the old state.
+    pub fn import(&self, r: &mut impl Read, marker: &[u8]) -> Result<(), StoreError> {
+        let mut magic = [0u8; MAGIC.len()];
+        r.read_exact(&mut magic).map_err(snapshot_error)?;
+        if &magic != MAGIC {
+            return Err(snapshot_error("not a Wharf snapshot (or a newer format)"));
+        }
+        let txn = self.db.begin_write()?;
+        macro_rules! clear_table {
+            ($def:ident, $k:ty, $v:ty, $ko:ty, $vo:ty) => {{
+                txn.delete_table($def)?;
+                txn.open_table($def)?;
+            }};
+        }
+        for_each_table!(clear_table);
+        while let Some(row) = read_row(r)? {
+            insert_row(&txn, &row)?;
+        }
+        txn.open_table(APPLIED)?.insert("marker", marker)?;
+        txn.commit()?;
+        self.after_replace();
+        Ok(())
+    }
+}
+
+fn decode<K: for<'de> Deserialize<'de>, V: for<'de> Deserialize<'de>>(row: &Row) -> Result<(K, V), StoreError> {
+    Ok((postcard::from_bytes(&row.key)?, postcard::from_bytes(&row.value)?))
+}
+
+/// Inserts one snapshot row into its table.
+fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError> {
+    type Pair = (String, String);
+    match row.table.as_str() {
+        "REPOS" | "BLOBS" => {
+            let (k, v): (String, u64) = decode(row)?;
+            let def = if row.table == "REPOS" { REPOS } else { BLOBS };
+            txn.open_table(def)?.insert(k.as_str(), v)?;
+        }
+        "BLOB_LINKS" => {
+            let ((a, b), v): (Pair, u64) = decode(row)?;
+            txn.open_table(BLOB_LINKS)?.insert((a.as_str(), b.as_str()), v)?;
+        }
+        "MANIFESTS" => {
+            let ((a, b), v): (Pair, Vec<u8>) = decode(row)?;
+            txn.open_table(MANIFESTS)?.insert((a.as_str(), b.as_str()), v.as_slice())?;
+        }
+        "TAGS" => {
+            let ((a, b), v): (Pair, String) = decode(row)?;
+            txn.open_table(TAGS)?.insert((a.as_str(), b.as_str()), v.as_str())?;
+        }
+        "REFERRERS" => {
+            let ((a, b, c), v): ((String, String, String), Vec<u8>) = decode(row)?;
+            txn.open_table(REFERRERS)?.insert((a.as_str(), b.as_str(), c.as_str()), v.as_slice())?;
+        }
+        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" => {
+            let (k, v): (String, Vec<u8>) = decode(row)?;
+            let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
+                "UPLOADS" => UPLOADS,
+                "USERS" => USERS,
+                "SESSIONS" => SESSIONS,
+                _ => REPO_SETTINGS,
+            };
+            txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;
+        }
+        "USER_SESSIONS" => {
+            let ((a, b), ()): (Pair, ()) = decode(row)?;
+            txn.open_table(USER_SESSIONS)?.insert((a.as_str(), b.as_str()), ())?;
+        }
+        other => return Err(snapshot_error(format!("unknown table {other:?} in snapshot"))),
+    }
+    Ok(())
+}
