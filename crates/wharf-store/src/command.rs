@@ -91,3 +91,36 @@ pub enum Outcome {
         count: usize,
     },
 }
+
+/// One line per command for logs: what it does and to what, never a password hash or a
+/// session id.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::StartUpload { repo, .. } => write!(f, "start-upload {repo}"),
+            Command::CancelUpload { .. } => write!(f, "cancel-upload"),
+            Command::CommitUpload { digest, .. } => write!(f, "commit-upload {digest}"),
+            Command::LinkBlob { repo, digest, .. } => write!(f, "link-blob {repo}@{digest}"),
+            Command::UnlinkBlob { repo, digest } => write!(f, "unlink-blob {repo}@{digest}"),
+            Command::PutManifest(put) => write!(f, "put-manifest {}@{}", put.repo, put.digest),
+            Command::DeleteManifest { repo, digest } => write!(f, "delete-manifest {repo}@{digest}"),
+            Command::DeleteTag { repo, tag } => write!(f, "delete-tag {repo}:{tag}"),
+            Command::CreateUser { name, admin, .. } => write!(f, "create-user {name} admin={admin}"),
+            Command::SetPassword { name, .. } => write!(f, "set-password {name}"),
+            Command::SetUserDisabled { name, disabled } => write!(f, "set-user-disabled {name} {disabled}"),
+            Command::DeleteUser { name } => write!(f, "delete-user {name}"),
+            Command::CreateSession(create) => write!(f, "create-session for {}", create.session.user),
+            Command::DeleteSession { .. } => write!(f, "delete-session"),
+            Command::PurgeSessions { now } => write!(f, "purge-sessions before {now}"),
+            Command::SetRepoPublic { repo, public } => write!(f, "set-repo-public {repo} {public}"),
+        }
+    }
+}
+
+impl std::fmt::Display for VersionedCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionedCommand::V1(command) => command.fmt(f),
+        }
+    }
+}

@@ -108,9 +108,11 @@ impl Store {
         Ok(txn.open_table(APPLIED)?.get("marker")?.map(|v| v.value().to_vec()))
     }
 
-    /// Writes the whole state, as of one snapshot of the database, to `w`.
-    pub fn export(&self, w: &mut impl Write) -> Result<(), StoreError> {
+    /// Writes the whole state, as of one snapshot of the database, to `w`; returns the applied
+    /// marker of that same snapshot.
+    pub fn export(&self, w: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
+        let marker = txn.open_table(APPLIED)?.get("marker")?.map(|v| v.value().to_vec());
         w.write_all(MAGIC).map_err(snapshot_error)?;
         macro_rules! export_table {
             ($def:ident, $k:ty, $v:ty, $ko:ty, $vo:ty) => {{
@@ -128,7 +130,7 @@ impl Store {
             }};
         }
         for_each_table!(export_table);
-        Ok(())
+        Ok(marker)
     }
 
     /// Replaces the whole state with the snapshot read from `r` and records `marker`, in one

@@ -1,0 +1,44 @@
+//! Wharf's Raft glue for openraft: the type configuration, a durable log store on redb
+//! ([`LogStore`]) and the state machine over [`wharf_store::Store`] ([`StateMachine`]), with
+//! snapshots and log compaction. Both pass openraft's storage test suite.
+//!
+//! The replicated data are [`wharf_store::VersionedCommand`]s, applied by the same
+//! deterministic `Store` that a single node uses, so nothing above the store changes when a
+//! node joins a cluster. This crate must never know about HTTP routes or business rules: it
+//! moves commands and bytes.
+
+mod log_store;
+mod state_machine;
+
+use serde::{Deserialize, Serialize};
+use wharf_store::Outcome;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// A node's id: assigned once, never reused.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Wharf's Raft types: commands of the state store, applied results, u64 node ids.
+    pub TypeConfig:
+        D = wharf_store::VersionedCommand,
+        R = Applied,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+);
+
+/// What applying one log entry gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// A command applied with this outcome.
+    Done(Outcome),
+    /// A command the state refused (it changed nothing), with the reason.
+    Refused(String),
+    /// A blank or membership entry: nothing for the application.
+    Nothing,
+}
+
+pub(crate) fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
