@@ -12,6 +12,7 @@ mod blobs;
 mod endpoint;
 mod listing;
 mod manifests;
+mod raft;
 mod serve;
 mod token;
 mod uploads;
@@ -28,6 +29,7 @@ use wharf_api::{ErrorCode, RegistryError};
 use wharf_auth::Auth;
 use wharf_registry::Registry;
 
+pub use raft::{Cluster, raft_router};
 pub use serve::serve;
 
 use crate::endpoint::Endpoint;
@@ -50,6 +52,11 @@ pub struct App {
 /// The peer address of a connection, put into each request's extensions by [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The DER certificate a peer presented in a mutual-TLS handshake, verified against the
+/// cluster CA, put into each request's extensions by [`serve`].
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
 
 /// The router for the whole node: `/ca`, the auth and account API, and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {

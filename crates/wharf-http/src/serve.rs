@@ -52,26 +52,44 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(crate::PeerAddr(peer));
-                req
-            },
-        ));
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            // Each request carries the peer's address and, after a mutual-TLS handshake, the
+            // certificate the peer presented (verified against the cluster CA by rustls).
+            let service = |leaf: Option<crate::PeerCertificate>| {
+                TowerToHyperService::new(tower::ServiceExt::map_request(
+                    router,
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(crate::PeerAddr(peer));
+                        if let Some(leaf) = &leaf {
+                            req.extensions_mut().insert(leaf.clone());
+                        }
+                        req
+                    },
+                ))
+            };
             let result = match acceptor {
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service)).await,
+                    Ok(tls) => {
+                        let leaf = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| crate::PeerCertificate(std::sync::Arc::new(c.as_ref().to_vec())));
+                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service(leaf))).await
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "tls handshake failed");
                         return;
                     }
                 },
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
+                None => {
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None))).await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

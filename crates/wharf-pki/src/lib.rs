@@ -13,6 +13,10 @@ use std::sync::{Arc, RwLock};
 
 pub use time;
 
+mod node;
+
+pub use node::{NODE_VALIDITY, NodeIdentity, Role, mutual_server_config, node_client_config, node_identity};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -47,7 +51,7 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> PkiError {
 pub struct Ca {
     cert_pem: String,
     cert_der: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
 }
 
 /// A certificate and its private key, PEM-encoded.

@@ -8,13 +8,18 @@
 //! moves commands and bytes.
 
 mod log_store;
+pub mod network;
 mod state_machine;
 
 use serde::{Deserialize, Serialize};
 use wharf_store::Outcome;
 
 pub use log_store::LogStore;
+pub use network::Network;
 pub use state_machine::StateMachine;
+
+/// A manager's Raft instance.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// A node's id: assigned once, never reused.
 pub type NodeId = u64;

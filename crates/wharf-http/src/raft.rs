@@ -1,0 +1,147 @@
+//! The Raft routes managers call on each other: `POST /raft/append`, `/raft/vote` (postcard
+//! bodies) and `/raft/snapshot` (the snapshot file as the body, its metadata in a header).
+//! Every call must come over mutual TLS with a manager certificate of this cluster: the
+//! verified peer certificate's subject says so (`wharf_pki::node_identity`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use futures::TryStreamExt;
+use openraft::storage::Snapshot;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use wharf_pki::Role;
+use wharf_raft::network::SNAPSHOT_META_HEADER;
+
+use crate::PeerCertificate;
+
+/// Largest append-entries or vote body.
+const MAX_RPC: usize = 256 << 20;
+
+/// What the Raft routes need.
+pub struct Cluster {
+    pub raft: wharf_raft::Raft,
+    pub cluster_id: String,
+    /// Where incoming snapshots are written before they are installed.
+    pub incoming_dir: PathBuf,
+}
+
+/// The routes, for merging into a node's router.
+pub fn raft_router(cluster: Arc<Cluster>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .with_state(cluster)
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    crate::json_response(status, serde_json::json!({ "message": message }).to_string().into_bytes())
+}
+
+/// Refuses unless the caller presented a verified manager certificate of this cluster.
+fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Response> {
+    let Some(PeerCertificate(der)) = req.extensions().get::<PeerCertificate>() else {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "node-to-node calls need a node certificate (mutual TLS)"));
+    };
+    match wharf_pki::node_identity(der) {
+        Some(id) if id.role == Role::Manager && id.cluster_id == cluster.cluster_id => Ok(()),
+        Some(_) => Err(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make Raft calls")),
+        None => Err(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate")),
+    }
+}
+
+fn postcard_response<T: Serialize>(value: &T) -> Response {
+    match postcard::to_allocvec(value) {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a raft reply failed");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "encoding the reply failed")
+        }
+    }
+}
+
+async fn body_of(req: Request) -> Result<Bytes, Response> {
+    axum::body::to_bytes(req.into_body(), MAX_RPC)
+        .await
+        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "raft message too large or unreadable"))
+}
+
+async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return refusal;
+    }
+    let body = match body_of(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match postcard::from_bytes(&body) {
+        Ok(rpc) => postcard_response(&cluster.raft.append_entries(rpc).await),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &format!("invalid append-entries message: {e}")),
+    }
+}
+
+async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return refusal;
+    }
+    let body = match body_of(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match postcard::from_bytes(&body) {
+        Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &format!("invalid vote message: {e}")),
+    }
+}
+
+async fn snapshot(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return refusal;
+    }
+    let meta = req.headers().get(SNAPSHOT_META_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok()?;
+        postcard::from_bytes::<(
+            openraft::type_config::alias::VoteOf<wharf_raft::TypeConfig>,
+            openraft::type_config::alias::SnapshotMetaOf<wharf_raft::TypeConfig>,
+        )>(&raw)
+        .ok()
+    });
+    let Some((vote, meta)) = meta else {
+        return refuse(StatusCode::BAD_REQUEST, "missing or invalid snapshot metadata header");
+    };
+    match receive(&cluster, req).await {
+        Ok(file) => {
+            let result = cluster.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file }).await;
+            postcard_response(&result.map_err(|e| e.to_string()))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "receiving a snapshot failed");
+            refuse(StatusCode::BAD_REQUEST, "receiving the snapshot failed")
+        }
+    }
+}
+
+/// Streams the request body into a new file in the incoming folder; returns it, rewound.
+async fn receive(cluster: &Cluster, req: Request) -> std::io::Result<std::fs::File> {
+    tokio::fs::create_dir_all(&cluster.incoming_dir).await?;
+    let path = cluster.incoming_dir.join(format!("snapshot-{}", wharf_auth::new_secret()));
+    let mut file = tokio::fs::File::create(&path).await?;
+    let mut body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+    while let Some(chunk) = body.try_next().await? {
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    drop(file);
+    let file = std::fs::File::open(&path)?;
+    // The open handle keeps the data; the name is not needed once the snapshot is installed.
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}

@@ -1,0 +1,138 @@
+//! The Raft transport: each RPC is an HTTPS POST to the target manager's `/raft/<rpc>` with a
+//! postcard body, over a mutual-TLS client that presents this node's certificate. A snapshot
+//! streams its file as the body, with the vote and snapshot metadata in a header. The routes
+//! that answer are in the HTTP crate; the wire types are here ([`SNAPSHOT_META_HEADER`]).
+
+use std::fs::File;
+use std::future::Future;
+
+use base64::Engine;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft::{BasicNode, OptionalSend};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{NodeId, TypeConfig};
+
+/// The header that carries `(vote, snapshot meta)`, postcard then base64url, on a snapshot POST.
+pub const SNAPSHOT_META_HEADER: &str = "wharf-raft-snapshot";
+
+/// Makes connections to other managers.
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+}
+
+impl Network {
+    /// A transport whose client trusts the cluster CA and presents this node's certificate.
+    pub fn new(tls: rustls::ClientConfig) -> Result<Network, reqwest::Error> {
+        Ok(Network { client: reqwest::Client::builder().use_preconfigured_tls(tls).build()? })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        Connection { client: self.client.clone(), target, base: format!("https://{}/raft", node.addr) }
+    }
+}
+
+/// RPCs to one manager.
+pub struct Connection {
+    client: reqwest::Client,
+    target: NodeId,
+    base: String,
+}
+
+fn unreachable(e: impl std::error::Error + 'static) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&e))
+}
+
+fn network(e: impl std::error::Error + 'static) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&e))
+}
+
+/// An error the other end reported as text.
+#[derive(Debug, thiserror::Error)]
+#[error("manager {target} answered {status}: {message}")]
+struct Refused {
+    target: NodeId,
+    status: u16,
+    message: String,
+}
+
+impl Connection {
+    async fn read<Resp: DeserializeOwned>(&self, response: reqwest::Response) -> Result<Resp, RPCError<TypeConfig>> {
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            let message = String::from_utf8_lossy(&body).chars().take(500).collect();
+            return Err(network(Refused { target: self.target, status: status.as_u16(), message }));
+        }
+        postcard::from_bytes(&body).map_err(network)
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let body = postcard::to_allocvec(request).map_err(network)?;
+        let response = self
+            .client
+            .post(format!("{}/{rpc}", self.base))
+            .timeout(option.hard_ttl())
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let answer: Result<Resp, openraft::errors::RaftError<TypeConfig>> = self.read(response).await?;
+        answer.map_err(network)
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Connection {
+    type SnapshotData = File;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("vote", &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, File>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let meta = postcard::to_allocvec(&(vote, snapshot.meta)).map_err(network)?;
+        let meta = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(meta);
+        let file = tokio::fs::File::from_std(snapshot.snapshot);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let send =
+            self.client.post(format!("{}/snapshot", self.base)).header(SNAPSHOT_META_HEADER, meta).body(body).send();
+        let response = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            response = send => response.map_err(unreachable)?,
+        };
+        let answer: Result<SnapshotResponse<TypeConfig>, String> = self.read(response).await?;
+        answer.map_err(|message| StreamingError::from(network(Refused { target: self.target, status: 200, message })))
+    }
+}
