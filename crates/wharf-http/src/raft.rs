@@ -47,14 +47,15 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// Refuses unless the caller presented a verified manager certificate of this cluster.
-fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Response> {
+fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
     let Some(PeerCertificate(der)) = req.extensions().get::<PeerCertificate>() else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "node-to-node calls need a node certificate (mutual TLS)"));
+        let message = "node-to-node calls need a node certificate (mutual TLS)";
+        return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
     };
     match wharf_pki::node_identity(der) {
         Some(id) if id.role == Role::Manager && id.cluster_id == cluster.cluster_id => Ok(()),
-        Some(_) => Err(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make Raft calls")),
-        None => Err(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate")),
+        Some(_) => Err(Box::new(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make Raft calls"))),
+        None => Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate"))),
     }
 }
 
@@ -76,7 +77,7 @@ async fn body_of(req: Request) -> Result<Bytes, Response> {
 
 async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     if let Err(refusal) = check_peer(&cluster, &req) {
-        return refusal;
+        return *refusal;
     }
     let body = match body_of(req).await {
         Ok(b) => b,
@@ -90,7 +91,7 @@ async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
 
 async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     if let Err(refusal) = check_peer(&cluster, &req) {
-        return refusal;
+        return *refusal;
     }
     let body = match body_of(req).await {
         Ok(b) => b,
@@ -104,7 +105,7 @@ async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
 
 async fn snapshot(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     if let Err(refusal) = check_peer(&cluster, &req) {
-        return refusal;
+        return *refusal;
     }
     let meta = req.headers().get(SNAPSHOT_META_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok()?;
