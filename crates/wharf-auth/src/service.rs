@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 use wharf_pki::TokenKey;
-use wharf_store::{Command, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError, UserRecord};
+use wharf_store::{
+    Command, LocalProposer, Outcome, Proposer, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError,
+    UserRecord,
+};
 
 use crate::limiter::FailureLimiter;
 use crate::policy::{self, Principal};
@@ -89,6 +92,8 @@ struct UserCache {
 /// Accounts, sessions and tokens.
 pub struct Auth {
     store: Arc<Store>,
+    /// Where account changes are applied: the local store, or Raft in a cluster.
+    proposer: Arc<dyn Proposer>,
     config: AuthConfig,
     signer: TokenSigner,
     verifier: TokenVerifier,
@@ -102,10 +107,22 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(store: Arc<Store>, key: &TokenKey, config: AuthConfig) -> Result<Auth, AuthError> {
+        let proposer = Arc::new(LocalProposer(Arc::clone(&store)));
+        Auth::with_proposer(store, proposer, key, config)
+    }
+
+    /// Accounts read from `store` and changed through `proposer`.
+    pub fn with_proposer(
+        store: Arc<Store>,
+        proposer: Arc<dyn Proposer>,
+        key: &TokenKey,
+        config: AuthConfig,
+    ) -> Result<Auth, AuthError> {
         let signer = TokenSigner::new(key, &config.issuer, &config.service, config.token_lifetime)?;
         let verifier = TokenVerifier::new(key, &config.issuer, &config.service)?;
         Ok(Auth {
             store,
+            proposer,
             config,
             signer,
             verifier,
@@ -119,6 +136,12 @@ impl Auth {
 
     pub fn config(&self) -> &AuthConfig {
         &self.config
+    }
+
+    /// Applies `command` and waits for it. Account changes are synchronous calls made from
+    /// blocking threads (they hash passwords), so this blocks the calling thread.
+    fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+        futures::executor::block_on(self.proposer.propose(command))
     }
 
     /// Creates the first administrator if there are no accounts. Returns the password when it
@@ -247,7 +270,7 @@ impl Auth {
             client: client.chars().take(100).collect(),
         };
         let command = Command::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
-        self.store.apply(&command)?;
+        self.apply(command)?;
         Ok(secret)
     }
 
@@ -264,7 +287,7 @@ impl Auth {
 
     /// Ends the session `id`.
     pub fn end_session(&self, id: &str) -> Result<(), AuthError> {
-        self.store.apply(&Command::DeleteSession { id: id.to_owned() })?;
+        self.apply(Command::DeleteSession { id: id.to_owned() })?;
         Ok(())
     }
 
@@ -275,7 +298,7 @@ impl Auth {
 
     /// Removes expired sessions and refresh tokens.
     pub fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
-        match self.store.apply(&Command::PurgeSessions { now })? {
+        match self.apply(Command::PurgeSessions { now })? {
             wharf_store::Outcome::SessionsEnded { count } => Ok(count),
             _ => Ok(0),
         }
@@ -327,7 +350,7 @@ impl Auth {
         }
         password::check_password_rules(password).map_err(AuthError::Invalid)?;
         let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
-        self.store.apply(&Command::CreateUser { name: name.to_owned(), password_hash, admin, at: now })?;
+        self.apply(Command::CreateUser { name: name.to_owned(), password_hash, admin, at: now })?;
         Ok(())
     }
 
@@ -335,17 +358,17 @@ impl Auth {
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
         password::check_password_rules(password).map_err(AuthError::Invalid)?;
         let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
-        self.store.apply(&Command::SetPassword { name: name.to_owned(), password_hash })?;
+        self.apply(Command::SetPassword { name: name.to_owned(), password_hash })?;
         Ok(())
     }
 
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
-        self.store.apply(&Command::SetUserDisabled { name: name.to_owned(), disabled })?;
+        self.apply(Command::SetUserDisabled { name: name.to_owned(), disabled })?;
         Ok(())
     }
 
     pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
-        self.store.apply(&Command::DeleteUser { name: name.to_owned() })?;
+        self.apply(Command::DeleteUser { name: name.to_owned() })?;
         Ok(())
     }
 
@@ -354,7 +377,7 @@ impl Auth {
     }
 
     pub fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
-        self.store.apply(&Command::SetRepoPublic { repo: repo.to_owned(), public })?;
+        self.apply(Command::SetRepoPublic { repo: repo.to_owned(), public })?;
         Ok(())
     }
 }

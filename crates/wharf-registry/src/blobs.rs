@@ -5,7 +5,7 @@ use wharf_api::{Digest, ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::ByteStream;
 use wharf_store::{Command, StoreError};
 
-use crate::{Registry, blob_error, check_name, internal};
+use crate::{Registry, blob_error, check_name, internal, store_failure};
 
 /// An opened blob: its size, the part requested, and the bytes (none when unsatisfiable).
 pub struct BlobRead {
@@ -70,7 +70,7 @@ impl Registry {
         let command = Command::UnlinkBlob { repo: repo.to_owned(), digest: digest.clone() };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
             StoreError::BlobUnknown(d) => blob_unknown(&d),
-            other => internal(other),
+            other => store_failure(other),
         })
     }
 }

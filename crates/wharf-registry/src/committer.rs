@@ -7,19 +7,21 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use tokio::sync::oneshot;
-use wharf_store::{Command, Outcome, Store, StoreError};
+use wharf_store::{Command, Outcome, Proposal, Proposer, Store, StoreError};
 
 /// Most commands in one transaction.
 const MAX_BATCH: usize = 128;
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
-pub(crate) struct Committer {
+/// Applies commands to a local store with group commit.
+pub struct Committer {
     queue: Sender<(Command, Reply)>,
 }
 
 impl Committer {
-    pub(crate) fn start(store: Arc<Store>) -> std::io::Result<Committer> {
+    /// Starts the commit thread over `store`.
+    pub fn start(store: Arc<Store>) -> std::io::Result<Committer> {
         let (queue, rx) = channel();
         std::thread::Builder::new().name("wharf-commit".into()).spawn(move || run(&store, &rx))?;
         Ok(Committer { queue })
@@ -30,6 +32,12 @@ impl Committer {
         let stopped = || StoreError::Db(redb::Error::Io(std::io::Error::other("the commit thread stopped")));
         self.queue.send((command, reply)).map_err(|_| stopped())?;
         result.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+impl Proposer for Committer {
+    fn propose(&self, command: Command) -> Proposal<'_> {
+        Box::pin(self.apply(command))
     }
 }
 

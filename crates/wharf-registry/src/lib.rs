@@ -18,9 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wharf_api::{ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::{BlobError, BlobStore};
-use wharf_store::{Command, Outcome, Store, StoreError};
+use wharf_store::{Command, Outcome, Proposer, Store, StoreError};
 
 pub use blobs::BlobRead;
+pub use committer::Committer;
 pub use hashing::Hasher;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
 
@@ -33,20 +34,25 @@ pub struct Registry {
     store: Arc<Store>,
     blobs: Arc<dyn BlobStore>,
     uploads: Mutex<HashMap<String, uploads::SessionLock>>,
-    committer: committer::Committer,
+    proposer: Arc<dyn Proposer>,
 }
 
 impl Registry {
-    /// A registry over `store` and `blobs`; starts the thread that commits state changes.
+    /// A registry over `store` and `blobs` on one node; starts the thread that commits state
+    /// changes with group commit.
     pub fn new(store: Arc<Store>, blobs: Arc<dyn BlobStore>) -> std::io::Result<Registry> {
-        let committer = committer::Committer::start(Arc::clone(&store))?;
-        Ok(Registry { store, blobs, uploads: Mutex::new(HashMap::new()), committer })
+        let committer = Arc::new(Committer::start(Arc::clone(&store))?);
+        Ok(Registry::with_proposer(store, blobs, committer))
     }
 
-    /// Applies a command through the committer, which groups concurrent commands into one
-    /// transaction and one fsync.
+    /// A registry that reads `store` and has its commands applied by `proposer` (Raft, in a
+    /// cluster: the store is the local replica that the proposer's commands reach).
+    pub fn with_proposer(store: Arc<Store>, blobs: Arc<dyn BlobStore>, proposer: Arc<dyn Proposer>) -> Registry {
+        Registry { store, blobs, uploads: Mutex::new(HashMap::new()), proposer }
+    }
+
     async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
-        self.committer.apply(command).await
+        self.proposer.propose(command).await
     }
 
     /// Up to `n` tags of `repo` after `last`.
@@ -81,6 +87,18 @@ pub(crate) fn check_name(repo: &str) -> Result<(), RegistryError> {
 pub(crate) fn name_unknown(repo: &str) -> RegistryError {
     RegistryError::new(ErrorCode::NameUnknown, "repository name not known to registry")
         .with_detail(serde_json::json!({ "name": repo }))
+}
+
+/// A state change that failed for another reason than a refusal: 503 when the cluster cannot
+/// take writes (no leader, no quorum), else an internal error.
+pub(crate) fn store_failure(e: StoreError) -> RegistryError {
+    match e {
+        StoreError::Unavailable(why) => {
+            tracing::warn!(reason = %why, "write refused: the cluster cannot take writes");
+            RegistryError::new(ErrorCode::Unavailable, "the cluster cannot take writes now; try again")
+        }
+        other => internal(other),
+    }
 }
 
 /// Logs a server-side failure where it is turned into a response, and hides its details.

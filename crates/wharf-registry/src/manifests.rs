@@ -6,7 +6,7 @@ use wharf_api::{Descriptor, Digest, ErrorCode, ManifestInfo, RegistryError, vali
 use wharf_store::{Command, PutManifest, StoreError};
 
 use crate::hashing::Hasher;
-use crate::{Registry, check_name, internal, name_unknown, now};
+use crate::{Registry, check_name, internal, name_unknown, now, store_failure};
 
 /// Most tags one manifest PUT may create with `?tag=`.
 pub const MAX_TAGS_PER_PUT: usize = 64;
@@ -124,7 +124,7 @@ impl Registry {
                 RegistryError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown blobs")
                     .with_detail(serde_json::json!({ "digests": missing }))
             }
-            other => internal(other),
+            other => store_failure(other),
         })?;
         Ok(ManifestPut { digest, subject, tags })
     }
@@ -160,7 +160,7 @@ impl Registry {
         };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
             StoreError::ManifestUnknown(_) | StoreError::TagUnknown(_) => manifest_unknown(reference),
-            other => internal(other),
+            other => store_failure(other),
         })
     }
 

@@ -13,7 +13,7 @@ use wharf_blobstore::{ByteStream, Observer};
 use wharf_store::{Command, StoreError, UploadRecord};
 
 use crate::hashing::Hasher;
-use crate::{Registry, blob_error, check_name, internal, now};
+use crate::{Registry, blob_error, check_name, internal, now, store_failure};
 
 /// The running hash of a session and the number of bytes it covers.
 pub(crate) struct HashState {
@@ -35,7 +35,7 @@ impl Registry {
         // The session is recorded before its bytes exist, so an upload in the blob store
         // without a session is always garbage (see `purge_stale_uploads`).
         let command = Command::StartUpload { id: id.clone(), repo: repo.to_owned(), algorithm, at: now() };
-        self.apply(command).await.map_err(internal)?;
+        self.apply(command).await.map_err(store_failure)?;
         if let Err(e) = self.blobs.create_upload(&id).await {
             let _ = self.apply(Command::CancelUpload { id }).await;
             return Err(blob_error(e));
@@ -98,7 +98,7 @@ impl Registry {
         let command = Command::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
         self.apply(command).await.map_err(|e| match e {
             StoreError::UploadUnknown(_) => upload_unknown(),
-            other => internal(other),
+            other => store_failure(other),
         })?;
         self.forget_session(id);
         Ok(size)
@@ -110,7 +110,7 @@ impl Registry {
         let _guard = lock.lock().await;
         self.apply(Command::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
             StoreError::UploadUnknown(_) => upload_unknown(),
-            other => internal(other),
+            other => store_failure(other),
         })?;
         self.blobs.abort(id).await.map_err(blob_error)?;
         self.forget_session(id);

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod command;
+mod proposer;
 mod records;
 mod replication;
 mod store;
@@ -17,5 +18,6 @@ mod tables;
 mod tag_cache;
 
 pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
+pub use proposer::{LocalProposer, Proposal, Proposer, Refusal};
 pub use records::{ManifestRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

@@ -47,6 +47,8 @@ pub enum StoreError {
     Decode(#[from] postcard::Error),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    #[error("the cluster cannot take writes now: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

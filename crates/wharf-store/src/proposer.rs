@@ -1,0 +1,84 @@
+//! [`Proposer`]: how a command gets applied. A single node applies to its own store (group
+//! commit in the registry's committer, or [`LocalProposer`]); a cluster proposes through Raft
+//! and every manager applies the same command to its store. Refusals cross the network as
+//! [`Refusal`]s and become the same [`StoreError`]s on the other side.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wharf_api::Digest;
+
+use crate::command::{Command, Outcome};
+use crate::store::{Store, StoreError};
+
+/// The future a proposal returns.
+pub type Proposal<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send + 'a>>;
+
+/// Gets commands applied, wherever the state lives.
+pub trait Proposer: Send + Sync {
+    fn propose(&self, command: Command) -> Proposal<'_>;
+}
+
+/// Applies each command to a local store at once (one transaction and fsync per command).
+#[derive(Debug, Clone)]
+pub struct LocalProposer(pub Arc<Store>);
+
+impl Proposer for LocalProposer {
+    fn propose(&self, command: Command) -> Proposal<'_> {
+        let result = self.0.apply(&command);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// A refused command, in a form that can be sent between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    UploadUnknown(String),
+    ManifestBlobUnknown(Vec<Digest>),
+    ManifestUnknown(Digest),
+    TagUnknown(String),
+    BlobUnknown(Digest),
+    UserExists(String),
+    UserUnknown(String),
+    UserDisabled(String),
+    LastAdmin,
+    SessionUnknown,
+}
+
+impl StoreError {
+    /// The refusal this error is, if it is one (see [`StoreError::is_refusal`]).
+    pub fn refusal(&self) -> Option<Refusal> {
+        Some(match self {
+            StoreError::UploadUnknown(id) => Refusal::UploadUnknown(id.clone()),
+            StoreError::ManifestBlobUnknown(missing) => Refusal::ManifestBlobUnknown(missing.clone()),
+            StoreError::ManifestUnknown(d) => Refusal::ManifestUnknown(d.clone()),
+            StoreError::TagUnknown(t) => Refusal::TagUnknown(t.clone()),
+            StoreError::BlobUnknown(d) => Refusal::BlobUnknown(d.clone()),
+            StoreError::UserExists(u) => Refusal::UserExists(u.clone()),
+            StoreError::UserUnknown(u) => Refusal::UserUnknown(u.clone()),
+            StoreError::UserDisabled(u) => Refusal::UserDisabled(u.clone()),
+            StoreError::LastAdmin => Refusal::LastAdmin,
+            StoreError::SessionUnknown => Refusal::SessionUnknown,
+            _ => return None,
+        })
+    }
+}
+
+impl From<Refusal> for StoreError {
+    fn from(refusal: Refusal) -> StoreError {
+        match refusal {
+            Refusal::UploadUnknown(id) => StoreError::UploadUnknown(id),
+            Refusal::ManifestBlobUnknown(missing) => StoreError::ManifestBlobUnknown(missing),
+            Refusal::ManifestUnknown(d) => StoreError::ManifestUnknown(d),
+            Refusal::TagUnknown(t) => StoreError::TagUnknown(t),
+            Refusal::BlobUnknown(d) => StoreError::BlobUnknown(d),
+            Refusal::UserExists(u) => StoreError::UserExists(u),
+            Refusal::UserUnknown(u) => StoreError::UserUnknown(u),
+            Refusal::UserDisabled(u) => StoreError::UserDisabled(u),
+            Refusal::LastAdmin => StoreError::LastAdmin,
+            Refusal::SessionUnknown => StoreError::SessionUnknown,
+        }
+    }
+}
