@@ -28,6 +28,8 @@ const MAX_RPC: usize = 256 << 20;
 /// What the Raft routes need.
 pub struct Cluster {
     pub raft: wharf_raft::Raft,
+    /// Applies the commands followers forward (`/raft/propose`).
+    pub proposer: Arc<wharf_raft::RaftProposer>,
     pub cluster_id: String,
     /// Where incoming snapshots are written before they are installed.
     pub incoming_dir: PathBuf,
@@ -39,6 +41,7 @@ pub fn raft_router(cluster: Arc<Cluster>) -> Router {
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
+        .route("/raft/propose", post(propose))
         .with_state(cluster)
 }
 
@@ -101,6 +104,28 @@ async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
         Err(e) => refuse(StatusCode::BAD_REQUEST, &format!("invalid vote message: {e}")),
     }
+}
+
+/// A command a follower forwards to this node as the leader. It is not forwarded again: if
+/// this node is not the leader any more, the follower gets an error and the client retries.
+async fn propose(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return *refusal;
+    }
+    let body = match body_of(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let command = match postcard::from_bytes(&body) {
+        Ok(command) => command,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid command: {e}")),
+    };
+    let answer = match cluster.proposer.write_here(command).await {
+        Ok(applied) => Ok(applied),
+        Err(Ok(leader)) => Err(format!("this manager is not the leader any more; the leader is {leader}")),
+        Err(Err(why)) => Err(why),
+    };
+    postcard_response(&answer)
 }
 
 async fn snapshot(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wharf_http::{Cluster, raft_router};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, Role};
-use wharf_raft::{Applied, LogStore, Network, Raft, StateMachine};
-use wharf_store::{Command, Store, VersionedCommand};
+use wharf_raft::{Applied, LogStore, Network, Raft, RaftProposer, StateMachine};
+use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
 
 const CLUSTER: &str = "cluster-test";
 
@@ -21,6 +21,7 @@ struct Manager {
     id: u64,
     addr: String,
     raft: Raft,
+    proposer: Arc<RaftProposer>,
     store: Arc<Store>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -50,13 +51,19 @@ async fn start_manager(ca: &Ca, dir: &std::path::Path, id: u64) -> Manager {
     let log = LogStore::open(&dir.join("raft-log.redb")).expect("log");
     let sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots")).expect("sm");
     let raft = Raft::new(id, config(), network, log, sm).await.expect("raft");
-    let cluster =
-        Arc::new(Cluster { raft: raft.clone(), cluster_id: CLUSTER.into(), incoming_dir: dir.join("incoming") });
+    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls");
+    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls).expect("proposer"));
+    let cluster = Arc::new(Cluster {
+        raft: raft.clone(),
+        proposer: Arc::clone(&proposer),
+        cluster_id: CLUSTER.into(),
+        incoming_dir: dir.join("incoming"),
+    });
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(wharf_http::serve(listener, Some(tls), raft_router(cluster), async move {
         let _ = stopped.await;
     }));
-    Manager { id, addr, raft, store, stop: Some(stop) }
+    Manager { id, addr, raft, proposer, store, stop: Some(stop) }
 }
 
 async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
@@ -105,7 +112,7 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     let written = managers[leader_index].raft.client_write(create_user("alice")).await.expect("write");
     assert!(matches!(written.data, Applied::Done(_)), "{:?}", written.data);
     let again = managers[leader_index].raft.client_write(create_user("alice")).await.expect("write");
-    assert!(matches!(again.data, Applied::Refused(ref m) if m.contains("already exists")), "{:?}", again.data);
+    assert!(matches!(again.data, Applied::Refused(wharf_store::Refusal::UserExists(_))), "{:?}", again.data);
     for m in &managers {
         wait_for_user(&m.store, "alice").await;
     }
@@ -128,6 +135,27 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
         wait_for_user(&m.store, "alice").await;
         wait_for_user(&m.store, "bob").await;
     }
+
+    // A follower forwards to the leader; refusals come back typed.
+    let follower = managers.iter().find(|m| m.id != new_leader).expect("a follower");
+    let carol = Command::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
+    follower.proposer.propose(carol.clone()).await.expect("a write through a follower");
+    assert!(matches!(follower.proposer.propose(carol).await, Err(StoreError::UserExists(_))));
+    for m in &managers {
+        wait_for_user(&m.store, "carol").await;
+    }
+
+    // Quorum lost: the last manager refuses writes with a clear error instead of hanging.
+    let mut lost = managers.remove(new_index);
+    lost.raft.shutdown().await.expect("shutdown");
+    if let Some(stop) = lost.stop.take() {
+        let _ = stop.send(());
+    }
+    let dave = Command::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
+    let refused = managers[0].proposer.propose(dave).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    assert!(managers[0].store.user("dave").expect("read").is_none(), "nothing was applied without a quorum");
+    assert!(managers[0].store.user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
 }
 
 /// A TLS client that trusts the cluster CA and presents `identity`'s certificate (or none).

@@ -9,6 +9,7 @@
 
 mod log_store;
 pub mod network;
+mod proposer;
 mod state_machine;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use wharf_store::Outcome;
 
 pub use log_store::LogStore;
 pub use network::Network;
+pub use proposer::{PROPOSE_TIMEOUT, RaftProposer};
 pub use state_machine::StateMachine;
 
 /// A manager's Raft instance.
@@ -38,8 +40,10 @@ openraft::declare_raft_types!(
 pub enum Applied {
     /// A command applied with this outcome.
     Done(Outcome),
-    /// A command the state refused (it changed nothing), with the reason.
-    Refused(String),
+    /// A command the state refused (it changed nothing).
+    Refused(wharf_store::Refusal),
+    /// A command that could not be applied for another reason.
+    Failed(String),
     /// A blank or membership entry: nothing for the application.
     Nothing,
 }

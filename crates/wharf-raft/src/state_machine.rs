@@ -143,7 +143,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let applied = match index.and_then(|i| results.get(i)) {
                 None => Applied::Nothing,
                 Some(Ok(outcome)) => Applied::Done(outcome.clone()),
-                Some(Err(e)) => Applied::Refused(e.to_string()),
+                Some(Err(e)) => e.refusal().map_or_else(|| Applied::Failed(e.to_string()), Applied::Refused),
             };
             if let Some(responder) = responder {
                 responder.send(applied);
