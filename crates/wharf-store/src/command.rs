@@ -46,6 +46,14 @@ pub enum Command {
     PurgeSessions { now: u64 },
     /// Makes a repository readable by anyone (anonymous pull), or private again.
     SetRepoPublic { repo: String, public: bool },
+    /// Names the cluster, once.
+    InitCluster { cluster_id: String },
+    /// Adds a node under the next unused id.
+    AddNode { role: String, hostname: String, addr: String, at: u64 },
+    /// Marks a node removed: its id is never given again and its certificate is refused.
+    RemoveNode { id: u64 },
+    /// Sets the join token of a role, stored as the SHA-256 (hex) of its secret.
+    SetJoinToken { role: String, secret_hash: String },
 }
 
 /// The fields of [`Command::CreateSession`].
@@ -90,6 +98,10 @@ pub enum Outcome {
     SessionsEnded {
         count: usize,
     },
+    /// The id a new node got.
+    NodeAdded {
+        id: u64,
+    },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -113,6 +125,10 @@ impl std::fmt::Display for Command {
             Command::DeleteSession { .. } => write!(f, "delete-session"),
             Command::PurgeSessions { now } => write!(f, "purge-sessions before {now}"),
             Command::SetRepoPublic { repo, public } => write!(f, "set-repo-public {repo} {public}"),
+            Command::InitCluster { cluster_id } => write!(f, "init-cluster {cluster_id}"),
+            Command::AddNode { role, hostname, .. } => write!(f, "add-node {role} {hostname}"),
+            Command::RemoveNode { id } => write!(f, "remove-node {id}"),
+            Command::SetJoinToken { role, .. } => write!(f, "set-join-token {role}"),
         }
     }
 }

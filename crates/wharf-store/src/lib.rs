@@ -9,6 +9,7 @@
 //! This crate must never know about Raft, HTTP or blob storage.
 
 mod accounts;
+mod cluster;
 mod command;
 mod proposer;
 mod records;
@@ -19,5 +20,5 @@ mod tag_cache;
 
 pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
 pub use proposer::{LocalProposer, Proposal, Proposer, Refusal};
-pub use records::{ManifestRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
+pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

@@ -45,6 +45,7 @@ pub enum Refusal {
     UserDisabled(String),
     LastAdmin,
     SessionUnknown,
+    NodeUnknown(u64),
 }
 
 impl StoreError {
@@ -61,6 +62,7 @@ impl StoreError {
             StoreError::UserDisabled(u) => Refusal::UserDisabled(u.clone()),
             StoreError::LastAdmin => Refusal::LastAdmin,
             StoreError::SessionUnknown => Refusal::SessionUnknown,
+            StoreError::NodeUnknown(id) => Refusal::NodeUnknown(*id),
             _ => return None,
         })
     }
@@ -79,6 +81,7 @@ impl From<Refusal> for StoreError {
             Refusal::UserDisabled(u) => StoreError::UserDisabled(u),
             Refusal::LastAdmin => StoreError::LastAdmin,
             Refusal::SessionUnknown => StoreError::SessionUnknown,
+            Refusal::NodeUnknown(id) => StoreError::NodeUnknown(id),
         }
     }
 }

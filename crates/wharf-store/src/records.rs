@@ -80,3 +80,20 @@ pub(crate) enum StoredManifest {
 pub(crate) enum StoredUpload {
     V1(UploadRecord),
 }
+
+/// A node of the cluster. Removed nodes stay, marked, so their ids are never reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// `manager` or `worker`.
+    pub role: String,
+    pub hostname: String,
+    /// Where the node serves (host:port).
+    pub addr: String,
+    pub created: u64,
+    pub removed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum StoredNode {
+    V1(NodeRecord),
+}

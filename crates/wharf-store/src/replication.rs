@@ -49,6 +49,8 @@ macro_rules! for_each_table {
         $m!(SESSIONS, &str, &[u8], String, Vec<u8>);
         $m!(USER_SESSIONS, (&str, &str), (), (String, String), ());
         $m!(REPO_SETTINGS, &str, &[u8], String, Vec<u8>);
+        $m!(NODES, u64, &[u8], u64, Vec<u8>);
+        $m!(CLUSTER, &str, &[u8], String, Vec<u8>);
     };
 }
 
@@ -188,12 +190,17 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             let ((a, b, c), v): ((String, String, String), Vec<u8>) = decode(row)?;
             txn.open_table(REFERRERS)?.insert((a.as_str(), b.as_str(), c.as_str()), v.as_slice())?;
         }
-        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" => {
+        "NODES" => {
+            let (k, v): (u64, Vec<u8>) = decode(row)?;
+            txn.open_table(NODES)?.insert(k, v.as_slice())?;
+        }
+        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
                 "USERS" => USERS,
                 "SESSIONS" => SESSIONS,
+                "CLUSTER" => CLUSTER,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

@@ -39,6 +39,8 @@ pub enum StoreError {
     LastAdmin,
     #[error("session is unknown")]
     SessionUnknown,
+    #[error("node {0} is unknown")]
+    NodeUnknown(u64),
     #[error("database: {0}")]
     Db(#[from] redb::Error),
     #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
@@ -67,6 +69,7 @@ impl StoreError {
                 | StoreError::UserDisabled(_)
                 | StoreError::LastAdmin
                 | StoreError::SessionUnknown
+                | StoreError::NodeUnknown(_)
         )
     }
 }
@@ -126,6 +129,8 @@ impl Store {
             txn.open_table(USER_SESSIONS)?;
             txn.open_table(REPO_SETTINGS)?;
             txn.open_table(crate::tables::APPLIED)?;
+            txn.open_table(crate::tables::NODES)?;
+            txn.open_table(crate::tables::CLUSTER)?;
         }
         txn.commit()?;
         Ok(Store { db, tag_cache: TagCache::default(), access_generation: AtomicU64::new(0) })
@@ -416,6 +421,10 @@ pub(crate) fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outc
         | Command::DeleteSession { .. }
         | Command::PurgeSessions { .. }
         | Command::SetRepoPublic { .. } => accounts::apply(txn, command),
+        Command::InitCluster { .. }
+        | Command::AddNode { .. }
+        | Command::RemoveNode { .. }
+        | Command::SetJoinToken { .. } => crate::cluster::apply(txn, command),
     }
 }
 

@@ -25,6 +25,10 @@ pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_sessions");
 /// repository -> versioned [`crate::RepoSettings`].
 pub(crate) const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
+/// node id -> versioned [`crate::NodeRecord`].
+pub(crate) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
+/// "next_node_id" | "join_token:<role>" | "cluster_id" -> postcard value.
+pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 /// "marker" -> what the replication layer last applied (opaque to the store), written in the
 /// same transaction as the commands it covers.
 pub(crate) const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("applied");

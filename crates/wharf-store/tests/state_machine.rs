@@ -328,3 +328,30 @@ fn marked_batches_record_the_marker_with_the_commands() {
     store.apply_marked(&[], b"applied-4").expect("empty batch");
     assert_eq!(store.applied_marker().expect("marker"), Some(b"applied-4".to_vec()));
 }
+
+#[test]
+fn node_ids_are_handed_out_in_order_and_never_reused() {
+    let (_dir, store) = open();
+    let add = |role: &str| Command::AddNode { role: role.into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
+    assert_eq!(store.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 1 });
+    assert_eq!(store.apply(&add("worker")).expect("add"), Outcome::NodeAdded { id: 2 });
+    store.apply(&Command::RemoveNode { id: 2 }).expect("remove");
+    assert!(matches!(store.apply(&Command::RemoveNode { id: 9 }), Err(StoreError::NodeUnknown(9))));
+    assert_eq!(store.apply(&add("worker")).expect("add"), Outcome::NodeAdded { id: 3 }, "2 is not given again");
+    let nodes = store.nodes().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes[1].1.removed && !nodes[2].1.removed);
+    store.apply(&Command::InitCluster { cluster_id: "c1".into() }).expect("init");
+    store.apply(&Command::InitCluster { cluster_id: "c2".into() }).expect("init again");
+    assert_eq!(store.cluster_id().expect("read"), Some("c1".into()), "the id is set once");
+    store.apply(&Command::SetJoinToken { role: "worker".into(), secret_hash: "abc".into() }).expect("token");
+    assert_eq!(store.join_token_hash("worker").expect("read"), Some("abc".into()));
+    assert_eq!(store.join_token_hash("manager").expect("read"), None);
+    // Cluster state travels in snapshots too.
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_d2, other) = open();
+    other.import(&mut snapshot.as_slice(), b"m").expect("import");
+    assert_eq!(other.nodes().expect("nodes"), nodes);
+    assert_eq!(other.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 4 });
+}

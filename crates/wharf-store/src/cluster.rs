@@ -1,0 +1,96 @@
+//! Cluster membership state: the cluster id, nodes (ids handed out in order and never
+//! reused) and the join tokens' hashes.
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::command::{Command, Outcome};
+use crate::records::{NodeRecord, StoredNode};
+use crate::store::{Store, StoreError, encode};
+use crate::tables::{CLUSTER, NODES};
+
+fn get<T: DeserializeOwned>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, StoreError> {
+    let table = txn.open_table(CLUSTER)?;
+    let raw = table.get(key)?.map(|v| v.value().to_vec());
+    Ok(match raw {
+        Some(raw) => Some(postcard::from_bytes(&raw)?),
+        None => None,
+    })
+}
+
+fn put<T: Serialize>(txn: &WriteTransaction, key: &str, value: &T) -> Result<(), StoreError> {
+    txn.open_table(CLUSTER)?.insert(key, encode(value)?.as_slice())?;
+    Ok(())
+}
+
+pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+    match command {
+        Command::InitCluster { cluster_id } => {
+            if get::<String>(txn, "cluster_id")?.is_none() {
+                put(txn, "cluster_id", cluster_id)?;
+            }
+            Ok(Outcome::Done)
+        }
+        Command::AddNode { role, hostname, addr, at } => {
+            let id = get::<u64>(txn, "next_node_id")?.unwrap_or(1);
+            put(txn, "next_node_id", &(id + 1))?;
+            let record = NodeRecord {
+                role: role.clone(),
+                hostname: hostname.clone(),
+                addr: addr.clone(),
+                created: *at,
+                removed: false,
+            };
+            txn.open_table(NODES)?.insert(id, encode(&StoredNode::V1(record))?.as_slice())?;
+            Ok(Outcome::NodeAdded { id })
+        }
+        Command::RemoveNode { id } => {
+            let mut nodes = txn.open_table(NODES)?;
+            let raw = nodes.get(*id)?.map(|v| v.value().to_vec()).ok_or(StoreError::NodeUnknown(*id))?;
+            let StoredNode::V1(mut record) = postcard::from_bytes(&raw)?;
+            record.removed = true;
+            nodes.insert(*id, encode(&StoredNode::V1(record))?.as_slice())?;
+            Ok(Outcome::Done)
+        }
+        Command::SetJoinToken { role, secret_hash } => {
+            put(txn, &format!("join_token:{role}"), secret_hash)?;
+            Ok(Outcome::Done)
+        }
+        _ => unreachable!("cluster::apply called with another command"),
+    }
+}
+
+impl Store {
+    /// The cluster's id, once set.
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        self.cluster_value("cluster_id")
+    }
+
+    /// The SHA-256 (hex) of `role`'s join token secret.
+    pub fn join_token_hash(&self, role: &str) -> Result<Option<String>, StoreError> {
+        self.cluster_value(&format!("join_token:{role}"))
+    }
+
+    fn cluster_value<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CLUSTER)?;
+        match table.get(key)? {
+            Some(raw) => Ok(Some(postcard::from_bytes(raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every node ever added, removed ones included, by id.
+    pub fn nodes(&self) -> Result<Vec<(u64, NodeRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NODES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            let StoredNode::V1(record) = postcard::from_bytes(raw.value())?;
+            out.push((id.value(), record));
+        }
+        Ok(out)
+    }
+}
