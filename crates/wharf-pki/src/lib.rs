@@ -15,7 +15,9 @@ pub use time;
 
 mod node;
 
-pub use node::{NODE_VALIDITY, NodeIdentity, Role, mutual_server_config, node_client_config, node_identity};
+pub use node::{
+    JoinToken, NODE_VALIDITY, NodeIdentity, Role, mutual_server_config, new_csr, node_client_config, node_identity,
+};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

@@ -147,3 +147,120 @@ mod tests {
         assert_eq!(node_identity(&ca_der), None, "the CA is not a node");
     }
 }
+
+/// A join token: `WHARF-1-<SHA-256 of the root CA certificate, hex>-<secret>`. The digest lets
+/// a joining node pin the CA it fetches; the secret authorises the join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub ca_digest: String,
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// A new token for the CA whose DER is `ca_der`, with `secret`.
+    pub fn new(ca_der: &[u8], secret: String) -> JoinToken {
+        use sha2::Digest;
+        JoinToken { ca_digest: hex_lower(&sha2::Sha256::digest(ca_der)), secret }
+    }
+
+    pub fn parse(s: &str) -> Option<JoinToken> {
+        let mut parts = s.trim().splitn(4, '-');
+        let (magic, version, digest, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let digest_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if magic != "WHARF" || version != "1" || !digest_ok || secret.len() < 16 {
+            return None;
+        }
+        Some(JoinToken { ca_digest: digest.to_owned(), secret: secret.to_owned() })
+    }
+
+    /// Whether `ca_der` is the CA this token names.
+    pub fn pins(&self, ca_der: &[u8]) -> bool {
+        use sha2::Digest;
+        hex_lower(&sha2::Sha256::digest(ca_der)) == self.ca_digest
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WHARF-1-{}-{}", self.ca_digest, self.secret)
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Ca {
+    /// Signs the public key of a certificate signing request as a node certificate for
+    /// `identity`: the subject is ours to set, not the requester's.
+    pub fn sign_node_csr(
+        &self,
+        csr_pem: &str,
+        identity: &NodeIdentity,
+        names: &[String],
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, identity.node_id.to_string());
+        dn.push(DnType::OrganizationalUnitName, identity.role.as_str());
+        dn.push(DnType::OrganizationName, identity.cluster_id.as_str());
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        for name in names {
+            let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(name.as_str().try_into()?),
+            };
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + validity;
+        csr.params = params;
+        Ok(csr.signed_by(&self.issuer)?.pem())
+    }
+}
+
+/// A new key and a certificate signing request for it, both PEM.
+pub fn new_csr() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::default().serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_pin_their_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("ca");
+        let token = JoinToken::new(ca.cert_der(), "s3cr3t-with-dashes-in-it".into());
+        let text = token.to_string();
+        assert!(text.starts_with("WHARF-1-"));
+        assert_eq!(JoinToken::parse(&text), Some(token.clone()));
+        assert!(token.pins(ca.cert_der()));
+        let other = Ca::load_or_create(&dir.path().join("other")).expect("other ca");
+        assert!(!token.pins(other.cert_der()));
+        for bad in ["", "WHARF-2-abc-def", &text.replace("WHARF", "SWARM"), &text[..70]] {
+            assert_eq!(JoinToken::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn csr_subject_is_replaced_by_the_identity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("ca");
+        let (_key, csr) = new_csr().expect("csr");
+        let identity = NodeIdentity { node_id: 4, role: Role::Worker, cluster_id: "c".into() };
+        let pem = ca.sign_node_csr(&csr, &identity, &["127.0.0.4".into()], NODE_VALIDITY).expect("sign");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
+        assert_eq!(node_identity(&der), Some(identity));
+    }
+}

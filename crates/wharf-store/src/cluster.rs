@@ -1,5 +1,5 @@
 //! Cluster membership state: the cluster id, nodes (ids handed out in order and never
-//! reused) and the join tokens' hashes.
+//! reused) and the join tokens.
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -53,8 +53,8 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             nodes.insert(*id, encode(&StoredNode::V1(record))?.as_slice())?;
             Ok(Outcome::Done)
         }
-        Command::SetJoinToken { role, secret_hash } => {
-            put(txn, &format!("join_token:{role}"), secret_hash)?;
+        Command::SetJoinToken { role, token } => {
+            put(txn, &format!("join_token:{role}"), token)?;
             Ok(Outcome::Done)
         }
         _ => unreachable!("cluster::apply called with another command"),
@@ -67,8 +67,8 @@ impl Store {
         self.cluster_value("cluster_id")
     }
 
-    /// The SHA-256 (hex) of `role`'s join token secret.
-    pub fn join_token_hash(&self, role: &str) -> Result<Option<String>, StoreError> {
+    /// The join token of `role`.
+    pub fn join_token(&self, role: &str) -> Result<Option<String>, StoreError> {
         self.cluster_value(&format!("join_token:{role}"))
     }
 

@@ -52,8 +52,8 @@ pub enum Command {
     AddNode { role: String, hostname: String, addr: String, at: u64 },
     /// Marks a node removed: its id is never given again and its certificate is refused.
     RemoveNode { id: u64 },
-    /// Sets the join token of a role, stored as the SHA-256 (hex) of its secret.
-    SetJoinToken { role: String, secret_hash: String },
+    /// Sets the join token of a role (`wharf token show` prints it, so it is kept whole).
+    SetJoinToken { role: String, token: String },
 }
 
 /// The fields of [`Command::CreateSession`].

@@ -344,9 +344,9 @@ fn node_ids_are_handed_out_in_order_and_never_reused() {
     store.apply(&Command::InitCluster { cluster_id: "c1".into() }).expect("init");
     store.apply(&Command::InitCluster { cluster_id: "c2".into() }).expect("init again");
     assert_eq!(store.cluster_id().expect("read"), Some("c1".into()), "the id is set once");
-    store.apply(&Command::SetJoinToken { role: "worker".into(), secret_hash: "abc".into() }).expect("token");
-    assert_eq!(store.join_token_hash("worker").expect("read"), Some("abc".into()));
-    assert_eq!(store.join_token_hash("manager").expect("read"), None);
+    store.apply(&Command::SetJoinToken { role: "worker".into(), token: "abc".into() }).expect("token");
+    assert_eq!(store.join_token("worker").expect("read"), Some("abc".into()));
+    assert_eq!(store.join_token("manager").expect("read"), None);
     // Cluster state travels in snapshots too.
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
