@@ -34,6 +34,8 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", delete(end_session))
         .route("/api/repositories/{*name}", get(show_repository).patch(update_repository))
+        .route("/api/nodes", get(list_nodes))
+        .route("/api/cluster/tokens/{role}", get(show_token).post(rotate_token))
 }
 
 /// An API failure: a status and a message.
@@ -325,4 +327,75 @@ async fn update_repository(
     blocking(&auth, move |auth| auth.set_public(&repo, update.public)).await?;
     tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
     Ok(json_response(StatusCode::OK, json!({"name": name, "public": update.public}).to_string().into_bytes()))
+}
+
+fn cluster_of(app: &App) -> Result<&Arc<crate::Cluster>, ApiError> {
+    app.cluster.as_ref().ok_or_else(|| api_error(StatusCode::NOT_FOUND, "this node is not part of a cluster"))
+}
+
+/// The nodes of the cluster: every node the store knows, with what this manager's Raft knows
+/// of the managers (voter or learner, leader, and from the leader whether it replicates).
+async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let (_, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let cluster = cluster_of(&app)?;
+    let metrics = cluster.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    let nodes = cluster.store.nodes().map_err(AuthError::Store)?;
+    let list: Vec<_> = nodes
+        .into_iter()
+        .map(|(id, node)| {
+            let raft = if voters.contains(&id) {
+                "voter"
+            } else if learners.contains(&id) {
+                "learner"
+            } else {
+                "none"
+            };
+            let reachability = match &metrics.replication {
+                Some(replication) => match replication.get(&id) {
+                    Some(Some(_)) => "reachable",
+                    Some(None) => "catching up",
+                    None if id == cluster.node_id => "reachable",
+                    None => "unknown",
+                },
+                None => "unknown (ask the leader)",
+            };
+            json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
+                   "state": if node.removed { "removed" } else { "member" }, "raft": raft,
+                   "leader": metrics.current_leader == Some(id), "reachability": reachability,
+                   "self": id == cluster.node_id})
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes()))
+}
+
+fn parse_role(role: &str) -> Result<wharf_pki::Role, ApiError> {
+    wharf_pki::Role::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
+}
+
+async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
+    let (_, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let role = parse_role(&role)?;
+    let token = cluster_of(&app)?.store.join_token(role.as_str()).map_err(AuthError::Store)?;
+    let token = token.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no join token yet"))?;
+    Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
+}
+
+/// Replaces a role's join token: the old one stops working at once.
+async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
+    use wharf_store::Proposer;
+    let (_, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let role = parse_role(&role)?;
+    let cluster = cluster_of(&app)?;
+    let token = wharf_pki::JoinToken::new(cluster.ca.cert_der(), wharf_auth::new_secret()).to_string();
+    let command = wharf_store::Command::SetJoinToken { role: role.as_str().into(), token: token.clone() };
+    cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
+    tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
+    Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
 }

@@ -9,6 +9,7 @@
 mod access;
 mod api;
 mod blobs;
+mod cluster_api;
 mod endpoint;
 mod listing;
 mod manifests;
@@ -29,7 +30,8 @@ use wharf_api::{ErrorCode, RegistryError};
 use wharf_auth::Auth;
 use wharf_registry::Registry;
 
-pub use raft::{Cluster, raft_router};
+pub use cluster_api::{JoinRequest, JoinResponse, cluster_router};
+pub use raft::{Cluster, ManagerSecrets, raft_router};
 pub use serve::serve;
 
 use crate::endpoint::Endpoint;
@@ -47,6 +49,8 @@ pub struct App {
     pub scheme: &'static str,
     /// The address clients reach this node at when a request names no host.
     pub default_host: String,
+    /// The cluster this node manages, when it runs as a cluster manager.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// The peer address of a connection, put into each request's extensions by [`serve`].

@@ -27,12 +27,29 @@ const MAX_RPC: usize = 256 << 20;
 
 /// What the Raft routes need.
 pub struct Cluster {
+    /// This manager's node id.
+    pub node_id: u64,
     pub raft: wharf_raft::Raft,
     /// Applies the commands followers forward (`/raft/propose`).
     pub proposer: Arc<wharf_raft::RaftProposer>,
     pub cluster_id: String,
     /// Where incoming snapshots are written before they are installed.
     pub incoming_dir: PathBuf,
+    /// The cluster CA (with its key: managers sign the certificates of joining nodes).
+    pub ca: Arc<wharf_pki::Ca>,
+    /// This manager's replica of the state.
+    pub store: Arc<wharf_store::Store>,
+    /// What a joining manager receives besides its certificate, so that it can sign
+    /// certificates and registry tokens itself when it leads.
+    pub manager_secrets: ManagerSecrets,
+}
+
+/// The keys every manager holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ManagerSecrets {
+    pub ca_key_pem: String,
+    pub token_key_pem: String,
+    pub token_cert_pem: String,
 }
 
 /// The routes, for merging into a node's router.
@@ -45,12 +62,12 @@ pub fn raft_router(cluster: Arc<Cluster>) -> Router {
         .with_state(cluster)
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     crate::json_response(status, serde_json::json!({ "message": message }).to_string().into_bytes())
 }
 
 /// Refuses unless the caller presented a verified manager certificate of this cluster.
-fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
+pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
     let Some(PeerCertificate(der)) = req.extensions().get::<PeerCertificate>() else {
         let message = "node-to-node calls need a node certificate (mutual TLS)";
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
@@ -62,7 +79,7 @@ fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
     }
 }
 
-fn postcard_response<T: Serialize>(value: &T) -> Response {
+pub(crate) fn postcard_response<T: Serialize>(value: &T) -> Response {
     match postcard::to_allocvec(value) {
         Ok(bytes) => (StatusCode::OK, bytes).into_response(),
         Err(e) => {

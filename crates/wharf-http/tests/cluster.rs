@@ -37,7 +37,7 @@ fn config() -> Arc<openraft::Config> {
     Arc::new(config.validate().expect("raft config"))
 }
 
-async fn start_manager(ca: &Ca, dir: &std::path::Path, id: u64) -> Manager {
+async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let identity = NodeIdentity { node_id: id, role: Role::Manager, cluster_id: CLUSTER.into() };
@@ -53,7 +53,16 @@ async fn start_manager(ca: &Ca, dir: &std::path::Path, id: u64) -> Manager {
     let raft = Raft::new(id, config(), network, log, sm).await.expect("raft");
     let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls");
     let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls).expect("proposer"));
+    let secrets = wharf_http::ManagerSecrets {
+        ca_key_pem: String::new(),
+        token_key_pem: String::new(),
+        token_cert_pem: String::new(),
+    };
     let cluster = Arc::new(Cluster {
+        node_id: id,
+        ca: Arc::clone(ca),
+        store: Arc::clone(&store),
+        manager_secrets: secrets,
         raft: raft.clone(),
         proposer: Arc::clone(&proposer),
         cluster_id: CLUSTER.into(),
@@ -98,7 +107,7 @@ async fn wait_for_user(store: &Store, name: &str) {
 async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::load_or_create(&tmp.path().join("pki")).expect("ca");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
     let mut managers = Vec::new();
     for id in 1..=3 {
         managers.push(start_manager(&ca, tmp.path(), id).await);
@@ -175,7 +184,7 @@ fn client(ca: &Ca, identity: Option<NodeIdentity>) -> reqwest::Client {
 async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::load_or_create(&tmp.path().join("pki")).expect("ca");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
     let manager = start_manager(&ca, tmp.path(), 1).await;
     let url = format!("https://{}/raft/vote", manager.addr);
     let cases = [

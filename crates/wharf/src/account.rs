@@ -248,3 +248,58 @@ pub async fn repo(command: RepoCommand) -> anyhow::Result<()> {
     println!("{name} is now {}.", if public { "public" } else { "private" });
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Prints the join token of a role (manager or worker).
+    Show { role: String },
+    /// Replaces the join token of a role; the old one stops working at once.
+    Rotate { role: String },
+}
+
+pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    let session = Session::load()?;
+    let (method, role) = match command {
+        TokenCommand::Show { role } => (reqwest::Method::GET, role),
+        TokenCommand::Rotate { role } => (reqwest::Method::POST, role),
+    };
+    let body = session.call(method, &format!("/api/cluster/tokens/{role}"), None).await?;
+    println!("{}", body["token"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Lists the nodes of the cluster.
+    Ls,
+}
+
+pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
+    let session = Session::load()?;
+    match command {
+        NodeCommand::Ls => {
+            let nodes = session.call(reqwest::Method::GET, "/api/nodes", None).await?;
+            println!(
+                "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} ADDRESS",
+                "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY"
+            );
+            for n in nodes.as_array().into_iter().flatten() {
+                let s = |k: &str| n[k].as_str().unwrap_or("?").to_owned();
+                let leader = if n["leader"] == true { "*" } else { "" };
+                let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
+                println!(
+                    "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {}",
+                    id,
+                    s("hostname"),
+                    s("role"),
+                    s("state"),
+                    s("raft"),
+                    leader,
+                    s("reachability"),
+                    s("addr")
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! It is the only crate that uses `anyhow`; it holds no protocol logic.
 
 mod account;
+mod cluster;
 mod trust;
 mod up;
 
@@ -21,6 +22,10 @@ struct Cli {
 enum Command {
     /// Runs an all-in-one node: registry and API on one port, with embedded storage and CA.
     Up(up::UpArgs),
+    /// Creates a cluster: this node becomes its first manager, and prints the join tokens.
+    Init(cluster::InitArgs),
+    /// Joins a cluster with a token from `wharf init` or `wharf token show`.
+    Join(cluster::JoinArgs),
     /// Trusts a node's CA for docker, podman, skopeo, buildah and containerd.
     Trust(trust::TrustArgs),
     /// Opens an API session with a node (for `wharf user` and `wharf repo`).
@@ -33,6 +38,12 @@ enum Command {
     /// Manages repository settings.
     #[command(subcommand)]
     Repo(account::RepoCommand),
+    /// Shows or rotates the cluster's join tokens.
+    #[command(subcommand)]
+    Token(account::TokenCommand),
+    /// Lists the cluster's nodes.
+    #[command(subcommand)]
+    Node(account::NodeCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,11 +53,15 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Init(args) => runtime.block_on(cluster::init(args)),
+        Command::Join(args) => runtime.block_on(cluster::join(args)),
         Command::Trust(args) => runtime.block_on(trust::run(args)),
         Command::Login(args) => runtime.block_on(account::login(args)),
         Command::Logout => runtime.block_on(account::logout()),
         Command::User(command) => runtime.block_on(account::user(command)),
         Command::Repo(command) => runtime.block_on(account::repo(command)),
+        Command::Token(command) => runtime.block_on(account::token(command)),
+        Command::Node(command) => runtime.block_on(account::node(command)),
     }
 }
 

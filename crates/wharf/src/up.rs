@@ -76,6 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ca_pem: Some(ca.cert_pem().to_owned()),
         scheme,
         default_host: local.to_string(),
+        cluster: None,
     });
     print_banner(&args, local, scheme, &ca, admin_password.as_deref());
     tracing::info!(addr = %local, scheme, data_dir = %args.data_dir.display(), "wharf is serving");
@@ -86,7 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// The names the server certificate covers: the listen address (when specific), loopback,
 /// the host name and every `--san`.
-fn certificate_names(local: SocketAddr, sans: &[String]) -> Vec<String> {
+pub(crate) fn certificate_names(local: SocketAddr, sans: &[String]) -> Vec<String> {
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if !local.ip().is_unspecified() {
         names.push(local.ip().to_string());
@@ -174,7 +175,7 @@ async fn renew_server_cert(
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -184,7 +185,7 @@ const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Removes stale upload sessions and expired login sessions, at start and then hourly.
-async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>) {
+pub(crate) async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
@@ -204,7 +205,7 @@ async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");

@@ -1,0 +1,142 @@
+//! Joining the cluster. `POST /cluster/join` takes a join token and a certificate signing
+//! request and returns the node's certificate (and, to managers, the keys every manager
+//! holds); it needs no client certificate, since the joiner has none yet. `POST
+//! /cluster/members` is then called by a new manager, with its certificate, to be added to Raft
+//! as a learner and promoted to voter; a follower answers 421 with the leader's address.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wharf_pki::{JoinToken, NODE_VALIDITY, NodeIdentity, Role};
+use wharf_store::{Command, Outcome, Proposer};
+
+use crate::raft::{Cluster, ManagerSecrets, check_peer, refuse};
+use crate::{PeerCertificate, json_response};
+
+/// What a joining node sends.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub csr_pem: String,
+    pub hostname: String,
+    /// Where the node serves (host:port).
+    pub advertise: String,
+}
+
+/// What it gets back.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub role: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// For managers only.
+    pub manager_secrets: Option<ManagerSecrets>,
+}
+
+pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
+    Router::new().route("/cluster/join", post(join)).route("/cluster/members", post(add_member)).with_state(cluster)
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "join request too large"),
+    };
+    let request: JoinRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid join request: {e}")),
+    };
+    let Some(token) = JoinToken::parse(&request.token) else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed join token");
+    };
+    if !token.pins(cluster.ca.cert_der()) {
+        return refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA");
+    }
+    let mut role = None;
+    for candidate in [Role::Manager, Role::Worker] {
+        if let Ok(Some(current)) = cluster.store.join_token(candidate.as_str())
+            && constant_time_eq(&current, &request.token)
+        {
+            role = Some(candidate);
+        }
+    }
+    let Some(role) = role else {
+        return refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)");
+    };
+    let add = Command::AddNode {
+        role: role.as_str().into(),
+        hostname: request.hostname.chars().take(255).collect(),
+        addr: request.advertise.clone(),
+        at: crate::now(),
+    };
+    let node_id = match cluster.proposer.propose(add).await {
+        Ok(Outcome::NodeAdded { id }) => id,
+        Ok(other) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("unexpected outcome {other:?}")),
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("the cluster cannot add a node now: {e}")),
+    };
+    let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
+    let host = request.advertise.rsplit_once(':').map_or(request.advertise.as_str(), |(h, _)| h).to_owned();
+    let names = vec![host, "localhost".into(), "127.0.0.1".into(), request.hostname.clone()];
+    let cert_pem = match cluster.ca.sign_node_csr(&request.csr_pem, &identity, &names, NODE_VALIDITY) {
+        Ok(pem) => pem,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}")),
+    };
+    tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
+    let response = JoinResponse {
+        node_id,
+        cluster_id: cluster.cluster_id.clone(),
+        role: role.as_str().into(),
+        cert_pem,
+        ca_pem: cluster.ca.cert_pem().to_owned(),
+        manager_secrets: (role == Role::Manager).then(|| cluster.manager_secrets.clone()),
+    };
+    json_response(StatusCode::OK, serde_json::to_vec(&response).unwrap_or_default())
+}
+
+/// Adds the calling manager to Raft: as a learner (it catches up), then as a voter.
+async fn add_member(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return *refusal;
+    }
+    let Some(identity) = req.extensions().get::<PeerCertificate>().and_then(|c| wharf_pki::node_identity(&c.0)) else {
+        return refuse(StatusCode::UNAUTHORIZED, "no node certificate");
+    };
+    let id = identity.node_id;
+    let node = cluster.store.nodes().ok().and_then(|nodes| nodes.into_iter().find(|(n, _)| *n == id));
+    let Some((_, record)) = node.filter(|(_, r)| !r.removed) else {
+        return refuse(StatusCode::FORBIDDEN, "this node is not a member of the cluster (removed or unknown)");
+    };
+    let leader = cluster.raft.current_leader().await;
+    if leader != Some(cluster.node_id) {
+        let addr = match leader {
+            Some(l) => {
+                cluster.store.nodes().ok().and_then(|n| n.into_iter().find(|(i, _)| *i == l)).map(|(_, r)| r.addr)
+            }
+            None => None,
+        };
+        return json_response(StatusCode::MISDIRECTED_REQUEST, json!({"leader": addr}).to_string().into_bytes());
+    }
+    if let Err(e) = cluster.raft.add_learner(id, openraft::BasicNode::new(&record.addr), true).await {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("adding {id} as a learner failed: {e}"));
+    }
+    let voters: BTreeSet<u64> = [id].into_iter().collect();
+    if let Err(e) = cluster.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("promoting {id} to voter failed: {e}"));
+    }
+    tracing::info!(node_id = id, addr = %record.addr, "manager added to raft as a voter");
+    json_response(StatusCode::OK, json!({"node_id": id, "voter": true}).to_string().into_bytes())
+}

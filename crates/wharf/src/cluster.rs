@@ -1,0 +1,406 @@
+//! `wharf init` and `wharf join`: a cluster of managers replicating the state store with Raft
+//! over mutual TLS. A node keeps its identity in its data directory (`node/`); started again
+//! with the same command line it finds it there and rejoins, and the token is not used again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use wharf_auth::{Auth, AuthConfig};
+use wharf_blobstore::FsBlobStore;
+use wharf_http::{Cluster, JoinRequest, JoinResponse, ManagerSecrets};
+use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, Role};
+use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
+use wharf_registry::Registry;
+use wharf_store::{Command, Proposer, Store};
+
+use crate::up::{now, purge_stale, shutdown_signal};
+
+/// Raft timing: heartbeats every 100 ms, elections after 300-600 ms of silence, so a lost
+/// leader is replaced in well under a second.
+fn raft_config(cluster_id: &str) -> anyhow::Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: cluster_id.to_owned(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate()?))
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The address other nodes reach this manager at (host:port). It also listens there unless
+    /// --listen says otherwise.
+    #[arg(long)]
+    advertise: String,
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Extra names or addresses for this node's certificate (repeatable).
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// File holding the first administrator's password; without it one is generated and printed.
+    #[arg(long, env = "WHARF_ADMIN_PASSWORD_FILE")]
+    admin_password_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// The join token `wharf init` printed (or `wharf token show manager|worker`).
+    #[arg(long)]
+    token: String,
+    /// A manager's address (host:port).
+    manager: String,
+    /// The address other nodes reach this node at (host:port).
+    #[arg(long)]
+    advertise: String,
+    #[arg(long)]
+    listen: Option<String>,
+    #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+/// Who this node is, kept in `<data-dir>/node/identity.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Identity {
+    node_id: u64,
+    cluster_id: String,
+    role: String,
+    advertise: String,
+}
+
+fn node_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("node")
+}
+
+fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
+    let dir = node_dir(data_dir);
+    let Ok(raw) = std::fs::read(dir.join("identity.json")) else { return Ok(None) };
+    let identity: Identity = serde_json::from_slice(&raw).context("read node/identity.json")?;
+    let cert_pem = std::fs::read_to_string(dir.join("node.crt")).context("read node/node.crt")?;
+    let key_pem = std::fs::read_to_string(dir.join("node.key")).context("read node/node.key")?;
+    let not_after = wharf_pki::time::OffsetDateTime::now_utc() + NODE_VALIDITY;
+    Ok(Some((identity, CertifiedKey { cert_pem, key_pem, not_after })))
+}
+
+fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
+}
+
+fn save_identity(data_dir: &Path, identity: &Identity, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+    let dir = node_dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    write_private(&dir.join("node.key"), key_pem)?;
+    write_private(&dir.join("node.crt"), cert_pem)?;
+    // The identity file goes last: its presence means the node is complete.
+    write_private(&dir.join("identity.json"), &serde_json::to_string_pretty(identity)?)
+}
+
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(|c| c == '[' || c == ']')
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+pub async fn init(args: InitArgs) -> anyhow::Result<()> {
+    let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
+    if let Some((identity, key)) = load_identity(&args.data_dir)? {
+        println!(
+            "Wharf: node {} of cluster {} found in {}; starting it.",
+            identity.node_id,
+            identity.cluster_id,
+            args.data_dir.display()
+        );
+        return run_manager(&args.data_dir, identity, key, &listen, None, None).await;
+    }
+    std::fs::create_dir_all(&args.data_dir)?;
+    let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("create the CA")?;
+    let cluster_id = format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]);
+    let identity = Identity {
+        node_id: 1,
+        cluster_id: cluster_id.clone(),
+        role: "manager".into(),
+        advertise: args.advertise.clone(),
+    };
+    let mut names = vec![host_of(&args.advertise).to_owned(), "localhost".into(), "127.0.0.1".into(), hostname()];
+    names.extend(args.sans.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
+    let key = ca.issue_node(&node, &names, NODE_VALIDITY).context("issue this node's certificate")?;
+    save_identity(&args.data_dir, &identity, &key.cert_pem, &key.key_pem)?;
+    let password = match &args.admin_password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    run_manager(&args.data_dir, identity, key, &listen, Some(password), None).await
+}
+
+pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
+    let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
+    if let Some((identity, key)) = load_identity(&args.data_dir)? {
+        println!(
+            "Wharf: node {} of cluster {} found in {}; starting it.",
+            identity.node_id,
+            identity.cluster_id,
+            args.data_dir.display()
+        );
+        return run_node(&args.data_dir, identity, key, &listen, Some(args.manager.clone())).await;
+    }
+    let token =
+        JoinToken::parse(&args.token).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
+    // The CA is fetched without verification and then pinned by the digest in the token.
+    let unverified = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build()?;
+    let ca_pem =
+        unverified.get(format!("https://{}/ca", args.manager)).send().await?.error_for_status()?.text().await?;
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("the manager's /ca is not a certificate")?;
+    if !token.pins(&ca_der) {
+        bail!(
+            "the CA of {} does not match the join token: refusing to join (wrong cluster, or someone in between)",
+            args.manager
+        );
+    }
+    let (key_pem, csr_pem) = wharf_pki::new_csr()?;
+    let client =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?]).build()?;
+    let request =
+        JoinRequest { token: args.token.clone(), csr_pem, hostname: hostname(), advertise: args.advertise.clone() };
+    let response = client.post(format!("https://{}/cluster/join", args.manager)).json(&request).send().await?;
+    let status = response.status();
+    if !status.is_success() {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        bail!(
+            "{} refused the join ({status}): {}",
+            args.manager,
+            body["message"].as_str().unwrap_or("no reason given")
+        );
+    }
+    let joined: JoinResponse = response.json().await?;
+    let pki = args.data_dir.join("pki");
+    std::fs::create_dir_all(&pki)?;
+    if let Some(secrets) = &joined.manager_secrets {
+        write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
+        write_private(&pki.join("token.key"), &secrets.token_key_pem)?;
+        write_private(&pki.join("token.crt"), &secrets.token_cert_pem)?;
+    }
+    write_private(&pki.join("ca.crt"), &joined.ca_pem)?;
+    let identity = Identity {
+        node_id: joined.node_id,
+        cluster_id: joined.cluster_id,
+        role: joined.role,
+        advertise: args.advertise.clone(),
+    };
+    save_identity(&args.data_dir, &identity, &joined.cert_pem, &key_pem)?;
+    println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
+    let not_after = wharf_pki::time::OffsetDateTime::now_utc() + NODE_VALIDITY;
+    run_node(
+        &args.data_dir,
+        identity,
+        CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after },
+        &listen,
+        Some(args.manager),
+    )
+    .await
+}
+
+async fn run_node(
+    data_dir: &Path,
+    identity: Identity,
+    key: CertifiedKey,
+    listen: &str,
+    via: Option<String>,
+) -> anyhow::Result<()> {
+    if identity.role == "manager" {
+        return run_manager(data_dir, identity, key, listen, None, via).await;
+    }
+    // Workers run the agent, which arrives with orchestration; until then a worker holds its
+    // identity and waits.
+    println!("Wharf worker {} of cluster {} is up (no tasks to run yet).", identity.node_id, identity.cluster_id);
+    shutdown_signal().await;
+    Ok(())
+}
+
+/// Runs a manager until SIGINT/SIGTERM. `bootstrap` (with the administrator's password, if
+/// given) makes it the first manager of a new cluster; `join_via` asks that manager to add it
+/// to Raft.
+async fn run_manager(
+    data_dir: &Path,
+    identity: Identity,
+    key: CertifiedKey,
+    listen: &str,
+    bootstrap: Option<Option<String>>,
+    join_via: Option<String>,
+) -> anyhow::Result<()> {
+    let ca = Arc::new(Ca::load_or_create(&data_dir.join("pki")).context("load the CA")?);
+    let token_key = ca.load_or_create_token_key(&data_dir.join("pki")).context("load the token key")?;
+    let store = Arc::new(Store::open(&data_dir.join("state.redb")).context("open the state store")?);
+    let blobs = Arc::new(FsBlobStore::open(data_dir.join("blobs")).context("open the blob store")?);
+    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem())?;
+    let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
+    let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
+    let raft =
+        Raft::new(identity.node_id, raft_config(&identity.cluster_id)?, Network::new(client_tls.clone())?, log, sm)
+            .await?;
+    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls.clone())?);
+    let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
+    let registry = Arc::new(Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone()));
+    let secrets = ManagerSecrets {
+        ca_key_pem: std::fs::read_to_string(data_dir.join("pki/ca.key"))?,
+        token_key_pem: token_key.private_pem.clone(),
+        token_cert_pem: std::fs::read_to_string(data_dir.join("pki/token.crt"))?,
+    };
+    let cluster = Arc::new(Cluster {
+        node_id: identity.node_id,
+        raft: raft.clone(),
+        proposer: proposer.clone(),
+        cluster_id: identity.cluster_id.clone(),
+        incoming_dir: data_dir.join("snapshots/incoming"),
+        ca: Arc::clone(&ca),
+        store: Arc::clone(&store),
+        manager_secrets: secrets,
+    });
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let cert = Arc::new(wharf_pki::ServerCert::new(&key, ca.cert_pem())?);
+    let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem())?;
+    let app = Arc::new(wharf_http::App {
+        registry: Arc::clone(&registry),
+        auth: Some(Arc::clone(&auth)),
+        ca_pem: Some(ca.cert_pem().to_owned()),
+        scheme: "https",
+        default_host: identity.advertise.clone(),
+        cluster: Some(Arc::clone(&cluster)),
+    });
+    let router = wharf_http::router(app)
+        .merge(wharf_http::raft_router(Arc::clone(&cluster)))
+        .merge(wharf_http::cluster_router(Arc::clone(&cluster)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, async move {
+        let _ = stopped.await;
+    }));
+    let admin_password = match bootstrap {
+        Some(password) => bootstrap_cluster(&raft, &identity, &store, &proposer, &auth, &ca, password).await?,
+        None => None,
+    };
+    if let Some(via) = join_via {
+        ask_to_be_added(&via, client_tls).await?;
+    }
+    tokio::spawn(purge_stale(registry, Some(auth)));
+    print_banner(&identity, local, &ca, &store, admin_password.as_deref());
+    tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
+    shutdown_signal().await;
+    let _ = stop.send(());
+    let _ = raft.shutdown().await;
+    let _ = server.await;
+    tracing::info!("wharf stopped");
+    Ok(())
+}
+
+/// The first start of the first manager: a one-member Raft group, the cluster's id, this node,
+/// the join tokens and the administrator.
+async fn bootstrap_cluster(
+    raft: &Raft,
+    identity: &Identity,
+    store: &Arc<Store>,
+    proposer: &Arc<RaftProposer>,
+    auth: &Arc<Auth>,
+    ca: &Ca,
+    password: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let members: BTreeMap<u64, openraft::BasicNode> =
+        [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
+    raft.initialize(members).await.context("initialize raft")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while raft.current_leader().await != Some(identity.node_id) {
+        if Instant::now() > deadline {
+            bail!("this manager did not become the leader of its own new cluster");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proposer.propose(Command::InitCluster { cluster_id: identity.cluster_id.clone() }).await?;
+    proposer
+        .propose(Command::AddNode {
+            role: "manager".into(),
+            hostname: hostname(),
+            addr: identity.advertise.clone(),
+            at: now(),
+        })
+        .await?;
+    for role in [Role::Manager, Role::Worker] {
+        let token = JoinToken::new(ca.cert_der(), wharf_auth::new_secret()).to_string();
+        proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;
+    }
+    let auth = Arc::clone(auth);
+    let generated =
+        tokio::task::spawn_blocking(move || auth.bootstrap_admin("admin", password.as_deref(), now())).await??;
+    debug_assert!(store.cluster_id()?.is_some());
+    Ok(generated)
+}
+
+/// Asks the cluster to add this manager to Raft (learner, then voter), following redirects to
+/// the leader and retrying while the cluster is busy.
+async fn ask_to_be_added(via: &str, tls: rustls::ClientConfig) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build()?;
+    let mut target = via.to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = client.post(format!("https://{target}/cluster/members")).send().await;
+        match attempt {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::MISDIRECTED_REQUEST => {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                if let Some(leader) = body["leader"].as_str() {
+                    target = leader.to_owned();
+                }
+            }
+            Ok(r) => tracing::warn!(status = %r.status(), %target, "joining raft: not yet"),
+            Err(e) => tracing::warn!(error = %e, %target, "joining raft: not yet"),
+        }
+        if Instant::now() > deadline {
+            bail!("could not join raft through {via} within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn print_banner(
+    identity: &Identity,
+    local: std::net::SocketAddr,
+    ca: &Ca,
+    store: &Store,
+    admin_password: Option<&str>,
+) {
+    println!("Wharf manager {} of cluster {} is up.", identity.node_id, identity.cluster_id);
+    println!("  listening on https://{local}");
+    println!("  advertised:  {}", identity.advertise);
+    println!("  CA fingerprint (SHA-256): {}", ca.fingerprint());
+    if let (Ok(Some(manager)), Ok(Some(worker))) = (store.join_token("manager"), store.join_token("worker")) {
+        println!("  join a manager: wharf join --token {manager} {} --advertise HOST:PORT", identity.advertise);
+        println!("  join a worker:  wharf join --token {worker} {} --advertise HOST:PORT", identity.advertise);
+    }
+    if let Some(password) = admin_password {
+        println!("  password of admin (generated; shown only this once): {password}");
+    }
+}
