@@ -37,53 +37,86 @@ impl RaftProposer {
         Ok(RaftProposer { raft, client: reqwest::Client::builder().use_preconfigured_tls(tls).build()? })
     }
 
-    /// Appends `command` on this node, which must be the leader, and waits for it to apply.
-    /// `Err(Some(addr))` names the leader to forward to.
-    pub async fn write_here(&self, command: VersionedCommand) -> Result<Applied, Result<String, String>> {
+    /// Appends `command` on this node, which must be the leader, and waits for it to apply;
+    /// returns the result and the entry's log index. `Err(Ok(addr))` names the leader to
+    /// forward to.
+    pub async fn write_here(&self, command: VersionedCommand) -> Result<(Applied, u64), Result<String, String>> {
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await {
             Err(_) => Err(Err("timed out waiting for a quorum of managers".into())),
-            Ok(Ok(response)) => Ok(response.data),
+            Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
             Ok(Err(e)) => match e.forward_to_leader() {
                 Some(forward) => match &forward.leader_node {
                     Some(node) => Err(Ok(node.addr.clone())),
-                    None => Err(Err("no leader is known".into())),
+                    None => Err(Err(NO_LEADER.into())),
                 },
                 None => Err(Err(e.to_string())),
             },
         }
     }
 
-    async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, StoreError> {
+    /// Sends `command` to the leader. `Err(None)` means it never reached the leader (the
+    /// connection failed), so sending it again cannot apply it twice.
+    async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, Option<StoreError>> {
         let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("forward to {leader}: {e}"));
-        let body = postcard::to_allocvec(command).map_err(|e| unavailable(&e))?;
-        let response = self
-            .client
-            .post(format!("https://{leader}/raft/propose"))
-            .timeout(PROPOSE_TIMEOUT)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let body = postcard::to_allocvec(command).map_err(|e| Some(unavailable(&e)))?;
+        let sent =
+            self.client.post(format!("https://{leader}/raft/propose")).timeout(PROPOSE_TIMEOUT).body(body).send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(None),
+            Err(e) => return Err(Some(unavailable(&e))),
+        };
+        self.answer(leader, response).await.map_err(Some)
+    }
+
+    async fn answer(&self, leader: &str, response: reqwest::Response) -> Result<Applied, StoreError> {
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("forward to {leader}: {e}"));
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| unavailable(&e))?;
         if !status.is_success() {
             return Err(unavailable(&format!("{status}: {}", String::from_utf8_lossy(&bytes))));
         }
-        let answer: Result<Applied, String> = postcard::from_bytes(&bytes).map_err(|e| unavailable(&e))?;
-        answer.map_err(StoreError::Unavailable)
+        let answer: Result<(Applied, u64), String> = postcard::from_bytes(&bytes).map_err(|e| unavailable(&e))?;
+        let (applied, index) = answer.map_err(StoreError::Unavailable)?;
+        // Read your writes: the caller reads this node's replica next, so wait until it has
+        // applied the entry the leader appended.
+        self.raft
+            .wait(Some(PROPOSE_TIMEOUT))
+            .applied_index_at_least(Some(index), "a forwarded write applied here")
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(applied)
     }
 }
 
 impl Proposer for RaftProposer {
+    /// Proposes on this node or forwards to the leader. While no leader is known (an election
+    /// is running) or the known one cannot be reached, it tries again until
+    /// [`PROPOSE_TIMEOUT`]: a failover delays writes rather than failing them.
     fn propose(&self, command: Command) -> Proposal<'_> {
         Box::pin(async move {
             let command = VersionedCommand::V1(command);
-            let applied = match self.write_here(command.clone()).await {
-                Ok(applied) => applied,
-                Err(Ok(leader)) => self.forward(&leader, &command).await?,
-                Err(Err(why)) => return Err(StoreError::Unavailable(why)),
-            };
-            applied.into_result()
+            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+            loop {
+                let why = match self.write_here(command.clone()).await {
+                    Ok((applied, _)) => return applied.into_result(),
+                    Err(Ok(leader)) => match self.forward(&leader, &command).await {
+                        Ok(applied) => return applied.into_result(),
+                        Err(Some(e)) => return Err(e),
+                        Err(None) => format!("the leader {leader} cannot be reached"),
+                    },
+                    Err(Err(why)) if why == NO_LEADER => why,
+                    Err(Err(why)) => return Err(StoreError::Unavailable(why)),
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(why));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
         })
     }
 }
+
+const NO_LEADER: &str = "no leader is known";
+/// Pause between attempts while a leader is being elected.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);

@@ -305,7 +305,13 @@ async fn run_manager(
         None => None,
     };
     if let Some(via) = join_via {
-        ask_to_be_added(&via, client_tls).await?;
+        // In the background: a restarted manager is a member already, and the manager it joined
+        // through may itself be down; the request is retried until a leader takes it.
+        tokio::spawn(async move {
+            if let Err(e) = ask_to_be_added(&via, client_tls).await {
+                tracing::error!(error = %e, "this manager could not be added to raft");
+            }
+        });
     }
     tokio::spawn(purge_stale(registry, Some(auth)));
     print_banner(&identity, local, &ca, &store, admin_password.as_deref());

@@ -5,6 +5,7 @@
 mod auth;
 mod bad_input;
 mod clients;
+mod cluster;
 mod conformance;
 mod crash;
 mod harness;
