@@ -23,14 +23,15 @@ use wharf_store::{Command, Proposer, Store};
 
 use crate::up::{now, purge_stale, shutdown_signal};
 
-/// Raft timing: heartbeats every 100 ms, elections after 300-600 ms of silence, so a lost
-/// leader is replaced in well under a second.
+/// Raft timing: heartbeats every 50 ms, elections after 200-400 ms of silence. A follower
+/// grants no vote while the old leader's lease (the longest election timeout) may still run,
+/// so a lost leader is replaced after about lease + timeout: well under a second.
 fn raft_config(cluster_id: &str) -> anyhow::Result<Arc<openraft::Config>> {
     let config = openraft::Config {
         cluster_name: cluster_id.to_owned(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))
