@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/sessions/{id}", delete(end_session))
         .route("/api/repositories/{*name}", get(show_repository).patch(update_repository))
         .route("/api/nodes", get(list_nodes))
+        .route("/api/nodes/{id}", delete(remove_node))
         .route("/api/cluster/tokens/{role}", get(show_token).post(rotate_token))
 }
 
@@ -398,4 +399,38 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
     cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
     tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
     Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
+}
+
+/// Removes a node: a manager leaves Raft first (on the leader; a follower answers 421 with the
+/// leader's address), then the node is marked removed, so its id is never reused and its
+/// certificate is refused by the node-to-node routes.
+async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
+    use wharf_store::Proposer;
+    let (_, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let cluster = cluster_of(&app)?;
+    if id == cluster.node_id {
+        return Err(api_error(StatusCode::CONFLICT, "a manager cannot remove itself; ask another manager"));
+    }
+    let node = cluster.store.node(id).map_err(AuthError::Store)?;
+    let node = node.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such node"))?;
+    if node.removed {
+        return Err(api_error(StatusCode::NOT_FOUND, "the node was removed already"));
+    }
+    if node.role == "manager" {
+        let members: std::collections::BTreeSet<u64> = [id].into_iter().collect();
+        let change = openraft::ChangeMembers::RemoveVoters(members.clone());
+        if let Err(e) = cluster.raft.change_membership(change, false).await {
+            if let Some(forward) = e.forward_to_leader() {
+                let leader = forward.leader_node.as_ref().map(|n| n.addr.clone());
+                let body = json!({"message": "ask the leader", "leader": leader});
+                return Ok(json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes()));
+            }
+            return Err(api_error(StatusCode::CONFLICT, format!("removing {id} from raft failed: {e}")));
+        }
+        let _ = cluster.raft.change_membership(openraft::ChangeMembers::RemoveNodes(members), false).await;
+    }
+    cluster.proposer.propose(wharf_store::Command::RemoveNode { id }).await.map_err(AuthError::Store)?;
+    tracing::info!(node_id = id, by = %identity.name, "node removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -73,7 +73,15 @@ pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Res
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
     };
     match wharf_pki::node_identity(der) {
-        Some(id) if id.role == Role::Manager && id.cluster_id == cluster.cluster_id => Ok(()),
+        Some(id) if id.role == Role::Manager && id.cluster_id == cluster.cluster_id => {
+            // A removed node's certificate is still validly signed; the state says it is out.
+            match cluster.store.node(id.node_id) {
+                Ok(Some(node)) if node.removed => {
+                    Err(Box::new(refuse(StatusCode::FORBIDDEN, "this node was removed from the cluster")))
+                }
+                _ => Ok(()),
+            }
+        }
         Some(_) => Err(Box::new(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make Raft calls"))),
         None => Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate"))),
     }

@@ -211,4 +211,13 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
         let resp = client(&ca, identity).post(&url).body(vec![0xff; 16]).send().await.expect(what);
         assert_eq!(resp.status().as_u16(), status, "{what}");
     }
+    // Node 2 is removed: its certificate, still validly signed, is refused from then on.
+    for _ in 0..2 {
+        let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
+        manager.store.apply(&add).expect("add node");
+    }
+    manager.store.apply(&Command::RemoveNode { id: 2 }).expect("remove");
+    let removed = NodeIdentity { node_id: 2, role: Role::Manager, cluster_id: CLUSTER.into() };
+    let resp = client(&ca, Some(removed)).post(&url).body(vec![0xff; 16]).send().await.expect("removed");
+    assert_eq!(resp.status().as_u16(), 403, "a removed node's certificate");
 }

@@ -81,6 +81,15 @@ impl Store {
         }
     }
 
+    /// The node `id`, removed or not.
+    pub fn node(&self, id: u64) -> Result<Option<NodeRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NODES)?;
+        let Some(raw) = table.get(id)? else { return Ok(None) };
+        let StoredNode::V1(record) = postcard::from_bytes(raw.value())?;
+        Ok(Some(record))
+    }
+
     /// Every node ever added, removed ones included, by id.
     pub fn nodes(&self) -> Result<Vec<(u64, NodeRecord)>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -272,11 +272,27 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
 pub enum NodeCommand {
     /// Lists the nodes of the cluster.
     Ls,
+    /// Removes a node: it leaves Raft, its id is never reused, its certificate is refused.
+    Rm { id: u64 },
 }
 
 pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
-    let session = Session::load()?;
+    let mut session = Session::load()?;
     match command {
+        NodeCommand::Rm { id } => {
+            let path = format!("/api/nodes/{id}");
+            let first = session.http.delete(session.url.join(&path)?).bearer_auth(&session.token).send().await?;
+            let response = if first.status() == reqwest::StatusCode::MISDIRECTED_REQUEST {
+                let body: serde_json::Value = first.json().await.unwrap_or_default();
+                let leader = body["leader"].as_str().context("no leader is known; try again")?;
+                session.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
+                session.http.delete(session.url.join(&path)?).bearer_auth(&session.token).send().await?
+            } else {
+                first
+            };
+            check(response).await?;
+            println!("Removed node {id}.");
+        }
         NodeCommand::Ls => {
             let nodes = session.call(reqwest::Method::GET, "/api/nodes", None).await?;
             println!(

@@ -260,6 +260,22 @@ async fn managers_replicate_fail_over_and_rejoin() {
         }
         assert!(!known(&c, m, b"without a quorum").await, "the refused write never appears");
     }
+
+    // Removing the worker: its id is marked removed everywhere and never handed out again.
+    let admin = session(&c, &managers[other]).await;
+    let resp = c.delete(managers[other].url("/api/nodes/4")).bearer_auth(&admin).send().await.expect("rm");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = c.delete(managers[other].url("/api/nodes/4")).bearer_auth(&admin).send().await.expect("rm again");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = nodes(&c, &managers[leader_index], &admin).await;
+        if listed.iter().any(|n| n["id"] == 4 && n["state"] == "removed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the removal did not reach every manager: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
