@@ -5,57 +5,17 @@
 //! prints the median and p99, and checks at the end that every acknowledged write is on every
 //! manager. Run with `cargo bench -p wharf --bench failover` (or `./scripts/bench`).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::cluster::{PASSWORD, start_cluster};
 
 use sha2::{Digest as _, Sha256};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-const PASSWORD: &str = "failover-bench-password";
 const TRIALS: usize = 20;
-
-struct Node {
-    child: Option<Child>,
-    args: Vec<String>,
-    addr: String,
-}
-
-impl Node {
-    fn start(&mut self) -> Res<()> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(&self.args)
-            .env("WHARF_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().ok_or("wharf exited before listening")??;
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn digest(data: &[u8]) -> String {
     format!("sha256:{}", Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -99,68 +59,7 @@ fn main() -> Res<()> {
 }
 
 async fn run(dir: &Path) -> Res<()> {
-    let port = |ip: &str| std::net::TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port());
-    let addrs: Vec<String> = (21..=23)
-        .map(|i| format!("127.0.0.{i}"))
-        .map(|ip| port(&ip).map(|p| format!("{ip}:{p}")))
-        .collect::<Result<_, _>>()?;
-    let password_file = dir.join("password");
-    std::fs::write(&password_file, PASSWORD)?;
-    let data = |n: usize| dir.join(format!("node{n}")).to_string_lossy().into_owned();
-    let mut first = Node {
-        child: None,
-        args: vec![
-            "init".into(),
-            "--advertise".into(),
-            addrs[0].clone(),
-            "--data-dir".into(),
-            data(1),
-            "--admin-password-file".into(),
-            password_file.to_string_lossy().into_owned(),
-        ],
-        addr: addrs[0].clone(),
-    };
-    first.start()?;
-    let ca = std::fs::read(dir.join("node1/pki/ca.crt"))?;
-    let c = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca)?])
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let login: serde_json::Value = c
-        .post(format!("https://{}/auth/login", addrs[0]))
-        .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let session = login["auth_token"].as_str().ok_or("login")?.to_owned();
-    let token: serde_json::Value = c
-        .get(format!("https://{}/api/cluster/tokens/manager", addrs[0]))
-        .bearer_auth(&session)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["token"].as_str().ok_or("token")?.to_owned();
-    let mut nodes = vec![first];
-    for (i, addr) in addrs.iter().enumerate().skip(1) {
-        let mut node = Node {
-            child: None,
-            args: vec![
-                "join".into(),
-                "--token".into(),
-                token.clone(),
-                addrs[0].clone(),
-                "--advertise".into(),
-                addr.clone(),
-                "--data-dir".into(),
-                data(i + 1),
-            ],
-            addr: addr.clone(),
-        };
-        node.start()?;
-        nodes.push(node);
-    }
+    let (mut nodes, c, session) = start_cluster(dir, &["127.0.0.21", "127.0.0.22", "127.0.0.23"]).await?;
     let mut acknowledged: Vec<Vec<u8>> = Vec::new();
     let mut times = Vec::new();
     let mut counter = 0usize;
