@@ -1,8 +1,8 @@
 //! A cluster of real `wharf` processes on distinct 127.0.0.x addresses: `wharf init`, managers
 //! and a worker joining with tokens, writes through any manager, SIGKILL of the leader and
 //! then of a second manager (no quorum: writes refused with a clear error, reads still
-//! answer), restarts with the same command line, and joins refused for a token of another
-//! cluster or a rotated token.
+//! answer), restarts with the same command line, a restart of every manager at once, the
+//! removal of a node, and joins refused for a token of another cluster or a rotated token.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -259,6 +259,24 @@ async fn managers_replicate_fail_over_and_rejoin() {
             wait_known(&c, m, data).await;
         }
         assert!(!known(&c, m, b"without a quorum").await, "the refused write never appears");
+    }
+
+    // Every manager stops at once and starts again: the cluster comes back by itself.
+    for m in &mut managers {
+        m.kill();
+    }
+    for m in &mut managers {
+        m.spawn();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while push(&c, &managers[leader_index], b"after a full restart").await != StatusCode::CREATED {
+        assert!(Instant::now() < deadline, "the cluster did not come back after a full restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in &managers {
+        for data in [b"healed".as_slice(), b"after a full restart"] {
+            wait_known(&c, m, data).await;
+        }
     }
 
     // Removing the worker: its id is marked removed everywhere and never handed out again.
