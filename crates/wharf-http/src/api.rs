@@ -334,43 +334,11 @@ fn cluster_of(app: &App) -> Result<&Arc<crate::Cluster>, ApiError> {
     app.cluster.as_ref().ok_or_else(|| api_error(StatusCode::NOT_FOUND, "this node is not part of a cluster"))
 }
 
-/// The nodes of the cluster: every node the store knows, with what this manager's Raft knows
-/// of the managers (voter or learner, leader, and from the leader whether it replicates).
 async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    use openraft::type_config::async_runtime::WatchReceiver;
     let (_, identity, _) = caller(&app, &headers)?;
     require_admin(&identity)?;
     let cluster = cluster_of(&app)?;
-    let metrics = cluster.raft.metrics().borrow_watched().clone();
-    let membership = metrics.membership_config.membership().clone();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let learners: Vec<u64> = membership.learner_ids().collect();
-    let nodes = cluster.store.nodes().map_err(AuthError::Store)?;
-    let list: Vec<_> = nodes
-        .into_iter()
-        .map(|(id, node)| {
-            let raft = if voters.contains(&id) {
-                "voter"
-            } else if learners.contains(&id) {
-                "learner"
-            } else {
-                "none"
-            };
-            let reachability = match &metrics.replication {
-                Some(replication) => match replication.get(&id) {
-                    Some(Some(_)) => "reachable",
-                    Some(None) => "catching up",
-                    None if id == cluster.node_id => "reachable",
-                    None => "unknown",
-                },
-                None => "unknown (ask the leader)",
-            };
-            json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
-                   "state": if node.removed { "removed" } else { "member" }, "raft": raft,
-                   "leader": metrics.current_leader == Some(id), "reachability": reachability,
-                   "self": id == cluster.node_id})
-        })
-        .collect();
+    let list = crate::cluster_api::node_list(cluster).map_err(AuthError::Store)?;
     Ok(json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes()))
 }
 

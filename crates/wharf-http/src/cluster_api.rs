@@ -44,7 +44,59 @@ pub struct JoinResponse {
 }
 
 pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
-    Router::new().route("/cluster/join", post(join)).route("/cluster/members", post(add_member)).with_state(cluster)
+    Router::new()
+        .route("/cluster/join", post(join))
+        .route("/cluster/members", post(add_member))
+        .route("/cluster/nodes", axum::routing::get(nodes_for_a_node))
+        .with_state(cluster)
+}
+
+/// The nodes of the cluster: every node the store knows, with what this manager's Raft knows
+/// of the managers (voter or learner, leader, and from the leader whether it replicates).
+pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wharf_store::StoreError> {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let metrics = cluster.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    let nodes = cluster.store.nodes()?;
+    Ok(nodes
+        .into_iter()
+        .map(|(id, node)| {
+            let raft = if voters.contains(&id) {
+                "voter"
+            } else if learners.contains(&id) {
+                "learner"
+            } else {
+                "none"
+            };
+            let reachability = match &metrics.replication {
+                Some(replication) => match replication.get(&id) {
+                    Some(Some(_)) => "reachable",
+                    Some(None) => "catching up",
+                    None if id == cluster.node_id => "reachable",
+                    None => "unknown",
+                },
+                None => "unknown (ask the leader)",
+            };
+            json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
+                   "state": if node.removed { "removed" } else { "member" }, "raft": raft,
+                   "leader": metrics.current_leader == Some(id), "reachability": reachability,
+                   "self": id == cluster.node_id})
+        })
+        .collect())
+}
+
+/// `wharf node ls --data-dir`: the node list for a caller holding a manager certificate of
+/// this cluster (the local node's own), with no account needed.
+async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return *refusal;
+    }
+    match node_list(&cluster) {
+        Ok(list) => json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes()),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -270,13 +270,22 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// Lists the nodes of the cluster.
-    Ls,
+    /// Lists the nodes of the cluster. With `--data-dir` of a manager on this machine, it uses
+    /// that node's own certificate and needs no login.
+    Ls {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Removes a node: it leaves Raft, its id is never reused, its certificate is refused.
     Rm { id: u64 },
 }
 
 pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
+    if let NodeCommand::Ls { data_dir: Some(dir) } = &command {
+        let nodes = crate::cluster::nodes_as_this_node(dir).await?;
+        print_nodes(&nodes);
+        return Ok(());
+    }
     let mut session = Session::load()?;
     match command {
         NodeCommand::Rm { id } => {
@@ -293,29 +302,33 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
             check(response).await?;
             println!("Removed node {id}.");
         }
-        NodeCommand::Ls => {
+        NodeCommand::Ls { .. } => {
             let nodes = session.call(reqwest::Method::GET, "/api/nodes", None).await?;
-            println!(
-                "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} ADDRESS",
-                "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY"
-            );
-            for n in nodes.as_array().into_iter().flatten() {
-                let s = |k: &str| n[k].as_str().unwrap_or("?").to_owned();
-                let leader = if n["leader"] == true { "*" } else { "" };
-                let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
-                println!(
-                    "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {}",
-                    id,
-                    s("hostname"),
-                    s("role"),
-                    s("state"),
-                    s("raft"),
-                    leader,
-                    s("reachability"),
-                    s("addr")
-                );
-            }
+            print_nodes(&nodes);
         }
     }
     Ok(())
+}
+
+fn print_nodes(nodes: &serde_json::Value) {
+    println!(
+        "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} ADDRESS",
+        "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY"
+    );
+    for n in nodes.as_array().into_iter().flatten() {
+        let s = |k: &str| n[k].as_str().unwrap_or("?").to_owned();
+        let leader = if n["leader"] == true { "*" } else { "" };
+        let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
+        println!(
+            "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {}",
+            id,
+            s("hostname"),
+            s("role"),
+            s("state"),
+            s("raft"),
+            leader,
+            s("reachability"),
+            s("addr")
+        );
+    }
 }

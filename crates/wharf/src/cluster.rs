@@ -411,3 +411,20 @@ fn print_banner(
         println!("  password of admin (generated; shown only this once): {password}");
     }
 }
+
+/// The node list, asked of the manager whose data directory is `data_dir`, with that node's
+/// own certificate: no account or login needed on the machine that runs it.
+pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let (identity, key) = load_identity(data_dir)?
+        .with_context(|| format!("{} holds no node identity (node/identity.json)", data_dir.display()))?;
+    let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
+    let tls = wharf_pki::node_client_config(&key, &ca_pem)?;
+    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
+    let response = client.get(format!("https://{}/cluster/nodes", identity.advertise)).send().await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{status}: {}", body["message"].as_str().unwrap_or("no message"));
+    }
+    Ok(body)
+}

@@ -215,6 +215,12 @@ async fn managers_replicate_fail_over_and_rejoin() {
     };
     assert_eq!(listed.len(), 4);
     assert_eq!(listed[3]["role"], "worker");
+    // On a manager's machine, its data directory is enough: the node's own certificate.
+    let out =
+        Command::new(WHARF).args(["node", "ls", "--data-dir"]).arg(data_dir(tmp.path(), 2)).output().expect("node ls");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wharf node ls --data-dir: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.contains("manager") && l.contains("voter")).count(), 3, "{text}");
     assert_eq!(listed[3]["raft"], "none", "a worker does not join raft");
 
     // A write through any manager reaches every manager.
