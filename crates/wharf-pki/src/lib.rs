@@ -124,15 +124,7 @@ impl Ca {
         dn.push(DnType::CommonName, names.first().map_or("wharf", String::as_str));
         dn.push(DnType::OrganizationName, "Wharf");
         params.distinguished_name = dn;
-        for name in names {
-            let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.as_str().try_into()?),
-            };
-            if !params.subject_alt_names.contains(&san) {
-                params.subject_alt_names.push(san);
-            }
-        }
+        add_sans(&mut params, names)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();
@@ -243,6 +235,20 @@ pub fn renewing_server_config(cert: Arc<ServerCert>) -> Arc<rustls::ServerConfig
     let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// Adds each name as an IP address or DNS subject alternative name, once.
+pub(crate) fn add_sans(params: &mut CertificateParams, names: &[String]) -> Result<(), PkiError> {
+    for name in names {
+        let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.as_str().try_into()?),
+        };
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    Ok(())
 }
 
 /// SHA-256 of DER bytes as uppercase colon-separated hex (the form `openssl x509 -fingerprint` prints).

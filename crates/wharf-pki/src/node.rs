@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
@@ -56,29 +56,28 @@ impl Ca {
         validity: Duration,
     ) -> Result<CertifiedKey, PkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, identity.node_id.to_string());
-        dn.push(DnType::OrganizationalUnitName, identity.role.as_str());
-        dn.push(DnType::OrganizationName, identity.cluster_id.as_str());
-        params.distinguished_name = dn;
-        for name in names {
-            let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.as_str().try_into()?),
-            };
-            if !params.subject_alt_names.contains(&san) {
-                params.subject_alt_names.push(san);
-            }
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + validity;
+        let params = node_params(identity, names, validity)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem(), not_after: params.not_after })
     }
+}
+
+/// The parameters of a node certificate: the identity as its subject, the names, server and
+/// client use, valid for `validity` from now.
+fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, identity.node_id.to_string());
+    dn.push(DnType::OrganizationalUnitName, identity.role.as_str());
+    dn.push(DnType::OrganizationName, identity.cluster_id.as_str());
+    params.distinguished_name = dn;
+    crate::add_sans(&mut params, names)?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + validity;
+    Ok(params)
 }
 
 /// The identity in a node certificate's subject, if it has one. The caller must have verified
@@ -201,26 +200,7 @@ impl Ca {
         validity: Duration,
     ) -> Result<String, PkiError> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, identity.node_id.to_string());
-        dn.push(DnType::OrganizationalUnitName, identity.role.as_str());
-        dn.push(DnType::OrganizationName, identity.cluster_id.as_str());
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn;
-        for name in names {
-            let san = match name.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.as_str().try_into()?),
-            };
-            if !params.subject_alt_names.contains(&san) {
-                params.subject_alt_names.push(san);
-            }
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + validity;
+        let params = node_params(identity, names, validity)?;
         csr.params = params;
         Ok(csr.signed_by(&self.issuer)?.pem())
     }
