@@ -181,6 +181,11 @@ impl Auth {
         Ok(user)
     }
 
+    /// The account `name`, enabled or not.
+    pub fn user_record(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        self.user(name)
+    }
+
     /// The enabled account `name`, if there is one.
     pub fn identity(&self, name: &str) -> Result<Option<Identity>, AuthError> {
         Ok(self.user(name)?.filter(|u| !u.disabled).map(|u| Identity { name: name.to_owned(), admin: u.admin }))

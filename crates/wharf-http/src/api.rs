@@ -175,10 +175,8 @@ async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
 }
 
 fn show(auth: &Auth, name: &str, status: StatusCode) -> ApiResult {
-    let users = auth.users()?;
-    let (_, user) =
-        users.iter().find(|(n, _)| n == name).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such user"))?;
-    Ok(json_response(status, user_json(name, user).to_string().into_bytes()))
+    let user = auth.user_record(name)?.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such user"))?;
+    Ok(json_response(status, user_json(name, &user).to_string().into_bytes()))
 }
 
 /// Administrators may act on anyone; users on themselves.

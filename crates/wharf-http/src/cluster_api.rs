@@ -168,18 +168,12 @@ async fn add_member(State(cluster): State<Arc<Cluster>>, req: Request) -> Respon
         return refuse(StatusCode::UNAUTHORIZED, "no node certificate");
     };
     let id = identity.node_id;
-    let node = cluster.store.nodes().ok().and_then(|nodes| nodes.into_iter().find(|(n, _)| *n == id));
-    let Some((_, record)) = node.filter(|(_, r)| !r.removed) else {
+    let Some(record) = cluster.store.node(id).ok().flatten().filter(|r| !r.removed) else {
         return refuse(StatusCode::FORBIDDEN, "this node is not a member of the cluster (removed or unknown)");
     };
     let leader = cluster.raft.current_leader().await;
     if leader != Some(cluster.node_id) {
-        let addr = match leader {
-            Some(l) => {
-                cluster.store.nodes().ok().and_then(|n| n.into_iter().find(|(i, _)| *i == l)).map(|(_, r)| r.addr)
-            }
-            None => None,
-        };
+        let addr = leader.and_then(|l| cluster.store.node(l).ok().flatten()).map(|r| r.addr);
         return json_response(StatusCode::MISDIRECTED_REQUEST, json!({"leader": addr}).to_string().into_bytes());
     }
     if let Err(e) = cluster.raft.add_learner(id, openraft::BasicNode::new(&record.addr), true).await {

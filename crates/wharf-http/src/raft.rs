@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -97,53 +96,35 @@ pub(crate) fn postcard_response<T: Serialize>(value: &T) -> Response {
     }
 }
 
-async fn body_of(req: Request) -> Result<Bytes, Response> {
-    axum::body::to_bytes(req.into_body(), MAX_RPC)
+/// The postcard message of a request from a manager of this cluster.
+async fn message<T: serde::de::DeserializeOwned>(cluster: &Cluster, req: Request, what: &str) -> Result<T, Response> {
+    check_peer(cluster, &req).map_err(|refusal| *refusal)?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_RPC)
         .await
-        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "raft message too large or unreadable"))
+        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "raft message too large or unreadable"))?;
+    postcard::from_bytes(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
 }
 
 async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
-        return *refusal;
-    }
-    let body = match body_of(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match postcard::from_bytes(&body) {
+    match message(&cluster, req, "append-entries message").await {
         Ok(rpc) => postcard_response(&cluster.raft.append_entries(rpc).await),
-        Err(e) => refuse(StatusCode::BAD_REQUEST, &format!("invalid append-entries message: {e}")),
+        Err(refusal) => refusal,
     }
 }
 
 async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
-        return *refusal;
-    }
-    let body = match body_of(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match postcard::from_bytes(&body) {
+    match message(&cluster, req, "vote message").await {
         Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
-        Err(e) => refuse(StatusCode::BAD_REQUEST, &format!("invalid vote message: {e}")),
+        Err(refusal) => refusal,
     }
 }
 
 /// A command a follower forwards to this node as the leader. It is not forwarded again: if
 /// this node is not the leader any more, the follower gets an error and the client retries.
 async fn propose(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
-        return *refusal;
-    }
-    let body = match body_of(req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let command = match postcard::from_bytes(&body) {
+    let command = match message(&cluster, req, "command").await {
         Ok(command) => command,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid command: {e}")),
+        Err(refusal) => return refusal,
     };
     let answer = match cluster.proposer.write_here(command).await {
         Ok(applied) => Ok(applied),
