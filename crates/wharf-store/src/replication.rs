@@ -13,7 +13,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, Outcome};
-use crate::store::{Store, StoreError, apply_in};
+use crate::store::{Store, StoreError};
 use crate::tables::*;
 
 const MAGIC: &[u8; 18] = b"wharf-snapshot-v1\n";
@@ -85,23 +85,7 @@ impl Store {
         commands: &[Command],
         marker: &[u8],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut results = Vec::with_capacity(commands.len());
-        for command in commands {
-            match apply_in(&txn, command) {
-                Ok(outcome) => results.push(Ok(outcome)),
-                Err(e) if e.is_refusal() => results.push(Err(e)),
-                Err(e) => return Err(e),
-            }
-        }
-        txn.open_table(APPLIED)?.insert("marker", marker)?;
-        txn.commit()?;
-        for (command, result) in commands.iter().zip(&results) {
-            if result.is_ok() {
-                self.after_commit(command);
-            }
-        }
-        Ok(results)
+        self.commit_batch(commands, Some(marker))
     }
 
     /// The marker last written by [`Store::apply_marked`] or [`Store::import`].

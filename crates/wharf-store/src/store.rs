@@ -160,6 +160,16 @@ impl Store {
     }
 
     fn try_batch(&self, commands: &[Command]) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        self.commit_batch(commands, None)
+    }
+
+    /// Applies `commands` in one transaction (and writes `marker`, if given), commits with one
+    /// fsync, then invalidates caches. Refusals are results; a database failure drops it all.
+    pub(crate) fn commit_batch(
+        &self,
+        commands: &[Command],
+        marker: Option<&[u8]>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         let txn = self.db.begin_write()?;
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
@@ -168,6 +178,9 @@ impl Store {
                 Err(e) if e.is_refusal() => results.push(Err(e)),
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(marker) = marker {
+            txn.open_table(crate::tables::APPLIED)?.insert("marker", marker)?;
         }
         txn.commit()?;
         for (command, result) in commands.iter().zip(&results) {
@@ -381,7 +394,7 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreErr
     Ok(postcard::to_allocvec(value)?)
 }
 
-pub(crate) fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
     match command {
         Command::StartUpload { id, repo, algorithm, at } => {
             let record = StoredUpload::V1(UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at });
