@@ -26,17 +26,6 @@ struct Manager {
     stop: Option<oneshot::Sender<()>>,
 }
 
-fn config() -> Arc<openraft::Config> {
-    let config = openraft::Config {
-        cluster_name: CLUSTER.into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        ..Default::default()
-    };
-    Arc::new(config.validate().expect("raft config"))
-}
-
 async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
@@ -50,7 +39,7 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
     let store = Arc::new(Store::open(&dir.join("state.redb")).expect("store"));
     let log = LogStore::open(&dir.join("raft-log.redb")).expect("log");
     let sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots")).expect("sm");
-    let raft = Raft::new(id, config(), network, log, sm).await.expect("raft");
+    let raft = Raft::new(id, wharf_raft::config(CLUSTER).expect("raft config"), network, log, sm).await.expect("raft");
     let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls");
     let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls).expect("proposer"));
     let secrets = wharf_http::ManagerSecrets {

@@ -48,6 +48,20 @@ pub enum Applied {
     Nothing,
 }
 
+/// Raft timing: heartbeats every 50 ms, elections after 200-400 ms of silence. A follower
+/// grants no vote while the old leader's lease (the longest election timeout) may still run,
+/// so a lost leader is replaced after about lease + timeout: well under a second.
+pub fn config(cluster_name: &str) -> Result<std::sync::Arc<openraft::Config>, openraft::ConfigError> {
+    let config = openraft::Config {
+        cluster_name: cluster_name.to_owned(),
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        ..Default::default()
+    };
+    Ok(std::sync::Arc::new(config.validate()?))
+}
+
 pub(crate) fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }

@@ -23,20 +23,6 @@ use wharf_store::{Command, Proposer, Store};
 
 use crate::up::{now, purge_stale, shutdown_signal};
 
-/// Raft timing: heartbeats every 50 ms, elections after 200-400 ms of silence. A follower
-/// grants no vote while the old leader's lease (the longest election timeout) may still run,
-/// so a lost leader is replaced after about lease + timeout: well under a second.
-fn raft_config(cluster_id: &str) -> anyhow::Result<Arc<openraft::Config>> {
-    let config = openraft::Config {
-        cluster_name: cluster_id.to_owned(),
-        heartbeat_interval: 50,
-        election_timeout_min: 200,
-        election_timeout_max: 400,
-        ..Default::default()
-    };
-    Ok(Arc::new(config.validate()?))
-}
-
 #[derive(Args)]
 pub struct InitArgs {
     /// The address other nodes reach this manager at (host:port). It also listens there unless
@@ -94,6 +80,16 @@ fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedK
     Ok(Some((identity, CertifiedKey { cert_pem, key_pem, not_after })))
 }
 
+/// The identity a node left in `data_dir`, saying so: started again, it rejoins with it.
+fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
+    let found = load_identity(data_dir)?;
+    if let Some((identity, _)) = &found {
+        let (id, cluster) = (identity.node_id, &identity.cluster_id);
+        println!("Wharf: node {id} of cluster {cluster} found in {}; starting it.", data_dir.display());
+    }
+    Ok(found)
+}
+
 fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -123,13 +119,7 @@ fn hostname() -> String {
 
 pub async fn init(args: InitArgs) -> anyhow::Result<()> {
     let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
-    if let Some((identity, key)) = load_identity(&args.data_dir)? {
-        println!(
-            "Wharf: node {} of cluster {} found in {}; starting it.",
-            identity.node_id,
-            identity.cluster_id,
-            args.data_dir.display()
-        );
+    if let Some((identity, key)) = existing_identity(&args.data_dir)? {
         return run_manager(&args.data_dir, identity, key, &listen, None, None).await;
     }
     std::fs::create_dir_all(&args.data_dir)?;
@@ -161,13 +151,7 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
-    if let Some((identity, key)) = load_identity(&args.data_dir)? {
-        println!(
-            "Wharf: node {} of cluster {} found in {}; starting it.",
-            identity.node_id,
-            identity.cluster_id,
-            args.data_dir.display()
-        );
+    if let Some((identity, key)) = existing_identity(&args.data_dir)? {
         return run_node(&args.data_dir, identity, key, &listen, Some(args.manager.clone())).await;
     }
     let token =
@@ -261,9 +245,14 @@ async fn run_manager(
     let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem())?;
     let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
     let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
-    let raft =
-        Raft::new(identity.node_id, raft_config(&identity.cluster_id)?, Network::new(client_tls.clone())?, log, sm)
-            .await?;
+    let raft = Raft::new(
+        identity.node_id,
+        wharf_raft::config(&identity.cluster_id)?,
+        Network::new(client_tls.clone())?,
+        log,
+        sm,
+    )
+    .await?;
     let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls.clone())?);
     let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
     let registry = Arc::new(Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone()));
