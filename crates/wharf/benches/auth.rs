@@ -9,10 +9,8 @@ mod common;
 
 use std::time::Instant;
 
-use common::{ADMIN_PASSWORD, Res, Server, median, start_wharf};
+use common::{ADMIN_PASSWORD, MANIFEST_TYPE, Res, Server, hey_head, median, start_wharf};
 use sha2::{Digest as _, Sha256};
-
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn digest(data: &[u8]) -> String {
     format!("sha256:{}", Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -32,16 +30,6 @@ async fn push_manifest(server: &Server) -> Res<String> {
     let url = format!("{}/v2/admin/bench/manifests/1", server.base);
     c.put(&url).header("content-type", MANIFEST_TYPE).body(manifest).send().await?.error_for_status()?;
     Ok(url)
-}
-
-fn head(url: &str, authorization: Option<&str>) -> Res<f64> {
-    let accept = format!("Accept: {MANIFEST_TYPE}");
-    let mut args = vec!["-m", "HEAD", "-H", accept.as_str()];
-    let header = authorization.map(|a| format!("Authorization: {a}"));
-    if let Some(h) = &header {
-        args.extend(["-H", h.as_str()]);
-    }
-    common::hey(&args, url, 200)
 }
 
 /// Milliseconds of a token request whose password must be checked (Argon2id, nothing cached).
@@ -94,11 +82,11 @@ fn main() -> Res<()> {
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let bearer = runtime.block_on(with_auth.bearer("repository:admin/bench:pull"))?;
-        on.push(head(&url_on, bearer.as_deref())?);
-        off.push(head(&url_off, None)?);
+        on.push(hey_head(&url_on, bearer.as_deref())?);
+        off.push(hey_head(&url_off, None)?);
         eprintln!("  {:.0} / {:.0} req/s", on.last().unwrap_or(&0.0), off.last().unwrap_or(&0.0));
     }
-    let basic_on = head(&url_on, with_auth.auth.as_deref())?;
+    let basic_on = hey_head(&url_on, with_auth.auth.as_deref())?;
 
     eprintln!("token issuance");
     let token_url =

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::cluster::{PASSWORD, start_cluster};
+use common::percentile;
 
 use sha2::{Digest as _, Sha256};
 
@@ -42,11 +43,6 @@ async fn leader(c: &reqwest::Client, addr: &str, session: &str) -> Option<(u64, 
     let me = nodes.iter().find(|n| n["self"] == true && n["leader"] == true)?["id"].as_u64()?;
     let replicating = nodes.iter().filter(|n| n["raft"] == "voter" && n["reachability"] == "reachable").count();
     Some((me, replicating))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 fn main() -> Res<()> {

@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 mod common;
 
-use common::{Res, Server, free_port, median, start_wharf};
+use common::{MANIFEST_TYPE, Res, Server, free_port, hey_head, median, start_wharf};
 
 struct Sizes {
     big: usize,
@@ -177,12 +177,10 @@ fn mib_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
 }
 
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json";
-
 /// GET requests per second at 32 connections, measured with wrk.
 fn wrk_get(url: &str, dir: &Path, auth: Option<&str>) -> Res<f64> {
     let script = dir.join("get.lua");
-    let mut lua = format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{ACCEPT}\"\n");
+    let mut lua = format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{MANIFEST_TYPE}\"\n");
     if let Some(auth) = auth {
         lua.push_str(&format!("wrk.headers[\"Authorization\"] = \"{auth}\"\n"));
     }
@@ -201,17 +199,6 @@ fn wrk_get(url: &str, dir: &Path, auth: Option<&str>) -> Res<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
-}
-
-/// HEAD requests per second at 32 connections, measured with hey (wrk cannot do HEAD).
-fn hey_head(url: &str, auth: Option<&str>) -> Res<f64> {
-    let accept = format!("Accept: {ACCEPT}");
-    let mut args = vec!["-m", "HEAD", "-H", accept.as_str()];
-    let authorization = auth.map(|a| format!("Authorization: {a}"));
-    if let Some(a) = &authorization {
-        args.extend(["-H", a.as_str()]);
-    }
-    common::hey(&args, url, 200)
 }
 
 struct Row {

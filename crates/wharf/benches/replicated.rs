@@ -86,8 +86,8 @@ async fn drive(write: Write) -> Res<(f64, f64, f64)> {
         return Err("no write succeeded".into());
     }
     all.sort_by(|a, b| a.total_cmp(b));
-    let p = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
-    Ok((all.len() as f64 / start.elapsed().as_secs_f64(), p(0.5), p(0.99)))
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, common::percentile(&all, 0.5), common::percentile(&all, 0.99)))
 }
 
 fn main() -> Res<()> {

@@ -121,3 +121,24 @@ pub fn hey(args: &[&str], url: &str, expect_status: u16) -> Res<f64> {
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| format!("no Requests/sec in hey output: {text}").into())
 }
+
+/// The media type manifest requests ask for.
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Manifest HEAD requests per second at 32 connections, measured with hey (wrk cannot do
+/// HEAD), with an `Authorization` value when given.
+pub fn hey_head(url: &str, authorization: Option<&str>) -> Res<f64> {
+    let accept = format!("Accept: {MANIFEST_TYPE}");
+    let mut args = vec!["-m", "HEAD", "-H", accept.as_str()];
+    let header = authorization.map(|a| format!("Authorization: {a}"));
+    if let Some(h) = &header {
+        args.extend(["-H", h.as_str()]);
+    }
+    hey(&args, url, 200)
+}
+
+/// The `q` quantile of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len().saturating_sub(1))]
+}
