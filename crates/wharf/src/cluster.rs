@@ -23,9 +23,10 @@ use wharf_store::{Command, Proposer, Store};
 
 use crate::up::{now, purge_stale, shutdown_signal};
 
+/// Where a node serves and keeps its data: what `init` and `join` share.
 #[derive(Args)]
-pub struct InitArgs {
-    /// The address other nodes reach this manager at (host:port). It also listens there unless
+pub struct NodeArgs {
+    /// The address other nodes reach this node at (host:port). It also listens there unless
     /// --listen says otherwise.
     #[arg(long)]
     advertise: String,
@@ -33,6 +34,18 @@ pub struct InitArgs {
     listen: Option<String>,
     #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
     data_dir: PathBuf,
+}
+
+impl NodeArgs {
+    fn listen(&self) -> String {
+        self.listen.clone().unwrap_or_else(|| self.advertise.clone())
+    }
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    node: NodeArgs,
     /// Extra names or addresses for this node's certificate (repeatable).
     #[arg(long = "san")]
     sans: Vec<String>,
@@ -48,13 +61,8 @@ pub struct JoinArgs {
     token: String,
     /// A manager's address (host:port).
     manager: String,
-    /// The address other nodes reach this node at (host:port).
-    #[arg(long)]
-    advertise: String,
-    #[arg(long)]
-    listen: Option<String>,
-    #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 /// Who this node is, kept in `<data-dir>/node/identity.json`.
@@ -118,25 +126,25 @@ fn hostname() -> String {
 }
 
 pub async fn init(args: InitArgs) -> anyhow::Result<()> {
-    let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
-    if let Some((identity, key)) = existing_identity(&args.data_dir)? {
-        return run_manager(&args.data_dir, identity, key, &listen, None, None).await;
+    let listen = args.node.listen();
+    if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
+        return run_manager(&args.node.data_dir, identity, key, &listen, None, None).await;
     }
-    std::fs::create_dir_all(&args.data_dir)?;
-    let ca = Ca::load_or_create(&args.data_dir.join("pki")).context("create the CA")?;
+    std::fs::create_dir_all(&args.node.data_dir)?;
+    let ca = Ca::load_or_create(&args.node.data_dir.join("pki")).context("create the CA")?;
     let cluster_id = format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]);
     let identity = Identity {
         node_id: 1,
         cluster_id: cluster_id.clone(),
         role: "manager".into(),
-        advertise: args.advertise.clone(),
+        advertise: args.node.advertise.clone(),
     };
-    let mut names = vec![host_of(&args.advertise).to_owned(), "localhost".into(), "127.0.0.1".into(), hostname()];
+    let mut names = vec![host_of(&args.node.advertise).to_owned(), "localhost".into(), "127.0.0.1".into(), hostname()];
     names.extend(args.sans.iter().cloned());
     names.retain(|n| !n.is_empty());
     let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
     let key = ca.issue_node(&node, &names, NODE_VALIDITY).context("issue this node's certificate")?;
-    save_identity(&args.data_dir, &identity, &key.cert_pem, &key.key_pem)?;
+    save_identity(&args.node.data_dir, &identity, &key.cert_pem, &key.key_pem)?;
     let password = match &args.admin_password_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -146,13 +154,13 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    run_manager(&args.data_dir, identity, key, &listen, Some(password), None).await
+    run_manager(&args.node.data_dir, identity, key, &listen, Some(password), None).await
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
-    let listen = args.listen.clone().unwrap_or_else(|| args.advertise.clone());
-    if let Some((identity, key)) = existing_identity(&args.data_dir)? {
-        return run_node(&args.data_dir, identity, key, &listen, Some(args.manager.clone())).await;
+    let listen = args.node.listen();
+    if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
+        return run_node(&args.node.data_dir, identity, key, &listen, Some(args.manager.clone())).await;
     }
     let token =
         JoinToken::parse(&args.token).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
@@ -170,8 +178,12 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
     let (key_pem, csr_pem) = wharf_pki::new_csr()?;
     let client =
         reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?]).build()?;
-    let request =
-        JoinRequest { token: args.token.clone(), csr_pem, hostname: hostname(), advertise: args.advertise.clone() };
+    let request = JoinRequest {
+        token: args.token.clone(),
+        csr_pem,
+        hostname: hostname(),
+        advertise: args.node.advertise.clone(),
+    };
     let response = client.post(format!("https://{}/cluster/join", args.manager)).json(&request).send().await?;
     let status = response.status();
     if !status.is_success() {
@@ -183,7 +195,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
         );
     }
     let joined: JoinResponse = response.json().await?;
-    let pki = args.data_dir.join("pki");
+    let pki = args.node.data_dir.join("pki");
     std::fs::create_dir_all(&pki)?;
     if let Some(secrets) = &joined.manager_secrets {
         write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
@@ -195,13 +207,13 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
         node_id: joined.node_id,
         cluster_id: joined.cluster_id,
         role: joined.role,
-        advertise: args.advertise.clone(),
+        advertise: args.node.advertise.clone(),
     };
-    save_identity(&args.data_dir, &identity, &joined.cert_pem, &key_pem)?;
+    save_identity(&args.node.data_dir, &identity, &joined.cert_pem, &key_pem)?;
     println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
     let not_after = wharf_pki::time::OffsetDateTime::now_utc() + NODE_VALIDITY;
     run_node(
-        &args.data_dir,
+        &args.node.data_dir,
         identity,
         CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after },
         &listen,
