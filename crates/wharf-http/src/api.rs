@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/repositories/{*name}", get(show_repository).patch(update_repository))
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{id}", delete(remove_node))
+        .route("/api/nodes/{id}/role", put(set_role))
         .route("/api/cluster/tokens/{role}", get(show_token).post(rotate_token))
 }
 
@@ -367,6 +368,47 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
     Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
 }
 
+/// Takes manager `id` out of Raft's membership. Only the leader can; elsewhere the answer
+/// is 421 with the leader's address, which the CLI follows. The leader takes itself out by
+/// handing leadership to another voter first and sending the caller there.
+async fn leave_raft(cluster: &crate::Cluster, id: u64) -> Result<(), Response> {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let misdirected = |leader: Option<String>| {
+        let body = json!({"message": "ask the leader", "leader": leader});
+        json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes())
+    };
+    if id == cluster.node_id && cluster.raft.current_leader().await == Some(id) {
+        let metrics = cluster.raft.metrics().borrow_watched().clone();
+        let Some(successor) = metrics.membership_config.membership().voter_ids().find(|v| *v != id) else {
+            return Err(api_error(StatusCode::CONFLICT, "this is the only manager").into_response());
+        };
+        let _ = cluster.raft.trigger().transfer_leader(successor).await;
+        let moved = cluster
+            .raft
+            .wait(Some(std::time::Duration::from_secs(5)))
+            .metrics(|m| m.current_leader.is_some_and(|l| l != id), "leadership handed over")
+            .await;
+        let leader = moved.ok().and_then(|m| m.current_leader).and_then(|l| cluster.store.node(l).ok().flatten());
+        return Err(misdirected(leader.map(|n| n.addr)));
+    }
+    let members: std::collections::BTreeSet<u64> = [id].into_iter().collect();
+    let change = openraft::ChangeMembers::RemoveVoters(members.clone());
+    if let Err(e) = cluster.raft.change_membership(change, false).await {
+        if let Some(forward) = e.forward_to_leader() {
+            return Err(misdirected(forward.leader_node.as_ref().map(|n| n.addr.clone())));
+        }
+        return Err(api_error(StatusCode::CONFLICT, format!("removing {id} from raft failed: {e}")).into_response());
+    }
+    let _ = cluster.raft.change_membership(openraft::ChangeMembers::RemoveNodes(members), false).await;
+    Ok(())
+}
+
+/// The managers that are neither removed nor demoted.
+fn managers(cluster: &crate::Cluster) -> Result<Vec<u64>, ApiError> {
+    let nodes = cluster.store.nodes().map_err(AuthError::Store)?;
+    Ok(nodes.into_iter().filter(|(_, n)| !n.removed && n.role == "manager").map(|(id, _)| id).collect())
+}
+
 /// Removes a node: a manager leaves Raft first (on the leader; a follower answers 421 with the
 /// leader's address), then the node is marked removed, so its id is never reused and its
 /// certificate is refused by the node-to-node routes.
@@ -384,19 +426,44 @@ async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
         return Err(api_error(StatusCode::NOT_FOUND, "the node was removed already"));
     }
     if node.role == "manager" {
-        let members: std::collections::BTreeSet<u64> = [id].into_iter().collect();
-        let change = openraft::ChangeMembers::RemoveVoters(members.clone());
-        if let Err(e) = cluster.raft.change_membership(change, false).await {
-            if let Some(forward) = e.forward_to_leader() {
-                let leader = forward.leader_node.as_ref().map(|n| n.addr.clone());
-                let body = json!({"message": "ask the leader", "leader": leader});
-                return Ok(json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes()));
-            }
-            return Err(api_error(StatusCode::CONFLICT, format!("removing {id} from raft failed: {e}")));
+        if let Err(response) = leave_raft(cluster, id).await {
+            return Ok(response);
         }
-        let _ = cluster.raft.change_membership(openraft::ChangeMembers::RemoveNodes(members), false).await;
     }
     cluster.proposer.propose(wharf_store::Command::RemoveNode { id }).await.map_err(AuthError::Store)?;
     tracing::info!(node_id = id, by = %identity.name, "node removed");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: String,
+}
+
+/// Promotes a worker or demotes a manager. The state records the new role at once; a demoted
+/// manager leaves Raft first. The node itself learns of it from its next heartbeat, renews its
+/// certificate for the role and restarts into it (a promoted node then joins Raft).
+async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>, body: Bytes) -> ApiResult {
+    use wharf_store::Proposer;
+    let (_, identity, _) = caller(&app, &headers)?;
+    require_admin(&identity)?;
+    let change: RoleChange = parse(&body)?;
+    let role = parse_role(&change.role)?;
+    let cluster = cluster_of(&app)?;
+    let node = cluster.store.node(id).map_err(AuthError::Store)?;
+    let node = node.filter(|n| !n.removed).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such node"))?;
+    if node.role != role.as_str() {
+        if role == wharf_pki::Role::Worker {
+            if managers(cluster)? == [id] {
+                return Err(api_error(StatusCode::CONFLICT, "the cluster needs at least one manager"));
+            }
+            if let Err(response) = leave_raft(cluster, id).await {
+                return Ok(response);
+            }
+        }
+        let command = wharf_store::Command::SetNodeRole { id, role: role.as_str().into() };
+        cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
+        tracing::info!(node_id = id, role = role.as_str(), by = %identity.name, "node role changed");
+    }
+    Ok(json_response(StatusCode::OK, json!({"id": id, "role": role.as_str()}).to_string().into_bytes()))
 }

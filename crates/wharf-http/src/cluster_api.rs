@@ -15,7 +15,7 @@ use axum::routing::post;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use wharf_pki::{JoinToken, NODE_VALIDITY, NodeIdentity, Role};
+use wharf_pki::{JoinToken, NodeIdentity, Role};
 use wharf_store::{Command, Outcome, Proposer};
 
 use crate::raft::{Cluster, ManagerSecrets, check_peer, refuse};
@@ -48,6 +48,8 @@ pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
         .route("/cluster/join", post(join))
         .route("/cluster/members", post(add_member))
         .route("/cluster/nodes", axum::routing::get(nodes_for_a_node))
+        .route("/cluster/heartbeat", post(crate::nodes::heartbeat))
+        .route("/cluster/renew", post(crate::nodes::renew))
         .with_state(cluster)
 }
 
@@ -79,8 +81,10 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
                 },
                 None => "unknown (ask the leader)",
             };
+            let state = if node.removed { "removed" } else { node.state.as_str() };
             json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
-                   "state": if node.removed { "removed" } else { "member" }, "raft": raft,
+                   "state": state, "state_since": node.state_since, "cert_not_after": node.cert_not_after,
+                   "raft": raft,
                    "leader": metrics.current_leader == Some(id), "reachability": reachability,
                    "self": id == cluster.node_id})
         })
@@ -141,12 +145,11 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("the cluster cannot add a node now: {e}")),
     };
     let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let host = request.advertise.rsplit_once(':').map_or(request.advertise.as_str(), |(h, _)| h).to_owned();
-    let names = vec![host, "localhost".into(), "127.0.0.1".into(), request.hostname.clone()];
-    let cert_pem = match cluster.ca.sign_node_csr(&request.csr_pem, &identity, &names, NODE_VALIDITY) {
-        Ok(pem) => pem,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}")),
-    };
+    let cert_pem =
+        match crate::nodes::issue(&cluster, &request.csr_pem, &identity, &request.advertise, &request.hostname).await {
+            Ok(pem) => pem,
+            Err(refusal) => return refusal,
+        };
     tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
     let response = JoinResponse {
         node_id,
@@ -168,14 +171,15 @@ async fn add_member(State(cluster): State<Arc<Cluster>>, req: Request) -> Respon
         return refuse(StatusCode::UNAUTHORIZED, "no node certificate");
     };
     let id = identity.node_id;
-    let Some(record) = cluster.store.node(id).ok().flatten().filter(|r| !r.removed) else {
-        return refuse(StatusCode::FORBIDDEN, "this node is not a member of the cluster (removed or unknown)");
-    };
-    let leader = cluster.raft.current_leader().await;
-    if leader != Some(cluster.node_id) {
-        let addr = leader.and_then(|l| cluster.store.node(l).ok().flatten()).map(|r| r.addr);
-        return json_response(StatusCode::MISDIRECTED_REQUEST, json!({"leader": addr}).to_string().into_bytes());
+    if let Some(redirect) = crate::nodes::to_the_leader(&cluster).await {
+        return redirect;
     }
+    let Some(record) = cluster.store.node(id).ok().flatten().filter(|r| !r.removed && r.role == "manager") else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this node is not a manager of the cluster (removed, demoted or unknown)",
+        );
+    };
     if let Err(e) = cluster.raft.add_learner(id, openraft::BasicNode::new(&record.addr), true).await {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("adding {id} as a learner failed: {e}"));
     }

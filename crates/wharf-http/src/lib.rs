@@ -13,6 +13,7 @@ mod cluster_api;
 mod endpoint;
 mod listing;
 mod manifests;
+mod nodes;
 mod raft;
 mod serve;
 mod token;
@@ -31,6 +32,7 @@ use wharf_auth::Auth;
 use wharf_registry::Registry;
 
 pub use cluster_api::{JoinRequest, JoinResponse, cluster_router};
+pub use nodes::{HeartbeatReply, Heartbeats, MISSED_HEARTBEATS, RenewRequest, watch_heartbeats};
 pub use raft::{Cluster, ManagerSecrets, raft_router};
 pub use serve::serve;
 

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use openraft::storage::Snapshot;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use wharf_pki::Role;
+use wharf_pki::{NodeIdentity, Role};
 use wharf_raft::network::SNAPSHOT_META_HEADER;
 
 use crate::PeerCertificate;
@@ -41,6 +41,10 @@ pub struct Cluster {
     /// What a joining manager receives besides its certificate, so that it can sign
     /// certificates and registry tokens itself when it leads.
     pub manager_secrets: ManagerSecrets,
+    /// The heartbeats this manager heard while leading.
+    pub heartbeats: crate::nodes::Heartbeats,
+    /// How long the node certificates this manager signs are valid.
+    pub node_cert_validity: wharf_pki::time::Duration,
 }
 
 /// The keys every manager holds.
@@ -65,25 +69,41 @@ pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     crate::json_response(status, serde_json::json!({ "message": message }).to_string().into_bytes())
 }
 
-/// Refuses unless the caller presented a verified manager certificate of this cluster.
-pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
+/// The caller's node identity, from a verified node certificate of this cluster, and its record
+/// in this manager's replica (`None` if the replica does not know it yet: it may lag). A
+/// removed node is refused: its certificate is still validly signed, but the state says it is out.
+pub(crate) fn peer_node(
+    cluster: &Cluster,
+    req: &Request,
+) -> Result<(NodeIdentity, Option<wharf_store::NodeRecord>), Box<Response>> {
     let Some(PeerCertificate(der)) = req.extensions().get::<PeerCertificate>() else {
         let message = "node-to-node calls need a node certificate (mutual TLS)";
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
     };
-    match wharf_pki::node_identity(der) {
-        Some(id) if id.role == Role::Manager && id.cluster_id == cluster.cluster_id => {
-            // A removed node's certificate is still validly signed; the state says it is out.
-            match cluster.store.node(id.node_id) {
-                Ok(Some(node)) if node.removed => {
-                    Err(Box::new(refuse(StatusCode::FORBIDDEN, "this node was removed from the cluster")))
-                }
-                _ => Ok(()),
-            }
-        }
-        Some(_) => Err(Box::new(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make Raft calls"))),
-        None => Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate"))),
+    let Some(identity) = wharf_pki::node_identity(der) else {
+        return Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate")));
+    };
+    if identity.cluster_id != cluster.cluster_id {
+        return Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is for another cluster")));
     }
+    match cluster.store.node(identity.node_id) {
+        Ok(Some(node)) if node.removed => {
+            Err(Box::new(refuse(StatusCode::FORBIDDEN, "this node was removed from the cluster")))
+        }
+        Ok(record) => Ok((identity, record)),
+        Err(e) => Err(Box::new(refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("reading the node failed: {e}")))),
+    }
+}
+
+/// Refuses unless the caller presented a verified manager certificate of this cluster, of a
+/// node that is still a manager.
+pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
+    let (identity, record) = peer_node(cluster, req)?;
+    let demoted = record.is_some_and(|r| r.role != Role::Manager.as_str());
+    if identity.role != Role::Manager || demoted {
+        return Err(Box::new(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make this call")));
+    }
+    Ok(())
 }
 
 pub(crate) fn postcard_response<T: Serialize>(value: &T) -> Response {

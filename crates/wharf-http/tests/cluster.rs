@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use wharf_http::{Cluster, raft_router};
+use wharf_http::{Cluster, HeartbeatReply, JoinResponse, RenewRequest, cluster_router, raft_router};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, Role};
 use wharf_raft::{Applied, LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
@@ -23,15 +23,19 @@ struct Manager {
     raft: Raft,
     proposer: Arc<RaftProposer>,
     store: Arc<Store>,
+    cluster: Arc<Cluster>,
     stop: Option<oneshot::Sender<()>>,
 }
+
+/// The heartbeat period of these managers: short, so that a silent node is down quickly.
+const HEARTBEAT: Duration = Duration::from_millis(200);
 
 async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let identity = NodeIdentity { node_id: id, role: Role::Manager, cluster_id: CLUSTER.into() };
     let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
-    let cert = Arc::new(wharf_pki::ServerCert::new(&key, ca.cert_pem()).expect("server cert"));
+    let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).expect("server cert"));
     let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem()).expect("server tls");
     let network = Network::new(wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls")).expect("net");
     let dir = dir.join(format!("node{id}"));
@@ -56,12 +60,15 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
         proposer: Arc::clone(&proposer),
         cluster_id: CLUSTER.into(),
         incoming_dir: dir.join("incoming"),
+        heartbeats: wharf_http::Heartbeats::new(HEARTBEAT),
+        node_cert_validity: NODE_VALIDITY,
     });
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(wharf_http::serve(listener, Some(tls), raft_router(cluster), async move {
+    let router = raft_router(Arc::clone(&cluster)).merge(cluster_router(Arc::clone(&cluster)));
+    tokio::spawn(wharf_http::serve(listener, Some(tls), router, async move {
         let _ = stopped.await;
     }));
-    Manager { id, addr, raft, proposer, store, stop: Some(stop) }
+    Manager { id, addr, raft, proposer, store, cluster, stop: Some(stop) }
 }
 
 async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
@@ -201,7 +208,7 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
         assert_eq!(resp.status().as_u16(), status, "{what}");
     }
     // Node 2 is removed: its certificate, still validly signed, is refused from then on.
-    for _ in 0..2 {
+    for _ in 0..3 {
         let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
         manager.store.apply(&add).expect("add node");
     }
@@ -209,4 +216,97 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     let removed = NodeIdentity { node_id: 2, role: Role::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(removed)).post(&url).body(vec![0xff; 16]).send().await.expect("removed");
     assert_eq!(resp.status().as_u16(), 403, "a removed node's certificate");
+    // Node 3 was demoted: its manager certificate no longer opens the Raft routes.
+    manager.store.apply(&Command::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
+    let demoted = NodeIdentity { node_id: 3, role: Role::Manager, cluster_id: CLUSTER.into() };
+    let resp = client(&ca, Some(demoted)).post(&url).body(vec![0xff; 16]).send().await.expect("demoted");
+    assert_eq!(resp.status().as_u16(), 403, "a demoted manager's certificate");
+}
+
+async fn wait_for_state(store: &Store, id: u64, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let node = store.node(id).expect("read").expect("node");
+        if node.state == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {id} stayed {} instead of becoming {state}", node.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+) -> (u16, Option<T>) {
+    let resp = client.post(url).header("content-type", "application/json").body(body.to_owned()).send().await;
+    let resp = resp.expect("request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body");
+    (status, serde_json::from_slice(&bytes).ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_role() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let manager = start_manager(&ca, tmp.path(), 1).await;
+    let members: BTreeMap<u64, BasicNode> = [(1, BasicNode::new(&manager.addr))].into_iter().collect();
+    manager.raft.initialize(members).await.expect("initialize");
+    leader_among(&[&manager], Duration::from_secs(10)).await;
+    for (role, addr) in [("manager", manager.addr.as_str()), ("worker", "127.0.0.1:1")] {
+        let add = Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+        manager.proposer.propose(add).await.expect("add node");
+    }
+    let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&manager.cluster)));
+    let worker = NodeIdentity { node_id: 2, role: Role::Worker, cluster_id: CLUSTER.into() };
+    let as_worker = client(&ca, Some(worker.clone()));
+    let beat = format!("https://{}/cluster/heartbeat", manager.addr);
+    let (status, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
+    assert_eq!(status, 200);
+    let reply = reply.expect("reply");
+    assert_eq!((reply.role.as_str(), reply.raft_member), ("worker", false));
+    assert_eq!(reply.managers, vec![manager.addr.clone()]);
+    assert_eq!(reply.period_ms, HEARTBEAT.as_millis() as u64);
+    wait_for_state(&manager.store, 2, "ready").await;
+    // Silent for three periods: down. Heard again: ready.
+    wait_for_state(&manager.store, 2, "down").await;
+    assert_eq!(post_json::<HeartbeatReply>(&as_worker, &beat, "").await.0, 200);
+    wait_for_state(&manager.store, 2, "ready").await;
+    // Only node certificates of this cluster may send heartbeats.
+    assert_eq!(post_json::<serde_json::Value>(&client(&ca, None), &beat, "").await.0, 401);
+    let stranger = NodeIdentity { node_id: 2, role: Role::Worker, cluster_id: "other".into() };
+    assert_eq!(post_json::<serde_json::Value>(&client(&ca, Some(stranger)), &beat, "").await.0, 403);
+
+    // Renewal gives a certificate for the recorded role, and records its expiry.
+    let renew = format!("https://{}/cluster/renew", manager.addr);
+    let request = |csr: String| serde_json::to_string(&RenewRequest { csr_pem: csr }).expect("json");
+    let (_, csr) = wharf_pki::new_csr().expect("csr");
+    let (status, renewed) = post_json::<JoinResponse>(&as_worker, &renew, &request(csr)).await;
+    assert_eq!(status, 200);
+    let renewed = renewed.expect("renewed");
+    assert!(renewed.manager_secrets.is_none(), "a worker gets no manager keys");
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(renewed.cert_pem.as_bytes()).expect("der");
+    let der: rustls_pki_types::CertificateDer = der;
+    assert_eq!(wharf_pki::node_identity(&der), Some(worker.clone()));
+    assert!(manager.store.node(2).expect("read").expect("node").cert_not_after > 1_700_000_000);
+    assert_eq!(post_json::<serde_json::Value>(&as_worker, &renew, &request("garbage".into())).await.0, 400);
+    // Promoted in the state: the next heartbeat says so, and renewal gives a manager certificate.
+    manager.proposer.propose(Command::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
+    let (_, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
+    assert_eq!(reply.expect("reply").role, "manager");
+    let (_, csr) = wharf_pki::new_csr().expect("csr");
+    let (status, renewed) = post_json::<JoinResponse>(&as_worker, &renew, &request(csr)).await;
+    assert_eq!(status, 200);
+    let renewed = renewed.expect("renewed");
+    assert_eq!(renewed.role, "manager");
+    assert!(renewed.manager_secrets.is_some(), "a manager gets the keys every manager holds");
+    // A manager demoted in the state gets no worker certificate while it is still in Raft.
+    manager.proposer.propose(Command::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
+    let as_one = client(&ca, Some(NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: CLUSTER.into() }));
+    let (_, csr) = wharf_pki::new_csr().expect("csr");
+    assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);
+    watch.abort();
 }

@@ -17,6 +17,7 @@ mod node;
 
 pub use node::{
     JoinToken, NODE_VALIDITY, NodeIdentity, Role, mutual_server_config, new_csr, node_client_config, node_identity,
+    node_renewal_time, renewing_client_config,
 };
 
 use rcgen::{
@@ -188,16 +189,16 @@ pub struct TokenKey {
     pub ca_der: Vec<u8>,
 }
 
-/// The server certificate a TLS listener presents, replaceable while it serves: renewal
-/// installs a new certificate and new handshakes use it at once.
+/// The certificate a TLS listener presents (and a node presents as a client), replaceable
+/// while in use: renewal installs a new certificate and new handshakes use it at once.
 #[derive(Debug)]
-pub struct ServerCert {
+pub struct RenewableCert {
     current: RwLock<(Arc<rustls::sign::CertifiedKey>, OffsetDateTime)>,
 }
 
-impl ServerCert {
-    pub fn new(key: &CertifiedKey, ca_pem: &str) -> Result<ServerCert, PkiError> {
-        Ok(ServerCert { current: RwLock::new((signing_key(key, ca_pem)?, key.not_after)) })
+impl RenewableCert {
+    pub fn new(key: &CertifiedKey, ca_pem: &str) -> Result<RenewableCert, PkiError> {
+        Ok(RenewableCert { current: RwLock::new((signing_key(key, ca_pem)?, key.not_after)) })
     }
 
     /// Replaces the certificate for new handshakes.
@@ -213,10 +214,55 @@ impl ServerCert {
     }
 }
 
-impl rustls::server::ResolvesServerCert for ServerCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0))
+impl RenewableCert {
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).0)
     }
+}
+
+impl rustls::server::ResolvesServerCert for RenewableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for RenewableCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// When the certificate in `cert_pem` becomes valid and when it expires.
+pub fn validity(cert_pem: &str) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Pem(e.to_string()))?;
+    Ok((cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime()))
+}
+
+/// A renewal time for a certificate valid from `not_before` to `not_after`, drawn at random
+/// from 50-80% of its lifetime (what Swarm does): the nodes of a cluster do not all renew at once.
+pub fn random_renewal_time(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let mut bytes = [0u8; 4];
+    // A failing random source only makes every node renew at 65%.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().secure_random.fill(&mut bytes);
+    let unit = if bytes == [0; 4] { 0.5 } else { f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) };
+    renewal_time(not_before, not_after, 0.5 + 0.3 * unit)
+}
+
+/// When a certificate valid from `not_before` to `not_after` should be renewed: at
+/// `fraction` of its lifetime, which callers draw from 0.5-0.8 so that the nodes of a cluster
+/// do not all renew at once.
+pub fn renewal_time(not_before: OffsetDateTime, not_after: OffsetDateTime, fraction: f64) -> OffsetDateTime {
+    let lifetime = (not_after - not_before).as_seconds_f64().max(0.0);
+    not_before + Duration::seconds_f64(lifetime * fraction.clamp(0.0, 1.0))
 }
 
 fn signing_key(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
@@ -231,7 +277,7 @@ fn signing_key(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::sign::Cer
 }
 
 /// A rustls server configuration that presents whatever `cert` holds, offering h2 and http/1.1.
-pub fn renewing_server_config(cert: Arc<ServerCert>) -> Arc<rustls::ServerConfig> {
+pub fn renewing_server_config(cert: Arc<RenewableCert>) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Ca, CertifiedKey, PkiError, ServerCert};
+use crate::{Ca, CertifiedKey, PkiError, RenewableCert};
 
 /// What a node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,9 +75,19 @@ fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) ->
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::minutes(5);
+    params.not_before = now - NODE_BACKDATE;
     params.not_after = now + validity;
     Ok(params)
+}
+
+/// How far a node certificate's start is set back, against clocks that run a little behind.
+const NODE_BACKDATE: Duration = Duration::minutes(5);
+
+/// When a node should renew the certificate in `cert_pem`: at a random 50-80% of the time from
+/// its issue (its start, without the backdating) to its expiry.
+pub fn node_renewal_time(cert_pem: &str) -> Result<OffsetDateTime, PkiError> {
+    let (not_before, not_after) = crate::validity(cert_pem)?;
+    Ok(crate::random_renewal_time((not_before + NODE_BACKDATE).min(not_after), not_after))
 }
 
 /// The identity in a node certificate's subject, if it has one. The caller must have verified
@@ -104,7 +114,7 @@ fn roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>, PkiError> {
 /// A server configuration that presents `cert` and asks clients for a certificate from the
 /// cluster CA, without requiring one: the public API serves anyone, and node-to-node routes
 /// check the verified peer certificate themselves.
-pub fn mutual_server_config(cert: Arc<ServerCert>, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+pub fn mutual_server_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, PkiError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder(roots(ca_pem)?)
         .allow_unauthenticated()
         .build()
@@ -117,11 +127,14 @@ pub fn mutual_server_config(cert: Arc<ServerCert>, ca_pem: &str) -> Result<Arc<r
 /// A client configuration for node-to-node calls: trusts only the cluster CA and presents
 /// the node's own certificate.
 pub fn node_client_config(key: &CertifiedKey, ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
-    let chain =
-        vec![CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?];
-    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
+    renewing_client_config(Arc::new(RenewableCert::new(key, ca_pem)?), ca_pem)
+}
+
+/// A client configuration like [`node_client_config`] whose certificate is whatever `cert`
+/// holds when a connection starts, so renewal reaches connections made after it.
+pub fn renewing_client_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
     let mut config =
-        rustls::ClientConfig::builder().with_root_certificates(roots(ca_pem)?).with_client_auth_cert(chain, private)?;
+        rustls::ClientConfig::builder().with_root_certificates(roots(ca_pem)?).with_client_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -144,6 +157,22 @@ mod tests {
         assert_eq!(node_identity(&der).map(|i| i.role), Some(Role::Worker));
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("der");
         assert_eq!(node_identity(&ca_der), None, "the CA is not a node");
+    }
+
+    #[test]
+    fn renewal_falls_inside_the_lifetime_at_the_fraction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("ca");
+        let identity = NodeIdentity { node_id: 3, role: Role::Worker, cluster_id: "c".into() };
+        let key = ca.issue_node(&identity, &[], Duration::hours(10)).expect("issue");
+        let (not_before, not_after) = crate::validity(&key.cert_pem).expect("validity");
+        assert!((not_after - key.not_after).abs() < Duration::seconds(1), "{not_after} vs {}", key.not_after);
+        let at_half = crate::renewal_time(not_before, not_after, 0.5);
+        let at_most = crate::renewal_time(not_before, not_after, 0.8);
+        assert!(not_before < at_half && at_half < at_most && at_most < not_after);
+        let lifetime = not_after - not_before;
+        assert!(((at_half - not_before) - lifetime / 2i32).abs() < Duration::seconds(1));
+        assert_eq!(crate::renewal_time(not_before, not_after, 7.0), not_after, "fractions are clamped");
     }
 }
 

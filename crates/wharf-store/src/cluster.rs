@@ -41,24 +41,49 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
                 addr: addr.clone(),
                 created: *at,
                 removed: false,
+                state: "unknown".into(),
+                state_since: *at,
+                cert_not_after: 0,
             };
-            txn.open_table(NODES)?.insert(id, encode(&StoredNode::V1(record))?.as_slice())?;
+            txn.open_table(NODES)?.insert(id, encode(&StoredNode::V2(record))?.as_slice())?;
             Ok(Outcome::NodeAdded { id })
         }
         Command::RemoveNode { id } => {
-            let mut nodes = txn.open_table(NODES)?;
-            let raw = nodes.get(*id)?.map(|v| v.value().to_vec()).ok_or(StoreError::NodeUnknown(*id))?;
-            let StoredNode::V1(mut record) = postcard::from_bytes(&raw)?;
-            record.removed = true;
-            nodes.insert(*id, encode(&StoredNode::V1(record))?.as_slice())?;
-            Ok(Outcome::Done)
+            // Removing twice is harmless: the second time changes nothing.
+            let removed = node_in(txn, *id)?.removed;
+            if removed { Ok(Outcome::Done) } else { update_node(txn, *id, |record| record.removed = true) }
         }
+        Command::SetNodeRole { id, role } => update_node(txn, *id, |record| record.role = role.clone()),
+        Command::SetNodeState { id, state, at } => update_node(txn, *id, |record| {
+            if record.state != *state {
+                record.state = state.clone();
+                record.state_since = *at;
+            }
+        }),
+        Command::SetNodeCert { id, not_after } => update_node(txn, *id, |record| record.cert_not_after = *not_after),
         Command::SetJoinToken { role, token } => {
             put(txn, &format!("join_token:{role}"), token)?;
             Ok(Outcome::Done)
         }
         _ => unreachable!("cluster::apply called with another command"),
     }
+}
+
+/// Changes a node that is still a member; a removed node stays as it was removed.
+fn update_node(txn: &WriteTransaction, id: u64, change: impl FnOnce(&mut NodeRecord)) -> Result<Outcome, StoreError> {
+    let mut record = node_in(txn, id)?;
+    if record.removed {
+        return Err(StoreError::NodeUnknown(id));
+    }
+    change(&mut record);
+    txn.open_table(NODES)?.insert(id, encode(&StoredNode::V2(record))?.as_slice())?;
+    Ok(Outcome::Done)
+}
+
+fn node_in(txn: &WriteTransaction, id: u64) -> Result<NodeRecord, StoreError> {
+    let nodes = txn.open_table(NODES)?;
+    let raw = nodes.get(id)?.map(|v| v.value().to_vec()).ok_or(StoreError::NodeUnknown(id))?;
+    Ok(postcard::from_bytes::<StoredNode>(&raw)?.into_current())
 }
 
 impl Store {
@@ -86,8 +111,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(NODES)?;
         let Some(raw) = table.get(id)? else { return Ok(None) };
-        let StoredNode::V1(record) = postcard::from_bytes(raw.value())?;
-        Ok(Some(record))
+        Ok(Some(postcard::from_bytes::<StoredNode>(raw.value())?.into_current()))
     }
 
     /// Every node ever added, removed ones included, by id.
@@ -97,8 +121,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (id, raw) = entry?;
-            let StoredNode::V1(record) = postcard::from_bytes(raw.value())?;
-            out.push((id.value(), record));
+            out.push((id.value(), postcard::from_bytes::<StoredNode>(raw.value())?.into_current()));
         }
         Ok(out)
     }

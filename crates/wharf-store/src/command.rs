@@ -54,6 +54,13 @@ pub enum Command {
     RemoveNode { id: u64 },
     /// Sets the join token of a role (`wharf token show` prints it, so it is kept whole).
     SetJoinToken { role: String, token: String },
+    /// Changes a node's role (`manager` or `worker`); the leader then changes Raft's
+    /// membership and the node renews its certificate for the new role.
+    SetNodeRole { id: u64, role: String },
+    /// Records that a node is `ready` (it sends heartbeats) or `down` (it stopped).
+    SetNodeState { id: u64, state: String, at: u64 },
+    /// Records when a node's current certificate expires.
+    SetNodeCert { id: u64, not_after: u64 },
 }
 
 /// The fields of [`Command::CreateSession`].
@@ -129,6 +136,9 @@ impl std::fmt::Display for Command {
             Command::AddNode { role, hostname, .. } => write!(f, "add-node {role} {hostname}"),
             Command::RemoveNode { id } => write!(f, "remove-node {id}"),
             Command::SetJoinToken { role, .. } => write!(f, "set-join-token {role}"),
+            Command::SetNodeRole { id, role } => write!(f, "set-node-role {id} {role}"),
+            Command::SetNodeState { id, state, .. } => write!(f, "set-node-state {id} {state}"),
+            Command::SetNodeCert { id, not_after } => write!(f, "set-node-cert {id} until {not_after}"),
         }
     }
 }

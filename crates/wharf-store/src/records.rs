@@ -91,9 +91,45 @@ pub struct NodeRecord {
     pub addr: String,
     pub created: u64,
     pub removed: bool,
+    /// `ready` while its heartbeats arrive, `down` when they stopped, `unknown` before the
+    /// first one.
+    pub state: String,
+    /// When `state` last changed (seconds since the Unix epoch).
+    pub state_since: u64,
+    /// When the node's current certificate expires (seconds since the Unix epoch).
+    pub cert_not_after: u64,
+}
+
+/// A node as the first cluster version stored it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct NodeRecordV1 {
+    role: String,
+    hostname: String,
+    addr: String,
+    created: u64,
+    removed: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum StoredNode {
-    V1(NodeRecord),
+    V1(NodeRecordV1),
+    V2(NodeRecord),
+}
+
+impl StoredNode {
+    pub(crate) fn into_current(self) -> NodeRecord {
+        match self {
+            StoredNode::V1(old) => NodeRecord {
+                role: old.role,
+                hostname: old.hostname,
+                addr: old.addr,
+                created: old.created,
+                removed: old.removed,
+                state: "unknown".into(),
+                state_since: old.created,
+                cert_not_after: 0,
+            },
+            StoredNode::V2(record) => record,
+        }
+    }
 }

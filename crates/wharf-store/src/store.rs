@@ -437,7 +437,10 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
         Command::InitCluster { .. }
         | Command::AddNode { .. }
         | Command::RemoveNode { .. }
-        | Command::SetJoinToken { .. } => crate::cluster::apply(txn, command),
+        | Command::SetJoinToken { .. }
+        | Command::SetNodeRole { .. }
+        | Command::SetNodeState { .. }
+        | Command::SetNodeCert { .. } => crate::cluster::apply(txn, command),
     }
 }
 

@@ -355,3 +355,31 @@ fn node_ids_are_handed_out_in_order_and_never_reused() {
     assert_eq!(other.nodes().expect("nodes"), nodes);
     assert_eq!(other.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 4 });
 }
+
+#[test]
+fn node_role_state_and_certificate_are_recorded_until_removal() {
+    let (_dir, store) = open();
+    let add = Command::AddNode { role: "worker".into(), hostname: "h".into(), addr: "a:1".into(), at: 10 };
+    store.apply(&add).expect("add");
+    let node = store.node(1).expect("read").expect("node");
+    assert_eq!((node.state.as_str(), node.state_since, node.cert_not_after), ("unknown", 10, 0));
+    store.apply(&Command::SetNodeState { id: 1, state: "ready".into(), at: 20 }).expect("ready");
+    store.apply(&Command::SetNodeState { id: 1, state: "ready".into(), at: 30 }).expect("ready again");
+    store.apply(&Command::SetNodeRole { id: 1, role: "manager".into() }).expect("promote");
+    store.apply(&Command::SetNodeCert { id: 1, not_after: 99 }).expect("cert");
+    let node = store.node(1).expect("read").expect("node");
+    assert_eq!(node.state, "ready");
+    assert_eq!(node.state_since, 20, "a repeated state keeps the time it began");
+    assert_eq!((node.role.as_str(), node.cert_not_after), ("manager", 99));
+    store.apply(&Command::RemoveNode { id: 1 }).expect("remove");
+    store.apply(&Command::RemoveNode { id: 1 }).expect("removing twice changes nothing");
+    for change in [
+        Command::SetNodeState { id: 1, state: "down".into(), at: 40 },
+        Command::SetNodeRole { id: 1, role: "worker".into() },
+        Command::SetNodeCert { id: 1, not_after: 100 },
+    ] {
+        assert!(matches!(store.apply(&change), Err(StoreError::NodeUnknown(1))), "{change}: a removed node stays");
+    }
+    let node = store.node(1).expect("read").expect("node");
+    assert_eq!((node.removed, node.role.as_str(), node.state.as_str()), (true, "manager", "ready"));
+}

@@ -134,6 +134,31 @@ impl Session {
         }
         check(request.send().await.with_context(|| format!("connect to {}", self.url))?).await
     }
+
+    /// Like [`Session::call`], for what only the Raft leader can do: a manager that is not the
+    /// leader answers 421 with the leader's address, and the call goes there (the session
+    /// is valid on every manager).
+    async fn call_on_leader(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        for _ in 0..3 {
+            let mut request = self.http.request(method.clone(), self.url.join(path)?).bearer_auth(&self.token);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.with_context(|| format!("connect to {}", self.url))?;
+            if response.status() != reqwest::StatusCode::MISDIRECTED_REQUEST {
+                return check(response).await;
+            }
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            let leader = answer["leader"].as_str().context("no leader is known; try again")?;
+            self.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
+        }
+        bail!("the leader kept changing; try again")
+    }
 }
 
 pub async fn logout() -> anyhow::Result<()> {
@@ -278,6 +303,10 @@ pub enum NodeCommand {
     },
     /// Removes a node: it leaves Raft, its id is never reused, its certificate is refused.
     Rm { id: u64 },
+    /// Makes a worker a manager: it renews its certificate and joins Raft.
+    Promote { id: u64 },
+    /// Makes a manager a worker: it leaves Raft, then renews its certificate as a worker.
+    Demote { id: u64 },
 }
 
 pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
@@ -289,18 +318,14 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
     let mut session = Session::load()?;
     match command {
         NodeCommand::Rm { id } => {
-            let path = format!("/api/nodes/{id}");
-            let first = session.http.delete(session.url.join(&path)?).bearer_auth(&session.token).send().await?;
-            let response = if first.status() == reqwest::StatusCode::MISDIRECTED_REQUEST {
-                let body: serde_json::Value = first.json().await.unwrap_or_default();
-                let leader = body["leader"].as_str().context("no leader is known; try again")?;
-                session.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
-                session.http.delete(session.url.join(&path)?).bearer_auth(&session.token).send().await?
-            } else {
-                first
-            };
-            check(response).await?;
+            session.call_on_leader(reqwest::Method::DELETE, &format!("/api/nodes/{id}"), None).await?;
             println!("Removed node {id}.");
+        }
+        NodeCommand::Promote { id } | NodeCommand::Demote { id } => {
+            let role = if matches!(command, NodeCommand::Promote { .. }) { "manager" } else { "worker" };
+            let path = format!("/api/nodes/{id}/role");
+            session.call_on_leader(reqwest::Method::PUT, &path, Some(json!({"role": role}))).await?;
+            println!("Node {id} is now a {role}; it takes the role at its next heartbeat.");
         }
         NodeCommand::Ls { .. } => {
             let nodes = session.call(reqwest::Method::GET, "/api/nodes", None).await?;
@@ -312,15 +337,20 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
 
 fn print_nodes(nodes: &serde_json::Value) {
     println!(
-        "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} ADDRESS",
-        "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY"
+        "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {:<22} CERT EXPIRES",
+        "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY", "ADDRESS"
     );
     for n in nodes.as_array().into_iter().flatten() {
         let s = |k: &str| n[k].as_str().unwrap_or("?").to_owned();
         let leader = if n["leader"] == true { "*" } else { "" };
         let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
+        let expires = n["cert_not_after"]
+            .as_i64()
+            .filter(|t| *t > 0)
+            .and_then(|t| wharf_pki::time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .map_or("?".to_owned(), |t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()));
         println!(
-            "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {}",
+            "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {:<22} {}",
             id,
             s("hostname"),
             s("role"),
@@ -328,7 +358,8 @@ fn print_nodes(nodes: &serde_json::Value) {
             s("raft"),
             leader,
             s("reachability"),
-            s("addr")
+            s("addr"),
+            expires
         );
     }
 }

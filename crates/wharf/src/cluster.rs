@@ -21,6 +21,7 @@ use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_registry::Registry;
 use wharf_store::{Command, Proposer, Store};
 
+use crate::agent::Agent;
 use crate::up::{now, purge_stale, shutdown_signal};
 
 /// Where a node serves and keeps its data: what `init` and `join` share.
@@ -34,9 +35,39 @@ pub struct NodeArgs {
     listen: Option<String>,
     #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
     data_dir: PathBuf,
+    /// How often nodes send heartbeats to this manager when it leads (milliseconds); a node
+    /// is down after three missed ones.
+    #[arg(long, default_value_t = 5000, hide = true)]
+    heartbeat_ms: u64,
+    /// How long the node certificates this manager signs are valid (seconds).
+    #[arg(long, default_value_t = NODE_VALIDITY.whole_seconds() as u64, hide = true)]
+    node_cert_validity: u64,
+}
+
+/// How a node's run ended.
+pub enum Ending {
+    /// SIGINT or SIGTERM.
+    Stopped,
+    /// The node's role changed: the process starts again in the new role.
+    Restart,
+}
+
+/// What a running node needs from its command line.
+struct Settings {
+    listen: String,
+    heartbeat: Duration,
+    node_cert_validity: wharf_pki::time::Duration,
 }
 
 impl NodeArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            listen: self.listen(),
+            heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
+            node_cert_validity: wharf_pki::time::Duration::seconds(self.node_cert_validity.max(10) as i64),
+        }
+    }
+
     fn listen(&self) -> String {
         self.listen.clone().unwrap_or_else(|| self.advertise.clone())
     }
@@ -67,11 +98,14 @@ pub struct JoinArgs {
 
 /// Who this node is, kept in `<data-dir>/node/identity.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Identity {
-    node_id: u64,
-    cluster_id: String,
-    role: String,
-    advertise: String,
+pub(crate) struct Identity {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub role: String,
+    pub advertise: String,
+    /// The managers' addresses as last heard, where heartbeats go.
+    #[serde(default)]
+    pub managers: Vec<String>,
 }
 
 fn node_dir(data_dir: &Path) -> PathBuf {
@@ -84,7 +118,7 @@ fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedK
     let identity: Identity = serde_json::from_slice(&raw).context("read node/identity.json")?;
     let cert_pem = std::fs::read_to_string(dir.join("node.crt")).context("read node/node.crt")?;
     let key_pem = std::fs::read_to_string(dir.join("node.key")).context("read node/node.key")?;
-    let not_after = wharf_pki::time::OffsetDateTime::now_utc() + NODE_VALIDITY;
+    let (_, not_after) = wharf_pki::validity(&cert_pem).context("read node/node.crt")?;
     Ok(Some((identity, CertifiedKey { cert_pem, key_pem, not_after })))
 }
 
@@ -98,7 +132,7 @@ fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, Certif
     Ok(found)
 }
 
-fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -108,7 +142,7 @@ fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
 }
 
-fn save_identity(data_dir: &Path, identity: &Identity, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+pub(crate) fn save_identity(data_dir: &Path, identity: &Identity, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
     let dir = node_dir(data_dir);
     std::fs::create_dir_all(&dir)?;
     write_private(&dir.join("node.key"), key_pem)?;
@@ -125,10 +159,10 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
-pub async fn init(args: InitArgs) -> anyhow::Result<()> {
-    let listen = args.node.listen();
+pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
+    let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
-        return run_manager(&args.node.data_dir, identity, key, &listen, None, None).await;
+        return run_node(&args.node.data_dir, identity, key, &settings, None).await;
     }
     std::fs::create_dir_all(&args.node.data_dir)?;
     let ca = Ca::load_or_create(&args.node.data_dir.join("pki")).context("create the CA")?;
@@ -138,12 +172,13 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
         cluster_id: cluster_id.clone(),
         role: "manager".into(),
         advertise: args.node.advertise.clone(),
+        managers: vec![args.node.advertise.clone()],
     };
     let mut names = vec![host_of(&args.node.advertise).to_owned(), "localhost".into(), "127.0.0.1".into(), hostname()];
     names.extend(args.sans.iter().cloned());
     names.retain(|n| !n.is_empty());
     let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
-    let key = ca.issue_node(&node, &names, NODE_VALIDITY).context("issue this node's certificate")?;
+    let key = ca.issue_node(&node, &names, settings.node_cert_validity).context("issue this node's certificate")?;
     save_identity(&args.node.data_dir, &identity, &key.cert_pem, &key.key_pem)?;
     let password = match &args.admin_password_file {
         Some(path) => Some(
@@ -154,13 +189,13 @@ pub async fn init(args: InitArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    run_manager(&args.node.data_dir, identity, key, &listen, Some(password), None).await
+    run_manager(&args.node.data_dir, identity, key, &settings, Some(password), None).await
 }
 
-pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
-    let listen = args.node.listen();
+pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
+    let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
-        return run_node(&args.node.data_dir, identity, key, &listen, Some(args.manager.clone())).await;
+        return run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager.clone())).await;
     }
     let token =
         JoinToken::parse(&args.token).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
@@ -208,34 +243,56 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<()> {
         cluster_id: joined.cluster_id,
         role: joined.role,
         advertise: args.node.advertise.clone(),
+        managers: vec![args.manager.clone()],
     };
     save_identity(&args.node.data_dir, &identity, &joined.cert_pem, &key_pem)?;
     println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
-    let not_after = wharf_pki::time::OffsetDateTime::now_utc() + NODE_VALIDITY;
-    run_node(
-        &args.node.data_dir,
-        identity,
-        CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after },
-        &listen,
-        Some(args.manager),
-    )
-    .await
+    let (_, not_after) = wharf_pki::validity(&joined.cert_pem)?;
+    let key = CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after };
+    run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager)).await
 }
 
 async fn run_node(
     data_dir: &Path,
-    identity: Identity,
+    mut identity: Identity,
     key: CertifiedKey,
-    listen: &str,
+    settings: &Settings,
     via: Option<String>,
-) -> anyhow::Result<()> {
-    if identity.role == "manager" {
-        return run_manager(data_dir, identity, key, listen, None, via).await;
+) -> anyhow::Result<Ending> {
+    if let Some(via) = &via
+        && !identity.managers.contains(via)
+    {
+        identity.managers.push(via.clone());
     }
-    // Workers run the agent, which arrives with orchestration; until then a worker holds its
-    // identity and waits.
+    if identity.role == "manager" {
+        return run_manager(data_dir, identity, key, settings, None, via).await;
+    }
+    forget_manager_state(data_dir)?;
+    // Workers run the agent; tasks arrive with orchestration.
+    let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
+    let cert = Arc::new(wharf_pki::RenewableCert::new(&key, &ca_pem)?);
+    let agent = Agent { data_dir: data_dir.to_owned(), identity: identity.clone(), key, cert, ca_pem };
     println!("Wharf worker {} of cluster {} is up (no tasks to run yet).", identity.node_id, identity.cluster_id);
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => Ok(Ending::Stopped),
+        ended = agent.run() => ended.map(|()| Ending::Restart),
+    }
+}
+
+/// A worker keeps no replica: what a demoted manager held (the Raft log, snapshots and the
+/// state store) goes, so that a later promotion starts it from the cluster's current state.
+fn forget_manager_state(data_dir: &Path) -> anyhow::Result<()> {
+    for name in ["raft-log.redb", "state.redb"] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+            tracing::info!(path = %path.display(), "removed the replica this node kept as a manager");
+        }
+    }
+    let snapshots = data_dir.join("snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
+    }
     Ok(())
 }
 
@@ -246,15 +303,17 @@ async fn run_manager(
     data_dir: &Path,
     identity: Identity,
     key: CertifiedKey,
-    listen: &str,
+    settings: &Settings,
     bootstrap: Option<Option<String>>,
     join_via: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ending> {
+    let listen = settings.listen.as_str();
     let ca = Arc::new(Ca::load_or_create(&data_dir.join("pki")).context("load the CA")?);
     let token_key = ca.load_or_create_token_key(&data_dir.join("pki")).context("load the token key")?;
     let store = Arc::new(Store::open(&data_dir.join("state.redb")).context("open the state store")?);
     let blobs = Arc::new(FsBlobStore::open(data_dir.join("blobs")).context("open the blob store")?);
-    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem())?;
+    let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem())?);
+    let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem())?;
     let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
     let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
     let raft = Raft::new(
@@ -282,11 +341,12 @@ async fn run_manager(
         ca: Arc::clone(&ca),
         store: Arc::clone(&store),
         manager_secrets: secrets,
+        heartbeats: wharf_http::Heartbeats::new(settings.heartbeat),
+        node_cert_validity: settings.node_cert_validity,
     });
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
     let local = listener.local_addr()?;
-    let cert = Arc::new(wharf_pki::ServerCert::new(&key, ca.cert_pem())?);
-    let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem())?;
+    let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
     let app = Arc::new(wharf_http::App {
         registry: Arc::clone(&registry),
         auth: Some(Arc::clone(&auth)),
@@ -303,7 +363,9 @@ async fn run_manager(
         let _ = stopped.await;
     }));
     let admin_password = match bootstrap {
-        Some(password) => bootstrap_cluster(&raft, &identity, &store, &proposer, &auth, &ca, password).await?,
+        Some(password) => {
+            bootstrap_cluster(&raft, &identity, key.not_after, &store, &proposer, &auth, &ca, password).await?
+        }
         None => None,
     };
     if let Some(via) = join_via {
@@ -315,15 +377,31 @@ async fn run_manager(
             }
         });
     }
-    tokio::spawn(purge_stale(registry, Some(auth)));
+    let purge = tokio::spawn(purge_stale(registry, Some(auth)));
+    let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, &ca, &store, admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
-    shutdown_signal().await;
+    let agent = Agent {
+        data_dir: data_dir.to_owned(),
+        identity: identity.clone(),
+        key,
+        cert,
+        ca_pem: ca.cert_pem().to_owned(),
+    };
+    let ending = tokio::select! {
+        () = shutdown_signal() => Ending::Stopped,
+        ended = agent.run() => {
+            ended?;
+            Ending::Restart
+        }
+    };
+    purge.abort();
+    watch.abort();
     let _ = stop.send(());
     let _ = raft.shutdown().await;
     let _ = server.await;
     tracing::info!("wharf stopped");
-    Ok(())
+    Ok(ending)
 }
 
 /// The first start of the first manager: a one-member Raft group, the cluster's id, this node,
@@ -331,6 +409,7 @@ async fn run_manager(
 async fn bootstrap_cluster(
     raft: &Raft,
     identity: &Identity,
+    cert_not_after: wharf_pki::time::OffsetDateTime,
     store: &Arc<Store>,
     proposer: &Arc<RaftProposer>,
     auth: &Arc<Auth>,
@@ -356,6 +435,8 @@ async fn bootstrap_cluster(
             at: now(),
         })
         .await?;
+    let not_after = cert_not_after.unix_timestamp().max(0) as u64;
+    proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
     for role in [Role::Manager, Role::Worker] {
         let token = JoinToken::new(ca.cert_der(), wharf_auth::new_secret()).to_string();
         proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;

@@ -2,6 +2,7 @@
 //! It is the only crate that uses `anyhow`; it holds no protocol logic.
 
 mod account;
+mod agent;
 mod cluster;
 mod trust;
 mod up;
@@ -53,8 +54,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => runtime.block_on(up::run(args)),
-        Command::Init(args) => runtime.block_on(cluster::init(args)),
-        Command::Join(args) => runtime.block_on(cluster::join(args)),
+        Command::Init(args) => ended(runtime, |runtime| runtime.block_on(cluster::init(args))),
+        Command::Join(args) => ended(runtime, |runtime| runtime.block_on(cluster::join(args))),
         Command::Trust(args) => runtime.block_on(trust::run(args)),
         Command::Login(args) => runtime.block_on(account::login(args)),
         Command::Logout => runtime.block_on(account::logout()),
@@ -62,6 +63,24 @@ fn main() -> anyhow::Result<()> {
         Command::Repo(command) => runtime.block_on(account::repo(command)),
         Command::Token(command) => runtime.block_on(account::token(command)),
         Command::Node(command) => runtime.block_on(account::node(command)),
+    }
+}
+
+/// Runs a node; when its role changed, starts the program again with the same command line
+/// (the node finds its new identity in its data directory).
+fn ended(
+    runtime: tokio::runtime::Runtime,
+    run: impl FnOnce(&tokio::runtime::Runtime) -> anyhow::Result<cluster::Ending>,
+) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    match run(&runtime)? {
+        cluster::Ending::Stopped => Ok(()),
+        cluster::Ending::Restart => {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            tracing::info!("restarting in the node's new role");
+            let error = std::process::Command::new("/proc/self/exe").args(std::env::args_os().skip(1)).exec();
+            Err(anyhow::Error::from(error).context("restart wharf"))
+        }
     }
 }
 

@@ -65,7 +65,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let names = certificate_names(local, &args.sans);
         let validity = wharf_pki::time::Duration::seconds(args.server_cert_validity.min(i64::MAX as u64) as i64);
         let key = ca.issue_server_valid_for(&names, validity).context("issue the server certificate")?;
-        let cert = Arc::new(wharf_pki::ServerCert::new(&key, ca.cert_pem()).context("tls configuration")?);
+        let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).context("tls configuration")?);
         tokio::spawn(renew_server_cert(Arc::clone(&ca), Arc::clone(&cert), names, validity));
         Some(wharf_pki::renewing_server_config(cert))
     };
@@ -155,7 +155,7 @@ fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca, admin_p
 /// handshakes get the new certificate at once, without a restart.
 async fn renew_server_cert(
     ca: Arc<Ca>,
-    cert: Arc<wharf_pki::ServerCert>,
+    cert: Arc<wharf_pki::RenewableCert>,
     names: Vec<String>,
     validity: wharf_pki::time::Duration,
 ) {

@@ -336,3 +336,145 @@ async fn joins_with_a_foreign_or_rotated_token_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"), "{out:?}");
     assert!(!data_dir(tmp.path(), 3).join("node/identity.json").exists());
 }
+
+/// The node list as `node` sees it, once `ok` holds for it (polled with a deadline).
+async fn nodes_until(
+    c: &reqwest::Client,
+    node: &Node,
+    session: &str,
+    what: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let listed = nodes(c, node, session).await;
+        if ok(&listed) {
+            return listed;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened: {listed:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn field<'a>(listed: &'a [Value], id: u64, key: &str) -> &'a Value {
+    listed.iter().find(|n| n["id"] == id).map_or(&Value::Null, |n| &n[key])
+}
+
+/// A client that presents the node certificate kept in `dir`.
+fn as_node(dir: &Path, ca: &Path) -> reqwest::Client {
+    let mut pem = std::fs::read(dir.join("node/node.crt")).expect("cert");
+    pem.extend(std::fs::read(dir.join("node/node.key")).expect("key"));
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(ca).expect("ca")).expect("pem")])
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Sets node `id`'s role through `node`, following the answer to the leader as the CLI does.
+async fn set_role(c: &reqwest::Client, node: &Node, session: &str, id: u64, role: &str) {
+    let mut url = node.url(&format!("/api/nodes/{id}/role"));
+    for _ in 0..3 {
+        let resp = c.put(&url).bearer_auth(session).json(&json!({"role": role})).send().await.expect("role");
+        if resp.status() == StatusCode::MISDIRECTED_REQUEST {
+            let leader = resp.json::<Value>().await.expect("json")["leader"].as_str().expect("leader").to_owned();
+            url = format!("https://{leader}/api/nodes/{id}/role");
+            continue;
+        }
+        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap_or_default());
+        return;
+    }
+    panic!("setting the role of {id} kept being redirected");
+}
+
+/// Three managers and two workers with fast heartbeats and ten-second certificates: every node
+/// becomes ready, a killed worker goes down and comes back ready, certificates renew by
+/// themselves, a worker is promoted (and serves as a manager), the leader is demoted (and
+/// its replica goes), a removed worker's certificate stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let addrs: Vec<String> = (21..=25).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
+    let fast = ["--heartbeat-ms", "200", "--node-cert-validity", "10"].map(str::to_owned);
+    let dir = |n: usize| data_dir(tmp.path(), n as u32);
+    let mut init = vec!["init".to_owned(), "--advertise".into(), addrs[0].clone(), "--data-dir".into()];
+    init.extend([dir(1).to_str().expect("path").into(), "--admin-password-file".into()]);
+    init.push(password_file.to_str().expect("path").into());
+    init.extend(fast.clone());
+    let first = Node::start(init, addrs[0].clone());
+    let token_of = |node: &Node, role: &str| {
+        let line = node.printed(&format!("join a {role}")).expect("the banner prints the join tokens");
+        line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned()
+    };
+    let (manager_token, worker_token) = (token_of(&first, "manager"), token_of(&first, "worker"));
+    let ca = dir(1).join("pki/ca.crt");
+    let c = client(&ca);
+    let mut nodes_by_id = vec![first];
+    for n in 2..=5 {
+        let token = if n <= 3 { &manager_token } else { &worker_token };
+        let mut args = join_args(token, &addrs[0], &addrs[n - 1], &dir(n));
+        args.extend(fast.clone());
+        let ready = if n <= 3 { "listening on" } else { "is up" };
+        nodes_by_id.push(Node::start_until(args, addrs[n - 1].clone(), ready));
+    }
+    let admin = session(&c, &nodes_by_id[0]).await;
+    let listed = nodes_until(&c, &nodes_by_id[0], &admin, "five ready nodes", |l| {
+        l.len() == 5 && l.iter().all(|n| n["state"] == "ready")
+    })
+    .await;
+    assert_eq!(listed.iter().filter(|n| n["raft"] == "voter").count(), 3);
+    let first_expiry = field(&listed, 4, "cert_not_after").as_u64().expect("expiry");
+
+    // A worker that stops sending heartbeats is down; started again, it is ready.
+    nodes_by_id[4].kill();
+    nodes_until(&c, &nodes_by_id[1], &admin, "worker 5 down", |l| field(l, 5, "state") == "down").await;
+    nodes_by_id[4].spawn();
+    nodes_until(&c, &nodes_by_id[1], &admin, "worker 5 ready again", |l| field(l, 5, "state") == "ready").await;
+
+    // Certificates renew by themselves (at 5-8 s of 10) and the nodes stay ready with them.
+    let renewed = nodes_until(&c, &nodes_by_id[0], &admin, "renewed certificates", |l| {
+        field(l, 4, "cert_not_after").as_u64().is_some_and(|t| t > first_expiry)
+            && l.iter().all(|n| n["state"] == "ready")
+    })
+    .await;
+    assert!(field(&renewed, 1, "cert_not_after").as_u64() > Some(first_expiry - 5), "managers renew too");
+
+    // Promote worker 4: it renews as a manager, restarts into the role and joins Raft.
+    set_role(&c, &nodes_by_id[1], &admin, 4, "manager").await;
+    nodes_until(&c, &nodes_by_id[0], &admin, "node 4 a voter", |l| field(l, 4, "raft") == "voter").await;
+    assert!(nodes_by_id[3].printed("Wharf manager 4").is_some(), "node 4 restarted as a manager");
+    assert_eq!(push(&c, &nodes_by_id[3], b"through the promoted manager").await, StatusCode::CREATED);
+    wait_known(&c, &nodes_by_id[0], b"through the promoted manager").await;
+
+    // Demote the leader: leadership moves, it leaves Raft, restarts as a worker without a replica.
+    let listed = nodes(&c, &nodes_by_id[0], &admin).await;
+    let leader = listed.iter().find(|n| n["leader"] == true).expect("leader")["id"].as_u64().expect("id");
+    let other = if leader == 1 { 2 } else { 1 };
+    set_role(&c, &nodes_by_id[other - 1], &admin, leader, "worker").await;
+    let listed = nodes_until(&c, &nodes_by_id[other - 1], &admin, "the old leader a worker outside Raft", |l| {
+        field(l, leader, "raft") == "none"
+            && field(l, leader, "role") == "worker"
+            && field(l, leader, "state") == "ready"
+    })
+    .await;
+    assert_eq!(listed.iter().filter(|n| n["raft"] == "voter").count(), 3, "{listed:#?}");
+    assert!(nodes_by_id[leader as usize - 1].printed(&format!("Wharf worker {leader}")).is_some());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dir(leader as usize).join("state.redb").exists() {
+        assert!(Instant::now() < deadline, "the demoted manager kept its replica");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(push(&c, &nodes_by_id[other - 1], b"after the demotion").await, StatusCode::CREATED);
+
+    // Remove worker 5: its certificate, still unexpired, is refused at once.
+    let five = as_node(&dir(5), &ca);
+    let beat = nodes_by_id[other - 1].url("/cluster/heartbeat");
+    let before = five.post(&beat).send().await.expect("heartbeat").status();
+    assert!(before == StatusCode::OK || before == StatusCode::MISDIRECTED_REQUEST, "{before}");
+    let resp = c.delete(nodes_by_id[other - 1].url("/api/nodes/5")).bearer_auth(&admin).send().await.expect("rm");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(five.post(&beat).send().await.expect("heartbeat").status(), StatusCode::FORBIDDEN);
+}
