@@ -94,6 +94,15 @@ impl Store {
         Ok(txn.open_table(APPLIED)?.get("marker")?.map(|v| v.value().to_vec()))
     }
 
+    /// Drops the applied marker and keeps the state: the state becomes the start of a new
+    /// replicated history (forcing a new cluster from a surviving replica).
+    pub fn forget_marker(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(APPLIED)?.remove("marker")?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Writes the whole state, as of one snapshot of the database, to `w`; returns the applied
     /// marker of that same snapshot.
     pub fn export(&self, w: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {

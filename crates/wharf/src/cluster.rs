@@ -35,6 +35,13 @@ pub struct NodeArgs {
     listen: Option<String>,
     #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// Timing a node runs with (hidden: the defaults are what a cluster should use).
+#[derive(Args)]
+pub struct Tuning {
     /// How often nodes send heartbeats to this manager when it leads (milliseconds); a node
     /// is down after three missed ones.
     #[arg(long, default_value_t = 5000, hide = true)]
@@ -42,6 +49,41 @@ pub struct NodeArgs {
     /// How long the node certificates this manager signs are valid (seconds).
     #[arg(long, default_value_t = NODE_VALIDITY.whole_seconds() as u64, hide = true)]
     node_cert_validity: u64,
+}
+
+impl Tuning {
+    fn settings(&self, listen: String) -> Settings {
+        Settings {
+            listen,
+            heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
+            node_cert_validity: wharf_pki::time::Duration::seconds(self.node_cert_validity.max(10) as i64),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// Starts a new cluster with this manager as its only member, keeping the state
+    /// (required: it makes the other managers' state history void).
+    #[arg(long, required = true)]
+    force_new_cluster: bool,
+    #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Where to listen (default: the address the node advertises).
+    #[arg(long)]
+    listen: Option<String>,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// How a manager starts.
+enum Start {
+    /// From its data directory, asking the cluster (through `via` if given) to add it to Raft.
+    Existing { via: Option<String> },
+    /// As the first manager of a new cluster, with the administrator's password if given.
+    NewCluster { password: Option<String> },
+    /// As the only member of a new Raft group over the state it kept (`wharf recover`).
+    ForcedNewCluster,
 }
 
 /// How a node's run ended.
@@ -61,11 +103,7 @@ struct Settings {
 
 impl NodeArgs {
     fn settings(&self) -> Settings {
-        Settings {
-            listen: self.listen(),
-            heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
-            node_cert_validity: wharf_pki::time::Duration::seconds(self.node_cert_validity.max(10) as i64),
-        }
+        self.tuning.settings(self.listen())
     }
 
     fn listen(&self) -> String {
@@ -189,7 +227,7 @@ pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
         ),
         None => None,
     };
-    run_manager(&args.node.data_dir, identity, key, &settings, Some(password), None).await
+    run_manager(&args.node.data_dir, identity, key, &settings, Start::NewCluster { password }).await
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
@@ -265,7 +303,7 @@ async fn run_node(
         identity.managers.push(via.clone());
     }
     if identity.role == "manager" {
-        return run_manager(data_dir, identity, key, settings, None, via).await;
+        return run_manager(data_dir, identity, key, settings, Start::Existing { via }).await;
     }
     forget_manager_state(data_dir)?;
     // Workers run the agent; tasks arrive with orchestration.
@@ -296,16 +334,13 @@ fn forget_manager_state(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a manager until SIGINT/SIGTERM. `bootstrap` (with the administrator's password, if
-/// given) makes it the first manager of a new cluster; `join_via` asks that manager to add it
-/// to Raft.
+/// Runs a manager until SIGINT/SIGTERM or a change of its role.
 async fn run_manager(
     data_dir: &Path,
     identity: Identity,
     key: CertifiedKey,
     settings: &Settings,
-    bootstrap: Option<Option<String>>,
-    join_via: Option<String>,
+    start: Start,
 ) -> anyhow::Result<Ending> {
     let listen = settings.listen.as_str();
     let ca = Arc::new(Ca::load_or_create(&data_dir.join("pki")).context("load the CA")?);
@@ -362,12 +397,16 @@ async fn run_manager(
     let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, async move {
         let _ = stopped.await;
     }));
-    let admin_password = match bootstrap {
-        Some(password) => {
-            bootstrap_cluster(&raft, &identity, key.not_after, &store, &proposer, &auth, &ca, password).await?
+    let mut admin_password = None;
+    let mut join_via = None;
+    match start {
+        Start::NewCluster { password } => {
+            admin_password =
+                bootstrap_cluster(&raft, &identity, key.not_after, &store, &proposer, &auth, &ca, password).await?;
         }
-        None => None,
-    };
+        Start::ForcedNewCluster => restart_raft_alone(&raft, &identity).await?,
+        Start::Existing { via } => join_via = via,
+    }
     if let Some(via) = join_via {
         // In the background: a restarted manager is a member already, and the manager it joined
         // through may itself be down; the request is retried until a leader takes it.
@@ -402,6 +441,65 @@ async fn run_manager(
     let _ = server.await;
     tracing::info!("wharf stopped");
     Ok(ending)
+}
+
+/// `wharf recover --force-new-cluster`: the other managers are marked removed (their
+/// certificates are refused from now on; they join again with a token and an empty data
+/// directory), the Raft log and snapshots go, and the state store forgets which log entry it
+/// applied last. Each step can be repeated, so a crash in between is mended by running the
+/// command again. Then the node runs as the only manager of a new Raft group over that state.
+pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
+    let dir = &args.data_dir;
+    let (identity, key) = load_identity(dir)?
+        .with_context(|| format!("{} holds no node identity (node/identity.json)", dir.display()))?;
+    if identity.role != "manager" {
+        bail!("node {} is a worker: only a manager's data directory holds the cluster's state", identity.node_id);
+    }
+    let raft_log = dir.join("raft-log.redb");
+    if raft_log.exists() {
+        std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
+    }
+    let snapshots = dir.join("snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
+    }
+    {
+        let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+        for (id, node) in store.nodes()? {
+            if id != identity.node_id && node.role == "manager" && !node.removed {
+                store.apply(&Command::RemoveNode { id })?;
+                println!("Manager {id} ({}) is not part of the new cluster; it can join again.", node.addr);
+            }
+        }
+        store.forget_marker()?;
+    }
+    println!("Wharf: node {} starts a new cluster with the state it kept.", identity.node_id);
+    let listen = args.listen.clone().unwrap_or_else(|| identity.advertise.clone());
+    let settings = args.tuning.settings(listen);
+    let mut identity = identity;
+    identity.managers = vec![identity.advertise.clone()];
+    save_identity(dir, &identity, &key.cert_pem, &key.key_pem)?;
+    run_manager(dir, identity, key, &settings, Start::ForcedNewCluster).await
+}
+
+/// Makes this manager the only member of a new Raft group over the state it has, then takes a
+/// snapshot and drops the log before it: a manager that joins gets the whole state as a
+/// snapshot, not just the entries written since.
+async fn restart_raft_alone(raft: &Raft, identity: &Identity) -> anyhow::Result<()> {
+    let members: BTreeMap<u64, openraft::BasicNode> =
+        [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
+    raft.initialize(members).await.context("initialize raft")?;
+    let wait = raft.wait(Some(Duration::from_secs(30)));
+    let metrics = wait
+        .metrics(|m| m.current_leader == Some(identity.node_id) && m.last_applied.is_some(), "lead the new cluster")
+        .await?;
+    let applied = metrics.last_applied.map_or(0, |id| id.index);
+    raft.trigger().snapshot().await?;
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied), "snapshot of the kept state")
+        .await?;
+    raft.trigger().purge_log(applied).await?;
+    Ok(())
 }
 
 /// The first start of the first manager: a one-member Raft group, the cluster's id, this node,

@@ -27,6 +27,9 @@ enum Command {
     Init(cluster::InitArgs),
     /// Joins a cluster with a token from `wharf init` or `wharf token show`.
     Join(cluster::JoinArgs),
+    /// After the loss of a quorum: makes this manager a new one-manager cluster with the state
+    /// it kept (`--force-new-cluster`); the other nodes can join it again.
+    Recover(cluster::RecoverArgs),
     /// Trusts a node's CA for docker, podman, skopeo, buildah and containerd.
     Trust(trust::TrustArgs),
     /// Opens an API session with a node (for `wharf user` and `wharf repo`).
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => runtime.block_on(up::run(args)),
         Command::Init(args) => ended(runtime, |runtime| runtime.block_on(cluster::init(args))),
         Command::Join(args) => ended(runtime, |runtime| runtime.block_on(cluster::join(args))),
+        Command::Recover(args) => ended(runtime, |runtime| runtime.block_on(cluster::recover(args))),
         Command::Trust(args) => runtime.block_on(trust::run(args)),
         Command::Login(args) => runtime.block_on(account::login(args)),
         Command::Logout => runtime.block_on(account::logout()),

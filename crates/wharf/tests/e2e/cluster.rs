@@ -478,3 +478,69 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(five.post(&beat).send().await.expect("heartbeat").status(), StatusCode::FORBIDDEN);
 }
+
+/// Quorum lost for good: `wharf recover --force-new-cluster` on the surviving manager keeps
+/// the state and starts a one-manager cluster; the lost managers' certificates are refused,
+/// and a new manager joins it and receives the whole state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_manager_recovers_the_cluster_alone() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let addrs: Vec<String> = (31..=34).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
+    let dir = |n: usize| data_dir(tmp.path(), n as u32);
+    let mut init = vec!["init".to_owned(), "--advertise".into(), addrs[0].clone(), "--data-dir".into()];
+    init.extend([dir(1).to_str().expect("path").into(), "--admin-password-file".into()]);
+    init.push(password_file.to_str().expect("path").into());
+    let first = Node::start(init, addrs[0].clone());
+    let line = first.printed("join a manager").expect("token line");
+    let token = line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned();
+    let ca = dir(1).join("pki/ca.crt");
+    let c = client(&ca);
+    let mut managers = vec![first];
+    for n in 2..=3 {
+        managers.push(Node::start(join_args(&token, &addrs[0], &addrs[n - 1], &dir(n)), addrs[n - 1].clone()));
+    }
+    let admin = session(&c, &managers[0]).await;
+    nodes_until(&c, &managers[0], &admin, "three voters", |l| l.iter().filter(|n| n["raft"] == "voter").count() == 3)
+        .await;
+    assert_eq!(push(&c, &managers[2], b"before the disaster").await, StatusCode::CREATED);
+    wait_known(&c, &managers[0], b"before the disaster").await;
+
+    // Two of three managers are lost: no quorum.
+    managers[1].kill();
+    managers[2].kill();
+    assert_eq!(push(&c, &managers[0], b"without a quorum").await, StatusCode::SERVICE_UNAVAILABLE);
+    managers[0].kill();
+    let survivor_dir = dir(1);
+    let recover = vec!["recover".to_owned(), "--force-new-cluster".into(), "--data-dir".into()];
+    let mut recover = recover;
+    recover.push(survivor_dir.to_str().expect("path").into());
+    let recovered = Node::start(recover, addrs[0].clone());
+    assert!(recovered.printed("Manager 2").is_some(), "{:?}", recovered.stdout.lock().expect("lock"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while push(&c, &recovered, b"after the recovery").await != StatusCode::CREATED {
+        assert!(Instant::now() < deadline, "the recovered manager accepts no writes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(known(&c, &recovered, b"before the disaster").await, "the state was kept");
+    let admin = session(&c, &recovered).await;
+    let listed = nodes(&c, &recovered, &admin).await;
+    assert_eq!(field(&listed, 1, "raft"), "voter");
+    for lost in [2, 3] {
+        assert_eq!(field(&listed, lost, "state"), "removed", "{listed:#?}");
+    }
+    // A lost manager's certificate is refused by the new cluster.
+    let old = as_node(&dir(2), &ca);
+    let resp = old.get(recovered.url("/cluster/nodes")).send().await.expect("nodes");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // A new manager joins the recovered cluster and gets the whole state, from before too.
+    let joined = Node::start(join_args(&token, &addrs[0], &addrs[3], &dir(4)), addrs[3].clone());
+    nodes_until(&c, &recovered, &admin, "the new manager a voter", |l| field(l, 4, "raft") == "voter").await;
+    for data in [b"before the disaster".as_slice(), b"after the recovery"] {
+        wait_known(&c, &joined, data).await;
+    }
+    assert!(!known(&c, &joined, b"without a quorum").await);
+    assert_eq!(push(&c, &joined, b"through the new manager").await, StatusCode::CREATED);
+}
