@@ -425,10 +425,10 @@ async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
     if node.removed {
         return Err(api_error(StatusCode::NOT_FOUND, "the node was removed already"));
     }
-    if node.role == "manager" {
-        if let Err(response) = leave_raft(cluster, id).await {
-            return Ok(response);
-        }
+    if node.role == "manager"
+        && let Err(response) = leave_raft(cluster, id).await
+    {
+        return Ok(response);
     }
     cluster.proposer.propose(wharf_store::Command::RemoveNode { id }).await.map_err(AuthError::Store)?;
     tracing::info!(node_id = id, by = %identity.name, "node removed");

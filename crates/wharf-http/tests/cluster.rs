@@ -37,7 +37,8 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
     let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).expect("server cert"));
     let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem()).expect("server tls");
-    let network = Network::new(wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls")).expect("net");
+    let network =
+        Network::new(wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls"), None).expect("net");
     let dir = dir.join(format!("node{id}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let store = Arc::new(Store::open(&dir.join("state.redb")).expect("store"));
@@ -45,7 +46,7 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
     let sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots")).expect("sm");
     let raft = Raft::new(id, wharf_raft::config(CLUSTER).expect("raft config"), network, log, sm).await.expect("raft");
     let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls");
-    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls).expect("proposer"));
+    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls, None).expect("proposer"));
     let secrets = wharf_http::ManagerSecrets {
         ca_key_pem: String::new(),
         token_key_pem: String::new(),

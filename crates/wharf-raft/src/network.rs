@@ -27,10 +27,24 @@ pub struct Network {
 }
 
 impl Network {
-    /// A transport whose client trusts the cluster CA and presents this node's certificate.
-    pub fn new(tls: rustls::ClientConfig) -> Result<Network, reqwest::Error> {
-        Ok(Network { client: reqwest::Client::builder().use_preconfigured_tls(tls).build()? })
+    /// A transport whose client trusts the cluster CA and presents this node's certificate,
+    /// connecting from `source` if given (the address this node serves at, so that other
+    /// managers and firewalls see the node's own address).
+    pub fn new(tls: rustls::ClientConfig, source: Option<std::net::IpAddr>) -> Result<Network, reqwest::Error> {
+        Ok(Network { client: node_client(tls, source)? })
     }
+}
+
+/// The HTTPS client for calls to other managers.
+pub(crate) fn node_client(
+    tls: rustls::ClientConfig,
+    source: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address(source)
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .build()
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {

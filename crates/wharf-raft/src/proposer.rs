@@ -33,8 +33,14 @@ pub struct RaftProposer {
 }
 
 impl RaftProposer {
-    pub fn new(raft: Raft, tls: rustls::ClientConfig) -> Result<RaftProposer, reqwest::Error> {
-        Ok(RaftProposer { raft, client: reqwest::Client::builder().use_preconfigured_tls(tls).build()? })
+    /// A proposer over `raft` whose forwarding client connects from `source` if given (see
+    /// [`crate::Network::new`]).
+    pub fn new(
+        raft: Raft,
+        tls: rustls::ClientConfig,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<RaftProposer, reqwest::Error> {
+        Ok(RaftProposer { raft, client: crate::network::node_client(tls, source)? })
     }
 
     /// Appends `command` on this node, which must be the leader, and waits for it to apply;

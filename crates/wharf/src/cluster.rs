@@ -349,17 +349,19 @@ async fn run_manager(
     let blobs = Arc::new(FsBlobStore::open(data_dir.join("blobs")).context("open the blob store")?);
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem())?);
     let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem())?;
+    // Calls to other managers leave from the address this node listens on, when it names one.
+    let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
     let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
     let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
     let raft = Raft::new(
         identity.node_id,
         wharf_raft::config(&identity.cluster_id)?,
-        Network::new(client_tls.clone())?,
+        Network::new(client_tls.clone(), source)?,
         log,
         sm,
     )
     .await?;
-    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls.clone())?);
+    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls.clone(), source)?);
     let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
     let registry = Arc::new(Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone()));
     let secrets = ManagerSecrets {
@@ -402,7 +404,7 @@ async fn run_manager(
     match start {
         Start::NewCluster { password } => {
             admin_password =
-                bootstrap_cluster(&raft, &identity, key.not_after, &store, &proposer, &auth, &ca, password).await?;
+                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &auth, &ca, password).await?;
         }
         Start::ForcedNewCluster => restart_raft_alone(&raft, &identity).await?,
         Start::Existing { via } => join_via = via,
@@ -508,7 +510,6 @@ async fn bootstrap_cluster(
     raft: &Raft,
     identity: &Identity,
     cert_not_after: wharf_pki::time::OffsetDateTime,
-    store: &Arc<Store>,
     proposer: &Arc<RaftProposer>,
     auth: &Arc<Auth>,
     ca: &Ca,
@@ -542,7 +543,6 @@ async fn bootstrap_cluster(
     let auth = Arc::clone(auth);
     let generated =
         tokio::task::spawn_blocking(move || auth.bootstrap_admin("admin", password.as_deref(), now())).await??;
-    debug_assert!(store.cluster_id()?.is_some());
     Ok(generated)
 }
 

@@ -2,7 +2,9 @@
 //! and a worker joining with tokens, writes through any manager, SIGKILL of the leader and
 //! then of a second manager (no quorum: writes refused with a clear error, reads still
 //! answer), restarts with the same command line, a restart of every manager at once, the
-//! removal of a node, and joins refused for a token of another cluster or a rotated token.
+//! removal of a node, and joins refused for a token of another cluster or a rotated token;
+//! heartbeats (ready/down), certificate renewal, promotion and demotion with three managers and
+//! two workers; `wharf recover --force-new-cluster`; and a partition made with iptables.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -157,6 +159,41 @@ async fn known(c: &reqwest::Client, node: &Node, data: &[u8]) -> bool {
     resp.map(|r| r.status() == StatusCode::OK).unwrap_or(false)
 }
 
+/// Pushes `data` through `node` until it is accepted, failing with `what` after `timeout`.
+async fn push_until_accepted(c: &reqwest::Client, node: &Node, data: &[u8], timeout: Duration, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while push(c, node, data).await != StatusCode::CREATED {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every manager has each of `present` and never `refused`.
+async fn one_history(c: &reqwest::Client, managers: &[Node], present: &[&[u8]], refused: &[u8]) {
+    for m in managers {
+        for data in present {
+            wait_known(c, m, data).await;
+        }
+        assert!(!known(c, m, refused).await, "{}: the refused write never appears", m.addr);
+    }
+}
+
+/// Starts the first manager of a new cluster in `dir` with `extra` arguments; returns it with
+/// the manager and worker join tokens it printed.
+fn start_first(addr: &str, dir: &Path, password_file: &Path, extra: &[String]) -> (Node, String, String) {
+    let mut args = vec!["init".to_owned(), "--advertise".into(), addr.to_owned(), "--data-dir".into()];
+    args.extend([dir.to_str().expect("path").into(), "--admin-password-file".into()]);
+    args.push(password_file.to_str().expect("path").into());
+    args.extend(extra.iter().cloned());
+    let node = Node::start(args, addr.to_owned());
+    let token_of = |role: &str| {
+        let line = node.printed(&format!("join a {role}")).expect("the banner prints the join tokens");
+        line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned()
+    };
+    let (manager, worker) = (token_of("manager"), token_of("worker"));
+    (node, manager, worker)
+}
+
 fn join_args(token: &str, via: &str, addr: &str, dir: &Path) -> Vec<String> {
     let dir = dir.to_str().expect("path");
     ["join", "--token", token, via, "--advertise", addr, "--data-dir", dir].iter().map(|s| (*s).to_owned()).collect()
@@ -255,17 +292,21 @@ async fn managers_replicate_fail_over_and_rejoin() {
     // Restart both with their own command lines: the cluster heals and has one history.
     managers[leader_index].spawn();
     managers[other].spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while push(&c, &managers[other], b"healed").await != StatusCode::CREATED {
-        assert!(Instant::now() < deadline, "the cluster did not heal after the restarts");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for m in &managers {
-        for data in [b"through manager 2".as_slice(), b"after the leader died", b"healed"] {
-            wait_known(&c, m, data).await;
-        }
-        assert!(!known(&c, m, b"without a quorum").await, "the refused write never appears");
-    }
+    push_until_accepted(
+        &c,
+        &managers[other],
+        b"healed",
+        Duration::from_secs(30),
+        "the cluster did not heal after the restarts",
+    )
+    .await;
+    one_history(
+        &c,
+        &managers,
+        &[b"through manager 2".as_slice(), b"after the leader died", b"healed"],
+        b"without a quorum",
+    )
+    .await;
 
     // Every manager stops at once and starts again: the cluster comes back by itself.
     for m in &mut managers {
@@ -274,11 +315,14 @@ async fn managers_replicate_fail_over_and_rejoin() {
     for m in &mut managers {
         m.spawn();
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while push(&c, &managers[leader_index], b"after a full restart").await != StatusCode::CREATED {
-        assert!(Instant::now() < deadline, "the cluster did not come back after a full restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    push_until_accepted(
+        &c,
+        &managers[leader_index],
+        b"after a full restart",
+        Duration::from_secs(30),
+        "the cluster did not come back after a full restart",
+    )
+    .await;
     for m in &managers {
         for data in [b"healed".as_slice(), b"after a full restart"] {
             wait_known(&c, m, data).await;
@@ -400,16 +444,7 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
     let addrs: Vec<String> = (21..=25).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
     let fast = ["--heartbeat-ms", "200", "--node-cert-validity", "10"].map(str::to_owned);
     let dir = |n: usize| data_dir(tmp.path(), n as u32);
-    let mut init = vec!["init".to_owned(), "--advertise".into(), addrs[0].clone(), "--data-dir".into()];
-    init.extend([dir(1).to_str().expect("path").into(), "--admin-password-file".into()]);
-    init.push(password_file.to_str().expect("path").into());
-    init.extend(fast.clone());
-    let first = Node::start(init, addrs[0].clone());
-    let token_of = |node: &Node, role: &str| {
-        let line = node.printed(&format!("join a {role}")).expect("the banner prints the join tokens");
-        line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned()
-    };
-    let (manager_token, worker_token) = (token_of(&first, "manager"), token_of(&first, "worker"));
+    let (first, manager_token, worker_token) = start_first(&addrs[0], &dir(1), &password_file, &fast);
     let ca = dir(1).join("pki/ca.crt");
     let c = client(&ca);
     let mut nodes_by_id = vec![first];
@@ -489,12 +524,7 @@ async fn a_surviving_manager_recovers_the_cluster_alone() {
     std::fs::write(&password_file, PASSWORD).expect("write");
     let addrs: Vec<String> = (31..=34).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
     let dir = |n: usize| data_dir(tmp.path(), n as u32);
-    let mut init = vec!["init".to_owned(), "--advertise".into(), addrs[0].clone(), "--data-dir".into()];
-    init.extend([dir(1).to_str().expect("path").into(), "--admin-password-file".into()]);
-    init.push(password_file.to_str().expect("path").into());
-    let first = Node::start(init, addrs[0].clone());
-    let line = first.printed("join a manager").expect("token line");
-    let token = line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned();
+    let (first, token, _) = start_first(&addrs[0], &dir(1), &password_file, &[]);
     let ca = dir(1).join("pki/ca.crt");
     let c = client(&ca);
     let mut managers = vec![first];
@@ -518,11 +548,14 @@ async fn a_surviving_manager_recovers_the_cluster_alone() {
     recover.push(survivor_dir.to_str().expect("path").into());
     let recovered = Node::start(recover, addrs[0].clone());
     assert!(recovered.printed("Manager 2").is_some(), "{:?}", recovered.stdout.lock().expect("lock"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while push(&c, &recovered, b"after the recovery").await != StatusCode::CREATED {
-        assert!(Instant::now() < deadline, "the recovered manager accepts no writes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    push_until_accepted(
+        &c,
+        &recovered,
+        b"after the recovery",
+        Duration::from_secs(20),
+        "the recovered manager accepts no writes",
+    )
+    .await;
     assert!(known(&c, &recovered, b"before the disaster").await, "the state was kept");
     let admin = session(&c, &recovered).await;
     let listed = nodes(&c, &recovered, &admin).await;
@@ -543,4 +576,111 @@ async fn a_surviving_manager_recovers_the_cluster_alone() {
     }
     assert!(!known(&c, &joined, b"without a quorum").await);
     assert_eq!(push(&c, &joined, b"through the new manager").await, StatusCode::CREATED);
+}
+
+/// Drops the packets between one address and others with iptables, in a chain of its own
+/// that is removed when the partition heals or the test ends.
+struct Partition {
+    chain: String,
+    active: bool,
+}
+
+fn iptables(args: &[&str]) {
+    let out = Command::new("iptables").args(args).output().unwrap_or_else(|e| {
+        panic!("iptables is needed for the partition test ({e}): install it with `apt-get install iptables` (scripts/test does)")
+    });
+    assert!(out.status.success(), "iptables {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Partition {
+    fn isolate(ip: &str, others: &[&str]) -> Partition {
+        let chain = format!("WHARF-TEST-{}", std::process::id());
+        iptables(&["-N", &chain]);
+        iptables(&["-I", "INPUT", "1", "-j", &chain]);
+        for other in others {
+            iptables(&["-A", &chain, "-s", ip, "-d", other, "-j", "DROP"]);
+            iptables(&["-A", &chain, "-s", other, "-d", ip, "-j", "DROP"]);
+        }
+        Partition { chain, active: true }
+    }
+
+    fn heal(&mut self) {
+        if std::mem::take(&mut self.active) {
+            iptables(&["-D", "INPUT", "-j", &self.chain]);
+            iptables(&["-F", &self.chain]);
+            iptables(&["-X", &self.chain]);
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.heal();
+    }
+}
+
+/// The leader is cut off from the other two managers by dropping their packets (the managers
+/// connect from their own addresses, so the firewall sees who talks to whom): the isolated
+/// leader accepts no write, the majority elects a leader and goes on, and after the partition
+/// heals every manager has the same history, without the write the minority refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_accepts_no_writes_and_the_cluster_heals_to_one_history() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let ips: Vec<String> = (51..=53).map(|i| format!("127.0.0.{i}")).collect();
+    let addrs: Vec<String> = ips.iter().map(|ip| format!("{ip}:{}", free_port(ip))).collect();
+    let dir = |n: usize| data_dir(tmp.path(), n as u32);
+    let (first, token, _) = start_first(&addrs[0], &dir(1), &password_file, &[]);
+    let c = client(&dir(1).join("pki/ca.crt"));
+    let mut managers = vec![first];
+    for n in 2..=3 {
+        managers.push(Node::start(join_args(&token, &addrs[0], &addrs[n - 1], &dir(n)), addrs[n - 1].clone()));
+    }
+    let admin = session(&c, &managers[0]).await;
+    let listed = nodes_until(&c, &managers[0], &admin, "three voters", |l| {
+        l.iter().filter(|n| n["raft"] == "voter").count() == 3 && l.iter().any(|n| n["leader"] == true)
+    })
+    .await;
+    assert_eq!(push(&c, &managers[1], b"before the partition").await, StatusCode::CREATED);
+    let leader = listed.iter().find(|n| n["leader"] == true).expect("leader")["id"].as_u64().expect("id") as usize - 1;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    for m in &managers {
+        wait_known(&c, m, b"before the partition").await;
+    }
+
+    let mut partition = Partition::isolate(&ips[leader], &[&ips[a], &ips[b]]);
+    assert_eq!(
+        push(&c, &managers[leader], b"written to the minority").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the isolated leader cannot commit a write"
+    );
+    push_until_accepted(
+        &c,
+        &managers[a],
+        b"written to the majority",
+        Duration::from_secs(20),
+        "the majority did not elect a leader",
+    )
+    .await;
+    let majority_view = nodes(&c, &managers[b], &admin).await;
+    let new_leader = majority_view.iter().find(|n| n["leader"] == true).expect("leader")["id"].as_u64();
+    assert_ne!(new_leader, Some(leader as u64 + 1), "the majority follows a leader of its own");
+
+    partition.heal();
+    push_until_accepted(
+        &c,
+        &managers[leader],
+        b"after healing",
+        Duration::from_secs(20),
+        "the old leader did not rejoin after the partition healed",
+    )
+    .await;
+    one_history(
+        &c,
+        &managers,
+        &[b"before the partition".as_slice(), b"written to the majority", b"after healing"],
+        b"written to the minority",
+    )
+    .await;
 }
