@@ -62,6 +62,9 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
     let voters: Vec<u64> = membership.voter_ids().collect();
     let learners: Vec<u64> = membership.learner_ids().collect();
     let nodes = cluster.store.nodes()?;
+    // An isolated leader has stepped down: it names no leader.
+    let isolated = wharf_raft::leadership(&cluster.raft) == wharf_raft::Leadership::Isolated;
+    let leader = metrics.current_leader.filter(|_| !isolated);
     Ok(nodes
         .into_iter()
         .map(|(id, node)| {
@@ -73,6 +76,13 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
                 "none"
             };
             let reachability = match &metrics.replication {
+                Some(_) if isolated => {
+                    if id == cluster.node_id {
+                        "reachable"
+                    } else {
+                        "unreachable"
+                    }
+                }
                 Some(replication) => match replication.get(&id) {
                     Some(Some(_)) => "reachable",
                     Some(None) => "catching up",
@@ -85,7 +95,7 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
             json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
                    "state": state, "state_since": node.state_since, "cert_not_after": node.cert_not_after,
                    "raft": raft,
-                   "leader": metrics.current_leader == Some(id), "reachability": reachability,
+                   "leader": leader == Some(id), "reachability": reachability,
                    "self": id == cluster.node_id})
         })
         .collect())

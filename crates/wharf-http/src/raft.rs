@@ -1,5 +1,5 @@
-//! The Raft routes managers call on each other: `POST /raft/append`, `/raft/vote` (postcard
-//! bodies) and `/raft/snapshot` (the snapshot file as the body, its metadata in a header).
+//! The Raft routes managers call on each other: `POST /raft/append`, `/raft/vote`,
+//! `/raft/transfer` (postcard bodies) and `/raft/snapshot` (the snapshot file as the body, its metadata in a header).
 //! Every call must come over mutual TLS with a manager certificate of this cluster: the
 //! verified peer certificate's subject says so (`wharf_pki::node_identity`).
 
@@ -62,6 +62,7 @@ pub fn raft_router(cluster: Arc<Cluster>) -> Router {
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
+        .route("/raft/transfer", post(transfer))
         .with_state(cluster)
 }
 
@@ -135,6 +136,13 @@ async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
 async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     match message(&cluster, req, "vote message").await {
         Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn transfer(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    match message(&cluster, req, "transfer-leader message").await {
+        Ok(rpc) => postcard_response(&cluster.raft.handle_transfer_leader(rpc).await.map_err(|e| e.to_string())),
         Err(refusal) => refusal,
     }
 }

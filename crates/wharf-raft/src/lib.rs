@@ -56,10 +56,48 @@ pub fn config(cluster_name: &str) -> Result<std::sync::Arc<openraft::Config>, op
         cluster_name: cluster_name.to_owned(),
         heartbeat_interval: 50,
         election_timeout_min: 200,
-        election_timeout_max: 400,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
         ..Default::default()
     };
     Ok(std::sync::Arc::new(config.validate()?))
+}
+
+const ELECTION_TIMEOUT_MAX_MS: u64 = 400;
+
+/// How long a leader may go without a quorum's acknowledgement before it counts itself
+/// isolated: twice the longest election timeout (after one, the other managers may have
+/// elected another leader; the second keeps a slow disk on a follower from deposing a healthy
+/// leader).
+pub const LEADER_LEASE: std::time::Duration = std::time::Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_MS);
+
+/// What this manager is to the cluster, as far as it can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leadership {
+    /// It does not lead.
+    Follower,
+    /// It leads, and a quorum acknowledged it within [`LEADER_LEASE`] (or it is the only voter).
+    Leader,
+    /// It was elected but no quorum acknowledged it within [`LEADER_LEASE`]: it is cut off from
+    /// the other managers. It steps down: it accepts no writes and does not call itself leader
+    /// (Raft makes it a follower as soon as it hears of a newer term).
+    Isolated,
+}
+
+/// This manager's [`Leadership`] now.
+pub fn leadership(raft: &Raft) -> Leadership {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let metrics = raft.metrics().borrow_watched().clone();
+    if metrics.current_leader != Some(metrics.id) {
+        return Leadership::Follower;
+    }
+    let alone = metrics.membership_config.membership().voter_ids().all(|id| id == metrics.id);
+    match &metrics.last_quorum_acked {
+        _ if alone => Leadership::Leader,
+        // Just elected: the voters that elected it have not answered a heartbeat yet.
+        None => Leadership::Leader,
+        Some(acked) if openraft::Instant::elapsed(&**acked) <= LEADER_LEASE => Leadership::Leader,
+        Some(_) => Leadership::Isolated,
+    }
 }
 
 pub(crate) fn io_error(e: impl std::fmt::Display) -> std::io::Error {

@@ -9,7 +9,10 @@ use std::future::Future;
 use base64::Engine;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{BasicNode, OptionalSend};
 use serde::Serialize;
@@ -127,6 +130,19 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call("vote", &rpc, &option).await
+    }
+
+    /// Asks the target to take over as leader (a demoted leader hands over this way).
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let body = postcard::to_allocvec(&req).map_err(network)?;
+        let send = self.client.post(format!("{}/transfer", self.base)).timeout(option.hard_ttl()).body(body).send();
+        let response = send.await.map_err(unreachable)?;
+        let answer: Result<TransferLeaderResponse<TypeConfig>, String> = self.read(response).await?;
+        answer.map_err(|message| network(Refused { target: self.target, status: 200, message }))
     }
 
     async fn full_snapshot(

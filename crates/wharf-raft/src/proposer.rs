@@ -47,6 +47,9 @@ impl RaftProposer {
     /// returns the result and the entry's log index. `Err(Ok(addr))` names the leader to
     /// forward to.
     pub async fn write_here(&self, command: VersionedCommand) -> Result<(Applied, u64), Result<String, String>> {
+        if crate::leadership(&self.raft) == crate::Leadership::Isolated {
+            return Err(Err(ISOLATED.into()));
+        }
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await {
             Err(_) => Err(Err("timed out waiting for a quorum of managers".into())),
             Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
@@ -124,5 +127,6 @@ impl Proposer for RaftProposer {
 }
 
 const NO_LEADER: &str = "no leader is known";
+const ISOLATED: &str = "this manager leads no quorum: it has lost contact with the other managers";
 /// Pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);

@@ -650,11 +650,18 @@ async fn a_partitioned_leader_accepts_no_writes_and_the_cluster_heals_to_one_his
     }
 
     let mut partition = Partition::isolate(&ips[leader], &[&ips[a], &ips[b]]);
+    // The isolated leader steps down: it names no leader any more and refuses writes at once.
+    nodes_until(&c, &managers[leader], &admin, "the isolated leader stepping down", |l| {
+        l.iter().all(|n| n["leader"] == false)
+    })
+    .await;
+    let refused_at = Instant::now();
     assert_eq!(
         push(&c, &managers[leader], b"written to the minority").await,
         StatusCode::SERVICE_UNAVAILABLE,
         "the isolated leader cannot commit a write"
     );
+    assert!(refused_at.elapsed() < Duration::from_secs(2), "refused at once, not after a timeout");
     push_until_accepted(
         &c,
         &managers[a],
