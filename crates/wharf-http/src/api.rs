@@ -96,8 +96,10 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| api_error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
 }
 
-/// The caller of an `/api/` request and its session id.
-fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String), ApiError> {
+/// The caller of an `/api/` request and its session id. A session this replica does not know
+/// may have been opened on another manager a moment ago: a cluster manager catches up with
+/// the leader before it refuses one.
+async fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String), ApiError> {
     let auth = auth_of(app)?;
     let Credentials::Bearer(secret) = credentials(headers) else {
         return Err(api_error(
@@ -105,7 +107,13 @@ fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String
             "log in first: POST /auth/login, then send Authorization: Bearer <auth_token>",
         ));
     };
-    let (identity, id) = auth.session(&secret, SessionKind::Api, crate::now())?;
+    let (identity, id) = match auth.session(&secret, SessionKind::Api, crate::now()) {
+        Err(_) if app.cluster.is_some() => {
+            app.registry.catch_up().await.map_err(|e| api_error(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
+            auth.session(&secret, SessionKind::Api, crate::now())?
+        }
+        found => found?,
+    };
     Ok((Arc::clone(auth), identity, id))
 }
 
@@ -136,13 +144,13 @@ async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (auth, _, id) = caller(&app, &headers)?;
+    let (auth, _, id) = caller(&app, &headers).await?;
     blocking(&auth, move |auth| auth.end_session(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     Ok(json_response(StatusCode::OK, json!({"name": identity.name, "admin": identity.admin}).to_string().into_bytes()))
 }
 
@@ -151,7 +159,7 @@ fn user_json(name: &str, user: &UserRecord) -> serde_json::Value {
 }
 
 async fn list_users(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let users: Vec<_> = auth.users()?.iter().map(|(name, user)| user_json(name, user)).collect();
     Ok(json_response(StatusCode::OK, serde_json::Value::from(users).to_string().into_bytes()))
@@ -166,7 +174,7 @@ struct NewUser {
 }
 
 async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let new: NewUser = parse(&body)?;
     let name = new.name.clone();
@@ -190,7 +198,7 @@ fn require_self_or_admin(identity: &Identity, name: &str) -> Result<(), ApiError
 }
 
 async fn show_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     require_self_or_admin(&identity, &name)?;
     show(&auth, &name, StatusCode::OK)
 }
@@ -206,7 +214,7 @@ async fn update_user(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let update: UserUpdate = parse(&body)?;
     if let Some(disabled) = update.disabled {
@@ -218,7 +226,7 @@ async fn update_user(
 }
 
 async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let target = name.clone();
     blocking(&auth, move |auth| auth.delete_user(&target)).await?;
@@ -233,7 +241,7 @@ struct NewPassword {
 }
 
 async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> ApiResult {
-    let (auth, identity, _) = caller(&app, req.headers())?;
+    let (auth, identity, _) = caller(&app, req.headers()).await?;
     require_self_or_admin(&identity, &name)?;
     let source = peer_ip(&req);
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
@@ -261,7 +269,7 @@ struct SessionQuery {
 }
 
 async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SessionQuery>) -> ApiResult {
-    let (auth, identity, current) = caller(&app, &headers)?;
+    let (auth, identity, current) = caller(&app, &headers).await?;
     let user = q.user.unwrap_or_else(|| identity.name.clone());
     require_self_or_admin(&identity, &user)?;
     let sessions: Vec<_> = auth
@@ -280,7 +288,7 @@ async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 }
 
 async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     let owned = auth.sessions_of(&identity.name)?.iter().any(|s| s.id == id);
     if !owned && !identity.admin {
         return Err(api_error(StatusCode::NOT_FOUND, "session is unknown"));
@@ -296,7 +304,7 @@ fn may_administer(identity: &Identity, repo: &str) -> bool {
 }
 
 async fn show_repository(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     let public = auth.is_public(&name);
     if !public && !auth.may(&identity.principal(), "repository", &name, "pull") {
         return Err(api_error(StatusCode::NOT_FOUND, "no such repository, or no access"));
@@ -315,7 +323,7 @@ async fn update_repository(
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers)?;
+    let (auth, identity, _) = caller(&app, &headers).await?;
     if !wharf_api::validate_name(&name) {
         return Err(api_error(StatusCode::BAD_REQUEST, "invalid repository name"));
     }
@@ -334,11 +342,21 @@ fn cluster_of(app: &App) -> Result<&Arc<crate::Cluster>, ApiError> {
 }
 
 async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let cluster = cluster_of(&app)?;
+    // `wharf node ls` should be current: catch up with the leader first. Without a quorum the
+    // local replica still answers, marked as possibly stale.
+    let stale = app.registry.catch_up().await.err();
     let list = crate::cluster_api::node_list(cluster).map_err(AuthError::Store)?;
-    Ok(json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes()))
+    let mut response = json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes());
+    if let Some(why) = stale {
+        let why = format!("this manager's replica may be stale: {}", why.message).replace(['\r', '\n'], " ");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&why) {
+            response.headers_mut().insert(crate::STALE_HEADER, value);
+        }
+    }
+    Ok(response)
 }
 
 fn parse_role(role: &str) -> Result<wharf_pki::Role, ApiError> {
@@ -346,7 +364,7 @@ fn parse_role(role: &str) -> Result<wharf_pki::Role, ApiError> {
 }
 
 async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
     let token = cluster_of(&app)?.store.join_token(role.as_str()).map_err(AuthError::Store)?;
@@ -357,7 +375,7 @@ async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role):
 /// Replaces a role's join token: the old one stops working at once.
 async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
     use wharf_store::Proposer;
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
     let cluster = cluster_of(&app)?;
@@ -414,7 +432,7 @@ fn managers(cluster: &crate::Cluster) -> Result<Vec<u64>, ApiError> {
 /// certificate is refused by the node-to-node routes.
 async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
     use wharf_store::Proposer;
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let cluster = cluster_of(&app)?;
     if id == cluster.node_id {
@@ -445,7 +463,7 @@ struct RoleChange {
 /// certificate for the role and restarts into it (a promoted node then joins Raft).
 async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>, body: Bytes) -> ApiResult {
     use wharf_store::Proposer;
-    let (_, identity, _) = caller(&app, &headers)?;
+    let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let change: RoleChange = parse(&body)?;
     let role = parse_role(&change.role)?;

@@ -40,6 +40,10 @@ use crate::endpoint::Endpoint;
 
 pub(crate) const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 
+/// Set on an API answer read from a replica that could not catch up with the leader (no
+/// quorum): it may be stale, and says why.
+pub const STALE_HEADER: &str = "wharf-stale";
+
 /// What the handlers share.
 pub struct App {
     pub registry: Arc<Registry>,
@@ -72,6 +76,22 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(dispatch)
         .with_state(app)
         .layer(axum::middleware::from_fn(log_request))
+}
+
+/// Reads from the local replica; when that finds nothing (404) on a cluster manager, catches
+/// up with the leader first (ReadIndex) and reads again: a replica may lag a write another
+/// manager acknowledged, and must not call it missing.
+pub(crate) async fn read_current<T>(
+    app: &App,
+    read: impl Fn() -> Result<T, RegistryError>,
+) -> Result<T, RegistryError> {
+    match read() {
+        Err(e) if e.status == 404 && app.cluster.is_some() => {
+            app.registry.catch_up().await?;
+            read()
+        }
+        found => found,
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -138,7 +158,7 @@ async fn dispatch(State(app): State<Arc<App>>, mut req: Request) -> Response {
             _ => Err(unsupported()),
         },
         Endpoint::Catalog => listing::catalog(&app, &method, req.uri().query()),
-        Endpoint::Tags { name } => listing::tags(&app, &method, &name, req.uri().query()),
+        Endpoint::Tags { name } => listing::tags(&app, &method, &name, req.uri().query()).await,
         Endpoint::Referrers { name, digest } => listing::referrers(&app, &method, &name, &digest, req.uri().query()),
         Endpoint::Manifest { name, reference } => manifests::handle(&app, req, &name, &reference).await,
         Endpoint::Blob { name, digest } => blobs::handle(&app, req, &name, &digest).await,

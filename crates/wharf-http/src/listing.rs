@@ -28,13 +28,18 @@ fn next_link(path: &str, n: usize, last: &str) -> String {
     format!("<{path}?n={n}&last={last}>; rel=\"next\"")
 }
 
-pub(crate) fn tags(app: &App, method: &Method, name: &str, query: Option<&str>) -> Result<Response, RegistryError> {
+pub(crate) async fn tags(
+    app: &App,
+    method: &Method,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Response, RegistryError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(unsupported());
     }
     let pairs = query_pairs(query);
     let n = page_size(&pairs, usize::MAX)?;
-    let page = app.registry.tags(name, query_get(&pairs, "last"), n)?;
+    let page = crate::read_current(app, || app.registry.tags(name, query_get(&pairs, "last"), n)).await?;
     #[derive(serde::Serialize)]
     struct TagList<'a> {
         name: &'a str,

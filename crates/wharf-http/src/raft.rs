@@ -63,6 +63,7 @@ pub fn raft_router(cluster: Arc<Cluster>) -> Router {
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
         .route("/raft/transfer", post(transfer))
+        .route("/raft/read-index", post(read_index))
         .with_state(cluster)
 }
 
@@ -138,6 +139,20 @@ async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
         Err(refusal) => refusal,
     }
+}
+
+/// ReadIndex for a follower: this leader confirms its leadership and names the index the
+/// follower must apply before it reads.
+async fn read_index(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    if let Err(refusal) = check_peer(&cluster, &req) {
+        return *refusal;
+    }
+    let answer = match cluster.proposer.read_index_here().await {
+        Ok(index) => Ok(index),
+        Err(Ok(leader)) => Err(format!("this manager is not the leader any more; the leader is {leader}")),
+        Err(Err(why)) => Err(why),
+    };
+    postcard_response(&answer)
 }
 
 async fn transfer(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wharf_store::{Command, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
+use wharf_store::{CatchUp, Command, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
 
 use crate::{Applied, Raft};
 
@@ -98,7 +98,80 @@ impl RaftProposer {
     }
 }
 
+impl RaftProposer {
+    /// On the leader: confirms the leadership with a quorum (ReadIndex) and returns the log
+    /// index a replica must have applied for a read to be current. `Err(Ok(addr))` names the
+    /// leader to ask instead.
+    pub async fn read_index_here(&self) -> Result<u64, Result<String, String>> {
+        if crate::leadership(&self.raft) == crate::Leadership::Isolated {
+            return Err(Err(ISOLATED.into()));
+        }
+        let linearize = self.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex);
+        match tokio::time::timeout(PROPOSE_TIMEOUT, linearize).await {
+            Err(_) => Err(Err("timed out confirming the leadership with a quorum".into())),
+            Ok(Ok(read)) => Ok(read.index()),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(forward) => match &forward.leader_node {
+                    Some(node) => Err(Ok(node.addr.clone())),
+                    None => Err(Err(NO_LEADER.into())),
+                },
+                None => Err(Err(e.to_string())),
+            },
+        }
+    }
+
+    /// Asks the leader for its read index.
+    async fn read_index_of(&self, leader: &str) -> Result<u64, Option<StoreError>> {
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("read index from {leader}: {e}"));
+        let sent = self.client.post(format!("https://{leader}/raft/read-index")).timeout(PROPOSE_TIMEOUT).send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(None),
+            Err(e) => return Err(Some(unavailable(&e))),
+        };
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| Some(unavailable(&e)))?;
+        if !status.is_success() {
+            return Err(Some(unavailable(&format!("{status}: {}", String::from_utf8_lossy(&bytes)))));
+        }
+        let answer: Result<u64, String> = postcard::from_bytes(&bytes).map_err(|e| Some(unavailable(&e)))?;
+        answer.map_err(|why| Some(StoreError::Unavailable(why)))
+    }
+}
+
 impl Proposer for RaftProposer {
+    /// ReadIndex: the leader confirms it still leads and names its commit index; this
+    /// replica then waits until it has applied that far. Retries like [`Proposer::propose`].
+    fn catch_up(&self) -> CatchUp<'_> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+            loop {
+                let why = match self.read_index_here().await {
+                    // On the leader, ensure_linearizable already waited for the local apply.
+                    Ok(_) => return Ok(()),
+                    Err(Ok(leader)) => match self.read_index_of(&leader).await {
+                        Ok(index) => {
+                            let applied = self
+                                .raft
+                                .wait(Some(PROPOSE_TIMEOUT))
+                                .applied_index_at_least(Some(index), "caught up with the leader")
+                                .await;
+                            return applied.map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string()));
+                        }
+                        Err(Some(e)) => return Err(e),
+                        Err(None) => format!("the leader {leader} cannot be reached"),
+                    },
+                    Err(Err(why)) if why == NO_LEADER => why,
+                    Err(Err(why)) => return Err(StoreError::Unavailable(why)),
+                };
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(why));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        })
+    }
+
     /// Proposes on this node or forwards to the leader. While no leader is known (an election
     /// is running) or the known one cannot be reached, it tries again until
     /// [`PROPOSE_TIMEOUT`]: a failover delays writes rather than failing them.

@@ -19,6 +19,6 @@ mod tables;
 mod tag_cache;
 
 pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
-pub use proposer::{LocalProposer, Proposal, Proposer, Refusal};
+pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, Refusal};
 pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

@@ -16,9 +16,19 @@ use crate::store::{Store, StoreError};
 /// The future a proposal returns.
 pub type Proposal<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send + 'a>>;
 
+/// The future [`Proposer::catch_up`] returns.
+pub type CatchUp<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
 /// Gets commands applied, wherever the state lives.
 pub trait Proposer: Send + Sync {
     fn propose(&self, command: Command) -> Proposal<'_>;
+
+    /// Waits until the local store has applied every command acknowledged anywhere before the
+    /// call, so that a read after it is current (in a cluster: a ReadIndex round with the
+    /// leader). A single store is always current.
+    fn catch_up(&self) -> CatchUp<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Applies each command to a local store at once (one transaction and fsync per command).

@@ -328,7 +328,14 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
             println!("Node {id} is now a {role}; it takes the role at its next heartbeat.");
         }
         NodeCommand::Ls { .. } => {
-            let nodes = session.call(reqwest::Method::GET, "/api/nodes", None).await?;
+            let url = session.url.join("/api/nodes")?;
+            let response = session.http.get(url).bearer_auth(&session.token).send().await?;
+            let stale =
+                response.headers().get(wharf_http::STALE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let nodes = check(response).await?;
+            if let Some(why) = stale {
+                eprintln!("warning: {why}");
+            }
             print_nodes(&nodes);
         }
     }

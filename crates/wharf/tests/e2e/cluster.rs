@@ -126,7 +126,8 @@ async fn session(c: &reqwest::Client, node: &Node) -> String {
 
 async fn nodes(c: &reqwest::Client, node: &Node, session: &str) -> Vec<Value> {
     let resp = c.get(node.url("/api/nodes")).bearer_auth(session).send().await.expect("nodes");
-    resp.json::<Value>().await.expect("json").as_array().cloned().unwrap_or_default()
+    assert_eq!(resp.status(), StatusCode::OK, "the node list of {}", node.addr);
+    resp.json::<Value>().await.expect("json").as_array().cloned().expect("a list")
 }
 
 /// Pushes `data` as a blob through `node`; returns the status.
@@ -265,6 +266,22 @@ async fn managers_replicate_fail_over_and_rejoin() {
     for m in &managers {
         wait_known(&c, m, b"through manager 2").await;
     }
+    // Read-after-write across managers: what one manager acknowledged, every other manager
+    // answers at once (a read that finds nothing first catches up with the leader).
+    for i in 0..20u32 {
+        let data = format!("read after write {i}");
+        let (writer, reader) = (&managers[i as usize % 3], &managers[(i as usize + 1) % 3]);
+        assert_eq!(push(&c, writer, data.as_bytes()).await, StatusCode::CREATED);
+        assert!(
+            known(&c, reader, data.as_bytes()).await,
+            "{} did not see at once what {} acknowledged",
+            reader.addr,
+            writer.addr
+        );
+    }
+    let admin_elsewhere = session(&c, &managers[0]).await;
+    let resp = c.get(managers[2].url("/api/me")).bearer_auth(&admin_elsewhere).send().await.expect("me");
+    assert_eq!(resp.status(), StatusCode::OK, "a session opened on one manager works at once on another");
 
     // SIGKILL the leader: another manager leads and writes go on.
     let leader = listed.iter().find(|n| n["leader"] == true).expect("a leader")["id"].as_u64().expect("id");
@@ -288,6 +305,10 @@ async fn managers_replicate_fail_over_and_rejoin() {
     let status = push(&c, &managers[survivor], b"without a quorum").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a write without a quorum is refused");
     assert!(known(&c, &managers[survivor], b"after the leader died").await, "reads answer from the local replica");
+    // The admin session was opened before the quorum was lost: every manager has it.
+    let resp = c.get(managers[survivor].url("/api/nodes")).bearer_auth(&admin).send().await.expect("nodes");
+    assert_eq!(resp.status(), StatusCode::OK, "the node list still answers without a quorum");
+    assert!(resp.headers().contains_key("wharf-stale"), "and says it may be stale");
 
     // Restart both with their own command lines: the cluster heals and has one history.
     managers[leader_index].spawn();
@@ -652,9 +673,13 @@ async fn a_partitioned_leader_accepts_no_writes_and_the_cluster_heals_to_one_his
     let mut partition = Partition::isolate(&ips[leader], &[&ips[a], &ips[b]]);
     // The isolated leader steps down: it names no leader any more and refuses writes at once.
     nodes_until(&c, &managers[leader], &admin, "the isolated leader stepping down", |l| {
-        l.iter().all(|n| n["leader"] == false)
+        l.len() == 3 && l.iter().all(|n| n["leader"] == false)
     })
     .await;
+    // Its reads still answer, saying they may be stale.
+    let resp = c.get(managers[leader].url("/api/nodes")).bearer_auth(&admin).send().await.expect("nodes");
+    let stale = resp.headers().get("wharf-stale").map(|v| v.to_str().unwrap_or("").to_owned());
+    assert!(stale.is_some_and(|why| why.contains("stale")), "the isolated leader says its answer may be stale");
     let refused_at = Instant::now();
     assert_eq!(
         push(&c, &managers[leader], b"written to the minority").await,
