@@ -53,13 +53,7 @@ impl RaftProposer {
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(command)).await {
             Err(_) => Err(Err("timed out waiting for a quorum of managers".into())),
             Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(forward) => match &forward.leader_node {
-                    Some(node) => Err(Ok(node.addr.clone())),
-                    None => Err(Err(NO_LEADER.into())),
-                },
-                None => Err(Err(e.to_string())),
-            },
+            Ok(Err(e)) => Err(redirect(e.forward_to_leader(), &e)),
         }
     }
 
@@ -110,13 +104,7 @@ impl RaftProposer {
         match tokio::time::timeout(PROPOSE_TIMEOUT, linearize).await {
             Err(_) => Err(Err("timed out confirming the leadership with a quorum".into())),
             Ok(Ok(read)) => Ok(read.index()),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(forward) => match &forward.leader_node {
-                    Some(node) => Err(Ok(node.addr.clone())),
-                    None => Err(Err(NO_LEADER.into())),
-                },
-                None => Err(Err(e.to_string())),
-            },
+            Ok(Err(e)) => Err(redirect(e.forward_to_leader(), &e)),
         }
     }
 
@@ -140,62 +128,78 @@ impl RaftProposer {
 }
 
 impl Proposer for RaftProposer {
-    /// ReadIndex: the leader confirms it still leads and names its commit index; this
-    /// replica then waits until it has applied that far. Retries like [`Proposer::propose`].
-    fn catch_up(&self) -> CatchUp<'_> {
+    /// Proposes on this node or forwards to the leader; see [`on_the_leader`].
+    fn propose(&self, command: Command) -> Proposal<'_> {
         Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
-            loop {
-                let why = match self.read_index_here().await {
-                    // On the leader, ensure_linearizable already waited for the local apply.
-                    Ok(_) => return Ok(()),
-                    Err(Ok(leader)) => match self.read_index_of(&leader).await {
-                        Ok(index) => {
-                            let applied = self
-                                .raft
-                                .wait(Some(PROPOSE_TIMEOUT))
-                                .applied_index_at_least(Some(index), "caught up with the leader")
-                                .await;
-                            return applied.map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string()));
-                        }
-                        Err(Some(e)) => return Err(e),
-                        Err(None) => format!("the leader {leader} cannot be reached"),
-                    },
-                    Err(Err(why)) if why == NO_LEADER => why,
-                    Err(Err(why)) => return Err(StoreError::Unavailable(why)),
-                };
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StoreError::Unavailable(why));
-                }
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+            let command = &VersionedCommand::V1(command);
+            let applied = on_the_leader(
+                || Box::pin(async move { self.write_here(command.clone()).await.map(|(applied, _)| applied) }),
+                |leader| Box::pin(async move { self.forward(&leader, command).await }),
+            )
+            .await?;
+            applied.into_result()
         })
     }
 
-    /// Proposes on this node or forwards to the leader. While no leader is known (an election
-    /// is running) or the known one cannot be reached, it tries again until
-    /// [`PROPOSE_TIMEOUT`]: a failover delays writes rather than failing them.
-    fn propose(&self, command: Command) -> Proposal<'_> {
-        Box::pin(async move {
-            let command = VersionedCommand::V1(command);
-            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
-            loop {
-                let why = match self.write_here(command.clone()).await {
-                    Ok((applied, _)) => return applied.into_result(),
-                    Err(Ok(leader)) => match self.forward(&leader, &command).await {
-                        Ok(applied) => return applied.into_result(),
-                        Err(Some(e)) => return Err(e),
-                        Err(None) => format!("the leader {leader} cannot be reached"),
-                    },
-                    Err(Err(why)) if why == NO_LEADER => why,
-                    Err(Err(why)) => return Err(StoreError::Unavailable(why)),
-                };
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StoreError::Unavailable(why));
-                }
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-        })
+    /// ReadIndex: the leader confirms it still leads and names its commit index; this
+    /// replica then waits until it has applied that far (on the leader, confirming waits for
+    /// the local apply already).
+    fn catch_up(&self) -> CatchUp<'_> {
+        Box::pin(on_the_leader(
+            move || Box::pin(async move { self.read_index_here().await.map(|_| ()) }),
+            move |leader| {
+                Box::pin(async move {
+                    let index = self.read_index_of(&leader).await?;
+                    let wait = self.raft.wait(Some(PROPOSE_TIMEOUT));
+                    let applied = wait.applied_index_at_least(Some(index), "caught up with the leader").await;
+                    applied.map(|_| ()).map_err(|e| Some(StoreError::Unavailable(e.to_string())))
+                })
+            },
+        ))
+    }
+}
+
+/// One attempt of [`on_the_leader`].
+type Step<'a, T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'a>>;
+
+/// `Err(Ok(leader address))` when openraft says to ask the leader, else `Err(Err(why))`.
+fn redirect(
+    forward: Option<&openraft::errors::ForwardToLeader<crate::TypeConfig>>,
+    e: &dyn std::fmt::Display,
+) -> Result<String, String> {
+    match forward {
+        Some(forward) => match &forward.leader_node {
+            Some(node) => Ok(node.addr.clone()),
+            None => Err(NO_LEADER.into()),
+        },
+        None => Err(e.to_string()),
+    }
+}
+
+/// Does `here` on this node, or, when it names the leader, `there` with the leader's address.
+/// While no leader is known (an election is running) or the known one cannot be reached
+/// (`there` gives `Err(None)`: nothing reached it, so trying again cannot do anything twice),
+/// it tries again until [`PROPOSE_TIMEOUT`]: a failover delays requests rather than failing them.
+async fn on_the_leader<'a, T>(
+    here: impl Fn() -> Step<'a, T, Result<String, String>>,
+    there: impl Fn(String) -> Step<'a, T, Option<StoreError>>,
+) -> Result<T, StoreError> {
+    let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+    loop {
+        let why = match here().await {
+            Ok(done) => return Ok(done),
+            Err(Ok(leader)) => match there(leader.clone()).await {
+                Ok(done) => return Ok(done),
+                Err(Some(e)) => return Err(e),
+                Err(None) => format!("the leader {leader} cannot be reached"),
+            },
+            Err(Err(why)) if why == NO_LEADER => why,
+            Err(Err(why)) => return Err(StoreError::Unavailable(why)),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(why));
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
