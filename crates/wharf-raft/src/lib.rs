@@ -18,7 +18,7 @@ use wharf_store::Outcome;
 pub use log_store::LogStore;
 pub use network::Network;
 pub use proposer::{PROPOSE_TIMEOUT, RaftProposer};
-pub use state_machine::StateMachine;
+pub use state_machine::{StateMachine, apply_committed};
 
 /// A manager's Raft instance.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -27,12 +27,15 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// Wharf's Raft types: commands of the state store, applied results, u64 node ids.
+    /// Wharf's Raft types: commands of the state store, applied results, u64 node ids, and
+    /// standard Raft terms (one leader per term; openraft's default lets several candidates
+    /// lead in one term).
     pub TypeConfig:
         D = wharf_store::VersionedCommand,
         R = Applied,
         NodeId = NodeId,
         Node = openraft::BasicNode,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<Self::Term, Self::NodeId>,
 );
 
 /// What applying one log entry gave.

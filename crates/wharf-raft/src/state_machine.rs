@@ -78,6 +78,23 @@ impl StateMachine {
     }
 }
 
+/// Applies what `log` holds as committed beyond what the state machine applied, as Raft does
+/// when it starts, and makes the store durable: for working on a manager's files while it is
+/// stopped (`wharf recover`), before the log goes.
+pub async fn apply_committed(log: &mut crate::LogStore, sm: &mut StateMachine) -> io::Result<()> {
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    let committed = log.read_committed().await?;
+    let (applied, _) = sm.applied_state().await?;
+    if let Some(committed) = committed
+        && applied.as_ref().is_none_or(|a| a.index < committed.index)
+    {
+        let from = applied.map_or(0, |a| a.index + 1);
+        let entries = log.try_get_log_entries(from..=committed.index).await?;
+        sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await?;
+    }
+    sm.store.flush().map_err(io_error)
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = File;
 
@@ -138,7 +155,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replies.push((responder, index));
         }
         let encoded = postcard::to_allocvec(&marker).map_err(io_error)?;
-        let results = self.store.apply_marked(&commands, &encoded).map_err(io_error)?;
+        // Not waiting for the disk here is safe: the entries are durable in the Raft log, which
+        // is purged only up to a snapshot, and a snapshot flushes the store first; after a
+        // crash the store is at an earlier marker and Raft applies the rest again.
+        let results = self.store.apply_marked_lazily(&commands, &encoded).map_err(io_error)?;
         for (responder, index) in replies {
             let applied = match index.and_then(|i| results.get(i)) {
                 None => Applied::Nothing,

@@ -76,6 +76,10 @@ fn read_row(r: &mut impl Read) -> Result<Option<Row>, StoreError> {
     Ok(Some(postcard::from_bytes(&bytes)?))
 }
 
+/// One commit in this many of [`Store::apply_marked_lazily`] is durable, which bounds what a
+/// crash makes the caller apply again (and the space redb keeps for non-durable commits).
+pub const LAZY_COMMITS: u64 = 64;
+
 impl Store {
     /// Applies `commands` in order and records `marker`, in one transaction with one fsync.
     /// Each result is what [`Store::apply`] would have returned; a refused command writes
@@ -85,7 +89,29 @@ impl Store {
         commands: &[Command],
         marker: &[u8],
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        self.commit_batch(commands, Some(marker))
+        self.commit_batch(commands, Some(marker), true)
+    }
+
+    /// Like [`Store::apply_marked`], without waiting for the disk: the commit is visible at
+    /// once and becomes durable with the next durable commit (every [`LAZY_COMMITS`]th one is,
+    /// and [`Store::export`] and [`Store::flush`] make one). After a crash the store comes
+    /// back at an earlier marker, consistent with it: the caller must be able to apply again
+    /// what came after that marker. A Raft log can, as long as it is not purged beyond a
+    /// snapshot, and a snapshot (an export) is always durable.
+    pub fn apply_marked_lazily(
+        &self,
+        commands: &[Command],
+        marker: &[u8],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let lazy = self.lazy_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let durable = lazy.is_multiple_of(LAZY_COMMITS);
+        self.commit_batch(commands, Some(marker), durable)
+    }
+
+    /// Makes every commit so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.begin_write()?.commit()?;
+        Ok(())
     }
 
     /// The marker last written by [`Store::apply_marked`] or [`Store::import`].
@@ -107,6 +133,9 @@ impl Store {
     /// marker of that same snapshot.
     pub fn export(&self, w: &mut impl Write) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
+        // What this snapshot holds must be on disk before anyone relies on the snapshot (a
+        // Raft log is purged up to it): a durable commit after the read began covers it.
+        self.flush()?;
         let marker = txn.open_table(APPLIED)?.get("marker")?.map(|v| v.value().to_vec());
         w.write_all(MAGIC).map_err(snapshot_error)?;
         macro_rules! export_table {

@@ -100,6 +100,8 @@ pub struct Store {
     /// Bumped after every committed change to accounts, sessions or repository settings, so
     /// that caches of authorisation decisions know when to look again.
     access_generation: AtomicU64,
+    /// Commits made without waiting for the disk since the last durable one.
+    pub(crate) lazy_commits: AtomicU64,
 }
 
 impl Store {
@@ -133,7 +135,12 @@ impl Store {
             txn.open_table(crate::tables::CLUSTER)?;
         }
         txn.commit()?;
-        Ok(Store { db, tag_cache: TagCache::default(), access_generation: AtomicU64::new(0) })
+        Ok(Store {
+            db,
+            tag_cache: TagCache::default(),
+            access_generation: AtomicU64::new(0),
+            lazy_commits: AtomicU64::new(0),
+        })
     }
 
     /// Applies one command atomically and durably. A refused command changes nothing.
@@ -160,7 +167,7 @@ impl Store {
     }
 
     fn try_batch(&self, commands: &[Command]) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        self.commit_batch(commands, None)
+        self.commit_batch(commands, None, true)
     }
 
     /// Applies `commands` in one transaction (and writes `marker`, if given), commits with one
@@ -169,8 +176,12 @@ impl Store {
         &self,
         commands: &[Command],
         marker: Option<&[u8]>,
+        durable: bool,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(redb::Error::from)?;
+        }
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             match apply_in(&txn, command) {

@@ -383,3 +383,23 @@ fn node_role_state_and_certificate_are_recorded_until_removal() {
     let node = store.node(1).expect("read").expect("node");
     assert_eq!((node.removed, node.role.as_str(), node.state.as_str()), (true, "manager", "ready"));
 }
+
+#[test]
+fn lazy_batches_apply_like_durable_ones_and_snapshots_carry_them() {
+    let (_dir, store) = open();
+    let (_d2, eager) = open();
+    let batch =
+        |i: u8| vec![Command::CreateUser { name: format!("u{i}"), password_hash: "h".into(), admin: false, at: 1 }];
+    for i in 0..100u8 {
+        let marker = [i];
+        let lazy = store.apply_marked_lazily(&batch(i % 50), &marker).expect("lazy");
+        let durable = eager.apply_marked(&batch(i % 50), &marker).expect("durable");
+        assert_eq!(format!("{lazy:?}"), format!("{durable:?}"), "the same results, refusals included");
+    }
+    assert_eq!(store.applied_marker().expect("marker"), Some(vec![99]));
+    store.flush().expect("flush");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    assert_eq!(store.export(&mut a).expect("export"), Some(vec![99]));
+    eager.export(&mut b).expect("export");
+    assert_eq!(a, b, "a lazily applied store exports the same state");
+}

@@ -459,6 +459,13 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     }
     let raft_log = dir.join("raft-log.redb");
     if raft_log.exists() {
+        // Everything this manager's log holds as committed reaches the state first.
+        let store = Arc::new(Store::open(&dir.join("state.redb")).context("open the state store")?);
+        let mut log = LogStore::open(&raft_log)?;
+        let mut sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots"))?;
+        wharf_raft::apply_committed(&mut log, &mut sm).await.context("apply the committed log")?;
+    }
+    if raft_log.exists() {
         std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
     }
     let snapshots = dir.join("snapshots");
