@@ -63,10 +63,11 @@ pub struct App {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// The DER certificate a peer presented in a mutual-TLS handshake, verified against the
-/// cluster CA, put into each request's extensions by [`serve`].
+/// What a peer presented in a mutual-TLS handshake, verified against the cluster CA, put into
+/// each request's extensions by [`serve`]: the node identity in its subject, read once per
+/// connection (`None` if it is not a node certificate).
 #[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Arc<Vec<u8>>);
+pub struct PeerCertificate(pub Option<Arc<wharf_pki::NodeIdentity>>);
 
 /// The router for the whole node: `/ca`, the auth and account API, and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {

@@ -78,11 +78,11 @@ pub(crate) fn peer_node(
     cluster: &Cluster,
     req: &Request,
 ) -> Result<(NodeIdentity, Option<wharf_store::NodeRecord>), Box<Response>> {
-    let Some(PeerCertificate(der)) = req.extensions().get::<PeerCertificate>() else {
+    let Some(PeerCertificate(node)) = req.extensions().get::<PeerCertificate>() else {
         let message = "node-to-node calls need a node certificate (mutual TLS)";
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
     };
-    let Some(identity) = wharf_pki::node_identity(der) else {
+    let Some(identity) = node.as_deref().cloned() else {
         return Err(Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate")));
     };
     if identity.cluster_id != cluster.cluster_id {

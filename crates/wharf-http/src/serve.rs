@@ -79,7 +79,7 @@ pub async fn serve(
                             .1
                             .peer_certificates()
                             .and_then(|c| c.first())
-                            .map(|c| crate::PeerCertificate(std::sync::Arc::new(c.as_ref().to_vec())));
+                            .map(|c| crate::PeerCertificate(wharf_pki::node_identity(c.as_ref()).map(std::sync::Arc::new)));
                         watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service(leaf))).await
                     }
                     Err(e) => {

@@ -15,7 +15,7 @@ mod state_machine;
 use serde::{Deserialize, Serialize};
 use wharf_store::Outcome;
 
-pub use log_store::LogStore;
+pub use log_store::{COMMITTED_FLUSH, LogStore};
 pub use network::Network;
 pub use proposer::{PROPOSE_TIMEOUT, RaftProposer};
 pub use state_machine::{StateMachine, apply_committed};

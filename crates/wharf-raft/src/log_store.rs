@@ -26,7 +26,12 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 #[derive(Clone, Debug)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// Whether a commit since the last durable one waits for the disk.
+    dirty: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often a manager makes the saved committed log id durable ([`LogStore::flush`]).
+pub const COMMITTED_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl LogStore {
     /// Opens or creates the log at `path`.
@@ -36,7 +41,7 @@ impl LogStore {
         txn.open_table(LOG).map_err(io_error)?;
         txn.open_table(META).map_err(io_error)?;
         txn.commit().map_err(io_error)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), dirty: Arc::default() })
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
@@ -46,6 +51,28 @@ impl LogStore {
             Some(raw) => Ok(Some(postcard::from_bytes(raw.value()).map_err(io_error)?)),
             None => Ok(None),
         }
+    }
+
+    /// Like [`LogStore::set_meta`] without waiting for the disk: the value is durable with the
+    /// next durable commit (an append, a vote, or [`LogStore::flush`]).
+    fn set_meta_lazily<T: Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        let bytes = postcard::to_allocvec(value).map_err(io_error)?;
+        let mut txn = self.db.begin_write().map_err(io_error)?;
+        txn.set_durability(redb::Durability::None).map_err(io_error)?;
+        txn.open_table(META).map_err(io_error)?.insert(key, bytes.as_slice()).map_err(io_error)?;
+        txn.commit().map_err(io_error)?;
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every commit so far durable, if one is not: the committed log id is saved without
+    /// waiting for the disk, and a manager calls this every [`COMMITTED_FLUSH`] and when it
+    /// stops, so that what a crash can lose of it is bounded.
+    pub fn flush(&self) -> io::Result<()> {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.db.begin_write().map_err(io_error)?.commit().map_err(io_error)?;
+        }
+        Ok(())
     }
 
     fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
@@ -116,7 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
-        self.set_meta("committed", &committed)
+        self.set_meta_lazily("committed", &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {

@@ -352,6 +352,7 @@ async fn run_manager(
     // Calls to other managers leave from the address this node listens on, when it names one.
     let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
     let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
+    let flush_log = log.clone();
     let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
     let raft = Raft::new(
         identity.node_id,
@@ -419,6 +420,18 @@ async fn run_manager(
         });
     }
     let purge = tokio::spawn(purge_stale(registry, Some(auth)));
+    let flusher = {
+        let log = flush_log.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(wharf_raft::COMMITTED_FLUSH).await;
+                let log = log.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.flush()).await {
+                    tracing::error!(error = %e, "making the raft log durable failed");
+                }
+            }
+        })
+    };
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, &ca, &store, admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
@@ -438,8 +451,12 @@ async fn run_manager(
     };
     purge.abort();
     watch.abort();
+    flusher.abort();
     let _ = stop.send(());
     let _ = raft.shutdown().await;
+    if let Err(e) = flush_log.flush() {
+        tracing::error!(error = %e, "making the raft log durable failed");
+    }
     let _ = server.await;
     tracing::info!("wharf stopped");
     Ok(ending)
