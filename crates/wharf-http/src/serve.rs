@@ -74,12 +74,9 @@ pub async fn serve(
             let result = match acceptor {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(tls) => {
-                        let leaf = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| crate::PeerCertificate(wharf_pki::node_identity(c.as_ref()).map(std::sync::Arc::new)));
+                        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                            crate::PeerCertificate(wharf_pki::node_identity(c.as_ref()).map(std::sync::Arc::new))
+                        });
                         watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(tls), service(leaf))).await
                     }
                     Err(e) => {

@@ -16,8 +16,8 @@ pub use time;
 mod node;
 
 pub use node::{
-    JoinToken, NODE_VALIDITY, NodeIdentity, Role, mutual_server_config, new_csr, node_client_config, node_identity,
-    node_renewal_time, renewing_client_config,
+    JoinToken, NODE_VALIDITY, NodeIdentity, Role, ca_client_config, mutual_server_config, new_csr, node_client_config,
+    node_identity, node_renewal_time, renewing_client_config,
 };
 
 use rcgen::{

@@ -130,6 +130,13 @@ pub fn node_client_config(key: &CertifiedKey, ca_pem: &str) -> Result<rustls::Cl
     renewing_client_config(Arc::new(RenewableCert::new(key, ca_pem)?), ca_pem)
 }
 
+/// A client configuration that trusts only the cluster CA and presents no certificate.
+pub fn ca_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots(ca_pem)?).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// A client configuration like [`node_client_config`] whose certificate is whatever `cert`
 /// holds when a connection starts, so renewal reaches connections made after it.
 pub fn renewing_client_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {

@@ -420,18 +420,7 @@ async fn run_manager(
         });
     }
     let purge = tokio::spawn(purge_stale(registry, Some(auth)));
-    let flusher = {
-        let log = flush_log.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(wharf_raft::COMMITTED_FLUSH).await;
-                let log = log.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.flush()).await {
-                    tracing::error!(error = %e, "making the raft log durable failed");
-                }
-            }
-        })
-    };
+    let flusher = tokio::spawn(flush_periodically(flush_log.clone()));
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, &ca, &store, admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
@@ -526,6 +515,59 @@ async fn restart_raft_alone(raft: &Raft, identity: &Identity) -> anyhow::Result<
         .await?;
     raft.trigger().purge_log(applied).await?;
     Ok(())
+}
+
+/// Makes the raft log's lazily saved parts durable every [`wharf_raft::COMMITTED_FLUSH`].
+async fn flush_periodically(log: LogStore) {
+    loop {
+        tokio::time::sleep(wharf_raft::COMMITTED_FLUSH).await;
+        let log = log.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.flush()).await {
+            tracing::error!(error = %e, "making the raft log durable failed");
+        }
+    }
+}
+
+/// `wharf up`'s state path: a one-member Raft group with the same log store, state machine
+/// and proposer as a cluster manager (it has no other member to call).
+pub(crate) struct Standalone {
+    pub raft: Raft,
+    pub proposer: Arc<RaftProposer>,
+    log: LogStore,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Standalone {
+    /// Opens (or, the first time, initializes) the group over `store` and waits until this
+    /// node leads it.
+    pub(crate) async fn start(data_dir: &Path, store: Arc<Store>, ca_pem: &str, addr: &str) -> anyhow::Result<Self> {
+        const ID: u64 = 1;
+        let tls = wharf_pki::ca_client_config(ca_pem)?;
+        let log = LogStore::open(&data_dir.join("raft-log.redb")).context("open the raft log")?;
+        let sm = StateMachine::open(store, &data_dir.join("snapshots"))?;
+        let network = Network::new(tls.clone(), None)?;
+        let raft = Raft::new(ID, wharf_raft::config("standalone")?, network, log.clone(), sm).await?;
+        if !raft.is_initialized().await? {
+            let members: BTreeMap<u64, openraft::BasicNode> =
+                [(ID, openraft::BasicNode::new(addr))].into_iter().collect();
+            raft.initialize(members).await.context("initialize raft")?;
+        }
+        raft.wait(Some(Duration::from_secs(30)))
+            .metrics(|m| m.current_leader == Some(ID), "lead the one-member group")
+            .await
+            .context("this node did not take the lead of its own state")?;
+        let proposer = Arc::new(RaftProposer::new(raft.clone(), tls, None)?);
+        let flusher = tokio::spawn(flush_periodically(log.clone()));
+        Ok(Standalone { raft, proposer, log, flusher })
+    }
+
+    pub(crate) async fn stop(self) {
+        self.flusher.abort();
+        let _ = self.raft.shutdown().await;
+        if let Err(e) = self.log.flush() {
+            tracing::error!(error = %e, "making the raft log durable failed");
+        }
+    }
 }
 
 /// The first start of the first manager: a one-member Raft group, the cluster's id, this node,

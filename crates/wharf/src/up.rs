@@ -15,6 +15,8 @@ use wharf_pki::Ca;
 use wharf_registry::Registry;
 use wharf_store::Store;
 
+use crate::cluster::Standalone;
+
 #[derive(Args)]
 pub struct UpArgs {
     /// Where state, blobs and keys are kept.
@@ -48,17 +50,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
     let ca = Arc::new(Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?);
     let store = Arc::new(store);
+    let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    // Every state change goes through a one-member Raft group, as on a cluster manager.
+    let raft = Standalone::start(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
+    let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
     let (auth, admin_password) = if args.insecure_no_auth {
         (None, None)
     } else {
-        let (auth, generated) = start_auth(&args, &ca, Arc::clone(&store))?;
+        let (auth, generated) = start_auth(&args, &ca, Arc::clone(&store), Arc::clone(&proposer)).await?;
         (Some(auth), generated)
     };
-    let registry = Arc::new(Registry::new(store, Arc::new(blobs)).context("start the registry")?);
-    tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone()));
+    let registry = Arc::new(Registry::with_proposer(store, Arc::new(blobs), proposer));
+    let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone()));
 
-    let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
-    let local = listener.local_addr()?;
     let tls = if args.insecure_http {
         None
     } else {
@@ -81,6 +86,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     print_banner(&args, local, scheme, &ca, admin_password.as_deref());
     tracing::info!(addr = %local, scheme, data_dir = %args.data_dir.display(), "wharf is serving");
     wharf_http::serve(listener, tls, wharf_http::router(app), shutdown_signal()).await;
+    purge.abort();
+    raft.stop().await;
     tracing::info!("wharf stopped");
     Ok(())
 }
@@ -108,9 +115,14 @@ const ADMIN: &str = "admin";
 
 /// Opens accounts and tokens: the token signing key (certified by the CA), the first
 /// administrator. Returns the administrator's password when it was generated.
-fn start_auth(args: &UpArgs, ca: &Ca, store: Arc<Store>) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
+async fn start_auth(
+    args: &UpArgs,
+    ca: &Ca,
+    store: Arc<Store>,
+    proposer: Arc<dyn wharf_store::Proposer>,
+) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
     let key = ca.load_or_create_token_key(&args.data_dir.join("pki")).context("load or create the token key")?;
-    let auth = Auth::new(store, &key, AuthConfig::default()).context("start accounts")?;
+    let auth = Arc::new(Auth::with_proposer(store, proposer, &key, AuthConfig::default()).context("start accounts")?);
     let password = match &args.admin_password_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -118,8 +130,12 @@ fn start_auth(args: &UpArgs, ca: &Ca, store: Arc<Store>) -> anyhow::Result<(Arc<
         }
         None => None,
     };
-    let generated = auth.bootstrap_admin(ADMIN, password.as_deref(), now()).context("create the administrator")?;
-    Ok((Arc::new(auth), generated))
+    // Account writes wait on the proposer: off the async workers.
+    let bootstrap = Arc::clone(&auth);
+    let generated = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin(ADMIN, password.as_deref(), now()))
+        .await?
+        .context("create the administrator")?;
+    Ok((auth, generated))
 }
 
 fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca, admin_password: Option<&str>) {
