@@ -381,8 +381,9 @@ impl Auth {
         Ok(self.store.users()?)
     }
 
-    pub fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
-        self.apply(Command::SetRepoPublic { repo: repo.to_owned(), public })?;
+    /// Async: it only proposes a command, so it needs no blocking thread.
+    pub async fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
+        self.proposer.propose(Command::SetRepoPublic { repo: repo.to_owned(), public }).await?;
         Ok(())
     }
 }

@@ -129,7 +129,7 @@ fn sessions_end_on_logout_expiry_and_password_change() {
 #[test]
 fn anonymous_gets_pull_on_public_repositories_only() {
     let f = fixture();
-    f.auth.set_public("lib/base", true).expect("public");
+    futures::executor::block_on(f.auth.set_public("lib/base", true)).expect("public");
     let ask = Access::parse_all(["repository:lib/base:pull,push", "repository:lib/other:pull"]).expect("scopes");
     let (token, granted) = f.auth.issue_token(&Principal::Anonymous, &ask, now()).expect("token");
     assert_eq!(granted, vec![Access::new("repository", "lib/base", &["pull"])]);

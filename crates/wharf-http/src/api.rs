@@ -331,8 +331,7 @@ async fn update_repository(
         return Err(api_error(StatusCode::FORBIDDEN, "only the namespace owner or an administrator may change this"));
     }
     let update: RepositoryUpdate = parse(&body)?;
-    let repo = name.clone();
-    blocking(&auth, move |auth| auth.set_public(&repo, update.public)).await?;
+    auth.set_public(&name, update.public).await?;
     tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
     Ok(json_response(StatusCode::OK, json!({"name": name, "public": update.public}).to_string().into_bytes()))
 }
