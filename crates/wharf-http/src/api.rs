@@ -390,9 +390,14 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
 /// handing leadership to another voter first and sending the caller there.
 async fn leave_raft(cluster: &crate::Cluster, id: u64) -> Result<(), Response> {
     use openraft::type_config::async_runtime::WatchReceiver;
-    let misdirected = |leader: Option<String>| {
-        let body = json!({"message": "ask the leader", "leader": leader});
-        json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes())
+    // 421 names the leader; while none is known (an election or a handover is running) the
+    // answer is 503, and the caller tries again.
+    let misdirected = |leader: Option<String>| match leader {
+        Some(leader) => {
+            let body = json!({"message": "ask the leader", "leader": leader});
+            json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes())
+        }
+        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "no leader is known now; try again").into_response(),
     };
     if id == cluster.node_id && cluster.raft.current_leader().await == Some(id) {
         let metrics = cluster.raft.metrics().borrow_watched().clone();

@@ -137,25 +137,31 @@ impl Session {
 
     /// Like [`Session::call`], for what only the Raft leader can do: a manager that is not the
     /// leader answers 421 with the leader's address, and the call goes there (the session
-    /// is valid on every manager).
+    /// is valid on every manager); while no leader is known (503) it tries again for a while.
     async fn call_on_leader(
         &mut self,
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
-        for _ in 0..3 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
             let mut request = self.http.request(method.clone(), self.url.join(path)?).bearer_auth(&self.token);
             if let Some(body) = &body {
                 request = request.json(body);
             }
             let response = request.send().await.with_context(|| format!("connect to {}", self.url))?;
-            if response.status() != reqwest::StatusCode::MISDIRECTED_REQUEST {
-                return check(response).await;
+            match response.status() {
+                reqwest::StatusCode::MISDIRECTED_REQUEST => {
+                    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+                    let leader = answer["leader"].as_str().context("no leader is known; try again")?;
+                    self.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
+                }
+                reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                _ => return check(response).await,
             }
-            let answer: serde_json::Value = response.json().await.unwrap_or_default();
-            let leader = answer["leader"].as_str().context("no leader is known; try again")?;
-            self.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
         }
         bail!("the leader kept changing; try again")
     }

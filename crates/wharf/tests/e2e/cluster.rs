@@ -437,20 +437,28 @@ fn as_node(dir: &Path, ca: &Path) -> reqwest::Client {
         .expect("client")
 }
 
-/// Sets node `id`'s role through `node`, following the answer to the leader as the CLI does.
+/// Sets node `id`'s role through `node`, following the answer to the leader and trying again
+/// while no leader is known (503), as the CLI does.
 async fn set_role(c: &reqwest::Client, node: &Node, session: &str, id: u64, role: &str) {
-    let mut url = node.url(&format!("/api/nodes/{id}/role"));
-    for _ in 0..3 {
+    let first = node.url(&format!("/api/nodes/{id}/role"));
+    let mut url = first.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "setting the role of {id} found no leader to do it");
         let resp = c.put(&url).bearer_auth(session).json(&json!({"role": role})).send().await.expect("role");
-        if resp.status() == StatusCode::MISDIRECTED_REQUEST {
-            let leader = resp.json::<Value>().await.expect("json")["leader"].as_str().expect("leader").to_owned();
-            url = format!("https://{leader}/api/nodes/{id}/role");
-            continue;
+        match resp.status() {
+            StatusCode::OK => return,
+            StatusCode::MISDIRECTED_REQUEST => {
+                let leader = resp.json::<Value>().await.expect("json")["leader"].as_str().expect("leader").to_owned();
+                url = format!("https://{leader}/api/nodes/{id}/role");
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                url = first.clone();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            status => panic!("setting the role of {id}: {status} {}", resp.text().await.unwrap_or_default()),
         }
-        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap_or_default());
-        return;
     }
-    panic!("setting the role of {id} kept being redirected");
 }
 
 /// Three managers and two workers with fast heartbeats and ten-second certificates: every node
