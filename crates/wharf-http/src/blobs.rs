@@ -18,7 +18,7 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, digest: &str) ->
     let registry = &app.registry;
     match *req.method() {
         Method::HEAD => {
-            let size = crate::read_current(app, || registry.blob_size(name, &digest)).await?;
+            let size = crate::read_current(app, || async { registry.blob_size(name, &digest) }).await?;
             let mut response = empty(StatusCode::OK, &blob_headers(&digest));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
@@ -27,13 +27,7 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, digest: &str) ->
         }
         Method::GET => {
             let range_header = header_str(req.headers(), header::RANGE);
-            let read = match registry.open_blob(name, &digest, range_header).await {
-                Err(e) if e.status == 404 && app.cluster.is_some() => {
-                    registry.catch_up().await?;
-                    registry.open_blob(name, &digest, range_header).await?
-                }
-                read => read?,
-            };
+            let read = crate::read_current(app, || registry.open_blob(name, &digest, range_header)).await?;
             let mut response = Response::new(read.body.map_or_else(Body::empty, Body::from_stream));
             let headers = response.headers_mut();
             set_headers(headers, &blob_headers(&digest));

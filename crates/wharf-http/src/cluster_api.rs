@@ -118,13 +118,9 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "join request too large"),
-    };
-    let request: JoinRequest = match serde_json::from_slice(&body) {
+    let request: JoinRequest = match crate::nodes::json_body(req, "join request").await {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid join request: {e}")),
+        Err(refusal) => return refusal,
     };
     let Some(token) = JoinToken::parse(&request.token) else {
         return refuse(StatusCode::BAD_REQUEST, "malformed join token");
@@ -155,20 +151,12 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("the cluster cannot add a node now: {e}")),
     };
     let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let cert_pem =
+    let response =
         match crate::nodes::issue(&cluster, &request.csr_pem, &identity, &request.advertise, &request.hostname).await {
-            Ok(pem) => pem,
+            Ok(response) => response,
             Err(refusal) => return refusal,
         };
     tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
-    let response = JoinResponse {
-        node_id,
-        cluster_id: cluster.cluster_id.clone(),
-        role: role.as_str().into(),
-        cert_pem,
-        ca_pem: cluster.ca.cert_pem().to_owned(),
-        manager_secrets: (role == Role::Manager).then(|| cluster.manager_secrets.clone()),
-    };
     json_response(StatusCode::OK, serde_json::to_vec(&response).unwrap_or_default())
 }
 

@@ -82,14 +82,14 @@ pub fn router(app: Arc<App>) -> Router {
 /// Reads from the local replica; when that finds nothing (404) on a cluster manager, catches
 /// up with the leader first (ReadIndex) and reads again: a replica may lag a write another
 /// manager acknowledged, and must not call it missing.
-pub(crate) async fn read_current<T>(
+pub(crate) async fn read_current<T, F: Future<Output = Result<T, RegistryError>>>(
     app: &App,
-    read: impl Fn() -> Result<T, RegistryError>,
+    read: impl Fn() -> F,
 ) -> Result<T, RegistryError> {
-    match read() {
+    match read().await {
         Err(e) if e.status == 404 && app.cluster.is_some() => {
             app.registry.catch_up().await?;
-            read()
+            read().await
         }
         found => found,
     }

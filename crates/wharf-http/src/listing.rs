@@ -39,7 +39,7 @@ pub(crate) async fn tags(
     }
     let pairs = query_pairs(query);
     let n = page_size(&pairs, usize::MAX)?;
-    let page = crate::read_current(app, || app.registry.tags(name, query_get(&pairs, "last"), n)).await?;
+    let page = crate::read_current(app, || async { app.registry.tags(name, query_get(&pairs, "last"), n) }).await?;
     #[derive(serde::Serialize)]
     struct TagList<'a> {
         name: &'a str,

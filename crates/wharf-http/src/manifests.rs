@@ -21,7 +21,7 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, reference: &str)
     let registry = &app.registry;
     match req.method().clone() {
         method @ (Method::GET | Method::HEAD) => {
-            let manifest = crate::read_current(app, || registry.get_manifest(name, reference)).await?;
+            let manifest = crate::read_current(app, || async { registry.get_manifest(name, reference) }).await?;
             let len = manifest.bytes.len();
             let body = if method == Method::GET { Body::from(manifest.bytes) } else { Body::empty() };
             let mut response = Response::new(body);

@@ -91,7 +91,8 @@ pub struct RenewRequest {
 
 fn raft_members(cluster: &Cluster) -> Vec<u64> {
     use openraft::type_config::async_runtime::WatchReceiver;
-    let metrics = cluster.raft.metrics().borrow_watched().clone();
+    let watch = cluster.raft.metrics();
+    let metrics = watch.borrow_watched();
     metrics.membership_config.membership().nodes().map(|(id, _)| *id).collect()
 }
 
@@ -138,14 +139,15 @@ pub(crate) async fn heartbeat(State(cluster): State<Arc<Cluster>>, req: Request)
 }
 
 /// Signs a node certificate for `identity` from `csr_pem`, naming the node's address and host
-/// name, and records its expiry. Returns the PEM.
+/// name, records its expiry, and returns what the node receives (with the manager keys when
+/// the role is manager).
 pub(crate) async fn issue(
     cluster: &Cluster,
     csr_pem: &str,
     identity: &NodeIdentity,
     addr: &str,
     hostname: &str,
-) -> Result<String, Response> {
+) -> Result<JoinResponse, Response> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(|c| c == '[' || c == ']');
     let names = vec![host.to_owned(), "localhost".into(), "127.0.0.1".into(), hostname.to_owned()];
     let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
@@ -162,7 +164,22 @@ pub(crate) async fn issue(
             &format!("the cluster cannot record the certificate: {e}"),
         ));
     }
-    Ok(cert_pem)
+    Ok(JoinResponse {
+        node_id: identity.node_id,
+        cluster_id: cluster.cluster_id.clone(),
+        role: identity.role.as_str().into(),
+        cert_pem,
+        ca_pem: cluster.ca.cert_pem().to_owned(),
+        manager_secrets: (identity.role == Role::Manager).then(|| cluster.manager_secrets.clone()),
+    })
+}
+
+/// The JSON body of a node-to-node request (at most 64 KiB); `what` names it in refusals.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(req: Request, what: &str) -> Result<T, Response> {
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what} too large")))?;
+    serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
 }
 
 pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
@@ -171,13 +188,9 @@ pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> 
         Ok(_) => return refuse(StatusCode::FORBIDDEN, "this node is not in the cluster's state"),
         Err(refusal) => return *refusal,
     };
-    let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "renewal request too large"),
-    };
-    let request: RenewRequest = match serde_json::from_slice(&body) {
+    let request: RenewRequest = match json_body(req, "renewal request").await {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("invalid renewal request: {e}")),
+        Err(refusal) => return refusal,
     };
     let Some(role) = Role::parse(&record.role) else {
         return refuse(StatusCode::CONFLICT, "the node's recorded role is unknown");
@@ -189,19 +202,11 @@ pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> 
         );
     }
     let new_identity = NodeIdentity { node_id: identity.node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let cert_pem = match issue(&cluster, &request.csr_pem, &new_identity, &record.addr, &record.hostname).await {
-        Ok(pem) => pem,
+    let response = match issue(&cluster, &request.csr_pem, &new_identity, &record.addr, &record.hostname).await {
+        Ok(response) => response,
         Err(refusal) => return refusal,
     };
     tracing::info!(node_id = identity.node_id, role = role.as_str(), "node certificate issued");
-    let response = JoinResponse {
-        node_id: identity.node_id,
-        cluster_id: cluster.cluster_id.clone(),
-        role: role.as_str().into(),
-        cert_pem,
-        ca_pem: cluster.ca.cert_pem().to_owned(),
-        manager_secrets: (role == Role::Manager).then(|| cluster.manager_secrets.clone()),
-    };
     json_response(StatusCode::OK, serde_json::to_vec(&response).unwrap_or_default())
 }
 

@@ -86,10 +86,12 @@ pub enum Leadership {
     Isolated,
 }
 
-/// This manager's [`Leadership`] now.
+/// This manager's [`Leadership`] now. Every write asks, so the metrics are read in place,
+/// not copied.
 pub fn leadership(raft: &Raft) -> Leadership {
     use openraft::type_config::async_runtime::WatchReceiver;
-    let metrics = raft.metrics().borrow_watched().clone();
+    let watch = raft.metrics();
+    let metrics = watch.borrow_watched();
     if metrics.current_leader != Some(metrics.id) {
         return Leadership::Follower;
     }

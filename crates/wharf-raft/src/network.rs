@@ -93,23 +93,33 @@ impl Connection {
         postcard::from_bytes(&body).map_err(network)
     }
 
+    /// POSTs `request` to `/raft/<rpc>` and decodes the answer.
+    async fn post<Req: Serialize, Answer: DeserializeOwned>(
+        &self,
+        rpc: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Answer, RPCError<TypeConfig>> {
+        let body = postcard::to_allocvec(request).map_err(network)?;
+        let send = self.client.post(format!("{}/{rpc}", self.base)).timeout(option.hard_ttl()).body(body).send();
+        let response = send.await.map_err(unreachable)?;
+        self.read(response).await
+    }
+
+    /// An RPC whose answer carries openraft's own error.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         rpc: &str,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let body = postcard::to_allocvec(request).map_err(network)?;
-        let response = self
-            .client
-            .post(format!("{}/{rpc}", self.base))
-            .timeout(option.hard_ttl())
-            .body(body)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let answer: Result<Resp, openraft::errors::RaftError<TypeConfig>> = self.read(response).await?;
+        let answer: Result<Resp, openraft::errors::RaftError<TypeConfig>> = self.post(rpc, request, option).await?;
         answer.map_err(network)
+    }
+
+    /// An error the other end reported as text in a successful answer.
+    fn refused(&self, message: String) -> RPCError<TypeConfig> {
+        network(Refused { target: self.target, status: 200, message })
     }
 }
 
@@ -138,11 +148,8 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let body = postcard::to_allocvec(&req).map_err(network)?;
-        let send = self.client.post(format!("{}/transfer", self.base)).timeout(option.hard_ttl()).body(body).send();
-        let response = send.await.map_err(unreachable)?;
-        let answer: Result<TransferLeaderResponse<TypeConfig>, String> = self.read(response).await?;
-        answer.map_err(|message| network(Refused { target: self.target, status: 200, message }))
+        let answer: Result<TransferLeaderResponse<TypeConfig>, String> = self.post("transfer", &req, &option).await?;
+        answer.map_err(|message| self.refused(message))
     }
 
     async fn full_snapshot(
@@ -163,6 +170,6 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             response = send => response.map_err(unreachable)?,
         };
         let answer: Result<SnapshotResponse<TypeConfig>, String> = self.read(response).await?;
-        answer.map_err(|message| StreamingError::from(network(Refused { target: self.target, status: 200, message })))
+        answer.map_err(|message| StreamingError::from(self.refused(message)))
     }
 }

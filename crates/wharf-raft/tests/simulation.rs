@@ -117,6 +117,18 @@ mod network {
         }
     }
 
+    impl SimConnection {
+        /// An RPC whose answer carries openraft's own error.
+        async fn raft_rpc<T: for<'de> Deserialize<'de>>(
+            &self,
+            request: Request,
+            option: &RPCOption,
+        ) -> Result<T, RPCError<TypeConfig>> {
+            let answer: Result<T, openraft::errors::RaftError<TypeConfig>> = self.rpc(request, option).await?;
+            answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        }
+    }
+
     impl RaftNetworkV2<TypeConfig> for SimConnection {
         type SnapshotData = std::fs::File;
 
@@ -125,9 +137,7 @@ mod network {
             rpc: AppendEntriesRequest<TypeConfig>,
             option: RPCOption,
         ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-            let answer: Result<_, openraft::errors::RaftError<TypeConfig>> =
-                self.rpc(Request::Append(rpc), &option).await?;
-            answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            self.raft_rpc(Request::Append(rpc), &option).await
         }
 
         async fn vote(
@@ -135,9 +145,7 @@ mod network {
             rpc: VoteRequest<TypeConfig>,
             option: RPCOption,
         ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-            let answer: Result<_, openraft::errors::RaftError<TypeConfig>> =
-                self.rpc(Request::Vote(rpc), &option).await?;
-            answer.map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            self.raft_rpc(Request::Vote(rpc), &option).await
         }
 
         async fn full_snapshot(

@@ -351,18 +351,16 @@ async fn run_manager(
     let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem())?;
     // Calls to other managers leave from the address this node listens on, when it names one.
     let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-    let log = LogStore::open(&data_dir.join("raft-log.redb"))?;
-    let flush_log = log.clone();
-    let sm = StateMachine::open(Arc::clone(&store), &data_dir.join("snapshots"))?;
-    let raft = Raft::new(
+    let node = RaftNode::open(
+        data_dir,
         identity.node_id,
-        wharf_raft::config(&identity.cluster_id)?,
-        Network::new(client_tls.clone(), source)?,
-        log,
-        sm,
+        &identity.cluster_id,
+        Arc::clone(&store),
+        client_tls.clone(),
+        source,
     )
     .await?;
-    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls.clone(), source)?);
+    let (raft, proposer) = (node.raft.clone(), Arc::clone(&node.proposer));
     let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
     let registry = Arc::new(Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone()));
     let secrets = ManagerSecrets {
@@ -420,7 +418,6 @@ async fn run_manager(
         });
     }
     let purge = tokio::spawn(purge_stale(registry, Some(auth)));
-    let flusher = tokio::spawn(flush_periodically(flush_log.clone()));
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, &ca, &store, admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
@@ -440,12 +437,8 @@ async fn run_manager(
     };
     purge.abort();
     watch.abort();
-    flusher.abort();
     let _ = stop.send(());
-    let _ = raft.shutdown().await;
-    if let Err(e) = flush_log.flush() {
-        tracing::error!(error = %e, "making the raft log durable failed");
-    }
+    node.stop().await;
     let _ = server.await;
     tracing::info!("wharf stopped");
     Ok(ending)
@@ -528,37 +521,58 @@ async fn flush_periodically(log: LogStore) {
     }
 }
 
-/// `wharf up`'s state path: a one-member Raft group with the same log store, state machine
-/// and proposer as a cluster manager (it has no other member to call).
-pub(crate) struct Standalone {
+/// A node's Raft instance with its log store, state machine (over `store`), transport and
+/// proposer, and the task that makes the log's lazily saved parts durable. Managers and
+/// `wharf up` (a one-member group) open it the same way.
+pub(crate) struct RaftNode {
     pub raft: Raft,
     pub proposer: Arc<RaftProposer>,
     log: LogStore,
     flusher: tokio::task::JoinHandle<()>,
 }
 
-impl Standalone {
-    /// Opens (or, the first time, initializes) the group over `store` and waits until this
-    /// node leads it.
-    pub(crate) async fn start(data_dir: &Path, store: Arc<Store>, ca_pem: &str, addr: &str) -> anyhow::Result<Self> {
-        const ID: u64 = 1;
-        let tls = wharf_pki::ca_client_config(ca_pem)?;
+impl RaftNode {
+    /// Opens the Raft files in `data_dir`; calls to other managers use `tls` and leave from
+    /// `source`, if given.
+    pub(crate) async fn open(
+        data_dir: &Path,
+        id: u64,
+        cluster_name: &str,
+        store: Arc<Store>,
+        tls: rustls::ClientConfig,
+        source: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<RaftNode> {
         let log = LogStore::open(&data_dir.join("raft-log.redb")).context("open the raft log")?;
         let sm = StateMachine::open(store, &data_dir.join("snapshots"))?;
-        let network = Network::new(tls.clone(), None)?;
-        let raft = Raft::new(ID, wharf_raft::config("standalone")?, network, log.clone(), sm).await?;
-        if !raft.is_initialized().await? {
+        let network = Network::new(tls.clone(), source)?;
+        let raft = Raft::new(id, wharf_raft::config(cluster_name)?, network, log.clone(), sm).await?;
+        let proposer = Arc::new(RaftProposer::new(raft.clone(), tls, source)?);
+        let flusher = tokio::spawn(flush_periodically(log.clone()));
+        Ok(RaftNode { raft, proposer, log, flusher })
+    }
+
+    /// `wharf up`'s state path: a one-member group over `store` (initialized the first time),
+    /// led by this node before it returns. It has no other member to call.
+    pub(crate) async fn standalone(
+        data_dir: &Path,
+        store: Arc<Store>,
+        ca_pem: &str,
+        addr: &str,
+    ) -> anyhow::Result<Self> {
+        const ID: u64 = 1;
+        let node =
+            RaftNode::open(data_dir, ID, "standalone", store, wharf_pki::ca_client_config(ca_pem)?, None).await?;
+        if !node.raft.is_initialized().await? {
             let members: BTreeMap<u64, openraft::BasicNode> =
                 [(ID, openraft::BasicNode::new(addr))].into_iter().collect();
-            raft.initialize(members).await.context("initialize raft")?;
+            node.raft.initialize(members).await.context("initialize raft")?;
         }
-        raft.wait(Some(Duration::from_secs(30)))
+        node.raft
+            .wait(Some(Duration::from_secs(30)))
             .metrics(|m| m.current_leader == Some(ID), "lead the one-member group")
             .await
             .context("this node did not take the lead of its own state")?;
-        let proposer = Arc::new(RaftProposer::new(raft.clone(), tls, None)?);
-        let flusher = tokio::spawn(flush_periodically(log.clone()));
-        Ok(Standalone { raft, proposer, log, flusher })
+        Ok(node)
     }
 
     pub(crate) async fn stop(self) {

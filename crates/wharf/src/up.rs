@@ -15,7 +15,7 @@ use wharf_pki::Ca;
 use wharf_registry::Registry;
 use wharf_store::Store;
 
-use crate::cluster::Standalone;
+use crate::cluster::RaftNode;
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -53,7 +53,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     // Every state change goes through a one-member Raft group, as on a cluster manager.
-    let raft = Standalone::start(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
+    let raft = RaftNode::standalone(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
     let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
     let (auth, admin_password) = if args.insecure_no_auth {
         (None, None)

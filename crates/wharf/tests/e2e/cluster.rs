@@ -210,23 +210,7 @@ async fn managers_replicate_fail_over_and_rejoin() {
     let password_file = tmp.path().join("admin-password");
     std::fs::write(&password_file, PASSWORD).expect("write");
     let addrs: Vec<String> = (1..=4).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
-    let first = Node::start(
-        vec![
-            "init".into(),
-            "--advertise".into(),
-            addrs[0].clone(),
-            "--data-dir".into(),
-            data_dir(tmp.path(), 1).to_str().expect("path").into(),
-            "--admin-password-file".into(),
-            password_file.to_str().expect("path").into(),
-        ],
-        addrs[0].clone(),
-    );
-    let token_of = |node: &Node, role: &str| {
-        let line = node.printed(&format!("join a {role}")).expect("the banner prints the join tokens");
-        line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned()
-    };
-    let (manager_token, worker_token) = (token_of(&first, "manager"), token_of(&first, "worker"));
+    let (first, manager_token, worker_token) = start_first(&addrs[0], &data_dir(tmp.path(), 1), &password_file, &[]);
     let ca = data_dir(tmp.path(), 1).join("pki/ca.crt");
     let c = client(&ca);
 
@@ -374,12 +358,7 @@ async fn joins_with_a_foreign_or_rotated_token_are_refused() {
     std::fs::write(&password_file, PASSWORD).expect("write");
     let addr = format!("127.0.0.5:{}", free_port("127.0.0.5"));
     let dir = data_dir(tmp.path(), 1);
-    let args = ["init", "--advertise", &addr, "--data-dir", dir.to_str().expect("p"), "--admin-password-file"];
-    let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    args.push(password_file.to_str().expect("path").into());
-    let manager = Node::start(args, addr.clone());
-    let line = manager.printed("join a worker").expect("token line");
-    let token = line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned();
+    let (manager, _, token) = start_first(&addr, &dir, &password_file, &[]);
     let joiner = |token: &str, n: u32| {
         let target = format!("127.0.0.6:{}", free_port("127.0.0.6"));
         Command::new(WHARF).args(join_args(token, &addr, &target, &data_dir(tmp.path(), n))).output().expect("join")
