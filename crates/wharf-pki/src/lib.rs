@@ -1,5 +1,6 @@
-//! Wharf's PKI: the certificate authority that a node creates on first start, the server
-//! certificates it signs, fingerprints for pinning, and the rustls server configuration.
+//! Wharf's PKI: the certificate authority that a node creates on first start, the node
+//! certificates it signs (they serve TLS to clients and to other nodes), join tokens,
+//! fingerprints for pinning, and the rustls configurations.
 //!
 //! Key material lives in files in the node's data directory (private keys with mode 0600).
 //! This crate must never open sockets; the binary and the HTTP crate use its configs.
@@ -21,8 +22,7 @@ pub use node::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,9 +31,6 @@ use time::{Duration, OffsetDateTime};
 
 /// How long the CA is valid.
 const CA_VALIDITY: Duration = Duration::days(3650);
-/// How long a server certificate is valid.
-pub const SERVER_VALIDITY: Duration = Duration::days(90);
-
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{context}: {source}")]
@@ -109,30 +106,6 @@ impl Ca {
     /// SHA-256 of the CA certificate's DER, as uppercase colon-separated hex.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.cert_der)
-    }
-
-    /// Signs a server certificate for the given DNS names and IP addresses, valid for
-    /// [`SERVER_VALIDITY`].
-    pub fn issue_server(&self, names: &[String]) -> Result<CertifiedKey, PkiError> {
-        self.issue_server_valid_for(names, SERVER_VALIDITY)
-    }
-
-    /// Signs a server certificate valid for `validity` from now.
-    pub fn issue_server_valid_for(&self, names: &[String], validity: Duration) -> Result<CertifiedKey, PkiError> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().map_or("wharf", String::as_str));
-        dn.push(DnType::OrganizationName, "Wharf");
-        params.distinguished_name = dn;
-        add_sans(&mut params, names)?;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + validity;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem(), not_after: params.not_after })
     }
 
     /// The CA certificate, DER-encoded.
@@ -276,13 +249,6 @@ fn signing_key(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::sign::Cer
     Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))
 }
 
-/// A rustls server configuration that presents whatever `cert` holds, offering h2 and http/1.1.
-pub fn renewing_server_config(cert: Arc<RenewableCert>) -> Arc<rustls::ServerConfig> {
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
 /// Adds each name as an IP address or DNS subject alternative name, once.
 pub(crate) fn add_sans(params: &mut CertificateParams, names: &[String]) -> Result<(), PkiError> {
     for name in names {
@@ -301,18 +267,6 @@ pub(crate) fn add_sans(params: &mut CertificateParams, names: &[String]) -> Resu
 pub fn fingerprint(der: &[u8]) -> String {
     let hash = Sha256::digest(der);
     hash.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
-
-/// A rustls server configuration for `key` (chain: server cert, then the CA), offering h2 and http/1.1.
-pub fn server_config(key: &CertifiedKey, ca_pem: &str) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-    let mut chain: Vec<CertificateDer<'static>> = Vec::new();
-    for pem in [key.cert_pem.as_bytes(), ca_pem.as_bytes()] {
-        chain.push(CertificateDer::from_pem_slice(pem).map_err(|e| PkiError::Pem(e.to_string()))?);
-    }
-    let private = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, private)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
@@ -360,8 +314,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("create");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned(), "reg.test".to_owned()];
-        let key = ca.issue_server(&names).expect("issue");
-        server_config(&key, ca.cert_pem()).expect("config");
+        let identity = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "wharf-test".into() };
+        let key = ca.issue_node(&identity, &names, NODE_VALIDITY).expect("issue");
+        mutual_server_config(Arc::new(RenewableCert::new(&key, ca.cert_pem()).expect("cert")), ca.cert_pem())
+            .expect("config");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca der")).expect("add");
         let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build().expect("verifier");

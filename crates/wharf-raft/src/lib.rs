@@ -18,7 +18,7 @@ use wharf_store::Outcome;
 pub use log_store::{COMMITTED_FLUSH, LogStore};
 pub use network::Network;
 pub use proposer::{PROPOSE_TIMEOUT, RaftProposer};
-pub use state_machine::{StateMachine, apply_committed};
+pub use state_machine::{StateMachine, apply_whole_log};
 
 /// A manager's Raft instance.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;

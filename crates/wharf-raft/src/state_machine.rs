@@ -78,18 +78,22 @@ impl StateMachine {
     }
 }
 
-/// Applies what `log` holds as committed beyond what the state machine applied, as Raft does
-/// when it starts, and makes the store durable: for working on a manager's files while it is
-/// stopped (`wharf recover`), before the log goes.
-pub async fn apply_committed(log: &mut crate::LogStore, sm: &mut StateMachine) -> io::Result<()> {
+/// Applies every entry `log` holds beyond what the state machine applied, and makes the store
+/// durable: for turning a manager's files into a new one-member group while it is stopped
+/// (`wharf recover`, or a standalone node becoming a cluster), before the log goes.
+///
+/// Not only the entries known to be committed: the saved commit index lags behind (it is
+/// written lazily), and in a one-member group every entry on disk was committed when it was
+/// written. As with etcd's `--force-new-cluster`, the new group commits all of the log.
+pub async fn apply_whole_log(log: &mut crate::LogStore, sm: &mut StateMachine) -> io::Result<()> {
     use openraft::storage::{RaftLogReader, RaftLogStorage};
-    let committed = log.read_committed().await?;
+    let last = log.get_log_state().await?.last_log_id;
     let (applied, _) = sm.applied_state().await?;
-    if let Some(committed) = committed
-        && applied.as_ref().is_none_or(|a| a.index < committed.index)
+    if let Some(last) = last
+        && applied.as_ref().is_none_or(|a| a.index < last.index)
     {
         let from = applied.map_or(0, |a| a.index + 1);
-        let entries = log.try_get_log_entries(from..=committed.index).await?;
+        let entries = log.try_get_log_entries(from..=last.index).await?;
         sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await?;
     }
     sm.store.flush().map_err(io_error)

@@ -52,7 +52,7 @@ pub struct Tuning {
 }
 
 impl Tuning {
-    fn settings(&self, listen: String) -> Settings {
+    pub(crate) fn settings(&self, listen: String) -> Settings {
         Settings {
             listen,
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
@@ -95,7 +95,7 @@ pub enum Ending {
 }
 
 /// What a running node needs from its command line.
-struct Settings {
+pub(crate) struct Settings {
     listen: String,
     heartbeat: Duration,
     node_cert_validity: wharf_pki::time::Duration,
@@ -150,7 +150,7 @@ fn node_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("node")
 }
 
-fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
+pub(crate) fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
     let dir = node_dir(data_dir);
     let Ok(raw) = std::fs::read(dir.join("identity.json")) else { return Ok(None) };
     let identity: Identity = serde_json::from_slice(&raw).context("read node/identity.json")?;
@@ -161,7 +161,7 @@ fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedK
 }
 
 /// The identity a node left in `data_dir`, saying so: started again, it rejoins with it.
-fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
+pub(crate) fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
     let found = load_identity(data_dir)?;
     if let Some((identity, _)) = &found {
         let (id, cluster) = (identity.node_id, &identity.cluster_id);
@@ -200,25 +200,58 @@ fn hostname() -> String {
 pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
-        return run_node(&args.node.data_dir, identity, key, &settings, None).await;
+        return run_node(&args.node.data_dir, identity, key, &settings, None, None).await;
     }
-    std::fs::create_dir_all(&args.node.data_dir)?;
-    let ca = Ca::load_or_create(&args.node.data_dir.join("pki")).context("create the CA")?;
-    let cluster_id = format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]);
+    let first = FirstManager {
+        data_dir: args.node.data_dir.clone(),
+        advertise: args.node.advertise.clone(),
+        sans: args.sans,
+        password_file: args.admin_password_file,
+    };
+    start_first_manager(first, &settings, None).await
+}
+
+/// What makes the first manager of a new cluster: `wharf init`, and `wharf up` on a data
+/// directory that holds no node yet.
+pub(crate) struct FirstManager {
+    pub data_dir: PathBuf,
+    pub advertise: String,
+    pub sans: Vec<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// Starts the first manager of a new cluster over whatever state `data_dir` holds (nothing,
+/// or the state of a standalone `wharf up --insecure-http`, which it keeps). The identity is
+/// saved only once the cluster is bootstrapped, and every bootstrap step can be repeated: a
+/// crash before that point is mended by running the same command again.
+pub(crate) async fn start_first_manager(
+    first: FirstManager,
+    settings: &Settings,
+    listener: Option<TcpListener>,
+) -> anyhow::Result<Ending> {
+    let dir = &first.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // A Raft log without a node identity is a standalone node's or an unfinished first start:
+    // what it committed goes into the state, and the new cluster starts a log of its own.
+    fold_raft_log_into_state(dir).await?;
+    let ca = Ca::load_or_create(&dir.join("pki")).context("create the CA")?;
+    let cluster_id = {
+        let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+        store.cluster_id()?
+    };
+    let cluster_id =
+        cluster_id.unwrap_or_else(|| format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]));
     let identity = Identity {
         node_id: 1,
         cluster_id: cluster_id.clone(),
         role: "manager".into(),
-        advertise: args.node.advertise.clone(),
-        managers: vec![args.node.advertise.clone()],
+        advertise: first.advertise.clone(),
+        managers: vec![first.advertise.clone()],
     };
-    let mut names = vec![host_of(&args.node.advertise).to_owned(), "localhost".into(), "127.0.0.1".into(), hostname()];
-    names.extend(args.sans.iter().cloned());
-    names.retain(|n| !n.is_empty());
+    let names = certificate_names(&first.advertise, &settings.listen, &first.sans);
     let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
     let key = ca.issue_node(&node, &names, settings.node_cert_validity).context("issue this node's certificate")?;
-    save_identity(&args.node.data_dir, &identity, &key.cert_pem, &key.key_pem)?;
-    let password = match &args.admin_password_file {
+    let password = match &first.password_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
                 .with_context(|| format!("read {}", path.display()))?
@@ -227,13 +260,52 @@ pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
         ),
         None => None,
     };
-    run_manager(&args.node.data_dir, identity, key, &settings, Start::NewCluster { password }).await
+    run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
+}
+
+/// The names a manager's certificate covers: the host it advertises and listens on (when
+/// specific), loopback, the machine's host name and every `--san`.
+fn certificate_names(advertise: &str, listen: &str, sans: &[String]) -> Vec<String> {
+    let mut names = vec![host_of(advertise).to_owned()];
+    let listen_host = host_of(listen);
+    if listen_host.parse::<std::net::IpAddr>().map_or(true, |ip| !ip.is_unspecified()) {
+        names.push(listen_host.to_owned());
+    }
+    names.extend(["localhost".to_owned(), "127.0.0.1".into(), "::1".into(), hostname()]);
+    names.extend(sans.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
+}
+
+/// Applies every entry of the Raft log in `dir` to the state store, then deletes
+/// the log and its snapshots and makes the store forget which entry it applied last: the
+/// state is kept, and a new Raft group can start over it. Each step can be repeated.
+async fn fold_raft_log_into_state(dir: &Path) -> anyhow::Result<()> {
+    let raft_log = dir.join("raft-log.redb");
+    if !raft_log.exists() {
+        return Ok(());
+    }
+    {
+        let store = Arc::new(Store::open(&dir.join("state.redb")).context("open the state store")?);
+        let mut log = LogStore::open(&raft_log)?;
+        let mut sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots"))?;
+        wharf_raft::apply_whole_log(&mut log, &mut sm).await.context("apply the raft log")?;
+        store.flush()?;
+    }
+    std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
+    let snapshots = dir.join("snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
+    }
+    Store::open(&dir.join("state.redb")).context("open the state store")?.forget_marker()?;
+    Ok(())
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
-        return run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager.clone())).await;
+        return run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager.clone()), None).await;
     }
     let token =
         JoinToken::parse(&args.token).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
@@ -287,15 +359,18 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
     println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
     let (_, not_after) = wharf_pki::validity(&joined.cert_pem)?;
     let key = CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after };
-    run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager)).await
+    run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager), None).await
 }
 
-async fn run_node(
+/// Runs the node `data_dir` holds in its role; a manager serves on `listener`, or binds the
+/// address `settings` names.
+pub(crate) async fn run_node(
     data_dir: &Path,
     mut identity: Identity,
     key: CertifiedKey,
     settings: &Settings,
     via: Option<String>,
+    listener: Option<TcpListener>,
 ) -> anyhow::Result<Ending> {
     if let Some(via) = &via
         && !identity.managers.contains(via)
@@ -303,7 +378,7 @@ async fn run_node(
         identity.managers.push(via.clone());
     }
     if identity.role == "manager" {
-        return run_manager(data_dir, identity, key, settings, Start::Existing { via }).await;
+        return run_manager(data_dir, identity, key, settings, Start::Existing { via }, listener).await;
     }
     forget_manager_state(data_dir)?;
     // Workers run the agent; tasks arrive with orchestration.
@@ -341,8 +416,13 @@ async fn run_manager(
     key: CertifiedKey,
     settings: &Settings,
     start: Start,
+    listener: Option<TcpListener>,
 ) -> anyhow::Result<Ending> {
     let listen = settings.listen.as_str();
+    let listener = match listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?,
+    };
     let ca = Arc::new(Ca::load_or_create(&data_dir.join("pki")).context("load the CA")?);
     let token_key = ca.load_or_create_token_key(&data_dir.join("pki")).context("load the token key")?;
     let store = Arc::new(Store::open(&data_dir.join("state.redb")).context("open the state store")?);
@@ -380,7 +460,6 @@ async fn run_manager(
         heartbeats: wharf_http::Heartbeats::new(settings.heartbeat),
         node_cert_validity: settings.node_cert_validity,
     });
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
     let local = listener.local_addr()?;
     let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
     let app = Arc::new(wharf_http::App {
@@ -403,7 +482,9 @@ async fn run_manager(
     match start {
         Start::NewCluster { password } => {
             admin_password =
-                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &auth, &ca, password).await?;
+                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &store, &auth, &ca, password).await?;
+            // From here on the data directory holds a complete node: started again, it runs it.
+            save_identity(data_dir, &identity, &key.cert_pem, &key.key_pem)?;
         }
         Start::ForcedNewCluster => restart_raft_alone(&raft, &identity).await?,
         Start::Existing { via } => join_via = via,
@@ -419,7 +500,7 @@ async fn run_manager(
     }
     let purge = tokio::spawn(purge_stale(registry, Some(auth)));
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
-    print_banner(&identity, local, &ca, &store, admin_password.as_deref());
+    print_banner(&identity, local, data_dir, &ca, &store, admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
     let agent = Agent {
         data_dir: data_dir.to_owned(),
@@ -456,50 +537,45 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     if identity.role != "manager" {
         bail!("node {} is a worker: only a manager's data directory holds the cluster's state", identity.node_id);
     }
-    let raft_log = dir.join("raft-log.redb");
-    if raft_log.exists() {
-        // Everything this manager's log holds as committed reaches the state first.
-        let store = Arc::new(Store::open(&dir.join("state.redb")).context("open the state store")?);
-        let mut log = LogStore::open(&raft_log)?;
-        let mut sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots"))?;
-        wharf_raft::apply_committed(&mut log, &mut sm).await.context("apply the committed log")?;
-    }
-    if raft_log.exists() {
-        std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
-    }
-    let snapshots = dir.join("snapshots");
-    if snapshots.exists() {
-        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
-    }
-    {
-        let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
-        for (id, node) in store.nodes()? {
-            if id != identity.node_id && node.role == "manager" && !node.removed {
-                store.apply(&Command::RemoveNode { id })?;
-                println!("Manager {id} ({}) is not part of the new cluster; it can join again.", node.addr);
-            }
+    // Everything this manager's log holds reaches the state first.
+    fold_raft_log_into_state(dir).await?;
+    let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+    for (id, node) in store.nodes()? {
+        if id != identity.node_id && node.role == "manager" && !node.removed {
+            store.apply(&Command::RemoveNode { id })?;
+            println!("Manager {id} ({}) is not part of the new cluster; it can join again.", node.addr);
         }
-        store.forget_marker()?;
     }
+    drop(store);
     println!("Wharf: node {} starts a new cluster with the state it kept.", identity.node_id);
     let listen = args.listen.clone().unwrap_or_else(|| identity.advertise.clone());
     let settings = args.tuning.settings(listen);
     let mut identity = identity;
     identity.managers = vec![identity.advertise.clone()];
     save_identity(dir, &identity, &key.cert_pem, &key.key_pem)?;
-    run_manager(dir, identity, key, &settings, Start::ForcedNewCluster).await
+    run_manager(dir, identity, key, &settings, Start::ForcedNewCluster, None).await
 }
 
 /// Makes this manager the only member of a new Raft group over the state it has, then takes a
-/// snapshot and drops the log before it: a manager that joins gets the whole state as a
-/// snapshot, not just the entries written since.
+/// snapshot and drops the log before it (see [`snapshot_and_purge`]).
 async fn restart_raft_alone(raft: &Raft, identity: &Identity) -> anyhow::Result<()> {
     let members: BTreeMap<u64, openraft::BasicNode> =
         [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
     raft.initialize(members).await.context("initialize raft")?;
-    let wait = raft.wait(Some(Duration::from_secs(30)));
-    let metrics = wait
-        .metrics(|m| m.current_leader == Some(identity.node_id) && m.last_applied.is_some(), "lead the new cluster")
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.current_leader == Some(identity.node_id), "lead the new cluster")
+        .await?;
+    snapshot_and_purge(raft).await
+}
+
+/// Takes a snapshot of everything applied and drops the log before it. A new Raft group over a
+/// state that existed before it (kept by `wharf recover`, or a standalone node's) must do so:
+/// a manager that joins then gets the whole state as a snapshot, not only the entries
+/// written since.
+async fn snapshot_and_purge(raft: &Raft) -> anyhow::Result<()> {
+    let metrics = raft
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.last_applied.is_some(), "apply the first entries")
         .await?;
     let applied = metrics.last_applied.map_or(0, |id| id.index);
     raft.trigger().snapshot().await?;
@@ -585,44 +661,54 @@ impl RaftNode {
 }
 
 /// The first start of the first manager: a one-member Raft group, the cluster's id, this node,
-/// the join tokens and the administrator.
+/// the join tokens and the administrator. Each step is skipped when the state already has it
+/// (a first start that stopped half-way, or the kept state of a standalone node).
+#[allow(clippy::too_many_arguments)]
 async fn bootstrap_cluster(
     raft: &Raft,
     identity: &Identity,
     cert_not_after: wharf_pki::time::OffsetDateTime,
     proposer: &Arc<RaftProposer>,
+    store: &Store,
     auth: &Arc<Auth>,
     ca: &Ca,
     password: Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    let members: BTreeMap<u64, openraft::BasicNode> =
-        [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
-    raft.initialize(members).await.context("initialize raft")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while raft.current_leader().await != Some(identity.node_id) {
-        if Instant::now() > deadline {
-            bail!("this manager did not become the leader of its own new cluster");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if !raft.is_initialized().await? {
+        let members: BTreeMap<u64, openraft::BasicNode> =
+            [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
+        raft.initialize(members).await.context("initialize raft")?;
     }
+    raft.wait(Some(Duration::from_secs(30)))
+        .metrics(|m| m.current_leader == Some(identity.node_id), "lead the new cluster")
+        .await
+        .context("this manager did not become the leader of its own new cluster")?;
     proposer.propose(Command::InitCluster { cluster_id: identity.cluster_id.clone() }).await?;
-    proposer
-        .propose(Command::AddNode {
-            role: "manager".into(),
-            hostname: hostname(),
-            addr: identity.advertise.clone(),
-            at: now(),
-        })
-        .await?;
+    if !store.nodes()?.iter().any(|(id, _)| *id == identity.node_id) {
+        let added = proposer
+            .propose(Command::AddNode {
+                role: "manager".into(),
+                hostname: hostname(),
+                addr: identity.advertise.clone(),
+                at: now(),
+            })
+            .await?;
+        if !matches!(added, wharf_store::Outcome::NodeAdded { id } if id == identity.node_id) {
+            bail!("the state already holds nodes: this data directory belongs to another cluster's node");
+        }
+    }
     let not_after = cert_not_after.unix_timestamp().max(0) as u64;
     proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
     for role in [Role::Manager, Role::Worker] {
-        let token = JoinToken::new(ca.cert_der(), wharf_auth::new_secret()).to_string();
-        proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;
+        if store.join_token(role.as_str())?.is_none() {
+            let token = JoinToken::new(ca.cert_der(), wharf_auth::new_secret()).to_string();
+            proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;
+        }
     }
     let auth = Arc::clone(auth);
     let generated =
         tokio::task::spawn_blocking(move || auth.bootstrap_admin("admin", password.as_deref(), now())).await??;
+    snapshot_and_purge(raft).await?;
     Ok(generated)
 }
 
@@ -655,17 +741,25 @@ async fn ask_to_be_added(via: &str, tls: rustls::ClientConfig) -> anyhow::Result
 fn print_banner(
     identity: &Identity,
     local: std::net::SocketAddr,
+    data_dir: &Path,
     ca: &Ca,
     store: &Store,
     admin_password: Option<&str>,
 ) {
+    let host = &identity.advertise;
     println!("Wharf manager {} of cluster {} is up.", identity.node_id, identity.cluster_id);
     println!("  listening on https://{local}");
-    println!("  advertised:  {}", identity.advertise);
+    println!("  advertised:  {host}");
+    println!("  registry:    https://{host}/v2/");
+    println!("  data dir:    {}", data_dir.display());
+    println!("  CA:          https://{host}/ca");
     println!("  CA fingerprint (SHA-256): {}", ca.fingerprint());
+    println!("  trust it:    wharf trust https://{host} --fingerprint {}", ca.fingerprint());
+    println!("  log in:      docker login {host} -u admin");
+    println!("  accounts:    wharf login https://{host} -u admin, then wharf user --help");
     if let (Ok(Some(manager)), Ok(Some(worker))) = (store.join_token("manager"), store.join_token("worker")) {
-        println!("  join a manager: wharf join --token {manager} {} --advertise HOST:PORT", identity.advertise);
-        println!("  join a worker:  wharf join --token {worker} {} --advertise HOST:PORT", identity.advertise);
+        println!("  join a manager: wharf join --token {manager} {host} --advertise HOST:PORT");
+        println!("  join a worker:  wharf join --token {worker} {host} --advertise HOST:PORT");
     }
     if let Some(password) = admin_password {
         println!("  password of admin (generated; shown only this once): {password}");

@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Up(args) => ended(runtime, |runtime| runtime.block_on(up::run(args))),
         Command::Init(args) => ended(runtime, |runtime| runtime.block_on(cluster::init(args))),
         Command::Join(args) => ended(runtime, |runtime| runtime.block_on(cluster::join(args))),
         Command::Recover(args) => ended(runtime, |runtime| runtime.block_on(cluster::recover(args))),

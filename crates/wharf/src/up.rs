@@ -1,5 +1,6 @@
 //! `wharf up`: one node with every role, embedded state store, filesystem blob store and a CA
-//! generated on first start.
+//! generated on first start. Over TLS it is the first manager of a cluster that other nodes can
+//! join (`wharf init` with defaults); with `--insecure-http` it is a standalone node.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use wharf_pki::Ca;
 use wharf_registry::Registry;
 use wharf_store::Store;
 
-use crate::cluster::RaftNode;
+use crate::cluster::{self, Ending, RaftNode, Tuning};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -25,26 +26,71 @@ pub struct UpArgs {
     /// Address of the registry and API (one port for both).
     #[arg(long, default_value = "127.0.0.1:5000", env = "WHARF_ADDR")]
     addr: String,
+    /// The address other nodes and clients reach this node at (host:port); by default the
+    /// listen address, or the host name when listening on every interface.
+    #[arg(long)]
+    advertise: Option<String>,
     /// Extra names or addresses for the server certificate (repeatable).
     #[arg(long = "san")]
     sans: Vec<String>,
-    /// Serve plain HTTP instead of HTTPS. Only for loopback testing and benchmarks.
+    /// Serve plain HTTP instead of HTTPS. Only for loopback testing and benchmarks: such a
+    /// node is standalone (no node identity, nothing can join it).
     #[arg(long)]
     insecure_http: bool,
     /// Serve the registry without accounts: anyone who can reach it may push and pull.
-    /// Only for benchmarks and throwaway test setups.
-    #[arg(long)]
+    /// Only for benchmarks and throwaway test setups (with --insecure-http).
+    #[arg(long, requires = "insecure_http")]
     insecure_no_auth: bool,
     /// File holding the first administrator's password (read on the first start only). Without
     /// it, a password is generated and printed once.
     #[arg(long, env = "WHARF_ADMIN_PASSWORD_FILE")]
     admin_password_file: Option<PathBuf>,
-    /// Lifetime of the server certificate in seconds; it is renewed after two thirds of it.
-    #[arg(long, hide = true, default_value_t = 90 * 24 * 3600)]
-    server_cert_validity: u64,
+    #[command(flatten)]
+    tuning: Tuning,
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// `wharf up`: the first manager of a one-node cluster (other nodes can join it), started
+/// again from its data directory after that; with `--insecure-http`, a standalone node.
+pub async fn run(args: UpArgs) -> anyhow::Result<Ending> {
+    if args.insecure_http {
+        return standalone(args).await.map(|()| Ending::Stopped);
+    }
+    let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    let settings = args.tuning.settings(local.to_string());
+    if let Some((identity, key)) = cluster::existing_identity(&args.data_dir)? {
+        return cluster::run_node(&args.data_dir, identity, key, &settings, None, Some(listener)).await;
+    }
+    let advertise = args.advertise.clone().unwrap_or_else(|| advertised(local));
+    let first = cluster::FirstManager {
+        data_dir: args.data_dir,
+        advertise,
+        sans: args.sans,
+        password_file: args.admin_password_file,
+    };
+    cluster::start_first_manager(first, &settings, Some(listener)).await
+}
+
+/// The address a node listening on `local` is reached at: that address, or the machine's host
+/// name with its port when it listens on every interface.
+fn advertised(local: SocketAddr) -> String {
+    if !local.ip().is_unspecified() {
+        return local.to_string();
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", name.trim(), local.port())
+}
+
+/// `wharf up --insecure-http`: plain HTTP, state through a one-member Raft group of its own.
+async fn standalone(args: UpArgs) -> anyhow::Result<()> {
+    if let Some((identity, _)) = cluster::load_identity(&args.data_dir)? {
+        anyhow::bail!(
+            "{} holds node {} of cluster {}: it serves over TLS; start it without --insecure-http",
+            args.data_dir.display(),
+            identity.node_id,
+            identity.cluster_id
+        );
+    }
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
@@ -52,7 +98,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
-    // Every state change goes through a one-member Raft group, as on a cluster manager.
     let raft = RaftNode::standalone(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
     let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
     let (auth, admin_password) = if args.insecure_no_auth {
@@ -63,51 +108,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::with_proposer(store, Arc::new(blobs), proposer));
     let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone()));
-
-    let tls = if args.insecure_http {
-        None
-    } else {
-        let names = certificate_names(local, &args.sans);
-        let validity = wharf_pki::time::Duration::seconds(args.server_cert_validity.min(i64::MAX as u64) as i64);
-        let key = ca.issue_server_valid_for(&names, validity).context("issue the server certificate")?;
-        let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).context("tls configuration")?);
-        tokio::spawn(renew_server_cert(Arc::clone(&ca), Arc::clone(&cert), names, validity));
-        Some(wharf_pki::renewing_server_config(cert))
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let app = Arc::new(wharf_http::App {
         registry,
         auth,
         ca_pem: Some(ca.cert_pem().to_owned()),
-        scheme,
+        scheme: "http",
         default_host: local.to_string(),
         cluster: None,
     });
-    print_banner(&args, local, scheme, &ca, admin_password.as_deref());
-    tracing::info!(addr = %local, scheme, data_dir = %args.data_dir.display(), "wharf is serving");
-    wharf_http::serve(listener, tls, wharf_http::router(app), shutdown_signal()).await;
+    print_banner(&args, local, admin_password.as_deref());
+    tracing::info!(addr = %local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
+    wharf_http::serve(listener, None, wharf_http::router(app), shutdown_signal()).await;
     purge.abort();
     raft.stop().await;
     tracing::info!("wharf stopped");
     Ok(())
-}
-
-/// The names the server certificate covers: the listen address (when specific), loopback,
-/// the host name and every `--san`.
-pub(crate) fn certificate_names(local: SocketAddr, sans: &[String]) -> Vec<String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    if !local.ip().is_unspecified() {
-        names.push(local.ip().to_string());
-    }
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() {
-            names.push(host.to_owned());
-        }
-    }
-    names.extend(sans.iter().cloned());
-    names.dedup();
-    names
 }
 
 /// The administrator's user name.
@@ -138,56 +153,20 @@ async fn start_auth(
     Ok((auth, generated))
 }
 
-fn print_banner(args: &UpArgs, local: SocketAddr, scheme: &str, ca: &Ca, admin_password: Option<&str>) {
-    let host = if local.ip().is_unspecified() {
-        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}:{}", name.trim(), local.port())
-    } else {
-        local.to_string()
-    };
-    println!("Wharf is up.");
-    println!("  listening on {scheme}://{local}");
-    println!("  registry:    {scheme}://{local}/v2/");
+fn print_banner(args: &UpArgs, local: SocketAddr, admin_password: Option<&str>) {
+    println!("Wharf is up (standalone: nothing can join this node).");
+    println!("  listening on http://{local}");
+    println!("  registry:    http://{local}/v2/");
     println!("  data dir:    {}", args.data_dir.display());
-    if scheme == "https" {
-        println!("  CA:          {scheme}://{local}/ca");
-        println!("  CA fingerprint (SHA-256): {}", ca.fingerprint());
-        println!("  trust it:    wharf trust {scheme}://{host} --fingerprint {}", ca.fingerprint());
-    } else {
-        println!("  WARNING: --insecure-http: traffic is not encrypted.");
-    }
+    println!("  WARNING: --insecure-http: traffic is not encrypted.");
     if args.insecure_no_auth {
         println!("  WARNING: --insecure-no-auth: anyone who can reach this node may push and pull.");
         return;
     }
-    println!("  log in:      docker login {host} -u {ADMIN}");
-    println!("  accounts:    wharf login {scheme}://{host} -u {ADMIN}, then wharf user --help");
+    println!("  log in:      docker login {local} -u {ADMIN}");
+    println!("  accounts:    wharf login http://{local} -u {ADMIN}, then wharf user --help");
     if let Some(password) = admin_password {
         println!("  password of {ADMIN} (generated; shown only this once): {password}");
-    }
-}
-
-/// Renews the server certificate when two thirds of its lifetime have passed; new TLS
-/// handshakes get the new certificate at once, without a restart.
-async fn renew_server_cert(
-    ca: Arc<Ca>,
-    cert: Arc<wharf_pki::RenewableCert>,
-    names: Vec<String>,
-    validity: wharf_pki::time::Duration,
-) {
-    loop {
-        let renew_at = cert.not_after() - validity / 3;
-        let left: wharf_pki::time::Duration = renew_at - wharf_pki::time::OffsetDateTime::now_utc();
-        let wait = left.max(wharf_pki::time::Duration::seconds(1));
-        tokio::time::sleep(Duration::from_secs_f64(wait.as_seconds_f64())).await;
-        let renewed = ca.issue_server_valid_for(&names, validity).and_then(|key| cert.install(&key, ca.cert_pem()));
-        match renewed {
-            Ok(()) => tracing::info!(not_after = %cert.not_after(), "server certificate renewed"),
-            Err(e) => {
-                tracing::error!(error = %e, "renewing the server certificate failed; retrying in a minute");
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-        }
     }
 }
 

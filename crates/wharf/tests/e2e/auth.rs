@@ -558,7 +558,7 @@ async fn server_certificate_renews_without_a_restart() {
     require("openssl");
     let w = Wharf::start_with(Options {
         tls: true,
-        extra: vec!["--server-cert-validity".into(), "6".into()],
+        extra: vec!["--node-cert-validity".into(), "10".into()],
         ..Options::default()
     });
     let first = served_serial(&w);

@@ -703,3 +703,58 @@ async fn a_partitioned_leader_accepts_no_writes_and_the_cluster_heals_to_one_his
     )
     .await;
 }
+
+/// `wharf up` over TLS is the first manager of a cluster: a node started `--insecure-http`
+/// (standalone) and killed keeps its state when started again over TLS, another manager joins
+/// it with the token its banner prints and gets that state, and the data directory, now a
+/// cluster node's, is refused to `--insecure-http`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wharf_up_is_a_cluster_that_managers_join() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let addrs: Vec<String> = (41..=42).map(|i| format!("127.0.0.{i}:{}", free_port(&format!("127.0.0.{i}")))).collect();
+    let dir = data_dir(tmp.path(), 1);
+    let up = |extra: &[&str]| {
+        let mut args = vec!["up".to_owned(), "--addr".into(), addrs[0].clone(), "--data-dir".into()];
+        args.extend([dir.to_str().expect("path").to_owned(), "--admin-password-file".into()]);
+        args.push(password_file.to_str().expect("path").into());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    };
+
+    // A standalone node takes a push and is killed.
+    let mut standalone = Node::start(up(&["--insecure-http"]), addrs[0].clone());
+    let data = b"pushed to a standalone node";
+    let url = format!("http://{}/v2/admin/app/blobs/uploads/?digest={}", addrs[0], sha256(data));
+    let resp = reqwest::Client::new()
+        .post(url)
+        .basic_auth("admin", Some(PASSWORD))
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    standalone.kill();
+
+    // Over TLS the same data directory becomes manager 1 of a cluster, with the state it had.
+    let first = Node::start(up(&[]), addrs[0].clone());
+    assert!(first.printed("Wharf manager 1 of cluster").is_some(), "{:?}", first.stdout.lock().expect("lock"));
+    let token = first.printed("join a manager").expect("the banner prints the join tokens");
+    let token = token.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned();
+    let c = client(&dir.join("pki/ca.crt"));
+    assert!(known(&c, &first, data).await, "the standalone node's state was kept");
+
+    // A manager joins it and gets that state, and writes through either reach both.
+    let joined = Node::start(join_args(&token, &addrs[0], &addrs[1], &data_dir(tmp.path(), 2)), addrs[1].clone());
+    let admin = session(&c, &first).await;
+    nodes_until(&c, &first, &admin, "two voters", |l| l.iter().filter(|n| n["raft"] == "voter").count() == 2).await;
+    wait_known(&c, &joined, data).await;
+    assert_eq!(push(&c, &joined, b"through the joined manager").await, StatusCode::CREATED);
+    wait_known(&c, &first, b"through the joined manager").await;
+
+    // The data directory of a cluster node cannot be served standalone.
+    let out = Command::new(WHARF).args(up(&["--insecure-http"])).output().expect("up");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without --insecure-http"), "{out:?}");
+}
