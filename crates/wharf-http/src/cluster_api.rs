@@ -103,8 +103,10 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
 
 /// `wharf node ls --data-dir`: the node list for a caller holding a manager certificate of
 /// this cluster (the local node's own), with no account needed.
+/// `GET /cluster/nodes`: the node list for any current node of this cluster, worker or
+/// manager (`wharf node ls --data-dir` on that node's machine).
 async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
+    if let Err(refusal) = crate::raft::peer_node(&cluster, &req) {
         return *refusal;
     }
     match node_list(&cluster) {

@@ -766,19 +766,36 @@ fn print_banner(
     }
 }
 
-/// The node list, asked of the manager whose data directory is `data_dir`, with that node's
-/// own certificate: no account or login needed on the machine that runs it.
+/// The node list, asked with the certificate of the node whose data directory is `data_dir`:
+/// no account or login needed on the machine that runs it. A manager asks itself first; a
+/// worker asks the managers it last heard of, in turn.
 pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
     let (identity, key) = load_identity(data_dir)?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", data_dir.display()))?;
     let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
     let tls = wharf_pki::node_client_config(&key, &ca_pem)?;
     let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
-    let response = client.get(format!("https://{}/cluster/nodes", identity.advertise)).send().await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{status}: {}", body["message"].as_str().unwrap_or("no message"));
+    let mut targets = Vec::new();
+    if identity.role == "manager" {
+        targets.push(identity.advertise.clone());
     }
-    Ok(body)
+    targets.extend(identity.managers.iter().filter(|m| **m != identity.advertise).cloned());
+    let mut failures = Vec::new();
+    for target in &targets {
+        let response = match client.get(format!("https://{target}/cluster/nodes")).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                failures.push(format!("{target}: {e}"));
+                continue;
+            }
+        };
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        // A refusal (removed node, another cluster) is the same from every manager.
+        bail!("{target} answered {status}: {}", body["message"].as_str().unwrap_or("no message"));
+    }
+    bail!("no manager answered: {}", if failures.is_empty() { "none known".to_owned() } else { failures.join("; ") })
 }

@@ -470,6 +470,11 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
     .await;
     assert_eq!(listed.iter().filter(|n| n["raft"] == "voter").count(), 3);
     let first_expiry = field(&listed, 4, "cert_not_after").as_u64().expect("expiry");
+    // On a worker's machine too, its data directory is enough (it asks a manager).
+    let out = Command::new(WHARF).args(["node", "ls", "--data-dir"]).arg(dir(5)).output().expect("node ls");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "node ls on a worker: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.contains("ready")).count(), 5, "{text}");
 
     // A worker that stops sending heartbeats is down; started again, it is ready.
     nodes_by_id[4].kill();
