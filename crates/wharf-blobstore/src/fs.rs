@@ -11,8 +11,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use wharf_api::Digest;
@@ -90,17 +91,17 @@ fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStrea
         let mut left = len;
         while left > 0 {
             let want = usize::try_from(left).unwrap_or(IO_CHUNK).min(IO_CHUNK);
-            let mut buf = BytesMut::zeroed(want);
-            match file.read(&mut buf) {
+            // Read into spare capacity: no zeroing of a buffer the read overwrites anyway.
+            let mut buf = Vec::with_capacity(want);
+            match (&mut file).take(want as u64).read_to_end(&mut buf) {
                 Ok(0) => {
                     let msg = format!("{what} ended {left} bytes early");
                     let _ = tx.blocking_send(Err(std::io::Error::new(ErrorKind::UnexpectedEof, msg)));
                     return;
                 }
                 Ok(n) => {
-                    buf.truncate(n);
                     left -= n as u64;
-                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                         return; // the reader went away
                     }
                 }
@@ -113,6 +114,45 @@ fn stream_file(mut file: File, offset: u64, len: u64, what: String) -> ByteStrea
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// Step of the page-cache warming: the kernel reads at most its readahead window (typically
+/// 8 MiB) per request.
+const WARM_STEP: u64 = 8 * 1024 * 1024;
+/// How much of a blob is warmed.
+const WARM_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// Most warming threads at once; beyond it, blobs are not warmed.
+const MAX_WARMERS: usize = 2;
+static WARMERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks the kernel to read a just-committed blob into the page cache, in the background.
+/// Blobs are written with O_DIRECT (no copy through the page cache while the push runs), so a
+/// pull right after a push, common in build pipelines, would otherwise read from the disk.
+/// The reads are the disk's DMA and cost almost no CPU. Best effort: errors are ignored.
+fn warm(file: File, size: u64) {
+    let len = size.min(WARM_LIMIT);
+    let advise = |file: &File, offset: u64, len: u64| {
+        let _ = rustix::fs::fadvise(file, offset, std::num::NonZeroU64::new(len), rustix::fs::Advice::WillNeed);
+    };
+    if len <= WARM_STEP {
+        advise(&file, 0, len);
+        return;
+    }
+    if WARMERS.fetch_add(1, Ordering::AcqRel) >= MAX_WARMERS {
+        WARMERS.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("blob-warm".into()).spawn(move || {
+        let mut offset = 0;
+        while offset < len {
+            advise(&file, offset, WARM_STEP.min(len - offset));
+            offset += WARM_STEP;
+        }
+        WARMERS.fetch_sub(1, Ordering::AcqRel);
+    });
+    if spawned.is_err() {
+        WARMERS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn sync_dir(path: &Path) -> Result<(), BlobError> {
@@ -237,6 +277,7 @@ impl BlobStore for FsBlobStore {
             create_dir_durable(&parent, &blobs)?;
             fs::rename(&src, &dst).map_err(BlobError::io(format!("rename upload {id} into place")))?;
             sync_dir(&parent)?;
+            warm(file, size);
             Ok(size)
         })
         .await
