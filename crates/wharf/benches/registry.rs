@@ -151,14 +151,18 @@ async fn push_chunked(c: &reqwest::Client, base: &str, repo: &str, data: Bytes, 
 /// Pulls a blob with curl into /dev/null; returns MiB/s. curl receives faster than the
 /// in-process client, so it measures the servers rather than the client.
 fn pull(server: &Server, repo: &str, d: &str) -> Res<f64> {
-    let base = &server.base;
+    curl_get(&format!("{}/v2/{repo}/blobs/{d}", server.base), server.auth.as_deref())
+}
+
+/// GETs `url` with curl into /dev/null; returns MiB/s.
+fn curl_get(url: &str, auth: Option<&str>) -> Res<f64> {
     let mut curl = Command::new("curl");
-    if let Some(auth) = &server.auth {
+    if let Some(auth) = auth {
         curl.arg("-H").arg(format!("Authorization: {auth}"));
     }
     let out = curl
         .args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}"])
-        .arg(format!("{base}/v2/{repo}/blobs/{d}"))
+        .arg(url)
         .output()
         .map_err(|e| format!("run curl (apt-get install curl): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -171,6 +175,49 @@ fn pull(server: &Server, repo: &str, d: &str) -> Res<f64> {
         return Err(format!("curl pulled nothing: {text}").into());
     }
     Ok(speed / (1024.0 * 1024.0))
+}
+
+/// The fastest pull curl can make on this machine: a minimal HTTP/1.1 server that answers
+/// every request with `sendfile(2)` of a cached file of `len` bytes (no copy in the server),
+/// pulled with the same curl; median of three, in MiB/s. Neither registry can beat it.
+fn pull_ceiling(dir: &Path, len: usize) -> Res<f64> {
+    use std::io::{Read, Write};
+    let path = dir.join("ceiling.bin");
+    std::fs::write(&path, pattern(len, 99))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/blob", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Ok(file) = std::fs::File::open(&path) else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let header = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(header.as_bytes()).is_err() {
+                continue;
+            }
+            let mut offset = 0u64;
+            while offset < len as u64 {
+                let left = len - offset as usize;
+                match rustix::fs::sendfile(&stream, &file, Some(&mut offset), left) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+    });
+    curl_get(&url, None)?; // reads the file into the page cache
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        rates.push(curl_get(&url, None)?);
+    }
+    Ok(median(rates))
 }
 
 fn mib_s(bytes: usize, secs: f64) -> f64 {
@@ -510,8 +557,24 @@ fn main() -> Res<()> {
         let data = tmp.path().join(if idx == 0 { "wharf" } else { "distribution" });
         let _ = std::fs::remove_dir_all(data);
     }
+    eprintln!("measuring the pull ceiling (sendfile server, same curl)");
+    let ceiling = pull_ceiling(tmp.path(), s.big)?;
     print_table(&results, sha, disk);
+    print_pull_ceiling(&results, ceiling);
     Ok(())
+}
+
+fn print_pull_ceiling(results: &Results, ceiling: f64) {
+    println!("pull ceiling of this machine (curl from a minimal sendfile server): {ceiling:.0} MiB/s");
+    for row in results.rows.iter().filter(|r| r.name.starts_with("pull ")) {
+        let [w, d] = row.values;
+        println!(
+            "{}: Wharf {:.0}% of the ceiling, distribution {:.0}%",
+            row.name,
+            100.0 * w / ceiling,
+            100.0 * d / ceiling
+        );
+    }
 }
 
 fn print_table(results: &Results, sha: f64, disk: f64) {
