@@ -220,6 +220,24 @@ fn pull_ceiling(dir: &Path, len: usize) -> Res<f64> {
     Ok(median(rates))
 }
 
+/// Busy CPU time of the whole machine so far (every core; user, system, interrupts), in
+/// seconds, from /proc/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
+    let busy: f64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    busy / 100.0
+}
+
 fn mib_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
 }
@@ -289,6 +307,7 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
     wait_ready(&c, &base).await?;
     // Large pushes and pull.
     let mut mono = Vec::new();
+    let mut mono_cpu = Vec::new();
     let mut chunked = Vec::new();
     let mut pulls = Vec::new();
     let mut repulls = Vec::new();
@@ -296,8 +315,10 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
         let data = pattern(s.big, 1000 + run as u64 * 2);
         let d = digest(&data);
         let t = Instant::now();
+        let cpu = cpu_seconds();
         push_monolithic(&c, &base, "bench/big", data, &d).await?;
         mono.push(mib_s(s.big, t.elapsed().as_secs_f64()));
+        mono_cpu.push((cpu_seconds() - cpu) / (s.big as f64 / f64::from(1 << 30)));
         let data = pattern(s.big, 1001 + run as u64 * 2);
         let d2 = digest(&data);
         let t = Instant::now();
@@ -309,6 +330,8 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
     results.add("server peak RSS during the 1 GiB pushes", "MiB", false, idx, server.peak_rss_kib() as f64 / 1024.0);
     let gib = if s.big >= 1 << 30 { "1 GiB".to_owned() } else { format!("{} MiB", s.big >> 20) };
     results.add(format!("push {gib} monolithic"), "MiB/s", true, idx, median(mono));
+    let what = "CPU time of the whole machine per GiB of monolithic push (client, loopback, server)";
+    results.add(what, "s", false, idx, median(mono_cpu));
     results.add(format!("push {gib} in {} MiB chunks", s.chunk >> 20), "MiB/s", true, idx, median(chunked));
     results.add(format!("pull {gib} right after its push (curl)"), "MiB/s", true, idx, median(pulls));
     results.add(format!("pull {gib} again (curl)"), "MiB/s", true, idx, median(repulls));
@@ -597,11 +620,21 @@ fn print_table(results: &Results, sha: f64, disk: f64) {
     println!(
         "physical limit of a durable push: min(SHA-256 single core {sha:.0} MiB/s, disk write with fsync {disk:.0} MiB/s) = {limit:.0} MiB/s"
     );
-    if let Some(mono) = results.rows.iter().find(|r| r.name.contains("monolithic")) {
+    if let Some(mono) = results.rows.iter().find(|r| r.name.starts_with("push") && r.name.contains("monolithic")) {
         println!(
             "Wharf monolithic push: {:.0} MiB/s = {:.0}% of the physical limit",
             mono.values[0],
             100.0 * mono.values[0] / limit
+        );
+    }
+    if let Some(cpu) = results.rows.iter().find(|r| r.name.starts_with("CPU time")) {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let bound = 1024.0 * cores / cpu.values[0];
+        println!(
+            "with {:.2} CPU-s per GiB on {cores} cores, Wharf's monolithic push could reach at most {bound:.0} MiB/s \
+             if every core were busy throughout ({:.0}% of the physical limit)",
+            cpu.values[0],
+            100.0 * bound / limit
         );
     }
 }
