@@ -232,13 +232,12 @@ pub(crate) async fn start_first_manager(
     let dir = &first.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     // A Raft log without a node identity is a standalone node's or an unfinished first start:
-    // what it committed goes into the state, and the new cluster starts a log of its own.
+    // what it holds goes into the state, and the new cluster starts a log of its own. The
+    // state is checked before (nothing is changed in a member's directory) and after.
+    state_of_a_first_start(dir, &first.advertise)?;
     fold_raft_log_into_state(dir).await?;
     let ca = Ca::load_or_create(&dir.join("pki")).context("create the CA")?;
-    let cluster_id = {
-        let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
-        store.cluster_id()?
-    };
+    let cluster_id = state_of_a_first_start(dir, &first.advertise)?;
     let cluster_id =
         cluster_id.unwrap_or_else(|| format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]));
     let identity = Identity {
@@ -261,6 +260,25 @@ pub(crate) async fn start_first_manager(
         None => None,
     };
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
+}
+
+/// The cluster id the state in `dir` holds, if any, after checking that the state is one a
+/// first start may take: empty, a standalone node's, or this first start's own (node 1 at
+/// `advertise`, from a start that stopped half-way). Another node in it means a cluster
+/// member's state whose identity is missing, which is refused.
+fn state_of_a_first_start(dir: &Path, advertise: &str) -> anyhow::Result<Option<String>> {
+    let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+    let nodes = store.nodes()?;
+    if nodes.iter().any(|(id, node)| *id != 1 || node.addr != advertise) {
+        bail!(
+            "{} holds the state of cluster {} ({} nodes) but no node identity (node/identity.json): \
+             restore that directory, or start its surviving manager with `wharf recover --force-new-cluster`",
+            dir.display(),
+            store.cluster_id()?.unwrap_or_default(),
+            nodes.len()
+        );
+    }
+    Ok(store.cluster_id()?)
 }
 
 /// The names a manager's certificate covers: the host it advertises and listens on (when

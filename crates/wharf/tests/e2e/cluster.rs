@@ -762,4 +762,18 @@ async fn wharf_up_is_a_cluster_that_managers_join() {
     let out = Command::new(WHARF).args(up(&["--insecure-http"])).output().expect("up");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("without --insecure-http"), "{out:?}");
+
+    // A member's state without its identity is not taken over as a new cluster's first manager.
+    let mut joined = joined;
+    joined.kill();
+    let second = data_dir(tmp.path(), 2);
+    std::fs::remove_dir_all(second.join("node")).expect("remove the identity");
+    let out = Command::new(WHARF)
+        .args(["up", "--addr", &addrs[1], "--data-dir", second.to_str().expect("path")])
+        .output()
+        .expect("up");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("but no node identity"), "{out:?}");
+    assert!(!second.join("node/identity.json").exists());
+    assert!(second.join("raft-log.redb").exists(), "the member's raft log is left as it was");
 }
