@@ -12,9 +12,11 @@
 //! - the register's history (invocations and answers in simulated time, timeouts as writes
 //!   that may or may not have happened) is linearizable.
 //!
-//! turmoil seeds the network, the fault schedule and the scheduling of tasks. openraft draws
-//! its election timeouts from the thread's random generator, which a test cannot seed, so a
-//! seed replays the same faults but not necessarily the same elections.
+//! turmoil seeds the network and the fault schedule. A run is not an exact replay: openraft
+//! draws election timeouts from the thread's random generator, and tokio's `select!` picks
+//! among ready branches at random. Seeding openraft's generator alone (through a runtime
+//! wrapper) was tried, and runs of one seed still differed. A single seed's run prints a
+//! trace hash (leaders per term and the timed history) to compare runs by.
 //!
 //! `WHARF_SIM_SEEDS=N` runs N seeds (default 200); `WHARF_SIM_SEED=S` runs only seed S.
 
@@ -434,6 +436,9 @@ struct Tally {
     faults: usize,
     terms: usize,
     answered: usize,
+    /// A hash of the seed's leaders per term and timed history: equal for two runs of one seed
+    /// when the run replays exactly.
+    trace: u64,
 }
 
 fn run_seed(seed: u64) -> Result<Tally, String> {
@@ -555,7 +560,10 @@ fn run_seed(seed: u64) -> Result<Tally, String> {
     }
     linearizable(&record.history).map_err(|e| format!("seed {seed}: {e}"))?;
     let answered = record.history.iter().filter(|op| op.answered.is_some()).count();
-    Ok(Tally { faults, terms: record.leaders.len(), answered })
+    let trace = format!("{:?} {:?}", record.leaders, record.history)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    Ok(Tally { faults, terms: record.leaders.len(), answered, trace })
 }
 
 /// Where simulations keep their files: tmpfs when there is one (the simulated managers fsync,
@@ -584,6 +592,13 @@ fn run_part(part: u64) {
     let mut failures = Vec::new();
     for seed in &seeds {
         match run_seed(*seed) {
+            Ok(tally) if seeds.len() == 1 => {
+                eprintln!(
+                    "seed {seed}: {} faults, {} leader terms, {} acknowledged operations, trace {:016x}",
+                    tally.faults, tally.terms, tally.answered, tally.trace
+                );
+                total = tally;
+            }
             Ok(tally) => {
                 total.faults += tally.faults;
                 total.terms += tally.terms;
