@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs an all-in-one node: registry and API on one port, with embedded storage and CA.
+    /// Runs an all-in-one node (registry and API on one port, embedded storage and CA) that is
+    /// the first manager of a cluster other machines can join; started again, runs that node.
     Up(up::UpArgs),
     /// Creates a cluster: this node becomes its first manager, and prints the join tokens.
     Init(cluster::InitArgs),
