@@ -778,6 +778,11 @@ fn print_banner(
     if let (Ok(Some(manager)), Ok(Some(worker))) = (store.join_token("manager"), store.join_token("worker")) {
         println!("  join a manager: wharf join --token {manager} {host} --advertise HOST:PORT");
         println!("  join a worker:  wharf join --token {worker} {host} --advertise HOST:PORT");
+        if local.ip().is_loopback() {
+            println!(
+                "  (it listens on loopback only: other machines cannot join until it listens on 0.0.0.0 or a routable address)"
+            );
+        }
     }
     if let Some(password) = admin_password {
         println!("  password of admin (generated; shown only this once): {password}");
