@@ -2,10 +2,11 @@
 //! access tokens, rate limiting of failed logins, and the rules of who may do what.
 //!
 //! [`Auth`] reads accounts from the state store and changes them only through
-//! [`wharf_store::Command`]s, so the same code works when the store is replicated. Its methods
-//! are synchronous and some are slow on purpose (password hashing): callers on an async runtime
-//! run them on blocking threads. This crate must never know about HTTP types: the HTTP edge
-//! turns headers and forms into the calls here.
+//! [`wharf_store::Command`]s, so the same code works when the store is replicated. Writes are
+//! async: they only propose a command and wait for it. Reads are synchronous. Two calls are slow
+//! on purpose, [`Auth::authenticate`] and [`Auth::hash_password`] (Argon2id): callers on an async
+//! runtime run them on blocking threads. This crate must never know about HTTP types: the HTTP
+//! edge turns headers and forms into the calls here.
 
 mod limiter;
 pub mod password;
@@ -17,7 +18,7 @@ pub mod token;
 pub use limiter::FailureLimiter;
 pub use policy::Principal;
 pub use scope::{Access, ScopeError, permits};
-pub use service::{Auth, AuthConfig, AuthError, Identity, SessionInfo};
+pub use service::{Auth, AuthConfig, AuthError, Identity, PasswordHash, SessionInfo};
 pub use token::{Claims, TokenError};
 
 /// `n` random bytes from the operating system, as lowercase hex.

@@ -138,15 +138,20 @@ impl Auth {
         &self.config
     }
 
-    /// Applies `command` and waits for it. Account changes are synchronous calls made from
-    /// blocking threads (they hash passwords), so this blocks the calling thread.
-    fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
-        futures::executor::block_on(self.proposer.propose(command))
+    /// Proposes `command` and waits until it is applied.
+    async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+        self.proposer.propose(command).await
     }
 
     /// Creates the first administrator if there are no accounts. Returns the password when it
     /// was generated (to be shown once), `None` when accounts exist or `password` was given.
-    pub fn bootstrap_admin(&self, name: &str, password: Option<&str>, now: u64) -> Result<Option<String>, AuthError> {
+    /// Hashes the password on the calling thread (once, at start-up).
+    pub async fn bootstrap_admin(
+        &self,
+        name: &str,
+        password: Option<&str>,
+        now: u64,
+    ) -> Result<Option<String>, AuthError> {
         if !self.store.users()?.is_empty() {
             return Ok(None);
         }
@@ -154,7 +159,8 @@ impl Auth {
             Some(p) => (p.to_owned(), false),
             None => (crate::generate_password(), true),
         };
-        self.create_user(name, &password, true, now)?;
+        let hash = self.hash_password(&password)?;
+        self.create_user(name, hash, true, now).await?;
         Ok(generated.then_some(password))
     }
 
@@ -255,7 +261,7 @@ impl Auth {
     }
 
     /// Starts a session (or a refresh token) for `identity`; returns the secret the client keeps.
-    pub fn start_session(
+    pub async fn start_session(
         &self,
         identity: &Identity,
         kind: SessionKind,
@@ -275,7 +281,7 @@ impl Auth {
             client: client.chars().take(100).collect(),
         };
         let command = Command::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
-        self.apply(command)?;
+        self.apply(command).await?;
         Ok(secret)
     }
 
@@ -291,8 +297,8 @@ impl Auth {
     }
 
     /// Ends the session `id`.
-    pub fn end_session(&self, id: &str) -> Result<(), AuthError> {
-        self.apply(Command::DeleteSession { id: id.to_owned() })?;
+    pub async fn end_session(&self, id: &str) -> Result<(), AuthError> {
+        self.apply(Command::DeleteSession { id: id.to_owned() }).await?;
         Ok(())
     }
 
@@ -302,8 +308,8 @@ impl Auth {
     }
 
     /// Removes expired sessions and refresh tokens.
-    pub fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
-        match self.apply(Command::PurgeSessions { now })? {
+    pub async fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
+        match self.apply(Command::PurgeSessions { now }).await? {
             wharf_store::Outcome::SessionsEnded { count } => Ok(count),
             _ => Ok(0),
         }
@@ -346,34 +352,44 @@ impl Auth {
         policy::allowed_actions(principal, kind, name, public).iter().any(|a| *a == action || *a == "*")
     }
 
-    /// Creates an account (slow: hashes the password).
-    pub fn create_user(&self, name: &str, password: &str, admin: bool, now: u64) -> Result<(), AuthError> {
+    /// Checks a new password against the rules and hashes it (slow on purpose: Argon2id; run
+    /// it on a blocking thread). What [`Auth::create_user`] and [`Auth::set_password`] take.
+    pub fn hash_password(&self, password: &str) -> Result<PasswordHash, AuthError> {
+        password::check_password_rules(password).map_err(AuthError::Invalid)?;
+        Ok(PasswordHash(self.passwords.hash(password).map_err(AuthError::Internal)?))
+    }
+
+    /// Creates an account with a password hashed by [`Auth::hash_password`].
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: PasswordHash,
+        admin: bool,
+        now: u64,
+    ) -> Result<(), AuthError> {
         if !password::valid_user_name(name) {
             return Err(AuthError::Invalid(
                 "user names are 1-64 lowercase letters and digits, separated by single '.', '_' or '-'".into(),
             ));
         }
-        password::check_password_rules(password).map_err(AuthError::Invalid)?;
-        let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
-        self.apply(Command::CreateUser { name: name.to_owned(), password_hash, admin, at: now })?;
+        self.apply(Command::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now }).await?;
         Ok(())
     }
 
-    /// Sets a new password (slow) and ends the account's sessions and refresh tokens.
-    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AuthError> {
-        password::check_password_rules(password).map_err(AuthError::Invalid)?;
-        let password_hash = self.passwords.hash(password).map_err(AuthError::Internal)?;
-        self.apply(Command::SetPassword { name: name.to_owned(), password_hash })?;
+    /// Sets a new password, hashed by [`Auth::hash_password`], and ends the account's sessions
+    /// and refresh tokens.
+    pub async fn set_password(&self, name: &str, password: PasswordHash) -> Result<(), AuthError> {
+        self.apply(Command::SetPassword { name: name.to_owned(), password_hash: password.0 }).await?;
         Ok(())
     }
 
-    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
-        self.apply(Command::SetUserDisabled { name: name.to_owned(), disabled })?;
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
+        self.apply(Command::SetUserDisabled { name: name.to_owned(), disabled }).await?;
         Ok(())
     }
 
-    pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
-        self.apply(Command::DeleteUser { name: name.to_owned() })?;
+    pub async fn delete_user(&self, name: &str) -> Result<(), AuthError> {
+        self.apply(Command::DeleteUser { name: name.to_owned() }).await?;
         Ok(())
     }
 
@@ -381,9 +397,13 @@ impl Auth {
         Ok(self.store.users()?)
     }
 
-    /// Async: it only proposes a command, so it needs no blocking thread.
     pub async fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
-        self.proposer.propose(Command::SetRepoPublic { repo: repo.to_owned(), public }).await?;
+        self.apply(Command::SetRepoPublic { repo: repo.to_owned(), public }).await?;
         Ok(())
     }
 }
+
+/// A new password that passed the rules, as an Argon2id PHC string: made only by
+/// [`Auth::hash_password`], so no account gets an unchecked or unhashed password.
+#[derive(Debug, Clone)]
+pub struct PasswordHash(String);

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use futures::executor::block_on;
 use wharf_auth::{Access, Auth, AuthConfig, AuthError, Principal, permits};
 use wharf_store::{SessionKind, Store};
 
@@ -22,6 +23,14 @@ fn fixture() -> Fixture {
 
 const NOW: u64 = 1_900_000_000;
 
+impl Fixture {
+    /// Hashes `password` and creates the account, as the API does.
+    fn create_user(&self, name: &str, password: &str, admin: bool) -> Result<(), AuthError> {
+        let hash = self.auth.hash_password(password)?;
+        block_on(self.auth.create_user(name, hash, admin, NOW))
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
@@ -29,9 +38,9 @@ fn now() -> u64 {
 #[test]
 fn bootstrap_generates_a_password_once() {
     let f = fixture();
-    let generated = f.auth.bootstrap_admin("admin", None, NOW).expect("bootstrap").expect("generated");
+    let generated = block_on(f.auth.bootstrap_admin("admin", None, NOW)).expect("bootstrap").expect("generated");
     assert_eq!(generated.len(), 24);
-    assert!(f.auth.bootstrap_admin("admin", Some("other-password"), NOW).expect("again").is_none());
+    assert!(block_on(f.auth.bootstrap_admin("admin", Some("other-password"), NOW)).expect("again").is_none());
     let who = f.auth.authenticate("admin", &generated, "1.2.3.4", 0).expect("login");
     assert!(who.admin);
     let stored = &f.auth.users().expect("users")[0].1.password_hash;
@@ -41,7 +50,7 @@ fn bootstrap_generates_a_password_once() {
 #[test]
 fn failed_logins_are_rate_limited_per_user_and_source() {
     let f = fixture();
-    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
+    block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
     for _ in 0..10 {
         assert!(matches!(f.auth.authenticate("admin", "wrong", "10.0.0.1", 1000), Err(AuthError::BadCredentials)));
     }
@@ -53,8 +62,8 @@ fn failed_logins_are_rate_limited_per_user_and_source() {
 #[test]
 fn tokens_grant_the_intersection_and_verify() {
     let f = fixture();
-    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
-    f.auth.create_user("alice", "alice-password", false, NOW).expect("alice");
+    block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
+    f.create_user("alice", "alice-password", false).expect("alice");
     let alice = f.auth.authenticate("alice", "alice-password", "a", 0).expect("alice").principal();
     let ask = Access::parse_all(["repository:alice/app:pull,push repository:bob/app:pull"]).expect("scopes");
     let (token, granted) = f.auth.issue_token(&alice, &ask, now()).expect("token");
@@ -67,7 +76,7 @@ fn tokens_grant_the_intersection_and_verify() {
     assert_eq!(header.kid.as_deref(), Some(wharf_auth::token::libtrust_key_id(&f.key.spki_der).as_str()));
     assert_eq!(header.x5c.as_ref().map(Vec::len), Some(2));
 
-    f.auth.set_disabled("alice", true).expect("disable");
+    block_on(f.auth.set_disabled("alice", true)).expect("disable");
     assert!(f.auth.verify_token(&token, now()).is_err(), "a disabled user's token is refused");
     assert!(f.auth.authenticate("alice", "alice-password", "a", 0).is_err());
 }
@@ -104,32 +113,33 @@ fn forged_expired_and_foreign_tokens_are_refused() {
 #[test]
 fn sessions_end_on_logout_expiry_and_password_change() {
     let f = fixture();
-    f.auth.bootstrap_admin("admin", Some("right-password"), NOW).expect("bootstrap");
+    block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
     let admin = f.auth.authenticate("admin", "right-password", "a", 0).expect("login");
-    let s1 = f.auth.start_session(&admin, SessionKind::Api, "cli", NOW).expect("session");
+    let s1 = block_on(f.auth.start_session(&admin, SessionKind::Api, "cli", NOW)).expect("session");
     let (who, id) = f.auth.session(&s1, SessionKind::Api, NOW + 1).expect("live");
     assert_eq!(who, admin);
     assert!(f.auth.session(&s1, SessionKind::Refresh, NOW + 1).is_err(), "kinds do not mix");
     assert!(f.auth.session(&s1, SessionKind::Api, NOW + 13 * 3600).is_err(), "expired");
     assert_eq!(f.auth.sessions_of("admin").expect("list").len(), 1);
-    f.auth.end_session(&id).expect("logout");
+    block_on(f.auth.end_session(&id)).expect("logout");
     assert!(f.auth.session(&s1, SessionKind::Api, NOW + 1).is_err());
-    let r = f.auth.start_session(&admin, SessionKind::Refresh, "docker", NOW).expect("refresh");
-    f.auth.set_password("admin", "a-new-password").expect("password");
+    let r = block_on(f.auth.start_session(&admin, SessionKind::Refresh, "docker", NOW)).expect("refresh");
+    let hash = f.auth.hash_password("a-new-password").expect("hash");
+    block_on(f.auth.set_password("admin", hash)).expect("password");
     assert!(f.auth.session(&r, SessionKind::Refresh, NOW + 1).is_err(), "a new password ends refresh tokens");
     assert!(
         f.auth.authenticate("admin", "right-password", "a", 0).is_err(),
         "the remembered old password is forgotten"
     );
     assert!(f.auth.authenticate("admin", "a-new-password", "a", 0).is_ok());
-    assert!(matches!(f.auth.create_user("Bad Name", "long-enough", false, NOW), Err(AuthError::Invalid(_))));
-    assert!(matches!(f.auth.create_user("bob", "short", false, NOW), Err(AuthError::Invalid(_))));
+    assert!(matches!(f.create_user("Bad Name", "long-enough", false), Err(AuthError::Invalid(_))));
+    assert!(matches!(f.create_user("bob", "short", false), Err(AuthError::Invalid(_))));
 }
 
 #[test]
 fn anonymous_gets_pull_on_public_repositories_only() {
     let f = fixture();
-    futures::executor::block_on(f.auth.set_public("lib/base", true)).expect("public");
+    block_on(f.auth.set_public("lib/base", true)).expect("public");
     let ask = Access::parse_all(["repository:lib/base:pull,push", "repository:lib/other:pull"]).expect("scopes");
     let (token, granted) = f.auth.issue_token(&Principal::Anonymous, &ask, now()).expect("token");
     assert_eq!(granted, vec![Access::new("repository", "lib/base", &["pull"])]);

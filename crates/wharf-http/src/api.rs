@@ -79,7 +79,7 @@ fn auth_of(app: &App) -> Result<&Arc<Auth>, ApiError> {
         .ok_or_else(|| api_error(StatusCode::NOT_FOUND, "this node runs without accounts (--insecure-no-auth)"))
 }
 
-/// Runs a slow or writing account call on a blocking thread.
+/// Runs a slow account call (an Argon2id check or hash) on a blocking thread.
 async fn blocking<T: Send + 'static>(
     auth: &Arc<Auth>,
     f: impl FnOnce(&Auth) -> Result<T, AuthError> + Send + 'static,
@@ -135,17 +135,16 @@ async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
         .await
         .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     let login: Login = parse(&body)?;
-    let token = blocking(&auth, move |auth| {
-        let identity = auth.authenticate(&login.username, &login.password, &source, crate::now_ms())?;
-        auth.start_session(&identity, SessionKind::Api, &client, crate::now())
-    })
-    .await?;
+    let identity =
+        blocking(&auth, move |auth| auth.authenticate(&login.username, &login.password, &source, crate::now_ms()))
+            .await?;
+    let token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
     Ok(json_response(StatusCode::OK, json!({ "auth_token": token }).to_string().into_bytes()))
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (auth, _, id) = caller(&app, &headers).await?;
-    blocking(&auth, move |auth| auth.end_session(&id)).await?;
+    auth.end_session(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -177,8 +176,9 @@ async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
     let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let new: NewUser = parse(&body)?;
-    let name = new.name.clone();
-    blocking(&auth, move |auth| auth.create_user(&new.name, &new.password, new.admin, crate::now())).await?;
+    let hash = blocking(&auth, move |auth| auth.hash_password(&new.password)).await?;
+    auth.create_user(&new.name, hash, new.admin, crate::now()).await?;
+    let name = new.name;
     tracing::info!(user = %name, by = %identity.name, "user created");
     show(&auth, &name, StatusCode::CREATED)
 }
@@ -218,8 +218,7 @@ async fn update_user(
     require_admin(&identity)?;
     let update: UserUpdate = parse(&body)?;
     if let Some(disabled) = update.disabled {
-        let target = name.clone();
-        blocking(&auth, move |auth| auth.set_disabled(&target, disabled)).await?;
+        auth.set_disabled(&name, disabled).await?;
         tracing::info!(user = %name, disabled, by = %identity.name, "user updated");
     }
     show(&auth, &name, StatusCode::OK)
@@ -228,8 +227,7 @@ async fn update_user(
 async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
-    let target = name.clone();
-    blocking(&auth, move |auth| auth.delete_user(&target)).await?;
+    auth.delete_user(&name).await?;
     tracing::info!(user = %name, by = %identity.name, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -250,15 +248,16 @@ async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req
     let change: NewPassword = parse(&body)?;
     let needs_old = !identity.admin;
     let target = name.clone();
-    blocking(&auth, move |auth| {
+    let hash = blocking(&auth, move |auth| {
         if needs_old {
             let old =
                 change.old_password.as_deref().ok_or_else(|| AuthError::Invalid("old_password is required".into()))?;
             auth.authenticate(&target, old, &source, crate::now_ms())?;
         }
-        auth.set_password(&target, &change.password)
+        auth.hash_password(&change.password)
     })
     .await?;
+    auth.set_password(&name, hash).await?;
     tracing::info!(user = %name, by = %identity.name, "password changed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -293,7 +292,7 @@ async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
     if !owned && !identity.admin {
         return Err(api_error(StatusCode::NOT_FOUND, "session is unknown"));
     }
-    blocking(&auth, move |auth| auth.end_session(&id)).await?;
+    auth.end_session(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -150,12 +150,7 @@ fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), Refusal> {
 }
 
 async fn start_refresh(auth: &Arc<Auth>, identity: &Identity, client: String) -> Result<String, Refusal> {
-    let (auth, identity) = (Arc::clone(auth), identity.clone());
-    let started =
-        tokio::task::spawn_blocking(move || auth.start_session(&identity, SessionKind::Refresh, &client, crate::now()))
-            .await
-            .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())));
-    Ok(started?)
+    Ok(auth.start_session(identity, SessionKind::Refresh, &client, crate::now()).await?)
 }
 
 fn issue(

@@ -723,9 +723,7 @@ async fn bootstrap_cluster(
             proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;
         }
     }
-    let auth = Arc::clone(auth);
-    let generated =
-        tokio::task::spawn_blocking(move || auth.bootstrap_admin("admin", password.as_deref(), now())).await??;
+    let generated = auth.bootstrap_admin("admin", password.as_deref(), now()).await?;
     snapshot_and_purge(raft).await?;
     Ok(generated)
 }

@@ -145,11 +145,8 @@ async fn start_auth(
         }
         None => None,
     };
-    // Account writes wait on the proposer: off the async workers.
-    let bootstrap = Arc::clone(&auth);
-    let generated = tokio::task::spawn_blocking(move || bootstrap.bootstrap_admin(ADMIN, password.as_deref(), now()))
-        .await?
-        .context("create the administrator")?;
+    let generated =
+        auth.bootstrap_admin(ADMIN, password.as_deref(), now()).await.context("create the administrator")?;
     Ok((auth, generated))
 }
 
@@ -189,11 +186,10 @@ pub(crate) async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>
             Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
             Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
         }
-        if let Some(auth) = auth.clone() {
-            match tokio::task::spawn_blocking(move || auth.purge_sessions(now())).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(purged = n, "removed expired sessions"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "purging expired sessions failed"),
+        if let Some(auth) = &auth {
+            match auth.purge_sessions(now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "removed expired sessions"),
                 Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
             }
         }
