@@ -148,9 +148,7 @@ pub(crate) async fn issue(
     addr: &str,
     hostname: &str,
 ) -> Result<JoinResponse, Response> {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(|c| c == '[' || c == ']');
-    let names = vec![host.to_owned(), "localhost".into(), "127.0.0.1".into(), hostname.to_owned()];
-    let names: Vec<String> = names.into_iter().filter(|n| !n.is_empty()).collect();
+    let names = wharf_pki::node_names(&[addr], hostname, &[]);
     let validity = cluster.node_cert_validity;
     let cert_pem = cluster
         .ca

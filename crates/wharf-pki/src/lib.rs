@@ -18,7 +18,7 @@ mod node;
 
 pub use node::{
     JoinToken, NODE_VALIDITY, NodeIdentity, Role, ca_client_config, mutual_server_config, new_csr, node_client_config,
-    node_identity, node_renewal_time, renewing_client_config,
+    node_identity, node_names, node_renewal_time, renewing_client_config,
 };
 
 use rcgen::{
@@ -60,6 +60,14 @@ pub struct CertifiedKey {
     pub cert_pem: String,
     pub key_pem: String,
     pub not_after: OffsetDateTime,
+}
+
+impl CertifiedKey {
+    /// A certificate and key read back (from files, or from a manager's answer).
+    pub fn from_pems(cert_pem: String, key_pem: String) -> Result<CertifiedKey, PkiError> {
+        let (_, not_after) = validity(&cert_pem)?;
+        Ok(CertifiedKey { cert_pem, key_pem, not_after })
+    }
 }
 
 impl Ca {
@@ -273,7 +281,8 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
     write_with_mode(path, data, 0o644)
 }
 
-fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
+/// Writes a secret (mode 0600) through a synced temporary file and a rename.
+pub fn write_private(path: &Path, data: &str) -> Result<(), PkiError> {
     write_with_mode(path, data.as_bytes(), 0o600)
 }
 

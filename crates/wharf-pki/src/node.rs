@@ -62,6 +62,22 @@ impl Ca {
     }
 }
 
+/// The names a node's certificate covers, so that the same certificate serves its TLS
+/// listener: the hosts of `addrs` (host:port; an unspecified address such as 0.0.0.0 is
+/// left out), loopback, the node's host name and `extra`, each once.
+pub fn node_names(addrs: &[&str], hostname: &str, extra: &[String]) -> Vec<String> {
+    let hosts = addrs
+        .iter()
+        .map(|addr| addr.rsplit_once(':').map_or(*addr, |(h, _)| h).trim_matches(|c| c == '[' || c == ']'))
+        .filter(|host| host.parse::<std::net::IpAddr>().map_or(true, |ip| !ip.is_unspecified()));
+    let mut names: Vec<String> = hosts.map(str::to_owned).collect();
+    names.extend(["localhost", "127.0.0.1", "::1", hostname].map(str::to_owned));
+    names.extend(extra.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    names
+}
+
 /// The parameters of a node certificate: the identity as its subject, the names, server and
 /// client use, valid for `validity` from now.
 fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) -> Result<CertificateParams, PkiError> {
@@ -149,6 +165,13 @@ pub fn renewing_client_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_cover_the_addresses_loopback_and_host_name_once() {
+        let names = node_names(&["10.0.0.5:5000", "0.0.0.0:5000", "[fd00::1]:5000"], "box", &["reg.test".into()]);
+        assert_eq!(names, ["10.0.0.5", "fd00::1", "localhost", "127.0.0.1", "::1", "box", "reg.test"]);
+        assert_eq!(node_names(&["127.0.0.1:1"], "", &[]), ["127.0.0.1", "localhost", "::1"]);
+    }
 
     #[test]
     fn node_certificates_carry_their_identity() {

@@ -57,42 +57,49 @@ impl RaftProposer {
         }
     }
 
-    /// Sends `command` to the leader. `Err(None)` means it never reached the leader (the
-    /// connection failed), so sending it again cannot apply it twice.
+    /// Sends `command` to the leader and waits until this replica has applied it (read your
+    /// writes: the caller reads this replica next). `Err(None)` means it never reached the
+    /// leader (the connection failed), so sending it again cannot apply it twice.
     async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, Option<StoreError>> {
-        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("forward to {leader}: {e}"));
-        let body = postcard::to_allocvec(command).map_err(|e| Some(unavailable(&e)))?;
+        let body = postcard::to_allocvec(command)
+            .map_err(|e| Some(StoreError::Unavailable(format!("encode a command for {leader}: {e}"))))?;
+        let (applied, index): (Applied, u64) = self.ask_leader(leader, "propose", body).await?;
+        self.applied_here(index).await.map_err(Some)?;
+        Ok(applied)
+    }
+
+    /// POSTs `body` to the leader's `/raft/<rpc>` and decodes its postcard answer, a
+    /// `Result<T, String>`. `Err(None)` means the request never reached the leader.
+    async fn ask_leader<T: serde::de::DeserializeOwned>(
+        &self,
+        leader: &str,
+        rpc: &str,
+        body: Vec<u8>,
+    ) -> Result<T, Option<StoreError>> {
+        let unavailable = |e: &dyn std::fmt::Display| Some(StoreError::Unavailable(format!("{rpc} on {leader}: {e}")));
         let sent =
-            self.client.post(format!("https://{leader}/raft/propose")).timeout(PROPOSE_TIMEOUT).body(body).send().await;
+            self.client.post(format!("https://{leader}/raft/{rpc}")).timeout(PROPOSE_TIMEOUT).body(body).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Err(None),
-            Err(e) => return Err(Some(unavailable(&e))),
+            Err(e) => return Err(unavailable(&e)),
         };
-        self.answer(leader, response).await.map_err(Some)
-    }
-
-    async fn answer(&self, leader: &str, response: reqwest::Response) -> Result<Applied, StoreError> {
-        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("forward to {leader}: {e}"));
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| unavailable(&e))?;
         if !status.is_success() {
             return Err(unavailable(&format!("{status}: {}", String::from_utf8_lossy(&bytes))));
         }
-        let answer: Result<(Applied, u64), String> = postcard::from_bytes(&bytes).map_err(|e| unavailable(&e))?;
-        let (applied, index) = answer.map_err(StoreError::Unavailable)?;
-        // Read your writes: the caller reads this node's replica next, so wait until it has
-        // applied the entry the leader appended.
-        self.raft
-            .wait(Some(PROPOSE_TIMEOUT))
-            .applied_index_at_least(Some(index), "a forwarded write applied here")
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(applied)
+        let answer: Result<T, String> = postcard::from_bytes(&bytes).map_err(|e| unavailable(&e))?;
+        answer.map_err(|why| Some(StoreError::Unavailable(why)))
     }
-}
 
-impl RaftProposer {
+    /// Waits until this replica has applied the entry at `index`.
+    async fn applied_here(&self, index: u64) -> Result<(), StoreError> {
+        let wait = self.raft.wait(Some(PROPOSE_TIMEOUT));
+        let applied = wait.applied_index_at_least(Some(index), "caught up with the leader").await;
+        applied.map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// On the leader: confirms the leadership with a quorum (ReadIndex) and returns the log
     /// index a replica must have applied for a read to be current. `Err(Ok(addr))` names the
     /// leader to ask instead.
@@ -106,24 +113,6 @@ impl RaftProposer {
             Ok(Ok(read)) => Ok(read.index()),
             Ok(Err(e)) => Err(redirect(e.forward_to_leader(), &e)),
         }
-    }
-
-    /// Asks the leader for its read index.
-    async fn read_index_of(&self, leader: &str) -> Result<u64, Option<StoreError>> {
-        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable(format!("read index from {leader}: {e}"));
-        let sent = self.client.post(format!("https://{leader}/raft/read-index")).timeout(PROPOSE_TIMEOUT).send().await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(None),
-            Err(e) => return Err(Some(unavailable(&e))),
-        };
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Some(unavailable(&e)))?;
-        if !status.is_success() {
-            return Err(Some(unavailable(&format!("{status}: {}", String::from_utf8_lossy(&bytes)))));
-        }
-        let answer: Result<u64, String> = postcard::from_bytes(&bytes).map_err(|e| Some(unavailable(&e)))?;
-        answer.map_err(|why| Some(StoreError::Unavailable(why)))
     }
 }
 
@@ -149,10 +138,8 @@ impl Proposer for RaftProposer {
             move || Box::pin(async move { self.read_index_here().await.map(|_| ()) }),
             move |leader| {
                 Box::pin(async move {
-                    let index = self.read_index_of(&leader).await?;
-                    let wait = self.raft.wait(Some(PROPOSE_TIMEOUT));
-                    let applied = wait.applied_index_at_least(Some(index), "caught up with the leader").await;
-                    applied.map(|_| ()).map_err(|e| Some(StoreError::Unavailable(e.to_string())))
+                    let index: u64 = self.ask_leader(&leader, "read-index", Vec::new()).await?;
+                    self.applied_here(index).await.map_err(Some)
                 })
             },
         ))

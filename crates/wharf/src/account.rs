@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -42,6 +42,13 @@ fn find_ca(url: &reqwest::Url, ca: Option<&PathBuf>) -> anyhow::Result<Option<St
     }
     let installed = PathBuf::from("/etc/docker/certs.d").join(crate::trust::registry_host(url)?).join("ca.crt");
     Ok(std::fs::read_to_string(installed).ok())
+}
+
+/// The password in `path`, if given, without its line ending.
+pub(crate) fn read_password_file(path: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
 fn read_secret_line(what: &str) -> anyhow::Result<String> {
@@ -221,10 +228,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Passwd { name, old_password_file } => {
             let password = read_secret_line("new password")?;
-            let old = match old_password_file {
-                Some(path) => Some(std::fs::read_to_string(&path)?.trim_end_matches(['\r', '\n']).to_owned()),
-                None => None,
-            };
+            let old = read_password_file(old_password_file.as_deref())?;
             let body = json!({"password": password, "old_password": old});
             session.call(Method::PUT, &format!("/api/users/{name}/password"), Some(body)).await?;
             println!("Password of {name} changed; its sessions and tokens were ended.");

@@ -13,7 +13,7 @@ use wharf_http::{HeartbeatReply, JoinResponse, RenewRequest};
 use wharf_pki::time::OffsetDateTime;
 use wharf_pki::{CertifiedKey, RenewableCert};
 
-use crate::cluster::{Identity, save_identity, write_private};
+use crate::cluster::{Identity, save_identity, save_manager_secrets};
 
 /// Until a manager says otherwise.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
@@ -116,7 +116,7 @@ impl Agent {
         known.sort();
         if !known.is_empty() && known != self.identity.managers {
             self.identity.managers = known;
-            save_identity(&self.data_dir, &self.identity, &self.key.cert_pem, &self.key.key_pem)?;
+            save_identity(&self.data_dir, &self.identity, &self.key)?;
         }
         Ok(())
     }
@@ -135,17 +135,13 @@ impl Agent {
         }
         let renewed: JoinResponse = response.json().await.context("read the renewal")?;
         if let Some(secrets) = &renewed.manager_secrets {
-            let pki = self.data_dir.join("pki");
-            write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
-            write_private(&pki.join("token.key"), &secrets.token_key_pem)?;
-            write_private(&pki.join("token.crt"), &secrets.token_cert_pem)?;
+            save_manager_secrets(&self.data_dir, secrets)?;
         }
-        let (_, not_after) = wharf_pki::validity(&renewed.cert_pem)?;
-        let key = CertifiedKey { cert_pem: renewed.cert_pem, key_pem, not_after };
+        let key = CertifiedKey::from_pems(renewed.cert_pem, key_pem)?;
         self.identity.role = renewed.role;
-        save_identity(&self.data_dir, &self.identity, &key.cert_pem, &key.key_pem)?;
+        save_identity(&self.data_dir, &self.identity, &key)?;
         self.cert.install(&key, &self.ca_pem)?;
-        tracing::info!(role = %self.identity.role, %not_after, "this node's certificate was renewed");
+        tracing::info!(role = %self.identity.role, not_after = %key.not_after, "this node's certificate was renewed");
         self.key = key;
         Ok(())
     }

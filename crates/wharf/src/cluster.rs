@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
 use wharf_http::{Cluster, JoinRequest, JoinResponse, ManagerSecrets};
-use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, Role};
+use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, Role, write_private};
 use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_registry::Registry;
 use wharf_store::{Command, Proposer, Store};
@@ -156,8 +156,8 @@ pub(crate) fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity,
     let identity: Identity = serde_json::from_slice(&raw).context("read node/identity.json")?;
     let cert_pem = std::fs::read_to_string(dir.join("node.crt")).context("read node/node.crt")?;
     let key_pem = std::fs::read_to_string(dir.join("node.key")).context("read node/node.key")?;
-    let (_, not_after) = wharf_pki::validity(&cert_pem).context("read node/node.crt")?;
-    Ok(Some((identity, CertifiedKey { cert_pem, key_pem, not_after })))
+    let key = CertifiedKey::from_pems(cert_pem, key_pem).context("read node/node.crt")?;
+    Ok(Some((identity, key)))
 }
 
 /// The identity a node left in `data_dir`, saying so: started again, it rejoins with it.
@@ -170,30 +170,25 @@ pub(crate) fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Ident
     Ok(found)
 }
 
-pub(crate) fn write_private(path: &Path, data: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(data.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
-}
-
-pub(crate) fn save_identity(data_dir: &Path, identity: &Identity, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+pub(crate) fn save_identity(data_dir: &Path, identity: &Identity, key: &CertifiedKey) -> anyhow::Result<()> {
     let dir = node_dir(data_dir);
     std::fs::create_dir_all(&dir)?;
-    write_private(&dir.join("node.key"), key_pem)?;
-    write_private(&dir.join("node.crt"), cert_pem)?;
+    write_private(&dir.join("node.key"), &key.key_pem)?;
+    write_private(&dir.join("node.crt"), &key.cert_pem)?;
     // The identity file goes last: its presence means the node is complete.
-    write_private(&dir.join("identity.json"), &serde_json::to_string_pretty(identity)?)
+    Ok(write_private(&dir.join("identity.json"), &serde_json::to_string_pretty(identity)?)?)
 }
 
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(|c| c == '[' || c == ']')
+/// Keeps the keys a manager receives (when it joins or becomes a manager) in `data_dir/pki`.
+pub(crate) fn save_manager_secrets(data_dir: &Path, secrets: &ManagerSecrets) -> anyhow::Result<()> {
+    let pki = data_dir.join("pki");
+    std::fs::create_dir_all(&pki)?;
+    write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
+    write_private(&pki.join("token.key"), &secrets.token_key_pem)?;
+    Ok(write_private(&pki.join("token.crt"), &secrets.token_cert_pem)?)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
@@ -247,18 +242,10 @@ pub(crate) async fn start_first_manager(
         advertise: first.advertise.clone(),
         managers: vec![first.advertise.clone()],
     };
-    let names = certificate_names(&first.advertise, &settings.listen, &first.sans);
+    let names = wharf_pki::node_names(&[&first.advertise, &settings.listen], &hostname(), &first.sans);
     let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
     let key = ca.issue_node(&node, &names, settings.node_cert_validity).context("issue this node's certificate")?;
-    let password = match &first.password_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("read {}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let password = crate::account::read_password_file(first.password_file.as_deref())?;
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
 }
 
@@ -279,21 +266,6 @@ fn state_of_a_first_start(dir: &Path, advertise: &str) -> anyhow::Result<Option<
         );
     }
     Ok(store.cluster_id()?)
-}
-
-/// The names a manager's certificate covers: the host it advertises and listens on (when
-/// specific), loopback, the machine's host name and every `--san`.
-fn certificate_names(advertise: &str, listen: &str, sans: &[String]) -> Vec<String> {
-    let mut names = vec![host_of(advertise).to_owned()];
-    let listen_host = host_of(listen);
-    if listen_host.parse::<std::net::IpAddr>().map_or(true, |ip| !ip.is_unspecified()) {
-        names.push(listen_host.to_owned());
-    }
-    names.extend(["localhost".to_owned(), "127.0.0.1".into(), "::1".into(), hostname()]);
-    names.extend(sans.iter().cloned());
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
-    names
 }
 
 /// Applies every entry of the Raft log in `dir` to the state store, then deletes
@@ -361,9 +333,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
     let pki = args.node.data_dir.join("pki");
     std::fs::create_dir_all(&pki)?;
     if let Some(secrets) = &joined.manager_secrets {
-        write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
-        write_private(&pki.join("token.key"), &secrets.token_key_pem)?;
-        write_private(&pki.join("token.crt"), &secrets.token_cert_pem)?;
+        save_manager_secrets(&args.node.data_dir, secrets)?;
     }
     write_private(&pki.join("ca.crt"), &joined.ca_pem)?;
     let identity = Identity {
@@ -373,10 +343,9 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
         advertise: args.node.advertise.clone(),
         managers: vec![args.manager.clone()],
     };
-    save_identity(&args.node.data_dir, &identity, &joined.cert_pem, &key_pem)?;
+    let key = CertifiedKey::from_pems(joined.cert_pem, key_pem)?;
+    save_identity(&args.node.data_dir, &identity, &key)?;
     println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
-    let (_, not_after) = wharf_pki::validity(&joined.cert_pem)?;
-    let key = CertifiedKey { cert_pem: joined.cert_pem, key_pem, not_after };
     run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager), None).await
 }
 
@@ -502,9 +471,12 @@ async fn run_manager(
             admin_password =
                 bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &store, &auth, &ca, password).await?;
             // From here on the data directory holds a complete node: started again, it runs it.
-            save_identity(data_dir, &identity, &key.cert_pem, &key.key_pem)?;
+            save_identity(data_dir, &identity, &key)?;
         }
-        Start::ForcedNewCluster => restart_raft_alone(&raft, &identity).await?,
+        Start::ForcedNewCluster => {
+            lead_alone(&raft, identity.node_id, &identity.advertise).await?;
+            snapshot_and_purge(&raft).await?;
+        }
         Start::Existing { via } => join_via = via,
     }
     if let Some(via) = join_via {
@@ -570,20 +542,22 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     let settings = args.tuning.settings(listen);
     let mut identity = identity;
     identity.managers = vec![identity.advertise.clone()];
-    save_identity(dir, &identity, &key.cert_pem, &key.key_pem)?;
+    save_identity(dir, &identity, &key)?;
     run_manager(dir, identity, key, &settings, Start::ForcedNewCluster, None).await
 }
 
-/// Makes this manager the only member of a new Raft group over the state it has, then takes a
-/// snapshot and drops the log before it (see [`snapshot_and_purge`]).
-async fn restart_raft_alone(raft: &Raft, identity: &Identity) -> anyhow::Result<()> {
-    let members: BTreeMap<u64, openraft::BasicNode> =
-        [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
-    raft.initialize(members).await.context("initialize raft")?;
+/// Makes this node the only member of its Raft group if the group is new, and waits until it
+/// leads: a cluster's first manager, `wharf recover`, and a standalone node.
+async fn lead_alone(raft: &Raft, id: u64, addr: &str) -> anyhow::Result<()> {
+    if !raft.is_initialized().await? {
+        let members: BTreeMap<u64, openraft::BasicNode> = [(id, openraft::BasicNode::new(addr))].into_iter().collect();
+        raft.initialize(members).await.context("initialize raft")?;
+    }
     raft.wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.current_leader == Some(identity.node_id), "lead the new cluster")
-        .await?;
-    snapshot_and_purge(raft).await
+        .metrics(|m| m.current_leader == Some(id), "lead its own one-member group")
+        .await
+        .context("this node did not take the lead of its own one-member group")?;
+    Ok(())
 }
 
 /// Takes a snapshot of everything applied and drops the log before it. A new Raft group over a
@@ -656,16 +630,7 @@ impl RaftNode {
         const ID: u64 = 1;
         let node =
             RaftNode::open(data_dir, ID, "standalone", store, wharf_pki::ca_client_config(ca_pem)?, None).await?;
-        if !node.raft.is_initialized().await? {
-            let members: BTreeMap<u64, openraft::BasicNode> =
-                [(ID, openraft::BasicNode::new(addr))].into_iter().collect();
-            node.raft.initialize(members).await.context("initialize raft")?;
-        }
-        node.raft
-            .wait(Some(Duration::from_secs(30)))
-            .metrics(|m| m.current_leader == Some(ID), "lead the one-member group")
-            .await
-            .context("this node did not take the lead of its own state")?;
+        lead_alone(&node.raft, ID, addr).await?;
         Ok(node)
     }
 
@@ -692,15 +657,7 @@ async fn bootstrap_cluster(
     ca: &Ca,
     password: Option<String>,
 ) -> anyhow::Result<Option<String>> {
-    if !raft.is_initialized().await? {
-        let members: BTreeMap<u64, openraft::BasicNode> =
-            [(identity.node_id, openraft::BasicNode::new(&identity.advertise))].into_iter().collect();
-        raft.initialize(members).await.context("initialize raft")?;
-    }
-    raft.wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.current_leader == Some(identity.node_id), "lead the new cluster")
-        .await
-        .context("this manager did not become the leader of its own new cluster")?;
+    lead_alone(raft, identity.node_id, &identity.advertise).await?;
     proposer.propose(Command::InitCluster { cluster_id: identity.cluster_id.clone() }).await?;
     if !store.nodes()?.iter().any(|(id, _)| *id == identity.node_id) {
         let added = proposer

@@ -77,8 +77,7 @@ fn advertised(local: SocketAddr) -> String {
     if !local.ip().is_unspecified() {
         return local.to_string();
     }
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}:{}", name.trim(), local.port())
+    format!("{}:{}", cluster::hostname(), local.port())
 }
 
 /// `wharf up --insecure-http`: plain HTTP, state through a one-member Raft group of its own.
@@ -138,13 +137,7 @@ async fn start_auth(
 ) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
     let key = ca.load_or_create_token_key(&args.data_dir.join("pki")).context("load or create the token key")?;
     let auth = Arc::new(Auth::with_proposer(store, proposer, &key, AuthConfig::default()).context("start accounts")?);
-    let password = match &args.admin_password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-            Some(text.trim_end_matches(['\r', '\n']).to_owned())
-        }
-        None => None,
-    };
+    let password = crate::account::read_password_file(args.admin_password_file.as_deref())?;
     let generated =
         auth.bootstrap_admin(ADMIN, password.as_deref(), now()).await.context("create the administrator")?;
     Ok((auth, generated))
