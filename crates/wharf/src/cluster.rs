@@ -277,11 +277,12 @@ async fn fold_raft_log_into_state(dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     {
+        // Applies and makes the store durable before the log goes; the marker is forgotten
+        // only after that, so a repeat after a crash never applies an entry twice.
         let store = Arc::new(Store::open(&dir.join("state.redb")).context("open the state store")?);
         let mut log = LogStore::open(&raft_log)?;
-        let mut sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots"))?;
+        let mut sm = StateMachine::open(store, &dir.join("snapshots"))?;
         wharf_raft::apply_whole_log(&mut log, &mut sm).await.context("apply the raft log")?;
-        store.flush()?;
     }
     std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
     let snapshots = dir.join("snapshots");
