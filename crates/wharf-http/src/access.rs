@@ -109,8 +109,12 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
     Credentials::Unsupported
 }
 
-/// Checks Basic credentials on a blocking thread (Argon2 is slow on purpose).
+/// Checks a user name and password on a blocking thread (Argon2 is slow on purpose). A user
+/// this replica does not know may have been created on another manager a moment ago, or this
+/// manager may have just joined: a cluster manager catches up with the leader first (without
+/// a quorum it checks against what it has).
 pub(crate) async fn check_password(
+    app: &App,
     auth: &Arc<Auth>,
     user: String,
     password: String,
@@ -118,6 +122,9 @@ pub(crate) async fn check_password(
 ) -> Result<wharf_auth::Identity, AuthError> {
     if let Some(identity) = auth.authenticate_remembered(&user, &password, crate::now_ms()) {
         return Ok(identity);
+    }
+    if app.cluster.is_some() && matches!(auth.user_record(&user), Ok(None)) {
+        let _ = app.registry.catch_up().await;
     }
     let auth = Arc::clone(auth);
     tokio::task::spawn_blocking(move || auth.authenticate(&user, &password, &source, crate::now_ms()))
@@ -141,7 +148,7 @@ pub(crate) async fn authorize(app: &App, endpoint: &Endpoint, req: &mut Request)
             Ok((principal, claims)) => (Grant::Token(principal, claims), true),
             Err(e) => return Err(refuse(ErrorCode::Unauthorized, &e.to_string(), challenge(Some("invalid_token")))),
         },
-        Credentials::Basic(user, password) => match check_password(auth, user, password, source).await {
+        Credentials::Basic(user, password) => match check_password(app, auth, user, password, source).await {
             Ok(identity) => (Grant::Rules(identity.principal()), true),
             Err(AuthError::RateLimited) => {
                 return Err(refuse(ErrorCode::TooManyRequests, "too many failed logins; try again later", None));

@@ -62,6 +62,7 @@ impl From<AuthError> for ApiError {
             AuthError::Store(StoreError::UserUnknown(_) | StoreError::SessionUnknown) => StatusCode::NOT_FOUND,
             AuthError::Store(StoreError::UserExists(_)) => StatusCode::CONFLICT,
             AuthError::Store(StoreError::LastAdmin | StoreError::UserDisabled(_)) => StatusCode::CONFLICT,
+            AuthError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Store(_) | AuthError::Internal(_) => {
                 tracing::error!(error = %e, "account operation failed");
                 return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
@@ -107,13 +108,7 @@ async fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, 
             "log in first: POST /auth/login, then send Authorization: Bearer <auth_token>",
         ));
     };
-    let (identity, id) = match auth.session(&secret, SessionKind::Api, crate::now()) {
-        Err(_) if app.cluster.is_some() => {
-            app.registry.catch_up().await.map_err(|e| api_error(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
-            auth.session(&secret, SessionKind::Api, crate::now())?
-        }
-        found => found?,
-    };
+    let (identity, id) = crate::current_session(app, auth, &secret, SessionKind::Api).await?;
     Ok((Arc::clone(auth), identity, id))
 }
 
@@ -135,9 +130,7 @@ async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
         .await
         .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
     let login: Login = parse(&body)?;
-    let identity =
-        blocking(&auth, move |auth| auth.authenticate(&login.username, &login.password, &source, crate::now_ms()))
-            .await?;
+    let identity = crate::access::check_password(&app, &auth, login.username, login.password, source).await?;
     let token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
     Ok(json_response(StatusCode::OK, json!({ "auth_token": token }).to_string().into_bytes()))
 }

@@ -95,6 +95,27 @@ pub(crate) async fn read_current<T, F: Future<Output = Result<T, RegistryError>>
     }
 }
 
+/// The session `secret` of `kind`. A session this replica does not know may have been opened
+/// on another manager a moment ago: a cluster manager catches up with the leader before it
+/// refuses one.
+pub(crate) async fn current_session(
+    app: &App,
+    auth: &wharf_auth::Auth,
+    secret: &str,
+    kind: wharf_store::SessionKind,
+) -> Result<(wharf_auth::Identity, String), wharf_auth::AuthError> {
+    match auth.session(secret, kind, now()) {
+        Err(wharf_auth::AuthError::NoSession) if app.cluster.is_some() => {
+            app.registry
+                .catch_up()
+                .await
+                .map_err(|e| wharf_auth::AuthError::Store(wharf_store::StoreError::Unavailable(e.message.clone())))?;
+            auth.session(secret, kind, now())
+        }
+        found => found,
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

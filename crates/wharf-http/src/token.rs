@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::json;
 use wharf_auth::{Access, Auth, AuthError, Identity, Principal};
-use wharf_store::SessionKind;
+use wharf_store::{SessionKind, StoreError};
 
 use crate::access::{Credentials, check_password, credentials};
 use crate::{App, json_response, peer_ip, query_get, query_pairs};
@@ -40,6 +40,9 @@ impl From<AuthError> for Refusal {
             AuthError::Invalid(m) => refusal(StatusCode::BAD_REQUEST, "invalid_request", m),
             AuthError::Store(ref s) if s.is_refusal() => {
                 refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
+            }
+            AuthError::Store(StoreError::Unavailable(_)) => {
+                refusal(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the cluster cannot answer now; try again")
             }
             AuthError::Store(_) | AuthError::Internal(_) => {
                 tracing::error!(error = %e, "token endpoint failed");
@@ -74,7 +77,7 @@ async fn issue_from_query(app: &App, req: &axum::http::request::Parts, source: S
         Access::parse_all(scopes).map_err(|e| refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
     let identity = match credentials(&req.headers) {
         Credentials::None => None,
-        Credentials::Basic(user, password) => Some(check_password(auth, user, password, source).await?),
+        Credentials::Basic(user, password) => Some(check_password(app, auth, user, password, source).await?),
         Credentials::Bearer(_) | Credentials::Unsupported => {
             return Err(refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "send Basic credentials or none"));
         }
@@ -116,7 +119,7 @@ async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
             let (Some(user), Some(password)) = (field("username"), field("password")) else {
                 return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required"));
             };
-            let identity = check_password(auth, user.to_owned(), password.to_owned(), source).await?;
+            let identity = check_password(app, auth, user.to_owned(), password.to_owned(), source).await?;
             let refresh = match field("access_type") == Some("offline") {
                 true => Some(start_refresh(auth, &identity, client).await?),
                 false => None,
@@ -126,7 +129,7 @@ async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
         Some("refresh_token") => {
             let secret = field("refresh_token")
                 .ok_or_else(|| refusal(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required"))?;
-            let (identity, _) = auth.session(secret, SessionKind::Refresh, crate::now())?;
+            let (identity, _) = crate::current_session(app, auth, secret, SessionKind::Refresh).await?;
             (identity, Some(secret.to_owned()))
         }
         other => {
