@@ -15,7 +15,7 @@ pub mod scope;
 mod service;
 pub mod token;
 
-pub use limiter::FailureLimiter;
+pub use limiter::{Limits, LoginLimiter, RateLimiter};
 pub use policy::Principal;
 pub use scope::{Access, ScopeError, permits};
 pub use service::{Auth, AuthConfig, AuthError, Identity, PasswordHash, SessionInfo};

@@ -10,7 +10,7 @@ use wharf_store::{
     UserRecord,
 };
 
-use crate::limiter::FailureLimiter;
+use crate::limiter::LoginLimiter;
 use crate::policy::{self, Principal};
 use crate::scope::Access;
 use crate::token::{Claims, TokenError, TokenSigner, TokenVerifier};
@@ -40,14 +40,21 @@ impl Default for AuthConfig {
     }
 }
 
-/// An authenticated, enabled account.
+/// An authenticated, enabled account, as it was when its credentials were checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
     pub admin: bool,
+    /// The account's id (never reused) and credentials epoch: registry tokens name both.
+    pub id: u64,
+    pub epoch: u64,
 }
 
 impl Identity {
+    fn of(name: &str, user: &UserRecord) -> Identity {
+        Identity { name: name.to_owned(), admin: user.admin, id: user.id, epoch: user.epoch }
+    }
+
     pub fn principal(&self) -> Principal {
         Principal::User { name: self.name.clone(), admin: self.admin }
     }
@@ -97,7 +104,7 @@ pub struct Auth {
     config: AuthConfig,
     signer: TokenSigner,
     verifier: TokenVerifier,
-    limiter: FailureLimiter,
+    limiter: LoginLimiter,
     /// Keyed by SHA-256(secret, user, password): (user, password hash then, expiry in ms).
     credentials: Mutex<HashMap<[u8; 32], (String, String, u64)>>,
     credential_secret: Vec<u8>,
@@ -126,7 +133,7 @@ impl Auth {
             config,
             signer,
             verifier,
-            limiter: FailureLimiter::default(),
+            limiter: LoginLimiter::default(),
             credentials: Mutex::new(HashMap::new()),
             credential_secret: crate::random_bytes(32),
             users: RwLock::new(UserCache::default()),
@@ -194,18 +201,18 @@ impl Auth {
 
     /// The enabled account `name`, if there is one.
     pub fn identity(&self, name: &str) -> Result<Option<Identity>, AuthError> {
-        Ok(self.user(name)?.filter(|u| !u.disabled).map(|u| Identity { name: name.to_owned(), admin: u.admin }))
+        Ok(self.user(name)?.filter(|u| !u.disabled).map(|u| Identity::of(name, &u)))
     }
 
-    /// Checks a user name and password (slow: Argon2). Failures count against the user and the
-    /// source address; past the limit, attempts are refused without checking.
+    /// Checks a user name and password (slow: Argon2). Failures count against the source
+    /// address, the (user, source) pair and the user (see [`LoginLimiter`]); past a limit,
+    /// attempts are refused without checking.
     pub fn authenticate(&self, name: &str, password: &str, source: &str, now_ms: u64) -> Result<Identity, AuthError> {
-        let (user_key, source_key) = (format!("user:{name}"), format!("addr:{source}"));
         let cache_key = self.credential_key(name, password);
         if let Some(identity) = self.remembered(&cache_key, now_ms)? {
             return Ok(identity);
         }
-        if !self.limiter.allows(&user_key, now_ms) || !self.limiter.allows(&source_key, now_ms) {
+        if !self.limiter.allows(name, source, now_ms) {
             return Err(AuthError::RateLimited);
         }
         let user = if password.len() <= password::MAX_PASSWORD { self.user(name)? } else { None };
@@ -220,12 +227,11 @@ impl Auth {
                         cache.clear();
                     }
                 }
-                cache.insert(cache_key, (name.to_owned(), user.password_hash, now_ms + CREDENTIAL_TTL_MS));
-                Ok(Identity { name: name.to_owned(), admin: user.admin })
+                cache.insert(cache_key, (name.to_owned(), user.password_hash.clone(), now_ms + CREDENTIAL_TTL_MS));
+                Ok(Identity::of(name, &user))
             }
             _ => {
-                self.limiter.failed(&user_key, now_ms);
-                self.limiter.failed(&source_key, now_ms);
+                self.limiter.failed(name, source, now_ms);
                 Err(AuthError::BadCredentials)
             }
         }
@@ -254,10 +260,7 @@ impl Auth {
         if expires <= now_ms {
             return Ok(None);
         }
-        Ok(self
-            .user(&name)?
-            .filter(|u| !u.disabled && u.password_hash == hash)
-            .map(|u| Identity { name, admin: u.admin }))
+        Ok(self.user(&name)?.filter(|u| !u.disabled && u.password_hash == hash).map(|u| Identity::of(&name, &u)))
     }
 
     /// Starts a session (or a refresh token) for `identity`; returns the secret the client keeps.
@@ -320,27 +323,37 @@ impl Auth {
         self.store.repo_settings(repo).map(|s| s.public).unwrap_or(false)
     }
 
-    /// A registry token for `principal` granting what it asked for and may have.
+    /// A registry token for `identity` (anonymous when `None`) granting what it asked for and
+    /// may have. The token names the account's id and credentials epoch as `identity` holds
+    /// them, so it ends when they change.
     pub fn issue_token(
         &self,
-        principal: &Principal,
+        identity: Option<&Identity>,
         requested: &[Access],
         now: u64,
     ) -> Result<(String, Vec<Access>), AuthError> {
-        let granted = policy::grant(principal, requested, |repo| self.is_public(repo));
-        let token = self.signer.sign(principal.subject(), granted.clone(), now)?;
+        let principal = identity.map_or(Principal::Anonymous, Identity::principal);
+        let granted = policy::grant(&principal, requested, |repo| self.is_public(repo));
+        let subject = identity.map(|i| (i.name.as_str(), i.id, i.epoch));
+        let token = self.signer.sign(subject, granted.clone(), now)?;
         Ok((token, granted))
     }
 
-    /// The principal and claims of a registry token. A token of a user that was since disabled
-    /// or deleted is refused.
+    /// The principal and claims of a registry token. A user's token is refused once the
+    /// account is disabled or deleted, once its credentials changed after the token was issued
+    /// (a new password, disabled and enabled again), and for any other account of the same name.
     pub fn verify_token(&self, token: &str, now: u64) -> Result<(Principal, Arc<Claims>), AuthError> {
         let claims = self.verifier.verify(token, now)?;
         if claims.sub.is_empty() {
             return Ok((Principal::Anonymous, claims));
         }
         match self.identity(&claims.sub)? {
-            Some(identity) => Ok((identity.principal(), claims)),
+            Some(identity) if identity.id == claims.uid && identity.epoch == claims.epoch => {
+                Ok((identity.principal(), claims))
+            }
+            Some(_) => Err(AuthError::Token(TokenError::Invalid(
+                "the token's user changed their credentials since it was issued".into(),
+            ))),
             None => Err(AuthError::Token(TokenError::Invalid("the token's user is disabled or deleted".into()))),
         }
     }

@@ -19,6 +19,12 @@ pub struct Claims {
     pub iss: String,
     /// The user name; empty for an anonymous token.
     pub sub: String,
+    /// The user's account id and credentials epoch when the token was issued (0 for an
+    /// anonymous token): a token is good only while both are still the account's.
+    #[serde(default)]
+    pub uid: u64,
+    #[serde(default)]
+    pub epoch: u64,
     pub aud: String,
     pub exp: u64,
     pub nbf: u64,
@@ -96,11 +102,15 @@ impl TokenSigner {
         Ok(TokenSigner { key: encoding, header, issuer: issuer.to_owned(), service: service.to_owned(), lifetime })
     }
 
-    /// A token for `subject` (empty: anonymous) granting `access`, issued at `now`.
-    pub fn sign(&self, subject: &str, access: Vec<Access>, now: u64) -> Result<String, TokenError> {
+    /// A token for `subject` (user name, account id, credentials epoch; `None`: anonymous)
+    /// granting `access`, issued at `now`.
+    pub fn sign(&self, subject: Option<(&str, u64, u64)>, access: Vec<Access>, now: u64) -> Result<String, TokenError> {
+        let (sub, uid, epoch) = subject.unwrap_or(("", 0, 0));
         let claims = Claims {
             iss: self.issuer.clone(),
-            sub: subject.to_owned(),
+            sub: sub.to_owned(),
+            uid,
+            epoch,
             aud: self.service.clone(),
             exp: now + self.lifetime,
             nbf: now,

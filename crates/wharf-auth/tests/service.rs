@@ -48,15 +48,17 @@ fn bootstrap_generates_a_password_once() {
 }
 
 #[test]
-fn failed_logins_are_rate_limited_per_user_and_source() {
+fn failed_logins_are_limited_per_pair_without_locking_the_user_out_elsewhere() {
     let f = fixture();
     block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
     for _ in 0..10 {
         assert!(matches!(f.auth.authenticate("admin", "wrong", "10.0.0.1", 1000), Err(AuthError::BadCredentials)));
     }
-    assert!(matches!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000), Err(AuthError::RateLimited)));
-    assert!(matches!(f.auth.authenticate("nobody", "x", "10.0.0.1", 1000), Err(AuthError::RateLimited)));
-    assert!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000 + 6000).is_ok());
+    let from_the_guesser = f.auth.authenticate("admin", "right-password", "10.0.0.1", 1000);
+    assert!(matches!(from_the_guesser, Err(AuthError::RateLimited)), "the guessing address is stopped");
+    assert!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000).is_ok(), "not locked out elsewhere");
+    assert!(matches!(f.auth.authenticate("nobody", "x", "10.0.0.1", 1000), Err(AuthError::BadCredentials)));
+    assert!(f.auth.authenticate("admin", "right-password", "10.0.0.1", 1000 + 6000).is_ok(), "a token flows back");
 }
 
 #[test]
@@ -64,12 +66,12 @@ fn tokens_grant_the_intersection_and_verify() {
     let f = fixture();
     block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
     f.create_user("alice", "alice-password", false).expect("alice");
-    let alice = f.auth.authenticate("alice", "alice-password", "a", 0).expect("alice").principal();
+    let alice = f.auth.authenticate("alice", "alice-password", "a", 0).expect("alice");
     let ask = Access::parse_all(["repository:alice/app:pull,push repository:bob/app:pull"]).expect("scopes");
-    let (token, granted) = f.auth.issue_token(&alice, &ask, now()).expect("token");
+    let (token, granted) = f.auth.issue_token(Some(&alice), &ask, now()).expect("token");
     assert_eq!(granted, vec![Access::new("repository", "alice/app", &["pull", "push"])]);
     let (principal, claims) = f.auth.verify_token(&token, now()).expect("verify");
-    assert_eq!(principal, alice);
+    assert_eq!(principal, alice.principal());
     assert!(permits(&claims.access, "repository", "alice/app", "push"));
     assert!(!permits(&claims.access, "repository", "bob/app", "pull"));
     let header = jsonwebtoken::decode_header(&token).expect("header");
@@ -141,10 +143,44 @@ fn anonymous_gets_pull_on_public_repositories_only() {
     let f = fixture();
     block_on(f.auth.set_public("lib/base", true)).expect("public");
     let ask = Access::parse_all(["repository:lib/base:pull,push", "repository:lib/other:pull"]).expect("scopes");
-    let (token, granted) = f.auth.issue_token(&Principal::Anonymous, &ask, now()).expect("token");
+    let (token, granted) = f.auth.issue_token(None, &ask, now()).expect("token");
     assert_eq!(granted, vec![Access::new("repository", "lib/base", &["pull"])]);
     let (principal, _) = f.auth.verify_token(&token, now()).expect("verify");
     assert_eq!(principal, Principal::Anonymous);
     assert!(f.auth.may(&Principal::Anonymous, "repository", "lib/base", "pull"));
     assert!(!f.auth.may(&Principal::Anonymous, "repository", "lib/base", "push"));
+}
+
+/// A fresh registry token of `user`, after checking `password`.
+fn token_of(f: &Fixture, user: &str, password: &str) -> String {
+    let identity = f.auth.authenticate(user, password, "a", 0).expect("login");
+    let ask = Access::parse_all([format!("repository:{user}/app:pull,push,delete").as_str()]).expect("scope");
+    f.auth.issue_token(Some(&identity), &ask, now()).expect("token").0
+}
+
+#[test]
+fn a_token_ends_when_its_user_changes_credentials_is_disabled_or_is_replaced() {
+    let f = fixture();
+    block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
+    f.create_user("alice", "alice-password", false).expect("alice");
+    let before = token_of(&f, "alice", "alice-password");
+    assert!(f.auth.verify_token(&before, now()).is_ok(), "the control case verifies");
+    let hash = f.auth.hash_password("alice-new-password").expect("hash");
+    block_on(f.auth.set_password("alice", hash)).expect("password");
+    assert!(f.auth.verify_token(&before, now()).is_err(), "refused after a password change");
+
+    let second = token_of(&f, "alice", "alice-new-password");
+    assert!(f.auth.verify_token(&second, now()).is_ok());
+    block_on(f.auth.set_disabled("alice", true)).expect("disable");
+    assert!(f.auth.verify_token(&second, now()).is_err(), "refused while disabled");
+    block_on(f.auth.set_disabled("alice", false)).expect("enable");
+    assert!(f.auth.verify_token(&second, now()).is_err(), "still refused after re-enabling");
+    let third = token_of(&f, "alice", "alice-new-password");
+    assert!(f.auth.verify_token(&third, now()).is_ok(), "a token issued after re-enabling works");
+
+    block_on(f.auth.delete_user("alice")).expect("delete");
+    f.create_user("alice", "alice-new-password", false).expect("another alice, same password");
+    assert!(f.auth.verify_token(&third, now()).is_err(), "refused for another account of the same name");
+    let fourth = token_of(&f, "alice", "alice-new-password");
+    assert!(f.auth.verify_token(&fourth, now()).is_ok());
 }

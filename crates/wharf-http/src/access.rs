@@ -47,6 +47,12 @@ impl Grant {
         }
     }
 
+    /// The user name of whoever made the request, empty for anonymous requests and on a node
+    /// without accounts.
+    pub(crate) fn owner(&self) -> String {
+        self.principal().map(|p| p.subject().to_owned()).unwrap_or_default()
+    }
+
     fn principal(&self) -> Option<&Principal> {
         match self {
             Grant::Everything => None,

@@ -63,6 +63,7 @@ impl From<AuthError> for ApiError {
             AuthError::Store(StoreError::UserExists(_)) => StatusCode::CONFLICT,
             AuthError::Store(StoreError::LastAdmin | StoreError::UserDisabled(_)) => StatusCode::CONFLICT,
             AuthError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Store(StoreError::TooManyUploads { .. }) => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Store(_) | AuthError::Internal(_) => {
                 tracing::error!(error = %e, "account operation failed");
                 return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
@@ -126,9 +127,7 @@ async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
     let auth = Arc::clone(auth_of(&app)?);
     let source = peer_ip(&req);
     let client = crate::header_str(req.headers(), axum::http::header::USER_AGENT).unwrap_or("unknown").to_owned();
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let login: Login = parse(&body)?;
     let identity = crate::access::check_password(&app, &auth, login.username, login.password, source).await?;
     let token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
@@ -235,9 +234,7 @@ async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req
     let (auth, identity, _) = caller(&app, req.headers()).await?;
     require_self_or_admin(&identity, &name)?;
     let source = peer_ip(&req);
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let change: NewPassword = parse(&body)?;
     let needs_old = !identity.admin;
     let target = name.clone();
@@ -354,25 +351,36 @@ fn parse_role(role: &str) -> Result<wharf_pki::Role, ApiError> {
     wharf_pki::Role::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
 }
 
+impl From<crate::JoinTokenError> for ApiError {
+    fn from(e: crate::JoinTokenError) -> ApiError {
+        match e {
+            crate::JoinTokenError::Store(e) => AuthError::Store(e).into(),
+            other => {
+                tracing::error!(error = %other, "reading or setting a join token failed");
+                api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log")
+            }
+        }
+    }
+}
+
+/// Shows a role's join token (the state keeps it sealed; managers open it with the CA key).
 async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
-    let token = cluster_of(&app)?.store.join_token(role.as_str()).map_err(AuthError::Store)?;
+    let cluster = cluster_of(&app)?;
+    let token = crate::join_token(&cluster.store, &cluster.ca, role)?;
     let token = token.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no join token yet"))?;
     Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
 }
 
 /// Replaces a role's join token: the old one stops working at once.
 async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
-    use wharf_store::Proposer;
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
     let cluster = cluster_of(&app)?;
-    let token = wharf_pki::JoinToken::new(cluster.ca.cert_der(), wharf_auth::new_secret()).to_string();
-    let command = wharf_store::Command::SetJoinToken { role: role.as_str().into(), token: token.clone() };
-    cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
+    let token = crate::rotate_join_token(&*cluster.proposer, &cluster.ca, role).await?;
     tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
     Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
 }

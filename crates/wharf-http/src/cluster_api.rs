@@ -115,35 +115,46 @@ async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> 
     }
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+/// The role a join request's token gives, once everything in the request has been checked:
+/// nothing is recorded for a request refused here.
+fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<Role, Response> {
+    let token = JoinToken::parse(&request.token)
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed join token (WHARF-1-<CA digest>-<secret>)"))?;
+    if !token.pins(cluster.ca.cert_der()) {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA"));
+    }
+    let role = crate::join_tokens::role_of(&cluster.store, &cluster.ca, &request.token)
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)"))?;
+    if !wharf_api::valid_hostname(&request.hostname) {
+        let shown: String = request.hostname.chars().take(100).collect();
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("host name {shown:?} is not an RFC 1123 name (letters, digits, hyphens, dots)"),
+        ));
+    }
+    wharf_api::parse_advertise(&request.advertise)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid advertise address: {e}")))?;
+    wharf_pki::check_csr(&request.csr_pem)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}")))?;
+    Ok(role)
 }
 
 async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+    let source = crate::peer_ip(&req);
+    if !cluster.join_limiter.try_take(&source, crate::now_ms()) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many join attempts from this address; try again later");
+    }
     let request: JoinRequest = match crate::nodes::json_body(req, "join request").await {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
-    let Some(token) = JoinToken::parse(&request.token) else {
-        return refuse(StatusCode::BAD_REQUEST, "malformed join token");
-    };
-    if !token.pins(cluster.ca.cert_der()) {
-        return refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA");
-    }
-    let mut role = None;
-    for candidate in [Role::Manager, Role::Worker] {
-        if let Ok(Some(current)) = cluster.store.join_token(candidate.as_str())
-            && constant_time_eq(&current, &request.token)
-        {
-            role = Some(candidate);
-        }
-    }
-    let Some(role) = role else {
-        return refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)");
+    let role = match admit(&cluster, &request) {
+        Ok(role) => role,
+        Err(refusal) => return refusal,
     };
     let add = Command::AddNode {
         role: role.as_str().into(),
-        hostname: request.hostname.chars().take(255).collect(),
+        hostname: request.hostname.clone(),
         addr: request.advertise.clone(),
         at: crate::now(),
     };
@@ -153,11 +164,18 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("the cluster cannot add a node now: {e}")),
     };
     let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let response =
-        match crate::nodes::issue(&cluster, &request.csr_pem, &identity, &request.advertise, &request.hostname).await {
-            Ok(response) => response,
-            Err(refusal) => return refusal,
-        };
+    let (addr, hostname) = (&request.advertise, &request.hostname);
+    let response = match crate::nodes::issue(&cluster, &request.csr_pem, &identity, addr, hostname).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            // The request was checked before the node was recorded, so this is rare (no
+            // quorum for the certificate's record): the node it would have been goes again.
+            if let Err(e) = cluster.proposer.propose(Command::RemoveNode { id: node_id }).await {
+                tracing::warn!(node_id, error = %e, "removing the node of a failed join failed");
+            }
+            return refusal;
+        }
+    };
     tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
     json_response(StatusCode::OK, serde_json::to_vec(&response).unwrap_or_default())
 }

@@ -11,6 +11,8 @@ mod api;
 mod blobs;
 mod cluster_api;
 mod endpoint;
+mod guard;
+mod join_tokens;
 mod listing;
 mod manifests;
 mod nodes;
@@ -32,9 +34,10 @@ use wharf_auth::Auth;
 use wharf_registry::Registry;
 
 pub use cluster_api::{JoinRequest, JoinResponse, cluster_router};
+pub use join_tokens::{JoinTokenError, join_token, rotate_join_token, seal_legacy_join_tokens};
 pub use nodes::{HeartbeatReply, Heartbeats, MISSED_HEARTBEATS, RenewRequest, watch_heartbeats};
-pub use raft::{Cluster, ManagerSecrets, raft_router};
-pub use serve::serve;
+pub use raft::{Cluster, JOIN_LIMITS, ManagerSecrets, raft_router};
+pub use serve::{Limits, serve};
 
 use crate::endpoint::Endpoint;
 
@@ -114,6 +117,25 @@ pub(crate) async fn current_session(
         }
         found => found,
     }
+}
+
+/// Reads a whole request body of at most `limit` bytes. A failure is the status to answer
+/// with and why: 413 over the limit, 408 when the body stopped arriving (the connection's
+/// body deadline), 400 when it could not be read.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, (StatusCode, &'static str)> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(error) = cause {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            if error.is::<guard::BodyStalled>() {
+                return (StatusCode::REQUEST_TIMEOUT, "the request body stopped arriving");
+            }
+            cause = error.source();
+        }
+        (StatusCode::BAD_REQUEST, "the request body could not be read")
+    })
 }
 
 /// Seconds since the Unix epoch.

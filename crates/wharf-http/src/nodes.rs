@@ -138,9 +138,12 @@ pub(crate) async fn heartbeat(State(cluster): State<Arc<Cluster>>, req: Request)
     json_response(StatusCode::OK, serde_json::to_vec(&reply).unwrap_or_default())
 }
 
-/// Signs a node certificate for `identity` from `csr_pem`, naming the node's address and host
-/// name, records its expiry, and returns what the node receives (with the manager keys when
-/// the role is manager).
+/// Signs a node certificate for `identity` from `csr_pem`, records its expiry, and returns what
+/// the node receives (with the manager keys when the role is manager). A manager's certificate
+/// names its address and host name, so it serves clients under them (whoever
+/// has the manager token, or was promoted by an administrator, is trusted with the CA key
+/// anyway); a worker's names nothing and is no server certificate (`wharf_pki`), since a
+/// worker's address and host name are only what it claimed.
 pub(crate) async fn issue(
     cluster: &Cluster,
     csr_pem: &str,
@@ -148,7 +151,10 @@ pub(crate) async fn issue(
     addr: &str,
     hostname: &str,
 ) -> Result<JoinResponse, Response> {
-    let names = wharf_pki::node_names(&[addr], hostname, &[]);
+    let names = match identity.role {
+        Role::Manager => wharf_pki::node_names(&[addr], hostname, &[]),
+        Role::Worker => Vec::new(),
+    };
     let validity = cluster.node_cert_validity;
     let cert_pem = cluster
         .ca
@@ -174,9 +180,9 @@ pub(crate) async fn issue(
 
 /// The JSON body of a node-to-node request (at most 64 KiB); `what` names it in refusals.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(req: Request, what: &str) -> Result<T, Response> {
-    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let body = crate::read_body(req.into_body(), 64 * 1024)
         .await
-        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, &format!("{what} too large")))?;
+        .map_err(|(status, why)| refuse(status, &format!("{what}: {why}")))?;
     serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
 }
 
@@ -227,6 +233,11 @@ pub async fn watch_heartbeats(cluster: Arc<Cluster>) {
                 (true, Some(at)) => at,
             }
         };
+        if let Err(e) =
+            crate::join_tokens::seal_legacy_join_tokens(&*cluster.proposer, &cluster.store, &cluster.ca).await
+        {
+            tracing::warn!(error = %e, "sealing the join tokens an earlier version kept in clear failed");
+        }
         let Ok(nodes) = cluster.store.nodes() else { continue };
         let last_seen = cluster.heartbeats.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for id in overdue(&nodes, &last_seen, since, Instant::now(), limit) {

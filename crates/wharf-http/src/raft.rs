@@ -45,7 +45,12 @@ pub struct Cluster {
     pub heartbeats: crate::nodes::Heartbeats,
     /// How long the node certificates this manager signs are valid.
     pub node_cert_validity: wharf_pki::time::Duration,
+    /// Join attempts per source address ([`JOIN_LIMITS`]).
+    pub join_limiter: wharf_auth::RateLimiter,
 }
+
+/// How many joins one source address may attempt in a burst, and how fast it earns another.
+pub const JOIN_LIMITS: wharf_auth::Limits = wharf_auth::Limits { burst: 10.0, refill_ms: 6_000.0 };
 
 /// The keys every manager holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::json;
-use wharf_auth::{Access, Auth, AuthError, Identity, Principal};
+use wharf_auth::{Access, Auth, AuthError, Identity};
 use wharf_store::{SessionKind, StoreError};
 
 use crate::access::{Credentials, check_password, credentials};
@@ -105,9 +105,9 @@ pub(crate) async fn post(State(app): State<Arc<App>>, req: Request) -> Response 
 async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
     let auth = auth_of(app)?;
     let source = peer_ip(&req);
-    let body = axum::body::to_bytes(req.into_body(), MAX_FORM)
+    let body = crate::read_body(req.into_body(), MAX_FORM)
         .await
-        .map_err(|_| refusal(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "form too large or unreadable"))?;
+        .map_err(|(status, why)| refusal(status, "invalid_request", why))?;
     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     let field = |k: &str| query_get(&form, k);
     check_service(auth, field("service"))?;
@@ -162,9 +162,8 @@ fn issue(
     requested: &[Access],
     refresh: Option<String>,
 ) -> Result<serde_json::Value, Refusal> {
-    let principal = identity.map_or(Principal::Anonymous, Identity::principal);
     let now = crate::now();
-    let (token, granted) = auth.issue_token(&principal, requested, now)?;
+    let (token, granted) = auth.issue_token(identity, requested, now)?;
     let scope: Vec<String> = granted.iter().map(Access::to_scope).collect();
     let mut body = json!({
         "token": token,

@@ -61,6 +61,8 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
     }
     let query = query_pairs(req.uri().query());
     let registry = &app.registry;
+    // Open sessions are capped per user: the owner is whoever the request authenticated as.
+    let owner = req.extensions().get::<Grant>().map(Grant::owner).unwrap_or_default();
     if let Some(mount) = query_get(&query, "mount") {
         let digest = parse_digest(mount)?;
         let from = query_get(&query, "from");
@@ -79,7 +81,7 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
         }
     } else if let Some(digest) = query_get(&query, "digest") {
         let digest = parse_digest(digest)?;
-        registry.monolithic_upload(name, &digest, body_stream(req)).await?;
+        registry.monolithic_upload(name, &digest, body_stream(req), &owner).await?;
         return Ok(created(name, &digest));
     }
     let algorithm = match query_get(&query, "digest-algorithm") {
@@ -87,7 +89,7 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
         Some(a) => Algorithm::parse(a)
             .ok_or_else(|| RegistryError::new(ErrorCode::DigestInvalid, "unsupported digest algorithm"))?,
     };
-    let id = registry.start_upload(name, algorithm).await?;
+    let id = registry.start_upload(name, algorithm, &owner).await?;
     Ok(empty(StatusCode::ACCEPTED, &progress_headers(name, &id, 0)))
 }
 

@@ -37,15 +37,15 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
     let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).expect("server cert"));
     let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem()).expect("server tls");
-    let network =
-        Network::new(wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls"), None).expect("net");
+    let network = Network::new(wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("client tls"), None)
+        .expect("net");
     let dir = dir.join(format!("node{id}"));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let store = Arc::new(Store::open(&dir.join("state.redb")).expect("store"));
     let log = LogStore::open(&dir.join("raft-log.redb")).expect("log");
     let sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots")).expect("sm");
     let raft = Raft::new(id, wharf_raft::config(CLUSTER).expect("raft config"), network, log, sm).await.expect("raft");
-    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem()).expect("client tls");
+    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("client tls");
     let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls, None).expect("proposer"));
     let secrets = wharf_http::ManagerSecrets {
         ca_key_pem: String::new(),
@@ -63,10 +63,11 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
         incoming_dir: dir.join("incoming"),
         heartbeats: wharf_http::Heartbeats::new(HEARTBEAT),
         node_cert_validity: NODE_VALIDITY,
+        join_limiter: wharf_auth::RateLimiter::new(wharf_http::JOIN_LIMITS),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let router = raft_router(Arc::clone(&cluster)).merge(cluster_router(Arc::clone(&cluster)));
-    tokio::spawn(wharf_http::serve(listener, Some(tls), router, async move {
+    tokio::spawn(wharf_http::serve(listener, Some(tls), router, wharf_http::Limits::default(), async move {
         let _ = stopped.await;
     }));
     Manager { id, addr, raft, proposer, store, cluster, stop: Some(stop) }
@@ -176,7 +177,7 @@ fn client(ca: &Ca, identity: Option<NodeIdentity>) -> reqwest::Client {
     let builder = match identity {
         Some(identity) => {
             let key = ca.issue_node(&identity, &[], NODE_VALIDITY).expect("cert");
-            builder.use_preconfigured_tls(wharf_pki::node_client_config(&key, ca.cert_pem()).expect("tls"))
+            builder.use_preconfigured_tls(wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("tls"))
         }
         None => builder.tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("ca")]),
     };

@@ -2,8 +2,9 @@
 //! certificates it signs (they serve TLS to clients and to other nodes), join tokens,
 //! fingerprints for pinning, and the rustls configurations.
 //!
-//! Key material lives in files in the node's data directory (private keys with mode 0600).
-//! This crate must never open sockets; the binary and the HTTP crate use its configs.
+//! Key material lives in files in the node's data directory (every file mode 0600, every
+//! folder 0700). This crate must never open sockets; the binary and the HTTP crate use its
+//! configs.
 
 use std::fs;
 use std::io::Write;
@@ -15,11 +16,15 @@ use std::sync::{Arc, RwLock};
 pub use time;
 
 mod node;
+mod secrets;
+mod verify;
 
 pub use node::{
-    JoinToken, NODE_VALIDITY, NodeIdentity, Role, ca_client_config, mutual_server_config, new_csr, node_client_config,
-    node_identity, node_names, node_renewal_time, renewing_client_config,
+    JoinToken, NODE_VALIDITY, NodeIdentity, Role, ca_client_config, check_csr, joining_client_config,
+    mutual_server_config, new_csr, node_client_config, node_identity, node_names, node_renewal_time,
+    renewing_client_config,
 };
+pub use secrets::SecretsKey;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -41,6 +46,8 @@ pub enum PkiError {
     Tls(#[from] rustls::Error),
     #[error("pem: {0}")]
     Pem(String),
+    #[error("cryptography: {0} failed")]
+    Crypto(&'static str),
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> PkiError {
@@ -52,6 +59,7 @@ pub struct Ca {
     cert_pem: String,
     cert_der: Vec<u8>,
     pub(crate) issuer: Issuer<'static, KeyPair>,
+    secrets: SecretsKey,
 }
 
 /// A certificate and its private key, PEM-encoded.
@@ -79,7 +87,7 @@ impl Ca {
             let key_pem = fs::read_to_string(&key_path).map_err(io(format!("read {}", key_path.display())))?;
             return Ca::from_pem(&cert_pem, &key_pem);
         }
-        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        create_private_dir(dir)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -100,10 +108,16 @@ impl Ca {
 
     fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, PkiError> {
         let key = KeyPair::from_pem(key_pem)?;
+        let secrets = SecretsKey::derive(&key.serialize_der())?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
         let cert_der =
             CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?.to_vec();
-        Ok(Ca { cert_pem: cert_pem.to_owned(), cert_der, issuer })
+        Ok(Ca { cert_pem: cert_pem.to_owned(), cert_der, issuer, secrets })
+    }
+
+    /// The cluster's secrets key (derived from the CA key, so every manager has the same).
+    pub fn secrets(&self) -> &SecretsKey {
+        &self.secrets
     }
 
     /// The CA certificate, PEM-encoded (what `GET /ca` serves).
@@ -277,8 +291,15 @@ pub fn fingerprint(der: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
+/// Writes a certificate: public, but a data directory holds nothing others may read.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
-    write_with_mode(path, data, 0o644)
+    write_with_mode(path, data, 0o600)
+}
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(format!("create {}", dir.display())))
 }
 
 /// Writes a secret (mode 0600) through a synced temporary file and a rename.

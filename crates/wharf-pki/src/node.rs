@@ -78,8 +78,11 @@ pub fn node_names(addrs: &[&str], hostname: &str, extra: &[String]) -> Vec<Strin
     names
 }
 
-/// The parameters of a node certificate: the identity as its subject, the names, server and
-/// client use, valid for `validity` from now.
+/// The parameters of a node certificate, valid for `validity` from now, with the identity as
+/// its subject. A manager's is for server and client use and covers `names` (it serves
+/// clients). A worker's is for client use only and names no host, whatever `names` says:
+/// whoever holds only a worker token must not get a certificate that any client would accept
+/// from a server.
 fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -87,9 +90,14 @@ fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) ->
     dn.push(DnType::OrganizationalUnitName, identity.role.as_str());
     dn.push(DnType::OrganizationName, identity.cluster_id.as_str());
     params.distinguished_name = dn;
-    crate::add_sans(&mut params, names)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    match identity.role {
+        Role::Manager => {
+            crate::add_sans(&mut params, names)?;
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        Role::Worker => params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
+    }
     let now = OffsetDateTime::now_utc();
     params.not_before = now - NODE_BACKDATE;
     params.not_after = now + validity;
@@ -140,10 +148,25 @@ pub fn mutual_server_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<Ar
     Ok(Arc::new(config))
 }
 
-/// A client configuration for node-to-node calls: trusts only the cluster CA and presents
-/// the node's own certificate.
-pub fn node_client_config(key: &CertifiedKey, ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
-    renewing_client_config(Arc::new(RenewableCert::new(key, ca_pem)?), ca_pem)
+/// A client configuration for node-to-node calls: accepts only a manager of `cluster_id`
+/// (by the identity its certificate names, not by host name: see [`crate::verify`]) and
+/// presents the node's own certificate.
+pub fn node_client_config(
+    key: &CertifiedKey,
+    ca_pem: &str,
+    cluster_id: &str,
+) -> Result<rustls::ClientConfig, PkiError> {
+    renewing_client_config(Arc::new(RenewableCert::new(key, ca_pem)?), ca_pem, cluster_id)
+}
+
+/// A client configuration for a node that is joining: it knows only the CA (pinned by its
+/// join token) and accepts any manager certificate under it; it presents none.
+pub fn joining_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
+    let verifier = Arc::new(crate::verify::ManagerVerifier::new(roots(ca_pem)?, None));
+    let mut config =
+        rustls::ClientConfig::builder().dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A client configuration that trusts only the cluster CA and presents no certificate.
@@ -155,15 +178,24 @@ pub fn ca_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> 
 
 /// A client configuration like [`node_client_config`] whose certificate is whatever `cert`
 /// holds when a connection starts, so renewal reaches connections made after it.
-pub fn renewing_client_config(cert: Arc<RenewableCert>, ca_pem: &str) -> Result<rustls::ClientConfig, PkiError> {
-    let mut config =
-        rustls::ClientConfig::builder().with_root_certificates(roots(ca_pem)?).with_client_cert_resolver(cert);
+pub fn renewing_client_config(
+    cert: Arc<RenewableCert>,
+    ca_pem: &str,
+    cluster_id: &str,
+) -> Result<rustls::ClientConfig, PkiError> {
+    let verifier = Arc::new(crate::verify::ManagerVerifier::new(roots(ca_pem)?, Some(cluster_id)));
+    let mut config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
+    use rustls::client::danger::ServerCertVerifier;
+
     use super::*;
 
     #[test]
@@ -187,6 +219,69 @@ mod tests {
         assert_eq!(node_identity(&der).map(|i| i.role), Some(Role::Worker));
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("der");
         assert_eq!(node_identity(&ca_der), None, "the CA is not a node");
+    }
+
+    /// Whether a client holding only the CA (as curl --cacert does) accepts `cert_pem` from a
+    /// server reached as `name`.
+    fn verifies_as_server(ca: &Ca, cert_pem: &str, name: &str) -> bool {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let verifier = rustls::client::WebPkiServerVerifier::builder(roots(ca.cert_pem()).expect("roots"))
+            .build()
+            .expect("verifier");
+        let leaf = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("leaf");
+        let name = rustls_pki_types::ServerName::try_from(name.to_owned()).expect("name");
+        verifier.verify_server_cert(&leaf, &[], &name, &[], rustls_pki_types::UnixTime::now()).is_ok()
+    }
+
+    #[test]
+    fn a_worker_certificate_serves_no_name_whatever_was_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("ca");
+        let asked: Vec<String> = ["registry.example.com", "10.0.0.1", "localhost", "127.0.0.1"].map(Into::into).into();
+        let worker = NodeIdentity { node_id: 9, role: Role::Worker, cluster_id: "c".into() };
+        let (_key, csr) = new_csr().expect("csr");
+        let signed = ca.sign_node_csr(&csr, &worker, &asked, NODE_VALIDITY).expect("sign");
+        let issued = ca.issue_node(&worker, &asked, NODE_VALIDITY).expect("issue").cert_pem;
+        let manager = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "c".into() };
+        let served = ca.issue_node(&manager, &asked, NODE_VALIDITY).expect("issue").cert_pem;
+        for name in &asked {
+            assert!(!verifies_as_server(&ca, &signed, name), "worker certificate from a CSR served {name}");
+            assert!(!verifies_as_server(&ca, &issued, name), "worker certificate served {name}");
+            assert!(verifies_as_server(&ca, &served, name), "the manager's certificate serves {name}");
+        }
+        let der = CertificateDer::from_pem_slice(signed.as_bytes()).expect("der");
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("parse");
+        assert!(parsed.subject_alternative_name().expect("extension").is_none(), "no SANs at all");
+    }
+
+    #[test]
+    fn nodes_accept_a_manager_of_their_cluster_by_identity_not_by_name() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(dir.path()).expect("ca");
+        let cert = |node_id, role, cluster: &str| {
+            let identity = NodeIdentity { node_id, role, cluster_id: cluster.into() };
+            let pem = ca.issue_node(&identity, &["10.9.9.9".into()], NODE_VALIDITY).expect("issue").cert_pem;
+            CertificateDer::from_pem_slice(pem.as_bytes()).expect("der").into_owned()
+        };
+        let verifier = crate::verify::ManagerVerifier::new(roots(ca.cert_pem()).expect("roots"), Some("c1"));
+        let joining = crate::verify::ManagerVerifier::new(roots(ca.cert_pem()).expect("roots"), None);
+        let name = rustls_pki_types::ServerName::try_from("not-in-the-certificate.test").expect("name");
+        let now = rustls_pki_types::UnixTime::now();
+        let check = |v: &crate::verify::ManagerVerifier, der: &CertificateDer<'_>| {
+            v.verify_server_cert(der, &[], &name, &[], now).is_ok()
+        };
+        assert!(check(&verifier, &cert(1, Role::Manager, "c1")), "a manager of the cluster, under any name");
+        assert!(!check(&verifier, &cert(2, Role::Worker, "c1")), "a worker is no manager");
+        assert!(!check(&verifier, &cert(3, Role::Manager, "c2")), "a manager of another cluster");
+        assert!(check(&joining, &cert(3, Role::Manager, "c2")), "a joiner knows only the CA");
+        assert!(!check(&joining, &cert(2, Role::Worker, "c1")));
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other = Ca::load_or_create(other_dir.path()).expect("other ca");
+        let identity = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "c1".into() };
+        let foreign = other.issue_node(&identity, &[], NODE_VALIDITY).expect("issue").cert_pem;
+        let foreign = CertificateDer::from_pem_slice(foreign.as_bytes()).expect("der");
+        assert!(!check(&verifier, &foreign), "signed by another CA");
     }
 
     #[test]
@@ -219,6 +314,14 @@ impl JoinToken {
     pub fn new(ca_der: &[u8], secret: String) -> JoinToken {
         use sha2::Digest;
         JoinToken { ca_digest: hex_lower(&sha2::Sha256::digest(ca_der)), secret }
+    }
+
+    /// A new token for the CA whose DER is `ca_der`, with a fresh random secret.
+    pub fn generate(ca_der: &[u8]) -> Result<JoinToken, PkiError> {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut secret = [0u8; 24];
+        aws_lc_rs::rand::SystemRandom::new().fill(&mut secret).map_err(|_| PkiError::Crypto("draw a token secret"))?;
+        Ok(JoinToken::new(ca_der, hex_lower(&secret)))
     }
 
     pub fn parse(s: &str) -> Option<JoinToken> {
@@ -263,6 +366,13 @@ impl Ca {
         csr.params = params;
         Ok(csr.signed_by(&self.issuer)?.pem())
     }
+}
+
+/// Checks that `csr_pem` is a certificate signing request the CA can sign (well formed, and
+/// signed by the key it carries), before anything is recorded for the node that sent it.
+pub fn check_csr(csr_pem: &str) -> Result<(), PkiError> {
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    Ok(())
 }
 
 /// A new key and a certificate signing request for it, both PEM.

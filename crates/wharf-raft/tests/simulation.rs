@@ -222,7 +222,7 @@ async fn serve(raft: Raft, store: Arc<Store>, dir: PathBuf, mut stream: TcpStrea
         }
         Request::Read => {
             let result = match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                Ok(_) => store.join_token("register").map_err(|e| e.to_string()),
+                Ok(_) => store.legacy_join_token("register").map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             postcard::to_allocvec(&result)

@@ -29,12 +29,17 @@ pub use manifests::{ManifestPut, Reference, StoredManifest};
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 10_000;
 
+/// How many upload sessions one user may have open at once, unless configured otherwise.
+pub const DEFAULT_UPLOAD_LIMIT: u32 = 100;
+
 /// The registry: state store plus blob store.
 pub struct Registry {
     store: Arc<Store>,
     blobs: Arc<dyn BlobStore>,
     uploads: Mutex<HashMap<String, uploads::SessionLock>>,
     proposer: Arc<dyn Proposer>,
+    /// Open upload sessions allowed per user (0: no limit).
+    upload_limit: u32,
 }
 
 impl Registry {
@@ -48,7 +53,13 @@ impl Registry {
     /// A registry that reads `store` and has its commands applied by `proposer` (Raft, in a
     /// cluster: the store is the local replica that the proposer's commands reach).
     pub fn with_proposer(store: Arc<Store>, blobs: Arc<dyn BlobStore>, proposer: Arc<dyn Proposer>) -> Registry {
-        Registry { store, blobs, uploads: Mutex::new(HashMap::new()), proposer }
+        Registry { store, blobs, uploads: Mutex::new(HashMap::new()), proposer, upload_limit: DEFAULT_UPLOAD_LIMIT }
+    }
+
+    /// The same registry with at most `limit` open upload sessions per user (0: no limit).
+    pub fn with_upload_limit(mut self, limit: u32) -> Registry {
+        self.upload_limit = limit;
+        self
     }
 
     async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
@@ -98,9 +109,13 @@ pub(crate) fn name_unknown(repo: &str) -> RegistryError {
 }
 
 /// A state change that failed for another reason than a refusal: 503 when the cluster cannot
-/// take writes (no leader, no quorum), else an internal error.
+/// take writes (no leader, no quorum), 429 over the open-upload cap, else an internal error.
 pub(crate) fn store_failure(e: StoreError) -> RegistryError {
     match e {
+        StoreError::TooManyUploads { limit, .. } => RegistryError::new(
+            ErrorCode::TooManyRequests,
+            format!("you have {limit} uploads open already; finish or cancel one first"),
+        ),
         StoreError::Unavailable(why) => {
             tracing::warn!(reason = %why, "write refused: the cluster cannot take writes");
             RegistryError::new(ErrorCode::Unavailable, "the cluster cannot take writes now; try again")

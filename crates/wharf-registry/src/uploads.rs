@@ -28,13 +28,22 @@ fn upload_unknown() -> RegistryError {
 }
 
 impl Registry {
-    /// Opens an upload session in `repo`; returns its id. A new session holds no bytes.
-    pub async fn start_upload(&self, repo: &str, algorithm: Algorithm) -> Result<String, RegistryError> {
+    /// Opens an upload session in `repo` for `owner` (a user name; empty when the node runs
+    /// without accounts); returns its id. A new session holds no bytes. Refused with 429
+    /// `TOOMANYREQUESTS` when the owner has the limit of sessions open.
+    pub async fn start_upload(&self, repo: &str, algorithm: Algorithm, owner: &str) -> Result<String, RegistryError> {
         check_name(repo)?;
         let id = uuid::Uuid::new_v4().to_string();
         // The session is recorded before its bytes exist, so an upload in the blob store
         // without a session is always garbage (see `purge_stale_uploads`).
-        let command = Command::StartUpload { id: id.clone(), repo: repo.to_owned(), algorithm, at: now() };
+        let command = Command::StartOwnedUpload {
+            id: id.clone(),
+            repo: repo.to_owned(),
+            algorithm,
+            at: now(),
+            owner: owner.to_owned(),
+            limit: self.upload_limit,
+        };
         self.apply(command).await.map_err(store_failure)?;
         if let Err(e) = self.blobs.create_upload(&id).await {
             let _ = self.apply(Command::CancelUpload { id }).await;
@@ -44,8 +53,14 @@ impl Registry {
     }
 
     /// A whole blob in one request (POST with `digest`): start, append, verify, commit.
-    pub async fn monolithic_upload(&self, repo: &str, digest: &Digest, body: ByteStream) -> Result<u64, RegistryError> {
-        let id = self.start_upload(repo, digest.algorithm()).await?;
+    pub async fn monolithic_upload(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        body: ByteStream,
+        owner: &str,
+    ) -> Result<u64, RegistryError> {
+        let id = self.start_upload(repo, digest.algorithm(), owner).await?;
         let result = self.finish_upload(repo, &id, digest, Some((None, body))).await;
         if result.is_err() {
             // Nothing of a failed single-request upload can be resumed by the client.

@@ -8,7 +8,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use crate::command::{Command, Outcome};
 use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
+use crate::tables::{COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
 
 /// Whether `command` changes who may do what.
 pub(crate) fn changes_access(command: &Command) -> bool {
@@ -30,14 +30,22 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             if read_user(txn, name)?.is_some() {
                 return Err(StoreError::UserExists(name.clone()));
             }
-            let record =
-                UserRecord { password_hash: password_hash.clone(), admin: *admin, disabled: false, created: *at };
+            let id = next_user_id(txn)?;
+            let record = UserRecord {
+                id,
+                password_hash: password_hash.clone(),
+                admin: *admin,
+                disabled: false,
+                created: *at,
+                epoch: 0,
+            };
             write_user(txn, name, record)?;
             Ok(Outcome::Done)
         }
         Command::SetPassword { name, password_hash } => {
             let mut user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
             user.password_hash = password_hash.clone();
+            user.epoch += 1;
             write_user(txn, name, user)?;
             let count = end_sessions_of(txn, name)?;
             Ok(Outcome::SessionsEnded { count })
@@ -48,6 +56,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
                 return Err(StoreError::LastAdmin);
             }
             user.disabled = *disabled;
+            user.epoch += 1;
             write_user(txn, name, user)?;
             let count = if *disabled { end_sessions_of(txn, name)? } else { 0 };
             Ok(Outcome::SessionsEnded { count })
@@ -90,15 +99,26 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
     }
 }
 
+/// The id the next account gets: ids start at 1 and are never given twice.
+fn next_user_id(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let id = counters.get("next_user_id")?.map_or(1, |v| v.value());
+    counters.insert("next_user_id", id + 1)?;
+    Ok(id)
+}
+
+fn decode_user(raw: &[u8]) -> Result<UserRecord, StoreError> {
+    Ok(postcard::from_bytes::<StoredUser>(raw)?.into_current())
+}
+
 fn read_user(txn: &WriteTransaction, name: &str) -> Result<Option<UserRecord>, StoreError> {
     let table = txn.open_table(USERS)?;
     let Some(raw) = table.get(name)? else { return Ok(None) };
-    let StoredUser::V1(user) = postcard::from_bytes(raw.value())?;
-    Ok(Some(user))
+    Ok(Some(decode_user(raw.value())?))
 }
 
 fn write_user(txn: &WriteTransaction, name: &str, user: UserRecord) -> Result<(), StoreError> {
-    let stored = encode(&StoredUser::V1(user))?;
+    let stored = encode(&StoredUser::V2(user))?;
     txn.open_table(USERS)?.insert(name, stored.as_slice())?;
     Ok(())
 }
@@ -108,7 +128,7 @@ fn enabled_admins(txn: &WriteTransaction) -> Result<usize, StoreError> {
     let mut count = 0;
     for entry in table.iter()? {
         let (_, raw) = entry?;
-        let StoredUser::V1(user) = postcard::from_bytes(raw.value())?;
+        let user = decode_user(raw.value())?;
         if user.admin && !user.disabled {
             count += 1;
         }
@@ -162,8 +182,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(USERS)?;
         let Some(raw) = table.get(name)? else { return Ok(None) };
-        let StoredUser::V1(user) = postcard::from_bytes(raw.value())?;
-        Ok(Some(user))
+        Ok(Some(decode_user(raw.value())?))
     }
 
     /// Every account, by name.
@@ -173,8 +192,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (key, raw) = entry?;
-            let StoredUser::V1(user) = postcard::from_bytes(raw.value())?;
-            out.push((key.value().to_owned(), user));
+            out.push((key.value().to_owned(), decode_user(raw.value())?));
         }
         Ok(out)
     }

@@ -1,5 +1,6 @@
 //! Cluster membership state: the cluster id, nodes (ids handed out in order and never
-//! reused) and the join tokens.
+//! reused) and the join tokens, sealed (the store never sees them in clear: it keeps the bytes
+//! the proposer sealed with the cluster's secrets key).
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -65,6 +66,11 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             put(txn, &format!("join_token:{role}"), token)?;
             Ok(Outcome::Done)
         }
+        Command::SetSealedJoinToken { role, sealed } => {
+            put(txn, &format!("join_token_sealed:{role}"), sealed)?;
+            txn.open_table(CLUSTER)?.remove(format!("join_token:{role}").as_str())?;
+            Ok(Outcome::Done)
+        }
         _ => unreachable!("cluster::apply called with another command"),
     }
 }
@@ -92,8 +98,14 @@ impl Store {
         self.cluster_value("cluster_id")
     }
 
-    /// The join token of `role`.
-    pub fn join_token(&self, role: &str) -> Result<Option<String>, StoreError> {
+    /// The join token of `role`, as the proposer sealed it.
+    pub fn sealed_join_token(&self, role: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.cluster_value(&format!("join_token_sealed:{role}"))
+    }
+
+    /// The join token of `role` in clear, as an earlier version stored it, until a sealed one
+    /// replaces it.
+    pub fn legacy_join_token(&self, role: &str) -> Result<Option<String>, StoreError> {
         self.cluster_value(&format!("join_token:{role}"))
     }
 

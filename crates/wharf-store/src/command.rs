@@ -52,7 +52,8 @@ pub enum Command {
     AddNode { role: String, hostname: String, addr: String, at: u64 },
     /// Marks a node removed: its id is never given again and its certificate is refused.
     RemoveNode { id: u64 },
-    /// Sets the join token of a role (`wharf token show` prints it, so it is kept whole).
+    /// Sets the join token of a role in clear: what earlier versions wrote, kept so that
+    /// their logs still apply. Wharf now writes [`Command::SetSealedJoinToken`].
     SetJoinToken { role: String, token: String },
     /// Changes a node's role (`manager` or `worker`); the leader then changes Raft's
     /// membership and the node renews its certificate for the new role.
@@ -61,6 +62,13 @@ pub enum Command {
     SetNodeState { id: u64, state: String, at: u64 },
     /// Records when a node's current certificate expires.
     SetNodeCert { id: u64, not_after: u64 },
+    /// Sets the join token of a role, sealed with the cluster's secrets key by the proposer,
+    /// so neither the log nor the state ever holds it in clear; replaces a token in clear.
+    SetSealedJoinToken { role: String, sealed: Vec<u8> },
+    /// Opens upload session `id` for `repo` on behalf of `owner` (a user name), refused when
+    /// `owner` has `limit` sessions open already (0: no limit). Supersedes
+    /// [`Command::StartUpload`], which is kept so that older logs still apply.
+    StartOwnedUpload { id: String, repo: String, algorithm: Algorithm, at: u64, owner: String, limit: u32 },
 }
 
 /// The fields of [`Command::CreateSession`].
@@ -139,6 +147,8 @@ impl std::fmt::Display for Command {
             Command::SetNodeRole { id, role } => write!(f, "set-node-role {id} {role}"),
             Command::SetNodeState { id, state, .. } => write!(f, "set-node-state {id} {state}"),
             Command::SetNodeCert { id, not_after } => write!(f, "set-node-cert {id} until {not_after}"),
+            Command::SetSealedJoinToken { role, .. } => write!(f, "set-sealed-join-token {role}"),
+            Command::StartOwnedUpload { repo, owner, .. } => write!(f, "start-upload {repo} by {owner}"),
         }
     }
 }

@@ -56,6 +56,7 @@ pub enum Refusal {
     LastAdmin,
     SessionUnknown,
     NodeUnknown(u64),
+    TooManyUploads { owner: String, limit: u32 },
 }
 
 impl StoreError {
@@ -73,6 +74,9 @@ impl StoreError {
             StoreError::LastAdmin => Refusal::LastAdmin,
             StoreError::SessionUnknown => Refusal::SessionUnknown,
             StoreError::NodeUnknown(id) => Refusal::NodeUnknown(*id),
+            StoreError::TooManyUploads { owner, limit } => {
+                Refusal::TooManyUploads { owner: owner.clone(), limit: *limit }
+            }
             _ => return None,
         })
     }
@@ -92,6 +96,7 @@ impl From<Refusal> for StoreError {
             Refusal::LastAdmin => StoreError::LastAdmin,
             Refusal::SessionUnknown => StoreError::SessionUnknown,
             Refusal::NodeUnknown(id) => StoreError::NodeUnknown(id),
+            Refusal::TooManyUploads { owner, limit } => StoreError::TooManyUploads { owner, limit },
         }
     }
 }

@@ -18,16 +18,42 @@ pub struct UploadRecord {
     pub repo: String,
     pub algorithm: Algorithm,
     pub started: u64,
+    /// Who opened it (a user name; empty for an upload opened by an earlier version or on a
+    /// node without accounts): the per-user cap counts these.
+    pub owner: String,
+}
+
+/// An upload as the first version stored it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UploadRecordV1 {
+    repo: String,
+    algorithm: Algorithm,
+    started: u64,
 }
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
+    /// Never given to another account, so a token naming it cannot pass for a later account
+    /// of the same name (0 for accounts created by an earlier version, whose names are known).
+    pub id: u64,
     /// Argon2id PHC string.
     pub password_hash: String,
     pub admin: bool,
     pub disabled: bool,
     pub created: u64,
+    /// Bumped whenever the account's credentials change (a new password, disabled, enabled):
+    /// a registry token names the epoch it was issued in and is refused in any other.
+    pub epoch: u64,
+}
+
+/// An account as the first version stored it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UserRecordV1 {
+    password_hash: String,
+    admin: bool,
+    disabled: bool,
+    created: u64,
 }
 
 /// What a session secret is good for.
@@ -58,7 +84,24 @@ pub struct RepoSettings {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum StoredUser {
-    V1(UserRecord),
+    V1(UserRecordV1),
+    V2(UserRecord),
+}
+
+impl StoredUser {
+    pub(crate) fn into_current(self) -> UserRecord {
+        match self {
+            StoredUser::V1(old) => UserRecord {
+                id: 0,
+                password_hash: old.password_hash,
+                admin: old.admin,
+                disabled: old.disabled,
+                created: old.created,
+                epoch: 0,
+            },
+            StoredUser::V2(user) => user,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,7 +121,19 @@ pub(crate) enum StoredManifest {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum StoredUpload {
-    V1(UploadRecord),
+    V1(UploadRecordV1),
+    V2(UploadRecord),
+}
+
+impl StoredUpload {
+    pub(crate) fn into_current(self) -> UploadRecord {
+        match self {
+            StoredUpload::V1(old) => {
+                UploadRecord { repo: old.repo, algorithm: old.algorithm, started: old.started, owner: String::new() }
+            }
+            StoredUpload::V2(upload) => upload,
+        }
+    }
 }
 
 /// A node of the cluster. Removed nodes stay, marked, so their ids are never reused.
@@ -131,5 +186,22 @@ impl StoredNode {
             },
             StoredNode::V2(record) => record,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_the_first_version_still_read() {
+        let old = StoredUser::V1(UserRecordV1 { password_hash: "h".into(), admin: true, disabled: false, created: 7 });
+        let raw = postcard::to_allocvec(&old).expect("encode");
+        let user = postcard::from_bytes::<StoredUser>(&raw).expect("decode").into_current();
+        assert_eq!((user.id, user.epoch, user.admin, user.created), (0, 0, true, 7));
+        let old = StoredUpload::V1(UploadRecordV1 { repo: "r".into(), algorithm: Algorithm::Sha512, started: 3 });
+        let raw = postcard::to_allocvec(&old).expect("encode");
+        let upload = postcard::from_bytes::<StoredUpload>(&raw).expect("decode").into_current();
+        assert_eq!((upload.repo.as_str(), upload.started, upload.owner.as_str()), ("r", 3, ""));
     }
 }

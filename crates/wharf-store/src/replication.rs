@@ -51,6 +51,8 @@ macro_rules! for_each_table {
         $m!(REPO_SETTINGS, &str, &[u8], String, Vec<u8>);
         $m!(NODES, u64, &[u8], u64, Vec<u8>);
         $m!(CLUSTER, &str, &[u8], String, Vec<u8>);
+        $m!(COUNTERS, &str, u64, String, u64);
+        $m!(OWNER_UPLOADS, (&str, &str), (), (String, String), ());
     };
 }
 
@@ -191,9 +193,13 @@ fn decode<K: for<'de> Deserialize<'de>, V: for<'de> Deserialize<'de>>(row: &Row)
 fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError> {
     type Pair = (String, String);
     match row.table.as_str() {
-        "REPOS" | "BLOBS" => {
+        "REPOS" | "BLOBS" | "COUNTERS" => {
             let (k, v): (String, u64) = decode(row)?;
-            let def = if row.table == "REPOS" { REPOS } else { BLOBS };
+            let def = match row.table.as_str() {
+                "REPOS" => REPOS,
+                "BLOBS" => BLOBS,
+                _ => COUNTERS,
+            };
             txn.open_table(def)?.insert(k.as_str(), v)?;
         }
         "BLOB_LINKS" => {
@@ -227,9 +233,10 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;
         }
-        "USER_SESSIONS" => {
+        "USER_SESSIONS" | "OWNER_UPLOADS" => {
             let ((a, b), ()): (Pair, ()) = decode(row)?;
-            txn.open_table(USER_SESSIONS)?.insert((a.as_str(), b.as_str()), ())?;
+            let def = if row.table == "USER_SESSIONS" { USER_SESSIONS } else { OWNER_UPLOADS };
+            txn.open_table(def)?.insert((a.as_str(), b.as_str()), ())?;
         }
         other => return Err(snapshot_error(format!("unknown table {other:?} in snapshot"))),
     }

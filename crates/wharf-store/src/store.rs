@@ -11,8 +11,8 @@ use crate::accounts;
 use crate::command::{Command, Outcome, PutManifest};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
 use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS, UPLOADS,
-    USER_SESSIONS, USERS,
+    BLOB_LINKS, BLOBS, MANIFESTS, META, OWNER_UPLOADS, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS,
+    UPLOADS, USER_SESSIONS, USERS,
 };
 use crate::tag_cache::{MIN_TAGS, TagCache};
 
@@ -41,6 +41,8 @@ pub enum StoreError {
     SessionUnknown,
     #[error("node {0} is unknown")]
     NodeUnknown(u64),
+    #[error("{owner} has {limit} uploads open already; finish or cancel some first")]
+    TooManyUploads { owner: String, limit: u32 },
     #[error("database: {0}")]
     Db(#[from] redb::Error),
     #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
@@ -70,6 +72,7 @@ impl StoreError {
                 | StoreError::LastAdmin
                 | StoreError::SessionUnknown
                 | StoreError::NodeUnknown(_)
+                | StoreError::TooManyUploads { .. }
         )
     }
 }
@@ -133,6 +136,8 @@ impl Store {
             txn.open_table(crate::tables::APPLIED)?;
             txn.open_table(crate::tables::NODES)?;
             txn.open_table(crate::tables::CLUSTER)?;
+            txn.open_table(crate::tables::COUNTERS)?;
+            txn.open_table(crate::tables::OWNER_UPLOADS)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -355,7 +360,7 @@ impl Store {
         let mut ids = Vec::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            let StoredUpload::V1(record) = postcard::from_bytes(value.value())?;
+            let record = postcard::from_bytes::<StoredUpload>(value.value())?.into_current();
             if record.started <= cutoff {
                 ids.push(key.value().to_owned());
             }
@@ -370,8 +375,7 @@ impl Store {
         let Some(raw) = table.get(id)? else {
             return Ok(None);
         };
-        let StoredUpload::V1(record) = postcard::from_bytes(raw.value())?;
-        Ok(Some(record))
+        Ok(Some(postcard::from_bytes::<StoredUpload>(raw.value())?.into_current()))
     }
 }
 
@@ -401,6 +405,37 @@ fn read_manifest(txn: &ReadTransaction, repo: &str, digest: &str) -> Result<Opti
     Ok(Some(record))
 }
 
+/// Records upload `id`, refused when its owner has `limit` (if not 0) open already.
+fn start_upload(txn: &WriteTransaction, id: &str, record: UploadRecord, limit: u32) -> Result<Outcome, StoreError> {
+    if !record.owner.is_empty() {
+        let mut owned = txn.open_table(OWNER_UPLOADS)?;
+        if limit > 0 {
+            let open =
+                owned.range((record.owner.as_str(), "")..)?.take(limit as usize).try_fold(0u32, |n, entry| {
+                    let (key, _) = entry?;
+                    Ok::<u32, StoreError>(n + u32::from(key.value().0 == record.owner))
+                })?;
+            if open >= limit {
+                return Err(StoreError::TooManyUploads { owner: record.owner.clone(), limit });
+            }
+        }
+        owned.insert((record.owner.as_str(), id), ())?;
+    }
+    txn.open_table(UPLOADS)?.insert(id, encode(&StoredUpload::V2(record))?.as_slice())?;
+    Ok(Outcome::Done)
+}
+
+/// Removes upload `id`'s record (and its owner's count of it); returns the record.
+fn take_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord, StoreError> {
+    let raw = txn.open_table(UPLOADS)?.remove(id)?.map(|v| v.value().to_vec());
+    let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.to_owned()))?;
+    let upload = postcard::from_bytes::<StoredUpload>(&raw)?.into_current();
+    if !upload.owner.is_empty() {
+        txn.open_table(OWNER_UPLOADS)?.remove((upload.owner.as_str(), id))?;
+    }
+    Ok(upload)
+}
+
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(postcard::to_allocvec(value)?)
 }
@@ -408,18 +443,19 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreErr
 fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
     match command {
         Command::StartUpload { id, repo, algorithm, at } => {
-            let record = StoredUpload::V1(UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at });
-            txn.open_table(UPLOADS)?.insert(id.as_str(), encode(&record)?.as_slice())?;
-            Ok(Outcome::Done)
+            let record = UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at, owner: String::new() };
+            start_upload(txn, id, record, 0)
+        }
+        Command::StartOwnedUpload { id, repo, algorithm, at, owner, limit } => {
+            let record = UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at, owner: owner.clone() };
+            start_upload(txn, id, record, *limit)
         }
         Command::CancelUpload { id } => {
-            let removed = txn.open_table(UPLOADS)?.remove(id.as_str())?.is_some();
-            if removed { Ok(Outcome::Done) } else { Err(StoreError::UploadUnknown(id.clone())) }
+            take_upload(txn, id)?;
+            Ok(Outcome::Done)
         }
         Command::CommitUpload { id, digest, size } => {
-            let raw = txn.open_table(UPLOADS)?.remove(id.as_str())?.map(|v| v.value().to_vec());
-            let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.clone()))?;
-            let StoredUpload::V1(upload) = postcard::from_bytes(&raw)?;
+            let upload = take_upload(txn, id)?;
             link_blob(txn, &upload.repo, digest, *size, upload.started)?;
             Ok(Outcome::UploadCommitted { repo: upload.repo })
         }
@@ -449,6 +485,7 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
         | Command::AddNode { .. }
         | Command::RemoveNode { .. }
         | Command::SetJoinToken { .. }
+        | Command::SetSealedJoinToken { .. }
         | Command::SetNodeRole { .. }
         | Command::SetNodeState { .. }
         | Command::SetNodeCert { .. } => crate::cluster::apply(txn, command),

@@ -27,11 +27,16 @@ pub(crate) const USER_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinit
 pub(crate) const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
 /// node id -> versioned [`crate::NodeRecord`].
 pub(crate) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
-/// "next_node_id" | "join_token:<role>" | "cluster_id" -> postcard value.
+/// "next_node_id" | "join_token_sealed:<role>" | "cluster_id" -> postcard value (and
+/// "join_token:<role>", a token in clear written by an earlier version, until it is replaced).
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 /// "marker" -> what the replication layer last applied (opaque to the store), written in the
 /// same transaction as the commands it covers.
 pub(crate) const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("applied");
+/// "next_user_id" -> the id the next account gets (ids are never reused).
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// (owner, upload id) -> (): the open uploads of each user, for the per-user cap.
+pub(crate) const OWNER_UPLOADS: TableDefinition<(&str, &str), ()> = TableDefinition::new("owner_uploads");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

@@ -345,14 +345,20 @@ fn node_ids_are_handed_out_in_order_and_never_reused() {
     store.apply(&Command::InitCluster { cluster_id: "c2".into() }).expect("init again");
     assert_eq!(store.cluster_id().expect("read"), Some("c1".into()), "the id is set once");
     store.apply(&Command::SetJoinToken { role: "worker".into(), token: "abc".into() }).expect("token");
-    assert_eq!(store.join_token("worker").expect("read"), Some("abc".into()));
-    assert_eq!(store.join_token("manager").expect("read"), None);
+    assert_eq!(store.legacy_join_token("worker").expect("read"), Some("abc".into()));
+    assert_eq!(store.legacy_join_token("manager").expect("read"), None);
+    // A sealed token replaces one an earlier version kept in clear.
+    store.apply(&Command::SetSealedJoinToken { role: "worker".into(), sealed: vec![1, 2, 3] }).expect("sealed");
+    assert_eq!(store.legacy_join_token("worker").expect("read"), None, "the token in clear is gone");
+    assert_eq!(store.sealed_join_token("worker").expect("read"), Some(vec![1, 2, 3]));
+    assert_eq!(store.sealed_join_token("manager").expect("read"), None);
     // Cluster state travels in snapshots too.
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
     let (_d2, other) = open();
     other.import(&mut snapshot.as_slice(), b"m").expect("import");
     assert_eq!(other.nodes().expect("nodes"), nodes);
+    assert_eq!(other.sealed_join_token("worker").expect("read"), Some(vec![1, 2, 3]));
     assert_eq!(other.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 4 });
 }
 
@@ -402,4 +408,68 @@ fn lazy_batches_apply_like_durable_ones_and_snapshots_carry_them() {
     assert_eq!(store.export(&mut a).expect("export"), Some(vec![99]));
     eager.export(&mut b).expect("export");
     assert_eq!(a, b, "a lazily applied store exports the same state");
+}
+
+#[test]
+fn accounts_get_ids_never_given_again_and_a_new_epoch_when_their_credentials_change() {
+    let (_dir, store) = open();
+    create_user(&store, "alice", false);
+    create_user(&store, "bob", false);
+    let alice = store.user("alice").expect("read").expect("alice");
+    let bob = store.user("bob").expect("read").expect("bob");
+    assert_eq!((alice.id, bob.id, alice.epoch), (1, 2, 0));
+    let new_password = Command::SetPassword { name: "alice".into(), password_hash: "h2".into() };
+    store.apply(&new_password).expect("password");
+    assert_eq!(store.user("alice").expect("read").expect("alice").epoch, 1);
+    for disabled in [true, false] {
+        store.apply(&Command::SetUserDisabled { name: "alice".into(), disabled }).expect("disable or enable");
+    }
+    let alice = store.user("alice").expect("read").expect("alice");
+    assert_eq!((alice.id, alice.epoch), (1, 3), "disabling and enabling each start a new epoch");
+    store.apply(&Command::DeleteUser { name: "alice".into() }).expect("delete");
+    create_user(&store, "alice", false);
+    let again = store.user("alice").expect("read").expect("alice");
+    assert_eq!(again.id, 3, "a new account of the same name is another user");
+    // The counter travels in snapshots.
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_d2, other) = open();
+    other.import(&mut snapshot.as_slice(), b"m").expect("import");
+    create_user(&other, "carol", false);
+    assert_eq!(other.user("carol").expect("read").expect("carol").id, 4);
+}
+
+#[test]
+fn each_owner_has_at_most_the_limit_of_open_uploads() {
+    let (_dir, store) = open();
+    let start = |id: &str, owner: &str, limit: u32| Command::StartOwnedUpload {
+        id: id.into(),
+        repo: "r".into(),
+        algorithm: Algorithm::Sha256,
+        at: 1,
+        owner: owner.into(),
+        limit,
+    };
+    for i in 0..3 {
+        store.apply(&start(&format!("a{i}"), "alice", 3)).expect("under the limit");
+    }
+    let refused = store.apply(&start("a3", "alice", 3));
+    assert!(matches!(refused, Err(StoreError::TooManyUploads { ref owner, limit: 3 }) if owner == "alice"));
+    assert!(refused.expect_err("refused").is_refusal());
+    assert_eq!(store.upload("a3").expect("read"), None, "a refused start records nothing");
+    store.apply(&start("b0", "bob", 3)).expect("others are not counted against alice");
+    store.apply(&start("aa0", "alice-2", 3)).expect("nor is a name that extends hers");
+    store.apply(&Command::CancelUpload { id: "a0".into() }).expect("cancel");
+    store.apply(&Command::CommitUpload { id: "a1".into(), digest: d(1), size: 1 }).expect("commit");
+    store.apply(&start("a4", "alice", 3)).expect("cancelled and committed uploads no longer count");
+    store.apply(&start("a5", "alice", 3)).expect("two free places");
+    assert!(matches!(store.apply(&start("a6", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+    store.apply(&start("a7", "alice", 0)).expect("0 is no limit");
+    assert_eq!(store.upload("a4").expect("read").expect("open").owner, "alice");
+    // The count travels in snapshots.
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_d2, other) = open();
+    other.import(&mut snapshot.as_slice(), b"m").expect("import");
+    assert!(matches!(other.apply(&start("a8", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
 }

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::terminal::{field, printable};
+
 #[derive(Serialize, Deserialize)]
 struct Config {
     url: String,
@@ -65,8 +67,7 @@ async fn check(response: reqwest::Response) -> anyhow::Result<serde_json::Value>
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
     if !status.is_success() {
-        let message = body["message"].as_str().unwrap_or("no message");
-        bail!("{status}: {message}");
+        bail!("{status}: {}", body["message"].as_str().map_or_else(|| "no message".to_owned(), printable));
     }
     Ok(body)
 }
@@ -216,7 +217,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             let users = session.call(Method::GET, "/api/users", None).await?;
             println!("{:<24} {:<6} {:<9}", "NAME", "ADMIN", "DISABLED");
             for u in users.as_array().into_iter().flatten() {
-                println!("{:<24} {:<6} {:<9}", u["name"].as_str().unwrap_or("?"), u["admin"], u["disabled"]);
+                println!("{:<24} {:<6} {:<9}", field(u, "name"), u["admin"], u["disabled"]);
             }
         }
         UserCommand::Create { name, admin } => {
@@ -249,13 +250,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
             let sessions = session.call(Method::GET, "/api/sessions", None).await?;
             println!("{:<16} {:<14} {:<20} {:<12} {:<12}", "ID", "KIND", "CLIENT", "CREATED", "EXPIRES");
             for s in sessions.as_array().into_iter().flatten() {
-                let id: String = s["id"].as_str().unwrap_or("?").chars().take(12).collect();
+                let id: String = field(s, "id").chars().take(12).collect();
                 let current = if s["current"] == true { "*" } else { "" };
                 println!(
                     "{:<16} {:<14} {:<20} {:<12} {:<12}",
                     format!("{id}{current}"),
-                    s["kind"].as_str().unwrap_or("?"),
-                    s["client"].as_str().unwrap_or("?"),
+                    field(s, "kind"),
+                    field(s, "client"),
                     s["created"],
                     s["expires"]
                 );
@@ -299,7 +300,7 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Rotate { role } => (reqwest::Method::POST, role),
     };
     let body = session.call(method, &format!("/api/cluster/tokens/{role}"), None).await?;
-    println!("{}", body["token"].as_str().unwrap_or(""));
+    println!("{}", field(&body, "token"));
     Ok(())
 }
 
@@ -344,7 +345,7 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
                 response.headers().get(wharf_http::STALE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let nodes = check(response).await?;
             if let Some(why) = stale {
-                eprintln!("warning: {why}");
+                eprintln!("warning: {}", printable(&why));
             }
             print_nodes(&nodes);
         }
@@ -358,7 +359,7 @@ fn print_nodes(nodes: &serde_json::Value) {
         "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY", "ADDRESS"
     );
     for n in nodes.as_array().into_iter().flatten() {
-        let s = |k: &str| n[k].as_str().unwrap_or("?").to_owned();
+        let s = |k: &str| field(n, k);
         let leader = if n["leader"] == true { "*" } else { "" };
         let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
         let expires = n["cert_not_after"]

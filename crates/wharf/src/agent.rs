@@ -30,7 +30,7 @@ pub struct Agent {
 impl Agent {
     /// Runs until the node must restart in another role.
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem)?;
+        let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
         let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
         let mut renew_at = self.renewal_time();
         let mut period = DEFAULT_PERIOD;

@@ -39,9 +39,23 @@ pub struct NodeArgs {
     tuning: Tuning,
 }
 
-/// Timing a node runs with (hidden: the defaults are what a cluster should use).
+/// Limits and timing a node runs with. The timing flags are hidden: their defaults are what a
+/// cluster should use, and tests shorten them.
 #[derive(Args)]
 pub struct Tuning {
+    /// Connections served at once, in all; more are closed as they arrive.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections served at once from one source address.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_source: usize,
+    /// Upload sessions one user may have open at once (0: no limit); over it, 429.
+    #[arg(long, default_value_t = wharf_registry::DEFAULT_UPLOAD_LIMIT)]
+    max_open_uploads: u32,
+    /// Upload sessions older than this are cancelled and their bytes freed (a number and a
+    /// unit: s, m, h or d).
+    #[arg(long, default_value = "24h", value_parser = parse_age)]
+    upload_max_age: Duration,
     /// How often nodes send heartbeats to this manager when it leads (milliseconds); a node
     /// is down after three missed ones.
     #[arg(long, default_value_t = 5000, hide = true)]
@@ -49,16 +63,67 @@ pub struct Tuning {
     /// How long the node certificates this manager signs are valid (seconds).
     #[arg(long, default_value_t = NODE_VALIDITY.whole_seconds() as u64, hide = true)]
     node_cert_validity: u64,
+    /// Connection deadlines (milliseconds): TLS handshake, HTTP/1.1 request head, request body
+    /// silence, connection with no request in progress.
+    #[arg(long, default_value_t = 10_000, hide = true)]
+    handshake_timeout_ms: u64,
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    header_timeout_ms: u64,
+    #[arg(long, default_value_t = 60_000, hide = true)]
+    body_idle_timeout_ms: u64,
+    #[arg(long, default_value_t = 90_000, hide = true)]
+    idle_timeout_ms: u64,
+    /// How often stale uploads are looked for (milliseconds).
+    #[arg(long, default_value_t = 3_600_000, hide = true)]
+    upload_purge_interval_ms: u64,
 }
 
 impl Tuning {
     pub(crate) fn settings(&self, listen: String) -> Settings {
+        let ms = |v: u64| Duration::from_millis(v.max(10));
         Settings {
             listen,
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
             node_cert_validity: wharf_pki::time::Duration::seconds(self.node_cert_validity.max(10) as i64),
+            limits: wharf_http::Limits {
+                max_connections: self.max_connections.max(1),
+                max_connections_per_source: self.max_connections_per_source.max(1),
+                handshake_timeout: ms(self.handshake_timeout_ms),
+                header_timeout: ms(self.header_timeout_ms),
+                body_idle_timeout: ms(self.body_idle_timeout_ms),
+                idle_timeout: ms(self.idle_timeout_ms),
+                ..wharf_http::Limits::default()
+            },
+            uploads: UploadSettings {
+                per_user: self.max_open_uploads,
+                max_age: self.upload_max_age,
+                purge_every: ms(self.upload_purge_interval_ms),
+            },
         }
     }
+}
+
+/// A duration written as a number and a unit: `30s`, `90m`, `24h`, `7d`.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a number and a unit (s, m, h, d)"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+/// How upload sessions are bounded: open per user, and age before they are purged.
+#[derive(Clone, Copy)]
+pub(crate) struct UploadSettings {
+    pub per_user: u32,
+    pub max_age: Duration,
+    pub purge_every: Duration,
 }
 
 #[derive(Args)]
@@ -99,6 +164,8 @@ pub(crate) struct Settings {
     listen: String,
     heartbeat: Duration,
     node_cert_validity: wharf_pki::time::Duration,
+    pub limits: wharf_http::Limits,
+    pub uploads: UploadSettings,
 }
 
 impl NodeArgs {
@@ -125,9 +192,17 @@ pub struct InitArgs {
 
 #[derive(Args)]
 pub struct JoinArgs {
-    /// The join token `wharf init` printed (or `wharf token show manager|worker`).
+    /// A file holding the join token that `wharf init` printed (or `wharf token show
+    /// manager|worker`). Only the first start needs a token; WHARF_JOIN_TOKEN also works.
+    #[arg(long, conflicts_with_all = ["token", "token_stdin"])]
+    token_file: Option<PathBuf>,
+    /// Read the join token from standard input.
+    #[arg(long, conflicts_with = "token")]
+    token_stdin: bool,
+    /// The join token itself. Every user of this machine can read a command line: prefer
+    /// --token-file, --token-stdin or WHARF_JOIN_TOKEN.
     #[arg(long)]
-    token: String,
+    token: Option<String>,
     /// A manager's address (host:port).
     manager: String,
     #[command(flatten)]
@@ -192,11 +267,41 @@ pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
+/// The join token for a first start, from wherever it was given: `--token-file`,
+/// `--token-stdin`, `--token` (with a warning: the process list shows it) or `WHARF_JOIN_TOKEN`.
+fn join_token_given(args: &JoinArgs) -> anyhow::Result<String> {
+    let token = if let Some(path) = &args.token_file {
+        std::fs::read_to_string(path).with_context(|| format!("read the join token from {}", path.display()))?
+    } else if args.token_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("read the join token from standard input")?;
+        line
+    } else if let Some(token) = &args.token {
+        eprintln!(
+            "warning: a join token on the command line can be read by every user of this machine (ps); \
+             use --token-file, --token-stdin or WHARF_JOIN_TOKEN instead"
+        );
+        token.clone()
+    } else if let Ok(token) = std::env::var("WHARF_JOIN_TOKEN") {
+        token
+    } else {
+        bail!("the first start of a node needs a join token: --token-file FILE, --token-stdin, or WHARF_JOIN_TOKEN");
+    };
+    Ok(token.trim().to_owned())
+}
+
+/// Refuses an advertise address that no node could reach or that the cluster would refuse.
+fn check_advertise(addr: &str) -> anyhow::Result<()> {
+    wharf_api::parse_advertise(addr).map(|_| ()).map_err(|e| anyhow::anyhow!("--advertise: {e}"))
+}
+
 pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
+    crate::data_dir::secure(&args.node.data_dir)?;
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
         return run_node(&args.node.data_dir, identity, key, &settings, None, None).await;
     }
+    check_advertise(&args.node.advertise)?;
     let first = FirstManager {
         data_dir: args.node.data_dir.clone(),
         advertise: args.node.advertise.clone(),
@@ -225,7 +330,7 @@ pub(crate) async fn start_first_manager(
     listener: Option<TcpListener>,
 ) -> anyhow::Result<Ending> {
     let dir = &first.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    crate::data_dir::secure(dir)?;
     // A Raft log without a node identity is a standalone node's or an unfinished first start:
     // what it holds goes into the state, and the new cluster starts a log of its own. The
     // state is checked before (nothing is changed in a member's directory) and after.
@@ -294,12 +399,16 @@ async fn fold_raft_log_into_state(dir: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
+    crate::data_dir::secure(&args.node.data_dir)?;
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
+        // The node has its identity: the token is not needed again (and not read).
         return run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager.clone()), None).await;
     }
+    check_advertise(&args.node.advertise)?;
+    let token_text = join_token_given(&args)?;
     let token =
-        JoinToken::parse(&args.token).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
+        JoinToken::parse(&token_text).context("that is not a Wharf join token (WHARF-1-<CA digest>-<secret>)")?;
     // The CA is fetched without verification and then pinned by the digest in the token.
     let unverified = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build()?;
     let ca_pem =
@@ -312,14 +421,12 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
         );
     }
     let (key_pem, csr_pem) = wharf_pki::new_csr()?;
+    // From here on the manager is authenticated as a manager under that CA, by the identity
+    // its certificate names (not by the host name it was reached at).
     let client =
-        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?]).build()?;
-    let request = JoinRequest {
-        token: args.token.clone(),
-        csr_pem,
-        hostname: hostname(),
-        advertise: args.node.advertise.clone(),
-    };
+        reqwest::Client::builder().use_preconfigured_tls(wharf_pki::joining_client_config(&ca_pem)?).build()?;
+    let request =
+        JoinRequest { token: token_text, csr_pem, hostname: hostname(), advertise: args.node.advertise.clone() };
     let response = client.post(format!("https://{}/cluster/join", args.manager)).json(&request).send().await?;
     let status = response.status();
     if !status.is_success() {
@@ -327,7 +434,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
         bail!(
             "{} refused the join ({status}): {}",
             args.manager,
-            body["message"].as_str().unwrap_or("no reason given")
+            body["message"].as_str().map_or_else(|| "no reason given".to_owned(), crate::terminal::printable)
         );
     }
     let joined: JoinResponse = response.json().await?;
@@ -416,7 +523,7 @@ async fn run_manager(
     let store = Arc::new(Store::open(&data_dir.join("state.redb")).context("open the state store")?);
     let blobs = Arc::new(FsBlobStore::open(data_dir.join("blobs")).context("open the blob store")?);
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem())?);
-    let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem())?;
+    let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
     // Calls to other managers leave from the address this node listens on, when it names one.
     let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
     let node = RaftNode::open(
@@ -430,7 +537,10 @@ async fn run_manager(
     .await?;
     let (raft, proposer) = (node.raft.clone(), Arc::clone(&node.proposer));
     let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
-    let registry = Arc::new(Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone()));
+    let registry = Arc::new(
+        Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
+            .with_upload_limit(settings.uploads.per_user),
+    );
     let secrets = ManagerSecrets {
         ca_key_pem: std::fs::read_to_string(data_dir.join("pki/ca.key"))?,
         token_key_pem: token_key.private_pem.clone(),
@@ -447,6 +557,7 @@ async fn run_manager(
         manager_secrets: secrets,
         heartbeats: wharf_http::Heartbeats::new(settings.heartbeat),
         node_cert_validity: settings.node_cert_validity,
+        join_limiter: wharf_auth::RateLimiter::new(wharf_http::JOIN_LIMITS),
     });
     let local = listener.local_addr()?;
     let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
@@ -462,14 +573,15 @@ async fn run_manager(
         .merge(wharf_http::raft_router(Arc::clone(&cluster)))
         .merge(wharf_http::cluster_router(Arc::clone(&cluster)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, async move {
+    let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, settings.limits.clone(), async move {
         let _ = stopped.await;
     }));
     let mut admin_password = None;
+    let mut new_tokens = None;
     let mut join_via = None;
     match start {
         Start::NewCluster { password } => {
-            admin_password =
+            (admin_password, new_tokens) =
                 bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &store, &auth, &ca, password).await?;
             // From here on the data directory holds a complete node: started again, it runs it.
             save_identity(data_dir, &identity, &key)?;
@@ -489,9 +601,9 @@ async fn run_manager(
             }
         });
     }
-    let purge = tokio::spawn(purge_stale(registry, Some(auth)));
+    let purge = tokio::spawn(purge_stale(registry, Some(auth), settings.uploads));
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
-    print_banner(&identity, local, data_dir, &ca, &store, admin_password.as_deref());
+    print_banner(&identity, local, data_dir, &ca, new_tokens.as_ref(), admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
     let agent = Agent {
         data_dir: data_dir.to_owned(),
@@ -523,6 +635,7 @@ async fn run_manager(
 /// command again. Then the node runs as the only manager of a new Raft group over that state.
 pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     let dir = &args.data_dir;
+    crate::data_dir::secure(dir)?;
     let (identity, key) = load_identity(dir)?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", dir.display()))?;
     if identity.role != "manager" {
@@ -644,9 +757,13 @@ impl RaftNode {
     }
 }
 
+/// The join tokens made by a first start, to print once: (manager, worker).
+type NewTokens = (String, String);
+
 /// The first start of the first manager: a one-member Raft group, the cluster's id, this node,
 /// the join tokens and the administrator. Each step is skipped when the state already has it
-/// (a first start that stopped half-way, or the kept state of a standalone node).
+/// (a first start that stopped half-way, or the kept state of a standalone node). Returns the
+/// administrator's password if it was generated, and the join tokens.
 #[allow(clippy::too_many_arguments)]
 async fn bootstrap_cluster(
     raft: &Raft,
@@ -657,7 +774,7 @@ async fn bootstrap_cluster(
     auth: &Arc<Auth>,
     ca: &Ca,
     password: Option<String>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<(Option<String>, Option<NewTokens>)> {
     lead_alone(raft, identity.node_id, &identity.advertise).await?;
     proposer.propose(Command::InitCluster { cluster_id: identity.cluster_id.clone() }).await?;
     if !store.nodes()?.iter().any(|(id, _)| *id == identity.node_id) {
@@ -675,15 +792,19 @@ async fn bootstrap_cluster(
     }
     let not_after = cert_not_after.unix_timestamp().max(0) as u64;
     proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
+    let mut tokens = Vec::new();
     for role in [Role::Manager, Role::Worker] {
-        if store.join_token(role.as_str())?.is_none() {
-            let token = JoinToken::new(ca.cert_der(), wharf_auth::new_secret()).to_string();
-            proposer.propose(Command::SetJoinToken { role: role.as_str().into(), token }).await?;
-        }
+        let token = match wharf_http::join_token(store, ca, role)? {
+            Some(token) => token,
+            None => wharf_http::rotate_join_token(&**proposer, ca, role).await?,
+        };
+        tokens.push(token);
     }
     let generated = auth.bootstrap_admin("admin", password.as_deref(), now()).await?;
     snapshot_and_purge(raft).await?;
-    Ok(generated)
+    let worker = tokens.pop().unwrap_or_default();
+    let manager = tokens.pop().unwrap_or_default();
+    Ok((generated, Some((manager, worker))))
 }
 
 /// Asks the cluster to add this manager to Raft (learner, then voter), following redirects to
@@ -712,12 +833,14 @@ async fn ask_to_be_added(via: &str, tls: rustls::ClientConfig) -> anyhow::Result
     }
 }
 
+/// What a manager prints when it is up. The join tokens are printed by the start that made
+/// them only (like a generated password); later, `wharf token show` prints them.
 fn print_banner(
     identity: &Identity,
     local: std::net::SocketAddr,
     data_dir: &Path,
     ca: &Ca,
-    store: &Store,
+    new_tokens: Option<&NewTokens>,
     admin_password: Option<&str>,
 ) {
     let host = &identity.advertise;
@@ -731,14 +854,19 @@ fn print_banner(
     println!("  trust it:    wharf trust https://{host} --fingerprint {}", ca.fingerprint());
     println!("  log in:      docker login {host} -u admin");
     println!("  accounts:    wharf login https://{host} -u admin, then wharf user --help");
-    if let (Ok(Some(manager)), Ok(Some(worker))) = (store.join_token("manager"), store.join_token("worker")) {
-        println!("  join a manager: wharf join --token {manager} {host} --advertise HOST:PORT");
-        println!("  join a worker:  wharf join --token {worker} {host} --advertise HOST:PORT");
-        if local.ip().is_loopback() {
-            println!(
-                "  (it listens on loopback only: other machines cannot join until it listens on 0.0.0.0 or a routable address)"
-            );
+    match new_tokens {
+        Some((manager, worker)) => {
+            println!("  manager token: {manager}");
+            println!("  worker token:  {worker}");
+            println!("  (join tokens are shown only this once; later: wharf token show manager|worker)");
         }
+        None => println!("  join tokens: wharf token show manager|worker (as an administrator)"),
+    }
+    println!("  join a node: wharf join --token-file FILE {host} --advertise HOST:PORT  (FILE holds the token)");
+    if local.ip().is_loopback() {
+        println!(
+            "  (it listens on loopback only: other machines cannot join until it listens on 0.0.0.0 or a routable address)"
+        );
     }
     if let Some(password) = admin_password {
         println!("  password of admin (generated; shown only this once): {password}");
@@ -752,7 +880,7 @@ pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<serde_json::V
     let (identity, key) = load_identity(data_dir)?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", data_dir.display()))?;
     let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
-    let tls = wharf_pki::node_client_config(&key, &ca_pem)?;
+    let tls = wharf_pki::node_client_config(&key, &ca_pem, &identity.cluster_id)?;
     let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
     let mut targets = Vec::new();
     if identity.role == "manager" {
@@ -774,7 +902,10 @@ pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<serde_json::V
             return Ok(body);
         }
         // A refusal (removed node, another cluster) is the same from every manager.
-        bail!("{target} answered {status}: {}", body["message"].as_str().unwrap_or("no message"));
+        bail!(
+            "{target} answered {status}: {}",
+            body["message"].as_str().map_or_else(|| "no message".to_owned(), crate::terminal::printable)
+        );
     }
     bail!("no manager answered: {}", if failures.is_empty() { "none known".to_owned() } else { failures.join("; ") })
 }

@@ -4,6 +4,8 @@
 mod account;
 mod agent;
 mod cluster;
+mod data_dir;
+mod terminal;
 mod trust;
 mod up;
 
@@ -55,6 +57,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if matches!(cli.command, Command::Up(_) | Command::Init(_) | Command::Join(_) | Command::Recover(_)) {
+        // Before any thread or file exists: what a node creates is its user's alone.
+        data_dir::private_umask();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Up(args) => ended(runtime, |runtime| runtime.block_on(up::run(args))),

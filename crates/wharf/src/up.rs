@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -52,6 +51,7 @@ pub struct UpArgs {
 /// `wharf up`: the first manager of a one-node cluster (other nodes can join it), started
 /// again from its data directory after that; with `--insecure-http`, a standalone node.
 pub async fn run(args: UpArgs) -> anyhow::Result<Ending> {
+    crate::data_dir::secure(&args.data_dir)?;
     if args.insecure_http {
         return standalone(args).await.map(|()| Ending::Stopped);
     }
@@ -62,6 +62,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Ending> {
         return cluster::run_node(&args.data_dir, identity, key, &settings, None, Some(listener)).await;
     }
     let advertise = args.advertise.clone().unwrap_or_else(|| advertised(local));
+    wharf_api::parse_advertise(&advertise).map_err(|e| anyhow::anyhow!("advertise address: {e}"))?;
     let first = cluster::FirstManager {
         data_dir: args.data_dir,
         advertise,
@@ -90,13 +91,13 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
             identity.cluster_id
         );
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
     let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
     let ca = Arc::new(Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?);
     let store = Arc::new(store);
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
+    let settings = args.tuning.settings(local.to_string());
     let raft = RaftNode::standalone(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
     let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
     let (auth, admin_password) = if args.insecure_no_auth {
@@ -105,8 +106,10 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
         let (auth, generated) = start_auth(&args, &ca, Arc::clone(&store), Arc::clone(&proposer)).await?;
         (Some(auth), generated)
     };
-    let registry = Arc::new(Registry::with_proposer(store, Arc::new(blobs), proposer));
-    let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone()));
+    let registry = Arc::new(
+        Registry::with_proposer(store, Arc::new(blobs), proposer).with_upload_limit(settings.uploads.per_user),
+    );
+    let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone(), settings.uploads));
     let app = Arc::new(wharf_http::App {
         registry,
         auth,
@@ -117,7 +120,7 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
     });
     print_banner(&args, local, admin_password.as_deref());
     tracing::info!(addr = %local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
-    wharf_http::serve(listener, None, wharf_http::router(app), shutdown_signal()).await;
+    wharf_http::serve(listener, None, wharf_http::router(app), settings.limits, shutdown_signal()).await;
     purge.abort();
     raft.stop().await;
     tracing::info!("wharf stopped");
@@ -164,17 +167,13 @@ pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Upload sessions older than this are cancelled (distribution's default purge age).
-const UPLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How often stale uploads are looked for.
-const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Removes stale upload sessions and expired login sessions, at start and then hourly.
-pub(crate) async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>) {
-    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+/// Removes upload sessions older than `uploads.max_age` and expired login sessions, at start
+/// and then every `uploads.purge_every` (hourly by default).
+pub(crate) async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>, uploads: cluster::UploadSettings) {
+    let mut tick = tokio::time::interval(uploads.purge_every);
     loop {
         tick.tick().await;
-        match registry.purge_stale_uploads(UPLOAD_MAX_AGE.as_secs()).await {
+        match registry.purge_stale_uploads(uploads.max_age.as_secs()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
             Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),

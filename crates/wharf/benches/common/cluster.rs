@@ -84,9 +84,12 @@ pub async fn start_cluster(dir: &Path, ips: &[&str]) -> Res<(Vec<Node>, reqwest:
         .json()
         .await?;
     let token = token["token"].as_str().ok_or("token")?.to_owned();
+    let token_file = dir.join("manager-token");
+    std::fs::write(&token_file, &token)?;
+    let token_file = token_file.to_string_lossy().into_owned();
     let mut nodes = vec![first];
     for (i, addr) in addrs.iter().enumerate().skip(1) {
-        let join = ["join", "--token", &token, &addrs[0], "--advertise", addr, "--data-dir", &data(i + 1)];
+        let join = ["join", "--token-file", &token_file, &addrs[0], "--advertise", addr, "--data-dir", &data(i + 1)];
         let mut node = Node { child: None, args: join.iter().map(|s| (*s).to_owned()).collect(), addr: addr.clone() };
         node.start()?;
         nodes.push(node);

@@ -188,16 +188,22 @@ fn start_first(addr: &str, dir: &Path, password_file: &Path, extra: &[String]) -
     args.extend(extra.iter().cloned());
     let node = Node::start(args, addr.to_owned());
     let token_of = |role: &str| {
-        let line = node.printed(&format!("join a {role}")).expect("the banner prints the join tokens");
+        let line = node.printed(&format!("{role} token:")).expect("the first start prints the join tokens");
         line.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned()
     };
     let (manager, worker) = (token_of("manager"), token_of("worker"));
     (node, manager, worker)
 }
 
+/// `wharf join` with the token in a file beside the data directory, as the README says.
 fn join_args(token: &str, via: &str, addr: &str, dir: &Path) -> Vec<String> {
-    let dir = dir.to_str().expect("path");
-    ["join", "--token", token, via, "--advertise", addr, "--data-dir", dir].iter().map(|s| (*s).to_owned()).collect()
+    let token_file = dir.with_extension("token");
+    std::fs::write(&token_file, token).expect("write the token file");
+    let (dir, token_file) = (dir.to_str().expect("path"), token_file.to_str().expect("path"));
+    ["join", "--token-file", token_file, via, "--advertise", addr, "--data-dir", dir]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 fn data_dir(tmp: &Path, n: u32) -> PathBuf {
@@ -745,7 +751,7 @@ async fn wharf_up_is_a_cluster_that_managers_join() {
     // Over TLS the same data directory becomes manager 1 of a cluster, with the state it had.
     let first = Node::start(up(&[]), addrs[0].clone());
     assert!(first.printed("Wharf manager 1 of cluster").is_some(), "{:?}", first.stdout.lock().expect("lock"));
-    let token = first.printed("join a manager").expect("the banner prints the join tokens");
+    let token = first.printed("manager token:").expect("the first start prints the join tokens");
     let token = token.split_whitespace().find(|w| w.starts_with("WHARF-1-")).expect("token").to_owned();
     let c = client(&dir.join("pki/ca.crt"));
     assert!(known(&c, &first, data).await, "the standalone node's state was kept");
