@@ -208,12 +208,14 @@ impl Auth {
     /// address, the (user, source) pair and the user (see [`LoginLimiter`]); past a limit,
     /// attempts are refused without checking.
     pub fn authenticate(&self, name: &str, password: &str, source: &str, now_ms: u64) -> Result<Identity, AuthError> {
+        // The limits come first, also for a remembered password: a stopped source must not
+        // learn whether a guess is right.
+        if !self.limiter.allows(name, source, now_ms) {
+            return Err(AuthError::RateLimited);
+        }
         let cache_key = self.credential_key(name, password);
         if let Some(identity) = self.remembered(&cache_key, now_ms)? {
             return Ok(identity);
-        }
-        if !self.limiter.allows(name, source, now_ms) {
-            return Err(AuthError::RateLimited);
         }
         let user = if password.len() <= password::MAX_PASSWORD { self.user(name)? } else { None };
         let hash = user.as_ref().map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
@@ -237,9 +239,13 @@ impl Auth {
         }
     }
 
-    /// The identity of recently checked credentials, without touching the password hash or the
-    /// rate limits: cheap enough to call on the async request path before [`Auth::authenticate`].
-    pub fn authenticate_remembered(&self, name: &str, password: &str, now_ms: u64) -> Option<Identity> {
+    /// The identity of recently checked credentials, without touching the password hash:
+    /// cheap enough to call on the async request path before [`Auth::authenticate`]. `None`
+    /// also when `source` is stopped by the limits (then `authenticate` says so).
+    pub fn authenticate_remembered(&self, name: &str, password: &str, source: &str, now_ms: u64) -> Option<Identity> {
+        if !self.limiter.allows(name, source, now_ms) {
+            return None;
+        }
         self.remembered(&self.credential_key(name, password), now_ms).ok().flatten()
     }
 

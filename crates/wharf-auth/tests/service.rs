@@ -57,6 +57,10 @@ fn failed_logins_are_limited_per_pair_without_locking_the_user_out_elsewhere() {
     let from_the_guesser = f.auth.authenticate("admin", "right-password", "10.0.0.1", 1000);
     assert!(matches!(from_the_guesser, Err(AuthError::RateLimited)), "the guessing address is stopped");
     assert!(f.auth.authenticate("admin", "right-password", "10.0.0.2", 1000).is_ok(), "not locked out elsewhere");
+    let remembered = f.auth.authenticate("admin", "right-password", "10.0.0.1", 1000);
+    assert!(matches!(remembered, Err(AuthError::RateLimited)), "a remembered password tells a stopped source nothing");
+    assert!(f.auth.authenticate_remembered("admin", "right-password", "10.0.0.1", 1000).is_none());
+    assert!(f.auth.authenticate_remembered("admin", "right-password", "10.0.0.2", 1000).is_some());
     assert!(matches!(f.auth.authenticate("nobody", "x", "10.0.0.1", 1000), Err(AuthError::BadCredentials)));
     assert!(f.auth.authenticate("admin", "right-password", "10.0.0.1", 1000 + 6000).is_ok(), "a token flows back");
 }

@@ -126,7 +126,7 @@ pub(crate) async fn check_password(
     password: String,
     source: String,
 ) -> Result<wharf_auth::Identity, AuthError> {
-    if let Some(identity) = auth.authenticate_remembered(&user, &password, crate::now_ms()) {
+    if let Some(identity) = auth.authenticate_remembered(&user, &password, &source, crate::now_ms()) {
         return Ok(identity);
     }
     if app.cluster.is_some() && matches!(auth.user_record(&user), Ok(None)) {

@@ -117,25 +117,27 @@ async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> 
 
 /// The role a join request's token gives, once everything in the request has been checked:
 /// nothing is recorded for a request refused here.
-fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<Role, Response> {
+fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<Role, Box<Response>> {
     let token = JoinToken::parse(&request.token)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed join token (WHARF-1-<CA digest>-<secret>)"))?;
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed join token (WHARF-1-<CA digest>-<secret>)"))
+        .map_err(Box::new)?;
     if !token.pins(cluster.ca.cert_der()) {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA"));
+        return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA")));
     }
-    let role = crate::join_tokens::role_of(&cluster.store, &cluster.ca, &request.token)
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)"))?;
+    let role = crate::join_tokens::role_of(&cluster.store, &cluster.ca, &request.token).ok_or_else(|| {
+        Box::new(refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)"))
+    })?;
     if !wharf_api::valid_hostname(&request.hostname) {
         let shown: String = request.hostname.chars().take(100).collect();
-        return Err(refuse(
+        return Err(Box::new(refuse(
             StatusCode::BAD_REQUEST,
             &format!("host name {shown:?} is not an RFC 1123 name (letters, digits, hyphens, dots)"),
-        ));
+        )));
     }
     wharf_api::parse_advertise(&request.advertise)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid advertise address: {e}")))?;
+        .map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, &format!("invalid advertise address: {e}"))))?;
     wharf_pki::check_csr(&request.csr_pem)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}")))?;
+        .map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}"))))?;
     Ok(role)
 }
 
@@ -150,7 +152,7 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     };
     let role = match admit(&cluster, &request) {
         Ok(role) => role,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let add = Command::AddNode {
         role: role.as_str().into(),

@@ -27,6 +27,8 @@ const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// How long open connections get to finish after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection with no request in progress gets to go after shutdown is signalled.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// How many connections a node serves, and how long a peer may keep one without progress.
 #[derive(Debug, Clone)]
@@ -183,14 +185,15 @@ impl Connection {
         );
         let conn = self.builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         tokio::pin!(conn);
-        let idle = self.limits.idle_timeout;
+        let mut idle = self.limits.idle_timeout;
         let mut closing = false;
         let result = loop {
             tokio::select! {
                 result = conn.as_mut() => break result,
                 () = activity.idle_for(idle) => {
                     if closing {
-                        // The peer kept an idle connection open after the graceful close.
+                        // The peer kept an idle connection open after the graceful close
+                        // (an HTTP/2 peer that does not answer the GOAWAY's ping).
                         break Ok(());
                     }
                     tracing::debug!(peer = %self.peer, "closing an idle connection");
@@ -200,8 +203,12 @@ impl Connection {
                 }
                 changed = self.stop.changed(), if !closing => {
                     if changed.is_err() || *self.stop.borrow() {
+                        // Requests in progress may finish (within the drain time); an idle
+                        // connection gets a short grace to go.
                         conn.as_mut().graceful_shutdown();
                         closing = true;
+                        idle = idle.min(STOP_GRACE);
+                        activity.touch();
                     }
                 }
             }

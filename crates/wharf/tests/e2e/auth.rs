@@ -170,7 +170,7 @@ async fn expect(what: &str, resp: reqwest::Response, want: &Refusal, failures: &
 }
 
 /// Gets a token from the token endpoint with GET (and Basic credentials when given).
-async fn token(w: &Wharf, creds: Option<(&str, &str)>, query: &str) -> (StatusCode, Value) {
+pub(crate) async fn token(w: &Wharf, creds: Option<(&str, &str)>, query: &str) -> (StatusCode, Value) {
     let mut req = w.anonymous_client().get(w.url(&format!("/auth/token?service=wharf-registry&{query}")));
     if let Some((user, password)) = creds {
         req = req.basic_auth(user, Some(password));
@@ -180,14 +180,14 @@ async fn token(w: &Wharf, creds: Option<(&str, &str)>, query: &str) -> (StatusCo
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn access_token(w: &Wharf, creds: Option<(&str, &str)>, query: &str) -> String {
+pub(crate) async fn access_token(w: &Wharf, creds: Option<(&str, &str)>, query: &str) -> String {
     let (status, body) = token(w, creds, query).await;
     assert_eq!(status, StatusCode::OK, "token for {query}: {body}");
     body["token"].as_str().expect("token").to_owned()
 }
 
 /// An API session of `user`.
-async fn api_login(w: &Wharf, user: &str, password: &str) -> String {
+pub(crate) async fn api_login(w: &Wharf, user: &str, password: &str) -> String {
     let resp = w
         .anonymous_client()
         .post(w.url("/auth/login"))
@@ -199,7 +199,7 @@ async fn api_login(w: &Wharf, user: &str, password: &str) -> String {
     resp.json::<Value>().await.expect("json")["auth_token"].as_str().expect("auth_token").to_owned()
 }
 
-async fn create_user(w: &Wharf, session: &str, name: &str, password: &str) {
+pub(crate) async fn create_user(w: &Wharf, session: &str, name: &str, password: &str) {
     let resp = w
         .anonymous_client()
         .post(w.url("/api/users"))

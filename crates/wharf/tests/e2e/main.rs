@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `wharf` binary and talks to it over HTTP, directly
 //! (protocol conformance, bad input, crash safety) or through real clients (docker, skopeo,
-//! podman, buildah, ctr, oras). One test binary, as the conventions ask.
+//! podman, buildah, ctr, oras), and the attacks of the security review (`security`). One test
+//! binary, as the conventions ask.
 
 mod auth;
 mod bad_input;
@@ -10,3 +11,4 @@ mod conformance;
 mod crash;
 mod harness;
 mod oci;
+mod security;
