@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,7 +42,11 @@ impl FsBlobStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<FsBlobStore, BlobError> {
         let root = root.into();
         for dir in [root.join("blobs"), root.join("uploads")] {
-            fs::create_dir_all(&dir).map_err(BlobError::io(format!("create {}", dir.display())))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(PRIVATE_DIR)
+                .create(&dir)
+                .map_err(BlobError::io(format!("create {}", dir.display())))?;
         }
         Ok(FsBlobStore { root, blocks: Arc::new(writer::BlockPool::new()) })
     }
@@ -159,6 +164,11 @@ fn sync_dir(path: &Path) -> Result<(), BlobError> {
     File::open(path).and_then(|d| d.sync_all()).map_err(BlobError::io(format!("fsync {}", path.display())))
 }
 
+/// Modes of what the store creates: blob bytes are private to the node's user (a committed blob
+/// keeps its upload file's mode when it is renamed into place).
+const PRIVATE_DIR: u32 = 0o700;
+const PRIVATE_FILE: u32 = 0o600;
+
 /// Creates `dir` and any missing parents under `stop`, syncing each parent whose entries changed.
 fn create_dir_durable(dir: &Path, stop: &Path) -> Result<(), BlobError> {
     if dir.exists() || dir == stop {
@@ -166,7 +176,7 @@ fn create_dir_durable(dir: &Path, stop: &Path) -> Result<(), BlobError> {
     }
     let parent = dir.parent().unwrap_or(stop);
     create_dir_durable(parent, stop)?;
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(PRIVATE_DIR).create(dir) {
         Ok(()) => sync_dir(parent),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(BlobError::Io { context: format!("create {}", dir.display()), source: e }),
@@ -178,7 +188,12 @@ impl BlobStore for FsBlobStore {
     async fn create_upload(&self, id: &str) -> Result<(), BlobError> {
         let path = self.upload_path(id)?;
         blocking(move || {
-            OpenOptions::new().create(true).append(true).open(&path).map_err(BlobError::io("create upload"))?;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(PRIVATE_FILE)
+                .open(&path)
+                .map_err(BlobError::io("create upload"))?;
             Ok(())
         })
         .await
@@ -378,5 +393,22 @@ mod tests {
         let path = dir.path().join("blobs/sha256").join(&d.hex()[..2]).join(d.hex());
         assert_eq!(fs::read(path).expect("blob file"), b"hello");
         assert_eq!(fs::read_dir(dir.path().join("uploads")).expect("uploads").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn blob_bytes_are_private_to_the_node_user_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("store");
+        let store = FsBlobStore::open(&root).expect("open");
+        let d = crate::conformance::put_blob(&store, "u1", b"a private layer").await;
+        store.create_upload("u2").await.expect("upload");
+        let blob = root.join("blobs/sha256").join(&d.hex()[..2]).join(d.hex());
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        for folder in [root.join("blobs"), root.join("uploads"), root.join("blobs/sha256"), blob.with_file_name("")] {
+            assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+        }
+        assert_eq!(mode(&blob), 0o600);
+        assert_eq!(mode(&root.join("uploads/u2")), 0o600);
     }
 }

@@ -167,7 +167,7 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     };
     let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
     let (addr, hostname) = (&request.advertise, &request.hostname);
-    let response = match crate::nodes::issue(&cluster, &request.csr_pem, &identity, addr, hostname).await {
+    let response = match crate::nodes::issue(&cluster, &request.csr_pem, &identity, addr, hostname, &[]).await {
         Ok(response) => response,
         Err(refusal) => {
             // The request was checked before the node was recorded, so this is rare (no

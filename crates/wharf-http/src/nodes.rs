@@ -87,6 +87,10 @@ pub struct HeartbeatReply {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RenewRequest {
     pub csr_pem: String,
+    /// The names the node's certificate covers now, so a manager keeps those it was given
+    /// (`--san`, its listen address); a worker's certificate names nothing, whatever it asks.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn raft_members(cluster: &Cluster) -> Vec<u64> {
@@ -150,9 +154,10 @@ pub(crate) async fn issue(
     identity: &NodeIdentity,
     addr: &str,
     hostname: &str,
+    extra_names: &[String],
 ) -> Result<JoinResponse, Response> {
     let names = match identity.role {
-        Role::Manager => wharf_pki::node_names(&[addr], hostname, &[]),
+        Role::Manager => wharf_pki::node_names(&[addr], hostname, extra_names),
         Role::Worker => Vec::new(),
     };
     let validity = cluster.node_cert_validity;
@@ -206,7 +211,9 @@ pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> 
         );
     }
     let new_identity = NodeIdentity { node_id: identity.node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let response = match issue(&cluster, &request.csr_pem, &new_identity, &record.addr, &record.hostname).await {
+    // A manager keeps the names it has (a worker being promoted has none).
+    let names = if record.role == Role::Manager.as_str() { request.names.as_slice() } else { &[] };
+    let response = match issue(&cluster, &request.csr_pem, &new_identity, &record.addr, &record.hostname, names).await {
         Ok(response) => response,
         Err(refusal) => return refusal,
     };

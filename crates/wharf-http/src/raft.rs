@@ -211,9 +211,9 @@ async fn snapshot(State(cluster): State<Arc<Cluster>>, req: Request) -> Response
 
 /// Streams the request body into a new file in the incoming folder; returns it, rewound.
 async fn receive(cluster: &Cluster, req: Request) -> std::io::Result<std::fs::File> {
-    tokio::fs::create_dir_all(&cluster.incoming_dir).await?;
+    tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(&cluster.incoming_dir).await?;
     let path = cluster.incoming_dir.join(format!("snapshot-{}", wharf_auth::new_secret()));
-    let mut file = tokio::fs::File::create(&path).await?;
+    let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).await?;
     let mut body = req.into_body().into_data_stream().map_err(std::io::Error::other);
     while let Some(chunk) = body.try_next().await? {
         file.write_all(&chunk).await?;

@@ -235,6 +235,21 @@ impl rustls::client::ResolvesClientCert for RenewableCert {
     }
 }
 
+/// The DNS names and IP addresses a certificate covers (its subject alternative names).
+pub fn cert_names(cert_pem: &str) -> Result<Vec<String>, PkiError> {
+    use x509_parser::extensions::GeneralName;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Pem(e.to_string()))?;
+    let Ok(Some(sans)) = cert.subject_alternative_name() else { return Ok(Vec::new()) };
+    let names = sans.value.general_names.iter().filter_map(|name| match name {
+        GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+        GeneralName::IPAddress([a, b, c, d]) => Some(IpAddr::from([*a, *b, *c, *d]).to_string()),
+        GeneralName::IPAddress(bytes) => <[u8; 16]>::try_from(*bytes).ok().map(|v6| IpAddr::from(v6).to_string()),
+        _ => None,
+    });
+    Ok(names.collect())
+}
+
 /// When the certificate in `cert_pem` becomes valid and when it expires.
 pub fn validity(cert_pem: &str) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| PkiError::Pem(e.to_string()))?;
@@ -352,6 +367,9 @@ mod tests {
         roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("ca der")).expect("add");
         let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build().expect("verifier");
         let leaf = CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).expect("leaf");
+        let mut named = cert_names(&key.cert_pem).expect("names");
+        named.sort();
+        assert_eq!(named, ["127.0.0.1", "::1", "localhost", "reg.test"]);
         for name in ["reg.test", "127.0.0.1", "::1"] {
             let server_name = rustls_pki_types::ServerName::try_from(name).expect("name");
             verifier

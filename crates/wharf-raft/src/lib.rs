@@ -108,3 +108,10 @@ pub fn leadership(raft: &Raft) -> Leadership {
 pub(crate) fn io_error(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+/// Opens `path` for writing, creating it with mode 0600 if it is missing, and emptying it if
+/// `truncate` (the Raft log and snapshots hold the whole state: private to the node's user).
+pub(crate) fn create_private(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().create(true).write(true).truncate(truncate).mode(0o600).open(path)
+}

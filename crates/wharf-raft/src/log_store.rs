@@ -36,6 +36,8 @@ pub const COMMITTED_FLUSH: std::time::Duration = std::time::Duration::from_milli
 impl LogStore {
     /// Opens or creates the log at `path`.
     pub fn open(path: &Path) -> io::Result<LogStore> {
+        // Created private first: redb takes an empty file as a new database.
+        crate::create_private(path, false)?;
         let db = Database::create(path).map_err(io_error)?;
         let txn = db.begin_write().map_err(io_error)?;
         txn.open_table(LOG).map_err(io_error)?;

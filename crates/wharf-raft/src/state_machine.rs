@@ -37,7 +37,9 @@ pub struct StateMachine {
 impl StateMachine {
     /// A state machine over `store`, keeping snapshots in `dir`.
     pub fn open(store: Arc<Store>, dir: &Path) -> io::Result<StateMachine> {
-        std::fs::create_dir_all(dir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        // Snapshots hold the whole state: private to the node's user, like every file it keeps.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         Ok(StateMachine { store, dir: dir.to_path_buf(), seq: Arc::new(AtomicU64::new(0)) })
     }
 
@@ -55,7 +57,7 @@ impl StateMachine {
     /// Replaces `dir/name` with what `write` produces, durably.
     fn replace(&self, name: &str, write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) -> io::Result<()> {
         let tmp = self.tmp(name);
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut out = BufWriter::new(crate::create_private(&tmp, true)?);
         write(&mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;

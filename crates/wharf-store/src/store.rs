@@ -110,6 +110,17 @@ pub struct Store {
 impl Store {
     /// Opens or creates the database at `path` and checks its format version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // The state holds accounts and sealed secrets: the file is private to the node's user
+        // (created empty first, which redb takes as a new database).
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Db(redb::StorageError::Io(e).into()))?;
+        }
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         {

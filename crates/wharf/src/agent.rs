@@ -126,8 +126,10 @@ impl Agent {
     /// for new connections.
     async fn renew(&mut self, client: &reqwest::Client, manager: &str) -> anyhow::Result<()> {
         let (key_pem, csr_pem) = wharf_pki::new_csr()?;
-        let response =
-            client.post(format!("https://{manager}/cluster/renew")).json(&RenewRequest { csr_pem }).send().await?;
+        // A manager keeps the names its certificate has (`--san`, the listen address).
+        let names = wharf_pki::cert_names(&self.key.cert_pem).unwrap_or_default();
+        let request = RenewRequest { csr_pem, names };
+        let response = client.post(format!("https://{manager}/cluster/renew")).json(&request).send().await?;
         let status = response.status();
         if !status.is_success() {
             let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -58,8 +58,10 @@ fn main() -> anyhow::Result<()> {
     init_logging(&cli.log_format);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     if matches!(cli.command, Command::Up(_) | Command::Init(_) | Command::Join(_) | Command::Recover(_)) {
-        // Before any thread or file exists: what a node creates is its user's alone.
+        // Before any thread or file exists: what a node creates is its user's alone, and it
+        // may hold as many connections as its caps allow.
         data_dir::private_umask();
+        raise_open_file_limit();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -92,6 +94,16 @@ fn ended(
             let error = std::process::Command::new("/proc/self/exe").args(std::env::args_os().skip(1)).exec();
             Err(anyhow::Error::from(error).context("restart wharf"))
         }
+    }
+}
+
+/// Raises this process's limit of open files to the hard limit, so that the connection caps
+/// (`--max-connections`, 4096 by default), not a soft limit of 1024, bound what a node serves.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.maximum != limit.current {
+        let _ = setrlimit(Resource::Nofile, rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum });
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Node {
 
 impl Node {
     pub fn start(&mut self) -> Res<()> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        let mut child = Command::new(super::wharf_binary())
             .args(&self.args)
             .env("WHARF_LOG", "error")
             .stdout(Stdio::piped())

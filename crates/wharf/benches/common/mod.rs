@@ -60,6 +60,12 @@ impl Server {
     }
 }
 
+/// The `wharf` binary the benchmarks run: this build's, or `WHARF_BENCH_BIN` (to measure
+/// another build, an earlier commit's say, with the same clients).
+pub fn wharf_binary() -> std::ffi::OsString {
+    std::env::var_os("WHARF_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wharf").into())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(5123)
 }
@@ -71,7 +77,7 @@ pub fn start_wharf(dir: &Path, name: &'static str, extra: &[&str]) -> Res<Server
     std::fs::create_dir_all(&data)?;
     let password_file = dir.join(format!("{name}-admin-password"));
     std::fs::write(&password_file, ADMIN_PASSWORD)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+    let mut child = Command::new(wharf_binary())
         .args(["up", "--insecure-http", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .arg("--admin-password-file")

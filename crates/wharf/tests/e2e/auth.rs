@@ -564,14 +564,29 @@ fn served_serial(w: &Wharf) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The names (subject alternative names) of the certificate the node presents now.
+fn served_names(w: &Wharf) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName",
+            w.addr
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[tokio::test]
 async fn server_certificate_renews_without_a_restart() {
     require("openssl");
     let w = Wharf::start_with(Options {
         tls: true,
+        sans: vec!["registry.test".into()],
         extra: vec!["--node-cert-validity".into(), "10".into()],
         ..Options::default()
     });
+    assert!(served_names(&w).contains("DNS:registry.test"), "the first certificate has --san");
     let first = served_serial(&w);
     assert!(first.starts_with("serial="), "openssl read the certificate: {first:?}");
     let renewed = wait_for(Duration::from_secs(30), "a renewed certificate", || {
@@ -579,6 +594,7 @@ async fn server_certificate_renews_without_a_restart() {
         (now.starts_with("serial=") && now != first).then_some(now)
     });
     assert_ne!(renewed, first);
+    assert!(served_names(&w).contains("DNS:registry.test"), "the renewed certificate keeps --san");
     let resp = w.client().get(w.url("/v2/")).send().await.expect("a verified request after renewal");
     assert_eq!(resp.status(), StatusCode::OK);
 }
