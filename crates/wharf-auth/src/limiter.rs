@@ -11,7 +11,9 @@
 //!
 //! Attempts refused by a limit are not failures: they do not drain the buckets further.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Mutex;
 
 /// The size of a bucket and how many milliseconds it takes to earn one token back.
@@ -48,26 +50,32 @@ impl Bucket {
 
 /// Token buckets under one set of limits.
 #[derive(Debug)]
-struct Buckets {
+struct Buckets<K> {
     limits: Limits,
-    map: HashMap<String, Bucket>,
+    map: HashMap<K, Bucket>,
 }
 
-impl Buckets {
-    fn new(limits: Limits) -> Buckets {
+impl<K: Hash + Eq> Buckets<K> {
+    fn new(limits: Limits) -> Buckets<K> {
         Buckets { limits, map: HashMap::new() }
     }
 
-    fn level(&self, key: &str, now_ms: u64) -> f64 {
+    fn level<Q: Hash + Eq + ?Sized>(&self, key: &Q, now_ms: u64) -> f64
+    where
+        K: Borrow<Q>,
+    {
         self.map.get(key).map_or(self.limits.burst, |b| b.level(self.limits, now_ms))
     }
 
     /// When a token was last taken under `key`, if ever (and not forgotten).
-    fn last_taken(&self, key: &str) -> Option<u64> {
+    fn last_taken<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<u64>
+    where
+        K: Borrow<Q>,
+    {
         self.map.get(key).map(|b| b.last_taken)
     }
 
-    fn take(&mut self, key: &str, now_ms: u64) {
+    fn take(&mut self, key: K, now_ms: u64) {
         let limits = self.limits;
         if self.map.len() >= MAX_KEYS {
             self.map.retain(|_, b| {
@@ -77,15 +85,15 @@ impl Buckets {
                 self.map.clear();
             }
         }
-        let level = self.level(key, now_ms);
-        self.map.insert(key.to_owned(), Bucket { tokens: (level - 1.0).max(0.0), since: now_ms, last_taken: now_ms });
+        let level = self.level(&key, now_ms);
+        self.map.insert(key, Bucket { tokens: (level - 1.0).max(0.0), since: now_ms, last_taken: now_ms });
     }
 }
 
 /// A token per request under a key, refused when the key's bucket is empty.
 #[derive(Debug)]
 pub struct RateLimiter {
-    buckets: Mutex<Buckets>,
+    buckets: Mutex<Buckets<String>>,
 }
 
 impl RateLimiter {
@@ -99,60 +107,66 @@ impl RateLimiter {
         if buckets.level(key, now_ms) < 1.0 {
             return false;
         }
-        buckets.take(key, now_ms);
+        buckets.take(key.to_owned(), now_ms);
         true
     }
 }
 
 /// Failed logins per source, per (user, source) and per user: see the module documentation.
+/// It is asked on every password check, remembered ones included, so it takes one lock and
+/// allocates nothing to answer.
 #[derive(Debug)]
 pub struct LoginLimiter {
-    sources: Mutex<Buckets>,
-    pairs: Mutex<Buckets>,
-    users: Mutex<Buckets>,
+    buckets: Mutex<LoginBuckets>,
+    /// Keys a (user, source) pair by a keyed hash (random per process).
+    pair_hasher: RandomState,
+}
+
+#[derive(Debug)]
+struct LoginBuckets {
+    sources: Buckets<String>,
+    pairs: Buckets<u64>,
+    users: Buckets<String>,
 }
 
 impl Default for LoginLimiter {
     fn default() -> LoginLimiter {
-        LoginLimiter {
-            sources: Mutex::new(Buckets::new(SOURCE)),
-            pairs: Mutex::new(Buckets::new(PAIR)),
-            users: Mutex::new(Buckets::new(USER)),
-        }
+        let buckets =
+            LoginBuckets { sources: Buckets::new(SOURCE), pairs: Buckets::new(PAIR), users: Buckets::new(USER) };
+        LoginLimiter { buckets: Mutex::new(buckets), pair_hasher: RandomState::new() }
     }
 }
 
-fn pair_key(user: &str, source: &str) -> String {
-    format!("{user}\0{source}")
-}
-
-fn lock(buckets: &Mutex<Buckets>) -> std::sync::MutexGuard<'_, Buckets> {
-    buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl LoginLimiter {
+    fn pair(&self, user: &str, source: &str) -> u64 {
+        self.pair_hasher.hash_one((user, source))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoginBuckets> {
+        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether a password for `user` from `source` may be checked at `now_ms`.
     pub fn allows(&self, user: &str, source: &str, now_ms: u64) -> bool {
-        if lock(&self.sources).level(source, now_ms) < 1.0 {
+        let pair = self.pair(user, source);
+        let buckets = self.lock();
+        if buckets.sources.level(source, now_ms) < 1.0 || buckets.pairs.level(&pair, now_ms) < 1.0 {
             return false;
         }
-        let pairs = lock(&self.pairs);
-        let pair = pair_key(user, source);
-        if pairs.level(&pair, now_ms) < 1.0 {
-            return false;
-        }
-        if lock(&self.users).level(user, now_ms) >= 1.0 {
+        if buckets.users.level(user, now_ms) >= 1.0 {
             return true;
         }
         // The user is under a guess from many addresses: only a quiet address may try.
-        pairs.last_taken(&pair).is_none_or(|at| now_ms.saturating_sub(at) >= QUIET_MS)
+        buckets.pairs.last_taken(&pair).is_none_or(|at| now_ms.saturating_sub(at) >= QUIET_MS)
     }
 
     /// Records a failed login for `user` from `source`.
     pub fn failed(&self, user: &str, source: &str, now_ms: u64) {
-        lock(&self.sources).take(source, now_ms);
-        lock(&self.pairs).take(&pair_key(user, source), now_ms);
-        lock(&self.users).take(user, now_ms);
+        let pair = self.pair(user, source);
+        let mut buckets = self.lock();
+        buckets.sources.take(source.to_owned(), now_ms);
+        buckets.pairs.take(pair, now_ms);
+        buckets.users.take(user.to_owned(), now_ms);
     }
 }
 

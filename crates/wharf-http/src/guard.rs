@@ -165,18 +165,17 @@ impl HttpBody for IdleBody {
             this.last = Instant::now();
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
+        // The timer is armed once and moved only when it fires early (data arrived since it
+        // was set): resetting it on every wait would cost a timer operation per frame.
         loop {
             let deadline = this.last + this.timeout;
             let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
             match sleep.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(()) if Instant::now() >= deadline => {
                     return Poll::Ready(Some(Err(Box::new(BodyStalled(this.timeout)))));
                 }
-                Poll::Ready(()) => {}
+                Poll::Ready(()) => sleep.as_mut().reset(deadline),
             }
         }
     }
