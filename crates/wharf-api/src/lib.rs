@@ -1,10 +1,14 @@
-//! Wire types of Wharf's registry: digests, repository names and tags, manifests as the
-//! distribution spec sees them, HTTP ranges, and the OCI error codes with their statuses; and
-//! the host names and addresses nodes declare when they join.
+//! Wharf's wire contracts. The registry's: digests, repository names and tags, manifests as
+//! the distribution spec sees them, HTTP ranges, and the OCI error codes with their statuses.
+//! The cluster's (`cluster`: join, heartbeat, renewal, the node list; `NodeRole`, `NodeState`)
+//! and the account API's (`account`, with `ApiMessage`, the one error body of those APIs),
+//! which servers and clients share; and the host names and addresses nodes declare.
 //!
 //! This crate is pure parsing and formatting. It must never do I/O and never know about
 //! HTTP frameworks, storage or the state machine: every other crate may depend on it.
 
+pub mod account;
+pub mod cluster;
 pub mod digest;
 pub mod error;
 pub mod host;
@@ -12,6 +16,8 @@ pub mod manifest;
 pub mod name;
 pub mod range;
 
+pub use account::ApiMessage;
+pub use cluster::{NodeRole, NodeState};
 pub use digest::{Algorithm, Digest};
 pub use error::{ErrorCode, RegistryError};
 pub use host::{AddressError, parse_advertise, valid_hostname};

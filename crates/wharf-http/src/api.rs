@@ -12,12 +12,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
-use serde_json::json;
+use wharf_api::account::{
+    self, LoginRequest, LoginResponse, Me, NewPassword, NewUser, RepositoryInfo, RepositoryUpdate, SessionInfo,
+    UserInfo, UserUpdate,
+};
+use wharf_api::cluster::{JoinTokenInfo, NodeRoleInfo, RoleChange};
 use wharf_auth::{Auth, AuthError, Identity};
 use wharf_store::{SessionKind, StoreError, UserRecord};
 
 use crate::access::{Credentials, credentials};
-use crate::{App, json_response, peer_ip};
+use crate::{App, peer_ip, typed_response};
 
 /// Largest JSON body the API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -45,7 +49,7 @@ pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.0, json!({ "message": self.1 }).to_string().into_bytes())
+        crate::message_response(self.0, &self.1)
     }
 }
 
@@ -117,21 +121,15 @@ fn require_admin(identity: &Identity) -> Result<(), ApiError> {
     if identity.admin { Ok(()) } else { Err(api_error(StatusCode::FORBIDDEN, "only an administrator may do this")) }
 }
 
-#[derive(Deserialize)]
-struct Login {
-    username: String,
-    password: String,
-}
-
 async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
     let auth = Arc::clone(auth_of(&app)?);
     let source = peer_ip(&req);
     let client = crate::header_str(req.headers(), axum::http::header::USER_AGENT).unwrap_or("unknown").to_owned();
     let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
-    let login: Login = parse(&body)?;
+    let login: LoginRequest = parse(&body)?;
     let identity = crate::access::check_password(&app, &auth, login.username, login.password, source).await?;
-    let token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
-    Ok(json_response(StatusCode::OK, json!({ "auth_token": token }).to_string().into_bytes()))
+    let auth_token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
+    Ok(typed_response(StatusCode::OK, &LoginResponse { auth_token }))
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -142,26 +140,18 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
 
 async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    Ok(json_response(StatusCode::OK, json!({"name": identity.name, "admin": identity.admin}).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &Me { name: identity.name, admin: identity.admin }))
 }
 
-fn user_json(name: &str, user: &UserRecord) -> serde_json::Value {
-    json!({"name": name, "admin": user.admin, "disabled": user.disabled, "created": user.created})
+fn user_info(name: &str, user: &UserRecord) -> UserInfo {
+    UserInfo { name: name.to_owned(), admin: user.admin, disabled: user.disabled, created: user.created }
 }
 
 async fn list_users(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
-    let users: Vec<_> = auth.users()?.iter().map(|(name, user)| user_json(name, user)).collect();
-    Ok(json_response(StatusCode::OK, serde_json::Value::from(users).to_string().into_bytes()))
-}
-
-#[derive(Deserialize)]
-struct NewUser {
-    name: String,
-    password: String,
-    #[serde(default)]
-    admin: bool,
+    let users: Vec<UserInfo> = auth.users()?.iter().map(|(name, user)| user_info(name, user)).collect();
+    Ok(typed_response(StatusCode::OK, &users))
 }
 
 async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -177,7 +167,7 @@ async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
 
 fn show(auth: &Auth, name: &str, status: StatusCode) -> ApiResult {
     let user = auth.user_record(name)?.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such user"))?;
-    Ok(json_response(status, user_json(name, &user).to_string().into_bytes()))
+    Ok(typed_response(status, &user_info(name, &user)))
 }
 
 /// Administrators may act on anyone; users on themselves.
@@ -193,11 +183,6 @@ async fn show_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): 
     let (auth, identity, _) = caller(&app, &headers).await?;
     require_self_or_admin(&identity, &name)?;
     show(&auth, &name, StatusCode::OK)
-}
-
-#[derive(Deserialize)]
-struct UserUpdate {
-    disabled: Option<bool>,
 }
 
 async fn update_user(
@@ -222,12 +207,6 @@ async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name)
     auth.delete_user(&name).await?;
     tracing::info!(user = %name, by = %identity.name, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-struct NewPassword {
-    password: String,
-    old_password: Option<String>,
 }
 
 async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> ApiResult {
@@ -261,19 +240,22 @@ async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
     let (auth, identity, current) = caller(&app, &headers).await?;
     let user = q.user.unwrap_or_else(|| identity.name.clone());
     require_self_or_admin(&identity, &user)?;
-    let sessions: Vec<_> = auth
+    let sessions: Vec<SessionInfo> = auth
         .sessions_of(&user)?
         .into_iter()
-        .map(|s| {
-            let kind = match s.record.kind {
-                SessionKind::Api => "api",
-                SessionKind::Refresh => "refresh_token",
-            };
-            json!({"id": s.id, "kind": kind, "client": s.record.client, "created": s.record.created,
-                   "expires": s.record.expires, "current": s.id == current})
+        .map(|s| SessionInfo {
+            kind: match s.record.kind {
+                SessionKind::Api => account::SessionKind::Api,
+                SessionKind::Refresh => account::SessionKind::RefreshToken,
+            },
+            current: s.id == current,
+            id: s.id,
+            client: s.record.client,
+            created: s.record.created,
+            expires: s.record.expires,
         })
         .collect();
-    Ok(json_response(StatusCode::OK, serde_json::Value::from(sessions).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &sessions))
 }
 
 async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
@@ -298,12 +280,7 @@ async fn show_repository(State(app): State<Arc<App>>, headers: HeaderMap, Path(n
     if !public && !auth.may(&identity.principal(), "repository", &name, "pull") {
         return Err(api_error(StatusCode::NOT_FOUND, "no such repository, or no access"));
     }
-    Ok(json_response(StatusCode::OK, json!({"name": name, "public": public}).to_string().into_bytes()))
-}
-
-#[derive(Deserialize)]
-struct RepositoryUpdate {
-    public: bool,
+    Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public }))
 }
 
 async fn update_repository(
@@ -322,7 +299,7 @@ async fn update_repository(
     let update: RepositoryUpdate = parse(&body)?;
     auth.set_public(&name, update.public).await?;
     tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
-    Ok(json_response(StatusCode::OK, json!({"name": name, "public": update.public}).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public: update.public }))
 }
 
 fn cluster_of(app: &App) -> Result<&Arc<crate::Cluster>, ApiError> {
@@ -337,7 +314,7 @@ async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResul
     // local replica still answers, marked as possibly stale.
     let stale = app.registry.catch_up().await.err();
     let list = crate::cluster_api::node_list(cluster).map_err(AuthError::Store)?;
-    let mut response = json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes());
+    let mut response = typed_response(StatusCode::OK, &list);
     if let Some(why) = stale {
         let why = format!("this manager's replica may be stale: {}", why.message).replace(['\r', '\n'], " ");
         if let Ok(value) = axum::http::HeaderValue::from_str(&why) {
@@ -347,8 +324,8 @@ async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResul
     Ok(response)
 }
 
-fn parse_role(role: &str) -> Result<wharf_pki::Role, ApiError> {
-    wharf_pki::Role::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
+fn parse_role(role: &str) -> Result<wharf_pki::NodeRole, ApiError> {
+    wharf_pki::NodeRole::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
 }
 
 impl From<crate::JoinTokenError> for ApiError {
@@ -371,7 +348,7 @@ async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role):
     let cluster = cluster_of(&app)?;
     let token = crate::join_token(&cluster.store, &cluster.ca, role)?;
     let token = token.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no join token yet"))?;
-    Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &JoinTokenInfo { role, token }))
 }
 
 /// Replaces a role's join token: the old one stops working at once.
@@ -382,7 +359,7 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
     let cluster = cluster_of(&app)?;
     let token = crate::rotate_join_token(&*cluster.proposer, &cluster.ca, role).await?;
     tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
-    Ok(json_response(StatusCode::OK, json!({"role": role.as_str(), "token": token}).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &JoinTokenInfo { role, token }))
 }
 
 /// Takes manager `id` out of Raft's membership. Only the leader can; elsewhere the answer
@@ -394,8 +371,8 @@ async fn leave_raft(cluster: &crate::Cluster, id: u64) -> Result<(), Response> {
     // answer is 503, and the caller tries again.
     let misdirected = |leader: Option<String>| match leader {
         Some(leader) => {
-            let body = json!({"message": "ask the leader", "leader": leader});
-            json_response(StatusCode::MISDIRECTED_REQUEST, body.to_string().into_bytes())
+            let body = wharf_api::ApiMessage { message: "ask the leader".into(), leader: Some(leader) };
+            typed_response(StatusCode::MISDIRECTED_REQUEST, &body)
         }
         None => api_error(StatusCode::SERVICE_UNAVAILABLE, "no leader is known now; try again").into_response(),
     };
@@ -457,11 +434,6 @@ async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
-struct RoleChange {
-    role: String,
-}
-
 /// Promotes a worker or demotes a manager. The state records the new role at once; a demoted
 /// manager leaves Raft first. The node itself learns of it from its next heartbeat, renews its
 /// certificate for the role and restarts into it (a promoted node then joins Raft).
@@ -470,12 +442,12 @@ async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let change: RoleChange = parse(&body)?;
-    let role = parse_role(&change.role)?;
+    let role = change.role;
     let cluster = cluster_of(&app)?;
     let node = cluster.store.node(id).map_err(AuthError::Store)?;
     let node = node.filter(|n| !n.removed).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such node"))?;
     if node.role != role.as_str() {
-        if role == wharf_pki::Role::Worker {
+        if role == wharf_pki::NodeRole::Worker {
             if managers(cluster)? == [id] {
                 return Err(api_error(StatusCode::CONFLICT, "the cluster needs at least one manager"));
             }
@@ -487,5 +459,5 @@ async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
         cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
         tracing::info!(node_id = id, role = role.as_str(), by = %identity.name, "node role changed");
     }
-    Ok(json_response(StatusCode::OK, json!({"id": id, "role": role.as_str()}).to_string().into_bytes()))
+    Ok(typed_response(StatusCode::OK, &NodeRoleInfo { id, role }))
 }

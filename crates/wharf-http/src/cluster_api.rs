@@ -13,35 +13,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use openraft::ChangeMembers;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use wharf_pki::{JoinToken, NodeIdentity, Role};
+use wharf_pki::{JoinToken, NodeIdentity, NodeRole};
 use wharf_store::{Command, Outcome, Proposer};
 
-use crate::raft::{Cluster, ManagerSecrets, check_peer, refuse};
-use crate::{PeerCertificate, json_response};
+use wharf_api::NodeState;
+use wharf_api::cluster::{JoinRequest, MemberAdded, NodeInfo, RaftMembership, Reachability};
 
-/// What a joining node sends.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinRequest {
-    pub token: String,
-    pub csr_pem: String,
-    pub hostname: String,
-    /// Where the node serves (host:port).
-    pub advertise: String,
-}
-
-/// What it gets back.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinResponse {
-    pub node_id: u64,
-    pub cluster_id: String,
-    pub role: String,
-    pub cert_pem: String,
-    pub ca_pem: String,
-    /// For managers only.
-    pub manager_secrets: Option<ManagerSecrets>,
-}
+use crate::PeerCertificate;
+use crate::raft::{Cluster, check_peer, refuse};
 
 pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
     Router::new()
@@ -55,7 +34,7 @@ pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
 
 /// The nodes of the cluster: every node the store knows, with what this manager's Raft knows
 /// of the managers (voter or learner, leader, and from the leader whether it replicates).
-pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wharf_store::StoreError> {
+pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<NodeInfo>, wharf_store::StoreError> {
     use openraft::type_config::async_runtime::WatchReceiver;
     let metrics = cluster.raft.metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership().clone();
@@ -65,38 +44,40 @@ pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<serde_json::Value>, wha
     // An isolated leader has stepped down: it names no leader.
     let isolated = wharf_raft::leadership(&cluster.raft) == wharf_raft::Leadership::Isolated;
     let leader = metrics.current_leader.filter(|_| !isolated);
+    let reachability = |id: u64| match &metrics.replication {
+        Some(_) if isolated && id == cluster.node_id => Reachability::Reachable,
+        Some(_) if isolated => Reachability::Unreachable,
+        Some(replication) => match replication.get(&id) {
+            Some(Some(_)) => Reachability::Reachable,
+            Some(None) => Reachability::CatchingUp,
+            None if id == cluster.node_id => Reachability::Reachable,
+            None => Reachability::Unknown,
+        },
+        None => Reachability::AskTheLeader,
+    };
     Ok(nodes
         .into_iter()
         .map(|(id, node)| {
             let raft = if voters.contains(&id) {
-                "voter"
+                RaftMembership::Voter
             } else if learners.contains(&id) {
-                "learner"
+                RaftMembership::Learner
             } else {
-                "none"
+                RaftMembership::None
             };
-            let reachability = match &metrics.replication {
-                Some(_) if isolated => {
-                    if id == cluster.node_id {
-                        "reachable"
-                    } else {
-                        "unreachable"
-                    }
-                }
-                Some(replication) => match replication.get(&id) {
-                    Some(Some(_)) => "reachable",
-                    Some(None) => "catching up",
-                    None if id == cluster.node_id => "reachable",
-                    None => "unknown",
-                },
-                None => "unknown (ask the leader)",
-            };
-            let state = if node.removed { "removed" } else { node.state.as_str() };
-            json!({"id": id, "role": node.role, "hostname": node.hostname, "addr": node.addr,
-                   "state": state, "state_since": node.state_since, "cert_not_after": node.cert_not_after,
-                   "raft": raft,
-                   "leader": leader == Some(id), "reachability": reachability,
-                   "self": id == cluster.node_id})
+            NodeInfo {
+                id,
+                role: NodeRole::parse(&node.role).unwrap_or(NodeRole::Worker),
+                hostname: node.hostname,
+                addr: node.addr,
+                state: if node.removed { NodeState::Removed } else { NodeState::parse(&node.state) },
+                state_since: node.state_since,
+                cert_not_after: node.cert_not_after,
+                raft,
+                leader: leader == Some(id),
+                reachability: reachability(id),
+                is_self: id == cluster.node_id,
+            }
         })
         .collect())
 }
@@ -110,14 +91,14 @@ async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> 
         return *refusal;
     }
     match node_list(&cluster) {
-        Ok(list) => json_response(StatusCode::OK, serde_json::Value::from(list).to_string().into_bytes()),
+        Ok(list) => crate::typed_response(StatusCode::OK, &list),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
 /// The role a join request's token gives, once everything in the request has been checked:
 /// nothing is recorded for a request refused here.
-fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<Role, Box<Response>> {
+fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<NodeRole, Box<Response>> {
     let token = JoinToken::parse(&request.token)
         .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed join token (WHARF-1-<CA digest>-<secret>)"))
         .map_err(Box::new)?;
@@ -179,7 +160,7 @@ async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
         }
     };
     tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
-    json_response(StatusCode::OK, serde_json::to_vec(&response).unwrap_or_default())
+    crate::typed_response(StatusCode::OK, &response)
 }
 
 /// Adds the calling manager to Raft: as a learner (it catches up), then as a voter.
@@ -208,5 +189,5 @@ async fn add_member(State(cluster): State<Arc<Cluster>>, req: Request) -> Respon
         return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("promoting {id} to voter failed: {e}"));
     }
     tracing::info!(node_id = id, addr = %record.addr, "manager added to raft as a voter");
-    json_response(StatusCode::OK, json!({"node_id": id, "voter": true}).to_string().into_bytes())
+    crate::typed_response(StatusCode::OK, &MemberAdded { node_id: id, voter: true })
 }

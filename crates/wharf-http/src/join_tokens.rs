@@ -4,7 +4,7 @@
 //! directory without the CA key hold it in clear. Tokens an earlier version kept in clear are
 //! accepted until the leader replaces them ([`seal_legacy_join_tokens`]).
 
-use wharf_pki::{Ca, JoinToken, PkiError, Role};
+use wharf_pki::{Ca, JoinToken, NodeRole, PkiError};
 use wharf_store::{Command, Proposer, Store, StoreError};
 
 /// Why a join token could not be read or set.
@@ -18,13 +18,13 @@ pub enum JoinTokenError {
     NotText,
 }
 
-fn purpose(role: Role) -> String {
+fn purpose(role: NodeRole) -> String {
     format!("join-token:{}", role.as_str())
 }
 
 /// Makes a new join token for `role`, records it sealed and returns it: the old token stops
 /// working once the command is applied.
-pub async fn rotate_join_token(proposer: &dyn Proposer, ca: &Ca, role: Role) -> Result<String, JoinTokenError> {
+pub async fn rotate_join_token(proposer: &dyn Proposer, ca: &Ca, role: NodeRole) -> Result<String, JoinTokenError> {
     let token = JoinToken::generate(ca.cert_der())?.to_string();
     let sealed = ca.secrets().seal(&purpose(role), token.as_bytes())?;
     proposer.propose(Command::SetSealedJoinToken { role: role.as_str().into(), sealed }).await?;
@@ -32,7 +32,7 @@ pub async fn rotate_join_token(proposer: &dyn Proposer, ca: &Ca, role: Role) -> 
 }
 
 /// The join token of `role` as this replica holds it, if there is one.
-pub fn join_token(store: &Store, ca: &Ca, role: Role) -> Result<Option<String>, JoinTokenError> {
+pub fn join_token(store: &Store, ca: &Ca, role: NodeRole) -> Result<Option<String>, JoinTokenError> {
     if let Some(sealed) = store.sealed_join_token(role.as_str())? {
         let token = ca.secrets().open(&purpose(role), &sealed)?;
         return String::from_utf8(token).map(Some).map_err(|_| JoinTokenError::NotText);
@@ -41,9 +41,9 @@ pub fn join_token(store: &Store, ca: &Ca, role: Role) -> Result<Option<String>, 
 }
 
 /// The role whose current join token is `presented`, compared in constant time.
-pub(crate) fn role_of(store: &Store, ca: &Ca, presented: &str) -> Option<Role> {
+pub(crate) fn role_of(store: &Store, ca: &Ca, presented: &str) -> Option<NodeRole> {
     let mut found = None;
-    for role in [Role::Manager, Role::Worker] {
+    for role in [NodeRole::Manager, NodeRole::Worker] {
         if let Ok(Some(current)) = join_token(store, ca, role)
             && aws_lc_rs::constant_time::verify_slices_are_equal(current.as_bytes(), presented.as_bytes()).is_ok()
         {
@@ -58,7 +58,7 @@ pub(crate) fn role_of(store: &Store, ca: &Ca, presented: &str) -> Option<Role> {
 /// it; on a follower the proposal is forwarded, which is harmless.
 pub async fn seal_legacy_join_tokens(proposer: &dyn Proposer, store: &Store, ca: &Ca) -> Result<usize, JoinTokenError> {
     let mut replaced = 0;
-    for role in [Role::Manager, Role::Worker] {
+    for role in [NodeRole::Manager, NodeRole::Worker] {
         if store.legacy_join_token(role.as_str())?.is_some() && store.sealed_join_token(role.as_str())?.is_none() {
             rotate_join_token(proposer, ca, role).await?;
             tracing::warn!(

@@ -33,10 +33,10 @@ use wharf_api::{ErrorCode, RegistryError};
 use wharf_auth::Auth;
 use wharf_registry::Registry;
 
-pub use cluster_api::{JoinRequest, JoinResponse, cluster_router};
+pub use cluster_api::cluster_router;
 pub use join_tokens::{JoinTokenError, join_token, rotate_join_token, seal_legacy_join_tokens};
-pub use nodes::{HeartbeatReply, Heartbeats, MISSED_HEARTBEATS, RenewRequest, watch_heartbeats};
-pub use raft::{Cluster, JOIN_LIMITS, ManagerSecrets, raft_router};
+pub use nodes::{Heartbeats, MISSED_HEARTBEATS, watch_heartbeats};
+pub use raft::{Cluster, JOIN_LIMITS, raft_router};
 pub use serve::{Limits, serve};
 
 use crate::endpoint::Endpoint;
@@ -224,6 +224,22 @@ pub fn error_response(e: &RegistryError) -> Response {
     let mut response = json_response(status, e.to_json());
     response.headers_mut().insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
     response
+}
+
+/// A wire type of `wharf-api` as a JSON answer.
+pub(crate) fn typed_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_response(status, body),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding an answer failed");
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, br#"{"message":"encoding the answer failed"}"#.to_vec())
+        }
+    }
+}
+
+/// An error of the account, node and cluster APIs: `{"message": ...}` (`wharf_api::ApiMessage`).
+pub(crate) fn message_response(status: StatusCode, message: &str) -> Response {
+    typed_response(status, &wharf_api::ApiMessage::new(message))
 }
 
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

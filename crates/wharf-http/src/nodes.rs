@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use wharf_pki::{NodeIdentity, Role};
+use wharf_pki::{NodeIdentity, NodeRole};
 use wharf_store::{Command, NodeRecord, Proposer};
 
-use crate::cluster_api::JoinResponse;
 use crate::json_response;
 use crate::raft::{Cluster, peer_node, refuse};
+use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
 
 /// A node is marked down after this many heartbeat periods without one.
 pub const MISSED_HEARTBEATS: u32 = 3;
@@ -70,29 +68,6 @@ pub fn overdue(
         .collect()
 }
 
-/// What a heartbeat returns.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct HeartbeatReply {
-    /// When to send the next one.
-    pub period_ms: u64,
-    /// The role the cluster wants this node in.
-    pub role: String,
-    /// Whether the node is a voter or learner of Raft now.
-    pub raft_member: bool,
-    /// The managers' addresses, for finding the leader when this one goes away.
-    pub managers: Vec<String>,
-}
-
-/// A certificate request from a node that has one already.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RenewRequest {
-    pub csr_pem: String,
-    /// The names the node's certificate covers now, so a manager keeps those it was given
-    /// (`--san`, its listen address); a worker's certificate names nothing, whatever it asks.
-    #[serde(default)]
-    pub names: Vec<String>,
-}
-
 fn raft_members(cluster: &Cluster) -> Vec<u64> {
     use openraft::type_config::async_runtime::WatchReceiver;
     let watch = cluster.raft.metrics();
@@ -107,7 +82,8 @@ pub(crate) async fn to_the_leader(cluster: &Cluster) -> Option<Response> {
         return None;
     }
     let addr = leader.and_then(|l| cluster.store.node(l).ok().flatten()).map(|r| r.addr);
-    Some(json_response(StatusCode::MISDIRECTED_REQUEST, json!({"leader": addr}).to_string().into_bytes()))
+    let message = wharf_api::ApiMessage { message: "ask the leader".into(), leader: addr };
+    Some(crate::typed_response(StatusCode::MISDIRECTED_REQUEST, &message))
 }
 
 pub(crate) async fn heartbeat(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
@@ -133,13 +109,16 @@ pub(crate) async fn heartbeat(State(cluster): State<Arc<Cluster>>, req: Request)
         }
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("reading the nodes failed: {e}")),
     };
+    let Some(role) = NodeRole::parse(&record.role) else {
+        return refuse(StatusCode::CONFLICT, "the node's recorded role is unknown");
+    };
     let reply = HeartbeatReply {
         period_ms: cluster.heartbeats.period.as_millis() as u64,
-        role: record.role,
+        role,
         raft_member: raft_members(&cluster).contains(&identity.node_id),
         managers,
     };
-    json_response(StatusCode::OK, serde_json::to_vec(&reply).unwrap_or_default())
+    crate::typed_response(StatusCode::OK, &reply)
 }
 
 /// Signs a node certificate for `identity` from `csr_pem`, records its expiry, and returns what
@@ -157,8 +136,8 @@ pub(crate) async fn issue(
     extra_names: &[String],
 ) -> Result<JoinResponse, Response> {
     let names = match identity.role {
-        Role::Manager => wharf_pki::node_names(&[addr], hostname, extra_names),
-        Role::Worker => Vec::new(),
+        NodeRole::Manager => wharf_pki::node_names(&[addr], hostname, extra_names),
+        NodeRole::Worker => Vec::new(),
     };
     let validity = cluster.node_cert_validity;
     let cert_pem = cluster
@@ -176,10 +155,10 @@ pub(crate) async fn issue(
     Ok(JoinResponse {
         node_id: identity.node_id,
         cluster_id: cluster.cluster_id.clone(),
-        role: identity.role.as_str().into(),
+        role: identity.role,
         cert_pem,
         ca_pem: cluster.ca.cert_pem().to_owned(),
-        manager_secrets: (identity.role == Role::Manager).then(|| cluster.manager_secrets.clone()),
+        manager_secrets: (identity.role == NodeRole::Manager).then(|| cluster.manager_secrets.clone()),
     })
 }
 
@@ -201,10 +180,10 @@ pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> 
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
-    let Some(role) = Role::parse(&record.role) else {
+    let Some(role) = NodeRole::parse(&record.role) else {
         return refuse(StatusCode::CONFLICT, "the node's recorded role is unknown");
     };
-    if role == Role::Worker && raft_members(&cluster).contains(&identity.node_id) {
+    if role == NodeRole::Worker && raft_members(&cluster).contains(&identity.node_id) {
         return refuse(
             StatusCode::CONFLICT,
             "the node is still a Raft member; it gets a worker certificate once it left",
@@ -212,7 +191,7 @@ pub(crate) async fn renew(State(cluster): State<Arc<Cluster>>, req: Request) -> 
     }
     let new_identity = NodeIdentity { node_id: identity.node_id, role, cluster_id: cluster.cluster_id.clone() };
     // A manager keeps the names it has (a worker being promoted has none).
-    let names = if record.role == Role::Manager.as_str() { request.names.as_slice() } else { &[] };
+    let names = if record.role == NodeRole::Manager.as_str() { request.names.as_slice() } else { &[] };
     let response = match issue(&cluster, &request.csr_pem, &new_identity, &record.addr, &record.hostname, names).await {
         Ok(response) => response,
         Err(refusal) => return refusal,

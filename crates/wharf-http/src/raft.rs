@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use openraft::storage::Snapshot;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use wharf_pki::{NodeIdentity, Role};
+use wharf_pki::{NodeIdentity, NodeRole};
 use wharf_raft::network::SNAPSHOT_META_HEADER;
 
 use crate::PeerCertificate;
@@ -40,7 +40,7 @@ pub struct Cluster {
     pub store: Arc<wharf_store::Store>,
     /// What a joining manager receives besides its certificate, so that it can sign
     /// certificates and registry tokens itself when it leads.
-    pub manager_secrets: ManagerSecrets,
+    pub manager_secrets: wharf_api::cluster::ManagerSecrets,
     /// The heartbeats this manager heard while leading.
     pub heartbeats: crate::nodes::Heartbeats,
     /// How long the node certificates this manager signs are valid.
@@ -51,14 +51,6 @@ pub struct Cluster {
 
 /// How many joins one source address may attempt in a burst, and how fast it earns another.
 pub const JOIN_LIMITS: wharf_auth::Limits = wharf_auth::Limits { burst: 10.0, refill_ms: 6_000.0 };
-
-/// The keys every manager holds.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ManagerSecrets {
-    pub ca_key_pem: String,
-    pub token_key_pem: String,
-    pub token_cert_pem: String,
-}
 
 /// The routes, for merging into a node's router.
 pub fn raft_router(cluster: Arc<Cluster>) -> Router {
@@ -73,7 +65,7 @@ pub fn raft_router(cluster: Arc<Cluster>) -> Router {
 }
 
 pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
-    crate::json_response(status, serde_json::json!({ "message": message }).to_string().into_bytes())
+    crate::message_response(status, message)
 }
 
 /// The caller's node identity, from a verified node certificate of this cluster, and its record
@@ -106,8 +98,8 @@ pub(crate) fn peer_node(
 /// node that is still a manager.
 pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Response>> {
     let (identity, record) = peer_node(cluster, req)?;
-    let demoted = record.is_some_and(|r| r.role != Role::Manager.as_str());
-    if identity.role != Role::Manager || demoted {
+    let demoted = record.is_some_and(|r| r.role != NodeRole::Manager.as_str());
+    if identity.role != NodeRole::Manager || demoted {
         return Err(Box::new(refuse(StatusCode::FORBIDDEN, "only managers of this cluster may make this call")));
     }
     Ok(())

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use wharf_http::{Cluster, HeartbeatReply, JoinResponse, RenewRequest, cluster_router, raft_router};
-use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, Role};
+use wharf_api::cluster::{HeartbeatReply, JoinResponse, ManagerSecrets, RenewRequest};
+use wharf_http::{Cluster, cluster_router, raft_router};
+use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
 
@@ -33,7 +34,7 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let identity = NodeIdentity { node_id: id, role: Role::Manager, cluster_id: CLUSTER.into() };
+    let identity = NodeIdentity { node_id: id, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).expect("server cert"));
     let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem()).expect("server tls");
@@ -47,11 +48,8 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
     let raft = Raft::new(id, wharf_raft::config(CLUSTER).expect("raft config"), network, log, sm).await.expect("raft");
     let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("client tls");
     let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls, None).expect("proposer"));
-    let secrets = wharf_http::ManagerSecrets {
-        ca_key_pem: String::new(),
-        token_key_pem: String::new(),
-        token_cert_pem: String::new(),
-    };
+    let secrets =
+        ManagerSecrets { ca_key_pem: String::new(), token_key_pem: String::new(), token_cert_pem: String::new() };
     let cluster = Arc::new(Cluster {
         node_id: id,
         ca: Arc::clone(ca),
@@ -193,15 +191,15 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     let url = format!("https://{}/raft/vote", manager.addr);
     let cases = [
         ("no certificate", None, 401),
-        ("a worker", Some(NodeIdentity { node_id: 9, role: Role::Worker, cluster_id: CLUSTER.into() }), 403),
+        ("a worker", Some(NodeIdentity { node_id: 9, role: NodeRole::Worker, cluster_id: CLUSTER.into() }), 403),
         (
             "another cluster's manager",
-            Some(NodeIdentity { node_id: 9, role: Role::Manager, cluster_id: "other".into() }),
+            Some(NodeIdentity { node_id: 9, role: NodeRole::Manager, cluster_id: "other".into() }),
             403,
         ),
         (
             "a manager of this cluster, with garbage",
-            Some(NodeIdentity { node_id: 2, role: Role::Manager, cluster_id: CLUSTER.into() }),
+            Some(NodeIdentity { node_id: 2, role: NodeRole::Manager, cluster_id: CLUSTER.into() }),
             400,
         ),
     ];
@@ -215,12 +213,12 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
         manager.store.apply(&add).expect("add node");
     }
     manager.store.apply(&Command::RemoveNode { id: 2 }).expect("remove");
-    let removed = NodeIdentity { node_id: 2, role: Role::Manager, cluster_id: CLUSTER.into() };
+    let removed = NodeIdentity { node_id: 2, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(removed)).post(&url).body(vec![0xff; 16]).send().await.expect("removed");
     assert_eq!(resp.status().as_u16(), 403, "a removed node's certificate");
     // Node 3 was demoted: its manager certificate no longer opens the Raft routes.
     manager.store.apply(&Command::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
-    let demoted = NodeIdentity { node_id: 3, role: Role::Manager, cluster_id: CLUSTER.into() };
+    let demoted = NodeIdentity { node_id: 3, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(demoted)).post(&url).body(vec![0xff; 16]).send().await.expect("demoted");
     assert_eq!(resp.status().as_u16(), 403, "a demoted manager's certificate");
 }
@@ -263,7 +261,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
         manager.proposer.propose(add).await.expect("add node");
     }
     let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&manager.cluster)));
-    let worker = NodeIdentity { node_id: 2, role: Role::Worker, cluster_id: CLUSTER.into() };
+    let worker = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: CLUSTER.into() };
     let as_worker = client(&ca, Some(worker.clone()));
     let beat = format!("https://{}/cluster/heartbeat", manager.addr);
     let (status, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
@@ -279,7 +277,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     wait_for_state(&manager.store, 2, "ready").await;
     // Only node certificates of this cluster may send heartbeats.
     assert_eq!(post_json::<serde_json::Value>(&client(&ca, None), &beat, "").await.0, 401);
-    let stranger = NodeIdentity { node_id: 2, role: Role::Worker, cluster_id: "other".into() };
+    let stranger = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: "other".into() };
     assert_eq!(post_json::<serde_json::Value>(&client(&ca, Some(stranger)), &beat, "").await.0, 403);
 
     // Renewal gives a certificate for the recorded role, and records its expiry.
@@ -298,16 +296,16 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     // Promoted in the state: the next heartbeat says so, and renewal gives a manager certificate.
     manager.proposer.propose(Command::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
     let (_, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
-    assert_eq!(reply.expect("reply").role, "manager");
+    assert_eq!(reply.expect("reply").role, NodeRole::Manager);
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     let (status, renewed) = post_json::<JoinResponse>(&as_worker, &renew, &request(csr)).await;
     assert_eq!(status, 200);
     let renewed = renewed.expect("renewed");
-    assert_eq!(renewed.role, "manager");
+    assert_eq!(renewed.role, NodeRole::Manager);
     assert!(renewed.manager_secrets.is_some(), "a manager gets the keys every manager holds");
     // A manager demoted in the state gets no worker certificate while it is still in Raft.
     manager.proposer.propose(Command::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
-    let as_one = client(&ca, Some(NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: CLUSTER.into() }));
+    let as_one = client(&ca, Some(NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: CLUSTER.into() }));
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);
     watch.abort();
@@ -325,14 +323,18 @@ async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
     let proposer = wharf_store::LocalProposer(Arc::clone(&store));
     let legacy = wharf_pki::JoinToken::new(ca.cert_der(), "a-legacy-secret-long-enough".into()).to_string();
     store.apply(&Command::SetJoinToken { role: "worker".into(), token: legacy.clone() }).expect("legacy token");
-    assert_eq!(join_token(&store, &ca, Role::Worker).expect("read"), Some(legacy.clone()), "accepted until replaced");
+    assert_eq!(
+        join_token(&store, &ca, NodeRole::Worker).expect("read"),
+        Some(legacy.clone()),
+        "accepted until replaced"
+    );
     assert_eq!(seal_legacy_join_tokens(&proposer, &store, &ca).await.expect("seal"), 1);
     assert_eq!(seal_legacy_join_tokens(&proposer, &store, &ca).await.expect("again"), 0, "nothing left in clear");
-    let worker = join_token(&store, &ca, Role::Worker).expect("read").expect("a worker token");
+    let worker = join_token(&store, &ca, NodeRole::Worker).expect("read").expect("a worker token");
     assert_ne!(worker, legacy, "the token kept in clear stops working");
     assert_eq!(store.legacy_join_token("worker").expect("read"), None);
-    let manager = rotate_join_token(&proposer, &ca, Role::Manager).await.expect("rotate");
-    assert_eq!(join_token(&store, &ca, Role::Manager).expect("read"), Some(manager.clone()));
+    let manager = rotate_join_token(&proposer, &ca, NodeRole::Manager).await.expect("rotate");
+    assert_eq!(join_token(&store, &ca, NodeRole::Manager).expect("read"), Some(manager.clone()));
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
     for token in [&worker, &manager] {
@@ -340,5 +342,5 @@ async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
         assert!(!snapshot.windows(secret.len()).any(|w| w == secret), "a token in clear in the state");
     }
     let other = Ca::load_or_create(&tmp.path().join("other")).expect("other ca");
-    assert!(join_token(&store, &other, Role::Worker).is_err(), "another CA opens nothing");
+    assert!(join_token(&store, &other, NodeRole::Worker).is_err(), "another CA opens nothing");
 }

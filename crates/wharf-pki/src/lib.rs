@@ -20,7 +20,7 @@ mod secrets;
 mod verify;
 
 pub use node::{
-    JoinToken, NODE_VALIDITY, NodeIdentity, Role, ca_client_config, check_csr, joining_client_config,
+    JoinToken, NODE_VALIDITY, NodeIdentity, NodeRole, ca_client_config, check_csr, joining_client_config,
     mutual_server_config, new_csr, node_client_config, node_identity, node_names, node_renewal_time,
     renewing_client_config,
 };
@@ -359,7 +359,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("create");
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned(), "reg.test".to_owned()];
-        let identity = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "wharf-test".into() };
+        let identity = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: "wharf-test".into() };
         let key = ca.issue_node(&identity, &names, NODE_VALIDITY).expect("issue");
         mutual_server_config(Arc::new(RenewableCert::new(&key, ca.cert_pem()).expect("cert")), ca.cert_pem())
             .expect("config");

@@ -11,35 +11,13 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{Ca, CertifiedKey, PkiError, RenewableCert};
 
-/// What a node does in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Manager,
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Manager => "manager",
-            Role::Worker => "worker",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "manager" => Some(Role::Manager),
-            "worker" => Some(Role::Worker),
-            _ => None,
-        }
-    }
-}
+pub use wharf_api::NodeRole;
 
 /// Who a node certificate says its holder is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeIdentity {
     pub node_id: u64,
-    pub role: Role,
+    pub role: NodeRole,
     pub cluster_id: String,
 }
 
@@ -92,11 +70,11 @@ fn node_params(identity: &NodeIdentity, names: &[String], validity: Duration) ->
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     match identity.role {
-        Role::Manager => {
+        NodeRole::Manager => {
             crate::add_sans(&mut params, names)?;
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         }
-        Role::Worker => params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
+        NodeRole::Worker => params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
     }
     let now = OffsetDateTime::now_utc();
     params.not_before = now - NODE_BACKDATE;
@@ -123,7 +101,7 @@ pub fn node_identity(der: &[u8]) -> Option<NodeIdentity> {
         attrs.next().and_then(|a| a.as_str().ok()).map(str::to_owned)
     };
     let node_id = first(&mut subject.iter_common_name())?.parse().ok()?;
-    let role = Role::parse(&first(&mut subject.iter_organizational_unit())?)?;
+    let role = NodeRole::parse(&first(&mut subject.iter_organizational_unit())?)?;
     let cluster_id = first(&mut subject.iter_organization())?;
     Some(NodeIdentity { node_id, role, cluster_id })
 }
@@ -209,14 +187,14 @@ mod tests {
     fn node_certificates_carry_their_identity() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
-        let identity = NodeIdentity { node_id: 7, role: Role::Manager, cluster_id: "c-123".into() };
+        let identity = NodeIdentity { node_id: 7, role: NodeRole::Manager, cluster_id: "c-123".into() };
         let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("issue");
         let der = CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).expect("der");
         assert_eq!(node_identity(&der), Some(identity));
-        let worker = NodeIdentity { node_id: 8, role: Role::Worker, cluster_id: "c-123".into() };
+        let worker = NodeIdentity { node_id: 8, role: NodeRole::Worker, cluster_id: "c-123".into() };
         let key = ca.issue_node(&worker, &[], NODE_VALIDITY).expect("issue");
         let der = CertificateDer::from_pem_slice(key.cert_pem.as_bytes()).expect("der");
-        assert_eq!(node_identity(&der).map(|i| i.role), Some(Role::Worker));
+        assert_eq!(node_identity(&der).map(|i| i.role), Some(NodeRole::Worker));
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("der");
         assert_eq!(node_identity(&ca_der), None, "the CA is not a node");
     }
@@ -238,11 +216,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
         let asked: Vec<String> = ["registry.example.com", "10.0.0.1", "localhost", "127.0.0.1"].map(Into::into).into();
-        let worker = NodeIdentity { node_id: 9, role: Role::Worker, cluster_id: "c".into() };
+        let worker = NodeIdentity { node_id: 9, role: NodeRole::Worker, cluster_id: "c".into() };
         let (_key, csr) = new_csr().expect("csr");
         let signed = ca.sign_node_csr(&csr, &worker, &asked, NODE_VALIDITY).expect("sign");
         let issued = ca.issue_node(&worker, &asked, NODE_VALIDITY).expect("issue").cert_pem;
-        let manager = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "c".into() };
+        let manager = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: "c".into() };
         let served = ca.issue_node(&manager, &asked, NODE_VALIDITY).expect("issue").cert_pem;
         for name in &asked {
             assert!(!verifies_as_server(&ca, &signed, name), "worker certificate from a CSR served {name}");
@@ -271,14 +249,14 @@ mod tests {
         let check = |v: &crate::verify::ManagerVerifier, der: &CertificateDer<'_>| {
             v.verify_server_cert(der, &[], &name, &[], now).is_ok()
         };
-        assert!(check(&verifier, &cert(1, Role::Manager, "c1")), "a manager of the cluster, under any name");
-        assert!(!check(&verifier, &cert(2, Role::Worker, "c1")), "a worker is no manager");
-        assert!(!check(&verifier, &cert(3, Role::Manager, "c2")), "a manager of another cluster");
-        assert!(check(&joining, &cert(3, Role::Manager, "c2")), "a joiner knows only the CA");
-        assert!(!check(&joining, &cert(2, Role::Worker, "c1")));
+        assert!(check(&verifier, &cert(1, NodeRole::Manager, "c1")), "a manager of the cluster, under any name");
+        assert!(!check(&verifier, &cert(2, NodeRole::Worker, "c1")), "a worker is no manager");
+        assert!(!check(&verifier, &cert(3, NodeRole::Manager, "c2")), "a manager of another cluster");
+        assert!(check(&joining, &cert(3, NodeRole::Manager, "c2")), "a joiner knows only the CA");
+        assert!(!check(&joining, &cert(2, NodeRole::Worker, "c1")));
         let other_dir = tempfile::tempdir().expect("tempdir");
         let other = Ca::load_or_create(other_dir.path()).expect("other ca");
-        let identity = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id: "c1".into() };
+        let identity = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: "c1".into() };
         let foreign = other.issue_node(&identity, &[], NODE_VALIDITY).expect("issue").cert_pem;
         let foreign = CertificateDer::from_pem_slice(foreign.as_bytes()).expect("der");
         assert!(!check(&verifier, &foreign), "signed by another CA");
@@ -288,7 +266,7 @@ mod tests {
     fn renewal_falls_inside_the_lifetime_at_the_fraction() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
-        let identity = NodeIdentity { node_id: 3, role: Role::Worker, cluster_id: "c".into() };
+        let identity = NodeIdentity { node_id: 3, role: NodeRole::Worker, cluster_id: "c".into() };
         let key = ca.issue_node(&identity, &[], Duration::hours(10)).expect("issue");
         let (not_before, not_after) = crate::validity(&key.cert_pem).expect("validity");
         assert!((not_after - key.not_after).abs() < Duration::seconds(1), "{not_after} vs {}", key.not_after);
@@ -407,7 +385,7 @@ mod join_tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
         let (_key, csr) = new_csr().expect("csr");
-        let identity = NodeIdentity { node_id: 4, role: Role::Worker, cluster_id: "c".into() };
+        let identity = NodeIdentity { node_id: 4, role: NodeRole::Worker, cluster_id: "c".into() };
         let pem = ca.sign_node_csr(&csr, &identity, &["127.0.0.4".into()], NODE_VALIDITY).expect("sign");
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
         assert_eq!(node_identity(&der), Some(identity));

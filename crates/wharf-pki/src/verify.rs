@@ -11,7 +11,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::node::{Role, node_identity};
+use crate::node::{NodeRole, node_identity};
 
 /// Accepts a server certificate of a manager of `cluster_id` (of any cluster under the CA when
 /// `None`: a joining node knows only the CA, pinned by its token).
@@ -52,7 +52,7 @@ impl ServerCertVerifier for ManagerVerifier {
             )))))
         };
         let identity = node_identity(end_entity).ok_or_else(|| refused("the server's certificate names no node"))?;
-        if identity.role != Role::Manager {
+        if identity.role != NodeRole::Manager {
             return Err(refused("the server's certificate is not a manager's"));
         }
         if self.cluster_id.as_ref().is_some_and(|c| *c != identity.cluster_id) {

@@ -8,10 +8,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use wharf_api::NodeRole;
+use wharf_api::account::{
+    LoginRequest, LoginResponse, NewPassword, NewUser, RepositoryInfo, RepositoryUpdate, SessionInfo, UserInfo,
+    UserUpdate,
+};
+use wharf_api::cluster::{JoinTokenInfo, NodeInfo, NodeRoleInfo, RoleChange};
+use wharf_client::{Client, ClientError};
 
-use crate::terminal::{field, printable};
+use crate::terminal::printable;
 
 #[derive(Serialize, Deserialize)]
 struct Config {
@@ -29,12 +36,13 @@ fn config_path() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".wharf/config.json"))
 }
 
-fn client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
+/// An API client of the node at `url`, trusting `ca_pem` if given (else the system's CAs).
+fn client(url: &str, ca_pem: Option<&str>) -> anyhow::Result<Client> {
     let mut builder = reqwest::Client::builder();
     if let Some(pem) = ca_pem {
         builder = builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes())?]);
     }
-    Ok(builder.build()?)
+    Ok(Client::new(builder.build()?, &[url.to_owned()]))
 }
 
 /// The CA to trust for `url`: `--ca`, else the one `wharf trust` installed, else the system's.
@@ -63,13 +71,9 @@ fn read_secret_line(what: &str) -> anyhow::Result<String> {
     Ok(line)
 }
 
-async fn check(response: reqwest::Response) -> anyhow::Result<serde_json::Value> {
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        bail!("{status}: {}", body["message"].as_str().map_or_else(|| "no message".to_owned(), printable));
-    }
-    Ok(body)
+/// A failed call as the user sees it: what the server said, printable.
+fn remote(e: ClientError) -> anyhow::Error {
+    anyhow::anyhow!("{}", printable(&e.to_string()))
 }
 
 #[derive(Args)]
@@ -93,16 +97,10 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let password = read_secret_line("password")?;
     let url = reqwest::Url::parse(&args.url).with_context(|| format!("invalid URL {}", args.url))?;
     let ca_pem = find_ca(&url, args.ca.as_ref())?;
-    let http = client(ca_pem.as_deref())?;
-    let response = http
-        .post(url.join("/auth/login")?)
-        .json(&json!({"username": args.username, "password": password}))
-        .send()
-        .await
-        .with_context(|| format!("connect to {url}"))?;
-    let body = check(response).await?;
-    let token = body["auth_token"].as_str().context("the node sent no auth_token")?.to_owned();
-    let config = Config { url: url.to_string(), auth_token: token, ca_pem };
+    let mut api = client(url.as_str(), ca_pem.as_deref())?;
+    let request = LoginRequest { username: args.username.clone(), password };
+    let answer: LoginResponse = api.call(Method::POST, "/auth/login", Some(&request)).await.map_err(remote)?;
+    let config = Config { url: url.to_string(), auth_token: answer.auth_token, ca_pem };
     let path = config_path()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -113,71 +111,18 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A logged-in API client.
-struct Session {
-    http: reqwest::Client,
-    url: reqwest::Url,
-    token: String,
-}
-
-impl Session {
-    fn load() -> anyhow::Result<Session> {
-        let path = config_path()?;
-        let raw = std::fs::read(&path)
-            .with_context(|| format!("not logged in ({} is missing): run wharf login", path.display()))?;
-        let config: Config = serde_json::from_slice(&raw).with_context(|| format!("read {}", path.display()))?;
-        let url = reqwest::Url::parse(&config.url)?;
-        Ok(Session { http: client(config.ca_pem.as_deref())?, url, token: config.auth_token })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let mut request = self.http.request(method, self.url.join(path)?).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        check(request.send().await.with_context(|| format!("connect to {}", self.url))?).await
-    }
-
-    /// Like [`Session::call`], for what only the Raft leader can do: a manager that is not the
-    /// leader answers 421 with the leader's address, and the call goes there (the session
-    /// is valid on every manager); while no leader is known (503) it tries again for a while.
-    async fn call_on_leader(
-        &mut self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let mut request = self.http.request(method.clone(), self.url.join(path)?).bearer_auth(&self.token);
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            let response = request.send().await.with_context(|| format!("connect to {}", self.url))?;
-            match response.status() {
-                reqwest::StatusCode::MISDIRECTED_REQUEST => {
-                    let answer: serde_json::Value = response.json().await.unwrap_or_default();
-                    let leader = answer["leader"].as_str().context("no leader is known; try again")?;
-                    self.url = reqwest::Url::parse(&format!("https://{leader}/"))?;
-                }
-                reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                _ => return check(response).await,
-            }
-        }
-        bail!("the leader kept changing; try again")
-    }
+/// The API client of the session `wharf login` saved. A call follows the leader where only
+/// the leader can answer (the session is valid on every manager) and waits out an election.
+fn session() -> anyhow::Result<Client> {
+    let path = config_path()?;
+    let raw = std::fs::read(&path)
+        .with_context(|| format!("not logged in ({} is missing): run wharf login", path.display()))?;
+    let config: Config = serde_json::from_slice(&raw).with_context(|| format!("read {}", path.display()))?;
+    Ok(client(&config.url, config.ca_pem.as_deref())?.with_bearer(&config.auth_token))
 }
 
 pub async fn logout() -> anyhow::Result<()> {
-    let session = Session::load()?;
-    session.call(reqwest::Method::POST, "/auth/logout", None).await?;
+    session()?.call::<(), ()>(Method::POST, "/auth/logout", None).await.map_err(remote)?;
     std::fs::remove_file(config_path()?)?;
     println!("Logged out.");
     Ok(())
@@ -210,55 +155,62 @@ pub enum UserCommand {
 }
 
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let session = Session::load()?;
+    let mut api = session()?;
     match command {
         UserCommand::Ls => {
-            let users = session.call(Method::GET, "/api/users", None).await?;
+            let users: Vec<UserInfo> = api.call(Method::GET, "/api/users", None::<&()>).await.map_err(remote)?;
             println!("{:<24} {:<6} {:<9}", "NAME", "ADMIN", "DISABLED");
-            for u in users.as_array().into_iter().flatten() {
-                println!("{:<24} {:<6} {:<9}", field(u, "name"), u["admin"], u["disabled"]);
+            for u in users {
+                println!("{:<24} {:<6} {:<9}", printable(&u.name), u.admin, u.disabled);
             }
         }
         UserCommand::Create { name, admin } => {
             let password = read_secret_line("password")?;
-            session
-                .call(Method::POST, "/api/users", Some(json!({"name": name, "password": password, "admin": admin})))
-                .await?;
+            let new = NewUser { name: name.clone(), password, admin };
+            api.call::<_, UserInfo>(Method::POST, "/api/users", Some(&new)).await.map_err(remote)?;
             println!("Created {name}.");
         }
         UserCommand::Passwd { name, old_password_file } => {
             let password = read_secret_line("new password")?;
-            let old = read_password_file(old_password_file.as_deref())?;
-            let body = json!({"password": password, "old_password": old});
-            session.call(Method::PUT, &format!("/api/users/{name}/password"), Some(body)).await?;
+            let old_password = read_password_file(old_password_file.as_deref())?;
+            let change = NewPassword { password, old_password };
+            api.call::<_, ()>(Method::PUT, &format!("/api/users/{name}/password"), Some(&change))
+                .await
+                .map_err(remote)?;
             println!("Password of {name} changed; its sessions and tokens were ended.");
         }
         UserCommand::Disable { name } => {
-            session.call(Method::PATCH, &format!("/api/users/{name}"), Some(json!({"disabled": true}))).await?;
+            let update = UserUpdate { disabled: Some(true) };
+            api.call::<_, UserInfo>(Method::PATCH, &format!("/api/users/{name}"), Some(&update))
+                .await
+                .map_err(remote)?;
             println!("Disabled {name}.");
         }
         UserCommand::Enable { name } => {
-            session.call(Method::PATCH, &format!("/api/users/{name}"), Some(json!({"disabled": false}))).await?;
+            let update = UserUpdate { disabled: Some(false) };
+            api.call::<_, UserInfo>(Method::PATCH, &format!("/api/users/{name}"), Some(&update))
+                .await
+                .map_err(remote)?;
             println!("Enabled {name}.");
         }
         UserCommand::Rm { name } => {
-            session.call(Method::DELETE, &format!("/api/users/{name}"), None).await?;
+            api.call::<(), ()>(Method::DELETE, &format!("/api/users/{name}"), None).await.map_err(remote)?;
             println!("Deleted {name}.");
         }
         UserCommand::Sessions => {
-            let sessions = session.call(Method::GET, "/api/sessions", None).await?;
+            let sessions: Vec<SessionInfo> =
+                api.call(Method::GET, "/api/sessions", None::<&()>).await.map_err(remote)?;
             println!("{:<16} {:<14} {:<20} {:<12} {:<12}", "ID", "KIND", "CLIENT", "CREATED", "EXPIRES");
-            for s in sessions.as_array().into_iter().flatten() {
-                let id: String = field(s, "id").chars().take(12).collect();
-                let current = if s["current"] == true { "*" } else { "" };
+            for s in sessions {
+                let id: String = printable(&s.id).chars().take(12).collect();
+                let current = if s.current { "*" } else { "" };
                 println!(
                     "{:<16} {:<14} {:<20} {:<12} {:<12}",
                     format!("{id}{current}"),
-                    field(s, "kind"),
-                    field(s, "client"),
-                    s["created"],
-                    s["expires"]
+                    s.kind.as_str(),
+                    printable(&s.client),
+                    s.created,
+                    s.expires
                 );
             }
         }
@@ -275,13 +227,14 @@ pub enum RepoCommand {
 }
 
 pub async fn repo(command: RepoCommand) -> anyhow::Result<()> {
-    let session = Session::load()?;
     let (name, public) = match command {
         RepoCommand::Public { name } => (name, true),
         RepoCommand::Private { name } => (name, false),
     };
-    session.call(reqwest::Method::PATCH, &format!("/api/repositories/{name}"), Some(json!({"public": public}))).await?;
-    println!("{name} is now {}.", if public { "public" } else { "private" });
+    let update = RepositoryUpdate { public };
+    let path = format!("/api/repositories/{name}");
+    let shown: RepositoryInfo = session()?.call(Method::PATCH, &path, Some(&update)).await.map_err(remote)?;
+    println!("{} is now {}.", printable(&shown.name), if shown.public { "public" } else { "private" });
     Ok(())
 }
 
@@ -294,13 +247,13 @@ pub enum TokenCommand {
 }
 
 pub async fn token(command: TokenCommand) -> anyhow::Result<()> {
-    let session = Session::load()?;
     let (method, role) = match command {
-        TokenCommand::Show { role } => (reqwest::Method::GET, role),
-        TokenCommand::Rotate { role } => (reqwest::Method::POST, role),
+        TokenCommand::Show { role } => (Method::GET, role),
+        TokenCommand::Rotate { role } => (Method::POST, role),
     };
-    let body = session.call(method, &format!("/api/cluster/tokens/{role}"), None).await?;
-    println!("{}", field(&body, "token"));
+    let path = format!("/api/cluster/tokens/{role}");
+    let token: JoinTokenInfo = session()?.call(method, &path, None::<&()>).await.map_err(remote)?;
+    println!("{}", printable(&token.token));
     Ok(())
 }
 
@@ -326,26 +279,24 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
         print_nodes(&nodes);
         return Ok(());
     }
-    let mut session = Session::load()?;
+    let mut api = session()?;
     match command {
         NodeCommand::Rm { id } => {
-            session.call_on_leader(reqwest::Method::DELETE, &format!("/api/nodes/{id}"), None).await?;
+            api.call::<(), ()>(Method::DELETE, &format!("/api/nodes/{id}"), None).await.map_err(remote)?;
             println!("Removed node {id}.");
         }
         NodeCommand::Promote { id } | NodeCommand::Demote { id } => {
-            let role = if matches!(command, NodeCommand::Promote { .. }) { "manager" } else { "worker" };
+            let role =
+                if matches!(command, NodeCommand::Promote { .. }) { NodeRole::Manager } else { NodeRole::Worker };
             let path = format!("/api/nodes/{id}/role");
-            session.call_on_leader(reqwest::Method::PUT, &path, Some(json!({"role": role}))).await?;
+            api.call::<_, NodeRoleInfo>(Method::PUT, &path, Some(&RoleChange { role })).await.map_err(remote)?;
             println!("Node {id} is now a {role}; it takes the role at its next heartbeat.");
         }
         NodeCommand::Ls { .. } => {
-            let url = session.url.join("/api/nodes")?;
-            let response = session.http.get(url).bearer_auth(&session.token).send().await?;
-            let stale =
-                response.headers().get(wharf_http::STALE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let nodes = check(response).await?;
-            if let Some(why) = stale {
-                eprintln!("warning: {}", printable(&why));
+            let (nodes, headers): (Vec<NodeInfo>, _) =
+                api.call_with_headers(Method::GET, "/api/nodes", None::<&()>).await.map_err(remote)?;
+            if let Some(why) = headers.get(wharf_http::STALE_HEADER).and_then(|v| v.to_str().ok()) {
+                eprintln!("warning: {}", printable(why));
             }
             print_nodes(&nodes);
         }
@@ -353,30 +304,29 @@ pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_nodes(nodes: &serde_json::Value) {
+fn print_nodes(nodes: &[NodeInfo]) {
     println!(
         "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {:<22} CERT EXPIRES",
         "ID", "HOSTNAME", "ROLE", "STATE", "RAFT", "LEADER", "REACHABILITY", "ADDRESS"
     );
-    for n in nodes.as_array().into_iter().flatten() {
-        let s = |k: &str| field(n, k);
-        let leader = if n["leader"] == true { "*" } else { "" };
-        let id = format!("{}{}", n["id"], if n["self"] == true { "*" } else { "" });
-        let expires = n["cert_not_after"]
-            .as_i64()
+    for n in nodes {
+        let leader = if n.leader { "*" } else { "" };
+        let id = format!("{}{}", n.id, if n.is_self { "*" } else { "" });
+        let expires = i64::try_from(n.cert_not_after)
+            .ok()
             .filter(|t| *t > 0)
             .and_then(|t| wharf_pki::time::OffsetDateTime::from_unix_timestamp(t).ok())
             .map_or("?".to_owned(), |t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()));
         println!(
             "{:<4} {:<20} {:<8} {:<8} {:<7} {:<7} {:<22} {:<22} {}",
             id,
-            s("hostname"),
-            s("role"),
-            s("state"),
-            s("raft"),
+            printable(&n.hostname),
+            n.role,
+            n.state,
+            n.raft.as_str(),
             leader,
-            s("reachability"),
-            s("addr"),
+            n.reachability.as_str(),
+            printable(&n.addr),
             expires
         );
     }

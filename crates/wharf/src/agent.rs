@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use wharf_http::{HeartbeatReply, JoinResponse, RenewRequest};
+use anyhow::Context;
+use reqwest::Method;
+use wharf_api::NodeRole;
+use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
+use wharf_client::Client;
 use wharf_pki::time::OffsetDateTime;
 use wharf_pki::{CertifiedKey, RenewableCert};
 
@@ -31,24 +34,28 @@ impl Agent {
     /// Runs until the node must restart in another role.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
-        let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
+        // A heartbeat tries every known manager, following the leader, for about one period.
+        let mut client =
+            Client::for_node(tls, &self.identity.managers, Duration::from_secs(10))?.with_patience(DEFAULT_PERIOD);
         let mut renew_at = self.renewal_time();
         let mut period = DEFAULT_PERIOD;
         let mut failures = 0u32;
         loop {
-            match self.heartbeat(&client).await {
-                Ok((leader, reply)) => {
+            match client.call::<(), HeartbeatReply>(Method::POST, "/cluster/heartbeat", None).await {
+                Ok(reply) => {
                     failures = 0;
                     period = Duration::from_millis(reply.period_ms.max(50));
-                    self.remember_managers(&reply.managers)?;
-                    let demoting = reply.role == "worker" && reply.raft_member;
+                    if self.remember_managers(&reply.managers)? {
+                        client = self.client_for(&client)?;
+                    }
+                    let demoting = reply.role == NodeRole::Worker && reply.raft_member;
                     if reply.role != self.identity.role && !demoting {
                         tracing::info!(from = %self.identity.role, to = %reply.role, "the cluster changed this node's role");
-                        self.renew(&client, &leader).await?;
+                        self.renew(&mut client).await?;
                         return Ok(());
                     }
                     if OffsetDateTime::now_utc() >= renew_at {
-                        match self.renew(&client, &leader).await {
+                        match self.renew(&mut client).await {
                             Ok(()) => renew_at = self.renewal_time(),
                             Err(e) => tracing::warn!(error = %e, "renewing this node's certificate failed"),
                         }
@@ -69,73 +76,42 @@ impl Agent {
         wharf_pki::node_renewal_time(&self.key.cert_pem).unwrap_or_else(|_| OffsetDateTime::now_utc())
     }
 
-    /// Sends a heartbeat to the managers this node knows, following a redirect to the leader;
-    /// returns the leader's address and its answer.
-    async fn heartbeat(&self, client: &reqwest::Client) -> anyhow::Result<(String, HeartbeatReply)> {
-        let mut last_error = anyhow::anyhow!("no manager is known");
-        for first in &self.identity.managers {
-            let mut target = first.clone();
-            for _ in 0..3 {
-                let response = match client.post(format!("https://{target}/cluster/heartbeat")).send().await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        last_error = anyhow::Error::from(e).context(format!("heartbeat to {target}"));
-                        break;
-                    }
-                };
-                let status = response.status();
-                if status == reqwest::StatusCode::MISDIRECTED_REQUEST {
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    match body["leader"].as_str() {
-                        Some(leader) => target = leader.to_owned(),
-                        None => {
-                            last_error = anyhow::anyhow!("{target} knows no leader");
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                if !status.is_success() {
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    last_error = anyhow::anyhow!("{target}: {status}: {}", body["message"].as_str().unwrap_or(""));
-                    break;
-                }
-                return Ok((target, response.json().await?));
-            }
-        }
-        Err(last_error)
+    /// A client for the managers this node knows now, starting with the one `old` used last.
+    fn client_for(&self, old: &Client) -> anyhow::Result<Client> {
+        let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
+        let mut managers = vec![old.target().to_owned()];
+        managers.extend(self.identity.managers.iter().filter(|m| *m != old.target()).cloned());
+        Ok(Client::for_node(tls, &managers, Duration::from_secs(10))?.with_patience(DEFAULT_PERIOD))
     }
 
     /// Keeps the managers' addresses in the identity, so that a restarted node (also one whose
-    /// command line names no manager) finds the cluster.
-    fn remember_managers(&mut self, managers: &[String]) -> anyhow::Result<()> {
+    /// command line names no manager) finds the cluster. Returns whether they changed.
+    fn remember_managers(&mut self, managers: &[String]) -> anyhow::Result<bool> {
         let mut known = managers.to_vec();
-        if self.identity.role == "manager" && !known.contains(&self.identity.advertise) {
+        if self.identity.role == NodeRole::Manager && !known.contains(&self.identity.advertise) {
             known.push(self.identity.advertise.clone());
         }
         known.sort();
-        if !known.is_empty() && known != self.identity.managers {
-            self.identity.managers = known;
-            save_identity(&self.data_dir, &self.identity, &self.key)?;
+        if known.is_empty() || known == self.identity.managers {
+            return Ok(false);
         }
-        Ok(())
+        self.identity.managers = known;
+        save_identity(&self.data_dir, &self.identity, &self.key)?;
+        Ok(true)
     }
 
-    /// Gets a new certificate from `manager` for the role the cluster holds for this node, and
-    /// installs it: in the data directory (with the manager keys when the role is manager) and
-    /// for new connections.
-    async fn renew(&mut self, client: &reqwest::Client, manager: &str) -> anyhow::Result<()> {
+    /// Gets a new certificate from the leader (the manager `client` reached last, following it)
+    /// for the role the cluster holds for this node, and installs it: in the data directory
+    /// (with the manager keys when the role is manager) and for new connections.
+    async fn renew(&mut self, client: &mut Client) -> anyhow::Result<()> {
         let (key_pem, csr_pem) = wharf_pki::new_csr()?;
         // A manager keeps the names its certificate has (`--san`, the listen address).
         let names = wharf_pki::cert_names(&self.key.cert_pem).unwrap_or_default();
         let request = RenewRequest { csr_pem, names };
-        let response = client.post(format!("https://{manager}/cluster/renew")).json(&request).send().await?;
-        let status = response.status();
-        if !status.is_success() {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            bail!("{manager} refused the renewal ({status}): {}", body["message"].as_str().unwrap_or(""));
-        }
-        let renewed: JoinResponse = response.json().await.context("read the renewal")?;
+        let renewed: JoinResponse = client
+            .call(Method::POST, "/cluster/renew", Some(&request))
+            .await
+            .context("renew this node's certificate")?;
         if let Some(secrets) = &renewed.manager_secrets {
             save_manager_secrets(&self.data_dir, secrets)?;
         }

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use reqwest::Method;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use wharf_api::NodeRole;
+use wharf_api::cluster::{JoinRequest, JoinResponse, ManagerSecrets, MemberAdded, NodeInfo};
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
-use wharf_http::{Cluster, JoinRequest, JoinResponse, ManagerSecrets};
-use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, Role, write_private};
+use wharf_client::Client;
+use wharf_http::Cluster;
+use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, write_private};
 use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_registry::Registry;
 use wharf_store::{Command, Proposer, Store};
@@ -214,7 +218,7 @@ pub struct JoinArgs {
 pub(crate) struct Identity {
     pub node_id: u64,
     pub cluster_id: String,
-    pub role: String,
+    pub role: NodeRole,
     pub advertise: String,
     /// The managers' addresses as last heard, where heartbeats go.
     #[serde(default)]
@@ -343,12 +347,12 @@ pub(crate) async fn start_first_manager(
     let identity = Identity {
         node_id: 1,
         cluster_id: cluster_id.clone(),
-        role: "manager".into(),
+        role: NodeRole::Manager,
         advertise: first.advertise.clone(),
         managers: vec![first.advertise.clone()],
     };
     let names = wharf_pki::node_names(&[&first.advertise, &settings.listen], &hostname(), &first.sans);
-    let node = NodeIdentity { node_id: 1, role: Role::Manager, cluster_id };
+    let node = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id };
     let key = ca.issue_node(&node, &names, settings.node_cert_validity).context("issue this node's certificate")?;
     let password = crate::account::read_password_file(first.password_file.as_deref())?;
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
@@ -423,21 +427,13 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
     let (key_pem, csr_pem) = wharf_pki::new_csr()?;
     // From here on the manager is authenticated as a manager under that CA, by the identity
     // its certificate names (not by the host name it was reached at).
-    let client =
-        reqwest::Client::builder().use_preconfigured_tls(wharf_pki::joining_client_config(&ca_pem)?).build()?;
+    let tls = wharf_pki::joining_client_config(&ca_pem)?;
+    let mut client = Client::for_node(tls, std::slice::from_ref(&args.manager), Duration::from_secs(30))?;
     let request =
         JoinRequest { token: token_text, csr_pem, hostname: hostname(), advertise: args.node.advertise.clone() };
-    let response = client.post(format!("https://{}/cluster/join", args.manager)).json(&request).send().await?;
-    let status = response.status();
-    if !status.is_success() {
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        bail!(
-            "{} refused the join ({status}): {}",
-            args.manager,
-            body["message"].as_str().map_or_else(|| "no reason given".to_owned(), crate::terminal::printable)
-        );
-    }
-    let joined: JoinResponse = response.json().await?;
+    let joined: JoinResponse = client.call(Method::POST, "/cluster/join", Some(&request)).await.map_err(|e| {
+        anyhow::anyhow!("{} refused the join: {}", args.manager, crate::terminal::printable(&e.to_string()))
+    })?;
     let pki = args.node.data_dir.join("pki");
     std::fs::create_dir_all(&pki)?;
     if let Some(secrets) = &joined.manager_secrets {
@@ -472,7 +468,7 @@ pub(crate) async fn run_node(
     {
         identity.managers.push(via.clone());
     }
-    if identity.role == "manager" {
+    if identity.role == NodeRole::Manager {
         return run_manager(data_dir, identity, key, settings, Start::Existing { via }, listener).await;
     }
     forget_manager_state(data_dir)?;
@@ -638,7 +634,7 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     crate::data_dir::secure(dir)?;
     let (identity, key) = load_identity(dir)?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", dir.display()))?;
-    if identity.role != "manager" {
+    if identity.role != NodeRole::Manager {
         bail!("node {} is a worker: only a manager's data directory holds the cluster's state", identity.node_id);
     }
     // Everything this manager's log holds reaches the state first.
@@ -793,7 +789,7 @@ async fn bootstrap_cluster(
     let not_after = cert_not_after.unix_timestamp().max(0) as u64;
     proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
     let mut tokens = Vec::new();
-    for role in [Role::Manager, Role::Worker] {
+    for role in [NodeRole::Manager, NodeRole::Worker] {
         let token = match wharf_http::join_token(store, ca, role)? {
             Some(token) => token,
             None => wharf_http::rotate_join_token(&**proposer, ca, role).await?,
@@ -810,24 +806,16 @@ async fn bootstrap_cluster(
 /// Asks the cluster to add this manager to Raft (learner, then voter), following redirects to
 /// the leader and retrying while the cluster is busy.
 async fn ask_to_be_added(via: &str, tls: rustls::ClientConfig) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build()?;
-    let mut target = via.to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client =
+        Client::for_node(tls, &[via.to_owned()], Duration::from_secs(30))?.with_patience(Duration::from_secs(60));
     loop {
-        let attempt = client.post(format!("https://{target}/cluster/members")).send().await;
-        match attempt {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) if r.status() == reqwest::StatusCode::MISDIRECTED_REQUEST => {
-                let body: serde_json::Value = r.json().await.unwrap_or_default();
-                if let Some(leader) = body["leader"].as_str() {
-                    target = leader.to_owned();
-                }
-            }
-            Ok(r) => tracing::warn!(status = %r.status(), %target, "joining raft: not yet"),
-            Err(e) => tracing::warn!(error = %e, %target, "joining raft: not yet"),
-        }
-        if Instant::now() > deadline {
-            bail!("could not join raft through {via} within a minute");
+        // A refusal can be passing too (the leader's replica may not have this node's new role
+        // yet), so every failure is tried again until the deadline.
+        match client.call::<(), MemberAdded>(Method::POST, "/cluster/members", None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() < deadline => tracing::warn!(error = %e, "joining raft: not yet"),
+            Err(e) => bail!("could not join raft through {via} within a minute: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -876,36 +864,19 @@ fn print_banner(
 /// The node list, asked with the certificate of the node whose data directory is `data_dir`:
 /// no account or login needed on the machine that runs it. A manager asks itself first; a
 /// worker asks the managers it last heard of, in turn.
-pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
+pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<Vec<NodeInfo>> {
     let (identity, key) = load_identity(data_dir)?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", data_dir.display()))?;
     let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
     let tls = wharf_pki::node_client_config(&key, &ca_pem, &identity.cluster_id)?;
-    let client = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build()?;
     let mut targets = Vec::new();
-    if identity.role == "manager" {
+    if identity.role == NodeRole::Manager {
         targets.push(identity.advertise.clone());
     }
     targets.extend(identity.managers.iter().filter(|m| **m != identity.advertise).cloned());
-    let mut failures = Vec::new();
-    for target in &targets {
-        let response = match client.get(format!("https://{target}/cluster/nodes")).send().await {
-            Ok(response) => response,
-            Err(e) => {
-                failures.push(format!("{target}: {e}"));
-                continue;
-            }
-        };
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(body);
-        }
-        // A refusal (removed node, another cluster) is the same from every manager.
-        bail!(
-            "{target} answered {status}: {}",
-            body["message"].as_str().map_or_else(|| "no message".to_owned(), crate::terminal::printable)
-        );
-    }
-    bail!("no manager answered: {}", if failures.is_empty() { "none known".to_owned() } else { failures.join("; ") })
+    // Any manager answers (a refusal, for a removed node or another cluster, is the same from
+    // every manager); the client moves on from those it cannot reach.
+    let mut client = Client::for_node(tls, &targets, Duration::from_secs(10))?;
+    let nodes = client.call::<(), Vec<NodeInfo>>(Method::GET, "/cluster/nodes", None).await;
+    nodes.map_err(|e| anyhow::anyhow!("{}", crate::terminal::printable(&e.to_string())))
 }

@@ -16,11 +16,6 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-/// The string at `key` of a JSON object from a server, printable, or `?`.
-pub fn field(value: &serde_json::Value, key: &str) -> String {
-    value[key].as_str().map_or_else(|| "?".to_owned(), printable)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,8 +27,5 @@ mod tests {
         assert_eq!(printable("\u{1b}[2J\u{1b}]0;owned\u{7}"), "\\u{1b}[2J\\u{1b}]0;owned\\u{7}");
         assert_eq!(printable("a\nb\r\u{9b}c\u{7f}"), "a\\u{a}b\\u{d}\\u{9b}c\\u{7f}");
         assert!(!printable("\u{1b}\u{9b}\u{0}").chars().any(char::is_control));
-        let value = serde_json::json!({"hostname": "x\u{1b}[31m", "n": 1});
-        assert_eq!(field(&value, "hostname"), "x\\u{1b}[31m");
-        assert_eq!(field(&value, "n"), "?");
     }
 }

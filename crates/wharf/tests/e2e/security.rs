@@ -743,7 +743,7 @@ async fn answering_server(routes: Vec<(&'static str, Value)>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_no_control_character_from_a_server() {
     let evil = "node\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m";
-    let nodes = json!([{"id": 2, "hostname": evil, "role": "worker", "state": "ready", "raft": "none",
+    let nodes = json!([{"id": 2, "hostname": evil, "role": "worker", "state": "ready", "state_since": 0, "raft": "none",
                         "leader": false, "reachability": "unknown", "addr": evil, "self": false, "cert_not_after": 0}]);
     let sessions = json!([{"id": evil, "kind": "api", "client": evil, "created": 1, "expires": 2, "current": false}]);
     let url = answering_server(vec![("/api/nodes", nodes), ("/api/sessions", sessions)]).await;

@@ -1,0 +1,114 @@
+//! The account API's wire contracts (`/auth/login`, `/api/me`, `/api/users`, `/api/sessions`,
+//! `/api/repositories`), shared by the server and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /auth/login` (the shape UCP answers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub auth_token: String,
+}
+
+/// `GET /api/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// An account as the API shows it (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub admin: bool,
+    pub disabled: bool,
+    pub created: u64,
+}
+
+/// `POST /api/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewUser {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `PATCH /api/users/{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserUpdate {
+    pub disabled: Option<bool>,
+}
+
+/// `PUT /api/users/{name}/password` (`old_password` when users change their own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewPassword {
+    pub password: String,
+    pub old_password: Option<String>,
+}
+
+/// What a session is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// An API session from `POST /auth/login`.
+    #[serde(rename = "api")]
+    Api,
+    /// A registry refresh token (docker's identity token).
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Api => "api",
+            SessionKind::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// One item of `GET /api/sessions` (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub kind: SessionKind,
+    pub client: String,
+    pub created: u64,
+    pub expires: u64,
+    /// Whether it is the session the request came with.
+    pub current: bool,
+}
+
+/// `GET|PATCH /api/repositories/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryInfo {
+    pub name: String,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryUpdate {
+    pub public: bool,
+}
+
+/// The body of every error of the account, node and cluster APIs. `leader` is set on a 421:
+/// the address of the manager that can answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApiMessage {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
+
+impl ApiMessage {
+    pub fn new(message: impl Into<String>) -> ApiMessage {
+        ApiMessage { message: message.into(), leader: None }
+    }
+}

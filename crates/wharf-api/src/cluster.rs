@@ -1,0 +1,261 @@
+//! The cluster's wire contracts: what nodes send each other (join, heartbeat, renewal) and what
+//! the node API answers (the node list, join tokens, role changes). The server (`wharf-http`)
+//! and every client (the CLI, the agent, `wharf join`, the tests) share these types, so a field
+//! renamed on one side is a compile error on the other, not a `?` printed silently.
+
+use serde::{Deserialize, Serialize};
+
+/// What a node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Manager,
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeRole> {
+        match s {
+            "manager" => Some(NodeRole::Manager),
+            "worker" => Some(NodeRole::Worker),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a node's heartbeats arrive, as the node list shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Before its first heartbeat.
+    Unknown,
+    /// Its heartbeats arrive.
+    Ready,
+    /// It missed three heartbeats.
+    Down,
+    /// Removed from the cluster: its id is never given again and its certificate is refused.
+    Removed,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Ready => "ready",
+            NodeState::Down => "down",
+            NodeState::Removed => "removed",
+        }
+    }
+
+    /// The state a record holds (`ready`, `down`; anything else is `unknown`).
+    pub fn parse(s: &str) -> NodeState {
+        match s {
+            "ready" => NodeState::Ready,
+            "down" => NodeState::Down,
+            "removed" => NodeState::Removed,
+            _ => NodeState::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a joining node sends (`POST /cluster/join`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub csr_pem: String,
+    pub hostname: String,
+    /// Where the node serves (host:port).
+    pub advertise: String,
+}
+
+/// The keys every manager holds, sent to a node that joins or renews as a manager.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagerSecrets {
+    pub ca_key_pem: String,
+    pub token_key_pem: String,
+    pub token_cert_pem: String,
+}
+
+/// What a joining or renewing node gets back: its certificate for the role the cluster holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub node_id: u64,
+    pub cluster_id: String,
+    pub role: NodeRole,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// For managers only.
+    pub manager_secrets: Option<ManagerSecrets>,
+}
+
+/// A certificate request from a node that has one already (`POST /cluster/renew`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+    /// The names the node's certificate covers now, so a manager keeps those it was given
+    /// (`--san`, its listen address); a worker's certificate names nothing, whatever it asks.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// What a heartbeat returns (`POST /cluster/heartbeat`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// When to send the next one.
+    pub period_ms: u64,
+    /// The role the cluster wants this node in.
+    pub role: NodeRole,
+    /// Whether the node is a voter or learner of Raft now.
+    pub raft_member: bool,
+    /// The managers' addresses, for finding the leader when this one goes away.
+    pub managers: Vec<String>,
+}
+
+/// What a manager answers `POST /cluster/members` (it added the caller to Raft).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberAdded {
+    pub node_id: u64,
+    pub voter: bool,
+}
+
+/// A node's place in Raft, as one manager sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftMembership {
+    Voter,
+    Learner,
+    None,
+}
+
+impl RaftMembership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RaftMembership::Voter => "voter",
+            RaftMembership::Learner => "learner",
+            RaftMembership::None => "none",
+        }
+    }
+}
+
+/// Whether the leader replicates to a node, as one manager sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reachability {
+    #[serde(rename = "reachable")]
+    Reachable,
+    #[serde(rename = "unreachable")]
+    Unreachable,
+    #[serde(rename = "catching up")]
+    CatchingUp,
+    #[serde(rename = "unknown")]
+    Unknown,
+    /// This manager is not the leader: only the leader knows.
+    #[serde(rename = "unknown (ask the leader)")]
+    AskTheLeader,
+}
+
+impl Reachability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable => "unreachable",
+            Reachability::CatchingUp => "catching up",
+            Reachability::Unknown => "unknown",
+            Reachability::AskTheLeader => "unknown (ask the leader)",
+        }
+    }
+}
+
+/// One node of the list (`GET /api/nodes`, `GET /cluster/nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub role: NodeRole,
+    pub hostname: String,
+    pub addr: String,
+    pub state: NodeState,
+    /// When `state` last changed (seconds since the Unix epoch).
+    pub state_since: u64,
+    /// When the node's certificate expires (seconds since the Unix epoch; 0 if unknown).
+    pub cert_not_after: u64,
+    pub raft: RaftMembership,
+    pub leader: bool,
+    pub reachability: Reachability,
+    /// Whether this is the manager that answered.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
+/// A role change (`PUT /api/nodes/{id}/role`) and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleChange {
+    pub role: NodeRole,
+}
+
+/// The answer to a role change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRoleInfo {
+    pub id: u64,
+    pub role: NodeRole,
+}
+
+/// A join token (`GET|POST /api/cluster/tokens/{role}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinTokenInfo {
+    pub role: NodeRole,
+    pub token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_travel_as_the_words_the_cli_and_tests_know() {
+        assert_eq!(serde_json::to_string(&NodeRole::Manager).expect("json"), "\"manager\"");
+        assert_eq!(serde_json::to_string(&NodeState::Removed).expect("json"), "\"removed\"");
+        assert_eq!(serde_json::to_string(&Reachability::AskTheLeader).expect("json"), "\"unknown (ask the leader)\"");
+        assert_eq!(serde_json::to_string(&RaftMembership::None).expect("json"), "\"none\"");
+        for role in [NodeRole::Manager, NodeRole::Worker] {
+            assert_eq!(NodeRole::parse(role.as_str()), Some(role));
+        }
+        for state in [NodeState::Unknown, NodeState::Ready, NodeState::Down, NodeState::Removed] {
+            assert_eq!(NodeState::parse(state.as_str()), state);
+        }
+        let info = NodeInfo {
+            id: 2,
+            role: NodeRole::Worker,
+            hostname: "h".into(),
+            addr: "a:1".into(),
+            state: NodeState::Ready,
+            state_since: 1,
+            cert_not_after: 2,
+            raft: RaftMembership::None,
+            leader: false,
+            reachability: Reachability::CatchingUp,
+            is_self: true,
+        };
+        let json: serde_json::Value = serde_json::to_value(&info).expect("json");
+        assert_eq!(json["self"], true);
+        assert_eq!(json["reachability"], "catching up");
+        assert_eq!(serde_json::from_value::<NodeInfo>(json).expect("back"), info);
+    }
+}
