@@ -1,7 +1,8 @@
-//! The Raft routes managers call on each other: `POST /raft/append`, `/raft/vote`,
-//! `/raft/transfer` (postcard bodies) and `/raft/snapshot` (the snapshot file as the body, its metadata in a header).
-//! Every call must come over mutual TLS with a manager certificate of this cluster: the
-//! verified peer certificate's subject says so (`wharf_pki::node_identity`).
+//! The Raft routes managers call on each other (`/raft/append`, `vote`, `transfer`, `propose`,
+//! `read-index`, and `snapshot` with the file as the body): every call must come over mutual
+//! TLS with a manager certificate of this cluster, which the verified peer certificate's
+//! subject says (`wharf_pki::node_identity`); what the calls carry and do is
+//! `wharf_raft::transport`. Also the peer checks every node-to-node route shares.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,18 +12,12 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
 use futures::TryStreamExt;
-use openraft::storage::Snapshot;
-use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use wharf_pki::{NodeIdentity, NodeRole};
-use wharf_raft::network::SNAPSHOT_META_HEADER;
+use wharf_raft::transport::{self, Rpc};
 
 use crate::PeerCertificate;
-
-/// Largest append-entries or vote body.
-const MAX_RPC: usize = 256 << 20;
 
 /// What the Raft routes need.
 pub struct Cluster {
@@ -54,14 +49,16 @@ pub const JOIN_LIMITS: wharf_auth::Limits = wharf_auth::Limits { burst: 10.0, re
 
 /// The routes, for merging into a node's router.
 pub fn raft_router(cluster: Arc<Cluster>) -> Router {
-    Router::new()
-        .route("/raft/append", post(append))
-        .route("/raft/vote", post(vote))
-        .route("/raft/snapshot", post(snapshot))
-        .route("/raft/propose", post(propose))
-        .route("/raft/transfer", post(transfer))
-        .route("/raft/read-index", post(read_index))
-        .with_state(cluster)
+    let mut router = Router::new().route(transport::SNAPSHOT_PATH, post(snapshot));
+    for kind in Rpc::ALL {
+        router = router.route(
+            &kind.path(),
+            post(
+                move |State(cluster): State<Arc<Cluster>>, req: Request| async move { rpc(&cluster, kind, req).await },
+            ),
+        );
+    }
+    router.with_state(cluster)
 }
 
 pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
@@ -105,95 +102,33 @@ pub(crate) fn check_peer(cluster: &Cluster, req: &Request) -> Result<(), Box<Res
     Ok(())
 }
 
-pub(crate) fn postcard_response<T: Serialize>(value: &T) -> Response {
-    match postcard::to_allocvec(value) {
-        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "encoding a raft reply failed");
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, "encoding the reply failed")
-        }
-    }
-}
-
-/// The postcard message of a request from a manager of this cluster.
-async fn message<T: serde::de::DeserializeOwned>(cluster: &Cluster, req: Request, what: &str) -> Result<T, Response> {
-    check_peer(cluster, &req).map_err(|refusal| *refusal)?;
-    let body = axum::body::to_bytes(req.into_body(), MAX_RPC)
-        .await
-        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "raft message too large or unreadable"))?;
-    postcard::from_bytes(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
-}
-
-async fn append(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    match message(&cluster, req, "append-entries message").await {
-        Ok(rpc) => postcard_response(&cluster.raft.append_entries(rpc).await),
-        Err(refusal) => refusal,
-    }
-}
-
-async fn vote(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    match message(&cluster, req, "vote message").await {
-        Ok(rpc) => postcard_response(&cluster.raft.vote(rpc).await),
-        Err(refusal) => refusal,
-    }
-}
-
-/// ReadIndex for a follower: this leader confirms its leadership and names the index the
-/// follower must apply before it reads.
-async fn read_index(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
+/// Answers an RPC of the Raft transport for a manager of this cluster: the peer check here,
+/// everything else in `wharf_raft::transport`.
+async fn rpc(cluster: &Cluster, rpc: Rpc, req: Request) -> Response {
+    if let Err(refusal) = check_peer(cluster, &req) {
         return *refusal;
     }
-    let answer = match cluster.proposer.read_index_here().await {
-        Ok(index) => Ok(index),
-        Err(Ok(leader)) => Err(format!("this manager is not the leader any more; the leader is {leader}")),
-        Err(Err(why)) => Err(why),
+    let body = match axum::body::to_bytes(req.into_body(), transport::MAX_RPC).await {
+        Ok(body) => body,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "raft message too large or unreadable"),
     };
-    postcard_response(&answer)
-}
-
-async fn transfer(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    match message(&cluster, req, "transfer-leader message").await {
-        Ok(rpc) => postcard_response(&cluster.raft.handle_transfer_leader(rpc).await.map_err(|e| e.to_string())),
-        Err(refusal) => refusal,
+    match transport::answer(&cluster.raft, &cluster.proposer, rpc, &body).await {
+        Ok(answer) => (StatusCode::OK, answer).into_response(),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     }
-}
-
-/// A command a follower forwards to this node as the leader. It is not forwarded again: if
-/// this node is not the leader any more, the follower gets an error and the client retries.
-async fn propose(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    let command = match message(&cluster, req, "command").await {
-        Ok(command) => command,
-        Err(refusal) => return refusal,
-    };
-    let answer = match cluster.proposer.write_here(command).await {
-        Ok(applied) => Ok(applied),
-        Err(Ok(leader)) => Err(format!("this manager is not the leader any more; the leader is {leader}")),
-        Err(Err(why)) => Err(why),
-    };
-    postcard_response(&answer)
 }
 
 async fn snapshot(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
     if let Err(refusal) = check_peer(&cluster, &req) {
         return *refusal;
     }
-    let meta = req.headers().get(SNAPSHOT_META_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).ok()?;
-        postcard::from_bytes::<(
-            openraft::type_config::alias::VoteOf<wharf_raft::TypeConfig>,
-            openraft::type_config::alias::SnapshotMetaOf<wharf_raft::TypeConfig>,
-        )>(&raw)
-        .ok()
-    });
-    let Some((vote, meta)) = meta else {
-        return refuse(StatusCode::BAD_REQUEST, "missing or invalid snapshot metadata header");
+    let header = req.headers().get(transport::SNAPSHOT_META_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = match transport::SnapshotHeader::parse(header) {
+        Ok(header) => header,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match receive(&cluster, req).await {
-        Ok(file) => {
-            let result = cluster.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file }).await;
-            postcard_response(&result.map_err(|e| e.to_string()))
-        }
+        Ok(file) => (StatusCode::OK, transport::install_snapshot(&cluster.raft, header, file).await).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "receiving a snapshot failed");
             refuse(StatusCode::BAD_REQUEST, "receiving the snapshot failed")

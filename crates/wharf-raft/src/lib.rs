@@ -11,6 +11,7 @@ mod log_store;
 pub mod network;
 mod proposer;
 mod state_machine;
+pub mod transport;
 
 use serde::{Deserialize, Serialize};
 use wharf_store::Outcome;

@@ -1,12 +1,11 @@
-//! The Raft transport: each RPC is an HTTPS POST to the target manager's `/raft/<rpc>` with a
-//! postcard body, over a mutual-TLS client that presents this node's certificate. A snapshot
-//! streams its file as the body, with the vote and snapshot metadata in a header. The routes
-//! that answer are in the HTTP crate; the wire types are here ([`SNAPSHOT_META_HEADER`]).
+//! The calling half of the Raft transport: each RPC is an HTTPS POST to the target manager's
+//! `/raft/<rpc>` with a postcard body, over a mutual-TLS client that presents this node's
+//! certificate. A snapshot streams its file as the body, with the vote and snapshot metadata
+//! in a header. The answering half is [`crate::transport`], which the HTTP crate mounts.
 
 use std::fs::File;
 use std::future::Future;
 
-use base64::Engine;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -18,10 +17,8 @@ use openraft::{BasicNode, OptionalSend};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::transport::{Rpc, SNAPSHOT_META_HEADER, SNAPSHOT_PATH, SnapshotHeader};
 use crate::{NodeId, TypeConfig};
-
-/// The header that carries `(vote, snapshot meta)`, postcard then base64url, on a snapshot POST.
-pub const SNAPSHOT_META_HEADER: &str = "wharf-raft-snapshot";
 
 /// Makes connections to other managers.
 #[derive(Clone)]
@@ -54,7 +51,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        Connection { client: self.client.clone(), target, base: format!("https://{}/raft", node.addr) }
+        Connection { client: self.client.clone(), target, base: format!("https://{}", node.addr) }
     }
 }
 
@@ -96,12 +93,13 @@ impl Connection {
     /// POSTs `request` to `/raft/<rpc>` and decodes the answer.
     async fn post<Req: Serialize, Answer: DeserializeOwned>(
         &self,
-        rpc: &str,
+        rpc: Rpc,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Answer, RPCError<TypeConfig>> {
         let body = postcard::to_allocvec(request).map_err(network)?;
-        let send = self.client.post(format!("{}/{rpc}", self.base)).timeout(option.hard_ttl()).body(body).send();
+        let send =
+            self.client.post(format!("{}{}", self.base, rpc.path())).timeout(option.hard_ttl()).body(body).send();
         let response = send.await.map_err(unreachable)?;
         self.read(response).await
     }
@@ -109,7 +107,7 @@ impl Connection {
     /// An RPC whose answer carries openraft's own error.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        rpc: &str,
+        rpc: Rpc,
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
@@ -131,7 +129,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("append", &rpc, &option).await
+        self.call(Rpc::Append, &rpc, &option).await
     }
 
     async fn vote(
@@ -139,7 +137,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("vote", &rpc, &option).await
+        self.call(Rpc::Vote, &rpc, &option).await
     }
 
     /// Asks the target to take over as leader (a demoted leader hands over this way).
@@ -148,7 +146,8 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let answer: Result<TransferLeaderResponse<TypeConfig>, String> = self.post("transfer", &req, &option).await?;
+        let answer: Result<TransferLeaderResponse<TypeConfig>, String> =
+            self.post(Rpc::Transfer, &req, &option).await?;
         answer.map_err(|message| self.refused(message))
     }
 
@@ -159,12 +158,15 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let meta = postcard::to_allocvec(&(vote, snapshot.meta)).map_err(network)?;
-        let meta = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(meta);
+        let meta = SnapshotHeader::encode(vote, snapshot.meta).map_err(network)?;
         let file = tokio::fs::File::from_std(snapshot.snapshot);
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let send =
-            self.client.post(format!("{}/snapshot", self.base)).header(SNAPSHOT_META_HEADER, meta).body(body).send();
+        let send = self
+            .client
+            .post(format!("{}{SNAPSHOT_PATH}", self.base))
+            .header(SNAPSHOT_META_HEADER, meta)
+            .body(body)
+            .send();
         let response = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             response = send => response.map_err(unreachable)?,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use wharf_store::{CatchUp, Command, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
 
+use crate::transport::Rpc;
 use crate::{Applied, Raft};
 
 /// How long a proposal may wait for a leader and a quorum.
@@ -63,7 +64,7 @@ impl RaftProposer {
     async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, Option<StoreError>> {
         let body = postcard::to_allocvec(command)
             .map_err(|e| Some(StoreError::Unavailable(format!("encode a command for {leader}: {e}"))))?;
-        let (applied, index): (Applied, u64) = self.ask_leader(leader, "propose", body).await?;
+        let (applied, index): (Applied, u64) = self.ask_leader(leader, Rpc::Propose, body).await?;
         self.applied_here(index).await.map_err(Some)?;
         Ok(applied)
     }
@@ -73,12 +74,13 @@ impl RaftProposer {
     async fn ask_leader<T: serde::de::DeserializeOwned>(
         &self,
         leader: &str,
-        rpc: &str,
+        rpc: Rpc,
         body: Vec<u8>,
     ) -> Result<T, Option<StoreError>> {
-        let unavailable = |e: &dyn std::fmt::Display| Some(StoreError::Unavailable(format!("{rpc} on {leader}: {e}")));
-        let sent =
-            self.client.post(format!("https://{leader}/raft/{rpc}")).timeout(PROPOSE_TIMEOUT).body(body).send().await;
+        let name = rpc.name();
+        let unavailable = |e: &dyn std::fmt::Display| Some(StoreError::Unavailable(format!("{name} on {leader}: {e}")));
+        let url = format!("https://{leader}{}", rpc.path());
+        let sent = self.client.post(url).timeout(PROPOSE_TIMEOUT).body(body).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Err(None),
@@ -138,7 +140,7 @@ impl Proposer for RaftProposer {
             move || Box::pin(async move { self.read_index_here().await.map(|_| ()) }),
             move |leader| {
                 Box::pin(async move {
-                    let index: u64 = self.ask_leader(&leader, "read-index", Vec::new()).await?;
+                    let index: u64 = self.ask_leader(&leader, Rpc::ReadIndex, Vec::new()).await?;
                     self.applied_here(index).await.map_err(Some)
                 })
             },
