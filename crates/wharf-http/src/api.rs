@@ -12,12 +12,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
+use wharf_api::NodeRole;
 use wharf_api::account::{
     self, LoginRequest, LoginResponse, Me, NewPassword, NewUser, RepositoryInfo, RepositoryUpdate, SessionInfo,
     UserInfo, UserUpdate,
 };
-use wharf_api::cluster::{JoinTokenInfo, NodeRoleInfo, RoleChange};
+use wharf_api::cluster::RoleChange;
 use wharf_auth::{Auth, AuthError, Identity};
+use wharf_manager::ClusterError;
 use wharf_store::{SessionKind, StoreError, UserRecord};
 
 use crate::access::{Credentials, credentials};
@@ -302,19 +304,27 @@ async fn update_repository(
     Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public: update.public }))
 }
 
-fn cluster_of(app: &App) -> Result<&Arc<crate::Cluster>, ApiError> {
+fn cluster_of(app: &App) -> Result<&Arc<wharf_manager::Manager>, ApiError> {
     app.cluster.as_ref().ok_or_else(|| api_error(StatusCode::NOT_FOUND, "this node is not part of a cluster"))
+}
+
+/// The answer of a control-plane call: its value, or its error mapped once
+/// (`cluster_api::cluster_error`: a 421 names the leader).
+fn cluster_answer<T: serde::Serialize>(result: Result<T, ClusterError>) -> ApiResult {
+    Ok(match result {
+        Ok(value) => typed_response(StatusCode::OK, &value),
+        Err(e) => crate::cluster_api::cluster_error(e),
+    })
 }
 
 async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
-    let cluster = cluster_of(&app)?;
+    let manager = cluster_of(&app)?;
     // `wharf node ls` should be current: catch up with the leader first. Without a quorum the
     // local replica still answers, marked as possibly stale.
     let stale = app.registry.catch_up().await.err();
-    let list = crate::cluster_api::node_list(cluster).map_err(AuthError::Store)?;
-    let mut response = typed_response(StatusCode::OK, &list);
+    let mut response = cluster_answer(manager.node_list())?;
     if let Some(why) = stale {
         let why = format!("this manager's replica may be stale: {}", why.message).replace(['\r', '\n'], " ");
         if let Ok(value) = axum::http::HeaderValue::from_str(&why) {
@@ -324,31 +334,16 @@ async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResul
     Ok(response)
 }
 
-fn parse_role(role: &str) -> Result<wharf_pki::NodeRole, ApiError> {
-    wharf_pki::NodeRole::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
+fn parse_role(role: &str) -> Result<NodeRole, ApiError> {
+    NodeRole::parse(role).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "roles are manager and worker"))
 }
 
-impl From<crate::JoinTokenError> for ApiError {
-    fn from(e: crate::JoinTokenError) -> ApiError {
-        match e {
-            crate::JoinTokenError::Store(e) => AuthError::Store(e).into(),
-            other => {
-                tracing::error!(error = %other, "reading or setting a join token failed");
-                api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log")
-            }
-        }
-    }
-}
-
-/// Shows a role's join token (the state keeps it sealed; managers open it with the CA key).
+/// Shows a role's join token.
 async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
-    let cluster = cluster_of(&app)?;
-    let token = crate::join_token(&cluster.store, &cluster.ca, role)?;
-    let token = token.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no join token yet"))?;
-    Ok(typed_response(StatusCode::OK, &JoinTokenInfo { role, token }))
+    cluster_answer(cluster_of(&app)?.show_join_token(role))
 }
 
 /// Replaces a role's join token: the old one stops working at once.
@@ -356,108 +351,34 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let role = parse_role(&role)?;
-    let cluster = cluster_of(&app)?;
-    let token = crate::rotate_join_token(&*cluster.proposer, &cluster.ca, role).await?;
-    tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
-    Ok(typed_response(StatusCode::OK, &JoinTokenInfo { role, token }))
-}
-
-/// Takes manager `id` out of Raft's membership. Only the leader can; elsewhere the answer
-/// is 421 with the leader's address, which the CLI follows. The leader takes itself out by
-/// handing leadership to another voter first and sending the caller there.
-async fn leave_raft(cluster: &crate::Cluster, id: u64) -> Result<(), Response> {
-    use openraft::type_config::async_runtime::WatchReceiver;
-    // 421 names the leader; while none is known (an election or a handover is running) the
-    // answer is 503, and the caller tries again.
-    let misdirected = |leader: Option<String>| match leader {
-        Some(leader) => {
-            let body = wharf_api::ApiMessage { message: "ask the leader".into(), leader: Some(leader) };
-            typed_response(StatusCode::MISDIRECTED_REQUEST, &body)
-        }
-        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "no leader is known now; try again").into_response(),
-    };
-    if id == cluster.node_id && cluster.raft.current_leader().await == Some(id) {
-        let metrics = cluster.raft.metrics().borrow_watched().clone();
-        let Some(successor) = metrics.membership_config.membership().voter_ids().find(|v| *v != id) else {
-            return Err(api_error(StatusCode::CONFLICT, "this is the only manager").into_response());
-        };
-        let _ = cluster.raft.trigger().transfer_leader(successor).await;
-        let moved = cluster
-            .raft
-            .wait(Some(std::time::Duration::from_secs(5)))
-            .metrics(|m| m.current_leader.is_some_and(|l| l != id), "leadership handed over")
-            .await;
-        let leader = moved.ok().and_then(|m| m.current_leader).and_then(|l| cluster.store.node(l).ok().flatten());
-        return Err(misdirected(leader.map(|n| n.addr)));
+    let rotated = cluster_of(&app)?.rotate_join_token(role).await;
+    if rotated.is_ok() {
+        tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
     }
-    let members: std::collections::BTreeSet<u64> = [id].into_iter().collect();
-    let change = openraft::ChangeMembers::RemoveVoters(members.clone());
-    if let Err(e) = cluster.raft.change_membership(change, false).await {
-        if let Some(forward) = e.forward_to_leader() {
-            return Err(misdirected(forward.leader_node.as_ref().map(|n| n.addr.clone())));
-        }
-        return Err(api_error(StatusCode::CONFLICT, format!("removing {id} from raft failed: {e}")).into_response());
-    }
-    let _ = cluster.raft.change_membership(openraft::ChangeMembers::RemoveNodes(members), false).await;
-    Ok(())
+    cluster_answer(rotated)
 }
 
-/// The managers that are neither removed nor demoted.
-fn managers(cluster: &crate::Cluster) -> Result<Vec<u64>, ApiError> {
-    let nodes = cluster.store.nodes().map_err(AuthError::Store)?;
-    Ok(nodes.into_iter().filter(|(_, n)| !n.removed && n.role == "manager").map(|(id, _)| id).collect())
-}
-
-/// Removes a node: a manager leaves Raft first (on the leader; a follower answers 421 with the
-/// leader's address), then the node is marked removed, so its id is never reused and its
-/// certificate is refused by the node-to-node routes.
+/// Removes a node (on the leader, for a manager: elsewhere the answer names the leader).
 async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
-    use wharf_store::Proposer;
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
-    let cluster = cluster_of(&app)?;
-    if id == cluster.node_id {
-        return Err(api_error(StatusCode::CONFLICT, "a manager cannot remove itself; ask another manager"));
+    match cluster_of(&app)?.remove_node(id).await {
+        Ok(()) => {
+            tracing::info!(node_id = id, by = %identity.name, "node removed");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => Ok(crate::cluster_api::cluster_error(e)),
     }
-    let node = cluster.store.node(id).map_err(AuthError::Store)?;
-    let node = node.ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such node"))?;
-    if node.removed {
-        return Err(api_error(StatusCode::NOT_FOUND, "the node was removed already"));
-    }
-    if node.role == "manager"
-        && let Err(response) = leave_raft(cluster, id).await
-    {
-        return Ok(response);
-    }
-    cluster.proposer.propose(wharf_store::Command::RemoveNode { id }).await.map_err(AuthError::Store)?;
-    tracing::info!(node_id = id, by = %identity.name, "node removed");
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Promotes a worker or demotes a manager. The state records the new role at once; a demoted
-/// manager leaves Raft first. The node itself learns of it from its next heartbeat, renews its
-/// certificate for the role and restarts into it (a promoted node then joins Raft).
+/// Promotes a worker or demotes a manager (see `wharf_manager::Manager::set_role`).
 async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>, body: Bytes) -> ApiResult {
-    use wharf_store::Proposer;
     let (_, identity, _) = caller(&app, &headers).await?;
     require_admin(&identity)?;
     let change: RoleChange = parse(&body)?;
-    let role = change.role;
-    let cluster = cluster_of(&app)?;
-    let node = cluster.store.node(id).map_err(AuthError::Store)?;
-    let node = node.filter(|n| !n.removed).ok_or_else(|| api_error(StatusCode::NOT_FOUND, "no such node"))?;
-    if node.role != role.as_str() {
-        if role == wharf_pki::NodeRole::Worker {
-            if managers(cluster)? == [id] {
-                return Err(api_error(StatusCode::CONFLICT, "the cluster needs at least one manager"));
-            }
-            if let Err(response) = leave_raft(cluster, id).await {
-                return Ok(response);
-            }
-        }
-        let command = wharf_store::Command::SetNodeRole { id, role: role.as_str().into() };
-        cluster.proposer.propose(command).await.map_err(AuthError::Store)?;
-        tracing::info!(node_id = id, role = role.as_str(), by = %identity.name, "node role changed");
+    let changed = cluster_of(&app)?.set_role(id, change.role).await;
+    if changed.is_ok() {
+        tracing::info!(node_id = id, role = change.role.as_str(), by = %identity.name, "node role set");
     }
-    Ok(typed_response(StatusCode::OK, &NodeRoleInfo { id, role }))
+    cluster_answer(changed)
 }

@@ -1,193 +1,134 @@
-//! Joining the cluster. `POST /cluster/join` takes a join token and a certificate signing
-//! request and returns the node's certificate (and, to managers, the keys every manager
-//! holds); it needs no client certificate, since the joiner has none yet. `POST
-//! /cluster/members` is then called by a new manager, with its certificate, to be added to Raft
-//! as a learner and promoted to voter; a follower answers 421 with the leader's address.
+//! The node-to-node routes of the control plane, over `wharf_manager::Manager`: `POST
+//! /cluster/join` (a join token and a CSR; no client certificate yet, since the joiner has
+//! none), and with a node's verified certificate `POST /cluster/members` (a new manager asks
+//! to be added to Raft), `GET /cluster/nodes` (the node list), `POST /cluster/heartbeat` and
+//! `POST /cluster/renew`. A handler reads the caller's identity and body, makes one call and
+//! maps its [`ClusterError`] ([`cluster_error`], the one mapping of the node and cluster
+//! APIs).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
-use openraft::ChangeMembers;
-use wharf_pki::{JoinToken, NodeIdentity, NodeRole};
-use wharf_store::{Command, Outcome, Proposer};
-
-use wharf_api::NodeState;
-use wharf_api::cluster::{JoinRequest, MemberAdded, NodeInfo, RaftMembership, Reachability};
+use axum::routing::{get, post};
+use wharf_api::cluster::{JoinRequest, RenewRequest};
+use wharf_manager::{ClusterError, Manager};
+use wharf_pki::NodeIdentity;
 
 use crate::PeerCertificate;
-use crate::raft::{Cluster, check_peer, refuse};
 
-pub fn cluster_router(cluster: Arc<Cluster>) -> Router {
+pub fn cluster_router(manager: Arc<Manager>) -> Router {
     Router::new()
         .route("/cluster/join", post(join))
         .route("/cluster/members", post(add_member))
-        .route("/cluster/nodes", axum::routing::get(nodes_for_a_node))
-        .route("/cluster/heartbeat", post(crate::nodes::heartbeat))
-        .route("/cluster/renew", post(crate::nodes::renew))
-        .with_state(cluster)
+        .route("/cluster/nodes", get(nodes))
+        .route("/cluster/heartbeat", post(heartbeat))
+        .route("/cluster/renew", post(renew))
+        .with_state(manager)
 }
 
-/// The nodes of the cluster: every node the store knows, with what this manager's Raft knows
-/// of the managers (voter or learner, leader, and from the leader whether it replicates).
-pub(crate) fn node_list(cluster: &Cluster) -> Result<Vec<NodeInfo>, wharf_store::StoreError> {
-    use openraft::type_config::async_runtime::WatchReceiver;
-    let metrics = cluster.raft.metrics().borrow_watched().clone();
-    let membership = metrics.membership_config.membership().clone();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let learners: Vec<u64> = membership.learner_ids().collect();
-    let nodes = cluster.store.nodes()?;
-    // An isolated leader has stepped down: it names no leader.
-    let isolated = wharf_raft::leadership(&cluster.raft) == wharf_raft::Leadership::Isolated;
-    let leader = metrics.current_leader.filter(|_| !isolated);
-    let reachability = |id: u64| match &metrics.replication {
-        Some(_) if isolated && id == cluster.node_id => Reachability::Reachable,
-        Some(_) if isolated => Reachability::Unreachable,
-        Some(replication) => match replication.get(&id) {
-            Some(Some(_)) => Reachability::Reachable,
-            Some(None) => Reachability::CatchingUp,
-            None if id == cluster.node_id => Reachability::Reachable,
-            None => Reachability::Unknown,
-        },
-        None => Reachability::AskTheLeader,
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
+    crate::message_response(status, message)
+}
+
+/// The one mapping of a control-plane error to an answer: 421 names the leader (the caller
+/// asks it instead); 503 means try again; a fault is logged here and not described.
+pub(crate) fn cluster_error(e: ClusterError) -> Response {
+    let status = match &e {
+        ClusterError::NotLeader { leader } => {
+            let message = wharf_api::ApiMessage { message: e.to_string(), leader: leader.clone() };
+            return crate::typed_response(StatusCode::MISDIRECTED_REQUEST, &message);
+        }
+        ClusterError::NoLeader | ClusterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+        ClusterError::Conflict(_) => StatusCode::CONFLICT,
+        ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ClusterError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+        ClusterError::Internal(why) => {
+            tracing::error!(error = %why, "a control-plane call failed");
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
+        }
     };
-    Ok(nodes
-        .into_iter()
-        .map(|(id, node)| {
-            let raft = if voters.contains(&id) {
-                RaftMembership::Voter
-            } else if learners.contains(&id) {
-                RaftMembership::Learner
-            } else {
-                RaftMembership::None
-            };
-            NodeInfo {
-                id,
-                role: NodeRole::parse(&node.role).unwrap_or(NodeRole::Worker),
-                hostname: node.hostname,
-                addr: node.addr,
-                state: if node.removed { NodeState::Removed } else { NodeState::parse(&node.state) },
-                state_since: node.state_since,
-                cert_not_after: node.cert_not_after,
-                raft,
-                leader: leader == Some(id),
-                reachability: reachability(id),
-                is_self: id == cluster.node_id,
-            }
-        })
-        .collect())
+    refuse(status, &e.to_string())
 }
 
-/// `wharf node ls --data-dir`: the node list for a caller holding a manager certificate of
-/// this cluster (the local node's own), with no account needed.
-/// `GET /cluster/nodes`: the node list for any current node of this cluster, worker or
-/// manager (`wharf node ls --data-dir` on that node's machine).
-async fn nodes_for_a_node(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = crate::raft::peer_node(&cluster, &req) {
-        return *refusal;
-    }
-    match node_list(&cluster) {
-        Ok(list) => crate::typed_response(StatusCode::OK, &list),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+/// The node identity of the caller's verified certificate: 401 without a certificate, 403
+/// with one that names no node.
+pub(crate) fn peer_identity(req: &Request) -> Result<NodeIdentity, Box<Response>> {
+    let Some(PeerCertificate(node)) = req.extensions().get::<PeerCertificate>() else {
+        let message = "node-to-node calls need a node certificate (mutual TLS)";
+        return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, message)));
+    };
+    node.as_deref()
+        .cloned()
+        .ok_or_else(|| Box::new(refuse(StatusCode::FORBIDDEN, "the certificate is not a node certificate")))
+}
+
+/// The JSON body of a node-to-node request (at most 64 KiB); `what` names it in refusals.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request, what: &str) -> Result<T, Response> {
+    let body = crate::read_body(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|(status, why)| refuse(status, &format!("{what}: {why}")))?;
+    serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
+}
+
+/// Answers with `result`'s value, or maps its error.
+fn answer<T: serde::Serialize>(result: Result<T, ClusterError>) -> Response {
+    match result {
+        Ok(value) => crate::typed_response(StatusCode::OK, &value),
+        Err(e) => cluster_error(e),
     }
 }
 
-/// The role a join request's token gives, once everything in the request has been checked:
-/// nothing is recorded for a request refused here.
-fn admit(cluster: &Cluster, request: &JoinRequest) -> Result<NodeRole, Box<Response>> {
-    let token = JoinToken::parse(&request.token)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "malformed join token (WHARF-1-<CA digest>-<secret>)"))
-        .map_err(Box::new)?;
-    if !token.pins(cluster.ca.cert_der()) {
-        return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "the join token is for another cluster's CA")));
-    }
-    let role = crate::join_tokens::role_of(&cluster.store, &cluster.ca, &request.token).ok_or_else(|| {
-        Box::new(refuse(StatusCode::UNAUTHORIZED, "the join token is not valid (it may have been rotated)"))
-    })?;
-    if !wharf_api::valid_hostname(&request.hostname) {
-        let shown: String = request.hostname.chars().take(100).collect();
-        return Err(Box::new(refuse(
-            StatusCode::BAD_REQUEST,
-            &format!("host name {shown:?} is not an RFC 1123 name (letters, digits, hyphens, dots)"),
-        )));
-    }
-    wharf_api::parse_advertise(&request.advertise)
-        .map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, &format!("invalid advertise address: {e}"))))?;
-    wharf_pki::check_csr(&request.csr_pem)
-        .map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, &format!("invalid certificate signing request: {e}"))))?;
-    Ok(role)
-}
-
-async fn join(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
+async fn join(State(manager): State<Arc<Manager>>, req: Request) -> Response {
     let source = crate::peer_ip(&req);
-    if !cluster.join_limiter.try_take(&source, crate::now_ms()) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many join attempts from this address; try again later");
-    }
-    let request: JoinRequest = match crate::nodes::json_body(req, "join request").await {
+    let request: JoinRequest = match json_body(req, "join request").await {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
-    let role = match admit(&cluster, &request) {
-        Ok(role) => role,
-        Err(refusal) => return *refusal,
-    };
-    let add = Command::AddNode {
-        role: role.as_str().into(),
-        hostname: request.hostname.clone(),
-        addr: request.advertise.clone(),
-        at: crate::now(),
-    };
-    let node_id = match cluster.proposer.propose(add).await {
-        Ok(Outcome::NodeAdded { id }) => id,
-        Ok(other) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("unexpected outcome {other:?}")),
-        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("the cluster cannot add a node now: {e}")),
-    };
-    let identity = NodeIdentity { node_id, role, cluster_id: cluster.cluster_id.clone() };
-    let (addr, hostname) = (&request.advertise, &request.hostname);
-    let response = match crate::nodes::issue(&cluster, &request.csr_pem, &identity, addr, hostname, &[]).await {
-        Ok(response) => response,
-        Err(refusal) => {
-            // The request was checked before the node was recorded, so this is rare (no
-            // quorum for the certificate's record): the node it would have been goes again.
-            if let Err(e) = cluster.proposer.propose(Command::RemoveNode { id: node_id }).await {
-                tracing::warn!(node_id, error = %e, "removing the node of a failed join failed");
-            }
-            return refusal;
-        }
-    };
-    tracing::info!(node_id, role = role.as_str(), addr = %request.advertise, "node joined");
-    crate::typed_response(StatusCode::OK, &response)
+    answer(manager.join(&source, &request).await)
 }
 
-/// Adds the calling manager to Raft: as a learner (it catches up), then as a voter.
-async fn add_member(State(cluster): State<Arc<Cluster>>, req: Request) -> Response {
-    if let Err(refusal) = check_peer(&cluster, &req) {
-        return *refusal;
+async fn add_member(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    match peer_identity(&req) {
+        Ok(identity) => answer(manager.add_member(&identity).await),
+        Err(refusal) => *refusal,
     }
-    let Some(identity) = req.extensions().get::<PeerCertificate>().and_then(|c| c.0.as_deref().cloned()) else {
-        return refuse(StatusCode::UNAUTHORIZED, "no node certificate");
+}
+
+/// `GET /cluster/nodes`: the node list for any current node of this cluster, worker or
+/// manager (`wharf node ls --data-dir` on that node's machine).
+async fn nodes(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
     };
-    let id = identity.node_id;
-    if let Some(redirect) = crate::nodes::to_the_leader(&cluster).await {
-        return redirect;
+    answer(manager.peer(&identity).and_then(|_| manager.node_list()))
+}
+
+async fn heartbeat(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    match peer_identity(&req) {
+        Ok(identity) => answer(manager.heartbeat(&identity).await),
+        Err(refusal) => *refusal,
     }
-    let Some(record) = cluster.store.node(id).ok().flatten().filter(|r| !r.removed && r.role == "manager") else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "this node is not a manager of the cluster (removed, demoted or unknown)",
-        );
+}
+
+async fn renew(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
     };
-    if let Err(e) = cluster.raft.add_learner(id, openraft::BasicNode::new(&record.addr), true).await {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("adding {id} as a learner failed: {e}"));
+    // The node is checked before its body is read, as before: a stranger learns nothing more.
+    if let Err(e) = manager.peer(&identity) {
+        return cluster_error(e);
     }
-    let voters: BTreeSet<u64> = [id].into_iter().collect();
-    if let Err(e) = cluster.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, &format!("promoting {id} to voter failed: {e}"));
-    }
-    tracing::info!(node_id = id, addr = %record.addr, "manager added to raft as a voter");
-    crate::typed_response(StatusCode::OK, &MemberAdded { node_id: id, voter: true })
+    let request: RenewRequest = match json_body(req, "renewal request").await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    answer(manager.renew(&identity, &request).await)
 }

@@ -12,10 +12,8 @@ mod blobs;
 mod cluster_api;
 mod endpoint;
 mod guard;
-mod join_tokens;
 mod listing;
 mod manifests;
-mod nodes;
 mod raft;
 mod serve;
 mod token;
@@ -34,9 +32,7 @@ use wharf_auth::Auth;
 use wharf_registry::Registry;
 
 pub use cluster_api::cluster_router;
-pub use join_tokens::{JoinTokenError, join_token, rotate_join_token, seal_legacy_join_tokens};
-pub use nodes::{Heartbeats, MISSED_HEARTBEATS, watch_heartbeats};
-pub use raft::{Cluster, JOIN_LIMITS, raft_router};
+pub use raft::raft_router;
 pub use serve::{Limits, serve};
 
 use crate::endpoint::Endpoint;
@@ -58,8 +54,8 @@ pub struct App {
     pub scheme: &'static str,
     /// The address clients reach this node at when a request names no host.
     pub default_host: String,
-    /// The cluster this node manages, when it runs as a cluster manager.
-    pub cluster: Option<Arc<Cluster>>,
+    /// The control plane of this manager's cluster, when it runs as a cluster manager.
+    pub cluster: Option<Arc<wharf_manager::Manager>>,
 }
 
 /// The peer address of a connection, put into each request's extensions by [`serve`].

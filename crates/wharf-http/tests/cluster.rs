@@ -11,7 +11,8 @@ use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use wharf_api::cluster::{HeartbeatReply, JoinResponse, ManagerSecrets, RenewRequest};
-use wharf_http::{Cluster, cluster_router, raft_router};
+use wharf_http::{cluster_router, raft_router};
+use wharf_manager::Manager as Cluster;
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
@@ -59,9 +60,9 @@ async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager 
         proposer: Arc::clone(&proposer),
         cluster_id: CLUSTER.into(),
         incoming_dir: dir.join("incoming"),
-        heartbeats: wharf_http::Heartbeats::new(HEARTBEAT),
+        heartbeats: wharf_manager::Heartbeats::new(HEARTBEAT),
         node_cert_validity: NODE_VALIDITY,
-        join_limiter: wharf_auth::RateLimiter::new(wharf_http::JOIN_LIMITS),
+        join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let router = raft_router(Arc::clone(&cluster)).merge(cluster_router(Arc::clone(&cluster)));
@@ -260,7 +261,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
         let add = Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
         manager.proposer.propose(add).await.expect("add node");
     }
-    let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&manager.cluster)));
+    let watch = tokio::spawn(wharf_manager::watch_heartbeats(Arc::clone(&manager.cluster)));
     let worker = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: CLUSTER.into() };
     let as_worker = client(&ca, Some(worker.clone()));
     let beat = format!("https://{}/cluster/heartbeat", manager.addr);
@@ -309,38 +310,4 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);
     watch.abort();
-}
-
-/// Join tokens rest sealed: a manager opens them with the CA key, a snapshot of the state holds
-/// none in clear, another CA opens nothing, and a token an earlier version kept in clear is
-/// accepted until the leader replaces it.
-#[tokio::test]
-async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
-    use wharf_http::{join_token, rotate_join_token, seal_legacy_join_tokens};
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::load_or_create(&tmp.path().join("pki")).expect("ca");
-    let store = Arc::new(Store::open(&tmp.path().join("state.redb")).expect("store"));
-    let proposer = wharf_store::LocalProposer(Arc::clone(&store));
-    let legacy = wharf_pki::JoinToken::new(ca.cert_der(), "a-legacy-secret-long-enough".into()).to_string();
-    store.apply(&Command::SetJoinToken { role: "worker".into(), token: legacy.clone() }).expect("legacy token");
-    assert_eq!(
-        join_token(&store, &ca, NodeRole::Worker).expect("read"),
-        Some(legacy.clone()),
-        "accepted until replaced"
-    );
-    assert_eq!(seal_legacy_join_tokens(&proposer, &store, &ca).await.expect("seal"), 1);
-    assert_eq!(seal_legacy_join_tokens(&proposer, &store, &ca).await.expect("again"), 0, "nothing left in clear");
-    let worker = join_token(&store, &ca, NodeRole::Worker).expect("read").expect("a worker token");
-    assert_ne!(worker, legacy, "the token kept in clear stops working");
-    assert_eq!(store.legacy_join_token("worker").expect("read"), None);
-    let manager = rotate_join_token(&proposer, &ca, NodeRole::Manager).await.expect("rotate");
-    assert_eq!(join_token(&store, &ca, NodeRole::Manager).expect("read"), Some(manager.clone()));
-    let mut snapshot = Vec::new();
-    store.export(&mut snapshot).expect("export");
-    for token in [&worker, &manager] {
-        let secret = token.rsplit('-').next().expect("secret").as_bytes();
-        assert!(!snapshot.windows(secret.len()).any(|w| w == secret), "a token in clear in the state");
-    }
-    let other = Ca::load_or_create(&tmp.path().join("other")).expect("other ca");
-    assert!(join_token(&store, &other, NodeRole::Worker).is_err(), "another CA opens nothing");
 }

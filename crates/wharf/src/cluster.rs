@@ -19,7 +19,7 @@ use wharf_api::cluster::{JoinRequest, JoinResponse, ManagerSecrets, MemberAdded,
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
 use wharf_client::Client;
-use wharf_http::Cluster;
+use wharf_manager::Manager;
 use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, write_private};
 use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_registry::Registry;
@@ -542,7 +542,7 @@ async fn run_manager(
         token_key_pem: token_key.private_pem.clone(),
         token_cert_pem: std::fs::read_to_string(data_dir.join("pki/token.crt"))?,
     };
-    let cluster = Arc::new(Cluster {
+    let cluster = Arc::new(Manager {
         node_id: identity.node_id,
         raft: raft.clone(),
         proposer: proposer.clone(),
@@ -551,9 +551,9 @@ async fn run_manager(
         ca: Arc::clone(&ca),
         store: Arc::clone(&store),
         manager_secrets: secrets,
-        heartbeats: wharf_http::Heartbeats::new(settings.heartbeat),
+        heartbeats: wharf_manager::Heartbeats::new(settings.heartbeat),
         node_cert_validity: settings.node_cert_validity,
-        join_limiter: wharf_auth::RateLimiter::new(wharf_http::JOIN_LIMITS),
+        join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
     });
     let local = listener.local_addr()?;
     let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
@@ -598,7 +598,7 @@ async fn run_manager(
         });
     }
     let purge = tokio::spawn(purge_stale(registry, Some(auth), settings.uploads));
-    let watch = tokio::spawn(wharf_http::watch_heartbeats(Arc::clone(&cluster)));
+    let watch = tokio::spawn(wharf_manager::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, data_dir, &ca, new_tokens.as_ref(), admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
     let agent = Agent {
@@ -790,9 +790,9 @@ async fn bootstrap_cluster(
     proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
     let mut tokens = Vec::new();
     for role in [NodeRole::Manager, NodeRole::Worker] {
-        let token = match wharf_http::join_token(store, ca, role)? {
+        let token = match wharf_manager::join_token(store, ca, role)? {
             Some(token) => token,
-            None => wharf_http::rotate_join_token(&**proposer, ca, role).await?,
+            None => wharf_manager::rotate_join_token(&**proposer, ca, role).await?,
         };
         tokens.push(token);
     }

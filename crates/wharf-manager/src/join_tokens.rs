@@ -4,7 +4,8 @@
 //! directory without the CA key hold it in clear. Tokens an earlier version kept in clear are
 //! accepted until the leader replaces them ([`seal_legacy_join_tokens`]).
 
-use wharf_pki::{Ca, JoinToken, NodeRole, PkiError};
+use wharf_api::NodeRole;
+use wharf_pki::{Ca, JoinToken, PkiError};
 use wharf_store::{Command, Proposer, Store, StoreError};
 
 /// Why a join token could not be read or set.
@@ -41,7 +42,7 @@ pub fn join_token(store: &Store, ca: &Ca, role: NodeRole) -> Result<Option<Strin
 }
 
 /// The role whose current join token is `presented`, compared in constant time.
-pub(crate) fn role_of(store: &Store, ca: &Ca, presented: &str) -> Option<NodeRole> {
+pub fn role_of(store: &Store, ca: &Ca, presented: &str) -> Option<NodeRole> {
     let mut found = None;
     for role in [NodeRole::Manager, NodeRole::Worker] {
         if let Ok(Some(current)) = join_token(store, ca, role)

@@ -1,0 +1,48 @@
+//! What a control-plane call can come to besides its answer, mapped to a protocol once, at the
+//! edge (`wharf-http`).
+
+use wharf_store::StoreError;
+
+/// Why a control-plane call was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Only the leader answers this; `leader` is its address, when one is known.
+    #[error("ask the leader")]
+    NotLeader { leader: Option<String> },
+    /// No leader is known now (an election or a handover is running): try again.
+    #[error("no leader is known now; try again")]
+    NoLeader,
+    /// The caller has no credential this call needs (a join token that is not valid).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller may not make this call (not a node of this cluster, removed, not a manager).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The call contradicts the cluster's state (the last manager, a role it cannot take now).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed (a bad address, host name or certificate request).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller asked too often.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The cluster cannot do it now (no quorum, no leader): try again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault on this manager, logged where it is mapped.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ClusterError {
+    fn from(e: StoreError) -> ClusterError {
+        match e {
+            StoreError::Unavailable(why) => ClusterError::Unavailable(why),
+            StoreError::NodeUnknown(id) => ClusterError::NotFound(format!("node {id} is unknown")),
+            other => ClusterError::Internal(other.to_string()),
+        }
+    }
+}
