@@ -2,13 +2,15 @@
 //! `ca/server.go`: admitting nodes ([`Manager::join`]), issuing and renewing their
 //! certificates, hearing their heartbeats and marking silent ones down
 //! ([`watch_heartbeats`]), Raft membership and role changes, node removal, the node list and
-//! the join tokens. Each call takes the caller's identity (a verified node certificate, or an
+//! the join tokens; and the procedures that start a cluster's history ([`bootstrap`]: a first
+//! manager's first start, folding a Raft log into the state, `wharf recover`). Each call takes the caller's identity (a verified node certificate, or an
 //! administrator the edge has authenticated) and returns a wire type of `wharf-api` or a
 //! [`ClusterError`], which the edge maps to its protocol once.
 //!
 //! This crate must never know HTTP types: `wharf-http` turns requests into these calls.
 
 mod admission;
+pub mod bootstrap;
 mod certificates;
 mod error;
 mod heartbeats;

@@ -39,3 +39,29 @@ async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
     let other = Ca::load_or_create(&tmp.path().join("other")).expect("other ca");
     assert!(join_token(&store, &other, NodeRole::Worker).is_err(), "another CA opens nothing");
 }
+
+/// A first start takes an empty state, or its own half-done one, but never a member's state;
+/// `recover` removes every other manager and keeps workers.
+#[test]
+fn a_first_start_refuses_a_members_state_and_recover_removes_the_other_managers() {
+    use wharf_manager::ClusterError;
+    use wharf_manager::bootstrap::{check_first_start, remove_other_managers};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&tmp.path().join("state.redb")).expect("store");
+    assert_eq!(check_first_start(&store, "10.0.0.1:5000").expect("empty"), None);
+    let add =
+        |role: &str, addr: &str| Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+    store.apply(&Command::InitCluster { cluster_id: "c1".into() }).expect("init");
+    store.apply(&add("manager", "10.0.0.1:5000")).expect("node 1");
+    assert_eq!(check_first_start(&store, "10.0.0.1:5000").expect("its own"), Some("c1".into()));
+    assert!(matches!(check_first_start(&store, "10.0.0.9:5000"), Err(ClusterError::Conflict(_))), "another address");
+    store.apply(&add("manager", "10.0.0.2:5000")).expect("node 2");
+    store.apply(&add("worker", "10.0.0.3:5000")).expect("node 3");
+    let refused = check_first_start(&store, "10.0.0.1:5000");
+    assert!(matches!(&refused, Err(ClusterError::Conflict(why)) if why.contains("no node identity")), "{refused:?}");
+    let removed = remove_other_managers(&store, 1).expect("remove");
+    assert_eq!(removed, vec![(2, "10.0.0.2:5000".to_owned())]);
+    let nodes = store.nodes().expect("nodes");
+    assert!(!nodes[0].1.removed && nodes[1].1.removed && !nodes[2].1.removed, "node 1 and the worker stay");
+    assert!(remove_other_managers(&store, 1).expect("again").is_empty(), "repeating changes nothing");
+}

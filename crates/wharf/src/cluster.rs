@@ -2,7 +2,6 @@
 //! over mutual TLS. A node keeps its identity in its data directory (`node/`); started again
 //! with the same command line it finds it there and rejoins, and the token is not used again.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,14 +18,14 @@ use wharf_api::cluster::{JoinRequest, JoinResponse, ManagerSecrets, MemberAdded,
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
 use wharf_client::Client;
-use wharf_manager::Manager;
+use wharf_manager::{Manager, bootstrap};
 use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, write_private};
 use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
 use wharf_registry::Registry;
-use wharf_store::{Command, Proposer, Store};
+use wharf_store::Store;
 
 use crate::agent::Agent;
-use crate::up::{now, purge_stale, shutdown_signal};
+use crate::up::{purge_stale, shutdown_signal};
 
 /// Where a node serves and keeps its data: what `init` and `join` share.
 #[derive(Args)]
@@ -358,48 +357,17 @@ pub(crate) async fn start_first_manager(
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
 }
 
-/// The cluster id the state in `dir` holds, if any, after checking that the state is one a
-/// first start may take: empty, a standalone node's, or this first start's own (node 1 at
-/// `advertise`, from a start that stopped half-way). Another node in it means a cluster
-/// member's state whose identity is missing, which is refused.
+/// The cluster id the state in `dir` holds, if any, once `wharf_manager::bootstrap` agrees
+/// that a first start may take that state.
 fn state_of_a_first_start(dir: &Path, advertise: &str) -> anyhow::Result<Option<String>> {
     let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
-    let nodes = store.nodes()?;
-    if nodes.iter().any(|(id, node)| *id != 1 || node.addr != advertise) {
-        bail!(
-            "{} holds the state of cluster {} ({} nodes) but no node identity (node/identity.json): \
-             restore that directory, or start its surviving manager with `wharf recover --force-new-cluster`",
-            dir.display(),
-            store.cluster_id()?.unwrap_or_default(),
-            nodes.len()
-        );
-    }
-    Ok(store.cluster_id()?)
+    bootstrap::check_first_start(&store, advertise).with_context(|| format!("{}", dir.display()))
 }
 
-/// Applies every entry of the Raft log in `dir` to the state store, then deletes
-/// the log and its snapshots and makes the store forget which entry it applied last: the
-/// state is kept, and a new Raft group can start over it. Each step can be repeated.
+/// Folds the Raft log in `dir` into its state (see `wharf_manager::bootstrap::fold_raft_log`).
 async fn fold_raft_log_into_state(dir: &Path) -> anyhow::Result<()> {
-    let raft_log = dir.join("raft-log.redb");
-    if !raft_log.exists() {
-        return Ok(());
-    }
-    {
-        // Applies and makes the store durable before the log goes; the marker is forgotten
-        // only after that, so a repeat after a crash never applies an entry twice.
-        let store = Arc::new(Store::open(&dir.join("state.redb")).context("open the state store")?);
-        let mut log = LogStore::open(&raft_log)?;
-        let mut sm = StateMachine::open(store, &dir.join("snapshots"))?;
-        wharf_raft::apply_whole_log(&mut log, &mut sm).await.context("apply the raft log")?;
-    }
-    std::fs::remove_file(&raft_log).with_context(|| format!("remove {}", raft_log.display()))?;
-    let snapshots = dir.join("snapshots");
-    if snapshots.exists() {
-        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
-    }
-    Store::open(&dir.join("state.redb")).context("open the state store")?.forget_marker()?;
-    Ok(())
+    let (log, state, snapshots) = (dir.join("raft-log.redb"), dir.join("state.redb"), dir.join("snapshots"));
+    Ok(bootstrap::fold_raft_log(&log, &state, &snapshots).await?)
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
@@ -578,13 +546,13 @@ async fn run_manager(
     match start {
         Start::NewCluster { password } => {
             (admin_password, new_tokens) =
-                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, &store, &auth, &ca, password).await?;
+                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, (&store, &auth, &ca), password).await?;
             // From here on the data directory holds a complete node: started again, it runs it.
             save_identity(data_dir, &identity, &key)?;
         }
         Start::ForcedNewCluster => {
-            lead_alone(&raft, identity.node_id, &identity.advertise).await?;
-            snapshot_and_purge(&raft).await?;
+            bootstrap::lead_alone(&raft, identity.node_id, &identity.advertise).await?;
+            bootstrap::snapshot_and_purge(&raft).await?;
         }
         Start::Existing { via } => join_via = via,
     }
@@ -640,11 +608,8 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     // Everything this manager's log holds reaches the state first.
     fold_raft_log_into_state(dir).await?;
     let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
-    for (id, node) in store.nodes()? {
-        if id != identity.node_id && node.role == "manager" && !node.removed {
-            store.apply(&Command::RemoveNode { id })?;
-            println!("Manager {id} ({}) is not part of the new cluster; it can join again.", node.addr);
-        }
+    for (id, addr) in bootstrap::remove_other_managers(&store, identity.node_id)? {
+        println!("Manager {id} ({addr}) is not part of the new cluster; it can join again.");
     }
     drop(store);
     println!("Wharf: node {} starts a new cluster with the state it kept.", identity.node_id);
@@ -654,38 +619,6 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     identity.managers = vec![identity.advertise.clone()];
     save_identity(dir, &identity, &key)?;
     run_manager(dir, identity, key, &settings, Start::ForcedNewCluster, None).await
-}
-
-/// Makes this node the only member of its Raft group if the group is new, and waits until it
-/// leads: a cluster's first manager, `wharf recover`, and a standalone node.
-async fn lead_alone(raft: &Raft, id: u64, addr: &str) -> anyhow::Result<()> {
-    if !raft.is_initialized().await? {
-        let members: BTreeMap<u64, openraft::BasicNode> = [(id, openraft::BasicNode::new(addr))].into_iter().collect();
-        raft.initialize(members).await.context("initialize raft")?;
-    }
-    raft.wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.current_leader == Some(id), "lead its own one-member group")
-        .await
-        .context("this node did not take the lead of its own one-member group")?;
-    Ok(())
-}
-
-/// Takes a snapshot of everything applied and drops the log before it. A new Raft group over a
-/// state that existed before it (kept by `wharf recover`, or a standalone node's) must do so:
-/// a manager that joins then gets the whole state as a snapshot, not only the entries
-/// written since.
-async fn snapshot_and_purge(raft: &Raft) -> anyhow::Result<()> {
-    let metrics = raft
-        .wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.last_applied.is_some(), "apply the first entries")
-        .await?;
-    let applied = metrics.last_applied.map_or(0, |id| id.index);
-    raft.trigger().snapshot().await?;
-    raft.wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.snapshot.as_ref().is_some_and(|s| s.index >= applied), "snapshot of the kept state")
-        .await?;
-    raft.trigger().purge_log(applied).await?;
-    Ok(())
 }
 
 /// Makes the raft log's lazily saved parts durable every [`wharf_raft::COMMITTED_FLUSH`].
@@ -740,7 +673,7 @@ impl RaftNode {
         const ID: u64 = 1;
         let node =
             RaftNode::open(data_dir, ID, "standalone", store, wharf_pki::ca_client_config(ca_pem)?, None).await?;
-        lead_alone(&node.raft, ID, addr).await?;
+        bootstrap::lead_alone(&node.raft, ID, addr).await?;
         Ok(node)
     }
 
@@ -756,51 +689,25 @@ impl RaftNode {
 /// The join tokens made by a first start, to print once: (manager, worker).
 type NewTokens = (String, String);
 
-/// The first start of the first manager: a one-member Raft group, the cluster's id, this node,
-/// the join tokens and the administrator. Each step is skipped when the state already has it
-/// (a first start that stopped half-way, or the kept state of a standalone node). Returns the
+/// The first start of the first manager (`wharf_manager::bootstrap::bootstrap`). Returns the
 /// administrator's password if it was generated, and the join tokens.
-#[allow(clippy::too_many_arguments)]
 async fn bootstrap_cluster(
     raft: &Raft,
     identity: &Identity,
     cert_not_after: wharf_pki::time::OffsetDateTime,
     proposer: &Arc<RaftProposer>,
-    store: &Store,
-    auth: &Arc<Auth>,
-    ca: &Ca,
+    (store, auth, ca): (&Store, &Auth, &Ca),
     password: Option<String>,
 ) -> anyhow::Result<(Option<String>, Option<NewTokens>)> {
-    lead_alone(raft, identity.node_id, &identity.advertise).await?;
-    proposer.propose(Command::InitCluster { cluster_id: identity.cluster_id.clone() }).await?;
-    if !store.nodes()?.iter().any(|(id, _)| *id == identity.node_id) {
-        let added = proposer
-            .propose(Command::AddNode {
-                role: "manager".into(),
-                hostname: hostname(),
-                addr: identity.advertise.clone(),
-                at: now(),
-            })
-            .await?;
-        if !matches!(added, wharf_store::Outcome::NodeAdded { id } if id == identity.node_id) {
-            bail!("the state already holds nodes: this data directory belongs to another cluster's node");
-        }
-    }
-    let not_after = cert_not_after.unix_timestamp().max(0) as u64;
-    proposer.propose(Command::SetNodeCert { id: identity.node_id, not_after }).await?;
-    let mut tokens = Vec::new();
-    for role in [NodeRole::Manager, NodeRole::Worker] {
-        let token = match wharf_manager::join_token(store, ca, role)? {
-            Some(token) => token,
-            None => wharf_manager::rotate_join_token(&**proposer, ca, role).await?,
-        };
-        tokens.push(token);
-    }
-    let generated = auth.bootstrap_admin("admin", password.as_deref(), now()).await?;
-    snapshot_and_purge(raft).await?;
-    let worker = tokens.pop().unwrap_or_default();
-    let manager = tokens.pop().unwrap_or_default();
-    Ok((generated, Some((manager, worker))))
+    let first = bootstrap::FirstManager {
+        node_id: identity.node_id,
+        cluster_id: identity.cluster_id.clone(),
+        hostname: hostname(),
+        advertise: identity.advertise.clone(),
+        cert_not_after: cert_not_after.unix_timestamp().max(0) as u64,
+    };
+    let made = bootstrap::bootstrap(raft, proposer, store, auth, ca, &first, password.as_deref()).await?;
+    Ok((made.admin_password, Some((made.manager_token, made.worker_token))))
 }
 
 /// Asks the cluster to add this manager to Raft (learner, then voter), following redirects to
