@@ -42,6 +42,7 @@ impl From<StoreError> for ClusterError {
         match e {
             StoreError::Unavailable(why) => ClusterError::Unavailable(why),
             StoreError::NodeUnknown(id) => ClusterError::NotFound(format!("node {id} is unknown")),
+            StoreError::LastManager => ClusterError::Conflict(StoreError::LastManager.to_string()),
             other => ClusterError::Internal(other.to_string()),
         }
     }

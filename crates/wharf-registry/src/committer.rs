@@ -29,7 +29,7 @@ impl Committer {
 
     pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
         let (reply, result) = oneshot::channel();
-        let stopped = || StoreError::Db(redb::Error::Io(std::io::Error::other("the commit thread stopped")));
+        let stopped = || StoreError::Unavailable("the commit thread stopped".into());
         self.queue.send((command, reply)).map_err(|_| stopped())?;
         result.await.unwrap_or_else(|_| Err(stopped()))
     }

@@ -52,9 +52,18 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
         Command::RemoveNode { id } => {
             // Removing twice is harmless: the second time changes nothing.
             let removed = node_in(txn, *id)?.removed;
-            if removed { Ok(Outcome::Done) } else { update_node(txn, *id, |record| record.removed = true) }
+            if removed {
+                return Ok(Outcome::Done);
+            }
+            refuse_losing_the_last_manager(txn, *id)?;
+            update_node(txn, *id, |record| record.removed = true)
         }
-        Command::SetNodeRole { id, role } => update_node(txn, *id, |record| record.role = role.clone()),
+        Command::SetNodeRole { id, role } => {
+            if role != MANAGER {
+                refuse_losing_the_last_manager(txn, *id)?;
+            }
+            update_node(txn, *id, |record| record.role = role.clone())
+        }
         Command::SetNodeState { id, state, at } => update_node(txn, *id, |record| {
             if record.state != *state {
                 record.state = state.clone();
@@ -73,6 +82,24 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
         }
         _ => unreachable!("cluster::apply called with another command"),
     }
+}
+
+const MANAGER: &str = "manager";
+
+/// Refuses a change that takes node `id` out of the managers when it is the last one: decided
+/// here, inside apply, so two demotions or removals racing through different managers cannot
+/// both pass a check made before proposing.
+fn refuse_losing_the_last_manager(txn: &WriteTransaction, id: u64) -> Result<(), StoreError> {
+    let nodes = txn.open_table(NODES)?;
+    let mut managers = Vec::new();
+    for entry in nodes.iter()? {
+        let (key, raw) = entry?;
+        let record = postcard::from_bytes::<StoredNode>(raw.value())?.into_current();
+        if !record.removed && record.role == MANAGER {
+            managers.push(key.value());
+        }
+    }
+    if managers == [id] { Err(StoreError::LastManager) } else { Ok(()) }
 }
 
 /// Changes a node that is still a member; a removed node stays as it was removed.

@@ -57,6 +57,7 @@ pub enum Refusal {
     SessionUnknown,
     NodeUnknown(u64),
     TooManyUploads { owner: String, limit: u32 },
+    LastManager,
 }
 
 impl StoreError {
@@ -77,6 +78,7 @@ impl StoreError {
             StoreError::TooManyUploads { owner, limit } => {
                 Refusal::TooManyUploads { owner: owner.clone(), limit: *limit }
             }
+            StoreError::LastManager => Refusal::LastManager,
             _ => return None,
         })
     }
@@ -97,6 +99,7 @@ impl From<Refusal> for StoreError {
             Refusal::SessionUnknown => StoreError::SessionUnknown,
             Refusal::NodeUnknown(id) => StoreError::NodeUnknown(id),
             Refusal::TooManyUploads { owner, limit } => StoreError::TooManyUploads { owner, limit },
+            Refusal::LastManager => StoreError::LastManager,
         }
     }
 }

@@ -43,6 +43,8 @@ pub enum StoreError {
     NodeUnknown(u64),
     #[error("{owner} has {limit} uploads open already; finish or cancel some first")]
     TooManyUploads { owner: String, limit: u32 },
+    #[error("the cluster needs at least one manager")]
+    LastManager,
     #[error("database: {0}")]
     Db(#[from] redb::Error),
     #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
@@ -73,6 +75,7 @@ impl StoreError {
                 | StoreError::SessionUnknown
                 | StoreError::NodeUnknown(_)
                 | StoreError::TooManyUploads { .. }
+                | StoreError::LastManager
         )
     }
 }

@@ -367,6 +367,9 @@ fn node_role_state_and_certificate_are_recorded_until_removal() {
     let (_dir, store) = open();
     let add = Command::AddNode { role: "worker".into(), hostname: "h".into(), addr: "a:1".into(), at: 10 };
     store.apply(&add).expect("add");
+    // Another manager, so that node 1 is not the last manager when it is removed.
+    let other = Command::AddNode { role: "manager".into(), hostname: "m".into(), addr: "m:1".into(), at: 10 };
+    store.apply(&other).expect("add a manager");
     let node = store.node(1).expect("read").expect("node");
     assert_eq!((node.state.as_str(), node.state_since, node.cert_not_after), ("unknown", 10, 0));
     store.apply(&Command::SetNodeState { id: 1, state: "ready".into(), at: 20 }).expect("ready");
@@ -472,4 +475,38 @@ fn each_owner_has_at_most_the_limit_of_open_uploads() {
     let (_d2, other) = open();
     other.import(&mut snapshot.as_slice(), b"m").expect("import");
     assert!(matches!(other.apply(&start("a8", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+}
+
+#[test]
+fn the_last_manager_cannot_be_demoted_or_removed_even_by_racing_changes() {
+    let (_dir, store) = open();
+    for addr in ["a:1", "b:1"] {
+        let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+        store.apply(&add).expect("a manager");
+    }
+    let worker = Command::AddNode { role: "worker".into(), hostname: "w".into(), addr: "w:1".into(), at: 1 };
+    store.apply(&worker).expect("a worker");
+    let demote = |id: u64| Command::SetNodeRole { id, role: "worker".into() };
+    // Two demotions that each passed a check made before proposing, applied together.
+    let results = store.apply_marked(&[demote(1), demote(2)], b"m").expect("batch");
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(StoreError::LastManager)), "{:?}", results[1]);
+    assert!(results[1].as_ref().expect_err("refused").is_refusal());
+    assert!(matches!(store.apply(&Command::RemoveNode { id: 2 }), Err(StoreError::LastManager)));
+    store.apply(&Command::RemoveNode { id: 3 }).expect("a worker goes");
+    store.apply(&Command::SetNodeRole { id: 2, role: "manager".into() }).expect("staying a manager is fine");
+    // From two threads at once, exactly one of two demotions passes.
+    store.apply(&Command::SetNodeRole { id: 1, role: "manager".into() }).expect("promote 1 again");
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = [1u64, 2]
+        .into_iter()
+        .map(|id| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || store.apply(&demote(id)).is_ok())
+        })
+        .collect();
+    let passed = threads.into_iter().map(|t| t.join().expect("thread")).filter(|ok| *ok).count();
+    assert_eq!(passed, 1, "exactly one demotion passes");
+    let managers = store.nodes().expect("nodes").into_iter().filter(|(_, n)| !n.removed && n.role == "manager").count();
+    assert_eq!(managers, 1);
 }

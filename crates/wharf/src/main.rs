@@ -108,8 +108,10 @@ fn raise_open_file_limit() {
 }
 
 fn init_logging(format: &str) {
+    // Wharf's own lines from info up (every `wharf*` crate: targets match by prefix), and only
+    // warnings of its dependencies (openraft's info lines are its internals).
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wharf=info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
