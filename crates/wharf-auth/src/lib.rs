@@ -8,6 +8,7 @@
 //! runtime run them on blocking threads. This crate must never know about HTTP types: the HTTP
 //! edge turns headers and forms into the calls here.
 
+pub mod authorize;
 mod limiter;
 pub mod password;
 pub mod policy;
@@ -15,6 +16,7 @@ pub mod scope;
 mod service;
 pub mod token;
 
+pub use authorize::{Decision, Denial, Operation, authorize};
 pub use limiter::{Limits, LoginLimiter, RateLimiter};
 pub use policy::Principal;
 pub use scope::{Access, ScopeError, permits};

@@ -130,7 +130,7 @@ pub(crate) async fn check_password(
         return Ok(identity);
     }
     if app.cluster.is_some() && matches!(auth.user_record(&user), Ok(None)) {
-        let _ = app.registry.catch_up().await;
+        let _ = crate::catch_up(app).await;
     }
     let auth = Arc::clone(auth);
     tokio::task::spawn_blocking(move || auth.authenticate(&user, &password, &source, crate::now_ms()))

@@ -18,7 +18,7 @@ use wharf_api::account::{
     UserInfo, UserUpdate,
 };
 use wharf_api::cluster::RoleChange;
-use wharf_auth::{Auth, AuthError, Identity};
+use wharf_auth::{Auth, AuthError, Decision, Denial, Identity, Operation};
 use wharf_manager::ClusterError;
 use wharf_store::{SessionKind, StoreError, UserRecord};
 
@@ -119,8 +119,14 @@ async fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, 
     Ok((Arc::clone(auth), identity, id))
 }
 
-fn require_admin(identity: &Identity) -> Result<(), ApiError> {
-    if identity.admin { Ok(()) } else { Err(api_error(StatusCode::FORBIDDEN, "only an administrator may do this")) }
+/// Asks the one authorization decision (`wharf_auth::authorize`) whether the caller may take
+/// `operation`; a refusal is 403, or 404 where the caller must not learn that a thing exists.
+fn allow(identity: &Identity, operation: Operation<'_>) -> Result<(), ApiError> {
+    match wharf_auth::authorize(&identity.principal(), &operation) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(Denial::Forbidden(why)) => Err(api_error(StatusCode::FORBIDDEN, why)),
+        Decision::Deny(Denial::Hidden(why)) => Err(api_error(StatusCode::NOT_FOUND, why)),
+    }
 }
 
 async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
@@ -151,14 +157,14 @@ fn user_info(name: &str, user: &UserRecord) -> UserInfo {
 
 async fn list_users(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ListUsers)?;
     let users: Vec<UserInfo> = auth.users()?.iter().map(|(name, user)| user_info(name, user)).collect();
     Ok(typed_response(StatusCode::OK, &users))
 }
 
 async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::CreateUser)?;
     let new: NewUser = parse(&body)?;
     let hash = blocking(&auth, move |auth| auth.hash_password(&new.password)).await?;
     auth.create_user(&new.name, hash, new.admin, crate::now()).await?;
@@ -172,18 +178,9 @@ fn show(auth: &Auth, name: &str, status: StatusCode) -> ApiResult {
     Ok(typed_response(status, &user_info(name, &user)))
 }
 
-/// Administrators may act on anyone; users on themselves.
-fn require_self_or_admin(identity: &Identity, name: &str) -> Result<(), ApiError> {
-    if identity.admin || identity.name == name {
-        Ok(())
-    } else {
-        Err(api_error(StatusCode::FORBIDDEN, "you may only see or change your own account"))
-    }
-}
-
 async fn show_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
-    require_self_or_admin(&identity, &name)?;
+    allow(&identity, Operation::ShowUser { name: &name })?;
     show(&auth, &name, StatusCode::OK)
 }
 
@@ -194,7 +191,7 @@ async fn update_user(
     body: Bytes,
 ) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ChangeUser { name: &name })?;
     let update: UserUpdate = parse(&body)?;
     if let Some(disabled) = update.disabled {
         auth.set_disabled(&name, disabled).await?;
@@ -205,7 +202,7 @@ async fn update_user(
 
 async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::DeleteUser { name: &name })?;
     auth.delete_user(&name).await?;
     tracing::info!(user = %name, by = %identity.name, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -213,7 +210,7 @@ async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name)
 
 async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> ApiResult {
     let (auth, identity, _) = caller(&app, req.headers()).await?;
-    require_self_or_admin(&identity, &name)?;
+    allow(&identity, Operation::SetPassword { name: &name })?;
     let source = peer_ip(&req);
     let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let change: NewPassword = parse(&body)?;
@@ -241,7 +238,7 @@ struct SessionQuery {
 async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SessionQuery>) -> ApiResult {
     let (auth, identity, current) = caller(&app, &headers).await?;
     let user = q.user.unwrap_or_else(|| identity.name.clone());
-    require_self_or_admin(&identity, &user)?;
+    allow(&identity, Operation::ListSessions { user: &user })?;
     let sessions: Vec<SessionInfo> = auth
         .sessions_of(&user)?
         .into_iter()
@@ -263,25 +260,15 @@ async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
 async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
     let owned = auth.sessions_of(&identity.name)?.iter().any(|s| s.id == id);
-    if !owned && !identity.admin {
-        return Err(api_error(StatusCode::NOT_FOUND, "session is unknown"));
-    }
+    allow(&identity, Operation::EndSession { owned })?;
     auth.end_session(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// The namespace owner and administrators may change a repository's settings.
-fn may_administer(identity: &Identity, repo: &str) -> bool {
-    let principal = identity.principal();
-    identity.admin || wharf_auth::policy::allowed_actions(&principal, "repository", repo, false).contains(&"push")
 }
 
 async fn show_repository(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
     let (auth, identity, _) = caller(&app, &headers).await?;
     let public = auth.is_public(&name);
-    if !public && !auth.may(&identity.principal(), "repository", &name, "pull") {
-        return Err(api_error(StatusCode::NOT_FOUND, "no such repository, or no access"));
-    }
+    allow(&identity, Operation::ShowRepository { repo: &name, public })?;
     Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public }))
 }
 
@@ -295,9 +282,7 @@ async fn update_repository(
     if !wharf_api::validate_name(&name) {
         return Err(api_error(StatusCode::BAD_REQUEST, "invalid repository name"));
     }
-    if !may_administer(&identity, &name) {
-        return Err(api_error(StatusCode::FORBIDDEN, "only the namespace owner or an administrator may change this"));
-    }
+    allow(&identity, Operation::ChangeRepository { repo: &name })?;
     let update: RepositoryUpdate = parse(&body)?;
     auth.set_public(&name, update.public).await?;
     tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
@@ -319,11 +304,11 @@ fn cluster_answer<T: serde::Serialize>(result: Result<T, ClusterError>) -> ApiRe
 
 async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ListNodes)?;
     let manager = cluster_of(&app)?;
     // `wharf node ls` should be current: catch up with the leader first. Without a quorum the
     // local replica still answers, marked as possibly stale.
-    let stale = app.registry.catch_up().await.err();
+    let stale = crate::catch_up(&app).await.err();
     let mut response = cluster_answer(manager.node_list())?;
     if let Some(why) = stale {
         let why = format!("this manager's replica may be stale: {}", why.message).replace(['\r', '\n'], " ");
@@ -341,7 +326,7 @@ fn parse_role(role: &str) -> Result<NodeRole, ApiError> {
 /// Shows a role's join token.
 async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ShowJoinToken)?;
     let role = parse_role(&role)?;
     cluster_answer(cluster_of(&app)?.show_join_token(role))
 }
@@ -349,7 +334,7 @@ async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role):
 /// Replaces a role's join token: the old one stops working at once.
 async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::RotateJoinToken)?;
     let role = parse_role(&role)?;
     let rotated = cluster_of(&app)?.rotate_join_token(role).await;
     if rotated.is_ok() {
@@ -361,7 +346,7 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
 /// Removes a node (on the leader, for a manager: elsewhere the answer names the leader).
 async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ChangeNodes)?;
     match cluster_of(&app)?.remove_node(id).await {
         Ok(()) => {
             tracing::info!(node_id = id, by = %identity.name, "node removed");
@@ -374,7 +359,7 @@ async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
 /// Promotes a worker or demotes a manager (see `wharf_manager::Manager::set_role`).
 async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>, body: Bytes) -> ApiResult {
     let (_, identity, _) = caller(&app, &headers).await?;
-    require_admin(&identity)?;
+    allow(&identity, Operation::ChangeNodes)?;
     let change: RoleChange = parse(&body)?;
     let changed = cluster_of(&app)?.set_role(id, change.role).await;
     if changed.is_ok() {

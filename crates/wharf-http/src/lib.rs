@@ -56,6 +56,23 @@ pub struct App {
     pub default_host: String,
     /// The control plane of this manager's cluster, when it runs as a cluster manager.
     pub cluster: Option<Arc<wharf_manager::Manager>>,
+    /// This node's replica of the state, as what applies commands to it: reads that find
+    /// nothing ask it to catch up with the leader first ([`catch_up`]).
+    pub replica: Arc<dyn wharf_store::Proposer>,
+}
+
+/// Waits until this node's replica has applied everything acknowledged anywhere before the
+/// call (ReadIndex in a cluster; nothing to wait for on one node).
+pub(crate) async fn catch_up(app: &App) -> Result<(), RegistryError> {
+    app.replica.catch_up().await.map_err(|e| match e {
+        wharf_store::StoreError::Unavailable(why) => {
+            RegistryError::new(ErrorCode::Unavailable, format!("the cluster cannot answer now: {why}"))
+        }
+        other => {
+            tracing::error!(error = %other, "catching up with the leader failed");
+            RegistryError::internal()
+        }
+    })
 }
 
 /// The peer address of a connection, put into each request's extensions by [`serve`].
@@ -87,7 +104,7 @@ pub(crate) async fn read_current<T, F: Future<Output = Result<T, RegistryError>>
 ) -> Result<T, RegistryError> {
     match read().await {
         Err(e) if e.status == 404 && app.cluster.is_some() => {
-            app.registry.catch_up().await?;
+            catch_up(app).await?;
             read().await
         }
         found => found,
@@ -105,8 +122,7 @@ pub(crate) async fn current_session(
 ) -> Result<(wharf_auth::Identity, String), wharf_auth::AuthError> {
     match auth.session(secret, kind, now()) {
         Err(wharf_auth::AuthError::NoSession) if app.cluster.is_some() => {
-            app.registry
-                .catch_up()
+            catch_up(app)
                 .await
                 .map_err(|e| wharf_auth::AuthError::Store(wharf_store::StoreError::Unavailable(e.message.clone())))?;
             auth.session(secret, kind, now())

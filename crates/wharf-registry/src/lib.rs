@@ -66,14 +66,6 @@ impl Registry {
         self.proposer.propose(command).await
     }
 
-    /// Waits until the local replica has applied everything acknowledged anywhere before the
-    /// call (ReadIndex in a cluster; nothing to wait for on one node). Reads call it before
-    /// reporting something missing, so no client is told that a write it saw acknowledged by
-    /// another manager does not exist.
-    pub async fn catch_up(&self) -> Result<(), RegistryError> {
-        self.proposer.catch_up().await.map_err(store_failure)
-    }
-
     /// Up to `n` tags of `repo` after `last`.
     pub fn tags(&self, repo: &str, last: Option<&str>, n: usize) -> Result<wharf_store::Page, RegistryError> {
         check_name(repo)?;

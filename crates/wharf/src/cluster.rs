@@ -532,6 +532,7 @@ async fn run_manager(
         scheme: "https",
         default_host: identity.advertise.clone(),
         cluster: Some(Arc::clone(&cluster)),
+        replica: proposer.clone(),
     });
     let router = wharf_http::router(app)
         .merge(wharf_http::raft_router(Arc::clone(&cluster)))

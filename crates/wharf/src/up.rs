@@ -107,7 +107,8 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
         (Some(auth), generated)
     };
     let registry = Arc::new(
-        Registry::with_proposer(store, Arc::new(blobs), proposer).with_upload_limit(settings.uploads.per_user),
+        Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer))
+            .with_upload_limit(settings.uploads.per_user),
     );
     let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone(), settings.uploads));
     let app = Arc::new(wharf_http::App {
@@ -117,6 +118,7 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
         scheme: "http",
         default_host: local.to_string(),
         cluster: None,
+        replica: proposer,
     });
     print_banner(&args, local, admin_password.as_deref());
     tracing::info!(addr = %local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
