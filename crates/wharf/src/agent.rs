@@ -4,7 +4,6 @@
 //! the agent gets a certificate for the new role, saves the identity and returns, and the
 //! process restarts into the role.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +15,13 @@ use wharf_client::Client;
 use wharf_pki::time::OffsetDateTime;
 use wharf_pki::{CertifiedKey, RenewableCert};
 
-use crate::cluster::{Identity, save_identity, save_manager_secrets};
+use wharf_node::{DataDir, Identity};
 
 /// Until a manager says otherwise.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 
 pub struct Agent {
-    pub data_dir: PathBuf,
+    pub data_dir: DataDir,
     pub identity: Identity,
     pub key: CertifiedKey,
     /// The certificate this node presents, as a server and as a client.
@@ -96,7 +95,7 @@ impl Agent {
             return Ok(false);
         }
         self.identity.managers = known;
-        save_identity(&self.data_dir, &self.identity, &self.key)?;
+        self.data_dir.save_identity(&self.identity, &self.key)?;
         Ok(true)
     }
 
@@ -113,11 +112,11 @@ impl Agent {
             .await
             .context("renew this node's certificate")?;
         if let Some(secrets) = &renewed.manager_secrets {
-            save_manager_secrets(&self.data_dir, secrets)?;
+            self.data_dir.save_manager_secrets(secrets)?;
         }
         let key = CertifiedKey::from_pems(renewed.cert_pem, key_pem)?;
         self.identity.role = renewed.role;
-        save_identity(&self.data_dir, &self.identity, &key)?;
+        self.data_dir.save_identity(&self.identity, &key)?;
         self.cert.install(&key, &self.ca_pem)?;
         tracing::info!(role = %self.identity.role, not_after = %key.not_after, "this node's certificate was renewed");
         self.key = key;

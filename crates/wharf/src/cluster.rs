@@ -11,16 +11,16 @@ use clap::Args;
 use reqwest::Method;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wharf_api::NodeRole;
-use wharf_api::cluster::{JoinRequest, JoinResponse, ManagerSecrets, MemberAdded, NodeInfo};
+use wharf_api::cluster::{JoinRequest, JoinResponse, MemberAdded, NodeInfo};
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
 use wharf_client::Client;
 use wharf_manager::{Manager, bootstrap};
+use wharf_node::{DataDir, Identity, RaftNode};
 use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, write_private};
-use wharf_raft::{LogStore, Network, Raft, RaftProposer, StateMachine};
+use wharf_raft::{Raft, RaftProposer};
 use wharf_registry::Registry;
 use wharf_store::Store;
 
@@ -212,58 +212,14 @@ pub struct JoinArgs {
     node: NodeArgs,
 }
 
-/// Who this node is, kept in `<data-dir>/node/identity.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Identity {
-    pub node_id: u64,
-    pub cluster_id: String,
-    pub role: NodeRole,
-    pub advertise: String,
-    /// The managers' addresses as last heard, where heartbeats go.
-    #[serde(default)]
-    pub managers: Vec<String>,
-}
-
-fn node_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("node")
-}
-
-pub(crate) fn load_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
-    let dir = node_dir(data_dir);
-    let Ok(raw) = std::fs::read(dir.join("identity.json")) else { return Ok(None) };
-    let identity: Identity = serde_json::from_slice(&raw).context("read node/identity.json")?;
-    let cert_pem = std::fs::read_to_string(dir.join("node.crt")).context("read node/node.crt")?;
-    let key_pem = std::fs::read_to_string(dir.join("node.key")).context("read node/node.key")?;
-    let key = CertifiedKey::from_pems(cert_pem, key_pem).context("read node/node.crt")?;
-    Ok(Some((identity, key)))
-}
-
 /// The identity a node left in `data_dir`, saying so: started again, it rejoins with it.
 pub(crate) fn existing_identity(data_dir: &Path) -> anyhow::Result<Option<(Identity, CertifiedKey)>> {
-    let found = load_identity(data_dir)?;
+    let found = DataDir::new(data_dir).load_identity()?;
     if let Some((identity, _)) = &found {
         let (id, cluster) = (identity.node_id, &identity.cluster_id);
         println!("Wharf: node {id} of cluster {cluster} found in {}; starting it.", data_dir.display());
     }
     Ok(found)
-}
-
-pub(crate) fn save_identity(data_dir: &Path, identity: &Identity, key: &CertifiedKey) -> anyhow::Result<()> {
-    let dir = node_dir(data_dir);
-    std::fs::create_dir_all(&dir)?;
-    write_private(&dir.join("node.key"), &key.key_pem)?;
-    write_private(&dir.join("node.crt"), &key.cert_pem)?;
-    // The identity file goes last: its presence means the node is complete.
-    Ok(write_private(&dir.join("identity.json"), &serde_json::to_string_pretty(identity)?)?)
-}
-
-/// Keeps the keys a manager receives (when it joins or becomes a manager) in `data_dir/pki`.
-pub(crate) fn save_manager_secrets(data_dir: &Path, secrets: &ManagerSecrets) -> anyhow::Result<()> {
-    let pki = data_dir.join("pki");
-    std::fs::create_dir_all(&pki)?;
-    write_private(&pki.join("ca.key"), &secrets.ca_key_pem)?;
-    write_private(&pki.join("token.key"), &secrets.token_key_pem)?;
-    Ok(write_private(&pki.join("token.crt"), &secrets.token_cert_pem)?)
 }
 
 pub(crate) fn hostname() -> String {
@@ -299,7 +255,7 @@ fn check_advertise(addr: &str) -> anyhow::Result<()> {
 }
 
 pub async fn init(args: InitArgs) -> anyhow::Result<Ending> {
-    crate::data_dir::secure(&args.node.data_dir)?;
+    wharf_node::secure(&args.node.data_dir)?;
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
         return run_node(&args.node.data_dir, identity, key, &settings, None, None).await;
@@ -333,13 +289,13 @@ pub(crate) async fn start_first_manager(
     listener: Option<TcpListener>,
 ) -> anyhow::Result<Ending> {
     let dir = &first.data_dir;
-    crate::data_dir::secure(dir)?;
+    wharf_node::secure(dir)?;
     // A Raft log without a node identity is a standalone node's or an unfinished first start:
     // what it holds goes into the state, and the new cluster starts a log of its own. The
     // state is checked before (nothing is changed in a member's directory) and after.
     state_of_a_first_start(dir, &first.advertise)?;
     fold_raft_log_into_state(dir).await?;
-    let ca = Ca::load_or_create(&dir.join("pki")).context("create the CA")?;
+    let ca = Ca::load_or_create(&DataDir::new(dir).pki()).context("create the CA")?;
     let cluster_id = state_of_a_first_start(dir, &first.advertise)?;
     let cluster_id =
         cluster_id.unwrap_or_else(|| format!("wharf-{}", &wharf_auth::secret_id(&wharf_auth::new_secret())[..16]));
@@ -360,18 +316,19 @@ pub(crate) async fn start_first_manager(
 /// The cluster id the state in `dir` holds, if any, once `wharf_manager::bootstrap` agrees
 /// that a first start may take that state.
 fn state_of_a_first_start(dir: &Path, advertise: &str) -> anyhow::Result<Option<String>> {
-    let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+    let store = Store::open(&DataDir::new(dir).state()).context("open the state store")?;
     bootstrap::check_first_start(&store, advertise).with_context(|| format!("{}", dir.display()))
 }
 
 /// Folds the Raft log in `dir` into its state (see `wharf_manager::bootstrap::fold_raft_log`).
 async fn fold_raft_log_into_state(dir: &Path) -> anyhow::Result<()> {
-    let (log, state, snapshots) = (dir.join("raft-log.redb"), dir.join("state.redb"), dir.join("snapshots"));
+    let dir = DataDir::new(dir);
+    let (log, state, snapshots) = (dir.raft_log(), dir.state(), dir.snapshots());
     Ok(bootstrap::fold_raft_log(&log, &state, &snapshots).await?)
 }
 
 pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
-    crate::data_dir::secure(&args.node.data_dir)?;
+    wharf_node::secure(&args.node.data_dir)?;
     let settings = args.node.settings();
     if let Some((identity, key)) = existing_identity(&args.node.data_dir)? {
         // The node has its identity: the token is not needed again (and not read).
@@ -402,12 +359,12 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
     let joined: JoinResponse = client.call(Method::POST, "/cluster/join", Some(&request)).await.map_err(|e| {
         anyhow::anyhow!("{} refused the join: {}", args.manager, crate::terminal::printable(&e.to_string()))
     })?;
-    let pki = args.node.data_dir.join("pki");
-    std::fs::create_dir_all(&pki)?;
+    let dir = DataDir::new(&args.node.data_dir);
+    wharf_pki::create_private_dir(&dir.pki())?;
     if let Some(secrets) = &joined.manager_secrets {
-        save_manager_secrets(&args.node.data_dir, secrets)?;
+        dir.save_manager_secrets(secrets)?;
     }
-    write_private(&pki.join("ca.crt"), &joined.ca_pem)?;
+    write_private(&dir.ca_cert(), &joined.ca_pem)?;
     let identity = Identity {
         node_id: joined.node_id,
         cluster_id: joined.cluster_id,
@@ -416,7 +373,7 @@ pub async fn join(args: JoinArgs) -> anyhow::Result<Ending> {
         managers: vec![args.manager.clone()],
     };
     let key = CertifiedKey::from_pems(joined.cert_pem, key_pem)?;
-    save_identity(&args.node.data_dir, &identity, &key)?;
+    dir.save_identity(&identity, &key)?;
     println!("Joined cluster {} as {} {}.", identity.cluster_id, identity.role, identity.node_id);
     run_node(&args.node.data_dir, identity, key, &settings, Some(args.manager), None).await
 }
@@ -439,33 +396,17 @@ pub(crate) async fn run_node(
     if identity.role == NodeRole::Manager {
         return run_manager(data_dir, identity, key, settings, Start::Existing { via }, listener).await;
     }
-    forget_manager_state(data_dir)?;
+    let dir = DataDir::new(data_dir);
+    dir.forget_manager_state()?;
     // Workers run the agent; tasks arrive with orchestration.
-    let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
+    let ca_pem = dir.ca_pem()?;
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, &ca_pem)?);
-    let agent = Agent { data_dir: data_dir.to_owned(), identity: identity.clone(), key, cert, ca_pem };
+    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem };
     println!("Wharf worker {} of cluster {} is up (no tasks to run yet).", identity.node_id, identity.cluster_id);
     tokio::select! {
         () = shutdown_signal() => Ok(Ending::Stopped),
         ended = agent.run() => ended.map(|()| Ending::Restart),
     }
-}
-
-/// A worker keeps no replica: what a demoted manager held (the Raft log, snapshots and the
-/// state store) goes, so that a later promotion starts it from the cluster's current state.
-fn forget_manager_state(data_dir: &Path) -> anyhow::Result<()> {
-    for name in ["raft-log.redb", "state.redb"] {
-        let path = data_dir.join(name);
-        if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
-            tracing::info!(path = %path.display(), "removed the replica this node kept as a manager");
-        }
-    }
-    let snapshots = data_dir.join("snapshots");
-    if snapshots.exists() {
-        std::fs::remove_dir_all(&snapshots).with_context(|| format!("remove {}", snapshots.display()))?;
-    }
-    Ok(())
 }
 
 /// Runs a manager until SIGINT/SIGTERM or a change of its role.
@@ -482,40 +423,31 @@ async fn run_manager(
         Some(listener) => listener,
         None => TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?,
     };
-    let ca = Arc::new(Ca::load_or_create(&data_dir.join("pki")).context("load the CA")?);
-    let token_key = ca.load_or_create_token_key(&data_dir.join("pki")).context("load the token key")?;
-    let store = Arc::new(Store::open(&data_dir.join("state.redb")).context("open the state store")?);
-    let blobs = Arc::new(FsBlobStore::open(data_dir.join("blobs")).context("open the blob store")?);
+    let dir = DataDir::new(data_dir);
+    let ca = Arc::new(Ca::load_or_create(&dir.pki()).context("load the CA")?);
+    let token_key = ca.load_or_create_token_key(&dir.pki()).context("load the token key")?;
+    let store = Arc::new(Store::open(&dir.state()).context("open the state store")?);
+    let blobs = Arc::new(FsBlobStore::open(dir.blobs()).context("open the blob store")?);
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem())?);
     let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
     // Calls to other managers leave from the address this node listens on, when it names one.
     let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-    let node = RaftNode::open(
-        data_dir,
-        identity.node_id,
-        &identity.cluster_id,
-        Arc::clone(&store),
-        client_tls.clone(),
-        source,
-    )
-    .await?;
+    let node =
+        RaftNode::open(&dir, identity.node_id, &identity.cluster_id, Arc::clone(&store), client_tls.clone(), source)
+            .await?;
     let (raft, proposer) = (node.raft.clone(), Arc::clone(&node.proposer));
     let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
     let registry = Arc::new(
         Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
             .with_upload_limit(settings.uploads.per_user),
     );
-    let secrets = ManagerSecrets {
-        ca_key_pem: std::fs::read_to_string(data_dir.join("pki/ca.key"))?,
-        token_key_pem: token_key.private_pem.clone(),
-        token_cert_pem: std::fs::read_to_string(data_dir.join("pki/token.crt"))?,
-    };
+    let secrets = dir.manager_secrets()?;
     let cluster = Arc::new(Manager {
         node_id: identity.node_id,
         raft: raft.clone(),
         proposer: proposer.clone(),
         cluster_id: identity.cluster_id.clone(),
-        incoming_dir: data_dir.join("snapshots/incoming"),
+        incoming_dir: dir.incoming_snapshots(),
         ca: Arc::clone(&ca),
         store: Arc::clone(&store),
         manager_secrets: secrets,
@@ -549,7 +481,7 @@ async fn run_manager(
             (admin_password, new_tokens) =
                 bootstrap_cluster(&raft, &identity, key.not_after, &proposer, (&store, &auth, &ca), password).await?;
             // From here on the data directory holds a complete node: started again, it runs it.
-            save_identity(data_dir, &identity, &key)?;
+            dir.save_identity(&identity, &key)?;
         }
         Start::ForcedNewCluster => {
             bootstrap::lead_alone(&raft, identity.node_id, &identity.advertise).await?;
@@ -570,13 +502,7 @@ async fn run_manager(
     let watch = tokio::spawn(wharf_manager::watch_heartbeats(Arc::clone(&cluster)));
     print_banner(&identity, local, data_dir, &ca, new_tokens.as_ref(), admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
-    let agent = Agent {
-        data_dir: data_dir.to_owned(),
-        identity: identity.clone(),
-        key,
-        cert,
-        ca_pem: ca.cert_pem().to_owned(),
-    };
+    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem: ca.cert_pem().to_owned() };
     let ending = tokio::select! {
         () = shutdown_signal() => Ending::Stopped,
         ended = agent.run() => {
@@ -600,15 +526,16 @@ async fn run_manager(
 /// command again. Then the node runs as the only manager of a new Raft group over that state.
 pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     let dir = &args.data_dir;
-    crate::data_dir::secure(dir)?;
-    let (identity, key) = load_identity(dir)?
+    wharf_node::secure(dir)?;
+    let (identity, key) = DataDir::new(dir)
+        .load_identity()?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", dir.display()))?;
     if identity.role != NodeRole::Manager {
         bail!("node {} is a worker: only a manager's data directory holds the cluster's state", identity.node_id);
     }
     // Everything this manager's log holds reaches the state first.
     fold_raft_log_into_state(dir).await?;
-    let store = Store::open(&dir.join("state.redb")).context("open the state store")?;
+    let store = Store::open(&DataDir::new(dir).state()).context("open the state store")?;
     for (id, addr) in bootstrap::remove_other_managers(&store, identity.node_id)? {
         println!("Manager {id} ({addr}) is not part of the new cluster; it can join again.");
     }
@@ -618,73 +545,8 @@ pub async fn recover(args: RecoverArgs) -> anyhow::Result<Ending> {
     let settings = args.tuning.settings(listen);
     let mut identity = identity;
     identity.managers = vec![identity.advertise.clone()];
-    save_identity(dir, &identity, &key)?;
+    DataDir::new(dir).save_identity(&identity, &key)?;
     run_manager(dir, identity, key, &settings, Start::ForcedNewCluster, None).await
-}
-
-/// Makes the raft log's lazily saved parts durable every [`wharf_raft::COMMITTED_FLUSH`].
-async fn flush_periodically(log: LogStore) {
-    loop {
-        tokio::time::sleep(wharf_raft::COMMITTED_FLUSH).await;
-        let log = log.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.flush()).await {
-            tracing::error!(error = %e, "making the raft log durable failed");
-        }
-    }
-}
-
-/// A node's Raft instance with its log store, state machine (over `store`), transport and
-/// proposer, and the task that makes the log's lazily saved parts durable. Managers and
-/// `wharf up` (a one-member group) open it the same way.
-pub(crate) struct RaftNode {
-    pub raft: Raft,
-    pub proposer: Arc<RaftProposer>,
-    log: LogStore,
-    flusher: tokio::task::JoinHandle<()>,
-}
-
-impl RaftNode {
-    /// Opens the Raft files in `data_dir`; calls to other managers use `tls` and leave from
-    /// `source`, if given.
-    pub(crate) async fn open(
-        data_dir: &Path,
-        id: u64,
-        cluster_name: &str,
-        store: Arc<Store>,
-        tls: rustls::ClientConfig,
-        source: Option<std::net::IpAddr>,
-    ) -> anyhow::Result<RaftNode> {
-        let log = LogStore::open(&data_dir.join("raft-log.redb")).context("open the raft log")?;
-        let sm = StateMachine::open(store, &data_dir.join("snapshots"))?;
-        let network = Network::new(tls.clone(), source)?;
-        let raft = Raft::new(id, wharf_raft::config(cluster_name)?, network, log.clone(), sm).await?;
-        let proposer = Arc::new(RaftProposer::new(raft.clone(), tls, source)?);
-        let flusher = tokio::spawn(flush_periodically(log.clone()));
-        Ok(RaftNode { raft, proposer, log, flusher })
-    }
-
-    /// `wharf up`'s state path: a one-member group over `store` (initialized the first time),
-    /// led by this node before it returns. It has no other member to call.
-    pub(crate) async fn standalone(
-        data_dir: &Path,
-        store: Arc<Store>,
-        ca_pem: &str,
-        addr: &str,
-    ) -> anyhow::Result<Self> {
-        const ID: u64 = 1;
-        let node =
-            RaftNode::open(data_dir, ID, "standalone", store, wharf_pki::ca_client_config(ca_pem)?, None).await?;
-        bootstrap::lead_alone(&node.raft, ID, addr).await?;
-        Ok(node)
-    }
-
-    pub(crate) async fn stop(self) {
-        self.flusher.abort();
-        let _ = self.raft.shutdown().await;
-        if let Err(e) = self.log.flush() {
-            tracing::error!(error = %e, "making the raft log durable failed");
-        }
-    }
 }
 
 /// The join tokens made by a first start, to print once: (manager, worker).
@@ -773,9 +635,11 @@ fn print_banner(
 /// no account or login needed on the machine that runs it. A manager asks itself first; a
 /// worker asks the managers it last heard of, in turn.
 pub async fn nodes_as_this_node(data_dir: &Path) -> anyhow::Result<Vec<NodeInfo>> {
-    let (identity, key) = load_identity(data_dir)?
+    let dir = DataDir::new(data_dir);
+    let (identity, key) = dir
+        .load_identity()?
         .with_context(|| format!("{} holds no node identity (node/identity.json)", data_dir.display()))?;
-    let ca_pem = std::fs::read_to_string(data_dir.join("pki/ca.crt")).context("read pki/ca.crt")?;
+    let ca_pem = dir.ca_pem()?;
     let tls = wharf_pki::node_client_config(&key, &ca_pem, &identity.cluster_id)?;
     let mut targets = Vec::new();
     if identity.role == NodeRole::Manager {

@@ -4,7 +4,6 @@
 mod account;
 mod agent;
 mod cluster;
-mod data_dir;
 mod terminal;
 mod trust;
 mod up;
@@ -60,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     if matches!(cli.command, Command::Up(_) | Command::Init(_) | Command::Join(_) | Command::Recover(_)) {
         // Before any thread or file exists: what a node creates is its user's alone, and it
         // may hold as many connections as its caps allow.
-        data_dir::private_umask();
+        wharf_node::private_umask();
         raise_open_file_limit();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -15,7 +15,9 @@ use wharf_pki::Ca;
 use wharf_registry::Registry;
 use wharf_store::Store;
 
-use crate::cluster::{self, Ending, RaftNode, Tuning};
+use wharf_node::{DataDir, RaftNode};
+
+use crate::cluster::{self, Ending, Tuning};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -51,7 +53,7 @@ pub struct UpArgs {
 /// `wharf up`: the first manager of a one-node cluster (other nodes can join it), started
 /// again from its data directory after that; with `--insecure-http`, a standalone node.
 pub async fn run(args: UpArgs) -> anyhow::Result<Ending> {
-    crate::data_dir::secure(&args.data_dir)?;
+    wharf_node::secure(&args.data_dir)?;
     if args.insecure_http {
         return standalone(args).await.map(|()| Ending::Stopped);
     }
@@ -83,7 +85,7 @@ fn advertised(local: SocketAddr) -> String {
 
 /// `wharf up --insecure-http`: plain HTTP, state through a one-member Raft group of its own.
 async fn standalone(args: UpArgs) -> anyhow::Result<()> {
-    if let Some((identity, _)) = cluster::load_identity(&args.data_dir)? {
+    if let Some((identity, _)) = DataDir::new(&args.data_dir).load_identity()? {
         anyhow::bail!(
             "{} holds node {} of cluster {}: it serves over TLS; start it without --insecure-http",
             args.data_dir.display(),
@@ -91,14 +93,15 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
             identity.cluster_id
         );
     }
-    let store = Store::open(&args.data_dir.join("state.redb")).context("open state store")?;
-    let blobs = FsBlobStore::open(args.data_dir.join("blobs")).context("open blob store")?;
-    let ca = Arc::new(Ca::load_or_create(&args.data_dir.join("pki")).context("load or create the CA")?);
+    let dir = DataDir::new(&args.data_dir);
+    let store = Store::open(&dir.state()).context("open state store")?;
+    let blobs = FsBlobStore::open(dir.blobs()).context("open blob store")?;
+    let ca = Arc::new(Ca::load_or_create(&dir.pki()).context("load or create the CA")?);
     let store = Arc::new(store);
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     let settings = args.tuning.settings(local.to_string());
-    let raft = RaftNode::standalone(&args.data_dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
+    let raft = RaftNode::standalone(&dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
     let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
     let (auth, admin_password) = if args.insecure_no_auth {
         (None, None)
@@ -140,7 +143,8 @@ async fn start_auth(
     store: Arc<Store>,
     proposer: Arc<dyn wharf_store::Proposer>,
 ) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
-    let key = ca.load_or_create_token_key(&args.data_dir.join("pki")).context("load or create the token key")?;
+    let key =
+        ca.load_or_create_token_key(&DataDir::new(&args.data_dir).pki()).context("load or create the token key")?;
     let auth = Arc::new(Auth::with_proposer(store, proposer, &key, AuthConfig::default()).context("start accounts")?);
     let password = crate::account::read_password_file(args.admin_password_file.as_deref())?;
     let generated =
