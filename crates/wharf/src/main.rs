@@ -1,5 +1,8 @@
-//! The `wharf` binary: command line, configuration, wiring of the crates, signals.
-//! It is the only crate that uses `anyhow`; it holds no protocol logic.
+//! The `wharf` binary: command line, configuration, wiring of the crates, signals and what a
+//! node prints. It is the only crate that uses `anyhow`. Protocol logic lives in the crates:
+//! the control plane in `wharf-manager`, the node's files and Raft node in `wharf-node`, the
+//! client calls in `wharf-client`; what remains here to move is the manager assembly
+//! (`cluster::run_manager`).
 
 mod account;
 mod agent;
