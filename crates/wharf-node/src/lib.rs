@@ -1,5 +1,6 @@
 //! A running Wharf node as a library: its data directory, drawn once ([`DataDir`], with its
-//! privacy rules), its identity files ([`Identity`]), and its Raft node ([`RaftNode`]). The
+//! privacy rules), its identity files ([`Identity`]), its Raft node ([`RaftNode`]), and a
+//! manager assembled in one place and stopped by one call ([`ManagerNode`]). The
 //! binary keeps the command line and what it prints; what a node is and where it keeps things
 //! lives here.
 //!
@@ -7,10 +8,12 @@
 
 mod data_dir;
 mod identity;
+mod manager;
 mod raft_node;
 
 pub use data_dir::{DataDir, private_umask, secure};
 pub use identity::Identity;
+pub use manager::{ManagerNode, ManagerSettings, Uploads, purge_stale};
 pub use raft_node::RaftNode;
 
 /// Why a node could not start or keep its files.

@@ -14,18 +14,16 @@ use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 use wharf_api::NodeRole;
 use wharf_api::cluster::{JoinRequest, JoinResponse, MemberAdded, NodeInfo};
-use wharf_auth::{Auth, AuthConfig};
-use wharf_blobstore::FsBlobStore;
+use wharf_auth::Auth;
 use wharf_client::Client;
-use wharf_manager::{Manager, bootstrap};
-use wharf_node::{DataDir, Identity, RaftNode};
+use wharf_manager::bootstrap;
+use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
 use wharf_pki::{Ca, CertifiedKey, JoinToken, NODE_VALIDITY, NodeIdentity, write_private};
 use wharf_raft::{Raft, RaftProposer};
-use wharf_registry::Registry;
 use wharf_store::Store;
 
 use crate::agent::Agent;
-use crate::up::{purge_stale, shutdown_signal};
+use crate::up::shutdown_signal;
 
 /// Where a node serves and keeps its data: what `init` and `join` share.
 #[derive(Args)]
@@ -84,8 +82,7 @@ pub struct Tuning {
 impl Tuning {
     pub(crate) fn settings(&self, listen: String) -> Settings {
         let ms = |v: u64| Duration::from_millis(v.max(10));
-        Settings {
-            listen,
+        let manager = ManagerSettings {
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(50)),
             node_cert_validity: wharf_pki::time::Duration::seconds(self.node_cert_validity.max(10) as i64),
             limits: wharf_http::Limits {
@@ -97,12 +94,13 @@ impl Tuning {
                 idle_timeout: ms(self.idle_timeout_ms),
                 ..wharf_http::Limits::default()
             },
-            uploads: UploadSettings {
+            uploads: Uploads {
                 per_user: self.max_open_uploads,
                 max_age: self.upload_max_age,
                 purge_every: ms(self.upload_purge_interval_ms),
             },
-        }
+        };
+        Settings { listen, manager }
     }
 }
 
@@ -119,14 +117,6 @@ fn parse_age(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
     };
     Ok(Duration::from_secs(number.saturating_mul(seconds)))
-}
-
-/// How upload sessions are bounded: open per user, and age before they are purged.
-#[derive(Clone, Copy)]
-pub(crate) struct UploadSettings {
-    pub per_user: u32,
-    pub max_age: Duration,
-    pub purge_every: Duration,
 }
 
 #[derive(Args)]
@@ -165,10 +155,7 @@ pub enum Ending {
 /// What a running node needs from its command line.
 pub(crate) struct Settings {
     listen: String,
-    heartbeat: Duration,
-    node_cert_validity: wharf_pki::time::Duration,
-    pub limits: wharf_http::Limits,
-    pub uploads: UploadSettings,
+    pub manager: ManagerSettings,
 }
 
 impl NodeArgs {
@@ -308,7 +295,8 @@ pub(crate) async fn start_first_manager(
     };
     let names = wharf_pki::node_names(&[&first.advertise, &settings.listen], &hostname(), &first.sans);
     let node = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id };
-    let key = ca.issue_node(&node, &names, settings.node_cert_validity).context("issue this node's certificate")?;
+    let key =
+        ca.issue_node(&node, &names, settings.manager.node_cert_validity).context("issue this node's certificate")?;
     let password = crate::account::read_password_file(first.password_file.as_deref())?;
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
 }
@@ -424,99 +412,48 @@ async fn run_manager(
         None => TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?,
     };
     let dir = DataDir::new(data_dir);
-    let ca = Arc::new(Ca::load_or_create(&dir.pki()).context("load the CA")?);
-    let token_key = ca.load_or_create_token_key(&dir.pki()).context("load the token key")?;
-    let store = Arc::new(Store::open(&dir.state()).context("open the state store")?);
-    let blobs = Arc::new(FsBlobStore::open(dir.blobs()).context("open the blob store")?);
-    let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem())?);
-    let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
     // Calls to other managers leave from the address this node listens on, when it names one.
     let source = listen.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
-    let node =
-        RaftNode::open(&dir, identity.node_id, &identity.cluster_id, Arc::clone(&store), client_tls.clone(), source)
-            .await?;
-    let (raft, proposer) = (node.raft.clone(), Arc::clone(&node.proposer));
-    let auth = Arc::new(Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())?);
-    let registry = Arc::new(
-        Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
-            .with_upload_limit(settings.uploads.per_user),
-    );
-    let secrets = dir.manager_secrets()?;
-    let cluster = Arc::new(Manager {
-        node_id: identity.node_id,
-        raft: raft.clone(),
-        proposer: proposer.clone(),
-        cluster_id: identity.cluster_id.clone(),
-        incoming_dir: dir.incoming_snapshots(),
-        ca: Arc::clone(&ca),
-        store: Arc::clone(&store),
-        manager_secrets: secrets,
-        heartbeats: wharf_manager::Heartbeats::new(settings.heartbeat),
-        node_cert_validity: settings.node_cert_validity,
-        join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
-    });
-    let local = listener.local_addr()?;
-    let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
-    let app = Arc::new(wharf_http::App {
-        registry: Arc::clone(&registry),
-        auth: Some(Arc::clone(&auth)),
-        ca_pem: Some(ca.cert_pem().to_owned()),
-        scheme: "https",
-        default_host: identity.advertise.clone(),
-        cluster: Some(Arc::clone(&cluster)),
-        replica: proposer.clone(),
-    });
-    let router = wharf_http::router(app)
-        .merge(wharf_http::raft_router(Arc::clone(&cluster)))
-        .merge(wharf_http::cluster_router(Arc::clone(&cluster)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, settings.limits.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let mut node = ManagerNode::start(&dir, &identity, &key, listener, source, &settings.manager).await?;
     let mut admin_password = None;
     let mut new_tokens = None;
-    let mut join_via = None;
     match start {
         Start::NewCluster { password } => {
+            let parts = (&*node.store, &*node.auth, &*node.ca);
+            let proposer = Arc::clone(&node.manager.proposer);
             (admin_password, new_tokens) =
-                bootstrap_cluster(&raft, &identity, key.not_after, &proposer, (&store, &auth, &ca), password).await?;
+                bootstrap_cluster(node.raft(), &identity, key.not_after, &proposer, parts, password).await?;
             // From here on the data directory holds a complete node: started again, it runs it.
             dir.save_identity(&identity, &key)?;
         }
         Start::ForcedNewCluster => {
-            bootstrap::lead_alone(&raft, identity.node_id, &identity.advertise).await?;
-            bootstrap::snapshot_and_purge(&raft).await?;
+            bootstrap::lead_alone(node.raft(), identity.node_id, &identity.advertise).await?;
+            bootstrap::snapshot_and_purge(node.raft()).await?;
         }
-        Start::Existing { via } => join_via = via,
+        Start::Existing { via: Some(via) } => {
+            // In the background: a restarted manager is a member already, and the manager it
+            // joined through may itself be down; the request is retried until a leader takes it.
+            let tls = node.client_tls.clone();
+            node.spawn(async move {
+                if let Err(e) = ask_to_be_added(&via, tls).await {
+                    tracing::error!(error = %e, "this manager could not be added to raft");
+                }
+            });
+        }
+        Start::Existing { via: None } => {}
     }
-    if let Some(via) = join_via {
-        // In the background: a restarted manager is a member already, and the manager it joined
-        // through may itself be down; the request is retried until a leader takes it.
-        tokio::spawn(async move {
-            if let Err(e) = ask_to_be_added(&via, client_tls).await {
-                tracing::error!(error = %e, "this manager could not be added to raft");
-            }
-        });
-    }
-    let purge = tokio::spawn(purge_stale(registry, Some(auth), settings.uploads));
-    let watch = tokio::spawn(wharf_manager::watch_heartbeats(Arc::clone(&cluster)));
-    print_banner(&identity, local, data_dir, &ca, new_tokens.as_ref(), admin_password.as_deref());
+    let local = node.local;
+    print_banner(&identity, local, data_dir, &node.ca, new_tokens.as_ref(), admin_password.as_deref());
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
-    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem: ca.cert_pem().to_owned() };
+    let ca_pem = node.ca.cert_pem().to_owned();
+    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert: Arc::clone(&node.cert), ca_pem };
     let ending = tokio::select! {
-        () = shutdown_signal() => Ending::Stopped,
-        ended = agent.run() => {
-            ended?;
-            Ending::Restart
-        }
+        () = shutdown_signal() => Ok(Ending::Stopped),
+        ended = agent.run() => ended.map(|()| Ending::Restart),
     };
-    purge.abort();
-    watch.abort();
-    let _ = stop.send(());
     node.stop().await;
-    let _ = server.await;
     tracing::info!("wharf stopped");
-    Ok(ending)
+    ending
 }
 
 /// `wharf recover --force-new-cluster`: the other managers are marked removed (their

@@ -1,8 +1,8 @@
 //! The `wharf` binary: command line, configuration, wiring of the crates, signals and what a
 //! node prints. It is the only crate that uses `anyhow`. Protocol logic lives in the crates:
-//! the control plane in `wharf-manager`, the node's files and Raft node in `wharf-node`, the
-//! client calls in `wharf-client`; what remains here to move is the manager assembly
-//! (`cluster::run_manager`).
+//! the control plane in `wharf-manager`, the node's files, Raft node and manager assembly in
+//! `wharf-node`, the client calls in `wharf-client`. Here: which node to start and what it
+//! prints, the join client's token sources, the agent (until `wharf-agent`).
 
 mod account;
 mod agent;

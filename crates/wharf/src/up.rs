@@ -111,9 +111,9 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
     };
     let registry = Arc::new(
         Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer))
-            .with_upload_limit(settings.uploads.per_user),
+            .with_upload_limit(settings.manager.uploads.per_user),
     );
-    let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone(), settings.uploads));
+    let purge = tokio::spawn(wharf_node::purge_stale(Arc::clone(&registry), auth.clone(), settings.manager.uploads));
     let app = Arc::new(wharf_http::App {
         registry,
         auth,
@@ -125,7 +125,7 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
     });
     print_banner(&args, local, admin_password.as_deref());
     tracing::info!(addr = %local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
-    wharf_http::serve(listener, None, wharf_http::router(app), settings.limits, shutdown_signal()).await;
+    wharf_http::serve(listener, None, wharf_http::router(app), settings.manager.limits, shutdown_signal()).await;
     purge.abort();
     raft.stop().await;
     tracing::info!("wharf stopped");
@@ -171,27 +171,6 @@ fn print_banner(args: &UpArgs, local: SocketAddr, admin_password: Option<&str>) 
 
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Removes upload sessions older than `uploads.max_age` and expired login sessions, at start
-/// and then every `uploads.purge_every` (hourly by default).
-pub(crate) async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>, uploads: cluster::UploadSettings) {
-    let mut tick = tokio::time::interval(uploads.purge_every);
-    loop {
-        tick.tick().await;
-        match registry.purge_stale_uploads(uploads.max_age.as_secs()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
-            Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
-        }
-        if let Some(auth) = &auth {
-            match auth.purge_sessions(now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "removed expired sessions"),
-                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
-            }
-        }
-    }
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -1,0 +1,188 @@
+//! A running manager, assembled in one place for `wharf up`, `init`, `join` and `recover`: the
+//! CA and token key, the replica, the blob store, Raft, accounts, the registry, the control
+//! plane (`wharf_manager::Manager`) and the HTTPS server with every route, plus the tasks that
+//! run beside them (the heartbeat watch, the purge of stale uploads and sessions). What the
+//! node does after it started (bootstrap a cluster, ask to be added to Raft, print, run the
+//! agent) is the caller's; [`ManagerNode::stop`] stops it all, in order, from one call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wharf_auth::{Auth, AuthConfig};
+use wharf_blobstore::FsBlobStore;
+use wharf_manager::Manager;
+use wharf_pki::{Ca, CertifiedKey, RenewableCert};
+use wharf_registry::Registry;
+use wharf_store::Store;
+
+use crate::{DataDir, Identity, NodeError, RaftNode};
+
+/// How upload sessions are bounded: open per user, and age before they are purged.
+#[derive(Debug, Clone, Copy)]
+pub struct Uploads {
+    pub per_user: u32,
+    pub max_age: Duration,
+    pub purge_every: Duration,
+}
+
+/// What a manager runs with besides its data directory and identity.
+#[derive(Debug, Clone)]
+pub struct ManagerSettings {
+    /// How often nodes send heartbeats to this manager when it leads.
+    pub heartbeat: Duration,
+    /// How long the node certificates this manager signs are valid.
+    pub node_cert_validity: wharf_pki::time::Duration,
+    pub limits: wharf_http::Limits,
+    pub uploads: Uploads,
+}
+
+/// A manager that serves: its parts, for the caller's next steps, and what stops it.
+pub struct ManagerNode {
+    pub manager: Arc<Manager>,
+    pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
+    pub registry: Arc<Registry>,
+    pub ca: Arc<Ca>,
+    /// The certificate the node presents as server and client (renewal replaces it).
+    pub cert: Arc<RenewableCert>,
+    /// The client configuration of calls to other managers.
+    pub client_tls: rustls::ClientConfig,
+    /// Where it listens.
+    pub local: SocketAddr,
+    raft: RaftNode,
+    server: JoinHandle<()>,
+    stop_server: oneshot::Sender<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn context(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> NodeError + '_ {
+    move |e| NodeError::Raft(format!("{what}: {e}"))
+}
+
+impl ManagerNode {
+    /// Assembles the manager `identity` (certified by `key`) over `dir` and serves on
+    /// `listener`; calls to other managers leave from `source`, if given.
+    pub async fn start(
+        dir: &DataDir,
+        identity: &Identity,
+        key: &CertifiedKey,
+        listener: TcpListener,
+        source: Option<std::net::IpAddr>,
+        settings: &ManagerSettings,
+    ) -> Result<ManagerNode, NodeError> {
+        let ca = Arc::new(Ca::load_or_create(&dir.pki())?);
+        let token_key = ca.load_or_create_token_key(&dir.pki())?;
+        let store = Arc::new(Store::open(&dir.state())?);
+        let blobs = Arc::new(FsBlobStore::open(dir.blobs()).map_err(|e| context("open the blob store")(&e))?);
+        let cert = Arc::new(RenewableCert::new(key, ca.cert_pem())?);
+        let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
+        let raft =
+            RaftNode::open(dir, identity.node_id, &identity.cluster_id, Arc::clone(&store), client_tls.clone(), source)
+                .await?;
+        let proposer = Arc::clone(&raft.proposer);
+        let auth = Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())
+            .map_err(|e| context("start accounts")(&e))?;
+        let auth = Arc::new(auth);
+        let registry = Arc::new(
+            Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
+                .with_upload_limit(settings.uploads.per_user),
+        );
+        let manager = Arc::new(Manager {
+            node_id: identity.node_id,
+            raft: raft.raft.clone(),
+            proposer: proposer.clone(),
+            cluster_id: identity.cluster_id.clone(),
+            incoming_dir: dir.incoming_snapshots(),
+            ca: Arc::clone(&ca),
+            store: Arc::clone(&store),
+            manager_secrets: dir.manager_secrets()?,
+            heartbeats: wharf_manager::Heartbeats::new(settings.heartbeat),
+            node_cert_validity: settings.node_cert_validity,
+            join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
+        });
+        let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
+        let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
+        let app = Arc::new(wharf_http::App {
+            registry: Arc::clone(&registry),
+            auth: Some(Arc::clone(&auth)),
+            ca_pem: Some(ca.cert_pem().to_owned()),
+            scheme: "https",
+            default_host: identity.advertise.clone(),
+            cluster: Some(Arc::clone(&manager)),
+            replica: proposer,
+        });
+        let router = wharf_http::router(app)
+            .merge(wharf_http::raft_router(Arc::clone(&manager)))
+            .merge(wharf_http::cluster_router(Arc::clone(&manager)));
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let limits = settings.limits.clone();
+        let server = tokio::spawn(wharf_http::serve(listener, Some(tls), router, limits, async move {
+            let _ = stopped.await;
+        }));
+        let mut node = ManagerNode {
+            manager: Arc::clone(&manager),
+            store,
+            auth: Arc::clone(&auth),
+            registry: Arc::clone(&registry),
+            ca,
+            cert,
+            client_tls,
+            local,
+            raft,
+            server,
+            stop_server,
+            tasks: Vec::new(),
+        };
+        node.spawn(purge_stale(registry, Some(auth), settings.uploads));
+        node.spawn(wharf_manager::watch_heartbeats(manager));
+        Ok(node)
+    }
+
+    /// The node's Raft instance.
+    pub fn raft(&self) -> &wharf_raft::Raft {
+        &self.raft.raft
+    }
+
+    /// Runs `task` beside the node until the node stops.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Stops everything, in order: the tasks, the server (which drains open connections),
+    /// Raft (which makes its log durable).
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.stop_server.send(());
+        self.raft.stop().await;
+        let _ = self.server.await;
+    }
+}
+
+/// Removes upload sessions older than `uploads.max_age` and expired login sessions, at start
+/// and then every `uploads.purge_every` (hourly by default).
+pub async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>, uploads: Uploads) {
+    let mut tick = tokio::time::interval(uploads.purge_every);
+    loop {
+        tick.tick().await;
+        match registry.purge_stale_uploads(uploads.max_age.as_secs()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "removed stale upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
+        }
+        if let Some(auth) = &auth {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            match auth.purge_sessions(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "removed expired sessions"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            }
+        }
+    }
+}
