@@ -4,79 +4,89 @@
 //! Raft routes refuse callers without a manager certificate of the cluster.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use wharf_api::cluster::{HeartbeatReply, JoinResponse, ManagerSecrets, RenewRequest};
-use wharf_http::{cluster_router, raft_router};
-use wharf_manager::Manager as Cluster;
+use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
+use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
-use wharf_raft::{Applied, LogStore, Network, Raft, RaftProposer, StateMachine};
+use wharf_raft::{Applied, Raft, RaftProposer};
 use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
 
 const CLUSTER: &str = "cluster-test";
 
+/// A manager assembled as `wharf` assembles one (`ManagerNode`), in this process.
 struct Manager {
     id: u64,
     addr: String,
-    raft: Raft,
-    proposer: Arc<RaftProposer>,
-    store: Arc<Store>,
-    cluster: Arc<Cluster>,
-    stop: Option<oneshot::Sender<()>>,
+    node: Option<ManagerNode>,
+}
+
+impl Manager {
+    fn node(&self) -> &ManagerNode {
+        self.node.as_ref().expect("running")
+    }
+
+    fn raft(&self) -> &Raft {
+        self.node().raft()
+    }
+
+    fn proposer(&self) -> &Arc<RaftProposer> {
+        &self.node().manager.proposer
+    }
+
+    fn store(&self) -> &Store {
+        &self.node().store
+    }
+
+    /// Stops it as a lost manager would stop: its listener closes and its Raft stops.
+    async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
 }
 
 /// The heartbeat period of these managers: short, so that a silent node is down quickly.
 const HEARTBEAT: Duration = Duration::from_millis(200);
 
-async fn start_manager(ca: &Arc<Ca>, dir: &std::path::Path, id: u64) -> Manager {
+/// Starts manager `id` in `tmp/node<id>`, holding the CA at `tmp/pki` as every manager does.
+async fn start_manager(ca: &Arc<Ca>, tmp: &Path, id: u64) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let identity = NodeIdentity { node_id: id, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
-    let key = ca.issue_node(&identity, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
-    let cert = Arc::new(wharf_pki::RenewableCert::new(&key, ca.cert_pem()).expect("server cert"));
-    let tls = wharf_pki::mutual_server_config(cert, ca.cert_pem()).expect("server tls");
-    let network = Network::new(wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("client tls"), None)
-        .expect("net");
-    let dir = dir.join(format!("node{id}"));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    let store = Arc::new(Store::open(&dir.join("state.redb")).expect("store"));
-    let log = LogStore::open(&dir.join("raft-log.redb")).expect("log");
-    let sm = StateMachine::open(Arc::clone(&store), &dir.join("snapshots")).expect("sm");
-    let raft = Raft::new(id, wharf_raft::config(CLUSTER).expect("raft config"), network, log, sm).await.expect("raft");
-    let client_tls = wharf_pki::node_client_config(&key, ca.cert_pem(), CLUSTER).expect("client tls");
-    let proposer = Arc::new(RaftProposer::new(raft.clone(), client_tls, None).expect("proposer"));
-    let secrets =
-        ManagerSecrets { ca_key_pem: String::new(), token_key_pem: String::new(), token_cert_pem: String::new() };
-    let cluster = Arc::new(Cluster {
+    let dir = DataDir::new(tmp.join(format!("node{id}")));
+    wharf_pki::create_private_dir(&dir.pki()).expect("pki");
+    for name in ["ca.crt", "ca.key"] {
+        std::fs::copy(tmp.join("pki").join(name), dir.pki().join(name)).expect("copy the CA");
+    }
+    Ca::load_or_create(&dir.pki()).expect("ca").load_or_create_token_key(&dir.pki()).expect("token key");
+    let node = NodeIdentity { node_id: id, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
+    let key = ca.issue_node(&node, &["127.0.0.1".into()], NODE_VALIDITY).expect("node cert");
+    let identity = Identity {
         node_id: id,
-        ca: Arc::clone(ca),
-        store: Arc::clone(&store),
-        manager_secrets: secrets,
-        raft: raft.clone(),
-        proposer: Arc::clone(&proposer),
         cluster_id: CLUSTER.into(),
-        incoming_dir: dir.join("incoming"),
-        heartbeats: wharf_manager::Heartbeats::new(HEARTBEAT),
+        role: NodeRole::Manager,
+        advertise: addr.clone(),
+        managers: vec![],
+    };
+    let settings = ManagerSettings {
+        heartbeat: HEARTBEAT,
         node_cert_validity: NODE_VALIDITY,
-        join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
-    });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let router = raft_router(Arc::clone(&cluster)).merge(cluster_router(Arc::clone(&cluster)));
-    tokio::spawn(wharf_http::serve(listener, Some(tls), router, wharf_http::Limits::default(), async move {
-        let _ = stopped.await;
-    }));
-    Manager { id, addr, raft, proposer, store, cluster, stop: Some(stop) }
+        limits: wharf_http::Limits::default(),
+        uploads: Uploads { per_user: 100, max_age: Duration::from_secs(3600), purge_every: Duration::from_secs(3600) },
+    };
+    let node = ManagerNode::start(&dir, &identity, &key, listener, None, &settings).await.expect("start a manager");
+    Manager { id, addr, node: Some(node) }
 }
 
 async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
     loop {
         for m in managers {
-            if let Some(leader) = m.raft.current_leader().await
+            if let Some(leader) = m.raft().current_leader().await
                 && managers.iter().any(|x| x.id == leader)
                 && leader == m.id
             {
@@ -116,58 +126,52 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
         managers.push(start_manager(&ca, tmp.path(), id).await);
     }
     let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
-    managers[0].raft.initialize(members).await.expect("initialize");
+    managers[0].raft().initialize(members).await.expect("initialize");
     let all: Vec<&Manager> = managers.iter().collect();
     let leader = leader_among(&all, Duration::from_secs(10)).await;
     let leader_index = managers.iter().position(|m| m.id == leader).expect("leader");
 
-    let written = managers[leader_index].proposer.propose(unversioned(create_user("alice"))).await;
+    let written = managers[leader_index].proposer().propose(unversioned(create_user("alice"))).await;
     assert!(written.is_ok(), "{written:?}");
-    let again = managers[leader_index].raft.client_write(create_user("alice")).await.expect("write");
+    let again = managers[leader_index].raft().client_write(create_user("alice")).await.expect("write");
     assert!(matches!(again.data, Applied::Refused(wharf_store::Refusal::UserExists(_))), "{:?}", again.data);
     for m in &managers {
-        wait_for_user(&m.store, "alice").await;
+        wait_for_user(m.store(), "alice").await;
     }
 
     // Lose the leader: its Raft stops and its listener closes.
     let mut old = managers.remove(leader_index);
     let killed = Instant::now();
-    old.raft.shutdown().await.expect("shutdown");
-    if let Some(stop) = old.stop.take() {
-        let _ = stop.send(());
-    }
+    old.stop().await;
     let rest: Vec<&Manager> = managers.iter().collect();
     let new_leader = leader_among(&rest, Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader);
     let new_index = managers.iter().position(|m| m.id == new_leader).expect("new leader");
-    let written = managers[new_index].proposer.propose(unversioned(create_user("bob"))).await;
+    let written = managers[new_index].proposer().propose(unversioned(create_user("bob"))).await;
     eprintln!("first acknowledged write {:?} after the leader was stopped", killed.elapsed());
     assert!(written.is_ok(), "a write after failover: {written:?}");
     for m in &managers {
-        wait_for_user(&m.store, "alice").await;
-        wait_for_user(&m.store, "bob").await;
+        wait_for_user(m.store(), "alice").await;
+        wait_for_user(m.store(), "bob").await;
     }
 
     // A follower forwards to the leader; refusals come back typed.
     let follower = managers.iter().find(|m| m.id != new_leader).expect("a follower");
     let carol = Command::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
-    follower.proposer.propose(carol.clone()).await.expect("a write through a follower");
-    assert!(matches!(follower.proposer.propose(carol).await, Err(StoreError::UserExists(_))));
+    follower.proposer().propose(carol.clone()).await.expect("a write through a follower");
+    assert!(matches!(follower.proposer().propose(carol).await, Err(StoreError::UserExists(_))));
     for m in &managers {
-        wait_for_user(&m.store, "carol").await;
+        wait_for_user(m.store(), "carol").await;
     }
 
     // Quorum lost: the last manager refuses writes with a clear error instead of hanging.
     let mut lost = managers.remove(new_index);
-    lost.raft.shutdown().await.expect("shutdown");
-    if let Some(stop) = lost.stop.take() {
-        let _ = stop.send(());
-    }
+    lost.stop().await;
     let dave = Command::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
-    let refused = managers[0].proposer.propose(dave).await;
+    let refused = managers[0].proposer().propose(dave).await;
     assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
-    assert!(managers[0].store.user("dave").expect("read").is_none(), "nothing was applied without a quorum");
-    assert!(managers[0].store.user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
+    assert!(managers[0].store().user("dave").expect("read").is_none(), "nothing was applied without a quorum");
+    assert!(managers[0].store().user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
 }
 
 /// A TLS client that trusts the cluster CA and presents `identity`'s certificate (or none).
@@ -211,14 +215,14 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     // Node 2 is removed: its certificate, still validly signed, is refused from then on.
     for _ in 0..3 {
         let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
-        manager.store.apply(&add).expect("add node");
+        manager.store().apply(&add).expect("add node");
     }
-    manager.store.apply(&Command::RemoveNode { id: 2 }).expect("remove");
+    manager.store().apply(&Command::RemoveNode { id: 2 }).expect("remove");
     let removed = NodeIdentity { node_id: 2, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(removed)).post(&url).body(vec![0xff; 16]).send().await.expect("removed");
     assert_eq!(resp.status().as_u16(), 403, "a removed node's certificate");
     // Node 3 was demoted: its manager certificate no longer opens the Raft routes.
-    manager.store.apply(&Command::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
+    manager.store().apply(&Command::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
     let demoted = NodeIdentity { node_id: 3, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(demoted)).post(&url).body(vec![0xff; 16]).send().await.expect("demoted");
     assert_eq!(resp.status().as_u16(), 403, "a demoted manager's certificate");
@@ -255,13 +259,12 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
     let manager = start_manager(&ca, tmp.path(), 1).await;
     let members: BTreeMap<u64, BasicNode> = [(1, BasicNode::new(&manager.addr))].into_iter().collect();
-    manager.raft.initialize(members).await.expect("initialize");
+    manager.raft().initialize(members).await.expect("initialize");
     leader_among(&[&manager], Duration::from_secs(10)).await;
     for (role, addr) in [("manager", manager.addr.as_str()), ("worker", "127.0.0.1:1")] {
         let add = Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
-        manager.proposer.propose(add).await.expect("add node");
+        manager.proposer().propose(add).await.expect("add node");
     }
-    let watch = tokio::spawn(wharf_manager::watch_heartbeats(Arc::clone(&manager.cluster)));
     let worker = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: CLUSTER.into() };
     let as_worker = client(&ca, Some(worker.clone()));
     let beat = format!("https://{}/cluster/heartbeat", manager.addr);
@@ -271,11 +274,11 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     assert_eq!((reply.role.as_str(), reply.raft_member), ("worker", false));
     assert_eq!(reply.managers, vec![manager.addr.clone()]);
     assert_eq!(reply.period_ms, HEARTBEAT.as_millis() as u64);
-    wait_for_state(&manager.store, 2, "ready").await;
+    wait_for_state(manager.store(), 2, "ready").await;
     // Silent for three periods: down. Heard again: ready.
-    wait_for_state(&manager.store, 2, "down").await;
+    wait_for_state(manager.store(), 2, "down").await;
     assert_eq!(post_json::<HeartbeatReply>(&as_worker, &beat, "").await.0, 200);
-    wait_for_state(&manager.store, 2, "ready").await;
+    wait_for_state(manager.store(), 2, "ready").await;
     // Only node certificates of this cluster may send heartbeats.
     assert_eq!(post_json::<serde_json::Value>(&client(&ca, None), &beat, "").await.0, 401);
     let stranger = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: "other".into() };
@@ -292,10 +295,10 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(renewed.cert_pem.as_bytes()).expect("der");
     let der: rustls_pki_types::CertificateDer = der;
     assert_eq!(wharf_pki::node_identity(&der), Some(worker.clone()));
-    assert!(manager.store.node(2).expect("read").expect("node").cert_not_after > 1_700_000_000);
+    assert!(manager.store().node(2).expect("read").expect("node").cert_not_after > 1_700_000_000);
     assert_eq!(post_json::<serde_json::Value>(&as_worker, &renew, &request("garbage".into())).await.0, 400);
     // Promoted in the state: the next heartbeat says so, and renewal gives a manager certificate.
-    manager.proposer.propose(Command::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
+    manager.proposer().propose(Command::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
     let (_, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
     assert_eq!(reply.expect("reply").role, NodeRole::Manager);
     let (_, csr) = wharf_pki::new_csr().expect("csr");
@@ -305,9 +308,8 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     assert_eq!(renewed.role, NodeRole::Manager);
     assert!(renewed.manager_secrets.is_some(), "a manager gets the keys every manager holds");
     // A manager demoted in the state gets no worker certificate while it is still in Raft.
-    manager.proposer.propose(Command::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
+    manager.proposer().propose(Command::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
     let as_one = client(&ca, Some(NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: CLUSTER.into() }));
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);
-    watch.abort();
 }
