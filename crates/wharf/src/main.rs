@@ -4,12 +4,11 @@
 //! `wharf-node`, the client calls in `wharf-client`. Here: which node to start and what it
 //! prints, the join client's token sources, the agent (until `wharf-agent`).
 
-mod account;
 mod agent;
-mod cluster;
+mod input;
+mod local;
+mod remote;
 mod terminal;
-mod trust;
-mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -27,32 +26,32 @@ struct Cli {
 enum Command {
     /// Runs an all-in-one node (registry and API on one port, embedded storage and CA) that is
     /// the first manager of a cluster other machines can join; started again, runs that node.
-    Up(up::UpArgs),
+    Up(local::up::UpArgs),
     /// Creates a cluster: this node becomes its first manager, and prints the join tokens.
-    Init(cluster::InitArgs),
+    Init(local::cluster::InitArgs),
     /// Joins a cluster with a token from `wharf init` or `wharf token show`.
-    Join(cluster::JoinArgs),
+    Join(local::cluster::JoinArgs),
     /// After the loss of a quorum: makes this manager a new one-manager cluster with the state
     /// it kept (`--force-new-cluster`); the other nodes can join it again.
-    Recover(cluster::RecoverArgs),
+    Recover(local::cluster::RecoverArgs),
     /// Trusts a node's CA for docker, podman, skopeo, buildah and containerd.
-    Trust(trust::TrustArgs),
+    Trust(local::trust::TrustArgs),
     /// Opens an API session with a node (for `wharf user` and `wharf repo`).
-    Login(account::LoginArgs),
+    Login(remote::account::LoginArgs),
     /// Ends the API session.
     Logout,
     /// Manages accounts.
     #[command(subcommand)]
-    User(account::UserCommand),
+    User(remote::account::UserCommand),
     /// Manages repository settings.
     #[command(subcommand)]
-    Repo(account::RepoCommand),
+    Repo(remote::account::RepoCommand),
     /// Shows or rotates the cluster's join tokens.
     #[command(subcommand)]
-    Token(account::TokenCommand),
+    Token(remote::account::TokenCommand),
     /// Lists the cluster's nodes.
     #[command(subcommand)]
-    Node(account::NodeCommand),
+    Node(remote::account::NodeCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,17 +66,17 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Up(args) => ended(runtime, |runtime| runtime.block_on(up::run(args))),
-        Command::Init(args) => ended(runtime, |runtime| runtime.block_on(cluster::init(args))),
-        Command::Join(args) => ended(runtime, |runtime| runtime.block_on(cluster::join(args))),
-        Command::Recover(args) => ended(runtime, |runtime| runtime.block_on(cluster::recover(args))),
-        Command::Trust(args) => runtime.block_on(trust::run(args)),
-        Command::Login(args) => runtime.block_on(account::login(args)),
-        Command::Logout => runtime.block_on(account::logout()),
-        Command::User(command) => runtime.block_on(account::user(command)),
-        Command::Repo(command) => runtime.block_on(account::repo(command)),
-        Command::Token(command) => runtime.block_on(account::token(command)),
-        Command::Node(command) => runtime.block_on(account::node(command)),
+        Command::Up(args) => ended(runtime, |runtime| runtime.block_on(local::up::run(args))),
+        Command::Init(args) => ended(runtime, |runtime| runtime.block_on(local::cluster::init(args))),
+        Command::Join(args) => ended(runtime, |runtime| runtime.block_on(local::cluster::join(args))),
+        Command::Recover(args) => ended(runtime, |runtime| runtime.block_on(local::cluster::recover(args))),
+        Command::Trust(args) => runtime.block_on(local::trust::run(args)),
+        Command::Login(args) => runtime.block_on(remote::account::login(args)),
+        Command::Logout => runtime.block_on(remote::account::logout()),
+        Command::User(command) => runtime.block_on(remote::account::user(command)),
+        Command::Repo(command) => runtime.block_on(remote::account::repo(command)),
+        Command::Token(command) => runtime.block_on(remote::account::token(command)),
+        Command::Node(command) => runtime.block_on(remote::account::node(command)),
     }
 }
 
@@ -85,12 +84,12 @@ fn main() -> anyhow::Result<()> {
 /// (the node finds its new identity in its data directory).
 fn ended(
     runtime: tokio::runtime::Runtime,
-    run: impl FnOnce(&tokio::runtime::Runtime) -> anyhow::Result<cluster::Ending>,
+    run: impl FnOnce(&tokio::runtime::Runtime) -> anyhow::Result<local::cluster::Ending>,
 ) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     match run(&runtime)? {
-        cluster::Ending::Stopped => Ok(()),
-        cluster::Ending::Restart => {
+        local::cluster::Ending::Stopped => Ok(()),
+        local::cluster::Ending::Restart => {
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));
             tracing::info!("restarting in the node's new role");
             let error = std::process::Command::new("/proc/self/exe").args(std::env::args_os().skip(1)).exec();

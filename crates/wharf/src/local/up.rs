@@ -17,7 +17,7 @@ use wharf_store::Store;
 
 use wharf_node::{DataDir, RaftNode};
 
-use crate::cluster::{self, Ending, Tuning};
+use crate::local::cluster::{self, Ending, Tuning};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -146,7 +146,7 @@ async fn start_auth(
     let key =
         ca.load_or_create_token_key(&DataDir::new(&args.data_dir).pki()).context("load or create the token key")?;
     let auth = Arc::new(Auth::with_proposer(store, proposer, &key, AuthConfig::default()).context("start accounts")?);
-    let password = crate::account::read_password_file(args.admin_password_file.as_deref())?;
+    let password = crate::input::read_password_file(args.admin_password_file.as_deref())?;
     let generated =
         auth.bootstrap_admin(ADMIN, password.as_deref(), now()).await.context("create the administrator")?;
     Ok((auth, generated))

@@ -2,9 +2,9 @@
 //! account API like any other. `wharf login` keeps the node's URL, the session token and the
 //! CA it trusted in `$WHARF_CONFIG` (default `~/.wharf/config.json`, mode 0600).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -18,6 +18,7 @@ use wharf_api::account::{
 use wharf_api::cluster::{JoinTokenInfo, NodeInfo, NodeRoleInfo, RoleChange};
 use wharf_client::{Client, ClientError};
 
+use crate::input::{read_password_file, read_secret_line};
 use crate::terminal::printable;
 
 #[derive(Serialize, Deserialize)]
@@ -50,25 +51,8 @@ fn find_ca(url: &reqwest::Url, ca: Option<&PathBuf>) -> anyhow::Result<Option<St
     if let Some(path) = ca {
         return Ok(Some(std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?));
     }
-    let installed = PathBuf::from("/etc/docker/certs.d").join(crate::trust::registry_host(url)?).join("ca.crt");
+    let installed = PathBuf::from("/etc/docker/certs.d").join(crate::local::trust::registry_host(url)?).join("ca.crt");
     Ok(std::fs::read_to_string(installed).ok())
-}
-
-/// The password in `path`, if given, without its line ending.
-pub(crate) fn read_password_file(path: Option<&Path>) -> anyhow::Result<Option<String>> {
-    let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-}
-
-fn read_secret_line(what: &str) -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).with_context(|| format!("read the {what} from standard input"))?;
-    let line = line.trim_end_matches(['\r', '\n']).to_owned();
-    if line.is_empty() {
-        bail!("no {what} on standard input");
-    }
-    Ok(line)
 }
 
 /// A failed call as the user sees it: what the server said, printable.
@@ -275,7 +259,7 @@ pub enum NodeCommand {
 
 pub async fn node(command: NodeCommand) -> anyhow::Result<()> {
     if let NodeCommand::Ls { data_dir: Some(dir) } = &command {
-        let nodes = crate::cluster::nodes_as_this_node(dir).await?;
+        let nodes = crate::local::cluster::nodes_as_this_node(dir).await?;
         print_nodes(&nodes);
         return Ok(());
     }

@@ -23,7 +23,7 @@ use wharf_raft::{Raft, RaftProposer};
 use wharf_store::Store;
 
 use crate::agent::Agent;
-use crate::up::shutdown_signal;
+use crate::local::up::shutdown_signal;
 
 /// Where a node serves and keeps its data: what `init` and `join` share.
 #[derive(Args)]
@@ -297,7 +297,7 @@ pub(crate) async fn start_first_manager(
     let node = NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id };
     let key =
         ca.issue_node(&node, &names, settings.manager.node_cert_validity).context("issue this node's certificate")?;
-    let password = crate::account::read_password_file(first.password_file.as_deref())?;
+    let password = crate::input::read_password_file(first.password_file.as_deref())?;
     run_manager(dir, identity, key, settings, Start::NewCluster { password }, listener).await
 }
 
