@@ -91,10 +91,15 @@ impl Manager {
 }
 
 /// Runs on every manager for as long as it serves; while it leads, marks nodes down whose
-/// heartbeats stopped (and replaces join tokens an earlier version kept in clear).
+/// heartbeats stopped (and replaces join tokens an earlier version kept in clear). Silence is
+/// a matter of time, so it looks every half period; the node list it looks at is read again
+/// only when the store's change feed says the cluster's state changed.
 pub async fn watch_heartbeats(manager: Arc<Manager>) {
     let limit = manager.heartbeats.period * MISSED_HEARTBEATS;
     let mut tick = tokio::time::interval(manager.heartbeats.period / 2);
+    let mut feed = manager.store.subscribe();
+    let mut nodes: Option<Vec<(u64, NodeRecord)>> = None;
+    let mut read_at = 0;
     loop {
         tick.tick().await;
         let leading = manager.raft.current_leader().await == Some(manager.node_id);
@@ -112,9 +117,14 @@ pub async fn watch_heartbeats(manager: Arc<Manager>) {
         if let Err(e) = crate::seal_legacy_join_tokens(&*manager.proposer, &manager.store, &manager.ca).await {
             tracing::warn!(error = %e, "sealing the join tokens an earlier version kept in clear failed");
         }
-        let Ok(nodes) = manager.store.nodes() else { continue };
+        let cluster = feed.borrow_and_update().cluster;
+        if nodes.is_none() || cluster != read_at {
+            nodes = manager.store.nodes().ok();
+            read_at = cluster;
+        }
+        let Some(nodes) = &nodes else { continue };
         let last_seen = manager.heartbeats.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        for id in overdue(&nodes, &last_seen, since, Instant::now(), limit) {
+        for id in overdue(nodes, &last_seen, since, Instant::now(), limit) {
             let down = Command::SetNodeState { id, state: "down".into(), at: crate::now() };
             match manager.proposer.propose(down).await {
                 Ok(_) => tracing::warn!(node_id = id, "node is down: no heartbeat for {limit:?}"),

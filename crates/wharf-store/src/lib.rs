@@ -4,13 +4,16 @@
 //! same state gives the same state and the same [`Outcome`], with no clock, randomness or I/O
 //! other than the database itself (timestamps travel inside commands). A single node applies
 //! commands directly; the control plane will replicate the same commands with Raft and apply
-//! them here unchanged. Reads go through [`Store`]'s query methods on MVCC snapshots.
+//! them here unchanged. Reads go through [`Store`]'s query methods on MVCC snapshots; after
+//! every commit the store publishes which domains changed ([`Store::subscribe`]), for control
+//! loops and watches.
 //!
 //! This crate must never know about Raft, HTTP or blob storage.
 
 mod accounts;
 mod cluster;
 mod command;
+mod feed;
 mod proposer;
 mod records;
 mod replication;
@@ -19,6 +22,7 @@ mod tables;
 mod tag_cache;
 
 pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
+pub use feed::{Changes, Domain};
 pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, Refusal};
 pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

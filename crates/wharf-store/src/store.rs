@@ -108,6 +108,8 @@ pub struct Store {
     access_generation: AtomicU64,
     /// Commits made without waiting for the disk since the last durable one.
     pub(crate) lazy_commits: AtomicU64,
+    /// Which domains changed, for subscribers.
+    feed: crate::feed::Feed,
 }
 
 impl Store {
@@ -159,6 +161,7 @@ impl Store {
             tag_cache: TagCache::default(),
             access_generation: AtomicU64::new(0),
             lazy_commits: AtomicU64::new(0),
+            feed: crate::feed::Feed::default(),
         })
     }
 
@@ -229,12 +232,19 @@ impl Store {
         if accounts::changes_access(command) {
             self.access_generation.fetch_add(1, Ordering::Release);
         }
+        self.feed.committed(command);
+    }
+
+    /// The change feed: the latest [`crate::Changes`], and a wake-up after each commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<crate::Changes> {
+        self.feed.subscribe()
     }
 
     /// Drops every cache: the whole state was replaced.
     pub(crate) fn after_replace(&self) {
         self.tag_cache.invalidate_all();
         self.access_generation.fetch_add(1, Ordering::Release);
+        self.feed.replaced();
     }
 
     /// A number that changes after every committed change to accounts, sessions or repository

@@ -510,3 +510,27 @@ fn the_last_manager_cannot_be_demoted_or_removed_even_by_racing_changes() {
     let managers = store.nodes().expect("nodes").into_iter().filter(|(_, n)| !n.removed && n.role == "manager").count();
     assert_eq!(managers, 1);
 }
+
+#[test]
+fn every_commit_is_published_to_subscribers_by_domain() {
+    let (_dir, store) = open();
+    let mut feed = store.subscribe();
+    assert_eq!(*feed.borrow_and_update(), wharf_store::Changes::default());
+    store.apply(&Command::InitCluster { cluster_id: "c".into() }).expect("init");
+    assert!(feed.has_changed().expect("open"), "a subscriber is woken");
+    let seen = *feed.borrow_and_update();
+    assert_eq!((seen.cluster, seen.registry, seen.accounts), (1, 0, 0));
+    create_user(&store, "alice", false);
+    upload(&store, "u", "r", d(1));
+    let seen = *feed.borrow_and_update();
+    assert_eq!((seen.cluster, seen.accounts), (1, 1));
+    assert!(seen.registry >= 2, "a start and a commit: {seen:?}");
+    let refused = store.apply(&Command::CancelUpload { id: "missing".into() });
+    assert!(refused.is_err());
+    assert!(!feed.has_changed().expect("open"), "a refused command changed nothing and wakes nobody");
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    store.import(&mut snapshot.as_slice(), b"m").expect("import");
+    let replaced = *feed.borrow_and_update();
+    assert!(replaced.cluster > seen.cluster && replaced.accounts > seen.accounts && replaced.registry > seen.registry);
+}
