@@ -344,10 +344,11 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
 }
 
 /// Removes a node (on the leader, for a manager: elsewhere the answer names the leader).
-async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn remove_node(State(app): State<Arc<App>>, Path(id): Path<u64>, req: Request) -> ApiResult {
+    let (_, identity, _) = caller(&app, req.headers()).await?;
     allow(&identity, Operation::ChangeNodes)?;
-    match cluster_of(&app)?.remove_node(id).await {
+    let by = wharf_store::Origin::user(&identity.name, Some(&peer_ip(&req)));
+    match cluster_of(&app)?.remove_node(id, by).await {
         Ok(()) => {
             tracing::info!(node_id = id, by = %identity.name, "node removed");
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -357,11 +358,13 @@ async fn remove_node(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): 
 }
 
 /// Promotes a worker or demotes a manager (see `wharf_manager::Manager::set_role`).
-async fn set_role(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>, body: Bytes) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn set_role(State(app): State<Arc<App>>, Path(id): Path<u64>, req: Request) -> ApiResult {
+    let (_, identity, _) = caller(&app, req.headers()).await?;
     allow(&identity, Operation::ChangeNodes)?;
+    let by = wharf_store::Origin::user(&identity.name, Some(&peer_ip(&req)));
+    let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let change: RoleChange = parse(&body)?;
-    let changed = cluster_of(&app)?.set_role(id, change.role).await;
+    let changed = cluster_of(&app)?.set_role(id, change.role, by).await;
     if changed.is_ok() {
         tracing::info!(node_id = id, role = change.role.as_str(), by = %identity.name, "node role set");
     }

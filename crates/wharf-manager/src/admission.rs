@@ -7,7 +7,7 @@
 use wharf_api::NodeRole;
 use wharf_api::cluster::{JoinRequest, JoinResponse};
 use wharf_pki::{JoinToken, NodeIdentity};
-use wharf_store::{Command, Outcome, Proposer};
+use wharf_store::{Actor, Command, Origin, Outcome, Proposer};
 
 use crate::{ClusterError, Manager};
 
@@ -26,11 +26,12 @@ impl Manager {
             addr: request.advertise.clone(),
             at: crate::now(),
         };
-        let node_id = match self.proposer.propose(add).await {
-            Ok(Outcome::NodeAdded { id }) => id,
-            Ok(other) => return Err(ClusterError::Internal(format!("unexpected outcome {other:?}"))),
-            Err(e) => return Err(ClusterError::Unavailable(format!("the cluster cannot add a node now: {e}"))),
-        };
+        let node_id =
+            match self.proposer.propose_by(Origin { actor: Actor::System, source: Some(source.into()) }, add).await {
+                Ok(Outcome::NodeAdded { id }) => id,
+                Ok(other) => return Err(ClusterError::Internal(format!("unexpected outcome {other:?}"))),
+                Err(e) => return Err(ClusterError::Unavailable(format!("the cluster cannot add a node now: {e}"))),
+            };
         let identity = NodeIdentity { node_id, role, cluster_id: self.cluster_id.clone() };
         let issued = self.issue(&request.csr_pem, &identity, &request.advertise, &request.hostname, &[]).await;
         if issued.is_err() {

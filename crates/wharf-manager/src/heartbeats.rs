@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wharf_api::NodeRole;
 use wharf_api::cluster::HeartbeatReply;
 use wharf_pki::NodeIdentity;
-use wharf_store::{Command, NodeRecord, Proposer};
+use wharf_store::{Command, NodeRecord, Origin, Proposer};
 
 use crate::{ClusterError, Manager};
 
@@ -70,7 +70,7 @@ impl Manager {
         self.heartbeats.seen(identity.node_id, Instant::now());
         if record.state != "ready" {
             let ready = Command::SetNodeState { id: identity.node_id, state: "ready".into(), at: crate::now() };
-            match self.proposer.propose(ready).await {
+            match self.proposer.propose_by(Origin::node(identity.node_id, None), ready).await {
                 Ok(_) => tracing::info!(node_id = identity.node_id, "node is ready"),
                 Err(e) => tracing::warn!(node_id = identity.node_id, error = %e, "recording a ready node failed"),
             }

@@ -9,7 +9,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use wharf_api::cluster::{MemberAdded, NodeInfo, NodeRoleInfo, RaftMembership, Reachability};
 use wharf_api::{NodeRole, NodeState};
 use wharf_pki::NodeIdentity;
-use wharf_store::{Command, Proposer};
+use wharf_store::{Command, Origin, Proposer};
 
 use crate::{ClusterError, Manager};
 
@@ -143,9 +143,10 @@ impl Manager {
         Ok(nodes.into_iter().filter(|(_, n)| !n.removed && n.role == manager).map(|(id, _)| id).collect())
     }
 
-    /// Removes a node: a manager leaves Raft first (on the leader), then the node is marked
-    /// removed, so its id is never reused and its certificate is refused by the node routes.
-    pub async fn remove_node(&self, id: u64) -> Result<(), ClusterError> {
+    /// Removes a node, for `by`: a manager leaves Raft first (on the leader), then the node is
+    /// marked removed, so its id is never reused and its certificate is refused by the node
+    /// routes.
+    pub async fn remove_node(&self, id: u64, by: Origin) -> Result<(), ClusterError> {
         if id == self.node_id {
             return Err(ClusterError::Conflict("a manager cannot remove itself; ask another manager".into()));
         }
@@ -156,14 +157,14 @@ impl Manager {
         if node.role == NodeRole::Manager.as_str() {
             self.leave_raft(id).await?;
         }
-        self.proposer.propose(Command::RemoveNode { id }).await?;
+        self.proposer.propose_by(by, Command::RemoveNode { id }).await?;
         Ok(())
     }
 
     /// Promotes a worker or demotes a manager. The state records the new role at once; a
     /// demoted manager leaves Raft first. The node learns of it from its next heartbeat, renews
     /// its certificate for the role and restarts into it (a promoted node then joins Raft).
-    pub async fn set_role(&self, id: u64, role: NodeRole) -> Result<NodeRoleInfo, ClusterError> {
+    pub async fn set_role(&self, id: u64, role: NodeRole, by: Origin) -> Result<NodeRoleInfo, ClusterError> {
         let node =
             self.store.node(id)?.filter(|n| !n.removed).ok_or_else(|| ClusterError::NotFound("no such node".into()))?;
         if node.role != role.as_str() {
@@ -173,7 +174,7 @@ impl Manager {
                 }
                 self.leave_raft(id).await?;
             }
-            self.proposer.propose(Command::SetNodeRole { id, role: role.as_str().into() }).await?;
+            self.proposer.propose_by(by, Command::SetNodeRole { id, role: role.as_str().into() }).await?;
         }
         Ok(NodeRoleInfo { id, role })
     }

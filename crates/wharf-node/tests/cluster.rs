@@ -14,7 +14,7 @@ use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
 use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, Raft, RaftProposer};
-use wharf_store::{Command, Proposer, Store, StoreError, VersionedCommand};
+use wharf_store::{Command, Origin, Proposer, Store, StoreError, VersionedCommand};
 
 const CLUSTER: &str = "cluster-test";
 
@@ -103,9 +103,7 @@ fn create_user(name: &str) -> VersionedCommand {
 }
 
 fn unversioned(command: VersionedCommand) -> Command {
-    match command {
-        VersionedCommand::V1(command) => command,
-    }
+    command.into_command()
 }
 
 async fn wait_for_user(store: &Store, name: &str) {
@@ -155,10 +153,11 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
         wait_for_user(m.store(), "bob").await;
     }
 
-    // A follower forwards to the leader; refusals come back typed.
+    // A follower forwards to the leader; refusals come back typed. The entry keeps who asked.
     let follower = managers.iter().find(|m| m.id != new_leader).expect("a follower");
     let carol = Command::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
-    follower.proposer().propose(carol.clone()).await.expect("a write through a follower");
+    let by = Origin::user("root", Some("10.0.0.9"));
+    follower.proposer().propose_by(by.clone(), carol.clone()).await.expect("a write through a follower");
     assert!(matches!(follower.proposer().propose(carol).await, Err(StoreError::UserExists(_))));
     for m in &managers {
         wait_for_user(m.store(), "carol").await;
@@ -167,11 +166,31 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     // Quorum lost: the last manager refuses writes with a clear error instead of hanging.
     let mut lost = managers.remove(new_index);
     lost.stop().await;
+    let recorded = origins_in_log(&tmp.path().join(format!("node{}", lost.id)), "carol").await;
+    // Two entries: the write, and the repeat that apply refused (it is in the log all the same).
+    assert_eq!(recorded, vec![by, Origin::system()], "each entry says who asked for it, and from where");
     let dave = Command::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
     let refused = managers[0].proposer().propose(dave).await;
     assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
     assert!(managers[0].store().user("dave").expect("read").is_none(), "nothing was applied without a quorum");
     assert!(managers[0].store().user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
+}
+
+/// The origins of the entries in the (stopped) manager's Raft log that create `user`.
+async fn origins_in_log(dir: &Path, user: &str) -> Vec<Origin> {
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    let mut log = wharf_raft::LogStore::open(&DataDir::new(dir).raft_log()).expect("open the log");
+    let entries = log.get_log_reader().await.try_get_log_entries(0..u64::MAX).await.expect("read the log");
+    entries
+        .into_iter()
+        .filter_map(|entry| match entry.payload {
+            openraft::EntryPayload::Normal(versioned) => match versioned.command() {
+                Command::CreateUser { name, .. } if name == user => versioned.origin().cloned(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// A TLS client that trusts the cluster CA and presents `identity`'s certificate (or none).

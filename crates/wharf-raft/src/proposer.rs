@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wharf_store::{CatchUp, Command, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
+use wharf_store::{CatchUp, Command, Entry, Origin, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
 
 use crate::transport::Rpc;
 use crate::{Applied, Raft};
@@ -119,10 +119,12 @@ impl RaftProposer {
 }
 
 impl Proposer for RaftProposer {
-    /// Proposes on this node or forwards to the leader; see [`on_the_leader`].
-    fn propose(&self, command: Command) -> Proposal<'_> {
+    /// Proposes on this node or forwards to the leader (see [`on_the_leader`]), as an entry
+    /// that keeps `origin` and the time.
+    fn propose_by(&self, origin: Origin, command: Command) -> Proposal<'_> {
         Box::pin(async move {
-            let command = &VersionedCommand::V1(command);
+            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let command = &VersionedCommand::V2(Entry { origin, at, command });
             let applied = on_the_leader(
                 || Box::pin(async move { self.write_here(command.clone()).await.map(|(applied, _)| applied) }),
                 |leader| Box::pin(async move { self.forward(&leader, command).await }),

@@ -14,7 +14,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, S
 use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use serde::{Deserialize, Serialize};
-use wharf_store::{Command, Store, VersionedCommand};
+use wharf_store::{Command, Store};
 
 use crate::{Applied, TypeConfig, io_error};
 
@@ -148,8 +148,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for (entry, responder) in items {
             let index = match entry.payload {
                 EntryPayload::Blank => None,
-                EntryPayload::Normal(VersionedCommand::V1(command)) => {
-                    commands.push(command);
+                EntryPayload::Normal(versioned) => {
+                    commands.push(versioned.into_command());
                     Some(commands.len() - 1)
                 }
                 EntryPayload::Membership(membership) => {

@@ -4,10 +4,80 @@ use serde::{Deserialize, Serialize};
 use wharf_api::{Algorithm, Digest};
 
 /// A command as it is persisted or replicated: the version tag lets a newer Wharf read the
-/// commands an older one wrote.
+/// commands an older one wrote. `V1` is a bare command (what earlier versions wrote); `V2`
+/// wraps it in an [`Entry`] that says who asked for it, from where and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VersionedCommand {
     V1(Command),
+    V2(Entry),
+}
+
+impl VersionedCommand {
+    /// The command, whatever the version.
+    pub fn command(&self) -> &Command {
+        match self {
+            VersionedCommand::V1(command) => command,
+            VersionedCommand::V2(entry) => &entry.command,
+        }
+    }
+
+    pub fn into_command(self) -> Command {
+        match self {
+            VersionedCommand::V1(command) => command,
+            VersionedCommand::V2(entry) => entry.command,
+        }
+    }
+
+    /// Who asked for it, if the entry says (`V1` entries do not).
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            VersionedCommand::V1(_) => None,
+            VersionedCommand::V2(entry) => Some(&entry.origin),
+        }
+    }
+}
+
+/// Who asked for a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    /// Wharf itself (a control loop, a purge, a first start).
+    #[default]
+    System,
+    /// A user, by name, through the API or the registry.
+    User(String),
+    /// A node, by id (its heartbeat, its renewal, its join).
+    Node(u64),
+}
+
+/// Who asked for a change and from where: what an audit log records of each entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub actor: Actor,
+    /// The source address of the request, when one came over the network.
+    pub source: Option<String>,
+}
+
+impl Origin {
+    pub fn system() -> Origin {
+        Origin::default()
+    }
+
+    pub fn user(name: &str, source: Option<&str>) -> Origin {
+        Origin { actor: Actor::User(name.to_owned()), source: source.map(str::to_owned) }
+    }
+
+    pub fn node(id: u64, source: Option<&str>) -> Origin {
+        Origin { actor: Actor::Node(id), source: source.map(str::to_owned) }
+    }
+}
+
+/// A replicated entry: a command with its origin and the time it was proposed (seconds since
+/// the Unix epoch; applying never reads it, so the state stays deterministic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub origin: Origin,
+    pub at: u64,
+    pub command: Command,
 }
 
 /// A state change. Timestamps are seconds since the Unix epoch, chosen by the proposer.
@@ -155,8 +225,25 @@ impl std::fmt::Display for Command {
 
 impl std::fmt::Display for VersionedCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VersionedCommand::V1(command) => command.fmt(f),
-        }
+        self.command().fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_both_versions_decode_and_carry_their_origin() {
+        let command = Command::RemoveNode { id: 3 };
+        let old = postcard::to_allocvec(&VersionedCommand::V1(command.clone())).expect("encode");
+        let old: VersionedCommand = postcard::from_bytes(&old).expect("a V1 entry still decodes");
+        assert_eq!((old.command(), old.origin()), (&command, None));
+        let entry = VersionedCommand::V2(Entry { origin: Origin::user("alice", Some("10.0.0.9")), at: 7, command });
+        let raw = postcard::to_allocvec(&entry).expect("encode");
+        let back: VersionedCommand = postcard::from_bytes(&raw).expect("decode");
+        assert_eq!(back, entry);
+        assert_eq!(back.origin().map(|o| &o.actor), Some(&Actor::User("alice".into())));
+        assert_eq!(back.to_string(), "remove-node 3");
     }
 }

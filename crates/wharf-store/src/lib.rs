@@ -21,7 +21,7 @@ mod store;
 mod tables;
 mod tag_cache;
 
-pub use command::{Command, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
+pub use command::{Actor, Command, Entry, Origin, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
 pub use feed::{Changes, Domain};
 pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, Refusal};
 pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};

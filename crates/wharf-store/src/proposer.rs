@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use wharf_api::Digest;
 
-use crate::command::{Command, Outcome};
+use crate::command::{Command, Origin, Outcome};
 use crate::store::{Store, StoreError};
 
 /// The future a proposal returns.
@@ -21,7 +21,14 @@ pub type CatchUp<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Sen
 
 /// Gets commands applied, wherever the state lives.
 pub trait Proposer: Send + Sync {
-    fn propose(&self, command: Command) -> Proposal<'_>;
+    /// Gets `command` applied on behalf of Wharf itself.
+    fn propose(&self, command: Command) -> Proposal<'_> {
+        self.propose_by(Origin::system(), command)
+    }
+
+    /// Gets `command` applied on behalf of `origin`, which a replicated log keeps with the
+    /// command (a local store has no log: it applies the command alone).
+    fn propose_by(&self, origin: Origin, command: Command) -> Proposal<'_>;
 
     /// Waits until the local store has applied every command acknowledged anywhere before the
     /// call, so that a read after it is current (in a cluster: a ReadIndex round with the
@@ -36,7 +43,7 @@ pub trait Proposer: Send + Sync {
 pub struct LocalProposer(pub Arc<Store>);
 
 impl Proposer for LocalProposer {
-    fn propose(&self, command: Command) -> Proposal<'_> {
+    fn propose_by(&self, _origin: Origin, command: Command) -> Proposal<'_> {
         let result = self.0.apply(&command);
         Box::pin(std::future::ready(result))
     }
