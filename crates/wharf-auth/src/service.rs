@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use wharf_pki::TokenKey;
 use wharf_store::{
-    Command, LocalProposer, Outcome, Proposer, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError,
-    UserRecord,
+    AccountsCommand, Command, LocalProposer, Outcome, Proposer, ProposerExt, SessionKind, SessionRecord,
+    SessionRecordCommand, Store, StoreError, UserRecord,
 };
 
 use crate::limiter::LoginLimiter;
@@ -146,7 +146,7 @@ impl Auth {
     }
 
     /// Proposes `command` and waits until it is applied.
-    async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+    async fn apply(&self, command: impl Into<Command>) -> Result<Outcome, StoreError> {
         self.proposer.propose(command).await
     }
 
@@ -289,7 +289,8 @@ impl Auth {
             expires: now + lifetime,
             client: client.chars().take(100).collect(),
         };
-        let command = Command::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
+        let command =
+            AccountsCommand::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
         self.apply(command).await?;
         Ok(secret)
     }
@@ -307,7 +308,7 @@ impl Auth {
 
     /// Ends the session `id`.
     pub async fn end_session(&self, id: &str) -> Result<(), AuthError> {
-        self.apply(Command::DeleteSession { id: id.to_owned() }).await?;
+        self.apply(AccountsCommand::DeleteSession { id: id.to_owned() }).await?;
         Ok(())
     }
 
@@ -318,7 +319,7 @@ impl Auth {
 
     /// Removes expired sessions and refresh tokens.
     pub async fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
-        match self.apply(Command::PurgeSessions { now }).await? {
+        match self.apply(AccountsCommand::PurgeSessions { now }).await? {
             wharf_store::Outcome::SessionsEnded { count } => Ok(count),
             _ => Ok(0),
         }
@@ -391,24 +392,25 @@ impl Auth {
                 "user names are 1-64 lowercase letters and digits, separated by single '.', '_' or '-'".into(),
             ));
         }
-        self.apply(Command::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now }).await?;
+        self.apply(AccountsCommand::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now })
+            .await?;
         Ok(())
     }
 
     /// Sets a new password, hashed by [`Auth::hash_password`], and ends the account's sessions
     /// and refresh tokens.
     pub async fn set_password(&self, name: &str, password: PasswordHash) -> Result<(), AuthError> {
-        self.apply(Command::SetPassword { name: name.to_owned(), password_hash: password.0 }).await?;
+        self.apply(AccountsCommand::SetPassword { name: name.to_owned(), password_hash: password.0 }).await?;
         Ok(())
     }
 
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
-        self.apply(Command::SetUserDisabled { name: name.to_owned(), disabled }).await?;
+        self.apply(AccountsCommand::SetUserDisabled { name: name.to_owned(), disabled }).await?;
         Ok(())
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<(), AuthError> {
-        self.apply(Command::DeleteUser { name: name.to_owned() }).await?;
+        self.apply(AccountsCommand::DeleteUser { name: name.to_owned() }).await?;
         Ok(())
     }
 
@@ -417,7 +419,7 @@ impl Auth {
     }
 
     pub async fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
-        self.apply(Command::SetRepoPublic { repo: repo.to_owned(), public }).await?;
+        self.apply(AccountsCommand::SetRepoPublic { repo: repo.to_owned(), public }).await?;
         Ok(())
     }
 }

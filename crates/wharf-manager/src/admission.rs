@@ -7,7 +7,7 @@
 use wharf_api::NodeRole;
 use wharf_api::cluster::{JoinRequest, JoinResponse};
 use wharf_pki::{JoinToken, NodeIdentity};
-use wharf_store::{Actor, Command, Origin, Outcome, Proposer};
+use wharf_store::{Actor, ClusterCommand, Origin, Outcome, ProposerExt};
 
 use crate::{ClusterError, Manager};
 
@@ -20,7 +20,7 @@ impl Manager {
             ));
         }
         let role = self.admit(request)?;
-        let add = Command::AddNode {
+        let add = ClusterCommand::AddNode {
             role: role.as_str().into(),
             hostname: request.hostname.clone(),
             addr: request.advertise.clone(),
@@ -37,7 +37,7 @@ impl Manager {
         if issued.is_err() {
             // The request was checked before the node was recorded, so this is rare (no
             // quorum for the certificate's record): the node it would have been goes again.
-            if let Err(e) = self.proposer.propose(Command::RemoveNode { id: node_id }).await {
+            if let Err(e) = self.proposer.propose(ClusterCommand::RemoveNode { id: node_id }).await {
                 tracing::warn!(node_id, error = %e, "removing the node of a failed join failed");
             }
         } else {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wharf_api::NodeRole;
 use wharf_raft::{LogStore, Raft, StateMachine};
-use wharf_store::{Command, Outcome, Proposer, Store};
+use wharf_store::{ClusterCommand, Outcome, ProposerExt, Store};
 
 use crate::ClusterError;
 
@@ -68,7 +68,7 @@ pub fn remove_other_managers(store: &Store, keep: u64) -> Result<Vec<(u64, Strin
     let mut removed = Vec::new();
     for (id, node) in store.nodes()? {
         if id != keep && node.role == NodeRole::Manager.as_str() && !node.removed {
-            store.apply(&Command::RemoveNode { id })?;
+            store.apply(&ClusterCommand::RemoveNode { id })?;
             removed.push((id, node.addr));
         }
     }
@@ -144,9 +144,9 @@ pub async fn bootstrap(
     password: Option<&str>,
 ) -> Result<Bootstrapped, ClusterError> {
     lead_alone(raft, first.node_id, &first.advertise).await?;
-    proposer.propose(Command::InitCluster { cluster_id: first.cluster_id.clone() }).await?;
+    proposer.propose(ClusterCommand::InitCluster { cluster_id: first.cluster_id.clone() }).await?;
     if !store.nodes()?.iter().any(|(id, _)| *id == first.node_id) {
-        let add = Command::AddNode {
+        let add = ClusterCommand::AddNode {
             role: NodeRole::Manager.as_str().into(),
             hostname: first.hostname.clone(),
             addr: first.advertise.clone(),
@@ -159,7 +159,7 @@ pub async fn bootstrap(
             ));
         }
     }
-    proposer.propose(Command::SetNodeCert { id: first.node_id, not_after: first.cert_not_after }).await?;
+    proposer.propose(ClusterCommand::SetNodeCert { id: first.node_id, not_after: first.cert_not_after }).await?;
     let mut tokens = Vec::new();
     for role in [NodeRole::Manager, NodeRole::Worker] {
         let token = match crate::join_token(store, ca, role)? {

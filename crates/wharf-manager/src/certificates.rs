@@ -9,7 +9,7 @@
 use wharf_api::NodeRole;
 use wharf_api::cluster::{JoinResponse, RenewRequest};
 use wharf_pki::NodeIdentity;
-use wharf_store::{Command, Origin, Proposer};
+use wharf_store::{ClusterCommand, Origin, ProposerExt};
 
 use crate::{ClusterError, Manager};
 
@@ -35,7 +35,7 @@ impl Manager {
             .map_err(|e| ClusterError::Invalid(format!("invalid certificate signing request: {e}")))?;
         let not_after =
             wharf_pki::validity(&cert_pem).map(|(_, after)| after.unix_timestamp().max(0) as u64).unwrap_or(0);
-        let record = Command::SetNodeCert { id: identity.node_id, not_after };
+        let record = ClusterCommand::SetNodeCert { id: identity.node_id, not_after };
         if let Err(e) = self.proposer.propose_by(Origin::node(identity.node_id, None), record).await {
             return Err(ClusterError::Unavailable(format!("the cluster cannot record the certificate: {e}")));
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wharf_api::NodeRole;
 use wharf_api::cluster::HeartbeatReply;
 use wharf_pki::NodeIdentity;
-use wharf_store::{Command, NodeRecord, Origin, Proposer};
+use wharf_store::{ClusterCommand, NodeRecord, Origin, ProposerExt};
 
 use crate::{ClusterError, Manager};
 
@@ -69,7 +69,7 @@ impl Manager {
         self.leading().await?;
         self.heartbeats.seen(identity.node_id, Instant::now());
         if record.state != "ready" {
-            let ready = Command::SetNodeState { id: identity.node_id, state: "ready".into(), at: crate::now() };
+            let ready = ClusterCommand::SetNodeState { id: identity.node_id, state: "ready".into(), at: crate::now() };
             match self.proposer.propose_by(Origin::node(identity.node_id, None), ready).await {
                 Ok(_) => tracing::info!(node_id = identity.node_id, "node is ready"),
                 Err(e) => tracing::warn!(node_id = identity.node_id, error = %e, "recording a ready node failed"),
@@ -125,7 +125,7 @@ pub async fn watch_heartbeats(manager: Arc<Manager>) {
         let Some(nodes) = &nodes else { continue };
         let last_seen = manager.heartbeats.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for id in overdue(nodes, &last_seen, since, Instant::now(), limit) {
-            let down = Command::SetNodeState { id, state: "down".into(), at: crate::now() };
+            let down = ClusterCommand::SetNodeState { id, state: "down".into(), at: crate::now() };
             match manager.proposer.propose(down).await {
                 Ok(_) => tracing::warn!(node_id = id, "node is down: no heartbeat for {limit:?}"),
                 Err(e) => tracing::warn!(node_id = id, error = %e, "recording a down node failed"),

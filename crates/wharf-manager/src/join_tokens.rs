@@ -6,7 +6,7 @@
 
 use wharf_api::NodeRole;
 use wharf_pki::{Ca, JoinToken, PkiError};
-use wharf_store::{Command, Proposer, Store, StoreError};
+use wharf_store::{ClusterCommand, Proposer, ProposerExt, Store, StoreError};
 
 /// Why a join token could not be read or set.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ fn purpose(role: NodeRole) -> String {
 pub async fn rotate_join_token(proposer: &dyn Proposer, ca: &Ca, role: NodeRole) -> Result<String, JoinTokenError> {
     let token = JoinToken::generate(ca.cert_der())?.to_string();
     let sealed = ca.secrets().seal(&purpose(role), token.as_bytes())?;
-    proposer.propose(Command::SetSealedJoinToken { role: role.as_str().into(), sealed }).await?;
+    proposer.propose(ClusterCommand::SetSealedJoinToken { role: role.as_str().into(), sealed }).await?;
     Ok(token)
 }
 

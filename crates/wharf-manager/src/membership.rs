@@ -9,7 +9,7 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use wharf_api::cluster::{MemberAdded, NodeInfo, NodeRoleInfo, RaftMembership, Reachability};
 use wharf_api::{NodeRole, NodeState};
 use wharf_pki::NodeIdentity;
-use wharf_store::{Command, Origin, Proposer};
+use wharf_store::{ClusterCommand, Origin, ProposerExt};
 
 use crate::{ClusterError, Manager};
 
@@ -157,7 +157,7 @@ impl Manager {
         if node.role == NodeRole::Manager.as_str() {
             self.leave_raft(id).await?;
         }
-        self.proposer.propose_by(by, Command::RemoveNode { id }).await?;
+        self.proposer.propose_by(by, ClusterCommand::RemoveNode { id }).await?;
         Ok(())
     }
 
@@ -174,7 +174,7 @@ impl Manager {
                 }
                 self.leave_raft(id).await?;
             }
-            self.proposer.propose_by(by, Command::SetNodeRole { id, role: role.as_str().into() }).await?;
+            self.proposer.propose_by(by, ClusterCommand::SetNodeRole { id, role: role.as_str().into() }).await?;
         }
         Ok(NodeRoleInfo { id, role })
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use wharf_api::NodeRole;
 use wharf_pki::Ca;
-use wharf_store::{Command, Store};
+use wharf_store::{ClusterCommand, Store};
 
 /// Join tokens rest sealed: a manager opens them with the CA key, a snapshot of the state holds
 /// none in clear, another CA opens nothing, and a token an earlier version kept in clear is
@@ -17,7 +17,7 @@ async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
     let store = Arc::new(Store::open(&tmp.path().join("state.redb")).expect("store"));
     let proposer = wharf_store::LocalProposer(Arc::clone(&store));
     let legacy = wharf_pki::JoinToken::new(ca.cert_der(), "a-legacy-secret-long-enough".into()).to_string();
-    store.apply(&Command::SetJoinToken { role: "worker".into(), token: legacy.clone() }).expect("legacy token");
+    store.apply(&ClusterCommand::SetJoinToken { role: "worker".into(), token: legacy.clone() }).expect("legacy token");
     assert_eq!(
         join_token(&store, &ca, NodeRole::Worker).expect("read"),
         Some(legacy.clone()),
@@ -49,14 +49,18 @@ fn a_first_start_refuses_a_members_state_and_recover_removes_the_other_managers(
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&tmp.path().join("state.redb")).expect("store");
     assert_eq!(check_first_start(&store, "10.0.0.1:5000").expect("empty"), None);
-    let add =
-        |role: &str, addr: &str| Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
-    store.apply(&Command::InitCluster { cluster_id: "c1".into() }).expect("init");
-    store.apply(&add("manager", "10.0.0.1:5000")).expect("node 1");
+    let add = |role: &str, addr: &str| ClusterCommand::AddNode {
+        role: role.into(),
+        hostname: "h".into(),
+        addr: addr.into(),
+        at: 1,
+    };
+    store.apply(&ClusterCommand::InitCluster { cluster_id: "c1".into() }).expect("init");
+    store.apply(add("manager", "10.0.0.1:5000")).expect("node 1");
     assert_eq!(check_first_start(&store, "10.0.0.1:5000").expect("its own"), Some("c1".into()));
     assert!(matches!(check_first_start(&store, "10.0.0.9:5000"), Err(ClusterError::Conflict(_))), "another address");
-    store.apply(&add("manager", "10.0.0.2:5000")).expect("node 2");
-    store.apply(&add("worker", "10.0.0.3:5000")).expect("node 3");
+    store.apply(add("manager", "10.0.0.2:5000")).expect("node 2");
+    store.apply(add("worker", "10.0.0.3:5000")).expect("node 3");
     let refused = check_first_start(&store, "10.0.0.1:5000");
     assert!(matches!(&refused, Err(ClusterError::Conflict(why)) if why.contains("no node identity")), "{refused:?}");
     let removed = remove_other_managers(&store, 1).expect("remove");

@@ -14,7 +14,9 @@ use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
 use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, Raft, RaftProposer};
-use wharf_store::{Command, Origin, Proposer, Store, StoreError, VersionedCommand};
+use wharf_store::{
+    AccountsCommand, ClusterCommand, Command, LegacyCommand, Origin, ProposerExt, Store, StoreError, VersionedCommand,
+};
 
 const CLUSTER: &str = "cluster-test";
 
@@ -99,7 +101,12 @@ async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
 }
 
 fn create_user(name: &str) -> VersionedCommand {
-    VersionedCommand::V1(Command::CreateUser { name: name.into(), password_hash: "h".into(), admin: false, at: 1 })
+    VersionedCommand::V1(LegacyCommand::CreateUser {
+        name: name.into(),
+        password_hash: "h".into(),
+        admin: false,
+        at: 1,
+    })
 }
 
 fn unversioned(command: VersionedCommand) -> Command {
@@ -155,7 +162,7 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
 
     // A follower forwards to the leader; refusals come back typed. The entry keeps who asked.
     let follower = managers.iter().find(|m| m.id != new_leader).expect("a follower");
-    let carol = Command::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
+    let carol = AccountsCommand::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
     let by = Origin::user("root", Some("10.0.0.9"));
     follower.proposer().propose_by(by.clone(), carol.clone()).await.expect("a write through a follower");
     assert!(matches!(follower.proposer().propose(carol).await, Err(StoreError::UserExists(_))));
@@ -169,7 +176,7 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     let recorded = origins_in_log(&tmp.path().join(format!("node{}", lost.id)), "carol").await;
     // Two entries: the write, and the repeat that apply refused (it is in the log all the same).
     assert_eq!(recorded, vec![by, Origin::system()], "each entry says who asked for it, and from where");
-    let dave = Command::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
+    let dave = AccountsCommand::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
     let refused = managers[0].proposer().propose(dave).await;
     assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
     assert!(managers[0].store().user("dave").expect("read").is_none(), "nothing was applied without a quorum");
@@ -184,8 +191,10 @@ async fn origins_in_log(dir: &Path, user: &str) -> Vec<Origin> {
     entries
         .into_iter()
         .filter_map(|entry| match entry.payload {
-            openraft::EntryPayload::Normal(versioned) => match versioned.command() {
-                Command::CreateUser { name, .. } if name == user => versioned.origin().cloned(),
+            openraft::EntryPayload::Normal(versioned) => match versioned.to_command() {
+                Command::Accounts(AccountsCommand::CreateUser { name, .. }) if name == user => {
+                    versioned.origin().cloned()
+                }
                 _ => None,
             },
             _ => None,
@@ -233,15 +242,15 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     }
     // Node 2 is removed: its certificate, still validly signed, is refused from then on.
     for _ in 0..3 {
-        let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
+        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
         manager.store().apply(&add).expect("add node");
     }
-    manager.store().apply(&Command::RemoveNode { id: 2 }).expect("remove");
+    manager.store().apply(&ClusterCommand::RemoveNode { id: 2 }).expect("remove");
     let removed = NodeIdentity { node_id: 2, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(removed)).post(&url).body(vec![0xff; 16]).send().await.expect("removed");
     assert_eq!(resp.status().as_u16(), 403, "a removed node's certificate");
     // Node 3 was demoted: its manager certificate no longer opens the Raft routes.
-    manager.store().apply(&Command::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
+    manager.store().apply(&ClusterCommand::SetNodeRole { id: 3, role: "worker".into() }).expect("demote");
     let demoted = NodeIdentity { node_id: 3, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(demoted)).post(&url).body(vec![0xff; 16]).send().await.expect("demoted");
     assert_eq!(resp.status().as_u16(), 403, "a demoted manager's certificate");
@@ -281,7 +290,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     manager.raft().initialize(members).await.expect("initialize");
     leader_among(&[&manager], Duration::from_secs(10)).await;
     for (role, addr) in [("manager", manager.addr.as_str()), ("worker", "127.0.0.1:1")] {
-        let add = Command::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+        let add = ClusterCommand::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
         manager.proposer().propose(add).await.expect("add node");
     }
     let worker = NodeIdentity { node_id: 2, role: NodeRole::Worker, cluster_id: CLUSTER.into() };
@@ -317,7 +326,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     assert!(manager.store().node(2).expect("read").expect("node").cert_not_after > 1_700_000_000);
     assert_eq!(post_json::<serde_json::Value>(&as_worker, &renew, &request("garbage".into())).await.0, 400);
     // Promoted in the state: the next heartbeat says so, and renewal gives a manager certificate.
-    manager.proposer().propose(Command::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
+    manager.proposer().propose(ClusterCommand::SetNodeRole { id: 2, role: "manager".into() }).await.expect("promote");
     let (_, reply) = post_json::<HeartbeatReply>(&as_worker, &beat, "").await;
     assert_eq!(reply.expect("reply").role, NodeRole::Manager);
     let (_, csr) = wharf_pki::new_csr().expect("csr");
@@ -327,7 +336,7 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     assert_eq!(renewed.role, NodeRole::Manager);
     assert!(renewed.manager_secrets.is_some(), "a manager gets the keys every manager holds");
     // A manager demoted in the state gets no worker certificate while it is still in Raft.
-    manager.proposer().propose(Command::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
+    manager.proposer().propose(ClusterCommand::SetNodeRole { id: 1, role: "worker".into() }).await.expect("demote");
     let as_one = client(&ca, Some(NodeIdentity { node_id: 1, role: NodeRole::Manager, cluster_id: CLUSTER.into() }));
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);

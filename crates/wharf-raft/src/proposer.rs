@@ -121,7 +121,7 @@ impl RaftProposer {
 impl Proposer for RaftProposer {
     /// Proposes on this node or forwards to the leader (see [`on_the_leader`]), as an entry
     /// that keeps `origin` and the time.
-    fn propose_by(&self, origin: Origin, command: Command) -> Proposal<'_> {
+    fn propose_command(&self, origin: Origin, command: Command) -> Proposal<'_> {
         Box::pin(async move {
             let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let command = &VersionedCommand::V2(Entry { origin, at, command });

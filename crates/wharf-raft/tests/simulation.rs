@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turmoil::net::{TcpListener, TcpStream};
 use wharf_raft::{LogStore, Raft, StateMachine, TypeConfig};
-use wharf_store::{Command, Store, VersionedCommand};
+use wharf_store::{LegacyCommand, Store, VersionedCommand};
 
 const MANAGERS: [&str; 3] = ["m1", "m2", "m3"];
 const PORT: u16 = 9000;
@@ -216,7 +216,7 @@ async fn serve(raft: Raft, store: Arc<Store>, dir: PathBuf, mut stream: TcpStrea
             postcard::to_allocvec(&result.map_err(|e| e.to_string()))
         }
         Request::Write(value) => {
-            let command = VersionedCommand::V1(Command::SetJoinToken { role: "register".into(), token: value });
+            let command = VersionedCommand::V1(LegacyCommand::SetJoinToken { role: "register".into(), token: value });
             let result = raft.client_write(command).await.map(|_| ()).map_err(|e| e.to_string());
             postcard::to_allocvec(&result)
         }
@@ -418,7 +418,7 @@ async fn committed_log(dir: &Path) -> Vec<(openraft::type_config::alias::LogIdOf
         .into_iter()
         .map(|e| {
             let payload = match e.payload {
-                openraft::EntryPayload::Normal(VersionedCommand::V1(Command::SetJoinToken { token, .. })) => {
+                openraft::EntryPayload::Normal(VersionedCommand::V1(LegacyCommand::SetJoinToken { token, .. })) => {
                     format!("write {token}")
                 }
                 openraft::EntryPayload::Normal(command) => command.to_string(),

@@ -27,10 +27,11 @@ async fn passes_openraft_storage_suite() {
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{log_id, membership_ent};
 use openraft::{Entry, EntryPayload};
-use wharf_store::{Command, VersionedCommand};
+use wharf_store::{AccountsCommand, Command, Origin, VersionedCommand};
 
-fn command_entry(index: u64, command: Command) -> openraft::type_config::alias::EntryOf<TypeConfig> {
-    Entry { log_id: log_id::<TypeConfig>(1, 1, index), payload: EntryPayload::Normal(VersionedCommand::V1(command)) }
+fn command_entry(index: u64, command: impl Into<Command>) -> openraft::type_config::alias::EntryOf<TypeConfig> {
+    let entry = wharf_store::Entry { origin: Origin::system(), at: 1, command: command.into() };
+    Entry { log_id: log_id::<TypeConfig>(1, 1, index), payload: EntryPayload::Normal(VersionedCommand::V2(entry)) }
 }
 
 fn state_machine(dir: &std::path::Path) -> (Arc<wharf_store::Store>, StateMachine) {
@@ -40,7 +41,7 @@ fn state_machine(dir: &std::path::Path) -> (Arc<wharf_store::Store>, StateMachin
 }
 
 fn create_user(name: &str) -> Command {
-    Command::CreateUser { name: name.into(), password_hash: "h".into(), admin: true, at: 1 }
+    AccountsCommand::CreateUser { name: name.into(), password_hash: "h".into(), admin: true, at: 1 }.into()
 }
 
 /// The suite cannot build application entries; these apply real commands, refusals included,
@@ -53,7 +54,7 @@ async fn commands_apply_and_travel_in_snapshots() {
         membership_ent::<TypeConfig>(1, 1, 1, vec![[1u64].into_iter().collect()]),
         command_entry(2, create_user("admin")),
         command_entry(3, create_user("admin")),
-        command_entry(4, Command::SetRepoPublic { repo: "lib/base".into(), public: true }),
+        command_entry(4, AccountsCommand::SetRepoPublic { repo: "lib/base".into(), public: true }),
     ];
     let stream = futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
     sm_a.apply(stream).await.expect("apply");

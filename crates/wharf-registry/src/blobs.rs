@@ -3,7 +3,7 @@
 use wharf_api::range::{RangeRequest, parse_range_header};
 use wharf_api::{Digest, ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::ByteStream;
-use wharf_store::{Command, StoreError};
+use wharf_store::{RegistryCommand, StoreError};
 
 use crate::{Registry, blob_error, check_name, internal, store_failure};
 
@@ -57,7 +57,7 @@ impl Registry {
         if self.blobs.stat(digest).await.map_err(blob_error)?.is_none() {
             return Ok(false);
         }
-        self.apply(Command::LinkBlob { repo: repo.to_owned(), digest: digest.clone(), size })
+        self.apply(RegistryCommand::LinkBlob { repo: repo.to_owned(), digest: digest.clone(), size })
             .await
             .map_err(internal)?;
         Ok(true)
@@ -67,7 +67,7 @@ impl Registry {
     /// repositories may link the same blob.
     pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
         check_name(repo)?;
-        let command = Command::UnlinkBlob { repo: repo.to_owned(), digest: digest.clone() };
+        let command = RegistryCommand::UnlinkBlob { repo: repo.to_owned(), digest: digest.clone() };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
             StoreError::BlobUnknown(d) => blob_unknown(&d),
             other => store_failure(other),

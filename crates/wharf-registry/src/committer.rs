@@ -36,7 +36,7 @@ impl Committer {
 }
 
 impl Proposer for Committer {
-    fn propose_by(&self, _origin: wharf_store::Origin, command: Command) -> Proposal<'_> {
+    fn propose_command(&self, _origin: wharf_store::Origin, command: Command) -> Proposal<'_> {
         Box::pin(self.apply(command))
     }
 }

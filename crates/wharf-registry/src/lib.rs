@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wharf_api::{ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::{BlobError, BlobStore};
-use wharf_store::{Command, Outcome, Proposer, Store, StoreError};
+use wharf_store::{Command, Outcome, Proposer, ProposerExt, Store, StoreError};
 
 pub use blobs::BlobRead;
 pub use committer::Committer;
@@ -62,7 +62,7 @@ impl Registry {
         self
     }
 
-    async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+    async fn apply(&self, command: impl Into<Command>) -> Result<Outcome, StoreError> {
         self.proposer.propose(command).await
     }
 

@@ -3,7 +3,7 @@
 
 use wharf_api::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use wharf_api::{Descriptor, Digest, ErrorCode, ManifestInfo, RegistryError, validate_tag};
-use wharf_store::{Command, PutManifest, StoreError};
+use wharf_store::{PutManifest, RegistryCommand, StoreError};
 
 use crate::hashing::Hasher;
 use crate::{Registry, check_name, internal, name_unknown, now, store_failure};
@@ -118,7 +118,7 @@ impl Registry {
             referrer_descriptor,
             at: now(),
         };
-        self.apply(Command::PutManifest(Box::new(put))).await.map_err(|e| match e {
+        self.apply(RegistryCommand::PutManifest(Box::new(put))).await.map_err(|e| match e {
             StoreError::ManifestBlobUnknown(missing) => {
                 let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
                 RegistryError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown blobs")
@@ -155,8 +155,8 @@ impl Registry {
     pub async fn delete_manifest(&self, repo: &str, reference: &str) -> Result<(), RegistryError> {
         check_name(repo)?;
         let command = match Reference::parse(reference)? {
-            Reference::Digest(digest) => Command::DeleteManifest { repo: repo.to_owned(), digest },
-            Reference::Tag(tag) => Command::DeleteTag { repo: repo.to_owned(), tag },
+            Reference::Digest(digest) => RegistryCommand::DeleteManifest { repo: repo.to_owned(), digest },
+            Reference::Tag(tag) => RegistryCommand::DeleteTag { repo: repo.to_owned(), tag },
         };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
             StoreError::ManifestUnknown(_) | StoreError::TagUnknown(_) => manifest_unknown(reference),

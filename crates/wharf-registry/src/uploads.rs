@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::StreamExt;
 use wharf_api::{Algorithm, Digest, ErrorCode, RegistryError};
 use wharf_blobstore::{ByteStream, Observer};
-use wharf_store::{Command, StoreError, UploadRecord};
+use wharf_store::{RegistryCommand, StoreError, UploadRecord};
 
 use crate::hashing::Hasher;
 use crate::{Registry, blob_error, check_name, internal, now, store_failure};
@@ -36,7 +36,7 @@ impl Registry {
         let id = uuid::Uuid::new_v4().to_string();
         // The session is recorded before its bytes exist, so an upload in the blob store
         // without a session is always garbage (see `purge_stale_uploads`).
-        let command = Command::StartOwnedUpload {
+        let command = RegistryCommand::StartOwnedUpload {
             id: id.clone(),
             repo: repo.to_owned(),
             algorithm,
@@ -46,7 +46,7 @@ impl Registry {
         };
         self.apply(command).await.map_err(store_failure)?;
         if let Err(e) = self.blobs.create_upload(&id).await {
-            let _ = self.apply(Command::CancelUpload { id }).await;
+            let _ = self.apply(RegistryCommand::CancelUpload { id }).await;
             return Err(blob_error(e));
         }
         Ok(id)
@@ -110,7 +110,7 @@ impl Registry {
                 .with_detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
         }
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
-        let command = Command::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
+        let command = RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
         self.apply(command).await.map_err(|e| match e {
             StoreError::UploadUnknown(_) => upload_unknown(),
             other => store_failure(other),
@@ -123,7 +123,7 @@ impl Registry {
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<(), RegistryError> {
         let (_, lock) = self.session(repo, id)?;
         let _guard = lock.lock().await;
-        self.apply(Command::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
+        self.apply(RegistryCommand::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
             StoreError::UploadUnknown(_) => upload_unknown(),
             other => store_failure(other),
         })?;
@@ -151,7 +151,7 @@ impl Registry {
                 Arc::clone(sessions.entry(id.clone()).or_default())
             };
             let Ok(_guard) = lock.try_lock() else { continue };
-            match self.apply(Command::CancelUpload { id: id.clone() }).await {
+            match self.apply(RegistryCommand::CancelUpload { id: id.clone() }).await {
                 Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
                 Err(e) => return Err(internal(e)),
             }

@@ -5,28 +5,69 @@
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use crate::command::{Command, Outcome};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Outcome, SessionRecordCommand};
 use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
 
+/// A change of accounts, sessions or repository settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountsCommand {
+    /// Creates an account. `password_hash` is a PHC string; the state never sees a password.
+    CreateUser { name: String, password_hash: String, admin: bool, at: u64 },
+    /// Replaces an account's password hash and ends every session and refresh token it holds.
+    SetPassword { name: String, password_hash: String },
+    /// Disables (ending every session and refresh token) or re-enables an account.
+    SetUserDisabled { name: String, disabled: bool },
+    /// Deletes an account and its sessions.
+    DeleteUser { name: String },
+    /// Records a session or refresh token. `id` is the SHA-256 of the secret the client holds,
+    /// so the state never holds a usable credential.
+    CreateSession(Box<SessionRecordCommand>),
+    /// Ends one session or refresh token.
+    DeleteSession { id: String },
+    /// Ends every session and refresh token that expired at or before `now`.
+    PurgeSessions { now: u64 },
+    /// Makes a repository readable by anyone (anonymous pull), or private again.
+    SetRepoPublic { repo: String, public: bool },
+}
+
+/// One line per command for logs: what it does and to what, never a password hash or a
+/// session id.
+impl std::fmt::Display for AccountsCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountsCommand::CreateUser { name, admin, .. } => write!(f, "create-user {name} admin={admin}"),
+            AccountsCommand::SetPassword { name, .. } => write!(f, "set-password {name}"),
+            AccountsCommand::SetUserDisabled { name, disabled } => write!(f, "set-user-disabled {name} {disabled}"),
+            AccountsCommand::DeleteUser { name } => write!(f, "delete-user {name}"),
+            AccountsCommand::CreateSession(create) => write!(f, "create-session for {}", create.session.user),
+            AccountsCommand::DeleteSession { .. } => write!(f, "delete-session"),
+            AccountsCommand::PurgeSessions { now } => write!(f, "purge-sessions before {now}"),
+            AccountsCommand::SetRepoPublic { repo, public } => write!(f, "set-repo-public {repo} {public}"),
+        }
+    }
+}
+
 /// Whether `command` changes who may do what.
-pub(crate) fn changes_access(command: &Command) -> bool {
+pub(crate) fn changes_access(command: &AccountsCommand) -> bool {
     matches!(
         command,
-        Command::CreateUser { .. }
-            | Command::SetPassword { .. }
-            | Command::SetUserDisabled { .. }
-            | Command::DeleteUser { .. }
-            | Command::DeleteSession { .. }
-            | Command::PurgeSessions { .. }
-            | Command::SetRepoPublic { .. }
+        AccountsCommand::CreateUser { .. }
+            | AccountsCommand::SetPassword { .. }
+            | AccountsCommand::SetUserDisabled { .. }
+            | AccountsCommand::DeleteUser { .. }
+            | AccountsCommand::DeleteSession { .. }
+            | AccountsCommand::PurgeSessions { .. }
+            | AccountsCommand::SetRepoPublic { .. }
     )
 }
 
-pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result<Outcome, StoreError> {
     match command {
-        Command::CreateUser { name, password_hash, admin, at } => {
+        AccountsCommand::CreateUser { name, password_hash, admin, at } => {
             if read_user(txn, name)?.is_some() {
                 return Err(StoreError::UserExists(name.clone()));
             }
@@ -42,7 +83,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             write_user(txn, name, record)?;
             Ok(Outcome::Done)
         }
-        Command::SetPassword { name, password_hash } => {
+        AccountsCommand::SetPassword { name, password_hash } => {
             let mut user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
             user.password_hash = password_hash.clone();
             user.epoch += 1;
@@ -50,7 +91,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             let count = end_sessions_of(txn, name)?;
             Ok(Outcome::SessionsEnded { count })
         }
-        Command::SetUserDisabled { name, disabled } => {
+        AccountsCommand::SetUserDisabled { name, disabled } => {
             let mut user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
             if *disabled && user.admin && !user.disabled && enabled_admins(txn)? <= 1 {
                 return Err(StoreError::LastAdmin);
@@ -61,7 +102,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             let count = if *disabled { end_sessions_of(txn, name)? } else { 0 };
             Ok(Outcome::SessionsEnded { count })
         }
-        Command::DeleteUser { name } => {
+        AccountsCommand::DeleteUser { name } => {
             let user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
             if user.admin && !user.disabled && enabled_admins(txn)? <= 1 {
                 return Err(StoreError::LastAdmin);
@@ -70,7 +111,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             let count = end_sessions_of(txn, name)?;
             Ok(Outcome::SessionsEnded { count })
         }
-        Command::CreateSession(create) => {
+        AccountsCommand::CreateSession(create) => {
             let session = &create.session;
             match read_user(txn, &session.user)? {
                 None => return Err(StoreError::UserUnknown(session.user.clone())),
@@ -82,20 +123,19 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             txn.open_table(USER_SESSIONS)?.insert((session.user.as_str(), create.id.as_str()), ())?;
             Ok(Outcome::Done)
         }
-        Command::DeleteSession { id } => {
+        AccountsCommand::DeleteSession { id } => {
             let raw = txn.open_table(SESSIONS)?.remove(id.as_str())?.map(|v| v.value().to_vec());
             let raw = raw.ok_or(StoreError::SessionUnknown)?;
             let StoredSession::V1(session) = postcard::from_bytes(&raw)?;
             txn.open_table(USER_SESSIONS)?.remove((session.user.as_str(), id.as_str()))?;
             Ok(Outcome::SessionsEnded { count: 1 })
         }
-        Command::PurgeSessions { now } => purge_sessions(txn, *now),
-        Command::SetRepoPublic { repo, public } => {
+        AccountsCommand::PurgeSessions { now } => purge_sessions(txn, *now),
+        AccountsCommand::SetRepoPublic { repo, public } => {
             let stored = encode(&StoredRepoSettings::V1(RepoSettings { public: *public }))?;
             txn.open_table(REPO_SETTINGS)?.insert(repo.as_str(), stored.as_slice())?;
             Ok(Outcome::Done)
         }
-        _ => unreachable!("accounts::apply called with a registry command"),
     }
 }
 

@@ -3,13 +3,54 @@
 //! the proposer sealed with the cluster's secrets key).
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Outcome};
+use crate::command::Outcome;
 use crate::records::{NodeRecord, StoredNode};
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{CLUSTER, NODES};
+
+/// A change of the cluster's membership state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClusterCommand {
+    /// Names the cluster, once.
+    InitCluster { cluster_id: String },
+    /// Adds a node under the next unused id.
+    AddNode { role: String, hostname: String, addr: String, at: u64 },
+    /// Marks a node removed: its id is never given again and its certificate is refused.
+    RemoveNode { id: u64 },
+    /// Sets the join token of a role in clear: what earlier versions wrote, kept so that
+    /// their logs still apply. Wharf now writes [`ClusterCommand::SetSealedJoinToken`].
+    SetJoinToken { role: String, token: String },
+    /// Sets the join token of a role, sealed with the cluster's secrets key by the proposer,
+    /// so neither the log nor the state ever holds it in clear; replaces a token in clear.
+    SetSealedJoinToken { role: String, sealed: Vec<u8> },
+    /// Changes a node's role (`manager` or `worker`); the leader then changes Raft's
+    /// membership and the node renews its certificate for the new role.
+    SetNodeRole { id: u64, role: String },
+    /// Records that a node is `ready` (it sends heartbeats) or `down` (it stopped).
+    SetNodeState { id: u64, state: String, at: u64 },
+    /// Records when a node's current certificate expires.
+    SetNodeCert { id: u64, not_after: u64 },
+}
+
+/// One line per command for logs: what it does and to what, never a password hash or a
+/// session id.
+impl std::fmt::Display for ClusterCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterCommand::InitCluster { cluster_id } => write!(f, "init-cluster {cluster_id}"),
+            ClusterCommand::AddNode { role, hostname, .. } => write!(f, "add-node {role} {hostname}"),
+            ClusterCommand::RemoveNode { id } => write!(f, "remove-node {id}"),
+            ClusterCommand::SetJoinToken { role, .. } => write!(f, "set-join-token {role}"),
+            ClusterCommand::SetNodeRole { id, role } => write!(f, "set-node-role {id} {role}"),
+            ClusterCommand::SetNodeState { id, state, .. } => write!(f, "set-node-state {id} {state}"),
+            ClusterCommand::SetNodeCert { id, not_after } => write!(f, "set-node-cert {id} until {not_after}"),
+            ClusterCommand::SetSealedJoinToken { role, .. } => write!(f, "set-sealed-join-token {role}"),
+        }
+    }
+}
 
 fn get<T: DeserializeOwned>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, StoreError> {
     let table = txn.open_table(CLUSTER)?;
@@ -25,15 +66,15 @@ fn put<T: Serialize>(txn: &WriteTransaction, key: &str, value: &T) -> Result<(),
     Ok(())
 }
 
-pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
+pub(crate) fn apply(txn: &WriteTransaction, command: &ClusterCommand) -> Result<Outcome, StoreError> {
     match command {
-        Command::InitCluster { cluster_id } => {
+        ClusterCommand::InitCluster { cluster_id } => {
             if get::<String>(txn, "cluster_id")?.is_none() {
                 put(txn, "cluster_id", cluster_id)?;
             }
             Ok(Outcome::Done)
         }
-        Command::AddNode { role, hostname, addr, at } => {
+        ClusterCommand::AddNode { role, hostname, addr, at } => {
             let id = get::<u64>(txn, "next_node_id")?.unwrap_or(1);
             put(txn, "next_node_id", &(id + 1))?;
             let record = NodeRecord {
@@ -49,7 +90,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             txn.open_table(NODES)?.insert(id, encode(&StoredNode::V2(record))?.as_slice())?;
             Ok(Outcome::NodeAdded { id })
         }
-        Command::RemoveNode { id } => {
+        ClusterCommand::RemoveNode { id } => {
             // Removing twice is harmless: the second time changes nothing.
             let removed = node_in(txn, *id)?.removed;
             if removed {
@@ -58,29 +99,30 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &Command) -> Result<Outcome
             refuse_losing_the_last_manager(txn, *id)?;
             update_node(txn, *id, |record| record.removed = true)
         }
-        Command::SetNodeRole { id, role } => {
+        ClusterCommand::SetNodeRole { id, role } => {
             if role != MANAGER {
                 refuse_losing_the_last_manager(txn, *id)?;
             }
             update_node(txn, *id, |record| record.role = role.clone())
         }
-        Command::SetNodeState { id, state, at } => update_node(txn, *id, |record| {
+        ClusterCommand::SetNodeState { id, state, at } => update_node(txn, *id, |record| {
             if record.state != *state {
                 record.state = state.clone();
                 record.state_since = *at;
             }
         }),
-        Command::SetNodeCert { id, not_after } => update_node(txn, *id, |record| record.cert_not_after = *not_after),
-        Command::SetJoinToken { role, token } => {
+        ClusterCommand::SetNodeCert { id, not_after } => {
+            update_node(txn, *id, |record| record.cert_not_after = *not_after)
+        }
+        ClusterCommand::SetJoinToken { role, token } => {
             put(txn, &format!("join_token:{role}"), token)?;
             Ok(Outcome::Done)
         }
-        Command::SetSealedJoinToken { role, sealed } => {
+        ClusterCommand::SetSealedJoinToken { role, sealed } => {
             put(txn, &format!("join_token_sealed:{role}"), sealed)?;
             txn.open_table(CLUSTER)?.remove(format!("join_token:{role}").as_str())?;
             Ok(Outcome::Done)
         }
-        _ => unreachable!("cluster::apply called with another command"),
     }
 }
 

@@ -3,27 +3,28 @@
 use serde::{Deserialize, Serialize};
 use wharf_api::{Algorithm, Digest};
 
+pub use crate::accounts::AccountsCommand;
+pub use crate::cluster::ClusterCommand;
+pub use crate::registry::RegistryCommand;
+
 /// A command as it is persisted or replicated: the version tag lets a newer Wharf read the
 /// commands an older one wrote. `V1` is a bare command (what earlier versions wrote); `V2`
 /// wraps it in an [`Entry`] that says who asked for it, from where and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum VersionedCommand {
-    V1(Command),
+    V1(LegacyCommand),
     V2(Entry),
 }
 
 impl VersionedCommand {
     /// The command, whatever the version.
-    pub fn command(&self) -> &Command {
-        match self {
-            VersionedCommand::V1(command) => command,
-            VersionedCommand::V2(entry) => &entry.command,
-        }
+    pub fn to_command(&self) -> Command {
+        self.clone().into_command()
     }
 
     pub fn into_command(self) -> Command {
         match self {
-            VersionedCommand::V1(command) => command,
+            VersionedCommand::V1(command) => command.into(),
             VersionedCommand::V2(entry) => entry.command,
         }
     }
@@ -80,9 +81,106 @@ pub struct Entry {
     pub command: Command,
 }
 
-/// A state change. Timestamps are seconds since the Unix epoch, chosen by the proposer.
+/// A state change, by the domain it changes. Each domain module owns its commands and how they
+/// apply (`registry`, `accounts`, `cluster`). Timestamps are seconds since the Unix epoch,
+/// chosen by the proposer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    Registry(RegistryCommand),
+    Accounts(AccountsCommand),
+    Cluster(ClusterCommand),
+}
+
+impl From<RegistryCommand> for Command {
+    fn from(command: RegistryCommand) -> Command {
+        Command::Registry(command)
+    }
+}
+
+impl From<AccountsCommand> for Command {
+    fn from(command: AccountsCommand) -> Command {
+        Command::Accounts(command)
+    }
+}
+
+impl From<ClusterCommand> for Command {
+    fn from(command: ClusterCommand) -> Command {
+        Command::Cluster(command)
+    }
+}
+
+/// A borrowed command, cloned: what `Store::apply` takes by reference in tests and tools.
+macro_rules! from_ref {
+    ($($t:ty),*) => {$(
+        impl From<&$t> for Command {
+            fn from(command: &$t) -> Command {
+                command.clone().into()
+            }
+        }
+    )*};
+}
+from_ref!(RegistryCommand, AccountsCommand, ClusterCommand);
+
+impl From<&Command> for Command {
+    fn from(command: &Command) -> Command {
+        command.clone()
+    }
+}
+
+impl From<LegacyCommand> for Command {
+    fn from(command: LegacyCommand) -> Command {
+        use LegacyCommand as L;
+        match command {
+            L::StartUpload { id, repo, algorithm, at } => {
+                RegistryCommand::StartUpload { id, repo, algorithm, at }.into()
+            }
+            L::StartOwnedUpload { id, repo, algorithm, at, owner, limit } => {
+                RegistryCommand::StartOwnedUpload { id, repo, algorithm, at, owner, limit }.into()
+            }
+            L::CancelUpload { id } => RegistryCommand::CancelUpload { id }.into(),
+            L::CommitUpload { id, digest, size } => RegistryCommand::CommitUpload { id, digest, size }.into(),
+            L::LinkBlob { repo, digest, size } => RegistryCommand::LinkBlob { repo, digest, size }.into(),
+            L::UnlinkBlob { repo, digest } => RegistryCommand::UnlinkBlob { repo, digest }.into(),
+            L::PutManifest(put) => RegistryCommand::PutManifest(put).into(),
+            L::DeleteManifest { repo, digest } => RegistryCommand::DeleteManifest { repo, digest }.into(),
+            L::DeleteTag { repo, tag } => RegistryCommand::DeleteTag { repo, tag }.into(),
+            L::CreateUser { name, password_hash, admin, at } => {
+                AccountsCommand::CreateUser { name, password_hash, admin, at }.into()
+            }
+            L::SetPassword { name, password_hash } => AccountsCommand::SetPassword { name, password_hash }.into(),
+            L::SetUserDisabled { name, disabled } => AccountsCommand::SetUserDisabled { name, disabled }.into(),
+            L::DeleteUser { name } => AccountsCommand::DeleteUser { name }.into(),
+            L::CreateSession(create) => AccountsCommand::CreateSession(create).into(),
+            L::DeleteSession { id } => AccountsCommand::DeleteSession { id }.into(),
+            L::PurgeSessions { now } => AccountsCommand::PurgeSessions { now }.into(),
+            L::SetRepoPublic { repo, public } => AccountsCommand::SetRepoPublic { repo, public }.into(),
+            L::InitCluster { cluster_id } => ClusterCommand::InitCluster { cluster_id }.into(),
+            L::AddNode { role, hostname, addr, at } => ClusterCommand::AddNode { role, hostname, addr, at }.into(),
+            L::RemoveNode { id } => ClusterCommand::RemoveNode { id }.into(),
+            L::SetJoinToken { role, token } => ClusterCommand::SetJoinToken { role, token }.into(),
+            L::SetNodeRole { id, role } => ClusterCommand::SetNodeRole { id, role }.into(),
+            L::SetNodeState { id, state, at } => ClusterCommand::SetNodeState { id, state, at }.into(),
+            L::SetNodeCert { id, not_after } => ClusterCommand::SetNodeCert { id, not_after }.into(),
+            L::SetSealedJoinToken { role, sealed } => ClusterCommand::SetSealedJoinToken { role, sealed }.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Registry(command) => command.fmt(f),
+            Command::Accounts(command) => command.fmt(f),
+            Command::Cluster(command) => command.fmt(f),
+        }
+    }
+}
+
+/// A state change as earlier versions wrote it in a replicated log (`VersionedCommand::V1`):
+/// one flat enum. The variants and their order must never change, so that those logs still
+/// decode; each becomes the domain command it is ([`Command`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LegacyCommand {
     /// Opens upload session `id` for `repo`.
     StartUpload { id: String, repo: String, algorithm: Algorithm, at: u64 },
     /// Closes upload session `id` without a blob.
@@ -123,7 +221,7 @@ pub enum Command {
     /// Marks a node removed: its id is never given again and its certificate is refused.
     RemoveNode { id: u64 },
     /// Sets the join token of a role in clear: what earlier versions wrote, kept so that
-    /// their logs still apply. Wharf now writes [`Command::SetSealedJoinToken`].
+    /// their logs still apply. Wharf now writes `SetSealedJoinToken`.
     SetJoinToken { role: String, token: String },
     /// Changes a node's role (`manager` or `worker`); the leader then changes Raft's
     /// membership and the node renews its certificate for the new role.
@@ -137,7 +235,7 @@ pub enum Command {
     SetSealedJoinToken { role: String, sealed: Vec<u8> },
     /// Opens upload session `id` for `repo` on behalf of `owner` (a user name), refused when
     /// `owner` has `limit` sessions open already (0: no limit). Supersedes
-    /// [`Command::StartUpload`], which is kept so that older logs still apply.
+    /// `StartUpload`, which is kept so that older logs still apply.
     StartOwnedUpload { id: String, repo: String, algorithm: Algorithm, at: u64, owner: String, limit: u32 },
 }
 
@@ -189,43 +287,9 @@ pub enum Outcome {
     },
 }
 
-/// One line per command for logs: what it does and to what, never a password hash or a
-/// session id.
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::StartUpload { repo, .. } => write!(f, "start-upload {repo}"),
-            Command::CancelUpload { .. } => write!(f, "cancel-upload"),
-            Command::CommitUpload { digest, .. } => write!(f, "commit-upload {digest}"),
-            Command::LinkBlob { repo, digest, .. } => write!(f, "link-blob {repo}@{digest}"),
-            Command::UnlinkBlob { repo, digest } => write!(f, "unlink-blob {repo}@{digest}"),
-            Command::PutManifest(put) => write!(f, "put-manifest {}@{}", put.repo, put.digest),
-            Command::DeleteManifest { repo, digest } => write!(f, "delete-manifest {repo}@{digest}"),
-            Command::DeleteTag { repo, tag } => write!(f, "delete-tag {repo}:{tag}"),
-            Command::CreateUser { name, admin, .. } => write!(f, "create-user {name} admin={admin}"),
-            Command::SetPassword { name, .. } => write!(f, "set-password {name}"),
-            Command::SetUserDisabled { name, disabled } => write!(f, "set-user-disabled {name} {disabled}"),
-            Command::DeleteUser { name } => write!(f, "delete-user {name}"),
-            Command::CreateSession(create) => write!(f, "create-session for {}", create.session.user),
-            Command::DeleteSession { .. } => write!(f, "delete-session"),
-            Command::PurgeSessions { now } => write!(f, "purge-sessions before {now}"),
-            Command::SetRepoPublic { repo, public } => write!(f, "set-repo-public {repo} {public}"),
-            Command::InitCluster { cluster_id } => write!(f, "init-cluster {cluster_id}"),
-            Command::AddNode { role, hostname, .. } => write!(f, "add-node {role} {hostname}"),
-            Command::RemoveNode { id } => write!(f, "remove-node {id}"),
-            Command::SetJoinToken { role, .. } => write!(f, "set-join-token {role}"),
-            Command::SetNodeRole { id, role } => write!(f, "set-node-role {id} {role}"),
-            Command::SetNodeState { id, state, .. } => write!(f, "set-node-state {id} {state}"),
-            Command::SetNodeCert { id, not_after } => write!(f, "set-node-cert {id} until {not_after}"),
-            Command::SetSealedJoinToken { role, .. } => write!(f, "set-sealed-join-token {role}"),
-            Command::StartOwnedUpload { repo, owner, .. } => write!(f, "start-upload {repo} by {owner}"),
-        }
-    }
-}
-
 impl std::fmt::Display for VersionedCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.command().fmt(f)
+        self.to_command().fmt(f)
     }
 }
 
@@ -235,15 +299,39 @@ mod tests {
 
     #[test]
     fn entries_of_both_versions_decode_and_carry_their_origin() {
-        let command = Command::RemoveNode { id: 3 };
-        let old = postcard::to_allocvec(&VersionedCommand::V1(command.clone())).expect("encode");
+        let command: Command = ClusterCommand::RemoveNode { id: 3 }.into();
+        let old = postcard::to_allocvec(&VersionedCommand::V1(LegacyCommand::RemoveNode { id: 3 })).expect("encode");
         let old: VersionedCommand = postcard::from_bytes(&old).expect("a V1 entry still decodes");
-        assert_eq!((old.command(), old.origin()), (&command, None));
+        assert_eq!((old.to_command(), old.origin()), (command.clone(), None));
         let entry = VersionedCommand::V2(Entry { origin: Origin::user("alice", Some("10.0.0.9")), at: 7, command });
         let raw = postcard::to_allocvec(&entry).expect("encode");
         let back: VersionedCommand = postcard::from_bytes(&raw).expect("decode");
         assert_eq!(back, entry);
         assert_eq!(back.origin().map(|o| &o.actor), Some(&Actor::User("alice".into())));
         assert_eq!(back.to_string(), "remove-node 3");
+    }
+}
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// Bytes a release before the domain split wrote to its Raft log: the V1 encoding is frozen,
+    /// so a reordered or edited `LegacyCommand` variant fails here instead of misapplying old logs.
+    #[test]
+    fn v1_bytes_written_by_older_releases_still_mean_the_same_command() {
+        let cases: [(&[u8], Command); 3] = [
+            (&[0, 18, 3], ClusterCommand::RemoveNode { id: 3 }.into()),
+            (
+                &[0, 10, 3, b'b', b'o', b'b', 1],
+                AccountsCommand::SetUserDisabled { name: "bob".into(), disabled: true }.into(),
+            ),
+            (&[0, 7, 1, b'r', 2, b'v', b'1'], RegistryCommand::DeleteTag { repo: "r".into(), tag: "v1".into() }.into()),
+        ];
+        for (bytes, command) in cases {
+            let decoded: VersionedCommand = postcard::from_bytes(bytes).expect("an old entry decodes");
+            assert_eq!(decoded.origin(), None);
+            assert_eq!(decoded.into_command(), command);
+        }
     }
 }

@@ -47,31 +47,9 @@ impl Command {
     /// The domain a command changes.
     pub fn domain(&self) -> Domain {
         match self {
-            Command::StartUpload { .. }
-            | Command::StartOwnedUpload { .. }
-            | Command::CancelUpload { .. }
-            | Command::CommitUpload { .. }
-            | Command::LinkBlob { .. }
-            | Command::UnlinkBlob { .. }
-            | Command::PutManifest(_)
-            | Command::DeleteManifest { .. }
-            | Command::DeleteTag { .. } => Domain::Registry,
-            Command::CreateUser { .. }
-            | Command::SetPassword { .. }
-            | Command::SetUserDisabled { .. }
-            | Command::DeleteUser { .. }
-            | Command::CreateSession(_)
-            | Command::DeleteSession { .. }
-            | Command::PurgeSessions { .. }
-            | Command::SetRepoPublic { .. } => Domain::Accounts,
-            Command::InitCluster { .. }
-            | Command::AddNode { .. }
-            | Command::RemoveNode { .. }
-            | Command::SetJoinToken { .. }
-            | Command::SetSealedJoinToken { .. }
-            | Command::SetNodeRole { .. }
-            | Command::SetNodeState { .. }
-            | Command::SetNodeCert { .. } => Domain::Cluster,
+            Command::Registry(_) => Domain::Registry,
+            Command::Accounts(_) => Domain::Accounts,
+            Command::Cluster(_) => Domain::Cluster,
         }
     }
 }

@@ -16,13 +16,17 @@ mod command;
 mod feed;
 mod proposer;
 mod records;
+mod registry;
 mod replication;
 mod store;
 mod tables;
 mod tag_cache;
 
-pub use command::{Actor, Command, Entry, Origin, Outcome, PutManifest, SessionRecordCommand, VersionedCommand};
+pub use command::{
+    AccountsCommand, Actor, ClusterCommand, Command, Entry, LegacyCommand, Origin, Outcome, PutManifest,
+    RegistryCommand, SessionRecordCommand, VersionedCommand,
+};
 pub use feed::{Changes, Domain};
-pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, Refusal};
+pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, ProposerExt, Refusal};
 pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
 pub use store::{Page, Store, StoreError};

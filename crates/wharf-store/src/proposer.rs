@@ -19,16 +19,12 @@ pub type Proposal<'a> = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>>
 /// The future [`Proposer::catch_up`] returns.
 pub type CatchUp<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
 
-/// Gets commands applied, wherever the state lives.
+/// Gets commands applied, wherever the state lives. Callers use [`ProposerExt::propose`] and
+/// [`ProposerExt::propose_by`], which take any domain's command.
 pub trait Proposer: Send + Sync {
-    /// Gets `command` applied on behalf of Wharf itself.
-    fn propose(&self, command: Command) -> Proposal<'_> {
-        self.propose_by(Origin::system(), command)
-    }
-
     /// Gets `command` applied on behalf of `origin`, which a replicated log keeps with the
     /// command (a local store has no log: it applies the command alone).
-    fn propose_by(&self, origin: Origin, command: Command) -> Proposal<'_>;
+    fn propose_command(&self, origin: Origin, command: Command) -> Proposal<'_>;
 
     /// Waits until the local store has applied every command acknowledged anywhere before the
     /// call, so that a read after it is current (in a cluster: a ReadIndex round with the
@@ -42,8 +38,23 @@ pub trait Proposer: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct LocalProposer(pub Arc<Store>);
 
+/// How callers propose: a command of any domain, on behalf of Wharf or of someone.
+pub trait ProposerExt: Proposer {
+    /// Gets `command` applied on behalf of Wharf itself.
+    fn propose(&self, command: impl Into<Command>) -> Proposal<'_> {
+        self.propose_command(Origin::system(), command.into())
+    }
+
+    /// Gets `command` applied on behalf of `origin`.
+    fn propose_by(&self, origin: Origin, command: impl Into<Command>) -> Proposal<'_> {
+        self.propose_command(origin, command.into())
+    }
+}
+
+impl<P: Proposer + ?Sized> ProposerExt for P {}
+
 impl Proposer for LocalProposer {
-    fn propose_by(&self, _origin: Origin, command: Command) -> Proposal<'_> {
+    fn propose_command(&self, _origin: Origin, command: Command) -> Proposal<'_> {
         let result = self.0.apply(&command);
         Box::pin(std::future::ready(result))
     }

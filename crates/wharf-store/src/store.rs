@@ -8,11 +8,11 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 use wharf_api::Digest;
 
 use crate::accounts;
-use crate::command::{Command, Outcome, PutManifest};
+use crate::command::{Command, Outcome};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
 use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFESTS, META, OWNER_UPLOADS, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS,
-    UPLOADS, USER_SESSIONS, USERS,
+    BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS, UPLOADS,
+    USER_SESSIONS, USERS,
 };
 use crate::tag_cache::{MIN_TAGS, TagCache};
 
@@ -166,11 +166,12 @@ impl Store {
     }
 
     /// Applies one command atomically and durably. A refused command changes nothing.
-    pub fn apply(&self, command: &Command) -> Result<Outcome, StoreError> {
+    pub fn apply(&self, command: impl Into<Command>) -> Result<Outcome, StoreError> {
+        let command = command.into();
         let txn = self.db.begin_write()?;
-        let outcome = apply_in(&txn, command)?;
+        let outcome = apply_in(&txn, &command)?;
         txn.commit()?;
-        self.after_commit(command);
+        self.after_commit(&command);
         Ok(outcome)
     }
 
@@ -226,11 +227,16 @@ impl Store {
 
     /// Invalidates what caches `command` made stale.
     pub(crate) fn after_commit(&self, command: &Command) {
-        if let Some(repo) = tags_changed(command) {
-            self.tag_cache.invalidate(repo);
-        }
-        if accounts::changes_access(command) {
-            self.access_generation.fetch_add(1, Ordering::Release);
+        match command {
+            Command::Registry(command) => {
+                if let Some(repo) = crate::registry::tags_changed(command) {
+                    self.tag_cache.invalidate(repo);
+                }
+            }
+            Command::Accounts(command) if accounts::changes_access(command) => {
+                self.access_generation.fetch_add(1, Ordering::Release);
+            }
+            _ => {}
         }
         self.feed.committed(command);
     }
@@ -413,51 +419,11 @@ fn page_of(all: &[String], last: Option<&str>, n: usize) -> Page {
     Page { items: all[start..end].to_vec(), more: end < all.len() }
 }
 
-/// The repository whose tags `command` may change.
-fn tags_changed(command: &Command) -> Option<&str> {
-    match command {
-        Command::PutManifest(put) if !put.tags.is_empty() => Some(&put.repo),
-        Command::DeleteManifest { repo, .. } | Command::DeleteTag { repo, .. } => Some(repo),
-        _ => None,
-    }
-}
-
 fn read_manifest(txn: &ReadTransaction, repo: &str, digest: &str) -> Result<Option<ManifestRecord>, StoreError> {
     let table = txn.open_table(MANIFESTS)?;
     let Some(raw) = table.get((repo, digest))? else { return Ok(None) };
     let StoredManifest::V1(record) = postcard::from_bytes(raw.value())?;
     Ok(Some(record))
-}
-
-/// Records upload `id`, refused when its owner has `limit` (if not 0) open already.
-fn start_upload(txn: &WriteTransaction, id: &str, record: UploadRecord, limit: u32) -> Result<Outcome, StoreError> {
-    if !record.owner.is_empty() {
-        let mut owned = txn.open_table(OWNER_UPLOADS)?;
-        if limit > 0 {
-            let open =
-                owned.range((record.owner.as_str(), "")..)?.take(limit as usize).try_fold(0u32, |n, entry| {
-                    let (key, _) = entry?;
-                    Ok::<u32, StoreError>(n + u32::from(key.value().0 == record.owner))
-                })?;
-            if open >= limit {
-                return Err(StoreError::TooManyUploads { owner: record.owner.clone(), limit });
-            }
-        }
-        owned.insert((record.owner.as_str(), id), ())?;
-    }
-    txn.open_table(UPLOADS)?.insert(id, encode(&StoredUpload::V2(record))?.as_slice())?;
-    Ok(Outcome::Done)
-}
-
-/// Removes upload `id`'s record (and its owner's count of it); returns the record.
-fn take_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord, StoreError> {
-    let raw = txn.open_table(UPLOADS)?.remove(id)?.map(|v| v.value().to_vec());
-    let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.to_owned()))?;
-    let upload = postcard::from_bytes::<StoredUpload>(&raw)?.into_current();
-    if !upload.owner.is_empty() {
-        txn.open_table(OWNER_UPLOADS)?.remove((upload.owner.as_str(), id))?;
-    }
-    Ok(upload)
 }
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -466,134 +432,8 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreErr
 
 fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreError> {
     match command {
-        Command::StartUpload { id, repo, algorithm, at } => {
-            let record = UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at, owner: String::new() };
-            start_upload(txn, id, record, 0)
-        }
-        Command::StartOwnedUpload { id, repo, algorithm, at, owner, limit } => {
-            let record = UploadRecord { repo: repo.clone(), algorithm: *algorithm, started: *at, owner: owner.clone() };
-            start_upload(txn, id, record, *limit)
-        }
-        Command::CancelUpload { id } => {
-            take_upload(txn, id)?;
-            Ok(Outcome::Done)
-        }
-        Command::CommitUpload { id, digest, size } => {
-            let upload = take_upload(txn, id)?;
-            link_blob(txn, &upload.repo, digest, *size, upload.started)?;
-            Ok(Outcome::UploadCommitted { repo: upload.repo })
-        }
-        Command::LinkBlob { repo, digest, size } => {
-            link_blob(txn, repo, digest, *size, 0)?;
-            Ok(Outcome::Done)
-        }
-        Command::UnlinkBlob { repo, digest } => {
-            let removed = txn.open_table(BLOB_LINKS)?.remove((repo.as_str(), digest.to_string().as_str()))?.is_some();
-            if removed { Ok(Outcome::Done) } else { Err(StoreError::BlobUnknown(digest.clone())) }
-        }
-        Command::PutManifest(put) => put_manifest(txn, put),
-        Command::DeleteManifest { repo, digest } => delete_manifest(txn, repo, digest),
-        Command::DeleteTag { repo, tag } => {
-            let removed = txn.open_table(TAGS)?.remove((repo.as_str(), tag.as_str()))?.is_some();
-            if removed { Ok(Outcome::Done) } else { Err(StoreError::TagUnknown(tag.clone())) }
-        }
-        Command::CreateUser { .. }
-        | Command::SetPassword { .. }
-        | Command::SetUserDisabled { .. }
-        | Command::DeleteUser { .. }
-        | Command::CreateSession(_)
-        | Command::DeleteSession { .. }
-        | Command::PurgeSessions { .. }
-        | Command::SetRepoPublic { .. } => accounts::apply(txn, command),
-        Command::InitCluster { .. }
-        | Command::AddNode { .. }
-        | Command::RemoveNode { .. }
-        | Command::SetJoinToken { .. }
-        | Command::SetSealedJoinToken { .. }
-        | Command::SetNodeRole { .. }
-        | Command::SetNodeState { .. }
-        | Command::SetNodeCert { .. } => crate::cluster::apply(txn, command),
+        Command::Registry(command) => crate::registry::apply(txn, command),
+        Command::Accounts(command) => accounts::apply(txn, command),
+        Command::Cluster(command) => crate::cluster::apply(txn, command),
     }
-}
-
-fn ensure_repo(txn: &WriteTransaction, repo: &str, at: u64) -> Result<(), StoreError> {
-    let mut repos = txn.open_table(REPOS)?;
-    if repos.get(repo)?.is_none() {
-        repos.insert(repo, at)?;
-    }
-    Ok(())
-}
-
-fn link_blob(txn: &WriteTransaction, repo: &str, digest: &Digest, size: u64, at: u64) -> Result<(), StoreError> {
-    let key = digest.to_string();
-    txn.open_table(BLOBS)?.insert(key.as_str(), size)?;
-    txn.open_table(BLOB_LINKS)?.insert((repo, key.as_str()), size)?;
-    ensure_repo(txn, repo, at)
-}
-
-fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, StoreError> {
-    let repo = put.repo.as_str();
-    let mut missing = Vec::new();
-    {
-        let links = txn.open_table(BLOB_LINKS)?;
-        for blob in &put.blobs {
-            if links.get((repo, blob.to_string().as_str()))?.is_none() {
-                missing.push(blob.clone());
-            }
-        }
-        let manifests = txn.open_table(MANIFESTS)?;
-        for child in &put.manifests {
-            if manifests.get((repo, child.to_string().as_str()))?.is_none() {
-                missing.push(child.clone());
-            }
-        }
-    }
-    if !missing.is_empty() {
-        return Err(StoreError::ManifestBlobUnknown(missing));
-    }
-    let digest = put.digest.to_string();
-    let record = StoredManifest::V1(ManifestRecord {
-        media_type: put.media_type.clone(),
-        bytes: put.bytes.clone(),
-        subject: put.subject.clone(),
-        created: put.at,
-    });
-    txn.open_table(MANIFESTS)?.insert((repo, digest.as_str()), encode(&record)?.as_slice())?;
-    let mut tags = txn.open_table(TAGS)?;
-    for tag in &put.tags {
-        tags.insert((repo, tag.as_str()), digest.as_str())?;
-    }
-    if let (Some(subject), Some(descriptor)) = (&put.subject, &put.referrer_descriptor) {
-        let subject = subject.to_string();
-        txn.open_table(REFERRERS)?.insert((repo, subject.as_str(), digest.as_str()), descriptor.as_slice())?;
-    }
-    ensure_repo(txn, repo, put.at)?;
-    Ok(Outcome::Done)
-}
-
-fn delete_manifest(txn: &WriteTransaction, repo: &str, digest: &Digest) -> Result<Outcome, StoreError> {
-    let key = digest.to_string();
-    let raw = txn.open_table(MANIFESTS)?.remove((repo, key.as_str()))?.map(|v| v.value().to_vec());
-    let raw = raw.ok_or_else(|| StoreError::ManifestUnknown(digest.clone()))?;
-    let StoredManifest::V1(record) = postcard::from_bytes(&raw)?;
-    if let Some(subject) = record.subject {
-        let subject = subject.to_string();
-        txn.open_table(REFERRERS)?.remove((repo, subject.as_str(), key.as_str()))?;
-    }
-    let mut tags = txn.open_table(TAGS)?;
-    let mut removed = Vec::new();
-    for entry in tags.range((repo, "")..)? {
-        let (k, v) = entry?;
-        let (r, tag) = k.value();
-        if r != repo {
-            break;
-        }
-        if v.value() == key {
-            removed.push(tag.to_owned());
-        }
-    }
-    for tag in &removed {
-        tags.remove((repo, tag.as_str()))?;
-    }
-    Ok(Outcome::ManifestDeleted { tags: removed })
 }

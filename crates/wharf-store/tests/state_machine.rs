@@ -1,7 +1,10 @@
 //! Behaviour of the state machine through its public commands and reads.
 
 use wharf_api::{Algorithm, Digest};
-use wharf_store::{Command, Outcome, PutManifest, SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError};
+use wharf_store::{
+    AccountsCommand, ClusterCommand, Command, Outcome, PutManifest, RegistryCommand, SessionKind, SessionRecord,
+    SessionRecordCommand, Store, StoreError,
+};
 
 fn d(n: u8) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, &[n; 32])
@@ -15,14 +18,14 @@ fn open() -> (tempfile::TempDir, Store) {
 
 fn upload(store: &Store, id: &str, repo: &str, digest: Digest) {
     store
-        .apply(&Command::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
+        .apply(&RegistryCommand::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
         .expect("start");
-    let out = store.apply(&Command::CommitUpload { id: id.into(), digest, size: 10 }).expect("commit");
+    let out = store.apply(&RegistryCommand::CommitUpload { id: id.into(), digest, size: 10 }).expect("commit");
     assert_eq!(out, Outcome::UploadCommitted { repo: repo.into() });
 }
 
 fn manifest(repo: &str, digest: Digest, blobs: Vec<Digest>, tags: &[&str], subject: Option<Digest>) -> Command {
-    Command::PutManifest(Box::new(PutManifest {
+    RegistryCommand::PutManifest(Box::new(PutManifest {
         repo: repo.into(),
         digest,
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -34,6 +37,7 @@ fn manifest(repo: &str, digest: Digest, blobs: Vec<Digest>, tags: &[&str], subje
         subject,
         at: 2,
     }))
+    .into()
 }
 
 #[test]
@@ -45,7 +49,7 @@ fn upload_commit_links_blob_into_repo_only() {
     assert_eq!(store.blob_size(&d(1)).expect("read"), Some(10));
     assert!(store.upload("u1").expect("read").is_none(), "session closed");
     assert!(matches!(
-        store.apply(&Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }),
+        store.apply(&RegistryCommand::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }),
         Err(StoreError::UploadUnknown(_))
     ));
 }
@@ -54,7 +58,7 @@ fn upload_commit_links_blob_into_repo_only() {
 fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    let err = store.apply(&manifest("r", d(9), vec![d(1), d(2)], &["v1"], None)).expect_err("refused");
+    let err = store.apply(manifest("r", d(9), vec![d(1), d(2)], &["v1"], None)).expect_err("refused");
     assert!(matches!(err, StoreError::ManifestBlobUnknown(ref m) if m == &vec![d(2)]));
     assert_eq!(store.tag("r", "v1").expect("read"), None);
     assert!(store.manifest("r", &d(9)).expect("read").is_none());
@@ -64,7 +68,7 @@ fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
 fn tags_and_catalog_page_in_lexical_order() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    store.apply(&manifest("r", d(9), vec![d(1)], &["c", "a", "b", "d"], None)).expect("put");
+    store.apply(manifest("r", d(9), vec![d(1)], &["c", "a", "b", "d"], None)).expect("put");
     upload(&store, "u2", "r2", d(1));
     upload(&store, "u3", "q", d(1));
     let p = store.tags("r", None, 2).expect("tags");
@@ -82,13 +86,13 @@ fn tags_and_catalog_page_in_lexical_order() {
 fn delete_manifest_removes_its_tags_and_referrer_entry() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
-    store.apply(&manifest("r", d(9), vec![d(1)], &["v1", "v2"], None)).expect("put");
-    store.apply(&manifest("r", d(8), vec![d(1)], &["v3"], Some(d(9)))).expect("put referrer");
+    store.apply(manifest("r", d(9), vec![d(1)], &["v1", "v2"], None)).expect("put");
+    store.apply(manifest("r", d(8), vec![d(1)], &["v3"], Some(d(9)))).expect("put referrer");
     assert_eq!(store.referrers("r", &d(9)).expect("referrers").len(), 1);
-    let out = store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(9) }).expect("delete");
+    let out = store.apply(&RegistryCommand::DeleteManifest { repo: "r".into(), digest: d(9) }).expect("delete");
     assert_eq!(out, Outcome::ManifestDeleted { tags: vec!["v1".into(), "v2".into()] });
     assert_eq!(store.tag("r", "v3").expect("read"), Some(d(8)), "other tags stay");
-    store.apply(&Command::DeleteManifest { repo: "r".into(), digest: d(8) }).expect("delete referrer");
+    store.apply(&RegistryCommand::DeleteManifest { repo: "r".into(), digest: d(8) }).expect("delete referrer");
     assert!(store.referrers("r", &d(9)).expect("referrers").is_empty());
 }
 
@@ -99,7 +103,7 @@ fn state_survives_reopen() {
     {
         let store = Store::open(&path).expect("open");
         upload(&store, "u1", "r", d(1));
-        store.apply(&manifest("r", d(9), vec![d(1)], &["v1"], None)).expect("put");
+        store.apply(manifest("r", d(9), vec![d(1)], &["v1"], None)).expect("put");
     }
     let store = Store::open(&path).expect("reopen");
     assert_eq!(store.tag("r", "v1").expect("read"), Some(d(9)));
@@ -115,11 +119,11 @@ proptest::proptest! {
         let (_d2, b) = open();
         for (i, (kind, x, y)) in ops.iter().enumerate() {
             let repo = format!("r{y}");
-            let cmd = match kind {
-                0 => Command::StartUpload { id: format!("u{i}"), repo, algorithm: Algorithm::Sha256, at: 1 },
-                1 => Command::LinkBlob { repo, digest: d(*x), size: 3 },
+            let cmd: Command = match kind {
+                0 => RegistryCommand::StartUpload { id: format!("u{i}"), repo, algorithm: Algorithm::Sha256, at: 1 }.into(),
+                1 => RegistryCommand::LinkBlob { repo, digest: d(*x), size: 3 }.into(),
                 2 => manifest(&repo, d(10 + x), vec![d(*x)], &["t"], Some(d(*y))),
-                _ => Command::DeleteManifest { repo, digest: d(10 + x) },
+                _ => RegistryCommand::DeleteManifest { repo, digest: d(10 + x) }.into(),
             };
             let ra = a.apply(&cmd).map_err(|e| e.to_string());
             let rb = b.apply(&cmd).map_err(|e| e.to_string());
@@ -141,21 +145,21 @@ fn large_tag_lists_stay_current_through_the_cache() {
     let tags: Vec<String> = (0..600).map(|i| format!("t{i:04}")).collect();
     for batch in tags.chunks(64) {
         let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        store.apply(&manifest("big", d(9), vec![d(1)], &refs, None)).expect("put");
+        store.apply(manifest("big", d(9), vec![d(1)], &refs, None)).expect("put");
     }
     let all = store.tags("big", None, usize::MAX).expect("tags");
     assert_eq!(all.items, tags, "first read fills the cache");
     let page = store.tags("big", Some("t0100"), 3).expect("page");
     assert_eq!((page.items, page.more), (vec!["t0101".to_owned(), "t0102".to_owned(), "t0103".to_owned()], true));
-    store.apply(&Command::DeleteTag { repo: "big".into(), tag: "t0101".into() }).expect("untag");
+    store.apply(&RegistryCommand::DeleteTag { repo: "big".into(), tag: "t0101".into() }).expect("untag");
     let page = store.tags("big", Some("t0100"), 2).expect("page");
     assert_eq!(page.items, vec!["t0102".to_owned(), "t0103".to_owned()], "a deleted tag leaves the cached list");
-    store.apply(&manifest("big", d(9), vec![d(1)], &["t0101a"], None)).expect("tag");
+    store.apply(manifest("big", d(9), vec![d(1)], &["t0101a"], None)).expect("tag");
     let page = store.tags("big", Some("t0101"), 1).expect("page");
     assert_eq!(page.items, vec!["t0101a".to_owned()], "a new tag appears in the cached list");
     let last = store.tags("big", Some("t0599"), 10).expect("page");
     assert_eq!((last.items.len(), last.more), (0, false));
-    store.apply(&Command::DeleteManifest { repo: "big".into(), digest: d(9) }).expect("delete");
+    store.apply(&RegistryCommand::DeleteManifest { repo: "big".into(), digest: d(9) }).expect("delete");
     assert!(store.tags("big", None, usize::MAX).expect("tags").items.is_empty());
 }
 
@@ -163,14 +167,14 @@ fn large_tag_lists_stay_current_through_the_cache() {
 fn a_batch_gives_each_command_its_sequential_result() {
     let (_d1, batched) = open();
     let (_d2, sequential) = open();
-    let commands = vec![
-        Command::StartUpload { id: "u1".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 },
-        Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 },
-        Command::CommitUpload { id: "u1".into(), digest: d(1), size: 10 },
+    let commands: Vec<Command> = vec![
+        RegistryCommand::StartUpload { id: "u1".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 }.into(),
+        RegistryCommand::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }.into(),
+        RegistryCommand::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }.into(),
         manifest("r", d(9), vec![d(1)], &["v1"], None),
         manifest("r", d(8), vec![d(2)], &["v2"], None),
-        Command::DeleteTag { repo: "r".into(), tag: "nope".into() },
-        Command::DeleteTag { repo: "r".into(), tag: "v1".into() },
+        RegistryCommand::DeleteTag { repo: "r".into(), tag: "nope".into() }.into(),
+        RegistryCommand::DeleteTag { repo: "r".into(), tag: "v1".into() }.into(),
     ];
     let got: Vec<_> = batched.apply_batch(&commands).into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
     let want: Vec<_> = commands.iter().map(|c| sequential.apply(c).map_err(|e| e.to_string())).collect();
@@ -182,29 +186,29 @@ fn a_batch_gives_each_command_its_sequential_result() {
 }
 
 fn create_user(store: &Store, name: &str, admin: bool) {
-    let cmd = Command::CreateUser { name: name.into(), password_hash: format!("hash-{name}"), admin, at: 5 };
+    let cmd = AccountsCommand::CreateUser { name: name.into(), password_hash: format!("hash-{name}"), admin, at: 5 };
     store.apply(&cmd).expect("create user");
 }
 
 fn session(store: &Store, id: &str, user: &str, kind: SessionKind, expires: u64) -> Result<Outcome, StoreError> {
     let session = SessionRecord { user: user.into(), kind, created: 5, expires, client: "test".into() };
-    store.apply(&Command::CreateSession(Box::new(SessionRecordCommand { id: id.into(), session })))
+    store.apply(AccountsCommand::CreateSession(Box::new(SessionRecordCommand { id: id.into(), session })))
 }
 
 #[test]
 fn accounts_are_created_once_and_keep_the_last_admin() {
     let (_dir, store) = open();
     create_user(&store, "admin", true);
-    let again = Command::CreateUser { name: "admin".into(), password_hash: "x".into(), admin: false, at: 6 };
+    let again = AccountsCommand::CreateUser { name: "admin".into(), password_hash: "x".into(), admin: false, at: 6 };
     assert!(matches!(store.apply(&again), Err(StoreError::UserExists(_))));
     assert_eq!(store.user("admin").expect("read").expect("exists").password_hash, "hash-admin");
-    let disable = Command::SetUserDisabled { name: "admin".into(), disabled: true };
+    let disable = AccountsCommand::SetUserDisabled { name: "admin".into(), disabled: true };
     assert!(matches!(store.apply(&disable), Err(StoreError::LastAdmin)));
-    assert!(matches!(store.apply(&Command::DeleteUser { name: "admin".into() }), Err(StoreError::LastAdmin)));
+    assert!(matches!(store.apply(&AccountsCommand::DeleteUser { name: "admin".into() }), Err(StoreError::LastAdmin)));
     create_user(&store, "root2", true);
     store.apply(&disable).expect("another admin remains");
     assert!(store.user("admin").expect("read").expect("exists").disabled);
-    assert!(matches!(store.apply(&Command::DeleteUser { name: "root2".into() }), Err(StoreError::LastAdmin)));
+    assert!(matches!(store.apply(&AccountsCommand::DeleteUser { name: "root2".into() }), Err(StoreError::LastAdmin)));
     assert_eq!(store.users().expect("list").len(), 2);
 }
 
@@ -218,14 +222,15 @@ fn disabling_or_new_password_ends_sessions_and_refuses_new_ones() {
     session(&store, "s3", "admin", SessionKind::Api, 100).expect("admin session");
     assert_eq!(store.sessions_of("bob").expect("list").len(), 2);
     let generation = store.access_generation();
-    let out = store.apply(&Command::SetUserDisabled { name: "bob".into(), disabled: true }).expect("disable");
+    let out = store.apply(&AccountsCommand::SetUserDisabled { name: "bob".into(), disabled: true }).expect("disable");
     assert_eq!(out, Outcome::SessionsEnded { count: 2 });
     assert!(store.access_generation() > generation, "caches must notice");
     assert!(store.session("s1").expect("read").is_none());
     assert!(store.sessions_of("bob").expect("list").is_empty());
     assert!(matches!(session(&store, "s4", "bob", SessionKind::Api, 100), Err(StoreError::UserDisabled(_))));
     assert!(matches!(session(&store, "s5", "nobody", SessionKind::Api, 100), Err(StoreError::UserUnknown(_))));
-    let out = store.apply(&Command::SetPassword { name: "admin".into(), password_hash: "new".into() }).expect("pw");
+    let out =
+        store.apply(&AccountsCommand::SetPassword { name: "admin".into(), password_hash: "new".into() }).expect("pw");
     assert_eq!(out, Outcome::SessionsEnded { count: 1 });
     assert_eq!(store.user("admin").expect("read").expect("exists").password_hash, "new");
 }
@@ -237,13 +242,19 @@ fn expired_sessions_are_purged_and_deleted_users_lose_theirs() {
     create_user(&store, "bob", false);
     session(&store, "old", "bob", SessionKind::Api, 10).expect("session");
     session(&store, "new", "bob", SessionKind::Api, 1000).expect("session");
-    assert_eq!(store.apply(&Command::PurgeSessions { now: 10 }).expect("purge"), Outcome::SessionsEnded { count: 1 });
+    assert_eq!(
+        store.apply(&AccountsCommand::PurgeSessions { now: 10 }).expect("purge"),
+        Outcome::SessionsEnded { count: 1 }
+    );
     assert!(store.session("old").expect("read").is_none());
     assert_eq!(store.session("new").expect("read").expect("kept").expires, 1000);
-    store.apply(&Command::DeleteSession { id: "new".into() }).expect("logout");
-    assert!(matches!(store.apply(&Command::DeleteSession { id: "new".into() }), Err(StoreError::SessionUnknown)));
+    store.apply(&AccountsCommand::DeleteSession { id: "new".into() }).expect("logout");
+    assert!(matches!(
+        store.apply(&AccountsCommand::DeleteSession { id: "new".into() }),
+        Err(StoreError::SessionUnknown)
+    ));
     session(&store, "again", "bob", SessionKind::Refresh, 1000).expect("session");
-    store.apply(&Command::DeleteUser { name: "bob".into() }).expect("delete");
+    store.apply(&AccountsCommand::DeleteUser { name: "bob".into() }).expect("delete");
     assert!(store.session("again").expect("read").is_none());
     assert!(store.user("bob").expect("read").is_none());
 }
@@ -252,7 +263,7 @@ fn expired_sessions_are_purged_and_deleted_users_lose_theirs() {
 fn repositories_are_private_until_made_public() {
     let (_dir, store) = open();
     assert!(!store.repo_settings("a/b").expect("read").public);
-    store.apply(&Command::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
+    store.apply(&AccountsCommand::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
     assert!(store.repo_settings("a/b").expect("read").public);
     assert!(!store.repo_settings("a").expect("read").public);
 }
@@ -262,14 +273,19 @@ fn repositories_are_private_until_made_public() {
 fn populated() -> (tempfile::TempDir, Store) {
     let (dir, store) = open();
     upload(&store, "u1", "a/b", d(1));
-    store.apply(&manifest("a/b", d(9), vec![d(1)], &["v1", "latest"], None)).expect("manifest");
-    store.apply(&manifest("a/b", d(8), vec![], &[], Some(d(9)))).expect("referrer");
+    store.apply(manifest("a/b", d(9), vec![d(1)], &["v1", "latest"], None)).expect("manifest");
+    store.apply(manifest("a/b", d(8), vec![], &[], Some(d(9)))).expect("referrer");
     store
-        .apply(&Command::StartUpload { id: "open".into(), repo: "c".into(), algorithm: Algorithm::Sha512, at: 3 })
+        .apply(&RegistryCommand::StartUpload {
+            id: "open".into(),
+            repo: "c".into(),
+            algorithm: Algorithm::Sha512,
+            at: 3,
+        })
         .expect("open upload");
     create_user(&store, "admin", true);
     session(&store, "s1", "admin", SessionKind::Refresh, 99).expect("session");
-    store.apply(&Command::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
+    store.apply(&AccountsCommand::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
     (dir, store)
 }
 
@@ -315,10 +331,10 @@ fn a_broken_snapshot_changes_nothing() {
 fn marked_batches_record_the_marker_with_the_commands() {
     let (_dir, store) = open();
     assert_eq!(store.applied_marker().expect("marker"), None);
-    let commands = vec![
-        Command::StartUpload { id: "u".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 },
-        Command::CancelUpload { id: "missing".into() },
-        Command::CommitUpload { id: "u".into(), digest: d(3), size: 4 },
+    let commands: Vec<Command> = vec![
+        RegistryCommand::StartUpload { id: "u".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 }.into(),
+        RegistryCommand::CancelUpload { id: "missing".into() }.into(),
+        RegistryCommand::CommitUpload { id: "u".into(), digest: d(3), size: 4 }.into(),
     ];
     let results = store.apply_marked(&commands, b"applied-3").expect("batch");
     assert!(results[0].is_ok() && results[2].is_ok());
@@ -332,23 +348,24 @@ fn marked_batches_record_the_marker_with_the_commands() {
 #[test]
 fn node_ids_are_handed_out_in_order_and_never_reused() {
     let (_dir, store) = open();
-    let add = |role: &str| Command::AddNode { role: role.into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
-    assert_eq!(store.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 1 });
-    assert_eq!(store.apply(&add("worker")).expect("add"), Outcome::NodeAdded { id: 2 });
-    store.apply(&Command::RemoveNode { id: 2 }).expect("remove");
-    assert!(matches!(store.apply(&Command::RemoveNode { id: 9 }), Err(StoreError::NodeUnknown(9))));
-    assert_eq!(store.apply(&add("worker")).expect("add"), Outcome::NodeAdded { id: 3 }, "2 is not given again");
+    let add =
+        |role: &str| ClusterCommand::AddNode { role: role.into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
+    assert_eq!(store.apply(add("manager")).expect("add"), Outcome::NodeAdded { id: 1 });
+    assert_eq!(store.apply(add("worker")).expect("add"), Outcome::NodeAdded { id: 2 });
+    store.apply(&ClusterCommand::RemoveNode { id: 2 }).expect("remove");
+    assert!(matches!(store.apply(&ClusterCommand::RemoveNode { id: 9 }), Err(StoreError::NodeUnknown(9))));
+    assert_eq!(store.apply(add("worker")).expect("add"), Outcome::NodeAdded { id: 3 }, "2 is not given again");
     let nodes = store.nodes().expect("nodes");
     assert_eq!(nodes.len(), 3);
     assert!(nodes[1].1.removed && !nodes[2].1.removed);
-    store.apply(&Command::InitCluster { cluster_id: "c1".into() }).expect("init");
-    store.apply(&Command::InitCluster { cluster_id: "c2".into() }).expect("init again");
+    store.apply(&ClusterCommand::InitCluster { cluster_id: "c1".into() }).expect("init");
+    store.apply(&ClusterCommand::InitCluster { cluster_id: "c2".into() }).expect("init again");
     assert_eq!(store.cluster_id().expect("read"), Some("c1".into()), "the id is set once");
-    store.apply(&Command::SetJoinToken { role: "worker".into(), token: "abc".into() }).expect("token");
+    store.apply(&ClusterCommand::SetJoinToken { role: "worker".into(), token: "abc".into() }).expect("token");
     assert_eq!(store.legacy_join_token("worker").expect("read"), Some("abc".into()));
     assert_eq!(store.legacy_join_token("manager").expect("read"), None);
     // A sealed token replaces one an earlier version kept in clear.
-    store.apply(&Command::SetSealedJoinToken { role: "worker".into(), sealed: vec![1, 2, 3] }).expect("sealed");
+    store.apply(&ClusterCommand::SetSealedJoinToken { role: "worker".into(), sealed: vec![1, 2, 3] }).expect("sealed");
     assert_eq!(store.legacy_join_token("worker").expect("read"), None, "the token in clear is gone");
     assert_eq!(store.sealed_join_token("worker").expect("read"), Some(vec![1, 2, 3]));
     assert_eq!(store.sealed_join_token("manager").expect("read"), None);
@@ -359,33 +376,33 @@ fn node_ids_are_handed_out_in_order_and_never_reused() {
     other.import(&mut snapshot.as_slice(), b"m").expect("import");
     assert_eq!(other.nodes().expect("nodes"), nodes);
     assert_eq!(other.sealed_join_token("worker").expect("read"), Some(vec![1, 2, 3]));
-    assert_eq!(other.apply(&add("manager")).expect("add"), Outcome::NodeAdded { id: 4 });
+    assert_eq!(other.apply(add("manager")).expect("add"), Outcome::NodeAdded { id: 4 });
 }
 
 #[test]
 fn node_role_state_and_certificate_are_recorded_until_removal() {
     let (_dir, store) = open();
-    let add = Command::AddNode { role: "worker".into(), hostname: "h".into(), addr: "a:1".into(), at: 10 };
+    let add = ClusterCommand::AddNode { role: "worker".into(), hostname: "h".into(), addr: "a:1".into(), at: 10 };
     store.apply(&add).expect("add");
     // Another manager, so that node 1 is not the last manager when it is removed.
-    let other = Command::AddNode { role: "manager".into(), hostname: "m".into(), addr: "m:1".into(), at: 10 };
+    let other = ClusterCommand::AddNode { role: "manager".into(), hostname: "m".into(), addr: "m:1".into(), at: 10 };
     store.apply(&other).expect("add a manager");
     let node = store.node(1).expect("read").expect("node");
     assert_eq!((node.state.as_str(), node.state_since, node.cert_not_after), ("unknown", 10, 0));
-    store.apply(&Command::SetNodeState { id: 1, state: "ready".into(), at: 20 }).expect("ready");
-    store.apply(&Command::SetNodeState { id: 1, state: "ready".into(), at: 30 }).expect("ready again");
-    store.apply(&Command::SetNodeRole { id: 1, role: "manager".into() }).expect("promote");
-    store.apply(&Command::SetNodeCert { id: 1, not_after: 99 }).expect("cert");
+    store.apply(&ClusterCommand::SetNodeState { id: 1, state: "ready".into(), at: 20 }).expect("ready");
+    store.apply(&ClusterCommand::SetNodeState { id: 1, state: "ready".into(), at: 30 }).expect("ready again");
+    store.apply(&ClusterCommand::SetNodeRole { id: 1, role: "manager".into() }).expect("promote");
+    store.apply(&ClusterCommand::SetNodeCert { id: 1, not_after: 99 }).expect("cert");
     let node = store.node(1).expect("read").expect("node");
     assert_eq!(node.state, "ready");
     assert_eq!(node.state_since, 20, "a repeated state keeps the time it began");
     assert_eq!((node.role.as_str(), node.cert_not_after), ("manager", 99));
-    store.apply(&Command::RemoveNode { id: 1 }).expect("remove");
-    store.apply(&Command::RemoveNode { id: 1 }).expect("removing twice changes nothing");
+    store.apply(&ClusterCommand::RemoveNode { id: 1 }).expect("remove");
+    store.apply(&ClusterCommand::RemoveNode { id: 1 }).expect("removing twice changes nothing");
     for change in [
-        Command::SetNodeState { id: 1, state: "down".into(), at: 40 },
-        Command::SetNodeRole { id: 1, role: "worker".into() },
-        Command::SetNodeCert { id: 1, not_after: 100 },
+        ClusterCommand::SetNodeState { id: 1, state: "down".into(), at: 40 },
+        ClusterCommand::SetNodeRole { id: 1, role: "worker".into() },
+        ClusterCommand::SetNodeCert { id: 1, not_after: 100 },
     ] {
         assert!(matches!(store.apply(&change), Err(StoreError::NodeUnknown(1))), "{change}: a removed node stays");
     }
@@ -397,8 +414,14 @@ fn node_role_state_and_certificate_are_recorded_until_removal() {
 fn lazy_batches_apply_like_durable_ones_and_snapshots_carry_them() {
     let (_dir, store) = open();
     let (_d2, eager) = open();
-    let batch =
-        |i: u8| vec![Command::CreateUser { name: format!("u{i}"), password_hash: "h".into(), admin: false, at: 1 }];
+    let batch = |i: u8| {
+        vec![Command::from(AccountsCommand::CreateUser {
+            name: format!("u{i}"),
+            password_hash: "h".into(),
+            admin: false,
+            at: 1,
+        })]
+    };
     for i in 0..100u8 {
         let marker = [i];
         let lazy = store.apply_marked_lazily(&batch(i % 50), &marker).expect("lazy");
@@ -421,15 +444,15 @@ fn accounts_get_ids_never_given_again_and_a_new_epoch_when_their_credentials_cha
     let alice = store.user("alice").expect("read").expect("alice");
     let bob = store.user("bob").expect("read").expect("bob");
     assert_eq!((alice.id, bob.id, alice.epoch), (1, 2, 0));
-    let new_password = Command::SetPassword { name: "alice".into(), password_hash: "h2".into() };
+    let new_password = AccountsCommand::SetPassword { name: "alice".into(), password_hash: "h2".into() };
     store.apply(&new_password).expect("password");
     assert_eq!(store.user("alice").expect("read").expect("alice").epoch, 1);
     for disabled in [true, false] {
-        store.apply(&Command::SetUserDisabled { name: "alice".into(), disabled }).expect("disable or enable");
+        store.apply(&AccountsCommand::SetUserDisabled { name: "alice".into(), disabled }).expect("disable or enable");
     }
     let alice = store.user("alice").expect("read").expect("alice");
     assert_eq!((alice.id, alice.epoch), (1, 3), "disabling and enabling each start a new epoch");
-    store.apply(&Command::DeleteUser { name: "alice".into() }).expect("delete");
+    store.apply(&AccountsCommand::DeleteUser { name: "alice".into() }).expect("delete");
     create_user(&store, "alice", false);
     let again = store.user("alice").expect("read").expect("alice");
     assert_eq!(again.id, 3, "a new account of the same name is another user");
@@ -445,7 +468,7 @@ fn accounts_get_ids_never_given_again_and_a_new_epoch_when_their_credentials_cha
 #[test]
 fn each_owner_has_at_most_the_limit_of_open_uploads() {
     let (_dir, store) = open();
-    let start = |id: &str, owner: &str, limit: u32| Command::StartOwnedUpload {
+    let start = |id: &str, owner: &str, limit: u32| RegistryCommand::StartOwnedUpload {
         id: id.into(),
         repo: "r".into(),
         algorithm: Algorithm::Sha256,
@@ -454,55 +477,55 @@ fn each_owner_has_at_most_the_limit_of_open_uploads() {
         limit,
     };
     for i in 0..3 {
-        store.apply(&start(&format!("a{i}"), "alice", 3)).expect("under the limit");
+        store.apply(start(&format!("a{i}"), "alice", 3)).expect("under the limit");
     }
-    let refused = store.apply(&start("a3", "alice", 3));
+    let refused = store.apply(start("a3", "alice", 3));
     assert!(matches!(refused, Err(StoreError::TooManyUploads { ref owner, limit: 3 }) if owner == "alice"));
     assert!(refused.expect_err("refused").is_refusal());
     assert_eq!(store.upload("a3").expect("read"), None, "a refused start records nothing");
-    store.apply(&start("b0", "bob", 3)).expect("others are not counted against alice");
-    store.apply(&start("aa0", "alice-2", 3)).expect("nor is a name that extends hers");
-    store.apply(&Command::CancelUpload { id: "a0".into() }).expect("cancel");
-    store.apply(&Command::CommitUpload { id: "a1".into(), digest: d(1), size: 1 }).expect("commit");
-    store.apply(&start("a4", "alice", 3)).expect("cancelled and committed uploads no longer count");
-    store.apply(&start("a5", "alice", 3)).expect("two free places");
-    assert!(matches!(store.apply(&start("a6", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
-    store.apply(&start("a7", "alice", 0)).expect("0 is no limit");
+    store.apply(start("b0", "bob", 3)).expect("others are not counted against alice");
+    store.apply(start("aa0", "alice-2", 3)).expect("nor is a name that extends hers");
+    store.apply(&RegistryCommand::CancelUpload { id: "a0".into() }).expect("cancel");
+    store.apply(&RegistryCommand::CommitUpload { id: "a1".into(), digest: d(1), size: 1 }).expect("commit");
+    store.apply(start("a4", "alice", 3)).expect("cancelled and committed uploads no longer count");
+    store.apply(start("a5", "alice", 3)).expect("two free places");
+    assert!(matches!(store.apply(start("a6", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+    store.apply(start("a7", "alice", 0)).expect("0 is no limit");
     assert_eq!(store.upload("a4").expect("read").expect("open").owner, "alice");
     // The count travels in snapshots.
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
     let (_d2, other) = open();
     other.import(&mut snapshot.as_slice(), b"m").expect("import");
-    assert!(matches!(other.apply(&start("a8", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+    assert!(matches!(other.apply(start("a8", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
 }
 
 #[test]
 fn the_last_manager_cannot_be_demoted_or_removed_even_by_racing_changes() {
     let (_dir, store) = open();
     for addr in ["a:1", "b:1"] {
-        let add = Command::AddNode { role: "manager".into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: addr.into(), at: 1 };
         store.apply(&add).expect("a manager");
     }
-    let worker = Command::AddNode { role: "worker".into(), hostname: "w".into(), addr: "w:1".into(), at: 1 };
+    let worker = ClusterCommand::AddNode { role: "worker".into(), hostname: "w".into(), addr: "w:1".into(), at: 1 };
     store.apply(&worker).expect("a worker");
-    let demote = |id: u64| Command::SetNodeRole { id, role: "worker".into() };
+    let demote = |id: u64| Command::from(ClusterCommand::SetNodeRole { id, role: "worker".into() });
     // Two demotions that each passed a check made before proposing, applied together.
     let results = store.apply_marked(&[demote(1), demote(2)], b"m").expect("batch");
     assert!(results[0].is_ok());
     assert!(matches!(results[1], Err(StoreError::LastManager)), "{:?}", results[1]);
     assert!(results[1].as_ref().expect_err("refused").is_refusal());
-    assert!(matches!(store.apply(&Command::RemoveNode { id: 2 }), Err(StoreError::LastManager)));
-    store.apply(&Command::RemoveNode { id: 3 }).expect("a worker goes");
-    store.apply(&Command::SetNodeRole { id: 2, role: "manager".into() }).expect("staying a manager is fine");
+    assert!(matches!(store.apply(&ClusterCommand::RemoveNode { id: 2 }), Err(StoreError::LastManager)));
+    store.apply(&ClusterCommand::RemoveNode { id: 3 }).expect("a worker goes");
+    store.apply(&ClusterCommand::SetNodeRole { id: 2, role: "manager".into() }).expect("staying a manager is fine");
     // From two threads at once, exactly one of two demotions passes.
-    store.apply(&Command::SetNodeRole { id: 1, role: "manager".into() }).expect("promote 1 again");
+    store.apply(&ClusterCommand::SetNodeRole { id: 1, role: "manager".into() }).expect("promote 1 again");
     let store = std::sync::Arc::new(store);
     let threads: Vec<_> = [1u64, 2]
         .into_iter()
         .map(|id| {
             let store = std::sync::Arc::clone(&store);
-            std::thread::spawn(move || store.apply(&demote(id)).is_ok())
+            std::thread::spawn(move || store.apply(demote(id)).is_ok())
         })
         .collect();
     let passed = threads.into_iter().map(|t| t.join().expect("thread")).filter(|ok| *ok).count();
@@ -516,7 +539,7 @@ fn every_commit_is_published_to_subscribers_by_domain() {
     let (_dir, store) = open();
     let mut feed = store.subscribe();
     assert_eq!(*feed.borrow_and_update(), wharf_store::Changes::default());
-    store.apply(&Command::InitCluster { cluster_id: "c".into() }).expect("init");
+    store.apply(&ClusterCommand::InitCluster { cluster_id: "c".into() }).expect("init");
     assert!(feed.has_changed().expect("open"), "a subscriber is woken");
     let seen = *feed.borrow_and_update();
     assert_eq!((seen.cluster, seen.registry, seen.accounts), (1, 0, 0));
@@ -525,7 +548,7 @@ fn every_commit_is_published_to_subscribers_by_domain() {
     let seen = *feed.borrow_and_update();
     assert_eq!((seen.cluster, seen.accounts), (1, 1));
     assert!(seen.registry >= 2, "a start and a commit: {seen:?}");
-    let refused = store.apply(&Command::CancelUpload { id: "missing".into() });
+    let refused = store.apply(&RegistryCommand::CancelUpload { id: "missing".into() });
     assert!(refused.is_err());
     assert!(!feed.has_changed().expect("open"), "a refused command changed nothing and wakes nobody");
     let mut snapshot = Vec::new();
