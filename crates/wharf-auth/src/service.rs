@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use wharf_pki::TokenKey;
 use wharf_store::{
-    AccountsCommand, Command, LocalProposer, Outcome, Proposer, ProposerExt, SessionKind, SessionRecord,
+    AccountsCommand, Command, LocalProposer, Origin, Outcome, Proposer, ProposerExt, SessionKind, SessionRecord,
     SessionRecordCommand, Store, StoreError, UserRecord,
 };
 
@@ -145,9 +145,9 @@ impl Auth {
         &self.config
     }
 
-    /// Proposes `command` and waits until it is applied.
-    async fn apply(&self, command: impl Into<Command>) -> Result<Outcome, StoreError> {
-        self.proposer.propose(command).await
+    /// Proposes `command` on behalf of `by` and waits until it is applied.
+    async fn apply(&self, by: &Origin, command: impl Into<Command>) -> Result<Outcome, StoreError> {
+        self.proposer.propose_by(by.clone(), command).await
     }
 
     /// Creates the first administrator if there are no accounts. Returns the password when it
@@ -167,7 +167,7 @@ impl Auth {
             None => (crate::generate_password(), true),
         };
         let hash = self.hash_password(&password)?;
-        self.create_user(name, hash, true, now).await?;
+        self.create_user(name, hash, true, &Origin::system(), now).await?;
         Ok(generated.then_some(password))
     }
 
@@ -269,12 +269,14 @@ impl Auth {
         Ok(self.user(&name)?.filter(|u| !u.disabled && u.password_hash == hash).map(|u| Identity::of(&name, &u)))
     }
 
-    /// Starts a session (or a refresh token) for `identity`; returns the secret the client keeps.
+    /// Starts a session (or a refresh token) for `identity`, who logged in from `source`;
+    /// returns the secret the client keeps.
     pub async fn start_session(
         &self,
         identity: &Identity,
         kind: SessionKind,
         client: &str,
+        source: &str,
         now: u64,
     ) -> Result<String, AuthError> {
         let secret = crate::new_secret();
@@ -291,7 +293,7 @@ impl Auth {
         };
         let command =
             AccountsCommand::CreateSession(Box::new(SessionRecordCommand { id: secret_id(&secret), session }));
-        self.apply(command).await?;
+        self.apply(&Origin::user(&identity.name, Some(source)), command).await?;
         Ok(secret)
     }
 
@@ -306,9 +308,9 @@ impl Auth {
         Ok((identity, id))
     }
 
-    /// Ends the session `id`.
-    pub async fn end_session(&self, id: &str) -> Result<(), AuthError> {
-        self.apply(AccountsCommand::DeleteSession { id: id.to_owned() }).await?;
+    /// Ends the session `id`, on behalf of `by`.
+    pub async fn end_session(&self, id: &str, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::DeleteSession { id: id.to_owned() }).await?;
         Ok(())
     }
 
@@ -319,7 +321,7 @@ impl Auth {
 
     /// Removes expired sessions and refresh tokens.
     pub async fn purge_sessions(&self, now: u64) -> Result<usize, AuthError> {
-        match self.apply(AccountsCommand::PurgeSessions { now }).await? {
+        match self.apply(&Origin::system(), AccountsCommand::PurgeSessions { now }).await? {
             wharf_store::Outcome::SessionsEnded { count } => Ok(count),
             _ => Ok(0),
         }
@@ -379,12 +381,13 @@ impl Auth {
         Ok(PasswordHash(self.passwords.hash(password).map_err(AuthError::Internal)?))
     }
 
-    /// Creates an account with a password hashed by [`Auth::hash_password`].
+    /// Creates an account with a password hashed by [`Auth::hash_password`], on behalf of `by`.
     pub async fn create_user(
         &self,
         name: &str,
         password: PasswordHash,
         admin: bool,
+        by: &Origin,
         now: u64,
     ) -> Result<(), AuthError> {
         if !password::valid_user_name(name) {
@@ -392,25 +395,30 @@ impl Auth {
                 "user names are 1-64 lowercase letters and digits, separated by single '.', '_' or '-'".into(),
             ));
         }
-        self.apply(AccountsCommand::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now })
-            .await?;
+        self.apply(
+            by,
+            AccountsCommand::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now },
+        )
+        .await?;
         Ok(())
     }
 
     /// Sets a new password, hashed by [`Auth::hash_password`], and ends the account's sessions
-    /// and refresh tokens.
-    pub async fn set_password(&self, name: &str, password: PasswordHash) -> Result<(), AuthError> {
-        self.apply(AccountsCommand::SetPassword { name: name.to_owned(), password_hash: password.0 }).await?;
+    /// and refresh tokens; on behalf of `by`.
+    pub async fn set_password(&self, name: &str, password: PasswordHash, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::SetPassword { name: name.to_owned(), password_hash: password.0 }).await?;
         Ok(())
     }
 
-    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AuthError> {
-        self.apply(AccountsCommand::SetUserDisabled { name: name.to_owned(), disabled }).await?;
+    /// Disables or enables an account (a disable ends its sessions), on behalf of `by`.
+    pub async fn set_disabled(&self, name: &str, disabled: bool, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::SetUserDisabled { name: name.to_owned(), disabled }).await?;
         Ok(())
     }
 
-    pub async fn delete_user(&self, name: &str) -> Result<(), AuthError> {
-        self.apply(AccountsCommand::DeleteUser { name: name.to_owned() }).await?;
+    /// Deletes an account and its sessions, on behalf of `by`.
+    pub async fn delete_user(&self, name: &str, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::DeleteUser { name: name.to_owned() }).await?;
         Ok(())
     }
 
@@ -418,8 +426,9 @@ impl Auth {
         Ok(self.store.users()?)
     }
 
-    pub async fn set_public(&self, repo: &str, public: bool) -> Result<(), AuthError> {
-        self.apply(AccountsCommand::SetRepoPublic { repo: repo.to_owned(), public }).await?;
+    /// Makes `repo` public (anyone may pull) or private, on behalf of `by`.
+    pub async fn set_public(&self, repo: &str, public: bool, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::SetRepoPublic { repo: repo.to_owned(), public }).await?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use wharf_auth::{Access, Auth, AuthConfig, AuthError, Principal, permits};
-use wharf_store::{SessionKind, Store};
+use wharf_store::{Command, LocalProposer, Origin, Proposal, Proposer, SessionKind, Store};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -27,8 +27,13 @@ impl Fixture {
     /// Hashes `password` and creates the account, as the API does.
     fn create_user(&self, name: &str, password: &str, admin: bool) -> Result<(), AuthError> {
         let hash = self.auth.hash_password(password)?;
-        block_on(self.auth.create_user(name, hash, admin, NOW))
+        block_on(self.auth.create_user(name, hash, admin, &admin_at(), NOW))
     }
+}
+
+/// The administrator at 10.0.0.1: who asks for the changes in these tests.
+fn admin_at() -> Origin {
+    Origin::user("admin", Some("10.0.0.1"))
 }
 
 fn now() -> u64 {
@@ -82,7 +87,7 @@ fn tokens_grant_the_intersection_and_verify() {
     assert_eq!(header.kid.as_deref(), Some(wharf_auth::token::libtrust_key_id(&f.key.spki_der).as_str()));
     assert_eq!(header.x5c.as_ref().map(Vec::len), Some(2));
 
-    block_on(f.auth.set_disabled("alice", true)).expect("disable");
+    block_on(f.auth.set_disabled("alice", true, &admin_at())).expect("disable");
     assert!(f.auth.verify_token(&token, now()).is_err(), "a disabled user's token is refused");
     assert!(f.auth.authenticate("alice", "alice-password", "a", 0).is_err());
 }
@@ -121,17 +126,17 @@ fn sessions_end_on_logout_expiry_and_password_change() {
     let f = fixture();
     block_on(f.auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
     let admin = f.auth.authenticate("admin", "right-password", "a", 0).expect("login");
-    let s1 = block_on(f.auth.start_session(&admin, SessionKind::Api, "cli", NOW)).expect("session");
+    let s1 = block_on(f.auth.start_session(&admin, SessionKind::Api, "cli", "10.0.0.1", NOW)).expect("session");
     let (who, id) = f.auth.session(&s1, SessionKind::Api, NOW + 1).expect("live");
     assert_eq!(who, admin);
     assert!(f.auth.session(&s1, SessionKind::Refresh, NOW + 1).is_err(), "kinds do not mix");
     assert!(f.auth.session(&s1, SessionKind::Api, NOW + 13 * 3600).is_err(), "expired");
     assert_eq!(f.auth.sessions_of("admin").expect("list").len(), 1);
-    block_on(f.auth.end_session(&id)).expect("logout");
+    block_on(f.auth.end_session(&id, &admin_at())).expect("logout");
     assert!(f.auth.session(&s1, SessionKind::Api, NOW + 1).is_err());
-    let r = block_on(f.auth.start_session(&admin, SessionKind::Refresh, "docker", NOW)).expect("refresh");
+    let r = block_on(f.auth.start_session(&admin, SessionKind::Refresh, "docker", "10.0.0.1", NOW)).expect("refresh");
     let hash = f.auth.hash_password("a-new-password").expect("hash");
-    block_on(f.auth.set_password("admin", hash)).expect("password");
+    block_on(f.auth.set_password("admin", hash, &admin_at())).expect("password");
     assert!(f.auth.session(&r, SessionKind::Refresh, NOW + 1).is_err(), "a new password ends refresh tokens");
     assert!(
         f.auth.authenticate("admin", "right-password", "a", 0).is_err(),
@@ -145,7 +150,7 @@ fn sessions_end_on_logout_expiry_and_password_change() {
 #[test]
 fn anonymous_gets_pull_on_public_repositories_only() {
     let f = fixture();
-    block_on(f.auth.set_public("lib/base", true)).expect("public");
+    block_on(f.auth.set_public("lib/base", true, &admin_at())).expect("public");
     let ask = Access::parse_all(["repository:lib/base:pull,push", "repository:lib/other:pull"]).expect("scopes");
     let (token, granted) = f.auth.issue_token(None, &ask, now()).expect("token");
     assert_eq!(granted, vec![Access::new("repository", "lib/base", &["pull"])]);
@@ -170,21 +175,64 @@ fn a_token_ends_when_its_user_changes_credentials_is_disabled_or_is_replaced() {
     let before = token_of(&f, "alice", "alice-password");
     assert!(f.auth.verify_token(&before, now()).is_ok(), "the control case verifies");
     let hash = f.auth.hash_password("alice-new-password").expect("hash");
-    block_on(f.auth.set_password("alice", hash)).expect("password");
+    block_on(f.auth.set_password("alice", hash, &admin_at())).expect("password");
     assert!(f.auth.verify_token(&before, now()).is_err(), "refused after a password change");
 
     let second = token_of(&f, "alice", "alice-new-password");
     assert!(f.auth.verify_token(&second, now()).is_ok());
-    block_on(f.auth.set_disabled("alice", true)).expect("disable");
+    block_on(f.auth.set_disabled("alice", true, &admin_at())).expect("disable");
     assert!(f.auth.verify_token(&second, now()).is_err(), "refused while disabled");
-    block_on(f.auth.set_disabled("alice", false)).expect("enable");
+    block_on(f.auth.set_disabled("alice", false, &admin_at())).expect("enable");
     assert!(f.auth.verify_token(&second, now()).is_err(), "still refused after re-enabling");
     let third = token_of(&f, "alice", "alice-new-password");
     assert!(f.auth.verify_token(&third, now()).is_ok(), "a token issued after re-enabling works");
 
-    block_on(f.auth.delete_user("alice")).expect("delete");
+    block_on(f.auth.delete_user("alice", &admin_at())).expect("delete");
     f.create_user("alice", "alice-new-password", false).expect("another alice, same password");
     assert!(f.auth.verify_token(&third, now()).is_err(), "refused for another account of the same name");
     let fourth = token_of(&f, "alice", "alice-new-password");
     assert!(f.auth.verify_token(&fourth, now()).is_ok());
+}
+
+/// Applies to a local store and keeps who asked for each command, as a replicated log does.
+struct Recording {
+    local: LocalProposer,
+    log: std::sync::Mutex<Vec<(Origin, String)>>,
+}
+
+impl Proposer for Recording {
+    fn propose_command(&self, origin: Origin, command: Command) -> Proposal<'_> {
+        self.log.lock().expect("log").push((origin.clone(), command.to_string()));
+        self.local.propose_command(origin, command)
+    }
+}
+
+#[test]
+fn every_account_change_records_who_asked_and_from_where() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("state.redb")).expect("store"));
+    let ca = wharf_pki::Ca::load_or_create(&dir.path().join("pki")).expect("ca");
+    let key = ca.load_or_create_token_key(&dir.path().join("pki")).expect("token key");
+    let recording = Arc::new(Recording { local: LocalProposer(Arc::clone(&store)), log: Default::default() });
+    let proposer: Arc<dyn Proposer> = Arc::clone(&recording) as Arc<dyn Proposer>;
+    let auth = Auth::with_proposer(store, proposer, &key, AuthConfig::default()).expect("auth");
+
+    block_on(auth.bootstrap_admin("admin", Some("right-password"), NOW)).expect("bootstrap");
+    let alice = Origin::user("alice", Some("10.0.0.7"));
+    let hash = auth.hash_password("alice-password").expect("hash");
+    block_on(auth.create_user("alice", hash, false, &admin_at(), NOW)).expect("alice");
+    let identity = auth.identity("alice").expect("read").expect("alice exists");
+    let secret = block_on(auth.start_session(&identity, SessionKind::Api, "cli", "10.0.0.7", NOW)).expect("login");
+    let (_, id) = auth.session(&secret, SessionKind::Api, NOW).expect("live");
+    block_on(auth.end_session(&id, &alice)).expect("logout");
+    block_on(auth.set_public("lib/base", true, &admin_at())).expect("public");
+    block_on(auth.set_disabled("alice", true, &admin_at())).expect("disable");
+    block_on(auth.purge_sessions(NOW + 1)).expect("purge");
+
+    let log = recording.log.lock().expect("log");
+    let who: Vec<&Origin> = log.iter().map(|(origin, _)| origin).collect();
+    let system = Origin::system();
+    assert_eq!(who, vec![&system, &admin_at(), &alice, &alice, &admin_at(), &admin_at(), &system], "{log:?}");
+    let shown = log.iter().any(|(_, command)| command.contains("$argon2") || command.contains(&secret));
+    assert!(!shown, "what a log shows of a command holds no password hash or session secret: {log:?}");
 }

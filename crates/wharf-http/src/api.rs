@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -20,7 +21,7 @@ use wharf_api::account::{
 use wharf_api::cluster::RoleChange;
 use wharf_auth::{Auth, AuthError, Decision, Denial, Identity, Operation};
 use wharf_manager::ClusterError;
-use wharf_store::{SessionKind, StoreError, UserRecord};
+use wharf_store::{Origin, SessionKind, StoreError, UserRecord};
 
 use crate::access::{Credentials, credentials};
 use crate::{App, peer_ip, typed_response};
@@ -107,6 +108,26 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 /// The caller of an `/api/` request and its session id. A session this replica does not know
 /// may have been opened on another manager a moment ago: a cluster manager catches up with
 /// the leader before it refuses one.
+/// The caller of an `/api/` route, from its `Authorization: Bearer` session: the account
+/// service, who they are, their session id, and the origin their changes are recorded with
+/// (their account and address).
+struct Caller {
+    auth: Arc<Auth>,
+    identity: Identity,
+    session: String,
+    by: Origin,
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
+        let (auth, identity, session) = caller(app, &parts.headers).await?;
+        let by = Origin::user(&identity.name, Some(&crate::peer_ip_of(&parts.extensions)));
+        Ok(Caller { auth, identity, session, by })
+    }
+}
+
 async fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String), ApiError> {
     let auth = auth_of(app)?;
     let Credentials::Bearer(secret) = credentials(headers) else {
@@ -135,19 +156,17 @@ async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
     let client = crate::header_str(req.headers(), axum::http::header::USER_AGENT).unwrap_or("unknown").to_owned();
     let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let login: LoginRequest = parse(&body)?;
-    let identity = crate::access::check_password(&app, &auth, login.username, login.password, source).await?;
-    let auth_token = auth.start_session(&identity, SessionKind::Api, &client, crate::now()).await?;
+    let identity = crate::access::check_password(&app, &auth, login.username, login.password, source.clone()).await?;
+    let auth_token = auth.start_session(&identity, SessionKind::Api, &client, &source, crate::now()).await?;
     Ok(typed_response(StatusCode::OK, &LoginResponse { auth_token }))
 }
 
-async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (auth, _, id) = caller(&app, &headers).await?;
-    auth.end_session(&id).await?;
+async fn logout(Caller { auth, session, by, .. }: Caller) -> ApiResult {
+    auth.end_session(&session, &by).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn me(Caller { identity, .. }: Caller) -> ApiResult {
     Ok(typed_response(StatusCode::OK, &Me { name: identity.name, admin: identity.admin }))
 }
 
@@ -155,19 +174,17 @@ fn user_info(name: &str, user: &UserRecord) -> UserInfo {
     UserInfo { name: name.to_owned(), admin: user.admin, disabled: user.disabled, created: user.created }
 }
 
-async fn list_users(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn list_users(Caller { auth, identity, .. }: Caller) -> ApiResult {
     allow(&identity, Operation::ListUsers)?;
     let users: Vec<UserInfo> = auth.users()?.iter().map(|(name, user)| user_info(name, user)).collect();
     Ok(typed_response(StatusCode::OK, &users))
 }
 
-async fn create_user(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn create_user(Caller { auth, identity, by, .. }: Caller, body: Bytes) -> ApiResult {
     allow(&identity, Operation::CreateUser)?;
     let new: NewUser = parse(&body)?;
     let hash = blocking(&auth, move |auth| auth.hash_password(&new.password)).await?;
-    auth.create_user(&new.name, hash, new.admin, crate::now()).await?;
+    auth.create_user(&new.name, hash, new.admin, &by, crate::now()).await?;
     let name = new.name;
     tracing::info!(user = %name, by = %identity.name, "user created");
     show(&auth, &name, StatusCode::CREATED)
@@ -178,38 +195,29 @@ fn show(auth: &Auth, name: &str, status: StatusCode) -> ApiResult {
     Ok(typed_response(status, &user_info(name, &user)))
 }
 
-async fn show_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn show_user(Caller { auth, identity, .. }: Caller, Path(name): Path<String>) -> ApiResult {
     allow(&identity, Operation::ShowUser { name: &name })?;
     show(&auth, &name, StatusCode::OK)
 }
 
-async fn update_user(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn update_user(Caller { auth, identity, by, .. }: Caller, Path(name): Path<String>, body: Bytes) -> ApiResult {
     allow(&identity, Operation::ChangeUser { name: &name })?;
     let update: UserUpdate = parse(&body)?;
     if let Some(disabled) = update.disabled {
-        auth.set_disabled(&name, disabled).await?;
+        auth.set_disabled(&name, disabled, &by).await?;
         tracing::info!(user = %name, disabled, by = %identity.name, "user updated");
     }
     show(&auth, &name, StatusCode::OK)
 }
 
-async fn delete_user(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn delete_user(Caller { auth, identity, by, .. }: Caller, Path(name): Path<String>) -> ApiResult {
     allow(&identity, Operation::DeleteUser { name: &name })?;
-    auth.delete_user(&name).await?;
+    auth.delete_user(&name, &by).await?;
     tracing::info!(user = %name, by = %identity.name, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> ApiResult {
-    let (auth, identity, _) = caller(&app, req.headers()).await?;
+async fn set_password(Caller { auth, identity, by, .. }: Caller, Path(name): Path<String>, req: Request) -> ApiResult {
     allow(&identity, Operation::SetPassword { name: &name })?;
     let source = peer_ip(&req);
     let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
@@ -225,7 +233,7 @@ async fn set_password(State(app): State<Arc<App>>, Path(name): Path<String>, req
         auth.hash_password(&change.password)
     })
     .await?;
-    auth.set_password(&name, hash).await?;
+    auth.set_password(&name, hash, &by).await?;
     tracing::info!(user = %name, by = %identity.name, "password changed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -235,8 +243,10 @@ struct SessionQuery {
     user: Option<String>,
 }
 
-async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<SessionQuery>) -> ApiResult {
-    let (auth, identity, current) = caller(&app, &headers).await?;
+async fn list_sessions(
+    Caller { auth, identity, session: current, .. }: Caller,
+    Query(q): Query<SessionQuery>,
+) -> ApiResult {
     let user = q.user.unwrap_or_else(|| identity.name.clone());
     allow(&identity, Operation::ListSessions { user: &user })?;
     let sessions: Vec<SessionInfo> = auth
@@ -257,34 +267,30 @@ async fn list_sessions(State(app): State<Arc<App>>, headers: HeaderMap, Query(q)
     Ok(typed_response(StatusCode::OK, &sessions))
 }
 
-async fn end_session(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn end_session(Caller { auth, identity, by, .. }: Caller, Path(id): Path<String>) -> ApiResult {
     let owned = auth.sessions_of(&identity.name)?.iter().any(|s| s.id == id);
     allow(&identity, Operation::EndSession { owned })?;
-    auth.end_session(&id).await?;
+    auth.end_session(&id, &by).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn show_repository(State(app): State<Arc<App>>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
+async fn show_repository(Caller { auth, identity, .. }: Caller, Path(name): Path<String>) -> ApiResult {
     let public = auth.is_public(&name);
     allow(&identity, Operation::ShowRepository { repo: &name, public })?;
     Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public }))
 }
 
 async fn update_repository(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Caller { auth, identity, by, .. }: Caller,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let (auth, identity, _) = caller(&app, &headers).await?;
     if !wharf_api::validate_name(&name) {
         return Err(api_error(StatusCode::BAD_REQUEST, "invalid repository name"));
     }
     allow(&identity, Operation::ChangeRepository { repo: &name })?;
     let update: RepositoryUpdate = parse(&body)?;
-    auth.set_public(&name, update.public).await?;
+    auth.set_public(&name, update.public, &by).await?;
     tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
     Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public: update.public }))
 }
@@ -302,8 +308,7 @@ fn cluster_answer<T: serde::Serialize>(result: Result<T, ClusterError>) -> ApiRe
     })
 }
 
-async fn list_nodes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn list_nodes(State(app): State<Arc<App>>, Caller { identity, .. }: Caller) -> ApiResult {
     allow(&identity, Operation::ListNodes)?;
     let manager = cluster_of(&app)?;
     // `wharf node ls` should be current: catch up with the leader first. Without a quorum the
@@ -324,19 +329,25 @@ fn parse_role(role: &str) -> Result<NodeRole, ApiError> {
 }
 
 /// Shows a role's join token.
-async fn show_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn show_token(
+    State(app): State<Arc<App>>,
+    Caller { identity, .. }: Caller,
+    Path(role): Path<String>,
+) -> ApiResult {
     allow(&identity, Operation::ShowJoinToken)?;
     let role = parse_role(&role)?;
     cluster_answer(cluster_of(&app)?.show_join_token(role))
 }
 
 /// Replaces a role's join token: the old one stops working at once.
-async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role): Path<String>) -> ApiResult {
-    let (_, identity, _) = caller(&app, &headers).await?;
+async fn rotate_token(
+    State(app): State<Arc<App>>,
+    Caller { identity, by, .. }: Caller,
+    Path(role): Path<String>,
+) -> ApiResult {
     allow(&identity, Operation::RotateJoinToken)?;
     let role = parse_role(&role)?;
-    let rotated = cluster_of(&app)?.rotate_join_token(role).await;
+    let rotated = cluster_of(&app)?.rotate_join_token(role, by).await;
     if rotated.is_ok() {
         tracing::info!(role = role.as_str(), by = %identity.name, "join token rotated");
     }
@@ -344,10 +355,12 @@ async fn rotate_token(State(app): State<Arc<App>>, headers: HeaderMap, Path(role
 }
 
 /// Removes a node (on the leader, for a manager: elsewhere the answer names the leader).
-async fn remove_node(State(app): State<Arc<App>>, Path(id): Path<u64>, req: Request) -> ApiResult {
-    let (_, identity, _) = caller(&app, req.headers()).await?;
+async fn remove_node(
+    State(app): State<Arc<App>>,
+    Caller { identity, by, .. }: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult {
     allow(&identity, Operation::ChangeNodes)?;
-    let by = wharf_store::Origin::user(&identity.name, Some(&peer_ip(&req)));
     match cluster_of(&app)?.remove_node(id, by).await {
         Ok(()) => {
             tracing::info!(node_id = id, by = %identity.name, "node removed");
@@ -358,11 +371,13 @@ async fn remove_node(State(app): State<Arc<App>>, Path(id): Path<u64>, req: Requ
 }
 
 /// Promotes a worker or demotes a manager (see `wharf_manager::Manager::set_role`).
-async fn set_role(State(app): State<Arc<App>>, Path(id): Path<u64>, req: Request) -> ApiResult {
-    let (_, identity, _) = caller(&app, req.headers()).await?;
+async fn set_role(
+    State(app): State<Arc<App>>,
+    Caller { identity, by, .. }: Caller,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult {
     allow(&identity, Operation::ChangeNodes)?;
-    let by = wharf_store::Origin::user(&identity.name, Some(&peer_ip(&req)));
-    let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let change: RoleChange = parse(&body)?;
     let changed = cluster_of(&app)?.set_role(id, change.role, by).await;
     if changed.is_ok() {

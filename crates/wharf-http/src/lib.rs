@@ -161,7 +161,12 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The IP address the request came from (the key of per-source login limits).
 pub(crate) fn peer_ip(req: &Request) -> String {
-    req.extensions().get::<PeerAddr>().map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string())
+    peer_ip_of(req.extensions())
+}
+
+/// The client's IP address from a request's extensions (see [`PeerAddr`]).
+pub(crate) fn peer_ip_of(extensions: &axum::http::Extensions) -> String {
+    extensions.get::<PeerAddr>().map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string())
 }
 
 /// The URL of the token endpoint as the client reached this node: the request's host (HTTP/1.1

@@ -77,7 +77,7 @@ async fn issue_from_query(app: &App, req: &axum::http::request::Parts, source: S
         Access::parse_all(scopes).map_err(|e| refusal(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
     let identity = match credentials(&req.headers) {
         Credentials::None => None,
-        Credentials::Basic(user, password) => Some(check_password(app, auth, user, password, source).await?),
+        Credentials::Basic(user, password) => Some(check_password(app, auth, user, password, source.clone()).await?),
         Credentials::Bearer(_) | Credentials::Unsupported => {
             return Err(refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "send Basic credentials or none"));
         }
@@ -85,7 +85,7 @@ async fn issue_from_query(app: &App, req: &axum::http::request::Parts, source: S
     let offline = query_get(&query, "offline_token") == Some("true");
     let client = query_get(&query, "client_id").unwrap_or("unknown").to_owned();
     let refresh = match (&identity, offline) {
-        (Some(identity), true) => Some(start_refresh(auth, identity, client).await?),
+        (Some(identity), true) => Some(start_refresh(auth, identity, client, &source).await?),
         _ => None,
     };
     let response = issue(auth, identity.as_ref(), &requested, refresh)?;
@@ -119,9 +119,9 @@ async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
             let (Some(user), Some(password)) = (field("username"), field("password")) else {
                 return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required"));
             };
-            let identity = check_password(app, auth, user.to_owned(), password.to_owned(), source).await?;
+            let identity = check_password(app, auth, user.to_owned(), password.to_owned(), source.clone()).await?;
             let refresh = match field("access_type") == Some("offline") {
-                true => Some(start_refresh(auth, &identity, client).await?),
+                true => Some(start_refresh(auth, &identity, client, &source).await?),
                 false => None,
             };
             (identity, refresh)
@@ -152,8 +152,8 @@ fn check_service(auth: &Auth, service: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
-async fn start_refresh(auth: &Arc<Auth>, identity: &Identity, client: String) -> Result<String, Refusal> {
-    Ok(auth.start_session(identity, SessionKind::Refresh, &client, crate::now()).await?)
+async fn start_refresh(auth: &Arc<Auth>, identity: &Identity, client: String, source: &str) -> Result<String, Refusal> {
+    Ok(auth.start_session(identity, SessionKind::Refresh, &client, source, crate::now()).await?)
 }
 
 fn issue(

@@ -164,7 +164,7 @@ pub async fn bootstrap(
     for role in [NodeRole::Manager, NodeRole::Worker] {
         let token = match crate::join_token(store, ca, role)? {
             Some(token) => token,
-            None => crate::rotate_join_token(&**proposer, ca, role).await?,
+            None => crate::rotate_join_token(&**proposer, ca, role, wharf_store::Origin::system()).await?,
         };
         tokens.push(token);
     }

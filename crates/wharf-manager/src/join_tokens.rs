@@ -6,7 +6,7 @@
 
 use wharf_api::NodeRole;
 use wharf_pki::{Ca, JoinToken, PkiError};
-use wharf_store::{ClusterCommand, Proposer, ProposerExt, Store, StoreError};
+use wharf_store::{ClusterCommand, Origin, Proposer, ProposerExt, Store, StoreError};
 
 /// Why a join token could not be read or set.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +23,17 @@ fn purpose(role: NodeRole) -> String {
     format!("join-token:{}", role.as_str())
 }
 
-/// Makes a new join token for `role`, records it sealed and returns it: the old token stops
-/// working once the command is applied.
-pub async fn rotate_join_token(proposer: &dyn Proposer, ca: &Ca, role: NodeRole) -> Result<String, JoinTokenError> {
+/// Makes a new join token for `role`, records it sealed (on behalf of `by`) and returns it:
+/// the old token stops working once the command is applied.
+pub async fn rotate_join_token(
+    proposer: &dyn Proposer,
+    ca: &Ca,
+    role: NodeRole,
+    by: Origin,
+) -> Result<String, JoinTokenError> {
     let token = JoinToken::generate(ca.cert_der())?.to_string();
     let sealed = ca.secrets().seal(&purpose(role), token.as_bytes())?;
-    proposer.propose(ClusterCommand::SetSealedJoinToken { role: role.as_str().into(), sealed }).await?;
+    proposer.propose_by(by, ClusterCommand::SetSealedJoinToken { role: role.as_str().into(), sealed }).await?;
     Ok(token)
 }
 
@@ -61,7 +66,7 @@ pub async fn seal_legacy_join_tokens(proposer: &dyn Proposer, store: &Store, ca:
     let mut replaced = 0;
     for role in [NodeRole::Manager, NodeRole::Worker] {
         if store.legacy_join_token(role.as_str())?.is_some() && store.sealed_join_token(role.as_str())?.is_none() {
-            rotate_join_token(proposer, ca, role).await?;
+            rotate_join_token(proposer, ca, role, Origin::system()).await?;
             tracing::warn!(
                 role = role.as_str(),
                 "the {} join token was kept in clear by an earlier version: it was replaced; \

@@ -117,9 +117,13 @@ impl Manager {
         Ok(wharf_api::cluster::JoinTokenInfo { role, token })
     }
 
-    /// Replaces the join token of `role`: the old one stops working at once.
-    pub async fn rotate_join_token(&self, role: NodeRole) -> Result<wharf_api::cluster::JoinTokenInfo, ClusterError> {
-        let token = rotate_join_token(&*self.proposer, &self.ca, role).await?;
+    /// Replaces the join token of `role` on behalf of `by`: the old one stops working at once.
+    pub async fn rotate_join_token(
+        &self,
+        role: NodeRole,
+        by: wharf_store::Origin,
+    ) -> Result<wharf_api::cluster::JoinTokenInfo, ClusterError> {
+        let token = rotate_join_token(&*self.proposer, &self.ca, role, by).await?;
         Ok(wharf_api::cluster::JoinTokenInfo { role, token })
     }
 }

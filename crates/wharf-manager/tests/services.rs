@@ -28,7 +28,8 @@ async fn join_tokens_are_sealed_and_tokens_kept_in_clear_are_replaced() {
     let worker = join_token(&store, &ca, NodeRole::Worker).expect("read").expect("a worker token");
     assert_ne!(worker, legacy, "the token kept in clear stops working");
     assert_eq!(store.legacy_join_token("worker").expect("read"), None);
-    let manager = rotate_join_token(&proposer, &ca, NodeRole::Manager).await.expect("rotate");
+    let manager =
+        rotate_join_token(&proposer, &ca, NodeRole::Manager, wharf_store::Origin::system()).await.expect("rotate");
     assert_eq!(join_token(&store, &ca, NodeRole::Manager).expect("read"), Some(manager.clone()));
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
