@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use wharf_pki::TokenKey;
 use wharf_store::{
-    AccountsCommand, Command, LocalProposer, Origin, Outcome, Proposer, ProposerExt, SessionKind, SessionRecord,
-    SessionRecordCommand, Store, StoreError, UserRecord,
+    AccountsCommand, Command, LocalProposer, Origin, Outcome, ProposeError, Proposer, ProposerExt, Refusal,
+    SessionKind, SessionRecord, SessionRecordCommand, Store, StoreError, UserRecord,
 };
 
 use crate::limiter::LoginLimiter;
@@ -79,10 +79,36 @@ pub enum AuthError {
     NoSession,
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The state refused the change (nothing was written).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Refused(#[from] Refusal),
+    /// The cluster cannot take writes or answer now; try again.
+    #[error("the cluster cannot take writes now: {0}")]
+    Unavailable(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> AuthError {
+        match e {
+            StoreError::Refused(refusal) => AuthError::Refused(refusal),
+            other => AuthError::Store(other),
+        }
+    }
+}
+
+impl From<ProposeError> for AuthError {
+    fn from(e: ProposeError) -> AuthError {
+        match e {
+            ProposeError::Refused(refusal) => AuthError::Refused(refusal),
+            ProposeError::Unavailable(why) => AuthError::Unavailable(why),
+            ProposeError::Store(e) => AuthError::Store(e),
+        }
+    }
 }
 
 /// How long a checked password is remembered, so that clients sending Basic credentials with
@@ -146,7 +172,7 @@ impl Auth {
     }
 
     /// Proposes `command` on behalf of `by` and waits until it is applied.
-    async fn apply(&self, by: &Origin, command: impl Into<Command>) -> Result<Outcome, StoreError> {
+    async fn apply(&self, by: &Origin, command: impl Into<Command>) -> Result<Outcome, ProposeError> {
         self.proposer.propose_by(by.clone(), command).await
     }
 

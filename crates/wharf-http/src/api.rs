@@ -21,7 +21,7 @@ use wharf_api::account::{
 use wharf_api::cluster::RoleChange;
 use wharf_auth::{Auth, AuthError, Decision, Denial, Identity, Operation};
 use wharf_manager::ClusterError;
-use wharf_store::{Origin, SessionKind, StoreError, UserRecord};
+use wharf_store::{Origin, Refusal, SessionKind, UserRecord};
 
 use crate::access::{Credentials, credentials};
 use crate::{App, peer_ip, typed_response};
@@ -66,12 +66,13 @@ impl From<AuthError> for ApiError {
             AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
             AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
-            AuthError::Store(StoreError::UserUnknown(_) | StoreError::SessionUnknown) => StatusCode::NOT_FOUND,
-            AuthError::Store(StoreError::UserExists(_)) => StatusCode::CONFLICT,
-            AuthError::Store(StoreError::LastAdmin | StoreError::UserDisabled(_)) => StatusCode::CONFLICT,
-            AuthError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::Store(StoreError::TooManyUploads { .. }) => StatusCode::TOO_MANY_REQUESTS,
-            AuthError::Store(_) | AuthError::Internal(_) => {
+            AuthError::Refused(Refusal::UserUnknown(_) | Refusal::SessionUnknown) => StatusCode::NOT_FOUND,
+            AuthError::Refused(Refusal::UserExists(_) | Refusal::LastAdmin | Refusal::UserDisabled(_)) => {
+                StatusCode::CONFLICT
+            }
+            AuthError::Refused(Refusal::TooManyUploads { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Refused(_) | AuthError::Store(_) | AuthError::Internal(_) => {
                 tracing::error!(error = %e, "account operation failed");
                 return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
             }

@@ -65,7 +65,7 @@ pub struct App {
 /// call (ReadIndex in a cluster; nothing to wait for on one node).
 pub(crate) async fn catch_up(app: &App) -> Result<(), RegistryError> {
     app.replica.catch_up().await.map_err(|e| match e {
-        wharf_store::StoreError::Unavailable(why) => {
+        wharf_store::ProposeError::Unavailable(why) => {
             RegistryError::new(ErrorCode::Unavailable, format!("the cluster cannot answer now: {why}"))
         }
         other => {
@@ -122,9 +122,7 @@ pub(crate) async fn current_session(
 ) -> Result<(wharf_auth::Identity, String), wharf_auth::AuthError> {
     match auth.session(secret, kind, now()) {
         Err(wharf_auth::AuthError::NoSession) if app.cluster.is_some() => {
-            catch_up(app)
-                .await
-                .map_err(|e| wharf_auth::AuthError::Store(wharf_store::StoreError::Unavailable(e.message.clone())))?;
+            catch_up(app).await.map_err(|e| wharf_auth::AuthError::Unavailable(e.message.clone()))?;
             auth.session(secret, kind, now())
         }
         found => found,

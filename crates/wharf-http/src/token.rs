@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::json;
 use wharf_auth::{Access, Auth, AuthError, Identity};
-use wharf_store::{SessionKind, StoreError};
+use wharf_store::SessionKind;
 
 use crate::access::{Credentials, check_password, credentials};
 use crate::{App, json_response, peer_ip, query_get, query_pairs};
@@ -38,10 +38,8 @@ impl From<AuthError> for Refusal {
                 refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
             }
             AuthError::Invalid(m) => refusal(StatusCode::BAD_REQUEST, "invalid_request", m),
-            AuthError::Store(ref s) if s.is_refusal() => {
-                refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
-            }
-            AuthError::Store(StoreError::Unavailable(_)) => {
+            AuthError::Refused(_) => refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string()),
+            AuthError::Unavailable(_) => {
                 refusal(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "the cluster cannot answer now; try again")
             }
             AuthError::Store(_) | AuthError::Internal(_) => {

@@ -1,7 +1,7 @@
 //! What a control-plane call can come to besides its answer, mapped to a protocol once, at the
 //! edge (`wharf-http`).
 
-use wharf_store::StoreError;
+use wharf_store::{ProposeError, Refusal, StoreError};
 
 /// Why a control-plane call was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +37,30 @@ pub enum ClusterError {
     Internal(String),
 }
 
+impl From<Refusal> for ClusterError {
+    fn from(refusal: Refusal) -> ClusterError {
+        match refusal {
+            Refusal::NodeUnknown(_) => ClusterError::NotFound(refusal.to_string()),
+            Refusal::LastManager => ClusterError::Conflict(refusal.to_string()),
+            other => ClusterError::Internal(format!("unexpected refusal: {other}")),
+        }
+    }
+}
+
+impl From<ProposeError> for ClusterError {
+    fn from(e: ProposeError) -> ClusterError {
+        match e {
+            ProposeError::Refused(refusal) => refusal.into(),
+            ProposeError::Unavailable(why) => ClusterError::Unavailable(why),
+            ProposeError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ClusterError {
     fn from(e: StoreError) -> ClusterError {
         match e {
-            StoreError::Unavailable(why) => ClusterError::Unavailable(why),
-            StoreError::NodeUnknown(id) => ClusterError::NotFound(format!("node {id} is unknown")),
-            StoreError::LastManager => ClusterError::Conflict(StoreError::LastManager.to_string()),
+            StoreError::Refused(refusal) => refusal.into(),
             other => ClusterError::Internal(other.to_string()),
         }
     }

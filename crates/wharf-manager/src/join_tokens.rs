@@ -6,13 +6,15 @@
 
 use wharf_api::NodeRole;
 use wharf_pki::{Ca, JoinToken, PkiError};
-use wharf_store::{ClusterCommand, Origin, Proposer, ProposerExt, Store, StoreError};
+use wharf_store::{ClusterCommand, Origin, ProposeError, Proposer, ProposerExt, Store, StoreError};
 
 /// Why a join token could not be read or set.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinTokenError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
     #[error("join token: {0}")]
     Sealing(#[from] PkiError),
     #[error("join token: the sealed token is not text")]

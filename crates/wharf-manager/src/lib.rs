@@ -104,6 +104,7 @@ impl From<JoinTokenError> for ClusterError {
     fn from(e: JoinTokenError) -> ClusterError {
         match e {
             JoinTokenError::Store(e) => e.into(),
+            JoinTokenError::Propose(e) => e.into(),
             other => ClusterError::Internal(other.to_string()),
         }
     }

@@ -15,7 +15,8 @@ use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, Raft, RaftProposer};
 use wharf_store::{
-    AccountsCommand, ClusterCommand, Command, LegacyCommand, Origin, ProposerExt, Store, StoreError, VersionedCommand,
+    AccountsCommand, ClusterCommand, Command, LegacyCommand, Origin, ProposeError, ProposerExt, Refusal, Store,
+    VersionedCommand,
 };
 
 const CLUSTER: &str = "cluster-test";
@@ -165,7 +166,7 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     let carol = AccountsCommand::CreateUser { name: "carol".into(), password_hash: "h".into(), admin: false, at: 1 };
     let by = Origin::user("root", Some("10.0.0.9"));
     follower.proposer().propose_by(by.clone(), carol.clone()).await.expect("a write through a follower");
-    assert!(matches!(follower.proposer().propose(carol).await, Err(StoreError::UserExists(_))));
+    assert!(matches!(follower.proposer().propose(carol).await, Err(ProposeError::Refused(Refusal::UserExists(_)))));
     for m in &managers {
         wait_for_user(m.store(), "carol").await;
     }
@@ -178,7 +179,7 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     assert_eq!(recorded, vec![by, Origin::system()], "each entry says who asked for it, and from where");
     let dave = AccountsCommand::CreateUser { name: "dave".into(), password_hash: "h".into(), admin: false, at: 1 };
     let refused = managers[0].proposer().propose(dave).await;
-    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    assert!(matches!(refused, Err(ProposeError::Unavailable(_))), "{refused:?}");
     assert!(managers[0].store().user("dave").expect("read").is_none(), "nothing was applied without a quorum");
     assert!(managers[0].store().user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
 }

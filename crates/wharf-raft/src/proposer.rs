@@ -1,12 +1,12 @@
 //! [`RaftProposer`]: commands go through Raft. On the leader a command is appended,
 //! replicated to a quorum and applied; a follower forwards it to the leader
 //! (`POST /raft/propose` over mutual TLS) and returns the leader's answer. Without a leader or
-//! a quorum the proposal fails with [`StoreError::Unavailable`] after [`PROPOSE_TIMEOUT`], and
+//! a quorum the proposal fails with [`ProposeError::Unavailable`] after [`PROPOSE_TIMEOUT`], and
 //! nothing is acknowledged.
 
 use std::time::Duration;
 
-use wharf_store::{CatchUp, Command, Entry, Origin, Outcome, Proposal, Proposer, StoreError, VersionedCommand};
+use wharf_store::{CatchUp, Command, Entry, Origin, Outcome, Proposal, ProposeError, Proposer, VersionedCommand};
 
 use crate::transport::Rpc;
 use crate::{Applied, Raft};
@@ -16,11 +16,11 @@ pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Applied {
     /// What a proposer returns for this result.
-    pub fn into_result(self) -> Result<Outcome, StoreError> {
+    pub fn into_result(self) -> Result<Outcome, ProposeError> {
         match self {
             Applied::Done(outcome) => Ok(outcome),
             Applied::Refused(refusal) => Err(refusal.into()),
-            Applied::Failed(why) => Err(StoreError::Unavailable(why)),
+            Applied::Failed(why) => Err(ProposeError::Unavailable(why)),
             Applied::Nothing => Ok(Outcome::Done),
         }
     }
@@ -61,9 +61,9 @@ impl RaftProposer {
     /// Sends `command` to the leader and waits until this replica has applied it (read your
     /// writes: the caller reads this replica next). `Err(None)` means it never reached the
     /// leader (the connection failed), so sending it again cannot apply it twice.
-    async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, Option<StoreError>> {
+    async fn forward(&self, leader: &str, command: &VersionedCommand) -> Result<Applied, Option<ProposeError>> {
         let body = postcard::to_allocvec(command)
-            .map_err(|e| Some(StoreError::Unavailable(format!("encode a command for {leader}: {e}"))))?;
+            .map_err(|e| Some(ProposeError::Unavailable(format!("encode a command for {leader}: {e}"))))?;
         let (applied, index): (Applied, u64) = self.ask_leader(leader, Rpc::Propose, body).await?;
         self.applied_here(index).await.map_err(Some)?;
         Ok(applied)
@@ -76,9 +76,10 @@ impl RaftProposer {
         leader: &str,
         rpc: Rpc,
         body: Vec<u8>,
-    ) -> Result<T, Option<StoreError>> {
+    ) -> Result<T, Option<ProposeError>> {
         let name = rpc.name();
-        let unavailable = |e: &dyn std::fmt::Display| Some(StoreError::Unavailable(format!("{name} on {leader}: {e}")));
+        let unavailable =
+            |e: &dyn std::fmt::Display| Some(ProposeError::Unavailable(format!("{name} on {leader}: {e}")));
         let url = format!("https://{leader}{}", rpc.path());
         let sent = self.client.post(url).timeout(PROPOSE_TIMEOUT).body(body).send().await;
         let response = match sent {
@@ -92,14 +93,14 @@ impl RaftProposer {
             return Err(unavailable(&format!("{status}: {}", String::from_utf8_lossy(&bytes))));
         }
         let answer: Result<T, String> = postcard::from_bytes(&bytes).map_err(|e| unavailable(&e))?;
-        answer.map_err(|why| Some(StoreError::Unavailable(why)))
+        answer.map_err(|why| Some(ProposeError::Unavailable(why)))
     }
 
     /// Waits until this replica has applied the entry at `index`.
-    async fn applied_here(&self, index: u64) -> Result<(), StoreError> {
+    async fn applied_here(&self, index: u64) -> Result<(), ProposeError> {
         let wait = self.raft.wait(Some(PROPOSE_TIMEOUT));
         let applied = wait.applied_index_at_least(Some(index), "caught up with the leader").await;
-        applied.map(|_| ()).map_err(|e| StoreError::Unavailable(e.to_string()))
+        applied.map(|_| ()).map_err(|e| ProposeError::Unavailable(e.to_string()))
     }
 
     /// On the leader: confirms the leadership with a quorum (ReadIndex) and returns the log
@@ -173,8 +174,8 @@ fn redirect(
 /// it tries again until [`PROPOSE_TIMEOUT`]: a failover delays requests rather than failing them.
 async fn on_the_leader<'a, T>(
     here: impl Fn() -> Step<'a, T, Result<String, String>>,
-    there: impl Fn(String) -> Step<'a, T, Option<StoreError>>,
-) -> Result<T, StoreError> {
+    there: impl Fn(String) -> Step<'a, T, Option<ProposeError>>,
+) -> Result<T, ProposeError> {
     let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
     loop {
         let why = match here().await {
@@ -185,10 +186,10 @@ async fn on_the_leader<'a, T>(
                 Err(None) => format!("the leader {leader} cannot be reached"),
             },
             Err(Err(why)) if why == NO_LEADER => why,
-            Err(Err(why)) => return Err(StoreError::Unavailable(why)),
+            Err(Err(why)) => return Err(ProposeError::Unavailable(why)),
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Unavailable(why));
+            return Err(ProposeError::Unavailable(why));
         }
         tokio::time::sleep(RETRY_PAUSE).await;
     }

@@ -169,7 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let applied = match index.and_then(|i| results.get(i)) {
                 None => Applied::Nothing,
                 Some(Ok(outcome)) => Applied::Done(outcome.clone()),
-                Some(Err(e)) => e.refusal().map_or_else(|| Applied::Failed(e.to_string()), Applied::Refused),
+                Some(Err(e)) => e.refusal().cloned().map_or_else(|| Applied::Failed(e.to_string()), Applied::Refused),
             };
             if let Some(responder) = responder {
                 responder.send(applied);

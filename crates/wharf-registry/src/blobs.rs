@@ -3,7 +3,7 @@
 use wharf_api::range::{RangeRequest, parse_range_header};
 use wharf_api::{Digest, ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::ByteStream;
-use wharf_store::{RegistryCommand, StoreError};
+use wharf_store::{ProposeError, Refusal, RegistryCommand};
 
 use crate::{Registry, blob_error, check_name, internal, store_failure};
 
@@ -69,7 +69,7 @@ impl Registry {
         check_name(repo)?;
         let command = RegistryCommand::UnlinkBlob { repo: repo.to_owned(), digest: digest.clone() };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
-            StoreError::BlobUnknown(d) => blob_unknown(&d),
+            ProposeError::Refused(Refusal::BlobUnknown(d)) => blob_unknown(&d),
             other => store_failure(other),
         })
     }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use tokio::sync::oneshot;
-use wharf_store::{Command, Outcome, Proposal, Proposer, Store, StoreError};
+use wharf_store::{Command, Outcome, Proposal, ProposeError, Proposer, Store};
 
 /// Most commands in one transaction.
 const MAX_BATCH: usize = 128;
 
-type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
+type Reply = oneshot::Sender<Result<Outcome, ProposeError>>;
 
 /// Applies commands to a local store with group commit.
 pub struct Committer {
@@ -27,9 +27,9 @@ impl Committer {
         Ok(Committer { queue })
     }
 
-    pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, StoreError> {
+    pub(crate) async fn apply(&self, command: Command) -> Result<Outcome, ProposeError> {
         let (reply, result) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("the commit thread stopped".into());
+        let stopped = || ProposeError::Unavailable("the commit thread stopped".into());
         self.queue.send((command, reply)).map_err(|_| stopped())?;
         result.await.unwrap_or_else(|_| Err(stopped()))
     }
@@ -53,7 +53,7 @@ fn run(store: &Store, rx: &Receiver<(Command, Reply)>) {
         }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
         for (reply, result) in replies.into_iter().zip(store.apply_batch(&commands)) {
-            let _ = reply.send(result);
+            let _ = reply.send(result.map_err(ProposeError::from));
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wharf_api::{ErrorCode, RegistryError, validate_name};
 use wharf_blobstore::{BlobError, BlobStore};
-use wharf_store::{Command, Outcome, Proposer, ProposerExt, Store, StoreError};
+use wharf_store::{Command, Outcome, ProposeError, Proposer, ProposerExt, Refusal, Store};
 
 pub use blobs::BlobRead;
 pub use committer::Committer;
@@ -62,7 +62,7 @@ impl Registry {
         self
     }
 
-    async fn apply(&self, command: impl Into<Command>) -> Result<Outcome, StoreError> {
+    async fn apply(&self, command: impl Into<Command>) -> Result<Outcome, ProposeError> {
         self.proposer.propose(command).await
     }
 
@@ -102,13 +102,13 @@ pub(crate) fn name_unknown(repo: &str) -> RegistryError {
 
 /// A state change that failed for another reason than a refusal: 503 when the cluster cannot
 /// take writes (no leader, no quorum), 429 over the open-upload cap, else an internal error.
-pub(crate) fn store_failure(e: StoreError) -> RegistryError {
+pub(crate) fn store_failure(e: ProposeError) -> RegistryError {
     match e {
-        StoreError::TooManyUploads { limit, .. } => RegistryError::new(
+        ProposeError::Refused(Refusal::TooManyUploads { limit, .. }) => RegistryError::new(
             ErrorCode::TooManyRequests,
             format!("you have {limit} uploads open already; finish or cancel one first"),
         ),
-        StoreError::Unavailable(why) => {
+        ProposeError::Unavailable(why) => {
             tracing::warn!(reason = %why, "write refused: the cluster cannot take writes");
             RegistryError::new(ErrorCode::Unavailable, "the cluster cannot take writes now; try again")
         }

@@ -3,7 +3,7 @@
 
 use wharf_api::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use wharf_api::{Descriptor, Digest, ErrorCode, ManifestInfo, RegistryError, validate_tag};
-use wharf_store::{PutManifest, RegistryCommand, StoreError};
+use wharf_store::{ProposeError, PutManifest, Refusal, RegistryCommand};
 
 use crate::hashing::Hasher;
 use crate::{Registry, check_name, internal, name_unknown, now, store_failure};
@@ -119,7 +119,7 @@ impl Registry {
             at: now(),
         };
         self.apply(RegistryCommand::PutManifest(Box::new(put))).await.map_err(|e| match e {
-            StoreError::ManifestBlobUnknown(missing) => {
+            ProposeError::Refused(Refusal::ManifestBlobUnknown(missing)) => {
                 let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
                 RegistryError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown blobs")
                     .with_detail(serde_json::json!({ "digests": missing }))
@@ -159,7 +159,7 @@ impl Registry {
             Reference::Tag(tag) => RegistryCommand::DeleteTag { repo: repo.to_owned(), tag },
         };
         self.apply(command).await.map(|_| ()).map_err(|e| match e {
-            StoreError::ManifestUnknown(_) | StoreError::TagUnknown(_) => manifest_unknown(reference),
+            ProposeError::Refused(Refusal::ManifestUnknown(_) | Refusal::TagUnknown(_)) => manifest_unknown(reference),
             other => store_failure(other),
         })
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::StreamExt;
 use wharf_api::{Algorithm, Digest, ErrorCode, RegistryError};
 use wharf_blobstore::{ByteStream, Observer};
-use wharf_store::{RegistryCommand, StoreError, UploadRecord};
+use wharf_store::{ProposeError, Refusal, RegistryCommand, UploadRecord};
 
 use crate::hashing::Hasher;
 use crate::{Registry, blob_error, check_name, internal, now, store_failure};
@@ -112,7 +112,7 @@ impl Registry {
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
         let command = RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
         self.apply(command).await.map_err(|e| match e {
-            StoreError::UploadUnknown(_) => upload_unknown(),
+            ProposeError::Refused(Refusal::UploadUnknown(_)) => upload_unknown(),
             other => store_failure(other),
         })?;
         self.forget_session(id);
@@ -124,7 +124,7 @@ impl Registry {
         let (_, lock) = self.session(repo, id)?;
         let _guard = lock.lock().await;
         self.apply(RegistryCommand::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
-            StoreError::UploadUnknown(_) => upload_unknown(),
+            ProposeError::Refused(Refusal::UploadUnknown(_)) => upload_unknown(),
             other => store_failure(other),
         })?;
         self.blobs.abort(id).await.map_err(blob_error)?;
@@ -152,7 +152,7 @@ impl Registry {
             };
             let Ok(_guard) = lock.try_lock() else { continue };
             match self.apply(RegistryCommand::CancelUpload { id: id.clone() }).await {
-                Ok(_) | Err(StoreError::UploadUnknown(_)) => {}
+                Ok(_) | Err(ProposeError::Refused(Refusal::UploadUnknown(_))) => {}
                 Err(e) => return Err(internal(e)),
             }
             self.blobs.abort(&id).await.map_err(blob_error)?;

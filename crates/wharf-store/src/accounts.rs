@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Outcome, SessionRecordCommand};
 use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
+use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
 
@@ -69,7 +70,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
     match command {
         AccountsCommand::CreateUser { name, password_hash, admin, at } => {
             if read_user(txn, name)?.is_some() {
-                return Err(StoreError::UserExists(name.clone()));
+                return Err(Refusal::UserExists(name.clone()).into());
             }
             let id = next_user_id(txn)?;
             let record = UserRecord {
@@ -84,7 +85,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             Ok(Outcome::Done)
         }
         AccountsCommand::SetPassword { name, password_hash } => {
-            let mut user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
+            let mut user = read_user(txn, name)?.ok_or_else(|| Refusal::UserUnknown(name.clone()))?;
             user.password_hash = password_hash.clone();
             user.epoch += 1;
             write_user(txn, name, user)?;
@@ -92,9 +93,9 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             Ok(Outcome::SessionsEnded { count })
         }
         AccountsCommand::SetUserDisabled { name, disabled } => {
-            let mut user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
+            let mut user = read_user(txn, name)?.ok_or_else(|| Refusal::UserUnknown(name.clone()))?;
             if *disabled && user.admin && !user.disabled && enabled_admins(txn)? <= 1 {
-                return Err(StoreError::LastAdmin);
+                return Err(Refusal::LastAdmin.into());
             }
             user.disabled = *disabled;
             user.epoch += 1;
@@ -103,9 +104,9 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             Ok(Outcome::SessionsEnded { count })
         }
         AccountsCommand::DeleteUser { name } => {
-            let user = read_user(txn, name)?.ok_or_else(|| StoreError::UserUnknown(name.clone()))?;
+            let user = read_user(txn, name)?.ok_or_else(|| Refusal::UserUnknown(name.clone()))?;
             if user.admin && !user.disabled && enabled_admins(txn)? <= 1 {
-                return Err(StoreError::LastAdmin);
+                return Err(Refusal::LastAdmin.into());
             }
             txn.open_table(USERS)?.remove(name.as_str())?;
             let count = end_sessions_of(txn, name)?;
@@ -114,8 +115,8 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
         AccountsCommand::CreateSession(create) => {
             let session = &create.session;
             match read_user(txn, &session.user)? {
-                None => return Err(StoreError::UserUnknown(session.user.clone())),
-                Some(user) if user.disabled => return Err(StoreError::UserDisabled(session.user.clone())),
+                None => return Err(Refusal::UserUnknown(session.user.clone()).into()),
+                Some(user) if user.disabled => return Err(Refusal::UserDisabled(session.user.clone()).into()),
                 Some(_) => {}
             }
             let stored = encode(&StoredSession::V1(session.clone()))?;
@@ -125,7 +126,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
         }
         AccountsCommand::DeleteSession { id } => {
             let raw = txn.open_table(SESSIONS)?.remove(id.as_str())?.map(|v| v.value().to_vec());
-            let raw = raw.ok_or(StoreError::SessionUnknown)?;
+            let raw = raw.ok_or(Refusal::SessionUnknown)?;
             let StoredSession::V1(session) = postcard::from_bytes(&raw)?;
             txn.open_table(USER_SESSIONS)?.remove((session.user.as_str(), id.as_str()))?;
             Ok(Outcome::SessionsEnded { count: 1 })

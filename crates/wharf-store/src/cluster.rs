@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Outcome;
 use crate::records::{NodeRecord, StoredNode};
+use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{CLUSTER, NODES};
 
@@ -141,14 +142,14 @@ fn refuse_losing_the_last_manager(txn: &WriteTransaction, id: u64) -> Result<(),
             managers.push(key.value());
         }
     }
-    if managers == [id] { Err(StoreError::LastManager) } else { Ok(()) }
+    if managers == [id] { Err(Refusal::LastManager.into()) } else { Ok(()) }
 }
 
 /// Changes a node that is still a member; a removed node stays as it was removed.
 fn update_node(txn: &WriteTransaction, id: u64, change: impl FnOnce(&mut NodeRecord)) -> Result<Outcome, StoreError> {
     let mut record = node_in(txn, id)?;
     if record.removed {
-        return Err(StoreError::NodeUnknown(id));
+        return Err(Refusal::NodeUnknown(id).into());
     }
     change(&mut record);
     txn.open_table(NODES)?.insert(id, encode(&StoredNode::V2(record))?.as_slice())?;
@@ -157,7 +158,7 @@ fn update_node(txn: &WriteTransaction, id: u64, change: impl FnOnce(&mut NodeRec
 
 fn node_in(txn: &WriteTransaction, id: u64) -> Result<NodeRecord, StoreError> {
     let nodes = txn.open_table(NODES)?;
-    let raw = nodes.get(id)?.map(|v| v.value().to_vec()).ok_or(StoreError::NodeUnknown(id))?;
+    let raw = nodes.get(id)?.map(|v| v.value().to_vec()).ok_or(Refusal::NodeUnknown(id))?;
     Ok(postcard::from_bytes::<StoredNode>(&raw)?.into_current())
 }
 

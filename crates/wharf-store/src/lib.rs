@@ -16,6 +16,7 @@ mod command;
 mod feed;
 mod proposer;
 mod records;
+mod refusal;
 mod registry;
 mod replication;
 mod store;
@@ -27,6 +28,7 @@ pub use command::{
     RegistryCommand, SessionRecordCommand, VersionedCommand,
 };
 pub use feed::{Changes, Domain};
-pub use proposer::{CatchUp, LocalProposer, Proposal, Proposer, ProposerExt, Refusal};
+pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UserRecord};
+pub use refusal::Refusal;
 pub use store::{Page, Store, StoreError};

@@ -8,6 +8,7 @@ use wharf_api::{Algorithm, Digest};
 
 use crate::command::{Outcome, PutManifest};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
+use crate::refusal::Refusal;
 use crate::store::{StoreError, encode};
 use crate::tables::*;
 
@@ -88,13 +89,13 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &RegistryCommand) -> Result
         }
         RegistryCommand::UnlinkBlob { repo, digest } => {
             let removed = txn.open_table(BLOB_LINKS)?.remove((repo.as_str(), digest.to_string().as_str()))?.is_some();
-            if removed { Ok(Outcome::Done) } else { Err(StoreError::BlobUnknown(digest.clone())) }
+            if removed { Ok(Outcome::Done) } else { Err(Refusal::BlobUnknown(digest.clone()).into()) }
         }
         RegistryCommand::PutManifest(put) => put_manifest(txn, put),
         RegistryCommand::DeleteManifest { repo, digest } => delete_manifest(txn, repo, digest),
         RegistryCommand::DeleteTag { repo, tag } => {
             let removed = txn.open_table(TAGS)?.remove((repo.as_str(), tag.as_str()))?.is_some();
-            if removed { Ok(Outcome::Done) } else { Err(StoreError::TagUnknown(tag.clone())) }
+            if removed { Ok(Outcome::Done) } else { Err(Refusal::TagUnknown(tag.clone()).into()) }
         }
     }
 }
@@ -110,7 +111,7 @@ fn start_upload(txn: &WriteTransaction, id: &str, record: UploadRecord, limit: u
                     Ok::<u32, StoreError>(n + u32::from(key.value().0 == record.owner))
                 })?;
             if open >= limit {
-                return Err(StoreError::TooManyUploads { owner: record.owner.clone(), limit });
+                return Err(Refusal::TooManyUploads { owner: record.owner.clone(), limit }.into());
             }
         }
         owned.insert((record.owner.as_str(), id), ())?;
@@ -122,7 +123,7 @@ fn start_upload(txn: &WriteTransaction, id: &str, record: UploadRecord, limit: u
 /// Removes upload `id`'s record (and its owner's count of it); returns the record.
 fn take_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord, StoreError> {
     let raw = txn.open_table(UPLOADS)?.remove(id)?.map(|v| v.value().to_vec());
-    let raw = raw.ok_or_else(|| StoreError::UploadUnknown(id.to_owned()))?;
+    let raw = raw.ok_or_else(|| Refusal::UploadUnknown(id.to_owned()))?;
     let upload = postcard::from_bytes::<StoredUpload>(&raw)?.into_current();
     if !upload.owner.is_empty() {
         txn.open_table(OWNER_UPLOADS)?.remove((upload.owner.as_str(), id))?;
@@ -163,7 +164,7 @@ fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, St
         }
     }
     if !missing.is_empty() {
-        return Err(StoreError::ManifestBlobUnknown(missing));
+        return Err(Refusal::ManifestBlobUnknown(missing).into());
     }
     let digest = put.digest.to_string();
     let record = StoredManifest::V1(ManifestRecord {
@@ -188,7 +189,7 @@ fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, St
 fn delete_manifest(txn: &WriteTransaction, repo: &str, digest: &Digest) -> Result<Outcome, StoreError> {
     let key = digest.to_string();
     let raw = txn.open_table(MANIFESTS)?.remove((repo, key.as_str()))?.map(|v| v.value().to_vec());
-    let raw = raw.ok_or_else(|| StoreError::ManifestUnknown(digest.clone()))?;
+    let raw = raw.ok_or_else(|| Refusal::ManifestUnknown(digest.clone()))?;
     let StoredManifest::V1(record) = postcard::from_bytes(&raw)?;
     if let Some(subject) = record.subject {
         let subject = subject.to_string();

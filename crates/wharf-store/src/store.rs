@@ -10,41 +10,19 @@ use wharf_api::Digest;
 use crate::accounts;
 use crate::command::{Command, Outcome};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
+use crate::refusal::Refusal;
 use crate::tables::{
     BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS, UPLOADS,
     USER_SESSIONS, USERS,
 };
 use crate::tag_cache::{MIN_TAGS, TagCache};
 
-/// Why a command was refused or a read failed.
+/// Why the store did not apply a command or answer a read: the state refused the command
+/// (a result, decided the same way on every manager), or the database failed (a fault).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("upload {0} is unknown")]
-    UploadUnknown(String),
-    #[error("manifest references unknown blobs or manifests: {0:?}")]
-    ManifestBlobUnknown(Vec<Digest>),
-    #[error("manifest {0} is unknown")]
-    ManifestUnknown(Digest),
-    #[error("tag {0} is unknown")]
-    TagUnknown(String),
-    #[error("blob {0} is unknown")]
-    BlobUnknown(Digest),
-    #[error("user {0} already exists")]
-    UserExists(String),
-    #[error("user {0} is unknown")]
-    UserUnknown(String),
-    #[error("user {0} is disabled")]
-    UserDisabled(String),
-    #[error("this would leave no enabled administrator")]
-    LastAdmin,
-    #[error("session is unknown")]
-    SessionUnknown,
-    #[error("node {0} is unknown")]
-    NodeUnknown(u64),
-    #[error("{owner} has {limit} uploads open already; finish or cancel some first")]
-    TooManyUploads { owner: String, limit: u32 },
-    #[error("the cluster needs at least one manager")]
-    LastManager,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("database: {0}")]
     Db(#[from] redb::Error),
     #[error("database holds format version {0}, this Wharf reads version {SCHEMA_VERSION}")]
@@ -53,30 +31,21 @@ pub enum StoreError {
     Decode(#[from] postcard::Error),
     #[error("snapshot: {0}")]
     Snapshot(String),
-    #[error("the cluster cannot take writes now: {0}")]
-    Unavailable(String),
 }
 
 impl StoreError {
     /// Whether the command was refused by the state (it wrote nothing), rather than the
     /// database failing.
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            StoreError::UploadUnknown(_)
-                | StoreError::ManifestBlobUnknown(_)
-                | StoreError::ManifestUnknown(_)
-                | StoreError::TagUnknown(_)
-                | StoreError::BlobUnknown(_)
-                | StoreError::UserExists(_)
-                | StoreError::UserUnknown(_)
-                | StoreError::UserDisabled(_)
-                | StoreError::LastAdmin
-                | StoreError::SessionUnknown
-                | StoreError::NodeUnknown(_)
-                | StoreError::TooManyUploads { .. }
-                | StoreError::LastManager
-        )
+        matches!(self, StoreError::Refused(_))
+    }
+
+    /// The refusal this error is, if it is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            StoreError::Refused(refusal) => Some(refusal),
+            _ => None,
+        }
     }
 }
 

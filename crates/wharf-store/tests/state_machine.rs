@@ -2,8 +2,8 @@
 
 use wharf_api::{Algorithm, Digest};
 use wharf_store::{
-    AccountsCommand, ClusterCommand, Command, Outcome, PutManifest, RegistryCommand, SessionKind, SessionRecord,
-    SessionRecordCommand, Store, StoreError,
+    AccountsCommand, ClusterCommand, Command, Outcome, PutManifest, Refusal, RegistryCommand, SessionKind,
+    SessionRecord, SessionRecordCommand, Store, StoreError,
 };
 
 fn d(n: u8) -> Digest {
@@ -50,7 +50,7 @@ fn upload_commit_links_blob_into_repo_only() {
     assert!(store.upload("u1").expect("read").is_none(), "session closed");
     assert!(matches!(
         store.apply(&RegistryCommand::CommitUpload { id: "u1".into(), digest: d(1), size: 10 }),
-        Err(StoreError::UploadUnknown(_))
+        Err(StoreError::Refused(Refusal::UploadUnknown(_)))
     ));
 }
 
@@ -59,7 +59,7 @@ fn manifest_with_missing_blobs_is_refused_and_changes_nothing() {
     let (_dir, store) = open();
     upload(&store, "u1", "r", d(1));
     let err = store.apply(manifest("r", d(9), vec![d(1), d(2)], &["v1"], None)).expect_err("refused");
-    assert!(matches!(err, StoreError::ManifestBlobUnknown(ref m) if m == &vec![d(2)]));
+    assert!(matches!(err, StoreError::Refused(Refusal::ManifestBlobUnknown(ref m)) if m == &vec![d(2)]));
     assert_eq!(store.tag("r", "v1").expect("read"), None);
     assert!(store.manifest("r", &d(9)).expect("read").is_none());
 }
@@ -200,15 +200,21 @@ fn accounts_are_created_once_and_keep_the_last_admin() {
     let (_dir, store) = open();
     create_user(&store, "admin", true);
     let again = AccountsCommand::CreateUser { name: "admin".into(), password_hash: "x".into(), admin: false, at: 6 };
-    assert!(matches!(store.apply(&again), Err(StoreError::UserExists(_))));
+    assert!(matches!(store.apply(&again), Err(StoreError::Refused(Refusal::UserExists(_)))));
     assert_eq!(store.user("admin").expect("read").expect("exists").password_hash, "hash-admin");
     let disable = AccountsCommand::SetUserDisabled { name: "admin".into(), disabled: true };
-    assert!(matches!(store.apply(&disable), Err(StoreError::LastAdmin)));
-    assert!(matches!(store.apply(&AccountsCommand::DeleteUser { name: "admin".into() }), Err(StoreError::LastAdmin)));
+    assert!(matches!(store.apply(&disable), Err(StoreError::Refused(Refusal::LastAdmin))));
+    assert!(matches!(
+        store.apply(&AccountsCommand::DeleteUser { name: "admin".into() }),
+        Err(StoreError::Refused(Refusal::LastAdmin))
+    ));
     create_user(&store, "root2", true);
     store.apply(&disable).expect("another admin remains");
     assert!(store.user("admin").expect("read").expect("exists").disabled);
-    assert!(matches!(store.apply(&AccountsCommand::DeleteUser { name: "root2".into() }), Err(StoreError::LastAdmin)));
+    assert!(matches!(
+        store.apply(&AccountsCommand::DeleteUser { name: "root2".into() }),
+        Err(StoreError::Refused(Refusal::LastAdmin))
+    ));
     assert_eq!(store.users().expect("list").len(), 2);
 }
 
@@ -227,8 +233,14 @@ fn disabling_or_new_password_ends_sessions_and_refuses_new_ones() {
     assert!(store.access_generation() > generation, "caches must notice");
     assert!(store.session("s1").expect("read").is_none());
     assert!(store.sessions_of("bob").expect("list").is_empty());
-    assert!(matches!(session(&store, "s4", "bob", SessionKind::Api, 100), Err(StoreError::UserDisabled(_))));
-    assert!(matches!(session(&store, "s5", "nobody", SessionKind::Api, 100), Err(StoreError::UserUnknown(_))));
+    assert!(matches!(
+        session(&store, "s4", "bob", SessionKind::Api, 100),
+        Err(StoreError::Refused(Refusal::UserDisabled(_)))
+    ));
+    assert!(matches!(
+        session(&store, "s5", "nobody", SessionKind::Api, 100),
+        Err(StoreError::Refused(Refusal::UserUnknown(_)))
+    ));
     let out =
         store.apply(&AccountsCommand::SetPassword { name: "admin".into(), password_hash: "new".into() }).expect("pw");
     assert_eq!(out, Outcome::SessionsEnded { count: 1 });
@@ -251,7 +263,7 @@ fn expired_sessions_are_purged_and_deleted_users_lose_theirs() {
     store.apply(&AccountsCommand::DeleteSession { id: "new".into() }).expect("logout");
     assert!(matches!(
         store.apply(&AccountsCommand::DeleteSession { id: "new".into() }),
-        Err(StoreError::SessionUnknown)
+        Err(StoreError::Refused(Refusal::SessionUnknown))
     ));
     session(&store, "again", "bob", SessionKind::Refresh, 1000).expect("session");
     store.apply(&AccountsCommand::DeleteUser { name: "bob".into() }).expect("delete");
@@ -338,7 +350,10 @@ fn marked_batches_record_the_marker_with_the_commands() {
     ];
     let results = store.apply_marked(&commands, b"applied-3").expect("batch");
     assert!(results[0].is_ok() && results[2].is_ok());
-    assert!(matches!(results[1], Err(StoreError::UploadUnknown(_))), "a refusal does not stop the batch");
+    assert!(
+        matches!(results[1], Err(StoreError::Refused(Refusal::UploadUnknown(_)))),
+        "a refusal does not stop the batch"
+    );
     assert_eq!(store.blob_link("r", &d(3)).expect("read"), Some(4));
     assert_eq!(store.applied_marker().expect("marker"), Some(b"applied-3".to_vec()));
     store.apply_marked(&[], b"applied-4").expect("empty batch");
@@ -353,7 +368,10 @@ fn node_ids_are_handed_out_in_order_and_never_reused() {
     assert_eq!(store.apply(add("manager")).expect("add"), Outcome::NodeAdded { id: 1 });
     assert_eq!(store.apply(add("worker")).expect("add"), Outcome::NodeAdded { id: 2 });
     store.apply(&ClusterCommand::RemoveNode { id: 2 }).expect("remove");
-    assert!(matches!(store.apply(&ClusterCommand::RemoveNode { id: 9 }), Err(StoreError::NodeUnknown(9))));
+    assert!(matches!(
+        store.apply(&ClusterCommand::RemoveNode { id: 9 }),
+        Err(StoreError::Refused(Refusal::NodeUnknown(9)))
+    ));
     assert_eq!(store.apply(add("worker")).expect("add"), Outcome::NodeAdded { id: 3 }, "2 is not given again");
     let nodes = store.nodes().expect("nodes");
     assert_eq!(nodes.len(), 3);
@@ -404,7 +422,10 @@ fn node_role_state_and_certificate_are_recorded_until_removal() {
         ClusterCommand::SetNodeRole { id: 1, role: "worker".into() },
         ClusterCommand::SetNodeCert { id: 1, not_after: 100 },
     ] {
-        assert!(matches!(store.apply(&change), Err(StoreError::NodeUnknown(1))), "{change}: a removed node stays");
+        assert!(
+            matches!(store.apply(&change), Err(StoreError::Refused(Refusal::NodeUnknown(1)))),
+            "{change}: a removed node stays"
+        );
     }
     let node = store.node(1).expect("read").expect("node");
     assert_eq!((node.removed, node.role.as_str(), node.state.as_str()), (true, "manager", "ready"));
@@ -480,7 +501,9 @@ fn each_owner_has_at_most_the_limit_of_open_uploads() {
         store.apply(start(&format!("a{i}"), "alice", 3)).expect("under the limit");
     }
     let refused = store.apply(start("a3", "alice", 3));
-    assert!(matches!(refused, Err(StoreError::TooManyUploads { ref owner, limit: 3 }) if owner == "alice"));
+    assert!(
+        matches!(refused, Err(StoreError::Refused(Refusal::TooManyUploads { ref owner, limit: 3 })) if owner == "alice")
+    );
     assert!(refused.expect_err("refused").is_refusal());
     assert_eq!(store.upload("a3").expect("read"), None, "a refused start records nothing");
     store.apply(start("b0", "bob", 3)).expect("others are not counted against alice");
@@ -489,7 +512,7 @@ fn each_owner_has_at_most_the_limit_of_open_uploads() {
     store.apply(&RegistryCommand::CommitUpload { id: "a1".into(), digest: d(1), size: 1 }).expect("commit");
     store.apply(start("a4", "alice", 3)).expect("cancelled and committed uploads no longer count");
     store.apply(start("a5", "alice", 3)).expect("two free places");
-    assert!(matches!(store.apply(start("a6", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+    assert!(matches!(store.apply(start("a6", "alice", 3)), Err(StoreError::Refused(Refusal::TooManyUploads { .. }))));
     store.apply(start("a7", "alice", 0)).expect("0 is no limit");
     assert_eq!(store.upload("a4").expect("read").expect("open").owner, "alice");
     // The count travels in snapshots.
@@ -497,7 +520,7 @@ fn each_owner_has_at_most_the_limit_of_open_uploads() {
     store.export(&mut snapshot).expect("export");
     let (_d2, other) = open();
     other.import(&mut snapshot.as_slice(), b"m").expect("import");
-    assert!(matches!(other.apply(start("a8", "alice", 3)), Err(StoreError::TooManyUploads { .. })));
+    assert!(matches!(other.apply(start("a8", "alice", 3)), Err(StoreError::Refused(Refusal::TooManyUploads { .. }))));
 }
 
 #[test]
@@ -513,9 +536,12 @@ fn the_last_manager_cannot_be_demoted_or_removed_even_by_racing_changes() {
     // Two demotions that each passed a check made before proposing, applied together.
     let results = store.apply_marked(&[demote(1), demote(2)], b"m").expect("batch");
     assert!(results[0].is_ok());
-    assert!(matches!(results[1], Err(StoreError::LastManager)), "{:?}", results[1]);
+    assert!(matches!(results[1], Err(StoreError::Refused(Refusal::LastManager))), "{:?}", results[1]);
     assert!(results[1].as_ref().expect_err("refused").is_refusal());
-    assert!(matches!(store.apply(&ClusterCommand::RemoveNode { id: 2 }), Err(StoreError::LastManager)));
+    assert!(matches!(
+        store.apply(&ClusterCommand::RemoveNode { id: 2 }),
+        Err(StoreError::Refused(Refusal::LastManager))
+    ));
     store.apply(&ClusterCommand::RemoveNode { id: 3 }).expect("a worker goes");
     store.apply(&ClusterCommand::SetNodeRole { id: 2, role: "manager".into() }).expect("staying a manager is fine");
     // From two threads at once, exactly one of two demotions passes.
