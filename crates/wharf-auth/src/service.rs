@@ -94,10 +94,7 @@ pub enum AuthError {
 
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> AuthError {
-        match e {
-            StoreError::Refused(refusal) => AuthError::Refused(refusal),
-            other => AuthError::Store(other),
-        }
+        ProposeError::from(e).into()
     }
 }
 
