@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wharf_auth::{Auth, AuthConfig};
 use wharf_blobstore::FsBlobStore;
-use wharf_manager::Manager;
+use wharf_manager::{Manager, bootstrap};
 use wharf_pki::{Ca, CertifiedKey, RenewableCert};
 use wharf_registry::Registry;
 use wharf_store::Store;
@@ -41,6 +41,24 @@ pub struct ManagerSettings {
     pub uploads: Uploads,
 }
 
+/// How a manager starts.
+pub enum Start {
+    /// As a member it is already, or asking to be added through the manager `via`.
+    Existing { via: Option<String> },
+    /// As the first manager of a new cluster, with the administrator's password if given.
+    NewCluster { password: Option<String> },
+    /// As the only member of a new Raft group over the state it kept (`wharf recover`).
+    ForcedNewCluster,
+}
+
+/// What a start made that is shown once: the administrator's password when it was generated,
+/// and a new cluster's join tokens (manager, worker).
+#[derive(Debug, Default)]
+pub struct Began {
+    pub admin_password: Option<String>,
+    pub join_tokens: Option<(String, String)>,
+}
+
 /// A manager that serves: its parts, for the caller's next steps, and what stops it.
 pub struct ManagerNode {
     pub manager: Arc<Manager>,
@@ -60,10 +78,6 @@ pub struct ManagerNode {
     tasks: Vec<JoinHandle<()>>,
 }
 
-fn context(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> NodeError + '_ {
-    move |e| NodeError::Raft(format!("{what}: {e}"))
-}
-
 impl ManagerNode {
     /// Assembles the manager `identity` (certified by `key`) over `dir` and serves on
     /// `listener`; calls to other managers leave from `source`, if given.
@@ -78,7 +92,7 @@ impl ManagerNode {
         let ca = Arc::new(Ca::load_or_create(&dir.pki())?);
         let token_key = ca.load_or_create_token_key(&dir.pki())?;
         let store = Arc::new(Store::open(&dir.state())?);
-        let blobs = Arc::new(FsBlobStore::open(dir.blobs()).map_err(|e| context("open the blob store")(&e))?);
+        let blobs = Arc::new(FsBlobStore::open(dir.blobs()).map_err(|e| NodeError::start("open the blob store")(&e))?);
         let cert = Arc::new(RenewableCert::new(key, ca.cert_pem())?);
         let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
         let raft =
@@ -86,7 +100,7 @@ impl ManagerNode {
                 .await?;
         let proposer = Arc::clone(&raft.proposer);
         let auth = Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())
-            .map_err(|e| context("start accounts")(&e))?;
+            .map_err(|e| NodeError::start("start accounts")(&e))?;
         let auth = Arc::new(auth);
         let registry = Arc::new(
             Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
@@ -143,6 +157,61 @@ impl ManagerNode {
         Ok(node)
     }
 
+    /// Does what starting in the way `start` says takes, once the node serves: bootstraps a
+    /// new cluster (then saves the identity: from here on the data directory holds a complete
+    /// node, which a restart runs), makes a new Raft group of this manager alone, or, for a
+    /// manager that joined through `via`, asks in the background to be added to Raft (a
+    /// restarted manager is a member already, and the manager it joined through may itself be
+    /// down: the request is retried until a leader takes it).
+    pub async fn begin(
+        &mut self,
+        dir: &DataDir,
+        identity: &Identity,
+        key: &CertifiedKey,
+        start: Start,
+    ) -> Result<Began, NodeError> {
+        let mut began = Began::default();
+        match start {
+            Start::NewCluster { password } => {
+                let first = bootstrap::FirstManager {
+                    node_id: identity.node_id,
+                    cluster_id: identity.cluster_id.clone(),
+                    hostname: crate::hostname(),
+                    advertise: identity.advertise.clone(),
+                    cert_not_after: key.not_after.unix_timestamp().max(0) as u64,
+                };
+                let proposer = Arc::clone(&self.manager.proposer);
+                let made = bootstrap::bootstrap(
+                    self.raft(),
+                    &proposer,
+                    &self.store,
+                    &self.auth,
+                    &self.ca,
+                    &first,
+                    password.as_deref(),
+                )
+                .await?;
+                began.admin_password = made.admin_password;
+                began.join_tokens = Some((made.manager_token, made.worker_token));
+                dir.save_identity(identity, key)?;
+            }
+            Start::ForcedNewCluster => {
+                bootstrap::lead_alone(self.raft(), identity.node_id, &identity.advertise).await?;
+                bootstrap::snapshot_and_purge(self.raft()).await?;
+            }
+            Start::Existing { via: Some(via) } => {
+                let tls = self.client_tls.clone();
+                self.spawn(async move {
+                    if let Err(e) = crate::ask_to_be_added(&via, tls).await {
+                        tracing::error!(error = %e, "this manager could not be added to raft");
+                    }
+                });
+            }
+            Start::Existing { via: None } => {}
+        }
+        Ok(began)
+    }
+
     /// The node's Raft instance.
     pub fn raft(&self) -> &wharf_raft::Raft {
         &self.raft.raft
@@ -153,11 +222,15 @@ impl ManagerNode {
         self.tasks.push(tokio::spawn(task));
     }
 
-    /// Stops everything, in order: the tasks, the server (which drains open connections),
-    /// Raft (which makes its log durable).
+    /// Stops everything, in order: the tasks (waiting until each has dropped what it held),
+    /// the server (which drains open connections), Raft (which makes its log durable). When it
+    /// returns, nothing of the node is left running and its files can be opened again.
     pub async fn stop(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
         let _ = self.stop_server.send(());
         self.raft.stop().await;

@@ -52,9 +52,11 @@ impl RaftNode {
         Ok(node)
     }
 
-    /// Stops Raft and makes the log durable.
+    /// Stops Raft and makes the log durable. The flush task is waited for, so that its handle
+    /// on the log is gone when this returns.
     pub async fn stop(self) {
         self.flusher.abort();
+        let _ = self.flusher.await;
         let _ = self.raft.shutdown().await;
         if let Err(e) = self.log.flush() {
             tracing::error!(error = %e, "making the raft log durable failed");

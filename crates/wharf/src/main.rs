@@ -4,7 +4,6 @@
 //! `wharf-node`, the client calls in `wharf-client`. Here: which node to start and what it
 //! prints, the join client's token sources, the agent (until `wharf-agent`).
 
-mod agent;
 mod input;
 mod local;
 mod remote;

@@ -4,18 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use wharf_auth::{Auth, AuthConfig};
-use wharf_blobstore::FsBlobStore;
-use wharf_pki::Ca;
-use wharf_registry::Registry;
-use wharf_store::Store;
-
-use wharf_node::{DataDir, RaftNode};
+use wharf_node::{ADMIN, Accounts, DataDir, StandaloneNode};
 
 use crate::local::cluster::{self, Ending, Tuning};
 
@@ -80,76 +73,29 @@ fn advertised(local: SocketAddr) -> String {
     if !local.ip().is_unspecified() {
         return local.to_string();
     }
-    format!("{}:{}", cluster::hostname(), local.port())
+    format!("{}:{}", wharf_node::hostname(), local.port())
 }
 
-/// `wharf up --insecure-http`: plain HTTP, state through a one-member Raft group of its own.
+/// `wharf up --insecure-http`: plain HTTP, state through a one-member Raft group of its own
+/// (`wharf_node::StandaloneNode`), until SIGINT or SIGTERM.
 async fn standalone(args: UpArgs) -> anyhow::Result<()> {
-    if let Some((identity, _)) = DataDir::new(&args.data_dir).load_identity()? {
-        anyhow::bail!(
-            "{} holds node {} of cluster {}: it serves over TLS; start it without --insecure-http",
-            args.data_dir.display(),
-            identity.node_id,
-            identity.cluster_id
-        );
-    }
     let dir = DataDir::new(&args.data_dir);
-    let store = Store::open(&dir.state()).context("open state store")?;
-    let blobs = FsBlobStore::open(dir.blobs()).context("open blob store")?;
-    let ca = Arc::new(Ca::load_or_create(&dir.pki()).context("load or create the CA")?);
-    let store = Arc::new(store);
+    StandaloneNode::check_dir(&dir)?;
     let listener = TcpListener::bind(&args.addr).await.with_context(|| format!("listen on {}", args.addr))?;
-    let local = listener.local_addr()?;
-    let settings = args.tuning.settings(local.to_string());
-    let raft = RaftNode::standalone(&dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
-    let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
-    let (auth, admin_password) = if args.insecure_no_auth {
-        (None, None)
+    let settings = args.tuning.settings(listener.local_addr()?.to_string());
+    let accounts = if args.insecure_no_auth {
+        Accounts::Off
     } else {
-        let (auth, generated) = start_auth(&args, &ca, Arc::clone(&store), Arc::clone(&proposer)).await?;
-        (Some(auth), generated)
+        Accounts::On { admin_password: crate::input::read_password_file(args.admin_password_file.as_deref())? }
     };
-    let registry = Arc::new(
-        Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer))
-            .with_upload_limit(settings.manager.uploads.per_user),
-    );
-    let purge = tokio::spawn(wharf_node::purge_stale(Arc::clone(&registry), auth.clone(), settings.manager.uploads));
-    let app = Arc::new(wharf_http::App {
-        registry,
-        auth,
-        ca_pem: Some(ca.cert_pem().to_owned()),
-        scheme: "http",
-        default_host: local.to_string(),
-        cluster: None,
-        replica: proposer,
-    });
-    print_banner(&args, local, admin_password.as_deref());
-    tracing::info!(addr = %local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
-    wharf_http::serve(listener, None, wharf_http::router(app), settings.manager.limits, shutdown_signal()).await;
-    purge.abort();
-    raft.stop().await;
+    let node =
+        StandaloneNode::start(&dir, listener, accounts, settings.manager.limits, settings.manager.uploads).await?;
+    print_banner(&args, node.local, node.generated_password.as_deref());
+    tracing::info!(addr = %node.local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
+    shutdown_signal().await;
+    node.stop().await;
     tracing::info!("wharf stopped");
     Ok(())
-}
-
-/// The administrator's user name.
-const ADMIN: &str = "admin";
-
-/// Opens accounts and tokens: the token signing key (certified by the CA), the first
-/// administrator. Returns the administrator's password when it was generated.
-async fn start_auth(
-    args: &UpArgs,
-    ca: &Ca,
-    store: Arc<Store>,
-    proposer: Arc<dyn wharf_store::Proposer>,
-) -> anyhow::Result<(Arc<Auth>, Option<String>)> {
-    let key =
-        ca.load_or_create_token_key(&DataDir::new(&args.data_dir).pki()).context("load or create the token key")?;
-    let auth = Arc::new(Auth::with_proposer(store, proposer, &key, AuthConfig::default()).context("start accounts")?);
-    let password = crate::input::read_password_file(args.admin_password_file.as_deref())?;
-    let generated =
-        auth.bootstrap_admin(ADMIN, password.as_deref(), now()).await.context("create the administrator")?;
-    Ok((auth, generated))
 }
 
 fn print_banner(args: &UpArgs, local: SocketAddr, admin_password: Option<&str>) {
@@ -167,10 +113,6 @@ fn print_banner(args: &UpArgs, local: SocketAddr, admin_password: Option<&str>) 
     if let Some(password) = admin_password {
         println!("  password of {ADMIN} (generated; shown only this once): {password}");
     }
-}
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub(crate) async fn shutdown_signal() {

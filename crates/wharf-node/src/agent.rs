@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use reqwest::Method;
 use wharf_api::NodeRole;
 use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
@@ -15,7 +14,7 @@ use wharf_client::Client;
 use wharf_pki::time::OffsetDateTime;
 use wharf_pki::{CertifiedKey, RenewableCert};
 
-use wharf_node::{DataDir, Identity};
+use crate::{DataDir, Identity, NodeError};
 
 /// Until a manager says otherwise.
 const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
@@ -31,7 +30,7 @@ pub struct Agent {
 
 impl Agent {
     /// Runs until the node must restart in another role.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> Result<(), NodeError> {
         let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
         // A heartbeat tries every known manager, following the leader, for about one period.
         let mut client =
@@ -76,7 +75,7 @@ impl Agent {
     }
 
     /// A client for the managers this node knows now, starting with the one `old` used last.
-    fn client_for(&self, old: &Client) -> anyhow::Result<Client> {
+    fn client_for(&self, old: &Client) -> Result<Client, NodeError> {
         let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
         let mut managers = vec![old.target().to_owned()];
         managers.extend(self.identity.managers.iter().filter(|m| *m != old.target()).cloned());
@@ -85,7 +84,7 @@ impl Agent {
 
     /// Keeps the managers' addresses in the identity, so that a restarted node (also one whose
     /// command line names no manager) finds the cluster. Returns whether they changed.
-    fn remember_managers(&mut self, managers: &[String]) -> anyhow::Result<bool> {
+    fn remember_managers(&mut self, managers: &[String]) -> Result<bool, NodeError> {
         let mut known = managers.to_vec();
         if self.identity.role == NodeRole::Manager && !known.contains(&self.identity.advertise) {
             known.push(self.identity.advertise.clone());
@@ -102,7 +101,7 @@ impl Agent {
     /// Gets a new certificate from the leader (the manager `client` reached last, following it)
     /// for the role the cluster holds for this node, and installs it: in the data directory
     /// (with the manager keys when the role is manager) and for new connections.
-    async fn renew(&mut self, client: &mut Client) -> anyhow::Result<()> {
+    async fn renew(&mut self, client: &mut Client) -> Result<(), NodeError> {
         let (key_pem, csr_pem) = wharf_pki::new_csr()?;
         // A manager keeps the names its certificate has (`--san`, the listen address).
         let names = wharf_pki::cert_names(&self.key.cert_pem).unwrap_or_default();
@@ -110,7 +109,7 @@ impl Agent {
         let renewed: JoinResponse = client
             .call(Method::POST, "/cluster/renew", Some(&request))
             .await
-            .context("renew this node's certificate")?;
+            .map_err(NodeError::call("renew this node's certificate"))?;
         if let Some(secrets) = &renewed.manager_secrets {
             self.data_dir.save_manager_secrets(secrets)?;
         }
