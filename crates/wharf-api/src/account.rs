@@ -90,11 +90,19 @@ pub struct SessionInfo {
 pub struct RepositoryInfo {
     pub name: String,
     pub public: bool,
+    /// Whether manifests whose layers, config or child manifests are not in the repository
+    /// are accepted ("sparse"); off by default.
+    #[serde(default)]
+    pub sparse_manifests: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `PATCH /api/repositories/{name}`: the settings to change (at least one).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RepositoryUpdate {
-    pub public: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_manifests: Option<bool>,
 }
 
 /// The body of every error of the account, node and cluster APIs. `leader` is set on a 421:

@@ -34,7 +34,8 @@ pub enum RangeRequest {
     /// (RFC 9110 lets a server ignore a Range it does not support).
     Full,
     Partial(ByteRange),
-    /// Well formed but outside the blob: 416 with `Content-Range: bytes */size`.
+    /// Well formed but outside the blob, or its last position before its first: 416 with
+    /// `Content-Range: bytes */size`.
     Unsatisfiable,
 }
 
@@ -69,7 +70,10 @@ pub fn parse_range_header(value: Option<&str>, size: u64) -> RangeRequest {
             } else {
                 match parse_u64(e) {
                     Some(end) if end >= start => end,
-                    _ => return RangeRequest::Full,
+                    // `bytes=500-0`: well formed, but a last position before the first is an
+                    // invalid range (RFC 9110 §14.1.1), which distribution also answers 416.
+                    Some(_) => return RangeRequest::Unsatisfiable,
+                    None => return RangeRequest::Full,
                 }
             };
             if start >= size {
@@ -112,7 +116,9 @@ mod tests {
         assert_eq!(parse_range_header(Some("bytes=8-100"), 10), p(8, 2));
         assert_eq!(parse_range_header(Some("bytes=10-"), 10), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range_header(Some("bytes=-0"), 10), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range_header(Some("bytes=5-2"), 10), RangeRequest::Full);
+        assert_eq!(parse_range_header(Some("bytes=5-2"), 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range_header(Some("bytes=500-0"), 10), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range_header(Some("bytes=a-2"), 10), RangeRequest::Full);
         assert_eq!(parse_range_header(Some("items=0-1"), 10), RangeRequest::Full);
         assert_eq!(parse_range_header(Some("bytes=0-1,3-4"), 10), RangeRequest::Full);
     }

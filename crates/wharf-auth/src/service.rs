@@ -355,6 +355,11 @@ impl Auth {
         self.store.repo_settings(repo).map(|s| s.public).unwrap_or(false)
     }
 
+    /// The settings of `repo` (defaults when none were set).
+    pub fn repo_settings(&self, repo: &str) -> Result<wharf_store::RepoSettings, AuthError> {
+        Ok(self.store.repo_settings(repo)?)
+    }
+
     /// A registry token for `identity` (anonymous when `None`) granting what it asked for and
     /// may have. The token names the account's id and credentials epoch as `identity` holds
     /// them, so it ends when they change.
@@ -452,6 +457,13 @@ impl Auth {
     /// Makes `repo` public (anyone may pull) or private, on behalf of `by`.
     pub async fn set_public(&self, repo: &str, public: bool, by: &Origin) -> Result<(), AuthError> {
         self.apply(by, AccountsCommand::SetRepoPublic { repo: repo.to_owned(), public }).await?;
+        Ok(())
+    }
+
+    /// Lets `repo` accept manifests whose references it does not hold, or not (on behalf of
+    /// `by`).
+    pub async fn set_sparse_manifests(&self, repo: &str, allowed: bool, by: &Origin) -> Result<(), AuthError> {
+        self.apply(by, AccountsCommand::SetRepoSparseManifests { repo: repo.to_owned(), allowed }).await?;
         Ok(())
     }
 }

@@ -67,17 +67,34 @@ struct Need {
     name: String,
     action: &'static str,
     challenge_actions: &'static str,
+    /// A repository a challenge also asks `pull` on: the `from` of a cross-repository mount.
+    /// The request itself needs only `push` on its target (without `pull` on `from` the
+    /// mount becomes an ordinary upload); naming both, as distribution does, lets a client
+    /// that fetches the challenged scopes mount at once.
+    mount_from: Option<String>,
 }
 
-fn need(endpoint: &Endpoint, method: &Method) -> Option<Need> {
+/// What a request to `endpoint` with `method` and `query` needs.
+fn need(endpoint: &Endpoint, method: &Method, query: Option<&str>) -> Option<Need> {
     let repo = |name: &str, action, challenge_actions| {
-        Some(Need { kind: "repository", name: name.to_owned(), action, challenge_actions })
+        Some(Need { kind: "repository", name: name.to_owned(), action, challenge_actions, mount_from: None })
     };
     let reads = matches!(*method, Method::GET | Method::HEAD);
     match endpoint {
         Endpoint::Base => None,
-        Endpoint::Catalog => {
-            Some(Need { kind: "registry", name: "catalog".into(), action: "*", challenge_actions: "*" })
+        Endpoint::Catalog => Some(Need {
+            kind: "registry",
+            name: "catalog".into(),
+            action: "*",
+            challenge_actions: "*",
+            mount_from: None,
+        }),
+        Endpoint::Uploads { name } if *method == Method::POST => {
+            let pairs = crate::query_pairs(query);
+            let from = crate::query_get(&pairs, "mount").and(crate::query_get(&pairs, "from"));
+            let mount_from =
+                from.filter(|from| wharf_api::validate_name(from) && *from != name.as_str()).map(str::to_owned);
+            Some(Need { mount_from, ..repo(name, "push", "pull,push")? })
         }
         Endpoint::Tags { name } | Endpoint::Referrers { name, .. } => repo(name, "pull", "pull"),
         Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } if reads => repo(name, "pull", "pull"),
@@ -144,7 +161,7 @@ pub(crate) async fn authorize(app: &App, endpoint: &Endpoint, req: &mut Request)
         req.extensions_mut().insert(Grant::Everything);
         return Ok(());
     };
-    let need = need(endpoint, req.method());
+    let need = need(endpoint, req.method(), req.uri().query());
     let realm = crate::token_realm(app, req);
     let challenge = |error: Option<&str>| challenge(&realm, auth, need.as_ref(), error);
     let source = crate::peer_ip(req);
@@ -209,7 +226,8 @@ fn refuse_with(error: &RegistryError, challenge: Option<String>) -> Response {
 fn challenge(realm: &str, auth: &Auth, need: Option<&Need>, error: Option<&str>) -> Option<String> {
     let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", auth.config().service);
     if let Some(n) = need.filter(|n| n.kind == "registry" || wharf_api::validate_name(&n.name)) {
-        value.push_str(&format!(",scope=\"{}:{}:{}\"", n.kind, n.name, n.challenge_actions));
+        let also = n.mount_from.as_ref().map(|from| format!(" repository:{from}:pull")).unwrap_or_default();
+        value.push_str(&format!(",scope=\"{}:{}:{}{also}\"", n.kind, n.name, n.challenge_actions));
     }
     if let Some(e) = error {
         value.push_str(&format!(",error=\"{e}\""));
@@ -223,7 +241,19 @@ mod tests {
 
     fn need_of(path: &str, method: Method) -> Option<(String, String, &'static str)> {
         let endpoint = Endpoint::parse(path).expect("endpoint");
-        need(&endpoint, &method).map(|n| (n.kind.to_owned(), n.name, n.action))
+        need(&endpoint, &method, None).map(|n| (n.kind.to_owned(), n.name, n.action))
+    }
+
+    #[test]
+    fn a_mount_challenge_names_pull_on_its_source_too() {
+        let endpoint = Endpoint::parse("/v2/b/app/blobs/uploads/").expect("endpoint");
+        let mount = need(&endpoint, &Method::POST, Some("mount=sha256:1&from=a/app")).expect("need");
+        assert_eq!((mount.name.as_str(), mount.action, mount.mount_from.as_deref()), ("b/app", "push", Some("a/app")));
+        for query in
+            [None, Some("from=a/app"), Some("mount=sha256:1&from=Bad..Name"), Some("mount=sha256:1&from=b/app")]
+        {
+            assert_eq!(need(&endpoint, &Method::POST, query).expect("need").mount_from, None, "{query:?}");
+        }
     }
 
     #[test]

@@ -276,9 +276,10 @@ async fn end_session(Caller { auth, identity, by, .. }: Caller, Path(id): Path<S
 }
 
 async fn show_repository(Caller { auth, identity, .. }: Caller, Path(name): Path<String>) -> ApiResult {
-    let public = auth.is_public(&name);
-    allow(&identity, Operation::ShowRepository { repo: &name, public })?;
-    Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public }))
+    let settings = auth.repo_settings(&name)?;
+    allow(&identity, Operation::ShowRepository { repo: &name, public: settings.public })?;
+    let info = RepositoryInfo { name, public: settings.public, sparse_manifests: settings.sparse_manifests };
+    Ok(typed_response(StatusCode::OK, &info))
 }
 
 async fn update_repository(
@@ -291,9 +292,20 @@ async fn update_repository(
     }
     allow(&identity, Operation::ChangeRepository { repo: &name })?;
     let update: RepositoryUpdate = parse(&body)?;
-    auth.set_public(&name, update.public, &by).await?;
-    tracing::info!(repository = %name, public = update.public, by = %identity.name, "repository visibility changed");
-    Ok(typed_response(StatusCode::OK, &RepositoryInfo { name, public: update.public }))
+    if update.public.is_none() && update.sparse_manifests.is_none() {
+        return Err(api_error(StatusCode::BAD_REQUEST, "nothing to change: give public or sparse_manifests"));
+    }
+    if let Some(public) = update.public {
+        auth.set_public(&name, public, &by).await?;
+        tracing::info!(repository = %name, public, by = %identity.name, "repository visibility changed");
+    }
+    if let Some(allowed) = update.sparse_manifests {
+        auth.set_sparse_manifests(&name, allowed, &by).await?;
+        tracing::info!(repository = %name, sparse_manifests = allowed, by = %identity.name, "repository setting changed");
+    }
+    let settings = auth.repo_settings(&name)?;
+    let info = RepositoryInfo { name, public: settings.public, sparse_manifests: settings.sparse_manifests };
+    Ok(typed_response(StatusCode::OK, &info))
 }
 
 fn cluster_of(app: &App) -> Result<&Arc<wharf_manager::Manager>, ApiError> {

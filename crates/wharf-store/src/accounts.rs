@@ -33,6 +33,9 @@ pub enum AccountsCommand {
     PurgeSessions { now: u64 },
     /// Makes a repository readable by anyone (anonymous pull), or private again.
     SetRepoPublic { repo: String, public: bool },
+    /// Lets a repository accept manifests whose references it does not hold, or not
+    /// ([`crate::RepoSettings::sparse_manifests`]).
+    SetRepoSparseManifests { repo: String, allowed: bool },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -48,6 +51,9 @@ impl std::fmt::Display for AccountsCommand {
             AccountsCommand::DeleteSession { .. } => write!(f, "delete-session"),
             AccountsCommand::PurgeSessions { now } => write!(f, "purge-sessions before {now}"),
             AccountsCommand::SetRepoPublic { repo, public } => write!(f, "set-repo-public {repo} {public}"),
+            AccountsCommand::SetRepoSparseManifests { repo, allowed } => {
+                write!(f, "set-repo-sparse-manifests {repo} {allowed}")
+            }
         }
     }
 }
@@ -133,11 +139,31 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
         }
         AccountsCommand::PurgeSessions { now } => purge_sessions(txn, *now),
         AccountsCommand::SetRepoPublic { repo, public } => {
-            let stored = encode(&StoredRepoSettings::V1(RepoSettings { public: *public }))?;
-            txn.open_table(REPO_SETTINGS)?.insert(repo.as_str(), stored.as_slice())?;
-            Ok(Outcome::Done)
+            change_repo_settings(txn, repo, |settings| settings.public = *public)
+        }
+        AccountsCommand::SetRepoSparseManifests { repo, allowed } => {
+            change_repo_settings(txn, repo, |settings| settings.sparse_manifests = *allowed)
         }
     }
+}
+
+fn change_repo_settings(
+    txn: &WriteTransaction,
+    repo: &str,
+    change: impl FnOnce(&mut RepoSettings),
+) -> Result<Outcome, StoreError> {
+    let mut settings = repo_settings_in(txn, repo)?;
+    change(&mut settings);
+    let stored = encode(&StoredRepoSettings::V2(settings))?;
+    txn.open_table(REPO_SETTINGS)?.insert(repo, stored.as_slice())?;
+    Ok(Outcome::Done)
+}
+
+/// The settings of `repo` as a command being applied sees them (defaults when none were set).
+pub(crate) fn repo_settings_in(txn: &WriteTransaction, repo: &str) -> Result<RepoSettings, StoreError> {
+    let table = txn.open_table(REPO_SETTINGS)?;
+    let Some(raw) = table.get(repo)? else { return Ok(RepoSettings::default()) };
+    Ok(postcard::from_bytes::<StoredRepoSettings>(raw.value())?.into_current())
 }
 
 /// The id the next account gets: ids start at 1 and are never given twice.
@@ -272,7 +298,6 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(REPO_SETTINGS)?;
         let Some(raw) = table.get(repo)? else { return Ok(RepoSettings::default()) };
-        let StoredRepoSettings::V1(settings) = postcard::from_bytes(raw.value())?;
-        Ok(settings)
+        Ok(postcard::from_bytes::<StoredRepoSettings>(raw.value())?.into_current())
     }
 }

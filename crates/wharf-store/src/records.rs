@@ -80,6 +80,16 @@ pub struct SessionRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoSettings {
     pub public: bool,
+    /// Manifests and indexes whose layers, config or child manifests are not in the repository
+    /// are accepted ("sparse": one platform of a multi-arch image copied with its index).
+    /// Off by default: such a manifest is refused with `MANIFEST_BLOB_UNKNOWN`.
+    pub sparse_manifests: bool,
+}
+
+/// [`RepoSettings`] as the first releases stored them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RepoSettingsV1 {
+    pub public: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,7 +121,17 @@ pub(crate) enum StoredSession {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum StoredRepoSettings {
-    V1(RepoSettings),
+    V1(RepoSettingsV1),
+    V2(RepoSettings),
+}
+
+impl StoredRepoSettings {
+    pub(crate) fn into_current(self) -> RepoSettings {
+        match self {
+            StoredRepoSettings::V1(old) => RepoSettings { public: old.public, sparse_manifests: false },
+            StoredRepoSettings::V2(settings) => settings,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -163,7 +163,7 @@ fn put_manifest(txn: &WriteTransaction, put: &PutManifest) -> Result<Outcome, St
             }
         }
     }
-    if !missing.is_empty() {
+    if !missing.is_empty() && !crate::accounts::repo_settings_in(txn, repo)?.sparse_manifests {
         return Err(Refusal::ManifestBlobUnknown(missing).into());
     }
     let digest = put.digest.to_string();

@@ -280,6 +280,26 @@ fn repositories_are_private_until_made_public() {
     assert!(!store.repo_settings("a").expect("read").public);
 }
 
+#[test]
+fn a_repository_accepts_sparse_manifests_only_once_allowed_and_keeps_its_visibility() {
+    let (_dir, store) = open();
+    store.apply(&AccountsCommand::SetRepoPublic { repo: "r".into(), public: true }).expect("public");
+    let sparse = || manifest("r", d(9), vec![d(1)], &["v1"], None);
+    let refused = store.apply(sparse()).expect_err("refused by default");
+    assert!(matches!(refused, StoreError::Refused(Refusal::ManifestBlobUnknown(_))), "{refused}");
+    store.apply(&AccountsCommand::SetRepoSparseManifests { repo: "r".into(), allowed: true }).expect("allow");
+    let settings = store.repo_settings("r").expect("read");
+    assert!(settings.sparse_manifests && settings.public, "one setting does not reset the other: {settings:?}");
+    store.apply(sparse()).expect("accepted once allowed");
+    assert_eq!(store.tag("r", "v1").expect("read"), Some(d(9)));
+    assert!(!store.repo_settings("other").expect("read").sparse_manifests, "per repository");
+    let elsewhere = store.apply(manifest("other", d(9), vec![d(1)], &[], None)).expect_err("other repository");
+    assert!(matches!(elsewhere, StoreError::Refused(Refusal::ManifestBlobUnknown(_))));
+    store.apply(&AccountsCommand::SetRepoPublic { repo: "r".into(), public: false }).expect("private");
+    let settings = store.repo_settings("r").expect("read");
+    assert!(settings.sparse_manifests && !settings.public, "{settings:?}");
+}
+
 /// A store with some of everything: blobs, manifests with tags and a referrer, an upload, an
 /// account with a session, a public repository.
 fn populated() -> (tempfile::TempDir, Store) {

@@ -208,17 +208,37 @@ pub enum RepoCommand {
     Public { name: String },
     /// Makes the repository private again.
     Private { name: String },
+    /// Whether the repository accepts manifests and indexes whose layers or child manifests it
+    /// does not hold (e.g. one platform of a multi-arch image copied with its index): on or
+    /// off (the default: such a push is refused with MANIFEST_BLOB_UNKNOWN).
+    SparseManifests {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Prints the repository's settings.
+    Show { name: String },
 }
 
 pub async fn repo(command: RepoCommand) -> anyhow::Result<()> {
-    let (name, public) = match command {
-        RepoCommand::Public { name } => (name, true),
-        RepoCommand::Private { name } => (name, false),
+    let (name, update) = match command {
+        RepoCommand::Public { name } => (name, Some(RepositoryUpdate { public: Some(true), ..Default::default() })),
+        RepoCommand::Private { name } => (name, Some(RepositoryUpdate { public: Some(false), ..Default::default() })),
+        RepoCommand::SparseManifests { name, state } => {
+            let update = RepositoryUpdate { sparse_manifests: Some(state == "on"), ..Default::default() };
+            (name, Some(update))
+        }
+        RepoCommand::Show { name } => (name, None),
     };
-    let update = RepositoryUpdate { public };
     let path = format!("/api/repositories/{name}");
-    let shown: RepositoryInfo = session()?.call(Method::PATCH, &path, Some(&update)).await.map_err(remote)?;
-    println!("{} is now {}.", printable(&shown.name), if shown.public { "public" } else { "private" });
+    let shown: RepositoryInfo = match &update {
+        Some(update) => session()?.call(Method::PATCH, &path, Some(update)).await,
+        None => session()?.call::<(), _>(Method::GET, &path, None).await,
+    }
+    .map_err(remote)?;
+    let visibility = if shown.public { "public" } else { "private" };
+    let sparse = if shown.sparse_manifests { "accepted" } else { "refused" };
+    println!("{}: {visibility}; sparse manifests {sparse}.", printable(&shown.name));
     Ok(())
 }
 

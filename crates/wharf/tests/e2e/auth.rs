@@ -533,6 +533,12 @@ async fn public_repositories_are_pullable_anonymously() {
     assert!(ok, "wharf login: {err}");
     let (ok, _, err) = cli(&["repo", "public", repo], "");
     assert!(ok, "wharf repo public: {err}");
+    let (ok, out, err) = cli(&["repo", "sparse-manifests", repo, "on"], "");
+    assert!(ok && out.contains("public; sparse manifests accepted"), "one setting keeps the other: {out} {err}");
+    let (ok, out, err) = cli(&["repo", "sparse-manifests", repo, "off"], "");
+    assert!(ok && out.contains("public; sparse manifests refused"), "wharf repo sparse-manifests off: {out} {err}");
+    let (ok, out, err) = cli(&["repo", "show", repo], "");
+    assert!(ok && out.contains(&format!("{repo}: public; sparse manifests refused")), "wharf repo show: {out} {err}");
 
     let anonymous = access_token(&w, None, &format!("scope=repository:{repo}:pull,push")).await;
     let resp = c.get(&manifest_url).bearer_auth(&anonymous).send().await.expect("GET");
@@ -652,4 +658,47 @@ async fn malformed_auth_requests_get_clear_errors() {
     let users: Value =
         c.get(w.url("/api/users")).bearer_auth(&admin).send().await.expect("ls").json().await.expect("json");
     assert_eq!(users.as_array().map(Vec::len), Some(1));
+}
+
+/// A cross-repository mount asked without credentials is challenged for pull on its source as
+/// well as push on its target, as distribution does; a token for exactly the challenged scopes
+/// mounts the blob (201) instead of opening an upload (202).
+#[tokio::test]
+async fn a_mount_challenge_names_its_source_and_a_token_for_it_mounts() {
+    let w = Wharf::start();
+    let admin = api_login(&w, "admin", ADMIN_PASSWORD).await;
+    create_user(&w, &admin, "alice", "alice-password").await;
+    let alice = Some(("alice", "alice-password"));
+    let as_alice = |req: reqwest::RequestBuilder| req.basic_auth("alice", Some("alice-password"));
+    let data = crate::oci::bytes(11, 4096);
+    let digest = crate::oci::sha256(&data);
+    let c = w.anonymous_client();
+    let pushed = as_alice(c.post(w.url(&format!("/v2/alice/src/blobs/uploads/?digest={digest}"))))
+        .body(data)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), StatusCode::CREATED, "the blob to mount is in alice/src");
+
+    let mount = w.url(&format!("/v2/alice/dst/blobs/uploads/?mount={digest}&from=alice/src"));
+    let resp = c.post(&mount).send().await.expect("POST");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let scope = challenge.split("scope=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("");
+    assert_eq!(scope, "repository:alice/dst:pull,push repository:alice/src:pull", "{challenge}");
+
+    // A client asks for the challenged scopes (one `scope` parameter, space separated).
+    let token = access_token(&w, alice, &format!("scope={}", scope.replace(' ', "%20"))).await;
+    let resp = c.post(&mount).bearer_auth(&token).send().await.expect("POST");
+    assert_eq!(resp.status(), StatusCode::CREATED, "mounted with the challenged scopes");
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(location.ends_with(&format!("/v2/alice/dst/blobs/{digest}")), "{location}");
+    let head = c.head(w.url(&format!("/v2/alice/dst/blobs/{digest}"))).bearer_auth(&token).send().await;
+    assert_eq!(head.expect("HEAD").status(), StatusCode::OK, "the blob is in alice/dst now");
+
+    // The control: without pull on the source, the same request opens an ordinary upload.
+    let target_only = access_token(&w, alice, "scope=repository:alice/other:pull,push").await;
+    let other = w.url(&format!("/v2/alice/other/blobs/uploads/?mount={digest}&from=alice/src"));
+    let resp = c.post(&other).bearer_auth(&target_only).send().await.expect("POST");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "no mount without pull on the source");
 }

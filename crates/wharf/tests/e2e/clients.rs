@@ -254,6 +254,57 @@ async fn multi_arch_index_pushed_and_pulled_whole() {
     }
 }
 
+/// One platform's worth of an index, copied by skopeo with `--multi-arch index-only` (the index
+/// alone, its digest kept): refused with MANIFEST_BLOB_UNKNOWN by default, accepted once the
+/// repository allows sparse manifests, and served with the same digest; its children stay absent.
+#[tokio::test]
+async fn a_sparse_index_is_refused_until_its_repository_allows_it() {
+    require("skopeo");
+    let w = Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    let (amd, amd_bytes) = push_busybox(&w, "e2e/full", "amd64", &tmp.path().join("a"), "amd64").await;
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_bytes.len(), "platform": {"architecture": "amd64", "os": "linux"}}]});
+    let index = serde_json::to_vec(&index).expect("json");
+    let resp = put_manifest(&w.client(), &w.base(), "e2e/full", "all", OCI_INDEX, &index).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (host, creds) = (w.host(), w.admin_creds());
+    let copy_index_only = || {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--multi-arch", "index-only", "--src-cert-dir", certs, "--dest-cert-dir", certs])
+            .args(["--src-creds", &creds, "--dest-creds", &creds])
+            .arg(format!("docker://{host}/e2e/full:all"))
+            .arg(format!("docker://{host}/e2e/sparse:all"));
+        cmd
+    };
+    let (ok, _, err) = run_with_input(&mut copy_index_only(), "");
+    let refused = err.to_lowercase().contains("manifest blob unknown") || err.contains("MANIFEST_BLOB_UNKNOWN");
+    assert!(!ok && refused, "refused by default with MANIFEST_BLOB_UNKNOWN: {err}");
+
+    let session = crate::auth::api_login(&w, "admin", ADMIN_PASSWORD).await;
+    let resp = w
+        .anonymous_client()
+        .patch(w.url("/api/repositories/e2e/sparse"))
+        .bearer_auth(&session)
+        .json(&json!({"sparse_manifests": true}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let shown: Value = resp.json().await.expect("json");
+    assert_eq!((shown["sparse_manifests"].as_bool(), shown["public"].as_bool()), (Some(true), Some(false)));
+
+    run(&mut copy_index_only());
+    let resp = w.client().get(w.url("/v2/e2e/sparse/manifests/all")).send().await.expect("GET");
+    assert_eq!(header(&resp, "docker-content-digest"), sha256(&index), "the index digest is kept");
+    let child = w.client().head(w.url(&format!("/v2/e2e/sparse/manifests/{amd}"))).send().await.expect("HEAD");
+    assert_eq!(child.status(), StatusCode::NOT_FOUND, "the child was not copied");
+    let elsewhere = put_manifest(&w.client(), &w.base(), "e2e/other", "all", OCI_INDEX, &index).await;
+    assert_eq!(elsewhere.status(), StatusCode::BAD_REQUEST, "other repositories still refuse it");
+}
+
 /// A containers.conf that lets podman and buildah run here (see test-environment.md).
 fn containers_conf(dir: &Path) -> PathBuf {
     let path = dir.join("containers.conf");

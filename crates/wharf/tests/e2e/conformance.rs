@@ -79,6 +79,11 @@ async fn blob_ranges() {
     let resp = c.get(&url).header("range", "bytes=1000-").send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&resp, "content-range"), "bytes */1000");
+    // A last position before the first is an invalid range: 416, not the whole blob.
+    let resp = c.get(&url).header("range", "bytes=500-0").send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&resp, "content-range"), "bytes */1000");
+    assert!(resp.bytes().await.expect("body").len() < 1000, "no blob bytes with a 416");
 }
 
 #[tokio::test]
