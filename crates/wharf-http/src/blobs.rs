@@ -1,11 +1,14 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use wharf_api::range::RangeRequest;
 use wharf_api::{Digest, ErrorCode, RegistryError};
+use wharf_registry::BlobRead;
 
 use crate::{App, empty, header_str, set_headers, unsupported};
 
@@ -28,35 +31,65 @@ pub(crate) async fn handle(app: &App, req: Request, name: &str, digest: &str) ->
         Method::GET => {
             let range_header = header_str(req.headers(), header::RANGE);
             let read = crate::read_current(app, || registry.open_blob(name, &digest, range_header)).await?;
-            let mut response = Response::new(read.body.map_or_else(Body::empty, Body::from_stream));
-            let headers = response.headers_mut();
-            set_headers(headers, &blob_headers(&digest));
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            match read.range {
-                RangeRequest::Full => {
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(read.size));
-                }
-                RangeRequest::Partial(r) => {
-                    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-                    let headers = response.headers_mut();
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len));
-                    let value = format!("bytes {}-{}/{}", r.offset, r.offset + r.len - 1, read.size);
-                    set_headers(headers, &[("content-range", value)]);
-                }
-                RangeRequest::Unsatisfiable => {
-                    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                    let headers = response.headers_mut();
-                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-                    set_headers(headers, &[("content-range", format!("bytes */{}", read.size))]);
-                }
-            }
-            Ok(response)
+            Ok(blob_response(&digest, read))
         }
         Method::DELETE => {
             registry.delete_blob(name, &digest).await?;
             Ok(empty(StatusCode::ACCEPTED, &[("docker-content-digest", digest.to_string())]))
         }
         _ => Err(unsupported()),
+    }
+}
+
+/// The answer to a GET of blob `digest`: all of it, a part (206), or 416.
+fn blob_response(digest: &Digest, read: BlobRead) -> Response {
+    let mut response = Response::new(read.body.map_or_else(Body::empty, Body::from_stream));
+    let headers = response.headers_mut();
+    set_headers(headers, &blob_headers(digest));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    match read.range {
+        RangeRequest::Full => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(read.size));
+        }
+        RangeRequest::Partial(r) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len));
+            let value = format!("bytes {}-{}/{}", r.offset, r.offset + r.len - 1, read.size);
+            set_headers(headers, &[("content-range", value)]);
+        }
+        RangeRequest::Unsatisfiable => {
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            set_headers(headers, &[("content-range", format!("bytes */{}", read.size))]);
+        }
+    }
+    response
+}
+
+/// `GET /cluster/blobs/{digest}`: a blob this manager holds, for another manager of the
+/// cluster that has no copy (mutual TLS, a manager's certificate). Only this node's own bytes:
+/// it never reads from a third node in turn.
+pub(crate) async fn peer_blob(State(app): State<Arc<App>>, Path(digest): Path<String>, req: Request) -> Response {
+    let Some(manager) = &app.cluster else {
+        return crate::error_response(&RegistryError::new(ErrorCode::Unsupported, "this node is not in a cluster"));
+    };
+    let identity = match crate::cluster_api::peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    if let Err(e) = manager.check_manager(&identity) {
+        return crate::cluster_api::cluster_error(e);
+    }
+    let range_header = header_str(req.headers(), header::RANGE);
+    let read = match parse_digest(&digest) {
+        Ok(digest) => app.registry.open_own_blob(&digest, range_header).await.map(|read| (digest, read)),
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok((digest, read)) => blob_response(&digest, read),
+        Err(e) => crate::error_response(&e),
     }
 }
 

@@ -89,6 +89,7 @@ pub struct PeerCertificate(pub Option<Arc<wharf_pki::NodeIdentity>>);
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ca", get(ca))
+        .route("/cluster/blobs/{digest}", get(blobs::peer_blob))
         .merge(api::routes())
         .fallback(dispatch)
         .with_state(app)

@@ -99,12 +99,16 @@ impl ManagerNode {
             RaftNode::open(dir, identity.node_id, &identity.cluster_id, Arc::clone(&store), client_tls.clone(), source)
                 .await?;
         let proposer = Arc::clone(&raft.proposer);
+        let peers = crate::NodePeerBlobs::new(client_tls.clone(), source)
+            .map_err(|e| NodeError::start("make the node-to-node blob client")(&e))?;
         let auth = Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())
             .map_err(|e| NodeError::start("start accounts")(&e))?;
         let auth = Arc::new(auth);
         let registry = Arc::new(
             Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
-                .with_upload_limit(settings.uploads.per_user),
+                .with_upload_limit(settings.uploads.per_user)
+                .on_node(identity.node_id)
+                .with_peers(Arc::new(peers)),
         );
         let manager = Arc::new(Manager {
             node_id: identity.node_id,

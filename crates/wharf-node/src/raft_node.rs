@@ -21,6 +21,11 @@ fn raft_error(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> NodeError + 
 }
 
 impl RaftNode {
+    /// A standalone node's id: also the id of the first manager it becomes when it turns into
+    /// a cluster (`wharf up` over TLS on its data directory), so the blobs it recorded as its
+    /// own stay its own.
+    pub const STANDALONE_ID: u64 = 1;
+
     /// Opens the Raft files in `dir`; calls to other managers use `tls` and leave from
     /// `source`, if given.
     pub async fn open(
@@ -45,7 +50,7 @@ impl RaftNode {
     /// A standalone node's state path: a one-member group over `store` (initialized the first
     /// time), led by this node before it returns. It has no other member to call.
     pub async fn standalone(dir: &DataDir, store: Arc<Store>, ca_pem: &str, addr: &str) -> Result<RaftNode, NodeError> {
-        const ID: u64 = 1;
+        const ID: u64 = RaftNode::STANDALONE_ID;
         let tls = wharf_pki::ca_client_config(ca_pem)?;
         let node = RaftNode::open(dir, ID, "standalone", store, tls, None).await?;
         wharf_manager::bootstrap::lead_alone(&node.raft, ID, addr).await?;

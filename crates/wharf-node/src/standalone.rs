@@ -92,7 +92,9 @@ impl StandaloneNode {
             }
         };
         let registry = Arc::new(
-            Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer)).with_upload_limit(uploads.per_user),
+            Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer))
+                .with_upload_limit(uploads.per_user)
+                .on_node(RaftNode::STANDALONE_ID),
         );
         let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone(), uploads));
         let app = Arc::new(wharf_http::App {

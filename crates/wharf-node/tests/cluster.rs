@@ -184,6 +184,87 @@ async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
     assert!(managers[0].store().user("carol").expect("read").is_some(), "reads still answer (maybe stale)");
 }
 
+/// Where a blob lives is replicated state. A manager without a copy reads a blob from its
+/// holder over mutual TLS (a part passed through; the whole blob copied while served, verified,
+/// and recorded), and when no holder can be read it answers 503 naming it, never 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_without_a_copy_reads_the_blob_from_its_holder_and_keeps_a_copy() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let mut managers = Vec::new();
+    for id in 1..=2 {
+        managers.push(start_manager(&ca, tmp.path(), id).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
+    managers[0].raft().initialize(members).await.expect("initialize");
+    let all: Vec<&Manager> = managers.iter().collect();
+    leader_among(&all, Duration::from_secs(10)).await;
+    for m in &managers {
+        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: m.addr.clone(), at: 1 };
+        managers[0].proposer().propose(add).await.expect("record the manager");
+    }
+
+    let (one, two) = (&managers[0].node().registry, &managers[1].node().registry);
+    let first = push_blob(one, "lib/app", vec![7u8; 300_000]).await;
+    let second = push_blob(one, "lib/app", b"a blob whose holder goes away".to_vec()).await;
+    for (digest, _) in [&first, &second] {
+        wait_for_blob(managers[1].store(), digest).await;
+        for m in &managers {
+            assert_eq!(m.store().blob_holders(digest).expect("read"), vec![1], "manager {} knows the holder", m.id);
+        }
+    }
+    assert!(two.open_own_blob(&first.0, None).await.is_err(), "manager 2 has no copy yet");
+
+    // A part is passed through from the holder.
+    let part = two.open_blob("lib/app", &first.0, Some("bytes=10-19")).await.expect("a range through manager 2");
+    assert_eq!(collect(part.body.expect("body")).await, first.1[10..20]);
+    // The whole blob is served and copied, verified, and recorded.
+    let whole = two.open_blob("lib/app", &first.0, None).await.expect("through manager 2");
+    assert_eq!(collect(whole.body.expect("body")).await, first.1, "the same bytes, all of them");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while managers[0].store().blob_holders(&first.0).expect("read") != vec![1, 2] {
+        assert!(Instant::now() < deadline, "manager 2 was never recorded as a holder");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(two.open_own_blob(&first.0, None).await.is_ok(), "manager 2 keeps its copy");
+
+    // The holder goes away: the other manager says so, with a 503 naming it.
+    let mut holder = managers.remove(0);
+    holder.stop().await;
+    let refused = managers[0].node().registry.open_blob("lib/app", &second.0, None).await;
+    let error = refused.err().expect("no holder can be read");
+    assert_eq!(error.status, 503, "never 404 for a blob the cluster holds: {error:?}");
+    assert!(error.message.contains(&holder.addr), "the answer names the holder: {}", error.message);
+    assert!(managers[0].node().registry.open_blob("lib/app", &first.0, None).await.is_ok(), "its own copy serves");
+    for mut m in managers {
+        m.stop().await;
+    }
+}
+
+/// Pushes `data` into `repo` through `registry`; returns its digest and the bytes.
+async fn push_blob(registry: &wharf_registry::Registry, repo: &str, data: Vec<u8>) -> (wharf_api::Digest, Vec<u8>) {
+    let digest = wharf_registry::Hasher::digest(wharf_api::Algorithm::Sha256, &data);
+    let chunk = bytes::Bytes::from(data.clone());
+    let body: wharf_blobstore::ByteStream = Box::pin(futures::stream::once(async move { Ok(chunk) }));
+    registry.monolithic_upload(repo, &digest, body, "alice").await.expect("push");
+    (digest, data)
+}
+
+async fn wait_for_blob(store: &Store, digest: &wharf_api::Digest) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.blob_holders(digest).expect("read").is_empty() {
+        assert!(Instant::now() < deadline, "the push never reached this manager");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn collect(body: wharf_blobstore::ByteStream) -> Vec<u8> {
+    use futures::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = body.try_collect().await.expect("the whole body");
+    chunks.concat()
+}
+
 /// The origins of the entries in the (stopped) manager's Raft log that create `user`.
 async fn origins_in_log(dir: &Path, user: &str) -> Vec<Origin> {
     use openraft::storage::{RaftLogReader, RaftLogStorage};
@@ -255,6 +336,46 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
     let demoted = NodeIdentity { node_id: 3, role: NodeRole::Manager, cluster_id: CLUSTER.into() };
     let resp = client(&ca, Some(demoted)).post(&url).body(vec![0xff; 16]).send().await.expect("demoted");
     assert_eq!(resp.status().as_u16(), 403, "a demoted manager's certificate");
+}
+
+/// `GET /cluster/blobs/{digest}` serves a manager's own bytes to the other managers of its
+/// cluster only.
+#[tokio::test]
+async fn blob_reads_between_nodes_need_a_manager_certificate_of_the_cluster() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let manager = start_manager(&ca, tmp.path(), 1).await;
+    let members = BTreeMap::from([(1, BasicNode::new(&manager.addr))]);
+    manager.raft().initialize(members).await.expect("initialize");
+    leader_among(&[&manager], Duration::from_secs(10)).await;
+    let (digest, data) = push_blob(&manager.node().registry, "lib/app", b"held by manager 1".to_vec()).await;
+    let url = format!("https://{}/cluster/blobs/{digest}", manager.addr);
+    for _ in 0..3 {
+        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: "a:1".into(), at: 1 };
+        manager.proposer().propose(add).await.expect("add node");
+    }
+    manager.proposer().propose(ClusterCommand::RemoveNode { id: 3 }).await.expect("remove");
+    let node = |id, role, cluster: &str| Some(NodeIdentity { node_id: id, role, cluster_id: cluster.into() });
+    let cases = [
+        ("no certificate", None, 401),
+        ("a worker", node(9, NodeRole::Worker, CLUSTER), 403),
+        ("another cluster's manager", node(2, NodeRole::Manager, "other"), 403),
+        ("a removed manager", node(3, NodeRole::Manager, CLUSTER), 403),
+        ("a manager of this cluster", node(2, NodeRole::Manager, CLUSTER), 200),
+    ];
+    for (what, identity, status) in cases {
+        let resp = client(&ca, identity).get(&url).send().await.expect(what);
+        assert_eq!(resp.status().as_u16(), status, "{what}");
+        if status == 200 {
+            assert_eq!(resp.bytes().await.expect("body").as_ref(), data.as_slice(), "{what}");
+        }
+    }
+    let manager2 = || client(&ca, node(2, NodeRole::Manager, CLUSTER));
+    let unknown = format!("https://{}/cluster/blobs/sha256:{}", manager.addr, "0".repeat(64));
+    assert_eq!(manager2().get(&unknown).send().await.expect("unknown").status().as_u16(), 404, "not held here");
+    let garbage = format!("https://{}/cluster/blobs/sha256:xyz", manager.addr);
+    assert_eq!(manager2().get(&garbage).send().await.expect("garbage").status().as_u16(), 400, "a bad digest");
 }
 
 async fn wait_for_state(store: &Store, id: u64, state: &str) {

@@ -2,7 +2,7 @@
 
 use wharf_api::range::{RangeRequest, parse_range_header};
 use wharf_api::{Digest, ErrorCode, RegistryError, validate_name};
-use wharf_blobstore::ByteStream;
+use wharf_blobstore::{BlobError, ByteStream};
 use wharf_store::{ProposeError, Refusal, RegistryCommand};
 
 use crate::{Registry, blob_error, check_name, internal, store_failure};
@@ -35,12 +35,33 @@ impl Registry {
     ) -> Result<BlobRead, RegistryError> {
         let size = self.blob_size(repo, digest)?;
         let range = parse_range_header(range_header, size);
-        let body = match range {
-            RangeRequest::Unsatisfiable => None,
-            RangeRequest::Full => Some(self.blobs.get(digest, None).await.map_err(blob_error)?),
-            RangeRequest::Partial(r) => Some(self.blobs.get(digest, Some(r)).await.map_err(blob_error)?),
+        let wanted = match range {
+            RangeRequest::Unsatisfiable => return Ok(BlobRead { size, range, body: None }),
+            RangeRequest::Full => None,
+            RangeRequest::Partial(r) => Some(r),
         };
-        Ok(BlobRead { size, range, body })
+        let body = match self.blobs.get(digest, wanted).await {
+            Err(BlobError::NotFound(_)) => self.read_from_holders(digest, size, wanted).await?,
+            read => read.map_err(blob_error)?,
+        };
+        Ok(BlobRead { size, range, body: Some(body) })
+    }
+
+    /// Opens blob `digest` only if this node holds its bytes, whichever repository links it
+    /// (what another node reads from a holder, see [`crate::PeerBlobs`]): never read from
+    /// another node in turn.
+    pub async fn open_own_blob(&self, digest: &Digest, range_header: Option<&str>) -> Result<BlobRead, RegistryError> {
+        let Some(size) = self.blobs.stat(digest).await.map_err(blob_error)? else {
+            return Err(blob_unknown(digest));
+        };
+        let range = parse_range_header(range_header, size);
+        let wanted = match range {
+            RangeRequest::Unsatisfiable => return Ok(BlobRead { size, range, body: None }),
+            RangeRequest::Full => None,
+            RangeRequest::Partial(r) => Some(r),
+        };
+        let body = self.blobs.get(digest, wanted).await.map_err(blob_error)?;
+        Ok(BlobRead { size, range, body: Some(body) })
     }
 
     /// Links blob `digest` into `repo` if `from` (or, without `from`, any repository) has it.

@@ -10,6 +10,7 @@ mod blobs;
 mod committer;
 mod hashing;
 mod manifests;
+mod peers;
 mod uploads;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub use blobs::BlobRead;
 pub use committer::Committer;
 pub use hashing::Hasher;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
+pub use peers::{PeerBlobs, PeerRead};
 
 /// Default and largest page sizes of the tags list and the catalog.
 pub const DEFAULT_PAGE: usize = 100;
@@ -40,6 +42,14 @@ pub struct Registry {
     proposer: Arc<dyn Proposer>,
     /// Open upload sessions allowed per user (0: no limit).
     upload_limit: u32,
+    /// The cluster node this registry runs on, recorded as the holder of the blobs it commits
+    /// (none for a registry that is no node).
+    node: Option<u64>,
+    /// How blobs held by other nodes are read (none: they are not).
+    peers: Option<Arc<dyn PeerBlobs>>,
+    /// The local uploads that are copies of blobs being made from their holders (which have no
+    /// upload session, and which the purge leaves alone).
+    copying: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Registry {
@@ -53,7 +63,30 @@ impl Registry {
     /// A registry that reads `store` and has its commands applied by `proposer` (Raft, in a
     /// cluster: the store is the local replica that the proposer's commands reach).
     pub fn with_proposer(store: Arc<Store>, blobs: Arc<dyn BlobStore>, proposer: Arc<dyn Proposer>) -> Registry {
-        Registry { store, blobs, uploads: Mutex::new(HashMap::new()), proposer, upload_limit: DEFAULT_UPLOAD_LIMIT }
+        Registry {
+            store,
+            blobs,
+            uploads: Mutex::new(HashMap::new()),
+            proposer,
+            upload_limit: DEFAULT_UPLOAD_LIMIT,
+            node: None,
+            peers: None,
+            copying: Arc::default(),
+        }
+    }
+
+    /// The same registry reading the blobs it has no copy of from the nodes that hold them,
+    /// through `peers` (copying a whole blob as it serves it).
+    pub fn with_peers(mut self, peers: Arc<dyn PeerBlobs>) -> Registry {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// The same registry running on cluster node `node`: the blobs it commits are recorded as
+    /// held by that node.
+    pub fn on_node(mut self, node: u64) -> Registry {
+        self.node = Some(node);
+        self
     }
 
     /// The same registry with at most `limit` open upload sessions per user (0: no limit).

@@ -110,12 +110,16 @@ impl Registry {
                 .with_detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
         }
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
-        let command = RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size };
+        let (id, digest) = (id.to_owned(), digest.clone());
+        let command = match self.node {
+            Some(node) => RegistryCommand::CommitUploadOn { id: id.clone(), digest, size, node },
+            None => RegistryCommand::CommitUpload { id: id.clone(), digest, size },
+        };
         self.apply(command).await.map_err(|e| match e {
             ProposeError::Refused(Refusal::UploadUnknown(_)) => upload_unknown(),
             other => store_failure(other),
         })?;
-        self.forget_session(id);
+        self.forget_session(&id);
         Ok(size)
     }
 
@@ -139,7 +143,8 @@ impl Registry {
     pub async fn purge_stale_uploads(&self, max_age_secs: u64) -> Result<usize, RegistryError> {
         let mut purged = 0;
         for id in self.blobs.list_uploads().await.map_err(blob_error)? {
-            if self.store.upload(&id).map_err(internal)?.is_none() {
+            let copying = self.copying.lock().unwrap_or_else(PoisonError::into_inner).contains(&id);
+            if !copying && self.store.upload(&id).map_err(internal)?.is_none() {
                 self.blobs.abort(&id).await.map_err(blob_error)?;
                 purged += 1;
             }

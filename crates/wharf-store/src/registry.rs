@@ -35,6 +35,13 @@ pub enum RegistryCommand {
     DeleteManifest { repo: String, digest: Digest },
     /// Removes one tag.
     DeleteTag { repo: String, tag: String },
+    /// [`RegistryCommand::CommitUpload`] on node `node`, which now holds a verified copy of
+    /// the blob on its disk (recorded in the blob's holders). Supersedes `CommitUpload`, which
+    /// is kept so that older logs still apply (and for a registry that is no cluster node).
+    CommitUploadOn { id: String, digest: Digest, size: u64, node: u64 },
+    /// Node `node` now holds a verified copy of blob `digest` too (a copy made from another
+    /// holder). Refused for a blob the state does not know.
+    AddBlobHolder { digest: Digest, node: u64 },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -51,6 +58,8 @@ impl std::fmt::Display for RegistryCommand {
             RegistryCommand::DeleteManifest { repo, digest } => write!(f, "delete-manifest {repo}@{digest}"),
             RegistryCommand::DeleteTag { repo, tag } => write!(f, "delete-tag {repo}:{tag}"),
             RegistryCommand::StartOwnedUpload { repo, owner, .. } => write!(f, "start-upload {repo} by {owner}"),
+            RegistryCommand::CommitUploadOn { digest, node, .. } => write!(f, "commit-upload {digest} on node {node}"),
+            RegistryCommand::AddBlobHolder { digest, node } => write!(f, "add-blob-holder {digest} node {node}"),
         }
     }
 }
@@ -82,6 +91,20 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &RegistryCommand) -> Result
             let upload = take_upload(txn, id)?;
             link_blob(txn, &upload.repo, digest, *size, upload.started)?;
             Ok(Outcome::UploadCommitted { repo: upload.repo })
+        }
+        RegistryCommand::CommitUploadOn { id, digest, size, node } => {
+            let upload = take_upload(txn, id)?;
+            link_blob(txn, &upload.repo, digest, *size, upload.started)?;
+            txn.open_table(BLOB_HOLDERS)?.insert((digest.to_string().as_str(), *node), ())?;
+            Ok(Outcome::UploadCommitted { repo: upload.repo })
+        }
+        RegistryCommand::AddBlobHolder { digest, node } => {
+            let key = digest.to_string();
+            if txn.open_table(BLOBS)?.get(key.as_str())?.is_none() {
+                return Err(Refusal::BlobUnknown(digest.clone()).into());
+            }
+            txn.open_table(BLOB_HOLDERS)?.insert((key.as_str(), *node), ())?;
+            Ok(Outcome::Done)
         }
         RegistryCommand::LinkBlob { repo, digest, size } => {
             link_blob(txn, repo, digest, *size, 0)?;

@@ -53,6 +53,7 @@ macro_rules! for_each_table {
         $m!(CLUSTER, &str, &[u8], String, Vec<u8>);
         $m!(COUNTERS, &str, u64, String, u64);
         $m!(OWNER_UPLOADS, (&str, &str), (), (String, String), ());
+        $m!(BLOB_HOLDERS, (&str, u64), (), (String, u64), ());
     };
 }
 
@@ -217,6 +218,10 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         "REFERRERS" => {
             let ((a, b, c), v): ((String, String, String), Vec<u8>) = decode(row)?;
             txn.open_table(REFERRERS)?.insert((a.as_str(), b.as_str(), c.as_str()), v.as_slice())?;
+        }
+        "BLOB_HOLDERS" => {
+            let ((digest, node), ()): ((String, u64), ()) = decode(row)?;
+            txn.open_table(BLOB_HOLDERS)?.insert((digest.as_str(), node), ())?;
         }
         "NODES" => {
             let (k, v): (u64, Vec<u8>) = decode(row)?;

@@ -12,8 +12,8 @@ use crate::command::{Command, Outcome};
 use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
 use crate::refusal::Refusal;
 use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS, UPLOADS,
-    USER_SESSIONS, USERS,
+    BLOB_HOLDERS, BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS,
+    UPLOADS, USER_SESSIONS, USERS,
 };
 use crate::tag_cache::{MIN_TAGS, TagCache};
 
@@ -110,6 +110,7 @@ impl Store {
             txn.open_table(REPOS)?;
             txn.open_table(BLOBS)?;
             txn.open_table(BLOB_LINKS)?;
+            txn.open_table(BLOB_HOLDERS)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
@@ -327,6 +328,19 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(BLOB_LINKS)?;
         Ok(table.get((repo, digest.to_string().as_str()))?.map(|v| v.value()))
+    }
+
+    /// The nodes recorded as holding a verified copy of blob `digest`, in id order (none for a
+    /// blob committed before holders were recorded, or by a registry that is no node).
+    pub fn blob_holders(&self, digest: &Digest) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOB_HOLDERS)?;
+        let key = digest.to_string();
+        let mut holders = Vec::new();
+        for row in table.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+            holders.push(row?.0.value().1);
+        }
+        Ok(holders)
     }
 
     /// The size of blob `digest` if any repository committed it.

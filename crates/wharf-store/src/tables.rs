@@ -7,6 +7,8 @@ use redb::TableDefinition;
 pub(crate) const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
 /// digest -> size, for every committed blob.
 pub(crate) const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blobs");
+/// (digest, node id) -> (): the nodes that hold a verified copy of a blob on their own disk.
+pub(crate) const BLOB_HOLDERS: TableDefinition<(&str, u64), ()> = TableDefinition::new("blob_holders");
 /// (repository, digest) -> size: the blobs a repository may serve.
 pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("blob_links");
 /// (repository, digest) -> versioned [`crate::ManifestRecord`].

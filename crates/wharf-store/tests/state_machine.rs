@@ -318,7 +318,32 @@ fn populated() -> (tempfile::TempDir, Store) {
     create_user(&store, "admin", true);
     session(&store, "s1", "admin", SessionKind::Refresh, 99).expect("session");
     store.apply(&AccountsCommand::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
+    commit_on(&store, "u2", "a/b", d(2), 3);
     (dir, store)
+}
+
+/// Uploads blob `digest` into `repo` through node `node`.
+fn commit_on(store: &Store, id: &str, repo: &str, digest: Digest, node: u64) {
+    store
+        .apply(&RegistryCommand::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
+        .expect("start");
+    let out = store.apply(&RegistryCommand::CommitUploadOn { id: id.into(), digest, size: 10, node }).expect("commit");
+    assert_eq!(out, Outcome::UploadCommitted { repo: repo.into() });
+}
+
+#[test]
+fn a_blob_committed_on_a_node_records_that_node_as_a_holder() {
+    let (_dir, store) = open();
+    commit_on(&store, "u1", "a", d(1), 2);
+    commit_on(&store, "u2", "b", d(1), 1);
+    upload(&store, "u3", "c", d(3));
+    assert_eq!(store.blob_holders(&d(1)).expect("read"), vec![1, 2], "every node that committed a copy");
+    assert_eq!(store.blob_link("b", &d(1)).expect("read"), Some(10));
+    assert_eq!(store.blob_holders(&d(3)).expect("read"), Vec::<u64>::new(), "a commit of no node records none");
+    assert_eq!(store.blob_holders(&d(4)).expect("read"), Vec::<u64>::new());
+    let again = store.apply(&RegistryCommand::CommitUploadOn { id: "u1".into(), digest: d(1), size: 10, node: 3 });
+    assert!(matches!(again, Err(StoreError::Refused(Refusal::UploadUnknown(_)))));
+    assert_eq!(store.blob_holders(&d(1)).expect("read"), vec![1, 2], "a refused commit records no holder");
 }
 
 #[test]
@@ -340,6 +365,7 @@ fn a_snapshot_carries_the_whole_state_and_replaces_the_old() {
     assert_eq!(target.user("admin").expect("read"), source.user("admin").expect("read"));
     assert_eq!(target.sessions_of("admin").expect("read"), source.sessions_of("admin").expect("read"));
     assert!(target.repo_settings("a/b").expect("read").public);
+    assert_eq!(target.blob_holders(&d(2)).expect("read"), vec![3], "where blobs live travels too");
     let mut again = Vec::new();
     target.export(&mut again).expect("export");
     assert_eq!(again, snapshot, "export after import is byte-identical");

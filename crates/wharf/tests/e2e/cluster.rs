@@ -256,6 +256,14 @@ async fn managers_replicate_fail_over_and_rejoin() {
     for m in &managers {
         wait_known(&c, m, b"through manager 2").await;
     }
+    // Only manager 2 received the bytes; every manager serves them (the others read them from
+    // manager 2 over mutual TLS and keep a copy).
+    for m in &managers {
+        let url = m.url(&format!("/v2/admin/app/blobs/{}", sha256(b"through manager 2")));
+        let resp = c.get(url).basic_auth("admin", Some(PASSWORD)).send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK, "GET through {}", m.addr);
+        assert_eq!(resp.bytes().await.expect("body").as_ref(), b"through manager 2", "through {}", m.addr);
+    }
     // Read-after-write across managers: what one manager acknowledged, every other manager
     // answers at once (a read that finds nothing first catches up with the leader).
     for i in 0..20u32 {

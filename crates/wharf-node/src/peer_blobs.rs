@@ -1,0 +1,50 @@
+//! How a manager reads a blob it has no copy of from a manager that holds it: `GET
+//! /cluster/blobs/{digest}` over mutual TLS with this node's certificate (the holder checks
+//! that the caller is a manager of the cluster), as `wharf_registry::PeerBlobs`.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use wharf_api::Digest;
+use wharf_api::range::ByteRange;
+use wharf_registry::{PeerBlobs, PeerRead};
+
+/// Node-to-node blob reads with this node's identity.
+pub struct NodePeerBlobs {
+    client: reqwest::Client,
+}
+
+impl NodePeerBlobs {
+    /// Reads with `tls` (this node's renewing client configuration), leaving from `source` if
+    /// given.
+    pub fn new(tls: rustls::ClientConfig, source: Option<std::net::IpAddr>) -> Result<NodePeerBlobs, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .local_address(source)
+            .connect_timeout(Duration::from_secs(2))
+            // Between two chunks, not for the whole blob: a large blob takes as long as it takes.
+            .read_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(NodePeerBlobs { client })
+    }
+}
+
+impl PeerBlobs for NodePeerBlobs {
+    fn fetch<'a>(&'a self, addr: &'a str, digest: &'a Digest, range: Option<ByteRange>) -> PeerRead<'a> {
+        Box::pin(async move {
+            let mut request = self.client.get(format!("https://{addr}/cluster/blobs/{digest}"));
+            if let Some(r) = range {
+                request = request.header("range", format!("bytes={}-{}", r.offset, r.offset + r.len - 1));
+            }
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let expected = if range.is_some() { reqwest::StatusCode::PARTIAL_CONTENT } else { reqwest::StatusCode::OK };
+            if status != expected {
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("{status}: {}", body.chars().take(200).collect::<String>()));
+            }
+            let stream = response.bytes_stream().map_err(std::io::Error::other);
+            Ok(Box::pin(stream) as wharf_blobstore::ByteStream)
+        })
+    }
+}
