@@ -259,3 +259,11 @@ mod tests {
         assert_eq!(serde_json::from_value::<NodeInfo>(json).expect("back"), info);
     }
 }
+
+/// `POST /cluster/blobs/{digest}/copy`: a manager that has just stored a pushed blob asks
+/// another manager to copy it from it (and make it durable) before it acknowledges the push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobCopyRequest {
+    /// The blob's size in bytes.
+    pub size: u64,
+}

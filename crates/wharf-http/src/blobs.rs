@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use wharf_api::range::RangeRequest;
 use wharf_api::{Digest, ErrorCode, RegistryError};
 use wharf_registry::BlobRead;
@@ -68,19 +68,25 @@ fn blob_response(digest: &Digest, read: BlobRead) -> Response {
     response
 }
 
+/// The record of the manager of this cluster that makes `req` (its verified certificate), or
+/// the refusal to answer with.
+fn calling_manager(app: &App, req: &Request) -> Result<Option<wharf_store::NodeRecord>, Box<Response>> {
+    let Some(manager) = &app.cluster else {
+        let e = RegistryError::new(ErrorCode::Unsupported, "this node is not in a cluster");
+        return Err(Box::new(crate::error_response(&e)));
+    };
+    let identity = crate::cluster_api::peer_identity(req)?;
+    let refused = |e| Box::new(crate::cluster_api::cluster_error(e));
+    manager.check_manager(&identity).map_err(refused)?;
+    manager.peer(&identity).map_err(refused)
+}
+
 /// `GET /cluster/blobs/{digest}`: a blob this manager holds, for another manager of the
 /// cluster that has no copy (mutual TLS, a manager's certificate). Only this node's own bytes:
 /// it never reads from a third node in turn.
 pub(crate) async fn peer_blob(State(app): State<Arc<App>>, Path(digest): Path<String>, req: Request) -> Response {
-    let Some(manager) = &app.cluster else {
-        return crate::error_response(&RegistryError::new(ErrorCode::Unsupported, "this node is not in a cluster"));
-    };
-    let identity = match crate::cluster_api::peer_identity(&req) {
-        Ok(identity) => identity,
-        Err(refusal) => return *refusal,
-    };
-    if let Err(e) = manager.check_manager(&identity) {
-        return crate::cluster_api::cluster_error(e);
+    if let Err(refusal) = calling_manager(&app, &req) {
+        return *refusal;
     }
     let range_header = header_str(req.headers(), header::RANGE);
     let read = match parse_digest(&digest) {
@@ -89,6 +95,37 @@ pub(crate) async fn peer_blob(State(app): State<Arc<App>>, Path(digest): Path<St
     };
     match read {
         Ok((digest, read)) => blob_response(&digest, read),
+        Err(e) => crate::error_response(&e),
+    }
+}
+
+/// `POST /cluster/blobs/{digest}/copy` (`{"size": N}`): the calling manager has just stored
+/// a pushed blob and needs it durable here too before it acknowledges the push; this manager
+/// reads it from the caller (at the address the state records for it), verifies and stores
+/// it, and answers 204 once it is durable.
+pub(crate) async fn peer_copy(State(app): State<Arc<App>>, Path(digest): Path<String>, req: Request) -> Response {
+    let caller = match calling_manager(&app, &req) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            let e = RegistryError::new(ErrorCode::Unavailable, "this manager does not know the caller yet; try again");
+            return crate::error_response(&e);
+        }
+        Err(refusal) => return *refusal,
+    };
+    let digest = match parse_digest(&digest) {
+        Ok(digest) => digest,
+        Err(e) => return crate::error_response(&e),
+    };
+    let body = match crate::read_body(req.into_body(), 4096).await {
+        Ok(body) => body,
+        Err((status, why)) => return crate::cluster_api::refuse(status, why),
+    };
+    let request: wharf_api::cluster::BlobCopyRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return crate::cluster_api::refuse(StatusCode::BAD_REQUEST, &format!("invalid copy request: {e}")),
+    };
+    match app.registry.copy_from(&caller.addr, &digest, request.size).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => crate::error_response(&e),
     }
 }

@@ -90,6 +90,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ca", get(ca))
         .route("/cluster/blobs/{digest}", get(blobs::peer_blob))
+        .route("/cluster/blobs/{digest}/copy", axum::routing::post(blobs::peer_copy))
         .merge(api::routes())
         .fallback(dispatch)
         .with_state(app)

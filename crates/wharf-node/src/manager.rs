@@ -39,6 +39,9 @@ pub struct ManagerSettings {
     pub node_cert_validity: wharf_pki::time::Duration,
     pub limits: wharf_http::Limits,
     pub uploads: Uploads,
+    /// On how many nodes a pushed blob must be durable before the push is acknowledged (at
+    /// most the number of managers).
+    pub blob_copies: u32,
 }
 
 /// How a manager starts.
@@ -108,7 +111,8 @@ impl ManagerNode {
             Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
                 .with_upload_limit(settings.uploads.per_user)
                 .on_node(identity.node_id)
-                .with_peers(Arc::new(peers)),
+                .with_peers(Arc::new(peers))
+                .with_copies(settings.blob_copies),
         );
         let manager = Arc::new(Manager {
             node_id: identity.node_id,

@@ -7,11 +7,22 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use wharf_api::Digest;
 use wharf_api::range::ByteRange;
-use wharf_registry::{PeerBlobs, PeerRead};
+use wharf_registry::{PeerBlobs, PeerCopy, PeerRead};
 
 /// Node-to-node blob reads with this node's identity.
 pub struct NodePeerBlobs {
     client: reqwest::Client,
+    /// For copy requests, which answer only once the whole blob is durable on the other node.
+    patient: reqwest::Client,
+}
+
+/// How long a copy request may take: a base, plus the time to move the blob at a rate any
+/// link between managers should reach. A manager that stopped answering (a partition leaves
+/// pooled connections silent) costs at most that, and the next manager is asked.
+fn copy_timeout(size: u64) -> Duration {
+    const BASE: Duration = Duration::from_secs(5);
+    const RATE: f64 = 16.0 * 1024.0 * 1024.0;
+    BASE + Duration::from_secs_f64(size as f64 / RATE)
 }
 
 impl NodePeerBlobs {
@@ -19,13 +30,18 @@ impl NodePeerBlobs {
     /// given.
     pub fn new(tls: rustls::ClientConfig, source: Option<std::net::IpAddr>) -> Result<NodePeerBlobs, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .use_preconfigured_tls(tls.clone())
             .local_address(source)
             .connect_timeout(Duration::from_secs(2))
             // Between two chunks, not for the whole blob: a large blob takes as long as it takes.
             .read_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(NodePeerBlobs { client })
+        let patient = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .local_address(source)
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(NodePeerBlobs { client, patient })
     }
 }
 
@@ -45,6 +61,21 @@ impl PeerBlobs for NodePeerBlobs {
             }
             let stream = response.bytes_stream().map_err(std::io::Error::other);
             Ok(Box::pin(stream) as wharf_blobstore::ByteStream)
+        })
+    }
+
+    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64) -> PeerCopy<'a> {
+        Box::pin(async move {
+            let url = format!("https://{addr}/cluster/blobs/{digest}/copy");
+            let request =
+                self.patient.post(url).timeout(copy_timeout(size)).json(&wharf_api::cluster::BlobCopyRequest { size });
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            if status != reqwest::StatusCode::NO_CONTENT {
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("{status}: {}", body.chars().take(200).collect::<String>()));
+            }
+            Ok(())
         })
     }
 }

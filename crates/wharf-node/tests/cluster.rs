@@ -58,6 +58,11 @@ const HEARTBEAT: Duration = Duration::from_millis(200);
 
 /// Starts manager `id` in `tmp/node<id>`, holding the CA at `tmp/pki` as every manager does.
 async fn start_manager(ca: &Arc<Ca>, tmp: &Path, id: u64) -> Manager {
+    start_manager_with(ca, tmp, id, 1).await
+}
+
+/// [`start_manager`] acknowledging pushes on `blob_copies` nodes.
+async fn start_manager_with(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let dir = DataDir::new(tmp.join(format!("node{id}")));
@@ -80,6 +85,7 @@ async fn start_manager(ca: &Arc<Ca>, tmp: &Path, id: u64) -> Manager {
         node_cert_validity: NODE_VALIDITY,
         limits: wharf_http::Limits::default(),
         uploads: Uploads { per_user: 100, max_age: Duration::from_secs(3600), purge_every: Duration::from_secs(3600) },
+        blob_copies,
     };
     let node = ManagerNode::start(&dir, &identity, &key, listener, None, &settings).await.expect("start a manager");
     Manager { id, addr, node: Some(node) }
@@ -192,18 +198,7 @@ async fn a_manager_without_a_copy_reads_the_blob_from_its_holder_and_keeps_a_cop
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
-    let mut managers = Vec::new();
-    for id in 1..=2 {
-        managers.push(start_manager(&ca, tmp.path(), id).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
-    managers[0].raft().initialize(members).await.expect("initialize");
-    let all: Vec<&Manager> = managers.iter().collect();
-    leader_among(&all, Duration::from_secs(10)).await;
-    for m in &managers {
-        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: m.addr.clone(), at: 1 };
-        managers[0].proposer().propose(add).await.expect("record the manager");
-    }
+    let mut managers = recorded_cluster(&ca, tmp.path(), &[1, 1]).await;
 
     let (one, two) = (&managers[0].node().registry, &managers[1].node().registry);
     let first = push_blob(one, "lib/app", vec![7u8; 300_000]).await;
@@ -240,6 +235,60 @@ async fn a_manager_without_a_copy_reads_the_blob_from_its_holder_and_keeps_a_cop
     for mut m in managers {
         m.stop().await;
     }
+}
+
+/// A push is acknowledged only once the blob is durable on `min(copies, managers)` managers,
+/// and the commit records them all; when too few managers can take a copy the push is refused
+/// with 503 and the state does not know the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_acknowledged_once_durable_on_enough_managers() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    // Manager 1 acknowledges on 2 nodes, manager 2 on 3 (all of them).
+    let mut managers = recorded_cluster(&ca, tmp.path(), &[2, 3, 1]).await;
+
+    let (digest, data) = push_blob(&managers[0].node().registry, "lib/app", vec![3u8; 200_000]).await;
+    // Acknowledged: a second manager has its own copy already, before anyone read it there.
+    let copy = managers[1].node().registry.open_own_blob(&digest, None).await.expect("a copy on manager 2");
+    assert_eq!(collect(copy.body.expect("body")).await, data);
+    assert!(managers[2].node().registry.open_own_blob(&digest, None).await.is_err(), "two copies, not three");
+    assert_eq!(managers[0].store().blob_holders(&digest).expect("read"), vec![1, 2], "one commit records both");
+
+    // Manager 3 goes away (the other two keep a quorum): manager 2 cannot make its third copy,
+    // so its push is not acknowledged.
+    let mut third = managers.remove(2);
+    third.stop().await;
+    let data = b"nowhere to copy it".to_vec();
+    let digest = wharf_registry::Hasher::digest(wharf_api::Algorithm::Sha256, &data);
+    let chunk = bytes::Bytes::from(data);
+    let body: wharf_blobstore::ByteStream = Box::pin(futures::stream::once(async move { Ok(chunk) }));
+    let refused = managers[1].node().registry.monolithic_upload("lib/app", &digest, body, "alice").await;
+    let error = refused.expect_err("refused");
+    assert_eq!(error.status, 503, "{error:?}");
+    assert!(error.message.contains("copied to 1 of the 2"), "{}", error.message);
+    assert_eq!(managers[1].store().blob_link("lib/app", &digest).expect("read"), None, "the state does not know it");
+    for mut m in managers {
+        m.stop().await;
+    }
+}
+
+/// Managers 1..=n (manager `i` acknowledging pushes on `copies[i - 1]` nodes) in one Raft
+/// group with a leader, each recorded in the state with its address, as joined managers are.
+async fn recorded_cluster(ca: &Arc<Ca>, tmp: &Path, copies: &[u32]) -> Vec<Manager> {
+    let mut managers = Vec::new();
+    for (id, copies) in (1..).zip(copies) {
+        managers.push(start_manager_with(ca, tmp, id, *copies).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
+    managers[0].raft().initialize(members).await.expect("initialize");
+    let all: Vec<&Manager> = managers.iter().collect();
+    leader_among(&all, Duration::from_secs(10)).await;
+    for m in &managers {
+        let add = ClusterCommand::AddNode { role: "manager".into(), hostname: "h".into(), addr: m.addr.clone(), at: 1 };
+        managers[0].proposer().propose(add).await.expect("record the manager");
+    }
+    managers
 }
 
 /// Pushes `data` into `repo` through `registry`; returns its digest and the bytes.

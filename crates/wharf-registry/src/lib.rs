@@ -25,7 +25,7 @@ pub use blobs::BlobRead;
 pub use committer::Committer;
 pub use hashing::Hasher;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
-pub use peers::{PeerBlobs, PeerRead};
+pub use peers::{PeerBlobs, PeerCopy, PeerRead};
 
 /// Default and largest page sizes of the tags list and the catalog.
 pub const DEFAULT_PAGE: usize = 100;
@@ -47,6 +47,9 @@ pub struct Registry {
     node: Option<u64>,
     /// How blobs held by other nodes are read (none: they are not).
     peers: Option<Arc<dyn PeerBlobs>>,
+    /// On how many nodes a pushed blob must be durable before the push is acknowledged (at
+    /// most the number of managers; 1: this node alone).
+    copies: u32,
     /// The local uploads that are copies of blobs being made from their holders (which have no
     /// upload session, and which the purge leaves alone).
     copying: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -71,6 +74,7 @@ impl Registry {
             upload_limit: DEFAULT_UPLOAD_LIMIT,
             node: None,
             peers: None,
+            copies: 1,
             copying: Arc::default(),
         }
     }
@@ -79,6 +83,14 @@ impl Registry {
     /// through `peers` (copying a whole blob as it serves it).
     pub fn with_peers(mut self, peers: Arc<dyn PeerBlobs>) -> Registry {
         self.peers = Some(peers);
+        self
+    }
+
+    /// The same registry acknowledging a push only once the blob is durable on
+    /// `min(copies, managers)` nodes (it needs [`Registry::with_peers`] and
+    /// [`Registry::on_node`]).
+    pub fn with_copies(mut self, copies: u32) -> Registry {
+        self.copies = copies.max(1);
         self
     }
 

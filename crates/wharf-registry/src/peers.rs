@@ -4,7 +4,9 @@
 //! client and into a local upload, hashed on the way; the last bytes are held back until the
 //! digest checks, so a client gets the whole verified blob or an error, never wrong bytes. The
 //! copy is committed and this node recorded as a holder (`AddBlobHolder`). A part (`Range`) is
-//! passed through from the holder without a copy.
+//! passed through from the holder without a copy. Before a push is acknowledged, the node that
+//! took it has other managers copy the blob from it until it is on `min(copies, managers)`
+//! nodes (`copy_to_other_managers`, `copy_from`), and records them all with the commit.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,10 +25,17 @@ use crate::{Hasher, Registry};
 /// What [`PeerBlobs::fetch`] returns.
 pub type PeerRead<'a> = Pin<Box<dyn Future<Output = Result<ByteStream, String>> + Send + 'a>>;
 
-/// Reads blobs from the other nodes that hold them.
+/// What [`PeerBlobs::request_copy`] returns.
+pub type PeerCopy<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Reads blobs from the other nodes that hold them, and has them copy blobs from this one.
 pub trait PeerBlobs: Send + Sync {
     /// Blob `digest` (or the part `range` of it) as the node at `addr` holds it, or why not.
     fn fetch<'a>(&'a self, addr: &'a str, digest: &'a Digest, range: Option<ByteRange>) -> PeerRead<'a>;
+
+    /// Asks the node at `addr` to copy blob `digest` (`size` bytes) from this node and make
+    /// it durable there ([`Registry::copy_from`] on that node); returns once it is.
+    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64) -> PeerCopy<'a>;
 }
 
 /// Chunks in flight between the copy and the client.
@@ -87,19 +96,83 @@ impl Registry {
     /// recorded; the copy goes on if the client goes away.
     fn copy_while_serving(&self, digest: &Digest, size: u64, remote: ByteStream) -> ByteStream {
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
+        tokio::spawn(self.copy(digest, size, self.node).run(remote, tx));
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+    }
+
+    /// A copy of blob `digest` to make here; `record` is the node to record as a holder once
+    /// it is durable (none: the node that asked for it records it).
+    fn copy(&self, digest: &Digest, size: u64, record: Option<u64>) -> Copy {
         let id = format!("copy-{}", uuid::Uuid::new_v4());
         self.copying.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone());
-        let copy = Copy {
+        Copy {
             blobs: Arc::clone(&self.blobs),
             proposer: Arc::clone(&self.proposer),
             copying: Arc::clone(&self.copying),
-            node: self.node,
+            record,
             digest: digest.clone(),
             size,
             id,
-        };
-        tokio::spawn(copy.run(remote, tx));
-        Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+        }
+    }
+
+    /// Copies blob `digest` (`size` bytes) from the node at `addr`, which has just stored it
+    /// and asks for a second copy before it acknowledges the push; returns once the copy is
+    /// durable and verified here. That node records the holders. Nothing to do when this
+    /// node has the blob already.
+    pub async fn copy_from(&self, addr: &str, digest: &Digest, size: u64) -> Result<(), RegistryError> {
+        if self.blobs.stat(digest).await.map_err(crate::blob_error)?.is_some() {
+            return Ok(());
+        }
+        let unavailable = |why: String| RegistryError::new(ErrorCode::Unavailable, why);
+        let Some(peers) = &self.peers else { return Err(unavailable("this node reads no other node".into())) };
+        let remote =
+            peers.fetch(addr, digest, None).await.map_err(|why| unavailable(format!("read from {addr}: {why}")))?;
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        self.copy(digest, size, None).finish(remote, &tx).await.map(|_| ()).map_err(unavailable)
+    }
+
+    /// Before a push on a cluster node is acknowledged: copies blob `digest` to other managers
+    /// until it is on `min(copies, managers)` nodes; returns the nodes that now hold a copy
+    /// besides this one. 503 when too few managers could take one (the push is then not
+    /// acknowledged, and the state does not know the blob).
+    pub(crate) async fn copy_to_other_managers(&self, digest: &Digest, size: u64) -> Result<Vec<u64>, RegistryError> {
+        let (Some(peers), Some(here)) = (&self.peers, self.node) else { return Ok(Vec::new()) };
+        let wanted = self.copies.saturating_sub(1) as usize;
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let mut others: Vec<(u64, wharf_store::NodeRecord)> = self
+            .store
+            .nodes()
+            .map_err(crate::internal)?
+            .into_iter()
+            .filter(|(id, n)| *id != here && !n.removed && n.role == "manager")
+            .collect();
+        // Managers that send heartbeats first.
+        others.sort_by_key(|(id, n)| (n.state != "ready", *id));
+        let need = wanted.min(others.len());
+        let mut copied = Vec::new();
+        for (id, node) in others {
+            if copied.len() == need {
+                break;
+            }
+            match peers.request_copy(&node.addr, digest, size).await {
+                Ok(()) => copied.push(id),
+                Err(why) => {
+                    tracing::warn!(%digest, node = id, addr = %node.addr, reason = %why, "copying a blob to another manager failed")
+                }
+            }
+        }
+        if copied.len() < need {
+            let message = format!(
+                "the blob could be copied to {} of the {need} other managers it must be on before the push is acknowledged; try again",
+                copied.len()
+            );
+            return Err(RegistryError::new(ErrorCode::Unavailable, message));
+        }
+        Ok(copied)
     }
 }
 
@@ -108,27 +181,39 @@ struct Copy {
     blobs: Arc<dyn BlobStore>,
     proposer: Arc<dyn Proposer>,
     copying: Arc<Mutex<std::collections::HashSet<String>>>,
-    node: Option<u64>,
+    /// The node to record as a holder once the copy is durable.
+    record: Option<u64>,
     digest: Digest,
     size: u64,
     id: String,
 }
 
 impl Copy {
+    /// Makes the copy, sending the bytes to `tx` as they come (the last chunk once verified)
+    /// and ending it with an error if the copy fails.
     async fn run(self, remote: ByteStream, tx: mpsc::Sender<std::io::Result<Bytes>>) {
-        let verified = self.store(remote, &tx).await;
-        self.copying.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
-        match verified {
+        match self.finish(remote, &tx).await {
             Ok(last) => {
                 let _ = tx.send(Ok(last)).await;
-                tracing::info!(digest = %self.digest, "copied a blob from its holder");
             }
             Err(why) => {
-                tracing::warn!(digest = %self.digest, reason = %why, "copying a blob from its holder failed");
-                let _ = self.blobs.abort(&self.id).await;
                 let _ = tx.send(Err(std::io::Error::other(why))).await;
             }
         }
+    }
+
+    /// [`Copy::store`], then forgets the upload, or removes it after a failure.
+    async fn finish(self, remote: ByteStream, tx: &mpsc::Sender<std::io::Result<Bytes>>) -> Result<Bytes, String> {
+        let stored = self.store(remote, tx).await;
+        match &stored {
+            Ok(_) => tracing::info!(digest = %self.digest, "copied a blob from another node"),
+            Err(why) => {
+                tracing::warn!(digest = %self.digest, reason = %why, "copying a blob from another node failed");
+                let _ = self.blobs.abort(&self.id).await;
+            }
+        }
+        self.copying.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+        stored
     }
 
     /// Stores `remote` as upload `id`, passing every chunk but the last to `tx` as it goes;
@@ -171,7 +256,7 @@ impl Copy {
             return Err(format!("the holder sent bytes of digest {computed}"));
         }
         self.blobs.commit(&self.id, &self.digest).await.map_err(|e| e.to_string())?;
-        if let Some(node) = self.node {
+        if let Some(node) = self.record {
             let record = RegistryCommand::AddBlobHolder { digest: self.digest.clone(), node };
             if let Err(e) = self.proposer.propose(record).await {
                 // The copy is on disk and verified; the next read finds it here all the same.

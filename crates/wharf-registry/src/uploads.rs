@@ -110,11 +110,16 @@ impl Registry {
                 .with_detail(serde_json::json!({ "expected": digest.to_string(), "computed": computed.to_string() })));
         }
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
-        let (id, digest) = (id.to_owned(), digest.clone());
         let command = match self.node {
-            Some(node) => RegistryCommand::CommitUploadOn { id: id.clone(), digest, size, node },
-            None => RegistryCommand::CommitUpload { id: id.clone(), digest, size },
+            Some(node) => {
+                // Durable on enough nodes before the state knows it (and the client hears it).
+                let mut holders = vec![node];
+                holders.extend(self.copy_to_other_managers(digest, size).await?);
+                RegistryCommand::CommitUploadOn { id: id.to_owned(), digest: digest.clone(), size, holders }
+            }
+            None => RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size },
         };
+        let id = id.to_owned();
         self.apply(command).await.map_err(|e| match e {
             ProposeError::Refused(Refusal::UploadUnknown(_)) => upload_unknown(),
             other => store_failure(other),

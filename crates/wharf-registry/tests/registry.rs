@@ -107,6 +107,10 @@ impl wharf_registry::PeerBlobs for Holder {
         let chunks: Vec<std::io::Result<Bytes>> = data.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
         Box::pin(async move { Ok(futures::stream::iter(chunks).boxed()) })
     }
+
+    fn request_copy<'a>(&'a self, _: &'a str, _: &'a wharf_api::Digest, _: u64) -> wharf_registry::PeerCopy<'a> {
+        Box::pin(async { Err("this holder copies nothing".to_owned()) })
+    }
 }
 
 /// A registry on node 2 whose state says blob `data` of `r` is held by node 1 only, reading
@@ -122,7 +126,7 @@ fn node_two(data: &[u8], holder: Holder) -> (tempfile::TempDir, Registry, Arc<St
     store.apply(start).expect("start");
     let size = data.len() as u64;
     store
-        .apply(RegistryCommand::CommitUploadOn { id: "u".into(), digest: digest.clone(), size, node: 1 })
+        .apply(RegistryCommand::CommitUploadOn { id: "u".into(), digest: digest.clone(), size, holders: vec![1] })
         .expect("on 1");
     let blobs = Arc::new(MemoryBlobStore::new()) as Arc<dyn BlobStore>;
     let registry = Registry::new(Arc::clone(&store), blobs).expect("registry").on_node(2).with_peers(Arc::new(holder));

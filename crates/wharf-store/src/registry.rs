@@ -35,10 +35,11 @@ pub enum RegistryCommand {
     DeleteManifest { repo: String, digest: Digest },
     /// Removes one tag.
     DeleteTag { repo: String, tag: String },
-    /// [`RegistryCommand::CommitUpload`] on node `node`, which now holds a verified copy of
-    /// the blob on its disk (recorded in the blob's holders). Supersedes `CommitUpload`, which
-    /// is kept so that older logs still apply (and for a registry that is no cluster node).
-    CommitUploadOn { id: String, digest: Digest, size: u64, node: u64 },
+    /// [`RegistryCommand::CommitUpload`] by a cluster node: `holders` (that node, and the nodes
+    /// it copied the blob to before acknowledging it) now hold a verified copy on their disks,
+    /// recorded in the blob's holders. Supersedes `CommitUpload`, which is kept so that older
+    /// logs still apply (and for a registry that is no cluster node).
+    CommitUploadOn { id: String, digest: Digest, size: u64, holders: Vec<u64> },
     /// Node `node` now holds a verified copy of blob `digest` too (a copy made from another
     /// holder). Refused for a blob the state does not know.
     AddBlobHolder { digest: Digest, node: u64 },
@@ -58,7 +59,9 @@ impl std::fmt::Display for RegistryCommand {
             RegistryCommand::DeleteManifest { repo, digest } => write!(f, "delete-manifest {repo}@{digest}"),
             RegistryCommand::DeleteTag { repo, tag } => write!(f, "delete-tag {repo}:{tag}"),
             RegistryCommand::StartOwnedUpload { repo, owner, .. } => write!(f, "start-upload {repo} by {owner}"),
-            RegistryCommand::CommitUploadOn { digest, node, .. } => write!(f, "commit-upload {digest} on node {node}"),
+            RegistryCommand::CommitUploadOn { digest, holders, .. } => {
+                write!(f, "commit-upload {digest} on nodes {holders:?}")
+            }
             RegistryCommand::AddBlobHolder { digest, node } => write!(f, "add-blob-holder {digest} node {node}"),
         }
     }
@@ -92,10 +95,13 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &RegistryCommand) -> Result
             link_blob(txn, &upload.repo, digest, *size, upload.started)?;
             Ok(Outcome::UploadCommitted { repo: upload.repo })
         }
-        RegistryCommand::CommitUploadOn { id, digest, size, node } => {
+        RegistryCommand::CommitUploadOn { id, digest, size, holders } => {
             let upload = take_upload(txn, id)?;
             link_blob(txn, &upload.repo, digest, *size, upload.started)?;
-            txn.open_table(BLOB_HOLDERS)?.insert((digest.to_string().as_str(), *node), ())?;
+            let mut table = txn.open_table(BLOB_HOLDERS)?;
+            for node in holders {
+                table.insert((digest.to_string().as_str(), *node), ())?;
+            }
             Ok(Outcome::UploadCommitted { repo: upload.repo })
         }
         RegistryCommand::AddBlobHolder { digest, node } => {

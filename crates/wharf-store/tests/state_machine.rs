@@ -327,7 +327,9 @@ fn commit_on(store: &Store, id: &str, repo: &str, digest: Digest, node: u64) {
     store
         .apply(&RegistryCommand::StartUpload { id: id.into(), repo: repo.into(), algorithm: Algorithm::Sha256, at: 1 })
         .expect("start");
-    let out = store.apply(&RegistryCommand::CommitUploadOn { id: id.into(), digest, size: 10, node }).expect("commit");
+    let out = store
+        .apply(&RegistryCommand::CommitUploadOn { id: id.into(), digest, size: 10, holders: vec![node] })
+        .expect("commit");
     assert_eq!(out, Outcome::UploadCommitted { repo: repo.into() });
 }
 
@@ -341,7 +343,8 @@ fn a_blob_committed_on_a_node_records_that_node_as_a_holder() {
     assert_eq!(store.blob_link("b", &d(1)).expect("read"), Some(10));
     assert_eq!(store.blob_holders(&d(3)).expect("read"), Vec::<u64>::new(), "a commit of no node records none");
     assert_eq!(store.blob_holders(&d(4)).expect("read"), Vec::<u64>::new());
-    let again = store.apply(&RegistryCommand::CommitUploadOn { id: "u1".into(), digest: d(1), size: 10, node: 3 });
+    let again =
+        store.apply(&RegistryCommand::CommitUploadOn { id: "u1".into(), digest: d(1), size: 10, holders: vec![3] });
     assert!(matches!(again, Err(StoreError::Refused(Refusal::UploadUnknown(_)))));
     assert_eq!(store.blob_holders(&d(1)).expect("read"), vec![1, 2], "a refused commit records no holder");
 }

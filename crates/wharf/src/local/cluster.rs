@@ -50,6 +50,11 @@ pub struct Tuning {
     /// unit: s, m, h or d).
     #[arg(long, default_value = "24h", value_parser = parse_age)]
     upload_max_age: Duration,
+    /// On how many managers a pushed blob must be durable before the push is acknowledged
+    /// (at most the number of managers): with 2, losing any one manager's disk loses no
+    /// acknowledged image.
+    #[arg(long, default_value_t = 2, env = "WHARF_BLOB_COPIES")]
+    blob_copies: u32,
     /// How often nodes send heartbeats to this manager when it leads (milliseconds); a node
     /// is down after three missed ones.
     #[arg(long, default_value_t = 5000, hide = true)]
@@ -92,6 +97,7 @@ impl Tuning {
                 max_age: self.upload_max_age,
                 purge_every: ms(self.upload_purge_interval_ms),
             },
+            blob_copies: self.blob_copies.max(1),
         };
         Settings { listen, manager }
     }
