@@ -35,6 +35,9 @@ impl NodePeerBlobs {
             .connect_timeout(Duration::from_secs(2))
             // Between two chunks, not for the whole blob: a large blob takes as long as it takes.
             .read_timeout(Duration::from_secs(30))
+            // One blob per connection, in large reads: HTTP/2's framing and flow control cost
+            // more CPU for a bulk copy than they save.
+            .http1_only()
             .build()?;
         let patient = reqwest::Client::builder()
             .use_preconfigured_tls(tls)

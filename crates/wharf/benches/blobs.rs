@@ -46,24 +46,38 @@ fn blob(size: usize, seed: u64) -> (Bytes, String) {
     (Bytes::from(data), digest)
 }
 
-/// Pushes `data` through `addr` in one request; MiB/s.
-async fn push(c: &reqwest::Client, addr: &str, data: &Bytes, digest: &str) -> Res<f64> {
+/// A rate and the whole machine's busy CPU time per GiB moved.
+#[derive(Clone, Copy)]
+struct Measured {
+    mib_s: f64,
+    cpu_per_gib: f64,
+}
+
+/// Measures `work`, which moves `size` bytes.
+async fn measure(size: usize, work: impl std::future::Future<Output = Res<()>>) -> Res<Measured> {
+    let (started, cpu) = (Instant::now(), common::cpu_seconds());
+    work.await?;
+    let (secs, cpu) = (started.elapsed().as_secs_f64(), common::cpu_seconds() - cpu);
+    let gib = size as f64 / MIB / 1024.0;
+    Ok(Measured { mib_s: size as f64 / MIB / secs, cpu_per_gib: cpu / gib })
+}
+
+/// Pushes `data` through `addr` in one request.
+async fn push(c: &reqwest::Client, addr: &str, data: &Bytes, digest: &str) -> Res<()> {
     let url = format!("https://{addr}/v2/admin/bench/blobs/uploads/?digest={digest}");
     let chunks: Vec<Result<Bytes, std::io::Error>> =
         (0..data.len()).step_by(1 << 20).map(|at| Ok(data.slice(at..(at + (1 << 20)).min(data.len())))).collect();
     let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let started = Instant::now();
     let resp = c.post(url).basic_auth("admin", Some(PASSWORD)).body(body).send().await?;
     if resp.status() != reqwest::StatusCode::CREATED {
         return Err(format!("push through {addr}: {} {}", resp.status(), resp.text().await?).into());
     }
-    Ok(data.len() as f64 / MIB / started.elapsed().as_secs_f64())
+    Ok(())
 }
 
-/// Pulls blob `digest` (`size` bytes) through `addr`; MiB/s.
-async fn pull(c: &reqwest::Client, addr: &str, digest: &str, size: usize) -> Res<f64> {
+/// Pulls blob `digest` (`size` bytes) through `addr`.
+async fn pull(c: &reqwest::Client, addr: &str, digest: &str, size: usize) -> Res<()> {
     let url = format!("https://{addr}/v2/admin/bench/blobs/{digest}");
-    let started = Instant::now();
     let resp = c.get(url).basic_auth("admin", Some(PASSWORD)).send().await?;
     if resp.status() != reqwest::StatusCode::OK {
         return Err(format!("pull through {addr}: {}", resp.status()).into());
@@ -76,7 +90,7 @@ async fn pull(c: &reqwest::Client, addr: &str, digest: &str, size: usize) -> Res
     if got != size {
         return Err(format!("pull through {addr}: {got} of {size} bytes").into());
     }
-    Ok(size as f64 / MIB / started.elapsed().as_secs_f64())
+    Ok(())
 }
 
 /// Whether manager `n` (1-based) of the cluster in `dir` has its own copy of `digest`.
@@ -120,41 +134,57 @@ async fn run(dir: &Path) -> Res<()> {
     let (mut alone_push, mut three_push, mut holder_pull, mut copying_pull) = (vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS as u64 {
         let (data, digest) = blob(size, 2 * round + 1);
-        alone_push.push(push(&c, &alone[0].addr, &data, &digest).await?);
+        alone_push.push(measure(size, push(&c, &alone[0].addr, &data, &digest)).await?);
         let (data, digest) = blob(size, 2 * round + 2);
-        three_push.push(push(&c, &three[0].addr, &data, &digest).await?);
+        three_push.push(measure(size, push(&c, &three[0].addr, &data, &digest)).await?);
         let copies = (1..=3).filter(|n| holds(&three_dir, *n, &digest)).count();
         let Some(without) = (1..=3).find(|n| !holds(&three_dir, *n, &digest)) else {
             return Err("every manager holds the blob already".into());
         };
-        copying_pull.push(pull(&c, &three[without - 1].addr, &digest, size).await?);
-        holder_pull.push(pull(&c, &three[0].addr, &digest, size).await?);
+        copying_pull.push(measure(size, pull(&c, &three[without - 1].addr, &digest, size)).await?);
+        holder_pull.push(measure(size, pull(&c, &three[0].addr, &digest, size)).await?);
         eprintln!(
             "round {}: {copies} copies when acknowledged; push alone {:.0}, through one of three {:.0}; pull from a holder {:.0}, first pull through manager {without} {:.0} MiB/s",
             round + 1,
-            alone_push[round as usize],
-            three_push[round as usize],
-            holder_pull[round as usize],
-            copying_pull[round as usize],
+            alone_push[round as usize].mib_s,
+            three_push[round as usize].mib_s,
+            holder_pull[round as usize].mib_s,
+            copying_pull[round as usize].mib_s,
         );
         if copies != 2 {
             return Err(format!("{copies} copies of an acknowledged push, not 2").into());
         }
     }
     drop(alone);
-    let (a, t) = (median(alone_push), median(three_push));
-    let (h, p) = (median(holder_pull), median(copying_pull));
     let gib = size as f64 / MIB / 1024.0;
     println!();
     println!("| blobs on several managers, {gib} GiB, median of {ROUNDS} | 3 managers | reference | ratio | target |");
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| monolithic push, acknowledged on 2 of 3 managers, against a manager alone | {t:.0} MiB/s | {a:.0} MiB/s | {:.2}x | 0.6x |",
-        t / a
-    );
-    println!(
-        "| first pull through the manager without a copy, against a pull from a holder | {p:.0} MiB/s | {h:.0} MiB/s | {:.2}x | 0.7x |",
-        p / h
-    );
+    let rows = [
+        ("monolithic push, acknowledged on 2 of 3 managers, against a manager alone", three_push, alone_push, 0.6),
+        ("first pull through the manager without a copy, against a pull from a holder", copying_pull, holder_pull, 0.7),
+    ];
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let mut bounds = Vec::new();
+    for (what, ours, reference, target) in rows {
+        let rate = |m: &[Measured]| median(m.iter().map(|m| m.mib_s).collect());
+        let cpu = |m: &[Measured]| median(m.iter().map(|m| m.cpu_per_gib).collect());
+        let (o, r) = (rate(&ours), rate(&reference));
+        println!("| {what} | {o:.0} MiB/s | {r:.0} MiB/s | {:.2}x | {target}x |", o / r);
+        bounds.push((what, cpu(&ours), cpu(&reference), o, r));
+    }
+    println!();
+    // What the machine allows: every byte costs CPU on each node it passes (TLS, SHA-256,
+    // the disk), and all the nodes share these cores.
+    for (what, cpu_ours, cpu_reference, o, r) in bounds {
+        let (ceiling_ours, ceiling_reference) = (1024.0 * cores / cpu_ours, 1024.0 * cores / cpu_reference);
+        println!(
+            "{what}: {cpu_ours:.2} against {cpu_reference:.2} CPU-s per GiB (whole machine); on {cores} cores at most \
+             {ceiling_ours:.0} against {ceiling_reference:.0} MiB/s, a ratio of at most {:.2}x; reached {:.0}% and {:.0}% of those ceilings",
+            ceiling_ours / ceiling_reference,
+            100.0 * o / ceiling_ours,
+            100.0 * r / ceiling_reference,
+        );
+    }
     Ok(())
 }

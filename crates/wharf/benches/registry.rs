@@ -220,24 +220,6 @@ fn pull_ceiling(dir: &Path, len: usize) -> Res<f64> {
     Ok(median(rates))
 }
 
-/// Busy CPU time of the whole machine so far (every core; user, system, interrupts), in
-/// seconds, from /proc/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal: all but idle and iowait are busy.
-    let busy: f64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
-    busy / 100.0
-}
-
 fn mib_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
 }
@@ -315,10 +297,10 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
         let data = pattern(s.big, 1000 + run as u64 * 2);
         let d = digest(&data);
         let t = Instant::now();
-        let cpu = cpu_seconds();
+        let cpu = common::cpu_seconds();
         push_monolithic(&c, &base, "bench/big", data, &d).await?;
         mono.push(mib_s(s.big, t.elapsed().as_secs_f64()));
-        mono_cpu.push((cpu_seconds() - cpu) / (s.big as f64 / f64::from(1 << 30)));
+        mono_cpu.push((common::cpu_seconds() - cpu) / (s.big as f64 / f64::from(1 << 30)));
         let data = pattern(s.big, 1001 + run as u64 * 2);
         let d2 = digest(&data);
         let t = Instant::now();
