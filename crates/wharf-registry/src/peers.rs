@@ -50,8 +50,9 @@ impl Registry {
         size: u64,
         range: Option<ByteRange>,
     ) -> Result<ByteStream, RegistryError> {
-        let Some(peers) = &self.peers else { return Err(self.held_elsewhere(digest, false)) };
-        for (node, addr) in self.holder_addrs(digest) {
+        let holders = self.store.blob_holders(digest).unwrap_or_default();
+        let Some(peers) = &self.peers else { return Err(self.held_elsewhere(digest, &holders, false)) };
+        for (node, addr) in self.holder_addrs(&holders) {
             match peers.fetch(&addr, digest, range).await {
                 Ok(stream) if range.is_some() => return Ok(stream),
                 Ok(stream) => return Ok(self.copy_while_serving(digest, size, stream)),
@@ -60,14 +61,14 @@ impl Registry {
                 }
             }
         }
-        Err(self.held_elsewhere(digest, true))
+        Err(self.held_elsewhere(digest, &holders, true))
     }
 
-    /// The holders of `digest` other than this node that are not removed: (id, address).
-    fn holder_addrs(&self, digest: &Digest) -> Vec<(u64, String)> {
-        let holders = self.store.blob_holders(digest).unwrap_or_default();
+    /// Those of `holders` other than this node that are not removed: (id, address).
+    fn holder_addrs(&self, holders: &[u64]) -> Vec<(u64, String)> {
         holders
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|node| Some(*node) != self.node)
             .filter_map(|node| match self.store.node(node) {
                 Ok(Some(record)) if !record.removed => Some((node, record.addr)),
@@ -78,9 +79,8 @@ impl Registry {
 
     /// The answer for a blob that the state knows but that this node cannot serve: 503,
     /// naming the nodes that hold it, never 404 (the blob exists).
-    pub(crate) fn held_elsewhere(&self, digest: &Digest, tried: bool) -> RegistryError {
-        let holders = self.store.blob_holders(digest).unwrap_or_default();
-        let addrs: Vec<String> = self.holder_addrs(digest).into_iter().map(|(_, addr)| addr).collect();
+    fn held_elsewhere(&self, digest: &Digest, holders: &[u64], tried: bool) -> RegistryError {
+        let addrs: Vec<String> = self.holder_addrs(holders).into_iter().map(|(_, addr)| addr).collect();
         let message = match (addrs.is_empty(), tried) {
             (true, _) => format!("blob {digest} is known but no reachable node holds its bytes"),
             (false, true) => format!("blob {digest} is stored on {}, which cannot be read now", addrs.join(", ")),

@@ -140,6 +140,7 @@ pub enum UserCommand {
 
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     let mut api = session()?;
+    let disabled = matches!(command, UserCommand::Disable { .. });
     match command {
         UserCommand::Ls => {
             let users: Vec<UserInfo> = api.call(Method::GET, "/api/users", None::<&()>).await.map_err(remote)?;
@@ -163,19 +164,12 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .map_err(remote)?;
             println!("Password of {name} changed; its sessions and tokens were ended.");
         }
-        UserCommand::Disable { name } => {
-            let update = UserUpdate { disabled: Some(true) };
+        UserCommand::Disable { name } | UserCommand::Enable { name } => {
+            let update = UserUpdate { disabled: Some(disabled) };
             api.call::<_, UserInfo>(Method::PATCH, &format!("/api/users/{name}"), Some(&update))
                 .await
                 .map_err(remote)?;
-            println!("Disabled {name}.");
-        }
-        UserCommand::Enable { name } => {
-            let update = UserUpdate { disabled: Some(false) };
-            api.call::<_, UserInfo>(Method::PATCH, &format!("/api/users/{name}"), Some(&update))
-                .await
-                .map_err(remote)?;
-            println!("Enabled {name}.");
+            println!("{} {name}.", if disabled { "Disabled" } else { "Enabled" });
         }
         UserCommand::Rm { name } => {
             api.call::<(), ()>(Method::DELETE, &format!("/api/users/{name}"), None).await.map_err(remote)?;
