@@ -390,7 +390,7 @@ async fn raft_routes_need_a_manager_certificate_of_the_cluster() {
 /// `GET /cluster/blobs/{digest}` serves a manager's own bytes to the other managers of its
 /// cluster only.
 #[tokio::test]
-async fn blob_reads_between_nodes_need_a_manager_certificate_of_the_cluster() {
+async fn node_to_node_blob_routes_need_a_manager_certificate_of_the_cluster() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
@@ -425,6 +425,29 @@ async fn blob_reads_between_nodes_need_a_manager_certificate_of_the_cluster() {
     assert_eq!(manager2().get(&unknown).send().await.expect("unknown").status().as_u16(), 404, "not held here");
     let garbage = format!("https://{}/cluster/blobs/sha256:xyz", manager.addr);
     assert_eq!(manager2().get(&garbage).send().await.expect("garbage").status().as_u16(), 400, "a bad digest");
+
+    // Asking for a copy is for managers of the cluster too, and a bad request records nothing.
+    let copy = format!("https://{}/cluster/blobs/sha256:{}/copy", manager.addr, "1".repeat(64));
+    let cases = [
+        ("no certificate", None, 401),
+        ("a worker", node(9, NodeRole::Worker, CLUSTER), 403),
+        ("another cluster's manager", node(2, NodeRole::Manager, "other"), 403),
+        ("a removed manager", node(3, NodeRole::Manager, CLUSTER), 403),
+    ];
+    for (what, identity, status) in cases {
+        let resp = client(&ca, identity).post(&copy).json(&serde_json::json!({"size": 1})).send().await.expect(what);
+        assert_eq!(resp.status().as_u16(), status, "copy request from {what}");
+    }
+    let resp = manager2().post(&copy).body("not json").send().await.expect("bad body");
+    assert_eq!(resp.status().as_u16(), 400, "a copy request that is not JSON");
+    let resp = manager2().post(&copy).body(vec![b'x'; 10_000]).send().await.expect("big body");
+    assert_eq!(resp.status().as_u16(), 413, "a copy request body over 4 KiB");
+    // Node 2's recorded address ("a:1") serves nothing: the copy fails and nothing is kept.
+    let resp = manager2().post(&copy).json(&serde_json::json!({"size": 1})).send().await.expect("unreachable");
+    assert_eq!(resp.status().as_u16(), 503, "a copy from a caller that cannot be read");
+    let wanted: wharf_api::Digest = format!("sha256:{}", "1".repeat(64)).parse().expect("digest");
+    assert!(manager.node().registry.open_own_blob(&wanted, None).await.is_err(), "nothing kept");
+    assert!(manager.store().blob_holders(&wanted).expect("read").is_empty(), "nothing recorded");
 }
 
 async fn wait_for_state(store: &Store, id: u64, state: &str) {

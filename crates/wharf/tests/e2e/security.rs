@@ -823,3 +823,23 @@ async fn open_uploads_are_capped_per_user_and_purged_when_abandoned() {
     crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
     crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
 }
+
+/// The node-to-node blob routes serve nothing on a node that is no cluster manager: a
+/// standalone node (plain HTTP, no client certificates) and a TLS node asked without a node
+/// certificate both refuse, with or without an account's credentials.
+#[tokio::test]
+async fn node_to_node_blob_routes_refuse_everyone_but_managers() {
+    for w in [Wharf::start(), Wharf::start_tls()] {
+        let data = b"a blob only registry clients may read".to_vec();
+        let digest = push_blob(&w.client(), &w.base(), "lib/secret", &data).await;
+        let read = w.url(&format!("/cluster/blobs/{digest}"));
+        let copy = w.url(&format!("/cluster/blobs/{digest}/copy"));
+        for c in [w.anonymous_client(), w.client()] {
+            let resp = c.get(&read).send().await.expect("GET");
+            assert!(resp.status().is_client_error(), "GET {read}: {}", resp.status());
+            assert_ne!(resp.bytes().await.expect("body").as_ref(), data.as_slice());
+            let resp = c.post(&copy).json(&json!({"size": data.len()})).send().await.expect("POST");
+            assert!(resp.status().is_client_error(), "POST {copy}: {}", resp.status());
+        }
+    }
+}
