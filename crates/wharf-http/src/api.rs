@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
@@ -123,22 +123,17 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
-        let (auth, identity, session) = caller(app, &parts.headers).await?;
+        let auth = auth_of(app)?;
+        let Credentials::Bearer(secret) = credentials(&parts.headers) else {
+            return Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "log in first: POST /auth/login, then send Authorization: Bearer <auth_token>",
+            ));
+        };
+        let (identity, session) = crate::current_session(app, auth, &secret, SessionKind::Api).await?;
         let by = Origin::user(&identity.name, Some(&crate::peer_ip_of(&parts.extensions)));
-        Ok(Caller { auth, identity, session, by })
+        Ok(Caller { auth: Arc::clone(auth), identity, session, by })
     }
-}
-
-async fn caller(app: &App, headers: &HeaderMap) -> Result<(Arc<Auth>, Identity, String), ApiError> {
-    let auth = auth_of(app)?;
-    let Credentials::Bearer(secret) = credentials(headers) else {
-        return Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "log in first: POST /auth/login, then send Authorization: Bearer <auth_token>",
-        ));
-    };
-    let (identity, id) = crate::current_session(app, auth, &secret, SessionKind::Api).await?;
-    Ok((Arc::clone(auth), identity, id))
 }
 
 /// Asks the one authorization decision (`wharf_auth::authorize`) whether the caller may take

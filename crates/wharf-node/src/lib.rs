@@ -58,6 +58,11 @@ pub enum NodeError {
     Call { what: String, source: wharf_client::ClientError },
 }
 
+/// Seconds since the Unix epoch, for the timestamps commands carry.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// This machine's host name (empty when it cannot be read).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()

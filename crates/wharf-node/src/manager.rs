@@ -258,8 +258,7 @@ pub async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>, uploa
             Err(e) => tracing::warn!(error = %e, "purging stale uploads failed"),
         }
         if let Some(auth) = &auth {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            match auth.purge_sessions(now).await {
+            match auth.purge_sessions(crate::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "removed expired sessions"),
                 Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),

@@ -85,7 +85,7 @@ impl StandaloneNode {
                     .map_err(|e| NodeError::start("start accounts")(&e))?;
                 let auth = Arc::new(auth);
                 let generated = auth
-                    .bootstrap_admin(ADMIN, admin_password.as_deref(), now())
+                    .bootstrap_admin(ADMIN, admin_password.as_deref(), crate::now())
                     .await
                     .map_err(|e| NodeError::start("create the administrator")(&e))?;
                 (Some(auth), generated)
@@ -122,8 +122,4 @@ impl StandaloneNode {
         let _ = self.server.await;
         self.raft.stop().await;
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
