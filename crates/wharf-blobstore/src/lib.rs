@@ -10,7 +10,10 @@
 
 pub mod conformance;
 mod fs;
+mod ledger;
 mod memory;
+#[cfg(feature = "s3")]
+mod s3;
 mod writer;
 
 use std::pin::Pin;
@@ -21,7 +24,10 @@ use wharf_api::Digest;
 use wharf_api::range::ByteRange;
 
 pub use fs::FsBlobStore;
+pub use ledger::{MemoryLedger, Segment, UploadLedger, segments_len};
 pub use memory::MemoryBlobStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3BlobStore, S3Config};
 
 /// A stream of body chunks, as read from a request or a driver.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -44,6 +50,9 @@ pub enum BlobError {
     Body(std::io::Error),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// Shared storage did not answer, or refused, after retries: try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl BlobError {
@@ -56,6 +65,12 @@ impl BlobError {
 /// Storage of content-addressed blobs and of the uploads that create them.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + 'static {
+    /// Whether every node of a cluster reads and writes the same bytes through this store
+    /// (shared object storage), so that no node copies a blob to another.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Creates empty storage for upload `id`. Creating an existing upload is an error-free no-op.
     async fn create_upload(&self, id: &str) -> Result<(), BlobError>;
 
