@@ -58,6 +58,12 @@ impl DataDir {
         self.snapshots().join("incoming")
     }
 
+    /// Which blob storage the node uses (`filesystem` or an `s3://` location, without
+    /// credentials), written at its first start.
+    pub fn storage_record(&self) -> PathBuf {
+        self.root.join("storage")
+    }
+
     pub fn blobs(&self) -> PathBuf {
         self.root.join("blobs")
     }

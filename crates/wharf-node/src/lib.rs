@@ -19,6 +19,7 @@ mod peer_blobs;
 mod raft_node;
 mod standalone;
 mod startup;
+mod storage;
 
 pub use agent::Agent;
 pub use calls::{JoinAsk, ask_to_be_added, join_cluster, nodes_as_this_node};
@@ -29,6 +30,7 @@ pub use peer_blobs::NodePeerBlobs;
 pub use raft_node::RaftNode;
 pub use standalone::{ADMIN, Accounts, StandaloneNode};
 pub use startup::{FirstStart, Recovered, first_manager, recover_alone};
+pub use storage::{Storage, StorageChoice};
 
 /// Why a node could not start or keep its files.
 #[derive(Debug, thiserror::Error)]

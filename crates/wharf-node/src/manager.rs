@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wharf_auth::{Auth, AuthConfig};
-use wharf_blobstore::FsBlobStore;
 use wharf_manager::{Manager, bootstrap};
 use wharf_pki::{Ca, CertifiedKey, RenewableCert};
 use wharf_registry::Registry;
@@ -42,6 +41,8 @@ pub struct ManagerSettings {
     /// On how many nodes a pushed blob must be durable before the push is acknowledged (at
     /// most the number of managers).
     pub blob_copies: u32,
+    /// Where blob bytes are kept.
+    pub storage: crate::StorageChoice,
 }
 
 /// How a manager starts.
@@ -95,13 +96,14 @@ impl ManagerNode {
         let ca = Arc::new(Ca::load_or_create(&dir.pki())?);
         let token_key = ca.load_or_create_token_key(&dir.pki())?;
         let store = Arc::new(Store::open(&dir.state())?);
-        let blobs = Arc::new(FsBlobStore::open(dir.blobs()).map_err(|e| NodeError::start("open the blob store")(&e))?);
+        let storage = crate::Storage::resolve(dir, &settings.storage)?;
         let cert = Arc::new(RenewableCert::new(key, ca.cert_pem())?);
         let client_tls = wharf_pki::renewing_client_config(Arc::clone(&cert), ca.cert_pem(), &identity.cluster_id)?;
         let raft =
             RaftNode::open(dir, identity.node_id, &identity.cluster_id, Arc::clone(&store), client_tls.clone(), source)
                 .await?;
         let proposer = Arc::clone(&raft.proposer);
+        let blobs = storage.open(dir, &store, proposer.clone()).await?;
         let peers = crate::NodePeerBlobs::new(client_tls.clone(), source)
             .map_err(|e| NodeError::start("make the node-to-node blob client")(&e))?;
         let auth = Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())

@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wharf_auth::{Auth, AuthConfig};
-use wharf_blobstore::FsBlobStore;
 use wharf_pki::Ca;
 use wharf_registry::Registry;
 use wharf_store::Store;
@@ -69,14 +68,16 @@ impl StandaloneNode {
         accounts: Accounts,
         limits: wharf_http::Limits,
         uploads: Uploads,
+        storage: &crate::StorageChoice,
     ) -> Result<StandaloneNode, NodeError> {
         StandaloneNode::check_dir(dir)?;
         let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
         let store = Arc::new(Store::open(&dir.state())?);
-        let blobs = FsBlobStore::open(dir.blobs()).map_err(|e| NodeError::start("open the blob store")(&e))?;
+        let storage = crate::Storage::resolve(dir, storage)?;
         let ca = Ca::load_or_create(&dir.pki())?;
         let raft = RaftNode::standalone(dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
         let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
+        let blobs = storage.open(dir, &store, Arc::clone(&proposer)).await?;
         let (auth, generated_password) = match accounts {
             Accounts::Off => (None, None),
             Accounts::On { admin_password } => {
@@ -92,7 +93,7 @@ impl StandaloneNode {
             }
         };
         let registry = Arc::new(
-            Registry::with_proposer(store, Arc::new(blobs), Arc::clone(&proposer))
+            Registry::with_proposer(store, blobs, Arc::clone(&proposer))
                 .with_upload_limit(uploads.per_user)
                 .on_node(RaftNode::STANDALONE_ID),
         );

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use wharf_api::cluster::{HeartbeatReply, JoinResponse, RenewRequest};
-use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, Uploads};
+use wharf_node::{DataDir, Identity, ManagerNode, ManagerSettings, StorageChoice, Uploads};
 use wharf_pki::{Ca, NODE_VALIDITY, NodeIdentity, NodeRole};
 use wharf_raft::{Applied, Raft, RaftProposer};
 use wharf_store::{
@@ -63,6 +63,10 @@ async fn start_manager(ca: &Arc<Ca>, tmp: &Path, id: u64) -> Manager {
 
 /// [`start_manager`] acknowledging pushes on `blob_copies` nodes.
 async fn start_manager_with(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32) -> Manager {
+    start_manager_on(ca, tmp, id, blob_copies, StorageChoice::default()).await
+}
+
+async fn start_manager_on(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32, storage: StorageChoice) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let dir = DataDir::new(tmp.join(format!("node{id}")));
@@ -86,6 +90,7 @@ async fn start_manager_with(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32)
         limits: wharf_http::Limits::default(),
         uploads: Uploads { per_user: 100, max_age: Duration::from_secs(3600), purge_every: Duration::from_secs(3600) },
         blob_copies,
+        storage,
     };
     let node = ManagerNode::start(&dir, &identity, &key, listener, None, &settings).await.expect("start a manager");
     Manager { id, addr, node: Some(node) }
@@ -237,6 +242,77 @@ async fn a_manager_without_a_copy_reads_the_blob_from_its_holder_and_keeps_a_cop
     }
 }
 
+/// Three managers over one S3 bucket (a real moto server): an upload started through one
+/// manager is continued through the others (status, chunks, the final PUT), also after the
+/// manager that took its last chunk is stopped; the blob is served by every manager from the
+/// bucket with no holders recorded and no copies made, and no segment outlives the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_sharing_s3_continue_each_others_uploads_and_serve_every_blob() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let moto = wharf_testkit::Moto::start();
+    moto.create_bucket("wharf");
+    let credentials = tmp.path().join("s3-credentials");
+    std::fs::write(&credentials, "aws_access_key_id = test\naws_secret_access_key = test-secret\n").expect("write");
+    let storage = StorageChoice {
+        location: Some(format!("s3://wharf/registry?endpoint={}&retry=3", moto.endpoint())),
+        credentials: Some(credentials),
+    };
+    let mut managers = recorded_cluster_on(&ca, tmp.path(), &[2, 2, 2], &storage).await;
+    let leader = managers[0].raft().current_leader().await.expect("a leader");
+    let followers: Vec<usize> = (0..3).filter(|&i| managers[i].id != leader).collect();
+    let leader = (0..3).find(|&i| managers[i].id == leader).expect("the leader is one of them");
+    // Chunks go through a follower, the leader, then the other follower, which then stops.
+    let order = [followers[0], leader, followers[1]];
+    let order_ids: Vec<u64> = order.iter().map(|&i| managers[i].id).collect();
+
+    let data: Vec<u8> = (0..6 * 1024 * 1024 + 11).map(|i| (i % 241) as u8).collect();
+    let digest = wharf_registry::Hasher::digest(wharf_api::Algorithm::Sha256, &data);
+    let body = |bytes: &[u8]| -> wharf_blobstore::ByteStream {
+        let chunk = bytes::Bytes::from(bytes.to_vec());
+        Box::pin(futures::stream::once(async move { Ok(chunk) }))
+    };
+    let registry = |i: usize| &managers[i].node().registry;
+    let id = registry(leader).start_upload("lib/app", wharf_api::Algorithm::Sha256, "alice").await.expect("start");
+    let cuts = [0, 1024 * 1024, 5 * 1024 * 1024, data.len()];
+    for (through, window) in order.into_iter().zip(cuts.windows(2)) {
+        let at = registry(through).upload_status("lib/app", &id).await.expect("status through another manager");
+        assert_eq!(at, window[0] as u64, "manager {} sees the bytes so far", managers[through].id);
+        let end = registry(through)
+            .patch_upload("lib/app", &id, Some(at), body(&data[window[0]..window[1]]))
+            .await
+            .expect("a chunk through another manager");
+        assert_eq!(end, window[1] as u64);
+        let stale = registry(leader).patch_upload("lib/app", &id, Some(0), body(b"again")).await;
+        assert_eq!(stale.err().map(|e| e.status), Some(416), "a stale chunk is refused wherever it arrives");
+    }
+    // The manager that took the last chunk goes away; another one finishes the upload.
+    let mut gone = managers.remove(followers[1]);
+    gone.stop().await;
+    let first_follower = managers.iter().position(|m| m.id == order_ids[0]).expect("still running");
+    let size = managers[first_follower]
+        .node()
+        .registry
+        .finish_upload("lib/app", &id, &digest, None)
+        .await
+        .expect("the PUT through a manager that took no chunk since");
+    assert_eq!(size, data.len() as u64);
+    for m in &managers {
+        let read = m.node().registry.open_blob("lib/app", &digest, None).await.expect("served by every manager");
+        assert!(collect(read.body.expect("body")).await == data, "manager {} serves the same bytes", m.id);
+        let part = m.node().registry.open_blob("lib/app", &digest, Some("bytes=5242870-5242889")).await.expect("range");
+        assert_eq!(collect(part.body.expect("body")).await, data[5_242_870..5_242_890]);
+        assert_eq!(m.store().blob_holders(&digest).expect("read"), Vec::<u64>::new(), "shared storage: no holders");
+    }
+    assert_eq!(moto.list("wharf", "registry/uploads/"), Vec::<String>::new(), "no segment outlives its upload");
+    assert_eq!(moto.list("wharf", "registry/blobs/").len(), 1, "one object per blob, no copies");
+    assert!(!tmp.path().join("node2/blobs").exists(), "nothing is kept on a manager's disk");
+    for mut m in managers {
+        m.stop().await;
+    }
+}
+
 /// A push is acknowledged only once the blob is durable on `min(copies, managers)` managers,
 /// and the commit records them all; when too few managers can take a copy the push is refused
 /// with 503 and the state does not know the blob.
@@ -276,9 +352,13 @@ async fn a_push_is_acknowledged_once_durable_on_enough_managers() {
 /// Managers 1..=n (manager `i` acknowledging pushes on `copies[i - 1]` nodes) in one Raft
 /// group with a leader, each recorded in the state with its address, as joined managers are.
 async fn recorded_cluster(ca: &Arc<Ca>, tmp: &Path, copies: &[u32]) -> Vec<Manager> {
+    recorded_cluster_on(ca, tmp, copies, &StorageChoice::default()).await
+}
+
+async fn recorded_cluster_on(ca: &Arc<Ca>, tmp: &Path, copies: &[u32], storage: &StorageChoice) -> Vec<Manager> {
     let mut managers = Vec::new();
     for (id, copies) in (1..).zip(copies) {
-        managers.push(start_manager_with(ca, tmp, id, *copies).await);
+        managers.push(start_manager_on(ca, tmp, id, *copies, storage.clone()).await);
     }
     let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
     managers[0].raft().initialize(members).await.expect("initialize");

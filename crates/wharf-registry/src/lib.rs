@@ -9,6 +9,7 @@
 mod blobs;
 mod committer;
 mod hashing;
+mod ledger;
 mod manifests;
 mod peers;
 mod uploads;
@@ -24,6 +25,7 @@ use wharf_store::{Command, Outcome, ProposeError, Proposer, ProposerExt, Refusal
 pub use blobs::BlobRead;
 pub use committer::Committer;
 pub use hashing::Hasher;
+pub use ledger::StoreLedger;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
 pub use peers::{PeerBlobs, PeerCopy, PeerRead};
 
@@ -177,6 +179,10 @@ pub(crate) fn blob_error(e: BlobError) -> RegistryError {
         }
         BlobError::Body(e) => {
             RegistryError::new(ErrorCode::BlobUploadInvalid, format!("reading the request body failed: {e}"))
+        }
+        BlobError::Unavailable(why) => {
+            tracing::warn!(reason = %why, "blob storage unavailable");
+            RegistryError::new(ErrorCode::Unavailable, "the blob storage did not answer; try again later")
         }
         other => internal(other),
     }

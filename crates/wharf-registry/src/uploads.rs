@@ -71,7 +71,7 @@ impl Registry {
 
     /// The number of bytes upload `id` holds.
     pub async fn upload_status(&self, repo: &str, id: &str) -> Result<u64, RegistryError> {
-        let (_, lock) = self.session(repo, id)?;
+        let (_, lock) = self.session(repo, id).await?;
         let _guard = lock.lock().await;
         self.blobs.upload_size(id).await.map_err(blob_error)
     }
@@ -84,7 +84,7 @@ impl Registry {
         start: Option<u64>,
         body: ByteStream,
     ) -> Result<u64, RegistryError> {
-        let (record, lock) = self.session(repo, id)?;
+        let (record, lock) = self.session(repo, id).await?;
         let mut state = lock.lock().await;
         self.append_locked(id, &mut state, record.algorithm, start, body).await
     }
@@ -98,7 +98,7 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<u64>, ByteStream)>,
     ) -> Result<u64, RegistryError> {
-        let (record, lock) = self.session(repo, id)?;
+        let (record, lock) = self.session(repo, id).await?;
         let mut state = lock.lock().await;
         if let Some((start, body)) = last_chunk {
             self.append_locked(id, &mut state, record.algorithm, start, body).await?;
@@ -111,13 +111,14 @@ impl Registry {
         }
         let size = self.blobs.commit(id, digest).await.map_err(blob_error)?;
         let command = match self.node {
-            Some(node) => {
+            // In shared storage every manager reads the blob where it is: no holders, no copies.
+            Some(node) if !self.blobs.shared() => {
                 // Durable on enough nodes before the state knows it (and the client hears it).
                 let mut holders = vec![node];
                 holders.extend(self.copy_to_other_managers(digest, size).await?);
                 RegistryCommand::CommitUploadOn { id: id.to_owned(), digest: digest.clone(), size, holders }
             }
-            None => RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size },
+            _ => RegistryCommand::CommitUpload { id: id.to_owned(), digest: digest.clone(), size },
         };
         let id = id.to_owned();
         self.apply(command).await.map_err(|e| match e {
@@ -130,7 +131,7 @@ impl Registry {
 
     /// Cancels upload `id` and discards its bytes.
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<(), RegistryError> {
-        let (_, lock) = self.session(repo, id)?;
+        let (_, lock) = self.session(repo, id).await?;
         let _guard = lock.lock().await;
         self.apply(RegistryCommand::CancelUpload { id: id.to_owned() }).await.map_err(|e| match e {
             ProposeError::Refused(Refusal::UploadUnknown(_)) => upload_unknown(),
@@ -147,7 +148,12 @@ impl Registry {
     /// alone. Returns how many uploads were removed.
     pub async fn purge_stale_uploads(&self, max_age_secs: u64) -> Result<usize, RegistryError> {
         let mut purged = 0;
-        for id in self.blobs.list_uploads().await.map_err(blob_error)? {
+        let stored = self.blobs.list_uploads().await.map_err(blob_error)?;
+        // Every session is recorded before its first byte is stored: after catching up, an
+        // upload listed above that has no session is garbage, even in storage other managers
+        // write to.
+        self.proposer.catch_up().await.map_err(store_failure)?;
+        for id in stored {
             let copying = self.copying.lock().unwrap_or_else(PoisonError::into_inner).contains(&id);
             if !copying && self.store.upload(&id).map_err(internal)?.is_none() {
                 self.blobs.abort(&id).await.map_err(blob_error)?;
@@ -172,10 +178,17 @@ impl Registry {
         Ok(purged)
     }
 
-    /// The session's record (which must belong to `repo`) and its lock.
-    fn session(&self, repo: &str, id: &str) -> Result<(UploadRecord, SessionLock), RegistryError> {
+    /// The session's record (which must belong to `repo`) and its lock. A session this
+    /// replica does not know may have been opened through another manager a moment ago: the
+    /// replica catches up with the leader before it calls the session unknown.
+    async fn session(&self, repo: &str, id: &str) -> Result<(UploadRecord, SessionLock), RegistryError> {
         check_name(repo)?;
-        let record = self.store.upload(id).map_err(internal)?.ok_or_else(upload_unknown)?;
+        let mut record = self.store.upload(id).map_err(internal)?;
+        if record.is_none() {
+            self.proposer.catch_up().await.map_err(store_failure)?;
+            record = self.store.upload(id).map_err(internal)?;
+        }
+        let record = record.ok_or_else(upload_unknown)?;
         if record.repo != repo {
             return Err(upload_unknown());
         }

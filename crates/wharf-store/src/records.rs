@@ -12,6 +12,14 @@ pub struct ManifestRecord {
     pub created: u64,
 }
 
+/// One segment of an upload in shared storage: `len` bytes from `start`, in object `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSegment {
+    pub start: u64,
+    pub len: u64,
+    pub key: String,
+}
+
 /// An open upload session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {

@@ -41,6 +41,9 @@ pub enum Refusal {
     // Cluster, added after the others.
     #[error("the cluster needs at least one manager")]
     LastManager,
+    // Registry, added after the others.
+    #[error("upload {id} holds {actual} bytes; a segment must start there")]
+    UploadOffset { id: String, actual: u64 },
 }
 
 #[cfg(test)]
@@ -56,6 +59,7 @@ mod tests {
             (Refusal::NodeUnknown(7), 10),
             (Refusal::TooManyUploads { owner: "a".into(), limit: 3 }, 11),
             (Refusal::LastManager, 12),
+            (Refusal::UploadOffset { id: "u".into(), actual: 5 }, 13),
         ];
         for (refusal, number) in numbered {
             let bytes = postcard::to_allocvec(&refusal).expect("encode");

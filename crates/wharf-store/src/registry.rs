@@ -43,6 +43,10 @@ pub enum RegistryCommand {
     /// Node `node` now holds a verified copy of blob `digest` too (a copy made from another
     /// holder). Refused for a blob the state does not know.
     AddBlobHolder { digest: Digest, node: u64 },
+    /// Upload `id`, in shared storage, now also holds the `len` bytes of object `key` from
+    /// `start`. Refused unless the upload holds exactly `start` bytes, so that of two
+    /// managers appending at once only one extends it.
+    AddUploadSegment { id: String, start: u64, len: u64, key: String },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -63,6 +67,7 @@ impl std::fmt::Display for RegistryCommand {
                 write!(f, "commit-upload {digest} on nodes {holders:?}")
             }
             RegistryCommand::AddBlobHolder { digest, node } => write!(f, "add-blob-holder {digest} node {node}"),
+            RegistryCommand::AddUploadSegment { start, len, .. } => write!(f, "add-upload-segment {start}+{len}"),
         }
     }
 }
@@ -112,6 +117,24 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &RegistryCommand) -> Result
             txn.open_table(BLOB_HOLDERS)?.insert((key.as_str(), *node), ())?;
             Ok(Outcome::Done)
         }
+        RegistryCommand::AddUploadSegment { id, start, len, key } => {
+            if txn.open_table(UPLOADS)?.get(id.as_str())?.is_none() {
+                return Err(Refusal::UploadUnknown(id.clone()).into());
+            }
+            let mut segments = txn.open_table(UPLOAD_SEGMENTS)?;
+            let actual = match segments.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?.next_back() {
+                Some(row) => {
+                    let (k, v) = row?;
+                    k.value().1 + v.value().1
+                }
+                None => 0,
+            };
+            if actual != *start {
+                return Err(Refusal::UploadOffset { id: id.clone(), actual }.into());
+            }
+            segments.insert((id.as_str(), *start), (key.as_str(), *len))?;
+            Ok(Outcome::Done)
+        }
         RegistryCommand::LinkBlob { repo, digest, size } => {
             link_blob(txn, repo, digest, *size, 0)?;
             Ok(Outcome::Done)
@@ -156,6 +179,12 @@ fn take_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord, StoreEr
     let upload = postcard::from_bytes::<StoredUpload>(&raw)?.into_current();
     if !upload.owner.is_empty() {
         txn.open_table(OWNER_UPLOADS)?.remove((upload.owner.as_str(), id))?;
+    }
+    let mut segments = txn.open_table(UPLOAD_SEGMENTS)?;
+    let starts: Vec<u64> =
+        segments.range((id, 0)..=(id, u64::MAX))?.map(|row| row.map(|(k, _)| k.value().1)).collect::<Result<_, _>>()?;
+    for start in starts {
+        segments.remove((id, start))?;
     }
     Ok(upload)
 }

@@ -54,6 +54,7 @@ macro_rules! for_each_table {
         $m!(COUNTERS, &str, u64, String, u64);
         $m!(OWNER_UPLOADS, (&str, &str), (), (String, String), ());
         $m!(BLOB_HOLDERS, (&str, u64), (), (String, u64), ());
+        $m!(UPLOAD_SEGMENTS, (&str, u64), (&str, u64), (String, u64), (String, u64));
     };
 }
 
@@ -222,6 +223,10 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         "BLOB_HOLDERS" => {
             let ((digest, node), ()): ((String, u64), ()) = decode(row)?;
             txn.open_table(BLOB_HOLDERS)?.insert((digest.as_str(), node), ())?;
+        }
+        "UPLOAD_SEGMENTS" => {
+            let ((id, start), (key, len)): ((String, u64), (String, u64)) = decode(row)?;
+            txn.open_table(UPLOAD_SEGMENTS)?.insert((id.as_str(), start), (key.as_str(), len))?;
         }
         "NODES" => {
             let (k, v): (u64, Vec<u8>) = decode(row)?;

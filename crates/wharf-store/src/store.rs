@@ -9,7 +9,7 @@ use wharf_api::Digest;
 
 use crate::accounts;
 use crate::command::{Command, Outcome};
-use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord};
+use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord, UploadSegment};
 use crate::refusal::Refusal;
 use crate::tables::{
     BLOB_HOLDERS, BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS,
@@ -111,6 +111,7 @@ impl Store {
             txn.open_table(BLOBS)?;
             txn.open_table(BLOB_LINKS)?;
             txn.open_table(BLOB_HOLDERS)?;
+            txn.open_table(crate::tables::UPLOAD_SEGMENTS)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
@@ -389,6 +390,23 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(postcard::from_bytes::<StoredUpload>(raw.value())?.into_current()))
+    }
+
+    /// The segments of upload `id` in shared storage, in order; `None` when there is no such
+    /// upload.
+    pub fn upload_segments(&self, id: &str) -> Result<Option<Vec<UploadSegment>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(UPLOADS)?.get(id)?.is_none() {
+            return Ok(None);
+        }
+        let table = txn.open_table(crate::tables::UPLOAD_SEGMENTS)?;
+        let mut segments = Vec::new();
+        for row in table.range((id, 0)..=(id, u64::MAX))? {
+            let (key, value) = row?;
+            let (key, value) = (key.value(), value.value());
+            segments.push(UploadSegment { start: key.1, len: value.1, key: value.0.to_owned() });
+        }
+        Ok(Some(segments))
     }
 }
 

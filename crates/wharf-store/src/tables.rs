@@ -39,6 +39,9 @@ pub(crate) const APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("a
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// (owner, upload id) -> (): the open uploads of each user, for the per-user cap.
 pub(crate) const OWNER_UPLOADS: TableDefinition<(&str, &str), ()> = TableDefinition::new("owner_uploads");
+/// (upload id, start) -> (object key, length): the segments of an upload in shared storage,
+/// in order (see `wharf_blobstore::UploadLedger`).
+pub(crate) const UPLOAD_SEGMENTS: TableDefinition<(&str, u64), (&str, u64)> = TableDefinition::new("upload_segments");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

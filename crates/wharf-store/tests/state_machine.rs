@@ -3,7 +3,7 @@
 use wharf_api::{Algorithm, Digest};
 use wharf_store::{
     AccountsCommand, ClusterCommand, Command, Outcome, PutManifest, Refusal, RegistryCommand, SessionKind,
-    SessionRecord, SessionRecordCommand, Store, StoreError,
+    SessionRecord, SessionRecordCommand, Store, StoreError, UploadSegment,
 };
 
 fn d(n: u8) -> Digest {
@@ -319,6 +319,9 @@ fn populated() -> (tempfile::TempDir, Store) {
     session(&store, "s1", "admin", SessionKind::Refresh, 99).expect("session");
     store.apply(&AccountsCommand::SetRepoPublic { repo: "a/b".into(), public: true }).expect("public");
     commit_on(&store, "u2", "a/b", d(2), 3);
+    let segment =
+        RegistryCommand::AddUploadSegment { id: "open".into(), start: 0, len: 7, key: "uploads/open/0".into() };
+    store.apply(&segment).expect("segment");
     (dir, store)
 }
 
@@ -350,6 +353,45 @@ fn a_blob_committed_on_a_node_records_that_node_as_a_holder() {
 }
 
 #[test]
+fn an_upload_in_shared_storage_grows_one_agreed_segment_at_a_time() {
+    let (_dir, store) = open();
+    let segment = |id: &str, start: u64, len: u64, key: &str| RegistryCommand::AddUploadSegment {
+        id: id.into(),
+        start,
+        len,
+        key: key.into(),
+    };
+    assert!(matches!(store.apply(segment("nope", 0, 1, "k")), Err(StoreError::Refused(Refusal::UploadUnknown(_)))));
+    assert_eq!(store.upload_segments("nope").expect("read"), None);
+    store
+        .apply(&RegistryCommand::StartUpload { id: "u".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 1 })
+        .expect("start");
+    assert_eq!(store.upload_segments("u").expect("read"), Some(vec![]));
+    store.apply(segment("u", 0, 5, "k0")).expect("first segment");
+    for stale in [0, 4, 6] {
+        let refused = store.apply(segment("u", stale, 3, "lost"));
+        assert!(
+            matches!(&refused, Err(StoreError::Refused(Refusal::UploadOffset { actual: 5, .. }))),
+            "a segment at {stale} of a 5-byte upload: {refused:?}"
+        );
+    }
+    store.apply(segment("u", 5, 3, "k5")).expect("second segment");
+    assert_eq!(
+        store.upload_segments("u").expect("read"),
+        Some(vec![
+            UploadSegment { start: 0, len: 5, key: "k0".into() },
+            UploadSegment { start: 5, len: 3, key: "k5".into() }
+        ])
+    );
+    store.apply(&RegistryCommand::CommitUpload { id: "u".into(), digest: d(1), size: 8 }).expect("commit");
+    assert_eq!(store.upload_segments("u").expect("read"), None, "a committed upload has no segments left");
+    store
+        .apply(&RegistryCommand::StartUpload { id: "u".into(), repo: "r".into(), algorithm: Algorithm::Sha256, at: 2 })
+        .expect("the same id again");
+    assert_eq!(store.upload_segments("u").expect("read"), Some(vec![]), "and a new one starts empty");
+}
+
+#[test]
 fn a_snapshot_carries_the_whole_state_and_replaces_the_old() {
     let (_d1, source) = populated();
     let mut snapshot = Vec::new();
@@ -369,6 +411,10 @@ fn a_snapshot_carries_the_whole_state_and_replaces_the_old() {
     assert_eq!(target.sessions_of("admin").expect("read"), source.sessions_of("admin").expect("read"));
     assert!(target.repo_settings("a/b").expect("read").public);
     assert_eq!(target.blob_holders(&d(2)).expect("read"), vec![3], "where blobs live travels too");
+    assert_eq!(
+        target.upload_segments("open").expect("read"),
+        Some(vec![UploadSegment { start: 0, len: 7, key: "uploads/open/0".into() }])
+    );
     let mut again = Vec::new();
     target.export(&mut again).expect("export");
     assert_eq!(again, snapshot, "export after import is byte-identical");

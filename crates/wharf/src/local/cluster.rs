@@ -55,6 +55,17 @@ pub struct Tuning {
     /// acknowledged image.
     #[arg(long, default_value_t = 2, env = "WHARF_BLOB_COPIES")]
     blob_copies: u32,
+    /// Where blob bytes are kept: `filesystem` (the data directory; managers copy blobs to
+    /// each other) or shared S3 storage every manager uses,
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION&addressing=path|virtual`. Chosen at the
+    /// first start and recorded; later starts need not repeat it.
+    #[arg(long, env = "WHARF_STORAGE")]
+    storage: Option<String>,
+    /// A file with the S3 credentials (`aws_access_key_id = ...` and
+    /// `aws_secret_access_key = ...` lines); without it, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "WHARF_STORAGE_CREDENTIALS")]
+    storage_credentials: Option<PathBuf>,
     /// How often nodes send heartbeats to this manager when it leads (milliseconds); a node
     /// is down after three missed ones.
     #[arg(long, default_value_t = 5000, hide = true)]
@@ -98,6 +109,10 @@ impl Tuning {
                 purge_every: ms(self.upload_purge_interval_ms),
             },
             blob_copies: self.blob_copies.max(1),
+            storage: wharf_node::StorageChoice {
+                location: self.storage.clone(),
+                credentials: self.storage_credentials.clone(),
+            },
         };
         Settings { listen, manager }
     }

@@ -88,8 +88,15 @@ async fn standalone(args: UpArgs) -> anyhow::Result<()> {
     } else {
         Accounts::On { admin_password: crate::input::read_password_file(args.admin_password_file.as_deref())? }
     };
-    let node =
-        StandaloneNode::start(&dir, listener, accounts, settings.manager.limits, settings.manager.uploads).await?;
+    let node = StandaloneNode::start(
+        &dir,
+        listener,
+        accounts,
+        settings.manager.limits,
+        settings.manager.uploads,
+        &settings.manager.storage,
+    )
+    .await?;
     print_banner(&args, node.local, node.generated_password.as_deref());
     tracing::info!(addr = %node.local, scheme = "http", data_dir = %args.data_dir.display(), "wharf is serving");
     shutdown_signal().await;

@@ -1,0 +1,289 @@
+//! Where a node keeps blob bytes: its own disk (the default) or shared S3 storage, chosen by
+//! `--storage` at the first start and recorded (without credentials) in the data directory,
+//! so that later starts use the same storage without repeating it, and refuse another.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_blobstore::{BlobStore, FsBlobStore, S3BlobStore, S3Config};
+use wharf_registry::StoreLedger;
+use wharf_store::{Proposer, Store};
+
+use crate::{DataDir, NodeError};
+
+/// What the command line asked for: a storage location (none: what the data directory
+/// records, else the filesystem) and where the credentials are (none: the environment).
+#[derive(Debug, Clone, Default)]
+pub struct StorageChoice {
+    pub location: Option<String>,
+    pub credentials: Option<PathBuf>,
+}
+
+/// The blob storage of a node.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// `blobs/` in the data directory; a cluster copies blobs between managers.
+    Filesystem,
+    /// A bucket every manager shares; nothing is copied between managers.
+    S3(S3Config),
+}
+
+const FILESYSTEM: &str = "filesystem";
+/// How long a failing S3 request is retried before the client hears 503, unless the location
+/// says (`retry=`).
+const DEFAULT_RETRY: Duration = Duration::from_secs(30);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Storage {
+    /// The storage `choice` names for the node in `dir`: the location given (recorded at the
+    /// first start; refused if another one is recorded), else the recorded one.
+    pub fn resolve(dir: &DataDir, choice: &StorageChoice) -> Result<Storage, NodeError> {
+        let recorded = match std::fs::read_to_string(dir.storage_record()) {
+            Ok(text) => Some(text.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(NodeError::io("read the storage record".into(), e)),
+        };
+        // A data directory from before storage was recorded, with blobs in it, is filesystem.
+        let recorded = recorded.or_else(|| dir.blobs().exists().then(|| FILESYSTEM.to_owned()));
+        let location = match (&choice.location, recorded) {
+            (Some(given), Some(recorded)) => {
+                let given = Storage::parse(given, choice.credentials.as_deref())?.location();
+                if given != recorded {
+                    return Err(NodeError::Start(format!(
+                        "this node keeps its blobs in {recorded}, not {given}: start it with --storage {recorded} \
+                         (moving blobs between storages is not supported)"
+                    )));
+                }
+                recorded
+            }
+            (Some(given), None) => given.clone(),
+            (None, Some(recorded)) => recorded,
+            (None, None) => FILESYSTEM.to_owned(),
+        };
+        let storage = Storage::parse(&location, choice.credentials.as_deref())?;
+        std::fs::create_dir_all(dir.root()).map_err(|e| NodeError::io("create the data directory".into(), e))?;
+        std::fs::write(dir.storage_record(), format!("{}\n", storage.location()))
+            .map_err(|e| NodeError::io("record the storage".into(), e))?;
+        Ok(storage)
+    }
+
+    /// Parses a location: `filesystem`, or
+    /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=path|virtual&retry=SECONDS]`.
+    /// S3 credentials come from `credentials` (a file of `aws_access_key_id = ...` and
+    /// `aws_secret_access_key = ...` lines, as in `~/.aws/credentials`) or from
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub fn parse(location: &str, credentials: Option<&Path>) -> Result<Storage, NodeError> {
+        let bad = |why: &str| NodeError::Start(format!("--storage {location:?}: {why}"));
+        if location == FILESYSTEM || location == "fs" {
+            return Ok(Storage::Filesystem);
+        }
+        let Some(rest) = location.strip_prefix("s3://") else {
+            return Err(bad("the storage is `filesystem` or s3://BUCKET[/PREFIX][?endpoint=URL&region=...]"));
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty()
+            || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+        {
+            return Err(bad("the bucket name is lower-case letters, digits, '-' and '.'"));
+        }
+        let mut endpoint = None;
+        let mut region = "us-east-1".to_owned();
+        let mut addressing = None;
+        let mut retry_for = DEFAULT_RETRY;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| bad("a query parameter without a value"))?;
+            match key {
+                "endpoint" if value.starts_with("https://") || value.starts_with("http://") => {
+                    endpoint = Some(value.trim_end_matches('/').to_owned());
+                }
+                "endpoint" => return Err(bad("the endpoint is an http:// or https:// URL")),
+                "region" => region = value.to_owned(),
+                "addressing" if value == "path" || value == "virtual" => addressing = Some(value == "path"),
+                "addressing" => return Err(bad("addressing is `path` or `virtual`")),
+                "retry" => {
+                    let seconds: u64 = value.parse().map_err(|_| bad("retry is a number of seconds"))?;
+                    retry_for = Duration::from_secs(seconds);
+                }
+                other => return Err(bad(&format!("unknown parameter {other:?}"))),
+            }
+        }
+        let (access_key, secret_key) = s3_credentials(credentials)?;
+        Ok(Storage::S3(S3Config {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            // Path-style by default for a server of one's own, virtual-host style for AWS.
+            path_style: addressing.unwrap_or(endpoint.is_some()),
+            endpoint,
+            region,
+            access_key,
+            secret_key,
+            retry_for,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }))
+    }
+
+    /// The location in the form `--storage` takes, without credentials (what the data
+    /// directory records and the banner prints).
+    pub fn location(&self) -> String {
+        match self {
+            Storage::Filesystem => FILESYSTEM.to_owned(),
+            Storage::S3(c) => {
+                let mut location = format!("s3://{}", c.bucket);
+                if !c.prefix.is_empty() {
+                    location.push('/');
+                    location.push_str(&c.prefix);
+                }
+                let mut query = Vec::new();
+                if let Some(endpoint) = &c.endpoint {
+                    query.push(format!("endpoint={endpoint}"));
+                }
+                query.push(format!("region={}", c.region));
+                query.push(format!("addressing={}", if c.path_style { "path" } else { "virtual" }));
+                if c.retry_for != DEFAULT_RETRY {
+                    query.push(format!("retry={}", c.retry_for.as_secs()));
+                }
+                format!("{location}?{}", query.join("&"))
+            }
+        }
+    }
+
+    /// Opens the blob store. Shared storage records its uploads in the replicated state
+    /// (through `store` and `proposer`). A bucket that does not answer is logged, not fatal:
+    /// the node serves the rest, and pushes and pulls answer 503 until it does.
+    pub(crate) async fn open(
+        &self,
+        dir: &DataDir,
+        store: &Arc<Store>,
+        proposer: Arc<dyn Proposer>,
+    ) -> Result<Arc<dyn BlobStore>, NodeError> {
+        match self {
+            Storage::Filesystem => {
+                let blobs = FsBlobStore::open(dir.blobs()).map_err(|e| NodeError::start("open the blob store")(&e))?;
+                Ok(Arc::new(blobs))
+            }
+            Storage::S3(config) => {
+                let ledger = Arc::new(StoreLedger::new(Arc::clone(store), proposer));
+                let blobs =
+                    S3BlobStore::new(config, ledger).map_err(|e| NodeError::start("open the S3 blob store")(&e))?;
+                if let Err(e) = blobs.check().await {
+                    tracing::error!(error = %e, storage = %self.location(), "the S3 bucket does not answer");
+                }
+                Ok(Arc::new(blobs))
+            }
+        }
+    }
+}
+
+/// The S3 access key and secret, from `file` or the environment; never logged.
+fn s3_credentials(file: Option<&Path>) -> Result<(String, String), NodeError> {
+    let (mut access, mut secret) = (None, None);
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| NodeError::io(format!("read the storage credentials {}", file.display()), e))?;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once('=') else { continue };
+            let value = value.trim().to_owned();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "aws_access_key_id" | "access_key_id" | "access_key" => access = Some(value),
+                "aws_secret_access_key" | "secret_access_key" | "secret_key" => secret = Some(value),
+                _ => {}
+            }
+        }
+    } else {
+        access = std::env::var("AWS_ACCESS_KEY_ID").ok();
+        secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok();
+    }
+    match (access, secret) {
+        (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok((a, s)),
+        _ => Err(NodeError::Start(match file {
+            Some(file) => format!(
+                "{} has no aws_access_key_id and aws_secret_access_key lines for the S3 storage",
+                file.display()
+            ),
+            None => "S3 storage needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give \
+                     --storage-credentials FILE"
+                .to_owned(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n").expect("write");
+        file
+    }
+
+    #[test]
+    fn locations_parse_and_print_back_without_credentials() {
+        let file = creds();
+        let s = Storage::parse("s3://reg/wharf/x?endpoint=http://127.0.0.1:5200/&retry=5", Some(file.path()))
+            .expect("parse");
+        let Storage::S3(c) = &s else { panic!("{s:?}") };
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str(), c.region.as_str()), ("reg", "wharf/x", "us-east-1"));
+        assert!(c.path_style, "a server of one's own is addressed by path");
+        assert_eq!((c.access_key.as_str(), c.secret_key.as_str()), ("AK", "SK"));
+        assert_eq!(c.retry_for, Duration::from_secs(5));
+        let printed = s.location();
+        assert_eq!(printed, "s3://reg/wharf/x?endpoint=http://127.0.0.1:5200&region=us-east-1&addressing=path&retry=5");
+        assert!(!printed.contains("SK") && !format!("{s:?}").contains("SK"), "the secret is never shown");
+        let again = Storage::parse(&printed, Some(file.path())).expect("parse printed");
+        assert_eq!(again.location(), printed);
+        let aws = Storage::parse("s3://bucket?region=eu-west-1", Some(file.path())).expect("aws");
+        let Storage::S3(c) = &aws else { panic!() };
+        assert!(!c.path_style && c.endpoint.is_none(), "AWS is addressed by virtual host");
+        assert!(matches!(Storage::parse("filesystem", None), Ok(Storage::Filesystem)));
+    }
+
+    #[test]
+    fn bad_locations_and_missing_credentials_are_refused_with_a_reason() {
+        let file = creds();
+        for bad in [
+            "s3://",
+            "s3://Upper",
+            "s3://b?endpoint=ftp://x",
+            "s3://b?addressing=sideways",
+            "s3://b?retry=soon",
+            "s3://b?colour=blue",
+            "s3://b?endpoint",
+            "swift://c",
+            "/var/blobs",
+        ] {
+            let e = Storage::parse(bad, Some(file.path())).expect_err(bad).to_string();
+            assert!(e.contains("--storage"), "{bad}: {e}");
+        }
+        let empty = tempfile::NamedTempFile::new().expect("temp file");
+        let e = Storage::parse("s3://b", Some(empty.path())).expect_err("no keys").to_string();
+        assert!(e.contains("aws_access_key_id"), "{e}");
+    }
+
+    #[test]
+    fn the_first_storage_is_recorded_and_another_one_refused() {
+        let root = tempfile::tempdir().expect("dir");
+        let dir = DataDir::new(root.path().join("data"));
+        let file = creds();
+        let s3 = StorageChoice {
+            location: Some("s3://b?endpoint=http://127.0.0.1:1".into()),
+            credentials: Some(file.path().to_owned()),
+        };
+        let first = Storage::resolve(&dir, &s3).expect("first start");
+        assert!(matches!(first, Storage::S3(_)));
+        let again = Storage::resolve(&dir, &StorageChoice { location: None, credentials: s3.credentials.clone() })
+            .expect("a restart without --storage uses the recorded one");
+        assert_eq!(again.location(), first.location());
+        let e = Storage::resolve(&dir, &StorageChoice { location: Some("filesystem".into()), credentials: None })
+            .expect_err("another storage")
+            .to_string();
+        assert!(e.contains("keeps its blobs in s3://b"), "{e}");
+
+        let old = DataDir::new(root.path().join("old"));
+        std::fs::create_dir_all(old.blobs()).expect("blobs of an older version");
+        assert!(matches!(Storage::resolve(&old, &StorageChoice::default()), Ok(Storage::Filesystem)));
+        assert!(Storage::resolve(&old, &s3).is_err(), "a directory with blobs on disk is filesystem");
+    }
+}
