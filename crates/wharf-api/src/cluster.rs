@@ -105,6 +105,10 @@ pub struct JoinResponse {
     pub ca_pem: String,
     /// For managers only.
     pub manager_secrets: Option<ManagerSecrets>,
+    /// For managers only: where the cluster keeps blob bytes (`filesystem` or an `s3://`
+    /// location, without credentials), which a manager must use too.
+    #[serde(default)]
+    pub blob_storage: Option<String>,
 }
 
 /// A certificate request from a node that has one already (`POST /cluster/renew`).

@@ -46,6 +46,7 @@ impl Manager {
             cert_pem,
             ca_pem: self.ca.cert_pem().to_owned(),
             manager_secrets: (identity.role == NodeRole::Manager).then(|| self.manager_secrets.clone()),
+            blob_storage: (identity.role == NodeRole::Manager).then(|| self.blob_storage.clone()),
         })
     }
 

@@ -55,6 +55,9 @@ pub struct Manager {
     pub node_cert_validity: wharf_pki::time::Duration,
     /// Join attempts per source address ([`JOIN_LIMITS`]).
     pub join_limiter: wharf_auth::RateLimiter,
+    /// Where the cluster keeps blob bytes (as `--storage` takes it, without credentials):
+    /// what a joining manager is told to use.
+    pub blob_storage: String,
 }
 
 /// Seconds since the Unix epoch, for the timestamps commands carry.

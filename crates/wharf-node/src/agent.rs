@@ -113,6 +113,9 @@ impl Agent {
         if let Some(secrets) = &renewed.manager_secrets {
             self.data_dir.save_manager_secrets(secrets)?;
         }
+        if let Some(location) = &renewed.blob_storage {
+            crate::Storage::adopt(&self.data_dir, location)?;
+        }
         let key = CertifiedKey::from_pems(renewed.cert_pem, key_pem)?;
         self.identity.role = renewed.role;
         self.data_dir.save_identity(&self.identity, &key)?;

@@ -67,6 +67,9 @@ pub async fn join_cluster(dir: &DataDir, ask: &JoinAsk<'_>) -> Result<(Identity,
     if let Some(secrets) = &joined.manager_secrets {
         dir.save_manager_secrets(secrets)?;
     }
+    if let Some(location) = &joined.blob_storage {
+        crate::Storage::adopt(dir, location)?;
+    }
     write_private(&dir.ca_cert(), &joined.ca_pem)?;
     let identity = Identity {
         node_id: joined.node_id,

@@ -68,6 +68,27 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Records `location`, the cluster's storage, for the node in `dir` (a manager joining,
+    /// or a worker becoming a manager), so that it starts on the same storage. Refused when
+    /// the node records another one.
+    pub fn adopt(dir: &DataDir, location: &str) -> Result<(), NodeError> {
+        let recorded = std::fs::read_to_string(dir.storage_record()).ok().map(|t| t.trim().to_owned());
+        let recorded = recorded.or_else(|| dir.blobs().exists().then(|| FILESYSTEM.to_owned()));
+        match recorded {
+            Some(recorded) if recorded != location => Err(NodeError::Start(format!(
+                "the cluster keeps its blobs in {location}, but this node keeps them in {recorded}: join with an \
+                 empty data directory"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                std::fs::create_dir_all(dir.root())
+                    .map_err(|e| NodeError::io("create the data directory".into(), e))?;
+                std::fs::write(dir.storage_record(), format!("{location}\n"))
+                    .map_err(|e| NodeError::io("record the storage".into(), e))
+            }
+        }
+    }
+
     /// Parses a location: `filesystem`, or
     /// `s3://BUCKET[/PREFIX][?endpoint=URL&region=REGION&addressing=path|virtual&retry=SECONDS]`.
     /// S3 credentials come from `credentials` (a file of `aws_access_key_id = ...` and
@@ -285,5 +306,13 @@ mod tests {
         std::fs::create_dir_all(old.blobs()).expect("blobs of an older version");
         assert!(matches!(Storage::resolve(&old, &StorageChoice::default()), Ok(Storage::Filesystem)));
         assert!(Storage::resolve(&old, &s3).is_err(), "a directory with blobs on disk is filesystem");
+
+        // A joining manager adopts the cluster's storage, and starts on it without --storage.
+        let joiner = DataDir::new(root.path().join("joiner"));
+        Storage::adopt(&joiner, &first.location()).expect("adopt");
+        let started = Storage::resolve(&joiner, &StorageChoice { location: None, credentials: s3.credentials.clone() })
+            .expect("start on the cluster's storage");
+        assert_eq!(started.location(), first.location());
+        assert!(Storage::adopt(&old, &first.location()).is_err(), "a node with blobs on its disk cannot adopt S3");
     }
 }

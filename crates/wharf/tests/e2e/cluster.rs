@@ -791,3 +791,85 @@ async fn wharf_up_is_a_cluster_that_managers_join() {
     assert!(!second.join("node/identity.json").exists());
     assert!(second.join("raft-log.redb").exists(), "the member's raft log is left as it was");
 }
+
+/// Two managers (`wharf init`, `wharf join`) on one S3 bucket of a real moto server, driven by
+/// skopeo: the joining manager adopts the cluster's storage by itself; an image pushed through
+/// one manager is pulled whole through the other, with every blob once in the bucket and none
+/// on a manager's disk; with the bucket gone, a push answers 503 `UNAVAILABLE` and what the
+/// state holds still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_sharing_s3_serve_every_image_and_answer_503_without_it() {
+    crate::harness::require("skopeo");
+    let mut moto = wharf_testkit::Moto::start();
+    moto.create_bucket("e2e");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let credentials = tmp.path().join("s3-credentials");
+    std::fs::write(&credentials, "[default]\naws_access_key_id = e2e\naws_secret_access_key = e2e-secret\n")
+        .expect("write");
+    let credentials = credentials.to_str().expect("path").to_owned();
+    let addrs: Vec<String> = (1..=2).map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1"))).collect();
+    let storage = format!("s3://e2e/wharf?endpoint={}&retry=2", moto.endpoint());
+    let extra = ["--storage".to_owned(), storage, "--storage-credentials".to_owned(), credentials.clone()];
+    let (first, manager_token, _) = start_first(&addrs[0], &data_dir(tmp.path(), 1), &password_file, &extra);
+    let mut args = join_args(&manager_token, &addrs[0], &addrs[1], &data_dir(tmp.path(), 2));
+    args.extend(["--storage-credentials".to_owned(), credentials]);
+    let second = Node::start(args, addrs[1].clone());
+    let recorded = |n: u32| std::fs::read_to_string(data_dir(tmp.path(), n).join("storage")).expect("storage record");
+    assert!(recorded(1).starts_with("s3://e2e/wharf?endpoint="), "{}", recorded(1));
+    assert_eq!(recorded(2), recorded(1), "the joining manager uses the cluster's storage");
+    assert!(!recorded(1).contains("e2e-secret"), "no credential is recorded");
+
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(data_dir(tmp.path(), 1).join("pki/ca.crt"), certs.join("ca.crt")).expect("copy the CA");
+    let layer = crate::clients::busybox_layer(tmp.path());
+    let layout = tmp.path().join("layout");
+    let pushed = crate::oci::write_oci_layout(&layout, "1", &layer);
+    let creds = format!("admin:{PASSWORD}");
+    let certs = certs.to_str().expect("path");
+    crate::harness::run(Command::new("skopeo").args([
+        "copy",
+        "--preserve-digests",
+        "--dest-cert-dir",
+        certs,
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:1", layout.display()),
+        &format!("docker://{}/admin/app:1", addrs[0]),
+    ]));
+    let pulled = tmp.path().join("pulled");
+    crate::harness::run(Command::new("skopeo").args([
+        "copy",
+        "--preserve-digests",
+        "--src-cert-dir",
+        certs,
+        "--src-creds",
+        &creds,
+        &format!("docker://{}/admin/app:1", addrs[1]),
+        &format!("oci:{}:1", pulled.display()),
+    ]));
+    let blob = |digest: &str| pulled.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    assert!(std::fs::read(blob(&sha256(&layer))).expect("the pulled layer") == layer, "the layer, byte for byte");
+    assert!(blob(&pushed).exists(), "the manifest kept its digest");
+    assert_eq!(moto.list("e2e", "wharf/blobs/").len(), 2, "layer and config, once each, in the bucket");
+    assert_eq!(moto.list("e2e", "wharf/uploads/"), Vec::<String>::new(), "no upload left behind");
+    for n in 1..=2 {
+        assert!(!data_dir(tmp.path(), n).join("blobs").exists(), "manager {n} keeps no blob on its disk");
+    }
+
+    // The storage goes away: pushes are refused with 503 UNAVAILABLE, after the retries;
+    // manifests and tags, which the cluster state holds, still answer.
+    moto.kill();
+    let c = client(&data_dir(tmp.path(), 1).join("pki/ca.crt"));
+    let data = b"pushed while the bucket is gone";
+    let url = second.url(&format!("/v2/admin/app/blobs/uploads/?digest={}", sha256(data)));
+    let resp = c.post(url).basic_auth("admin", Some(PASSWORD)).body(data.to_vec()).send().await.expect("push");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.expect("an error body");
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    assert!(!known(&c, &first, data).await, "nothing half-written became visible");
+    let tags = c.get(first.url("/v2/admin/app/tags/list")).basic_auth("admin", Some(PASSWORD)).send().await;
+    assert_eq!(tags.expect("tags").status(), StatusCode::OK);
+}

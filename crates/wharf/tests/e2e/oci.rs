@@ -127,3 +127,27 @@ pub async fn get_bytes(client: &Client, url: &str) -> bytes::Bytes {
     assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
     resp.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}"))
 }
+
+/// Writes an OCI image layout in `dir` holding one image, tagged `tag`, of `layer` with a
+/// minimal config (what `skopeo copy oci:DIR:TAG ...` reads); returns the manifest digest.
+pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer: &[u8]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let mut put = |data: &[u8]| {
+        let digest = sha256(data);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), data).expect("write blob");
+        digest
+    };
+    let ld = put(layer);
+    let config = json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [ld]}});
+    let config = serde_json::to_vec(&config).expect("json");
+    let cd = put(&config);
+    let manifest = image_manifest((&cd, config.len()), &[(&ld, layer.len())], json!({}));
+    let md = put(&manifest);
+    let index = json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": md,
+        "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write index");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write oci-layout");
+    md
+}
