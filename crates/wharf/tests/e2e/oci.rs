@@ -133,7 +133,7 @@ pub async fn get_bytes(client: &Client, url: &str) -> bytes::Bytes {
 pub fn write_oci_layout(dir: &std::path::Path, tag: &str, layer: &[u8]) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
-    let mut put = |data: &[u8]| {
+    let put = |data: &[u8]| {
         let digest = sha256(data);
         std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), data).expect("write blob");
         digest
