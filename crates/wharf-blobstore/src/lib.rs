@@ -14,6 +14,8 @@ mod ledger;
 mod memory;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "swift")]
+mod swift;
 mod writer;
 
 use std::pin::Pin;
@@ -28,6 +30,8 @@ pub use ledger::{MemoryLedger, Segment, UploadLedger, segments_len};
 pub use memory::MemoryBlobStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Config};
+#[cfg(feature = "swift")]
+pub use swift::{SwiftAuth, SwiftBlobStore, SwiftConfig};
 
 /// A stream of body chunks, as read from a request or a driver.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wharf_blobstore::{BlobStore, FsBlobStore, S3BlobStore, S3Config};
+use wharf_blobstore::{BlobStore, FsBlobStore, S3BlobStore, S3Config, SwiftAuth, SwiftBlobStore, SwiftConfig};
 use wharf_registry::StoreLedger;
 use wharf_store::{Proposer, Store};
 
@@ -27,6 +27,8 @@ pub enum Storage {
     Filesystem,
     /// A bucket every manager shares; nothing is copied between managers.
     S3(S3Config),
+    /// An OpenStack Swift container every manager shares.
+    Swift(SwiftConfig),
 }
 
 const FILESYSTEM: &str = "filesystem";
@@ -99,8 +101,12 @@ impl Storage {
         if location == FILESYSTEM || location == "fs" {
             return Ok(Storage::Filesystem);
         }
+        if let Some(rest) = location.strip_prefix("swift://") {
+            return parse_swift(location, rest, credentials);
+        }
         let Some(rest) = location.strip_prefix("s3://") else {
-            return Err(bad("the storage is `filesystem` or s3://BUCKET[/PREFIX][?endpoint=URL&region=...]"));
+            return Err(bad("the storage is `filesystem`, s3://BUCKET[/PREFIX][?endpoint=URL&region=...] or \
+                 swift://CONTAINER[/PREFIX]?auth=URL[&auth_version=3&project=...]"));
         };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
@@ -167,6 +173,36 @@ impl Storage {
                 }
                 format!("{location}?{}", query.join("&"))
             }
+            Storage::Swift(c) => {
+                let mut location = format!("swift://{}", c.container);
+                if !c.prefix.is_empty() {
+                    location.push('/');
+                    location.push_str(&c.prefix);
+                }
+                let mut query = match &c.auth {
+                    SwiftAuth::V1 { url, .. } => vec![format!("auth={url}")],
+                    SwiftAuth::V3 { url, user_domain, project, project_domain, region, .. } => {
+                        let mut q = vec![
+                            format!("auth={url}"),
+                            "auth_version=3".to_owned(),
+                            format!("project={project}"),
+                            format!("user_domain={user_domain}"),
+                            format!("project_domain={project_domain}"),
+                        ];
+                        if let Some(region) = region {
+                            q.push(format!("region={region}"));
+                        }
+                        q
+                    }
+                };
+                if c.retry_for != DEFAULT_RETRY {
+                    query.push(format!("retry={}", c.retry_for.as_secs()));
+                }
+                if c.segment_size != DEFAULT_SEGMENT {
+                    query.push(format!("segment_size={}", c.segment_size));
+                }
+                format!("{location}?{}", query.join("&"))
+            }
         }
     }
 
@@ -193,20 +229,113 @@ impl Storage {
                 }
                 Ok(Arc::new(blobs))
             }
+            Storage::Swift(config) => {
+                let ledger = Arc::new(StoreLedger::new(Arc::clone(store), proposer));
+                let blobs = SwiftBlobStore::new(config.clone(), ledger)
+                    .map_err(|e| NodeError::start("open the Swift blob store")(&e))?;
+                if let Err(e) = blobs.check().await {
+                    tracing::error!(error = %e, storage = %self.location(), "the Swift container does not answer");
+                }
+                Ok(Arc::new(blobs))
+            }
         }
     }
+}
+
+/// Largest object the Swift driver writes, unless the location says (`segment_size=`).
+const DEFAULT_SEGMENT: u64 = 1 << 30;
+
+/// Parses `swift://CONTAINER[/PREFIX]?auth=URL[&auth_version=1|3&project=P&user_domain=D&
+/// project_domain=D&region=R&retry=SECONDS&segment_size=BYTES]` (`rest` is after the scheme).
+/// The user and key (v1) or password (v3) come from `credentials` (`user = ...` and `key = ...`
+/// or `password = ...` lines) or from `ST_USER`/`ST_KEY` (v1), `OS_USERNAME`/`OS_PASSWORD` (v3).
+fn parse_swift(location: &str, rest: &str, credentials: Option<&Path>) -> Result<Storage, NodeError> {
+    let bad = |why: &str| NodeError::Start(format!("--storage {location:?}: {why}"));
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (container, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if container.is_empty() || container.len() > 256 || container.contains(|c: char| c.is_control()) {
+        return Err(bad("the container name is 1 to 256 printable characters"));
+    }
+    let (mut auth, mut version, mut project, mut region) = (None, 1u8, None, None);
+    let (mut user_domain, mut project_domain) = ("Default".to_owned(), "Default".to_owned());
+    let mut retry_for = DEFAULT_RETRY;
+    let mut segment_size = DEFAULT_SEGMENT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| bad("a query parameter without a value"))?;
+        match key {
+            "auth" if value.starts_with("https://") || value.starts_with("http://") => {
+                auth = Some(value.trim_end_matches('/').to_owned());
+            }
+            "auth" => return Err(bad("auth is the identity service's http:// or https:// URL")),
+            "auth_version" if value == "1" || value == "3" => version = if value == "1" { 1 } else { 3 },
+            "auth_version" => return Err(bad("auth_version is 1 (TempAuth) or 3 (Keystone)")),
+            "project" => project = Some(value.to_owned()),
+            "user_domain" => user_domain = value.to_owned(),
+            "project_domain" => project_domain = value.to_owned(),
+            "region" => region = Some(value.to_owned()),
+            "retry" => retry_for = Duration::from_secs(value.parse().map_err(|_| bad("retry is a number of seconds"))?),
+            "segment_size" => {
+                segment_size = value.parse().map_err(|_| bad("segment_size is a number of bytes"))?;
+                if !(1 << 20..=5 << 30).contains(&segment_size) {
+                    return Err(bad("segment_size is from 1 MiB to 5 GiB"));
+                }
+            }
+            other => return Err(bad(&format!("unknown parameter {other:?}"))),
+        }
+    }
+    let url = auth.ok_or_else(|| bad("auth=URL (the identity service) is required"))?;
+    let values = credential_lines(credentials)?;
+    let pick = |names: &[&str], env: &str| {
+        names
+            .iter()
+            .find_map(|n| values.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            .or_else(|| if credentials.is_none() { std::env::var(env).ok() } else { None })
+    };
+    let missing = |what: &str| {
+        NodeError::Start(format!(
+            "Swift storage needs {what}: give --storage-credentials FILE (`user = ...` and `key = ...` or \
+             `password = ...` lines) or set the environment (ST_USER/ST_KEY, OS_USERNAME/OS_PASSWORD)"
+        ))
+    };
+    let auth = if version == 1 {
+        let user = pick(&["user", "username"], "ST_USER").ok_or_else(|| missing("a user"))?;
+        let key = pick(&["key", "password"], "ST_KEY").ok_or_else(|| missing("a key"))?;
+        SwiftAuth::V1 { url, user, key }
+    } else {
+        let user = pick(&["user", "username"], "OS_USERNAME").ok_or_else(|| missing("a user"))?;
+        let password = pick(&["password", "key"], "OS_PASSWORD").ok_or_else(|| missing("a password"))?;
+        let project = project.ok_or_else(|| bad("project= is required with auth_version=3"))?;
+        SwiftAuth::V3 { url, user, user_domain, password, project, project_domain, region }
+    };
+    Ok(Storage::Swift(SwiftConfig {
+        auth,
+        container: container.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        retry_for,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        segment_size,
+    }))
+}
+
+/// The `key = value` lines of a credentials file (keys lower-cased), or none without a file.
+fn credential_lines(file: Option<&Path>) -> Result<Vec<(String, String)>, NodeError> {
+    let Some(file) = file else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| NodeError::io(format!("read the storage credentials {}", file.display()), e))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect())
 }
 
 /// The S3 access key and secret, from `file` or the environment; never logged.
 fn s3_credentials(file: Option<&Path>) -> Result<(String, String), NodeError> {
     let (mut access, mut secret) = (None, None);
-    if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| NodeError::io(format!("read the storage credentials {}", file.display()), e))?;
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once('=') else { continue };
-            let value = value.trim().to_owned();
-            match key.trim().to_ascii_lowercase().as_str() {
+    if file.is_some() {
+        for (key, value) in credential_lines(file)? {
+            match key.as_str() {
                 "aws_access_key_id" | "access_key_id" | "access_key" => access = Some(value),
                 "aws_secret_access_key" | "secret_access_key" | "secret_key" => secret = Some(value),
                 _ => {}
@@ -262,6 +391,24 @@ mod tests {
     }
 
     #[test]
+    fn swift_locations_parse_for_tempauth_and_keystone_and_print_back() {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), "user = test:tester\nkey = testing\npassword = pw\n").expect("write");
+        let v1 = Storage::parse("swift://reg/w?auth=http://127.0.0.1:8090/auth/v1.0", Some(file.path())).expect("v1");
+        let Storage::Swift(c) = &v1 else { panic!("{v1:?}") };
+        assert!(matches!(&c.auth, SwiftAuth::V1 { user, key, .. } if user == "test:tester" && key == "testing"));
+        assert_eq!((c.container.as_str(), c.prefix.as_str(), c.segment_size), ("reg", "w", DEFAULT_SEGMENT));
+        assert_eq!(v1.location(), "swift://reg/w?auth=http://127.0.0.1:8090/auth/v1.0");
+        let v3 = "swift://reg?auth=https://keystone:5000/v3&auth_version=3&project=p&user_domain=Default&\
+                  project_domain=Default&region=r1&segment_size=1048576";
+        let parsed = Storage::parse(v3, Some(file.path())).expect("v3");
+        let Storage::Swift(c) = &parsed else { panic!() };
+        assert!(matches!(&c.auth, SwiftAuth::V3 { password, project, .. } if password == "pw" && project == "p"));
+        assert_eq!(Storage::parse(&parsed.location(), Some(file.path())).expect("again").location(), parsed.location());
+        assert!(!parsed.location().contains("pw") && !format!("{parsed:?}").contains("testing"));
+    }
+
+    #[test]
     fn bad_locations_and_missing_credentials_are_refused_with_a_reason() {
         let file = creds();
         for bad in [
@@ -273,6 +420,9 @@ mod tests {
             "s3://b?colour=blue",
             "s3://b?endpoint",
             "swift://c",
+            "swift://c?auth=ftp://x",
+            "swift://c?auth=http://k/v3&auth_version=3",
+            "swift://c?auth=http://k&segment_size=10",
             "/var/blobs",
         ] {
             let e = Storage::parse(bad, Some(file.path())).expect_err(bad).to_string();

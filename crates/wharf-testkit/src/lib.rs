@@ -3,8 +3,10 @@
 //! command installs everything), so that no test skips silently.
 
 mod moto;
+mod swift;
 
 pub use moto::Moto;
+pub use swift::{SWIFT_KEY, SWIFT_USER, Swift};
 
 /// The Python virtual environment the test command fills (`WHARF_TEST_VENV`, else
 /// `~/.cache/wharf-test-venv`).

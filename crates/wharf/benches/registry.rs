@@ -5,7 +5,10 @@
 //!
 //! Run with `./scripts/bench` (it installs docker-registry and wrk), or
 //! `cargo bench -p wharf --bench registry`. `WHARF_BENCH_QUICK=1` shrinks the sizes for a
-//! smoke run.
+//! smoke run. `WHARF_BENCH_STORAGE=s3` runs both on S3 instead: one moto server, a bucket each
+//! (Wharf `--storage s3://...`, distribution's s3 driver with 8 MiB parts like Wharf's), with
+//! smaller sizes (moto keeps objects in memory), and measures what moto itself takes and gives
+//! (curl PUT and GET of the big blob) as the bound.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,9 +33,16 @@ struct Sizes {
     runs: usize,
 }
 
+/// Whether this run puts both registries on S3 (`WHARF_BENCH_STORAGE=s3`).
+fn on_s3() -> bool {
+    std::env::var("WHARF_BENCH_STORAGE").is_ok_and(|v| v == "s3")
+}
+
 fn sizes() -> Sizes {
     if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
         Sizes { big: 64 << 20, chunk: 16 << 20, small: 1 << 20, concurrent: 8, tags: 500, repos: 100, runs: 1 }
+    } else if on_s3() {
+        Sizes { big: 256 << 20, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 2_000, repos: 500, runs: 3 }
     } else if std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
         Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 0, repos: 0, runs: 5 }
     } else {
@@ -40,17 +50,23 @@ fn sizes() -> Sizes {
     }
 }
 
-fn start_distribution(dir: &Path) -> Res<Server> {
+/// distribution on the filesystem, or on bucket `distribution` of the S3 server at `s3`.
+fn start_distribution(dir: &Path, s3: Option<&str>) -> Res<Server> {
     let data = dir.join("distribution");
     std::fs::create_dir_all(&data)?;
     let port = free_port();
     let config = dir.join("distribution.yml");
+    let storage = match s3 {
+        None => format!("{{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}", data.display()),
+        Some(endpoint) => format!(
+            "{{s3: {{accesskey: bench, secretkey: bench-secret, region: us-east-1, regionendpoint: \"{endpoint}\", \
+             bucket: distribution, secure: false, v4auth: true, chunksize: 8388608, rootdirectory: /registry}}, \
+             delete: {{enabled: true}}, redirect: {{disable: true}}}}"
+        ),
+    };
     std::fs::write(
         &config,
-        format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-            data.display()
-        ),
+        format!("version: 0.1\nlog: {{level: warn}}\nstorage: {storage}\nhttp: {{addr: 127.0.0.1:{port}}}\n"),
     )?;
     let child = Command::new("docker-registry")
         .arg("serve")
@@ -309,8 +325,9 @@ async fn bench_server(idx: usize, server: &Server, s: &Sizes, results: &mut Resu
         pulls.push(pull(server, "bench/big", &d)?);
         repulls.push(pull(server, "bench/big", &d)?);
     }
-    results.add("server peak RSS during the 1 GiB pushes", "MiB", false, idx, server.peak_rss_kib() as f64 / 1024.0);
     let gib = if s.big >= 1 << 30 { "1 GiB".to_owned() } else { format!("{} MiB", s.big >> 20) };
+    let rss = server.peak_rss_kib() as f64 / 1024.0;
+    results.add(format!("server peak RSS during the {gib} pushes"), "MiB", false, idx, rss);
     results.add(format!("push {gib} monolithic"), "MiB/s", true, idx, median(mono));
     let what = "CPU time of the whole machine per GiB of monolithic push (client, loopback, server)";
     results.add(what, "s", false, idx, median(mono_cpu));
@@ -551,11 +568,29 @@ fn main() -> Res<()> {
     let sha = sha256_rate();
     let disk = disk_rate(tmp.path())?;
     let only_wharf = std::env::var_os("WHARF_BENCH_ONLY_WHARF").is_some();
+    let moto = on_s3().then(|| {
+        let moto = wharf_testkit::Moto::start();
+        moto.create_bucket("wharf");
+        moto.create_bucket("distribution");
+        moto
+    });
+    let credentials = tmp.path().join("s3-credentials");
+    std::fs::write(&credentials, "aws_access_key_id = bench\naws_secret_access_key = bench-secret\n")?;
+    let wharf_storage = moto.as_ref().map(|m| format!("s3://wharf/registry?endpoint={}", m.endpoint()));
+    let mut wharf_flags = Vec::new();
+    if let Some(location) = &wharf_storage {
+        wharf_flags = vec!["--storage", location, "--storage-credentials", credentials.to_str().ok_or("path")?];
+    }
+    let endpoint = moto.as_ref().map(wharf_testkit::Moto::endpoint);
     for idx in [0, 1] {
         if idx == 1 && only_wharf {
             break;
         }
-        let server = if idx == 0 { start_wharf(tmp.path(), "wharf", &[])? } else { start_distribution(tmp.path())? };
+        let server = if idx == 0 {
+            start_wharf(tmp.path(), "wharf", &wharf_flags)?
+        } else {
+            start_distribution(tmp.path(), endpoint.as_deref())?
+        };
         eprintln!("benchmarking {} at {}", server.name, server.base);
         runtime.block_on(bench_server(idx, &server, &s, &mut results, tmp.path()))?;
         drop(server);
@@ -566,6 +601,53 @@ fn main() -> Res<()> {
     let ceiling = pull_ceiling(tmp.path(), s.big)?;
     print_table(&results, sha, disk);
     print_pull_ceiling(&results, ceiling);
+    if let Some(moto) = &moto {
+        print_moto_bound(&results, moto, tmp.path(), s.big)?;
+    }
+    Ok(())
+}
+
+/// What the S3 server itself takes and gives: curl PUT and GET of a blob of `len` bytes
+/// straight to moto (it checks no signature), median of three, and the share of it each
+/// registry reached. A push through a registry also has the server copy the object once (S3
+/// has no rename), so it cannot reach the PUT rate.
+fn print_moto_bound(results: &Results, moto: &wharf_testkit::Moto, dir: &Path, len: usize) -> Res<()> {
+    moto.create_bucket("bound");
+    let file = dir.join("bound.bin");
+    std::fs::write(&file, pattern(len, 7))?;
+    let url = format!("{}/bound/blob", moto.endpoint());
+    // Signed as any S3 client signs (moto checks no signature, but refuses anonymous reads).
+    let curl = |args: &[&str]| -> Res<f64> {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "bench:bench-secret"])
+            .args(args)
+            .arg(&url)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("curl {args:?} to moto: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        let speed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0);
+        Ok(speed / (1024.0 * 1024.0))
+    };
+    let file = file.to_str().ok_or("path")?;
+    let mut puts = Vec::new();
+    let mut gets = Vec::new();
+    for _ in 0..3 {
+        puts.push(curl(&["-o", "/dev/null", "-w", "%{speed_upload}", "-T", file])?);
+        gets.push(curl(&["-o", "/dev/null", "-w", "%{speed_download}"])?);
+    }
+    let (put, get) = (median(puts), median(gets));
+    println!("moto itself (curl, no registry): PUT {put:.0} MiB/s, GET {get:.0} MiB/s");
+    for row in results.rows.iter().filter(|r| r.name.starts_with("push ") || r.name.starts_with("pull ")) {
+        let bound = if row.name.starts_with("push ") { put } else { get };
+        let [w, d] = row.values;
+        println!(
+            "{}: Wharf {:.0}% of moto's rate, distribution {:.0}%",
+            row.name,
+            100.0 * w / bound,
+            100.0 * d / bound
+        );
+    }
     Ok(())
 }
 
