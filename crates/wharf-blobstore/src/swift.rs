@@ -1,15 +1,18 @@
 //! The OpenStack Swift driver: blobs in a container every manager shares.
 //!
-//! Layout under the configured prefix, as in the S3 driver:
-//! - `blobs/<algorithm>/<first two hex digits>/<hex>`: a committed blob, one object, or a
-//!   static large object (SLO) whose segments are `<that name>.parts/<n>`;
-//! - `uploads/<id>/<start, 20 digits>-<random>`: one immutable segment per append (an append
-//!   longer than the segment size becomes several), each recorded in the [`UploadLedger`] once
-//!   written, so an upload continues through any manager and nothing half-written is part of it.
+//! Layout under the configured prefix:
+//! - `segments/<id>/<start, 20 digits>-<random>`: one immutable segment per append of upload
+//!   `id` (an append longer than the segment size becomes several), each recorded in the
+//!   [`UploadLedger`] once written, so an upload continues through any manager and nothing
+//!   half-written is part of it;
+//! - `blobs/<algorithm>/<first two hex digits>/<hex>`: a committed blob, a static large object
+//!   (SLO) whose manifest lists its upload's segments where they are, so that committing moves
+//!   no byte, whatever the size; `segments/<id>/committed` then marks those segments as a blob's
+//!   (the sweep of uploads without a session leaves them alone, deleting the blob removes them).
+//!   An empty blob is a plain object; an upload of more segments than a manifest may list is
+//!   streamed into parts `<blob name>.parts/<n>` under a manifest of its own.
 //!
-//! Committing a one-segment upload is a server-side copy (`X-Copy-From`, no bytes through
-//! Wharf); several segments are streamed into the blob object, or into parts of an SLO when
-//! the blob is larger than the segment size. Authentication is TempAuth (v1) or Keystone v3
+//! Authentication is TempAuth (v1) or Keystone v3
 //! with a password; the token is fetched again when Swift answers 401. Requests without a
 //! streamed body are retried with exponential backoff for the configured time; what still fails
 //! is [`BlobError::Unavailable`].
@@ -74,6 +77,11 @@ impl std::fmt::Debug for SwiftConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// Most segments one SLO manifest lists (Swift's default `max_manifest_segments`).
+const MAX_MANIFEST_SEGMENTS: usize = 1000;
+/// The marker of an upload whose segments became a blob.
+const COMMITTED: &str = "committed";
 
 /// A storage URL and the token that opens it.
 #[derive(Clone)]
@@ -280,7 +288,7 @@ impl Inner {
                 request = request.header(*name, value);
             }
             if let Some(body) = &call.body {
-                request = request.body(body.clone());
+                request = request.header("Content-Length", body.len()).body(body.clone());
             } else if call.method == Method::PUT {
                 request = request.header("Content-Length", "0");
             }
@@ -457,12 +465,33 @@ impl Inner {
     }
 
     async fn remove_upload_objects(&self, id: &str) -> Result<(), BlobError> {
-        for entry in self.list(&self.name(&format!("uploads/{id}/")), false).await? {
+        for entry in self.list(&self.name(&format!("segments/{id}/")), false).await? {
             if let Some(name) = entry["name"].as_str() {
                 self.delete_object(name, "").await?;
             }
         }
         Ok(())
+    }
+
+    /// Makes blob `target` a static large object over `segments` where they are, after marking
+    /// upload `id`'s segments as a blob's.
+    async fn link_segments(&self, id: &str, segments: &[Segment], target: &str) -> Result<(), BlobError> {
+        self.put_small(&self.name(&format!("segments/{id}/{COMMITTED}")), "", Bytes::new()).await?;
+        let manifest: Vec<serde_json::Value> = segments
+            .iter()
+            .map(|s| serde_json::json!({"path": format!("/{}/{}", self.config.container, s.key), "size_bytes": s.len}))
+            .collect();
+        let body = serde_json::to_vec(&manifest).map_err(|e| unavailable("an SLO manifest", e))?;
+        self.put_small(target, "multipart-manifest=put", Bytes::from(body)).await
+    }
+
+    /// Writes a small object whose body can be sent again.
+    async fn put_small(&self, name: &str, query: &str, body: Bytes) -> Result<(), BlobError> {
+        let mut call = Call::new(Method::PUT, Some(name));
+        call.query = query;
+        call.body = Some(body);
+        let response = self.call(call).await?;
+        if response.status().is_success() { Ok(()) } else { Err(unavailable("writing an object", response.status())) }
     }
 
     /// Streams the upload's segments into blob `target`: one object, or parts of at most the
@@ -493,14 +522,8 @@ impl Inner {
                 break;
             }
         }
-        let mut call = Call::new(Method::PUT, Some(target));
-        call.query = "multipart-manifest=put";
-        call.body = Some(Bytes::from(serde_json::to_vec(&manifest).map_err(|e| unavailable("an SLO manifest", e))?));
-        let response = self.call(call).await?;
-        if !response.status().is_success() {
-            return Err(unavailable("writing an SLO manifest", response.status()));
-        }
-        Ok(())
+        let body = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| unavailable("an SLO manifest", e))?);
+        self.put_small(target, "multipart-manifest=put", body).await
     }
 }
 
@@ -552,7 +575,7 @@ impl BlobStore for SwiftBlobStore {
         let mut at = offset;
         let mut carry = None;
         loop {
-            let name = self.inner.name(&format!("uploads/{id}/{at:020}-{}", uuid::Uuid::new_v4().simple()));
+            let name = self.inner.name(&format!("segments/{id}/{at:020}-{}", uuid::Uuid::new_v4().simple()));
             let (len, ended, body_error) = self
                 .inner
                 .put_streamed(&name, &mut data, &mut carry, self.inner.config.segment_size, &mut observe)
@@ -584,31 +607,19 @@ impl BlobStore for SwiftBlobStore {
         let segments = self.inner.ledger.segments(id).await?;
         let size = segments_len(&segments);
         let target = self.inner.blob_name(digest);
-        if self.inner.head(&target).await?.is_none() {
-            match segments.as_slice() {
-                [] => {
-                    let mut call = Call::new(Method::PUT, Some(&target));
-                    call.body = Some(Bytes::new());
-                    let response = self.inner.call(call).await?;
-                    if !response.status().is_success() {
-                        return Err(unavailable("writing a blob", response.status()));
-                    }
-                }
-                [one] => {
-                    let mut call = Call::new(Method::PUT, Some(&target));
-                    call.headers.push((
-                        "X-Copy-From",
-                        format!("/{}/{}", encode_name(&self.inner.config.container), encode_name(&one.key)),
-                    ));
-                    let response = self.inner.call(call).await?;
-                    if !response.status().is_success() {
-                        return Err(unavailable("copying a blob", response.status()));
-                    }
-                }
-                _ => self.inner.concatenate(segments, size, &target).await?,
-            }
-        }
-        if let Err(e) = self.inner.remove_upload_objects(id).await {
+        let linked = if self.inner.head(&target).await?.is_some() {
+            false
+        } else if segments.is_empty() {
+            self.inner.put_small(&target, "", Bytes::new()).await?;
+            false
+        } else if segments.len() <= MAX_MANIFEST_SEGMENTS {
+            self.inner.link_segments(id, &segments, &target).await?;
+            true
+        } else {
+            self.inner.concatenate(segments, size, &target).await?;
+            false
+        };
+        if !linked && let Err(e) = self.inner.remove_upload_objects(id).await {
             tracing::warn!(error = %e, "the segments of a committed upload stay until the next sweep");
         }
         self.inner.ledger.close(id).await?;
@@ -621,14 +632,17 @@ impl BlobStore for SwiftBlobStore {
     }
 
     async fn list_uploads(&self) -> Result<Vec<String>, BlobError> {
-        let prefix = self.inner.name("uploads/");
+        let prefix = self.inner.name("segments/");
         let entries = self.inner.list(&prefix, true).await?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| e["subdir"].as_str())
-            .filter_map(|s| s.strip_prefix(&prefix))
-            .map(|s| s.trim_end_matches('/').to_owned())
-            .collect())
+        let mut uploads = Vec::new();
+        for id in entries.iter().filter_map(|e| e["subdir"].as_str()).filter_map(|s| s.strip_prefix(&prefix)) {
+            let id = id.trim_end_matches('/');
+            // The segments of a committed blob are no upload's.
+            if self.inner.head(&format!("{prefix}{id}/{COMMITTED}")).await?.is_none() {
+                uploads.push(id.to_owned());
+            }
+        }
+        Ok(uploads)
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
@@ -648,7 +662,31 @@ impl BlobStore for SwiftBlobStore {
         let name = self.inner.blob_name(digest);
         let Some(headers) = self.inner.head(&name).await? else { return Ok(false) };
         let large = headers.get("x-static-large-object").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-        self.inner.delete_object(&name, if large { "multipart-manifest=delete" } else { "" }).await?;
+        if !large {
+            self.inner.delete_object(&name, "").await?;
+            return Ok(true);
+        }
+        // The uploads whose segments the manifest lists lose their marker with the segments.
+        let mut call = Call::new(Method::GET, Some(&name));
+        call.query = "multipart-manifest=get";
+        let response = self.inner.call(call).await?;
+        if !response.status().is_success() {
+            return Err(unavailable("reading an SLO manifest", response.status()));
+        }
+        let manifest: Vec<serde_json::Value> =
+            response.json().await.map_err(|e| unavailable("reading an SLO manifest", e))?;
+        let segments = format!("/{}/{}", self.inner.config.container, self.inner.name("segments/"));
+        let mut uploads: Vec<String> = manifest
+            .iter()
+            .filter_map(|part| {
+                part["name"].as_str()?.strip_prefix(&segments)?.split_once('/').map(|(id, _)| id.to_owned())
+            })
+            .collect();
+        uploads.dedup();
+        self.inner.delete_object(&name, "multipart-manifest=delete").await?;
+        for id in uploads {
+            self.inner.delete_object(&self.inner.name(&format!("segments/{id}/{COMMITTED}")), "").await?;
+        }
         Ok(true)
     }
 }

@@ -38,11 +38,11 @@ async fn the_swift_driver_passes_the_conformance_suite_against_swift() {
         store.check().await.expect("authenticate and create the container");
         assert!(store.shared());
         conformance::run_all(&store).await;
-        assert_eq!(swift.list(container, "wharf/uploads/"), Vec::<String>::new(), "no segment outlives its upload");
+        assert_eq!(store.list_uploads().await.expect("list"), Vec::<String>::new(), "no upload is left over");
     }
 
-    // A blob larger than the segment size is a static large object; it reads back whole and in
-    // part, and deleting it removes its parts too.
+    // A blob is a static large object over its upload's segments, whatever its size: it reads
+    // back whole and in part, the sweep leaves its segments alone, and deleting it removes them.
     let store =
         SwiftBlobStore::new(config(v1(&swift), "segmented", 2 * 1024 * 1024), Arc::new(MemoryLedger::default()))
             .expect("driver");
@@ -55,13 +55,13 @@ async fn the_swift_driver_passes_the_conformance_suite_against_swift() {
     assert_eq!(store.stat(&digest).await.expect("stat"), Some(data.len() as u64));
     assert!(collect(store.get(&digest, None).await.expect("get")).await == data);
     let range = wharf_api::range::ByteRange { offset: 2 * 1024 * 1024 - 5, len: 10 };
-    let part = collect(store.get(&digest, Some(range)).await.expect("range across parts")).await;
+    let part = collect(store.get(&digest, Some(range)).await.expect("range across segments")).await;
     assert_eq!(part, data[2 * 1024 * 1024 - 5..2 * 1024 * 1024 + 5]);
-    let name = format!("wharf/blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex());
-    let parts = swift.list("segmented", &format!("{name}.parts/"));
-    assert_eq!(parts.len(), 3, "5 MiB in 2 MiB parts: {parts:?}");
+    let segments = swift.list("segmented", "wharf/segments/big/");
+    assert_eq!(segments.len(), 5, "1000 bytes, then 5 MiB in 2 MiB segments, and the marker: {segments:?}");
+    assert_eq!(store.list_uploads().await.expect("list"), Vec::<String>::new(), "a blob's segments are no upload");
     assert!(store.delete(&digest).await.expect("delete"));
-    assert_eq!(swift.list("segmented", &name), Vec::<String>::new(), "the parts went with the manifest");
+    assert_eq!(swift.list("segmented", "wharf/segments/big/"), Vec::<String>::new(), "the segments went with it");
     assert_eq!(store.stat(&digest).await.expect("stat"), None);
 }
 

@@ -8,7 +8,8 @@
 //! smoke run. `WHARF_BENCH_STORAGE=s3` runs both on S3 instead: one moto server, a bucket each
 //! (Wharf `--storage s3://...`, distribution's s3 driver with 8 MiB parts like Wharf's), with
 //! smaller sizes (moto keeps objects in memory), and measures what moto itself takes and gives
-//! (curl PUT and GET of the big blob) as the bound.
+//! (curl PUT and GET of the big blob) as the bound. `WHARF_BENCH_STORAGE=swift` does the same on
+//! an OpenStack Swift all-in-one (TempAuth; distribution's swift driver), same sizes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,10 +39,15 @@ fn on_s3() -> bool {
     std::env::var("WHARF_BENCH_STORAGE").is_ok_and(|v| v == "s3")
 }
 
+/// Whether this run puts both registries on OpenStack Swift (`WHARF_BENCH_STORAGE=swift`).
+fn on_swift() -> bool {
+    std::env::var("WHARF_BENCH_STORAGE").is_ok_and(|v| v == "swift")
+}
+
 fn sizes() -> Sizes {
     if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
         Sizes { big: 64 << 20, chunk: 16 << 20, small: 1 << 20, concurrent: 8, tags: 500, repos: 100, runs: 1 }
-    } else if on_s3() {
+    } else if on_s3() || on_swift() {
         Sizes { big: 256 << 20, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 2_000, repos: 500, runs: 3 }
     } else if std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
         Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 0, repos: 0, runs: 5 }
@@ -50,15 +56,31 @@ fn sizes() -> Sizes {
     }
 }
 
-/// distribution on the filesystem, or on bucket `distribution` of the S3 server at `s3`.
-fn start_distribution(dir: &Path, s3: Option<&str>) -> Res<Server> {
+/// Where distribution keeps blobs: its folder, a bucket of the S3 server at this endpoint, or a
+/// container of the Swift whose TempAuth URL this is.
+enum Backend {
+    Filesystem,
+    S3(String),
+    Swift(String),
+}
+
+/// distribution on `backend`.
+fn start_distribution(dir: &Path, backend: &Backend) -> Res<Server> {
     let data = dir.join("distribution");
     std::fs::create_dir_all(&data)?;
     let port = free_port();
     let config = dir.join("distribution.yml");
-    let storage = match s3 {
-        None => format!("{{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}", data.display()),
-        Some(endpoint) => format!(
+    let storage = match backend {
+        Backend::Filesystem => {
+            format!("{{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}", data.display())
+        }
+        Backend::Swift(auth) => format!(
+            "{{swift: {{authurl: \"{auth}\", username: \"{}\", password: \"{}\", container: distribution, \
+             authversion: 1}}, delete: {{enabled: true}}, redirect: {{disable: true}}}}",
+            wharf_testkit::SWIFT_USER,
+            wharf_testkit::SWIFT_KEY
+        ),
+        Backend::S3(endpoint) => format!(
             "{{s3: {{accesskey: bench, secretkey: bench-secret, region: us-east-1, regionendpoint: \"{endpoint}\", \
              bucket: distribution, secure: false, v4auth: true, chunksize: 8388608, rootdirectory: /registry}}, \
              delete: {{enabled: true}}, redirect: {{disable: true}}}}"
@@ -451,7 +473,7 @@ async fn make_tags(c: &reqwest::Client, base: &str, name: &str, manifest: &[u8],
                 .await?;
             if r.status() != 201 {
                 return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
-                    format!("PUT manifest: {}", r.status()).into(),
+                    format!("{name}: PUT manifest: {} {}", r.status(), r.text().await.unwrap_or_default()).into(),
                 );
             }
             Ok(())
@@ -490,7 +512,7 @@ async fn make_repos(c: &reqwest::Client, base: &str, cd: &str, config_len: usize
                 .send()
                 .await?;
             if r.status() != 201 {
-                return Err(format!("PUT manifest: {}", r.status()).into());
+                return Err(format!("PUT manifest: {} {}", r.status(), r.text().await.unwrap_or_default()).into());
             }
             Ok(())
         }
@@ -581,7 +603,21 @@ fn main() -> Res<()> {
     if let Some(location) = &wharf_storage {
         wharf_flags = vec!["--storage", location, "--storage-credentials", credentials.to_str().ok_or("path")?];
     }
-    let endpoint = moto.as_ref().map(wharf_testkit::Moto::endpoint);
+    let swift = on_swift().then(wharf_testkit::Swift::start);
+    let swift_credentials = tmp.path().join("swift-credentials");
+    std::fs::write(
+        &swift_credentials,
+        format!("user = {}\nkey = {}\n", wharf_testkit::SWIFT_USER, wharf_testkit::SWIFT_KEY),
+    )?;
+    let swift_storage = swift.as_ref().map(|s| format!("swift://wharf/registry?auth={}", s.auth_url()));
+    if let Some(location) = &swift_storage {
+        wharf_flags = vec!["--storage", location, "--storage-credentials", swift_credentials.to_str().ok_or("path")?];
+    }
+    let backend = match (&moto, &swift) {
+        (Some(m), _) => Backend::S3(m.endpoint()),
+        (_, Some(s)) => Backend::Swift(s.auth_url()),
+        _ => Backend::Filesystem,
+    };
     for idx in [0, 1] {
         if idx == 1 && only_wharf {
             break;
@@ -589,7 +625,7 @@ fn main() -> Res<()> {
         let server = if idx == 0 {
             start_wharf(tmp.path(), "wharf", &wharf_flags)?
         } else {
-            start_distribution(tmp.path(), endpoint.as_deref())?
+            start_distribution(tmp.path(), &backend)?
         };
         eprintln!("benchmarking {} at {}", server.name, server.base);
         runtime.block_on(bench_server(idx, &server, &s, &mut results, tmp.path()))?;
@@ -601,30 +637,55 @@ fn main() -> Res<()> {
     let ceiling = pull_ceiling(tmp.path(), s.big)?;
     print_table(&results, sha, disk);
     print_pull_ceiling(&results, ceiling);
-    if let Some(moto) = &moto {
-        print_moto_bound(&results, moto, tmp.path(), s.big)?;
-    }
+    print_storage_bound(&results, &backend, tmp.path(), s.big)?;
     Ok(())
 }
 
-/// What the S3 server itself takes and gives: curl PUT and GET of a blob of `len` bytes
-/// straight to moto (it checks no signature), median of three, and the share of it each
-/// registry reached. A push through a registry also has the server copy the object once (S3
-/// has no rename), so it cannot reach the PUT rate.
-fn print_moto_bound(results: &Results, moto: &wharf_testkit::Moto, dir: &Path, len: usize) -> Res<()> {
-    moto.create_bucket("bound");
+/// What the object store itself takes and gives: curl PUT and GET of a blob of `len` bytes
+/// straight to it (moto: signed as any S3 client signs, though moto checks no signature;
+/// Swift: with a TempAuth token), median of three, and the share of it each registry reached.
+fn print_storage_bound(results: &Results, backend: &Backend, dir: &Path, len: usize) -> Res<()> {
     let file = dir.join("bound.bin");
     std::fs::write(&file, pattern(len, 7))?;
-    let url = format!("{}/bound/blob", moto.endpoint());
-    // Signed as any S3 client signs (moto checks no signature, but refuses anonymous reads).
+    let (name, url, auth): (&str, String, Vec<String>) = match backend {
+        Backend::Filesystem => return Ok(()),
+        Backend::S3(endpoint) => {
+            let auth = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "bench:bench-secret"];
+            ("moto", format!("{endpoint}/bound/blob"), auth.map(str::to_owned).to_vec())
+        }
+        Backend::Swift(auth_url) => {
+            let out = Command::new("curl")
+                .args(["-sS", "--fail", "-D", "-", "-o", "/dev/null", "-H"])
+                .arg(format!("X-Auth-User: {}", wharf_testkit::SWIFT_USER))
+                .arg("-H")
+                .arg(format!("X-Auth-Key: {}", wharf_testkit::SWIFT_KEY))
+                .arg(auth_url)
+                .output()?;
+            let headers = String::from_utf8_lossy(&out.stdout).into_owned();
+            let header = |n: &str| {
+                headers.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(n).then(|| v.trim().to_owned())
+                })
+            };
+            let (token, storage) =
+                (header("x-auth-token").ok_or("no token")?, header("x-storage-url").ok_or("no url")?);
+            let auth = vec!["-H".to_owned(), format!("X-Auth-Token: {token}")];
+            let made = Command::new("curl")
+                .args(["-sS", "--fail", "-X", "PUT"])
+                .args(&auth)
+                .arg(format!("{storage}/bound"))
+                .output()?;
+            if !made.status.success() {
+                return Err("creating the bound container".into());
+            }
+            ("Swift", format!("{storage}/bound/blob"), auth)
+        }
+    };
     let curl = |args: &[&str]| -> Res<f64> {
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "bench:bench-secret"])
-            .args(args)
-            .arg(&url)
-            .output()?;
+        let out = Command::new("curl").args(["-sS", "--fail"]).args(&auth).args(args).arg(&url).output()?;
         if !out.status.success() {
-            return Err(format!("curl {args:?} to moto: {}", String::from_utf8_lossy(&out.stderr)).into());
+            return Err(format!("curl {args:?} to {name}: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
         let speed: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0);
         Ok(speed / (1024.0 * 1024.0))
@@ -637,12 +698,12 @@ fn print_moto_bound(results: &Results, moto: &wharf_testkit::Moto, dir: &Path, l
         gets.push(curl(&["-o", "/dev/null", "-w", "%{speed_download}"])?);
     }
     let (put, get) = (median(puts), median(gets));
-    println!("moto itself (curl, no registry): PUT {put:.0} MiB/s, GET {get:.0} MiB/s");
+    println!("{name} itself (curl, no registry): PUT {put:.0} MiB/s, GET {get:.0} MiB/s");
     for row in results.rows.iter().filter(|r| r.name.starts_with("push ") || r.name.starts_with("pull ")) {
         let bound = if row.name.starts_with("push ") { put } else { get };
         let [w, d] = row.values;
         println!(
-            "{}: Wharf {:.0}% of moto's rate, distribution {:.0}%",
+            "{}: Wharf {:.0}% of {name}'s rate, distribution {:.0}%",
             row.name,
             100.0 * w / bound,
             100.0 * d / bound
