@@ -270,4 +270,7 @@ mod tests {
 pub struct BlobCopyRequest {
     /// The blob's size in bytes.
     pub size: u64,
+    /// The node to copy it from (a manager of the cluster that holds it); none: the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
 }

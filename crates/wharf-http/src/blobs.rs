@@ -99,10 +99,11 @@ pub(crate) async fn peer_blob(State(app): State<Arc<App>>, Path(digest): Path<St
     }
 }
 
-/// `POST /cluster/blobs/{digest}/copy` (`{"size": N}`): the calling manager has just stored
-/// a pushed blob and needs it durable here too before it acknowledges the push; this manager
-/// reads it from the caller (at the address the state records for it), verifies and stores
-/// it, and answers 204 once it is durable.
+/// `POST /cluster/blobs/{digest}/copy` (`{"size": N, "from": ID}`): the calling manager has
+/// just stored a pushed blob and needs it durable here too before it acknowledges the push
+/// (no `from`), or repairs a blob's copy count (`from` names a manager that holds it); this
+/// manager reads it from the caller or that manager (at the address the state records for it),
+/// verifies and stores it, and answers 204 once it is durable.
 pub(crate) async fn peer_copy(State(app): State<Arc<App>>, Path(digest): Path<String>, req: Request) -> Response {
     let caller = match calling_manager(&app, &req) {
         Ok(Some(record)) => record,
@@ -124,7 +125,17 @@ pub(crate) async fn peer_copy(State(app): State<Arc<App>>, Path(digest): Path<St
         Ok(request) => request,
         Err(e) => return crate::cluster_api::refuse(StatusCode::BAD_REQUEST, &format!("invalid copy request: {e}")),
     };
-    match app.registry.copy_from(&caller.addr, &digest, request.size).await {
+    let source = match request.from {
+        None => caller.addr,
+        Some(id) => match app.registry.manager_addr(id) {
+            Some(addr) => addr,
+            None => {
+                let why = format!("node {id} is no manager of this cluster");
+                return crate::cluster_api::refuse(StatusCode::BAD_REQUEST, &why);
+            }
+        },
+    };
+    match app.registry.copy_from(&source, &digest, request.size).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => crate::error_response(&e),
     }

@@ -25,7 +25,7 @@ pub use agent::Agent;
 pub use calls::{JoinAsk, ask_to_be_added, join_cluster, nodes_as_this_node};
 pub use data_dir::{DataDir, private_umask, secure};
 pub use identity::Identity;
-pub use manager::{Began, ManagerNode, ManagerSettings, Start, Uploads, purge_stale};
+pub use manager::{Began, BlobCare, ManagerNode, ManagerSettings, Start, Uploads, purge_stale};
 pub use peer_blobs::NodePeerBlobs;
 pub use raft_node::RaftNode;
 pub use standalone::{ADMIN, Accounts, StandaloneNode};

@@ -43,6 +43,30 @@ pub struct ManagerSettings {
     pub blob_copies: u32,
     /// Where blob bytes are kept.
     pub storage: crate::StorageChoice,
+    /// How blobs on the managers' own disks are kept at their copy count.
+    pub blob_care: BlobCare,
+}
+
+/// The timing of the blob repair and scrub passes (managers' own disks only).
+#[derive(Debug, Clone)]
+pub struct BlobCare {
+    /// How often the leader looks for blobs on too few managers (it also looks whenever the
+    /// cluster's membership changes).
+    pub repair_every: Duration,
+    /// How often each manager re-reads and re-hashes its own copies.
+    pub scrub_every: Duration,
+    /// Pause of the scrub per MiB read, to keep it in the background.
+    pub scrub_pause_per_mib: Duration,
+}
+
+impl Default for BlobCare {
+    fn default() -> BlobCare {
+        BlobCare {
+            repair_every: Duration::from_secs(60),
+            scrub_every: Duration::from_secs(24 * 3600),
+            scrub_pause_per_mib: Duration::from_millis(10),
+        }
+    }
 }
 
 /// How a manager starts.
@@ -163,6 +187,8 @@ impl ManagerNode {
             stop_server,
             tasks: Vec::new(),
         };
+        node.spawn(keep_blob_copies(Arc::clone(&registry), Arc::clone(&manager), settings.blob_care.clone()));
+        node.spawn(scrub_blob_copies(Arc::clone(&registry), settings.blob_care.clone()));
         node.spawn(purge_stale(registry, Some(auth), settings.uploads));
         node.spawn(wharf_manager::watch_heartbeats(manager));
         Ok(node)
@@ -251,6 +277,49 @@ impl ManagerNode {
 
 /// Removes upload sessions older than `uploads.max_age` and expired login sessions, at start
 /// and then every `uploads.purge_every` (hourly by default).
+/// Runs on every manager; while it leads, a repair pass every `repair_every` and soon after the
+/// cluster's membership or roles change (a removed manager's copies are replaced).
+pub async fn keep_blob_copies(registry: Arc<Registry>, manager: Arc<Manager>, care: BlobCare) {
+    let mut tick = tokio::time::interval(care.repair_every);
+    let mut feed = manager.store.subscribe();
+    let mut seen = feed.borrow_and_update().cluster;
+    let mut nudge = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = nudge.tick() => {
+                // A membership change: look now rather than at the next tick.
+                let cluster = feed.borrow_and_update().cluster;
+                if cluster == seen {
+                    continue;
+                }
+                seen = cluster;
+            }
+        }
+        if manager.raft.current_leader().await != Some(manager.node_id) {
+            continue;
+        }
+        if let Err(e) = registry.repair_copies().await {
+            tracing::warn!(error = %e, "a blob repair pass failed");
+        }
+    }
+}
+
+/// Runs on every manager: a scrub pass over its own copies every `scrub_every` (the first
+/// after one period, not at start).
+pub async fn scrub_blob_copies(registry: Arc<Registry>, care: BlobCare) {
+    let mut tick = tokio::time::interval(care.scrub_every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match registry.scrub_own_copies(care.scrub_pause_per_mib).await {
+            Ok(pass) if pass.bad > 0 => tracing::warn!(?pass, "the scrub found bad copies"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "a blob scrub pass failed"),
+        }
+    }
+}
+
 pub async fn purge_stale(registry: Arc<Registry>, auth: Option<Arc<Auth>>, uploads: Uploads) {
     let mut tick = tokio::time::interval(uploads.purge_every);
     loop {

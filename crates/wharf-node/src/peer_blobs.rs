@@ -67,11 +67,11 @@ impl PeerBlobs for NodePeerBlobs {
         })
     }
 
-    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64) -> PeerCopy<'a> {
+    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64, from: Option<u64>) -> PeerCopy<'a> {
         Box::pin(async move {
             let url = format!("https://{addr}/cluster/blobs/{digest}/copy");
-            let request =
-                self.patient.post(url).timeout(copy_timeout(size)).json(&wharf_api::cluster::BlobCopyRequest { size });
+            let body = wharf_api::cluster::BlobCopyRequest { size, from };
+            let request = self.patient.post(url).timeout(copy_timeout(size)).json(&body);
             let response = request.send().await.map_err(|e| e.to_string())?;
             let status = response.status();
             if status != reqwest::StatusCode::NO_CONTENT {

@@ -64,9 +64,7 @@ impl Storage {
             (None, None) => FILESYSTEM.to_owned(),
         };
         let storage = Storage::parse(&location, choice.credentials.as_deref())?;
-        std::fs::create_dir_all(dir.root()).map_err(|e| NodeError::io("create the data directory".into(), e))?;
-        std::fs::write(dir.storage_record(), format!("{}\n", storage.location()))
-            .map_err(|e| NodeError::io("record the storage".into(), e))?;
+        record(dir, &storage.location())?;
         Ok(storage)
     }
 
@@ -82,12 +80,7 @@ impl Storage {
                  empty data directory"
             ))),
             Some(_) => Ok(()),
-            None => {
-                std::fs::create_dir_all(dir.root())
-                    .map_err(|e| NodeError::io("create the data directory".into(), e))?;
-                std::fs::write(dir.storage_record(), format!("{location}\n"))
-                    .map_err(|e| NodeError::io("record the storage".into(), e))
-            }
+            None => record(dir, location),
         }
     }
 
@@ -240,6 +233,13 @@ impl Storage {
             }
         }
     }
+}
+
+/// Writes the storage record of `dir` (a private file, as everything in a data directory).
+fn record(dir: &DataDir, location: &str) -> Result<(), NodeError> {
+    wharf_pki::create_private_dir(dir.root())?;
+    wharf_pki::write_private(&dir.storage_record(), &format!("{location}\n"))?;
+    Ok(())
 }
 
 /// Largest object the Swift driver writes, unless the location says (`segment_size=`).

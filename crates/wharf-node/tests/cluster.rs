@@ -91,6 +91,7 @@ async fn start_manager_on(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32, s
         uploads: Uploads { per_user: 100, max_age: Duration::from_secs(3600), purge_every: Duration::from_secs(3600) },
         blob_copies,
         storage,
+        blob_care: wharf_node::BlobCare::default(),
     };
     let node = ManagerNode::start(&dir, &identity, &key, listener, None, &settings).await.expect("start a manager");
     Manager { id, addr, node: Some(node) }
@@ -308,6 +309,65 @@ async fn managers_sharing_s3_continue_each_others_uploads_and_serve_every_blob()
     assert_eq!(moto.list("wharf", "registry/uploads/"), Vec::<String>::new(), "no segment outlives its upload");
     assert_eq!(moto.list("wharf", "registry/blobs/").len(), 1, "one object per blob, no copies");
     assert!(!tmp.path().join("node2/blobs").exists(), "nothing is kept on a manager's disk");
+    for mut m in managers {
+        m.stop().await;
+    }
+}
+
+/// After a holder is removed, the leader's repair loop copies its blobs to another manager by
+/// itself (the membership change wakes it) and forgets the removed holder; a copy corrupted on
+/// disk is found by the scrub, deleted and un-recorded, and the next repair copies it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_or_corrupt_copy_is_replaced_by_the_repair() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let mut managers = recorded_cluster(&ca, tmp.path(), &[2, 2, 2]).await;
+    let leader = managers[0].raft().current_leader().await.expect("a leader");
+    let at = |managers: &[Manager], id: u64| managers.iter().position(|m| m.id == id).expect("running");
+    // Push through the leader: it keeps a copy and has the lowest other manager take one.
+    let (digest, data) =
+        push_blob(&managers[at(&managers, leader)].node().registry, "lib/app", vec![9u8; 300_000]).await;
+    let holders = managers[0].store().blob_holders(&digest).expect("read");
+    assert_eq!(holders.len(), 2, "{holders:?}");
+    let lost = *holders.iter().find(|h| **h != leader).expect("a holder besides the leader");
+    let spare = managers.iter().map(|m| m.id).find(|id| !holders.contains(id)).expect("a manager without a copy");
+
+    // The other holder's machine is gone, and the administrator removes it.
+    let mut gone = managers.remove(at(&managers, lost));
+    gone.stop().await;
+    let remove = ClusterCommand::RemoveNode { id: lost };
+    managers[at(&managers, leader)].proposer().propose(remove).await.expect("remove the node");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let wanted = {
+        let mut w = vec![leader, spare];
+        w.sort_unstable();
+        w
+    };
+    while managers[0].store().blob_holders(&digest).expect("read") != wanted {
+        assert!(Instant::now() < deadline, "the repair never replaced the removed holder's copy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let copy = managers[at(&managers, spare)].node().registry.open_own_blob(&digest, None).await.expect("a copy");
+    assert!(collect(copy.body.expect("body")).await == data, "the new copy is the blob");
+
+    // The new copy rots on disk: the scrub finds it, deletes it and says so in the state.
+    let file = tmp.path().join(format!("node{spare}/blobs/blobs/sha256/{}/{}", &digest.hex()[..2], digest.hex()));
+    let mut rotten = std::fs::read(&file).expect("the copy on disk");
+    rotten[1000] ^= 0xff;
+    std::fs::write(&file, rotten).expect("corrupt the copy");
+    let scrubbed =
+        managers[at(&managers, spare)].node().registry.scrub_own_copies(Duration::ZERO).await.expect("scrub");
+    assert_eq!((scrubbed.verified, scrubbed.bad), (0, 1));
+    assert!(!file.exists(), "the corrupt copy is deleted");
+    assert_eq!(managers[0].store().blob_holders(&digest).expect("read"), vec![leader], "and no longer recorded");
+    let sound = managers[at(&managers, leader)].node().registry.scrub_own_copies(Duration::ZERO).await.expect("scrub");
+    assert_eq!((sound.verified, sound.bad), (1, 0), "the leader's copy is sound and stays");
+    // The next repair pass (run here rather than waiting for its period) copies it again.
+    let pass = managers[at(&managers, leader)].node().registry.repair_copies().await.expect("repair");
+    assert_eq!((pass.copied, pass.short, pass.lost), (1, 0, 0), "{pass:?}");
+    let copy = managers[at(&managers, spare)].node().registry.open_own_blob(&digest, None).await.expect("a copy");
+    assert!(collect(copy.body.expect("body")).await == data, "copied again, whole");
     for mut m in managers {
         m.stop().await;
     }

@@ -12,6 +12,7 @@ mod hashing;
 mod ledger;
 mod manifests;
 mod peers;
+mod repair;
 mod uploads;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub use hashing::Hasher;
 pub use ledger::StoreLedger;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
 pub use peers::{PeerBlobs, PeerCopy, PeerRead};
+pub use repair::{RepairPass, ScrubPass};
 
 /// Default and largest page sizes of the tags list and the catalog.
 pub const DEFAULT_PAGE: usize = 100;

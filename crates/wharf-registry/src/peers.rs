@@ -6,7 +6,8 @@
 //! copy is committed and this node recorded as a holder (`AddBlobHolder`). A part (`Range`) is
 //! passed through from the holder without a copy. Before a push is acknowledged, the node that
 //! took it has other managers copy the blob from it until it is on `min(copies, managers)`
-//! nodes (`copy_to_other_managers`, `copy_from`), and records them all with the commit.
+//! nodes (`copy_to_other_managers`, `copy_from`), and records them all with the commit. The
+//! repair pass (`repair.rs`) uses the same copy request, naming a holder to copy from.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,9 +34,10 @@ pub trait PeerBlobs: Send + Sync {
     /// Blob `digest` (or the part `range` of it) as the node at `addr` holds it, or why not.
     fn fetch<'a>(&'a self, addr: &'a str, digest: &'a Digest, range: Option<ByteRange>) -> PeerRead<'a>;
 
-    /// Asks the node at `addr` to copy blob `digest` (`size` bytes) from this node and make
-    /// it durable there ([`Registry::copy_from`] on that node); returns once it is.
-    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64) -> PeerCopy<'a>;
+    /// Asks the node at `addr` to copy blob `digest` (`size` bytes) from node `from` (none:
+    /// this node) and make it durable there ([`Registry::copy_from`] on that node); returns
+    /// once it is.
+    fn request_copy<'a>(&'a self, addr: &'a str, digest: &'a Digest, size: u64, from: Option<u64>) -> PeerCopy<'a>;
 }
 
 /// Chunks in flight between the copy and the client.
@@ -133,6 +135,14 @@ impl Registry {
         self.copy(digest, size, None).finish(remote, &tx).await.map(|_| ()).map_err(unavailable)
     }
 
+    /// The address of node `id` if the state records it as a manager that was not removed.
+    pub fn manager_addr(&self, id: u64) -> Option<String> {
+        match self.store.node(id) {
+            Ok(Some(record)) if !record.removed && record.role == "manager" => Some(record.addr),
+            _ => None,
+        }
+    }
+
     /// Before a push on a cluster node is acknowledged: copies blob `digest` to other managers
     /// until it is on `min(copies, managers)` nodes; returns the nodes that now hold a copy
     /// besides this one. 503 when too few managers could take one (the push is then not
@@ -158,7 +168,7 @@ impl Registry {
             if copied.len() == need {
                 break;
             }
-            match peers.request_copy(&node.addr, digest, size).await {
+            match peers.request_copy(&node.addr, digest, size, None).await {
                 Ok(()) => copied.push(id),
                 Err(why) => {
                     tracing::warn!(%digest, node = id, addr = %node.addr, reason = %why, "copying a blob to another manager failed")

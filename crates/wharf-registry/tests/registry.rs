@@ -108,7 +108,13 @@ impl wharf_registry::PeerBlobs for Holder {
         Box::pin(async move { Ok(futures::stream::iter(chunks).boxed()) })
     }
 
-    fn request_copy<'a>(&'a self, _: &'a str, _: &'a wharf_api::Digest, _: u64) -> wharf_registry::PeerCopy<'a> {
+    fn request_copy<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a wharf_api::Digest,
+        _: u64,
+        _: Option<u64>,
+    ) -> wharf_registry::PeerCopy<'a> {
         Box::pin(async { Err("this holder copies nothing".to_owned()) })
     }
 }

@@ -30,7 +30,8 @@ pub use command::{
 pub use feed::{Changes, Domain};
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{
-    ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UploadSegment, UserRecord,
+    BlobPlacement, ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UploadSegment,
+    UserRecord,
 };
 pub use refusal::Refusal;
 pub use store::{Page, Store, StoreError};

@@ -12,6 +12,14 @@ pub struct ManifestRecord {
     pub created: u64,
 }
 
+/// A committed blob, its size and the nodes that hold a verified copy of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPlacement {
+    pub digest: String,
+    pub size: u64,
+    pub holders: Vec<u64>,
+}
+
 /// One segment of an upload in shared storage: `len` bytes from `start`, in object `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadSegment {

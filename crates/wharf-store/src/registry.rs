@@ -47,6 +47,10 @@ pub enum RegistryCommand {
     /// `start`. Refused unless the upload holds exactly `start` bytes, so that of two
     /// managers appending at once only one extends it.
     AddUploadSegment { id: String, start: u64, len: u64, key: String },
+    /// Node `node` no longer holds a usable copy of blob `digest` (the node was removed, or its
+    /// copy was found corrupt and deleted). Removing a holder the state does not record is no
+    /// error.
+    RemoveBlobHolder { digest: Digest, node: u64 },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -68,6 +72,7 @@ impl std::fmt::Display for RegistryCommand {
             }
             RegistryCommand::AddBlobHolder { digest, node } => write!(f, "add-blob-holder {digest} node {node}"),
             RegistryCommand::AddUploadSegment { start, len, .. } => write!(f, "add-upload-segment {start}+{len}"),
+            RegistryCommand::RemoveBlobHolder { digest, node } => write!(f, "remove-blob-holder {digest} node {node}"),
         }
     }
 }
@@ -115,6 +120,10 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &RegistryCommand) -> Result
                 return Err(Refusal::BlobUnknown(digest.clone()).into());
             }
             txn.open_table(BLOB_HOLDERS)?.insert((key.as_str(), *node), ())?;
+            Ok(Outcome::Done)
+        }
+        RegistryCommand::RemoveBlobHolder { digest, node } => {
+            txn.open_table(BLOB_HOLDERS)?.remove((digest.to_string().as_str(), *node))?;
             Ok(Outcome::Done)
         }
         RegistryCommand::AddUploadSegment { id, start, len, key } => {

@@ -9,7 +9,7 @@ use wharf_api::Digest;
 
 use crate::accounts;
 use crate::command::{Command, Outcome};
-use crate::records::{ManifestRecord, StoredManifest, StoredUpload, UploadRecord, UploadSegment};
+use crate::records::{BlobPlacement, ManifestRecord, StoredManifest, StoredUpload, UploadRecord, UploadSegment};
 use crate::refusal::Refusal;
 use crate::tables::{
     BLOB_HOLDERS, BLOB_LINKS, BLOBS, MANIFESTS, META, REFERRERS, REPO_SETTINGS, REPOS, SCHEMA_VERSION, SESSIONS, TAGS,
@@ -342,6 +342,29 @@ impl Store {
             holders.push(row?.0.value().1);
         }
         Ok(holders)
+    }
+
+    /// Up to `n` committed blobs after `after` (in digest order), each with its size and the
+    /// nodes recorded as holding it: what a pass over every blob reads, a page at a time.
+    pub fn blobs_with_holders(&self, after: Option<&str>, n: usize) -> Result<Vec<BlobPlacement>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let blobs = txn.open_table(BLOBS)?;
+        let holders = txn.open_table(BLOB_HOLDERS)?;
+        let rows = match after {
+            Some(after) => blobs.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
+            None => blobs.range::<&str>(..)?,
+        };
+        let mut page = Vec::new();
+        for row in rows.take(n) {
+            let (digest, size) = row?;
+            let digest = digest.value().to_owned();
+            let mut nodes = Vec::new();
+            for held in holders.range((digest.as_str(), 0)..=(digest.as_str(), u64::MAX))? {
+                nodes.push(held?.0.value().1);
+            }
+            page.push(BlobPlacement { digest, size: size.value(), holders: nodes });
+        }
+        Ok(page)
     }
 
     /// The size of blob `digest` if any repository committed it.

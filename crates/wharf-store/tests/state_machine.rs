@@ -392,6 +392,28 @@ fn an_upload_in_shared_storage_grows_one_agreed_segment_at_a_time() {
 }
 
 #[test]
+fn blobs_are_read_a_page_at_a_time_with_their_holders_and_holders_can_be_forgotten() {
+    let (_dir, store) = open();
+    commit_on(&store, "u1", "a", d(1), 1);
+    commit_on(&store, "u2", "a", d(2), 2);
+    commit_on(&store, "u3", "b", d(1), 3);
+    upload(&store, "u4", "c", d(3));
+    let first = store.blobs_with_holders(None, 2).expect("page");
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        (first[0].digest.as_str(), first[0].size, &first[0].holders),
+        (d(1).to_string().as_str(), 10, &vec![1, 3])
+    );
+    let rest = store.blobs_with_holders(Some(&first[1].digest), 10).expect("page");
+    assert_eq!(rest.len(), 1, "the page after the last one read");
+    assert_eq!(rest[0].holders, Vec::<u64>::new(), "a blob no node committed has no holders");
+    store.apply(RegistryCommand::RemoveBlobHolder { digest: d(1), node: 3 }).expect("forget");
+    store.apply(RegistryCommand::RemoveBlobHolder { digest: d(1), node: 3 }).expect("forgetting again is no error");
+    assert_eq!(store.blob_holders(&d(1)).expect("read"), vec![1]);
+    assert_eq!(store.blob_link("b", &d(1)).expect("read"), Some(10), "the blob itself stays");
+}
+
+#[test]
 fn a_snapshot_carries_the_whole_state_and_replaces_the_old() {
     let (_d1, source) = populated();
     let mut snapshot = Vec::new();

@@ -86,6 +86,12 @@ pub struct Tuning {
     /// How often stale uploads are looked for (milliseconds).
     #[arg(long, default_value_t = 3_600_000, hide = true)]
     upload_purge_interval_ms: u64,
+    /// How often the leader looks for blobs on too few managers (milliseconds).
+    #[arg(long, default_value_t = 60_000, hide = true)]
+    blob_repair_interval_ms: u64,
+    /// How often each manager re-reads and re-hashes its own blob copies (milliseconds).
+    #[arg(long, default_value_t = 86_400_000, hide = true)]
+    blob_scrub_interval_ms: u64,
 }
 
 impl Tuning {
@@ -112,6 +118,11 @@ impl Tuning {
             storage: wharf_node::StorageChoice {
                 location: self.storage.clone(),
                 credentials: self.storage_credentials.clone(),
+            },
+            blob_care: wharf_node::BlobCare {
+                repair_every: ms(self.blob_repair_interval_ms),
+                scrub_every: ms(self.blob_scrub_interval_ms),
+                ..wharf_node::BlobCare::default()
             },
         };
         Settings { listen, manager }

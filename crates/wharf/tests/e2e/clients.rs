@@ -541,3 +541,56 @@ async fn oras_push_pull_and_referrers() {
     let sig = w.client().head(w.url("/v2/e2e/oras/manifests/sig")).send().await.expect("HEAD");
     assert_eq!(referrers[0]["digest"], header(&sig, "docker-content-digest").as_str());
 }
+
+/// `wharf up` keeping its blobs in a real OpenStack Swift (TempAuth): docker pushes an image,
+/// Wharf restarts (the data directory recorded the storage), docker pulls and runs it, and the
+/// blobs are in the container as static large objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_push_and_pull_through_wharf_on_swift() {
+    require_docker();
+    let swift = wharf_testkit::Swift::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let credentials = tmp.path().join("swift-credentials");
+    let lines = format!("user = {}\nkey = {}\n", wharf_testkit::SWIFT_USER, wharf_testkit::SWIFT_KEY);
+    std::fs::write(&credentials, lines).expect("write");
+    let storage = format!("swift://e2e/registry?auth={}&retry=5", swift.auth_url());
+    let credentials = credentials.to_str().expect("path").to_owned();
+    let extra = vec!["--storage".to_owned(), storage, "--storage-credentials".to_owned(), credentials];
+    let mut w = Wharf::start_with(Options { tls: true, extra, ..Options::default() });
+    let layer = busybox_layer(tmp.path());
+    std::fs::write(tmp.path().join("rootfs.tar"), &layer).expect("write tar");
+    let local = format!("wharf-e2e/swift:{}", w.addr.port());
+    let remote = format!("{}/e2e/swift:1", w.host());
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", tmp.path().join("docker")).args(args);
+        cmd
+    };
+    let login = |w: &Wharf| {
+        let (ok, out, err) = run_with_input(
+            &mut docker(&["login", &w.host(), "-u", "admin", "--password-stdin"]),
+            &format!("{ADMIN_PASSWORD}\n"),
+        );
+        assert!(ok, "docker login: {out} {err}");
+    };
+    login(&w);
+    run(docker(&["import", tmp.path().join("rootfs.tar").to_str().expect("path"), &local])
+        .arg("--change")
+        .arg("CMD [\"sh\"]"));
+    run(&mut docker(&["tag", &local, &remote]));
+    run(&mut docker(&["push", &remote]));
+    run(&mut docker(&["rmi", &local, &remote]));
+    let stored = swift.list("e2e", "registry/blobs/");
+    assert!(stored.len() >= 2, "the layer and the config are in the container: {stored:?}");
+    assert!(!w.data_dir.join("blobs").exists(), "nothing is kept on the node's disk");
+
+    w.restart();
+    login(&w);
+    let remote = format!("{}/e2e/swift:1", w.host());
+    run(&mut docker(&["pull", &remote]));
+    let hi = run(&mut docker(&["run", "--rm", &remote, "echo", "hello from swift"]));
+    assert_eq!(hi.trim(), "hello from swift");
+    run(&mut docker(&["rmi", &remote]));
+    let recorded = std::fs::read_to_string(w.data_dir.join("storage")).expect("the storage record");
+    assert!(recorded.starts_with("swift://e2e/registry?auth=") && !recorded.contains("testing"), "{recorded}");
+}
