@@ -11,6 +11,7 @@ mod api;
 mod blobs;
 mod cluster_api;
 mod endpoint;
+mod forward;
 mod guard;
 mod listing;
 mod manifests;
@@ -59,6 +60,9 @@ pub struct App {
     /// This node's replica of the state, as what applies commands to it: reads that find
     /// nothing ask it to catch up with the leader first ([`catch_up`]).
     pub replica: Arc<dyn wharf_store::Proposer>,
+    /// A client with this node's certificate, to send a request for an upload that another
+    /// manager holds on to it (none: not a cluster manager).
+    pub peer_client: Option<reqwest::Client>,
 }
 
 /// Waits until this node's replica has applied everything acknowledged anywhere before the
@@ -97,13 +101,24 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn(log_request))
 }
 
-/// Reads from the local replica; when that finds nothing (404) on a cluster manager, catches
-/// up with the leader first (ReadIndex) and reads again: a replica may lag a write another
-/// manager acknowledged, and must not call it missing.
+/// Reads what the cluster holds now. The leader's replica is current (it applies every write
+/// before acknowledging it), so the leader reads it at once. A follower may lag a write that
+/// another manager acknowledged a moment ago, a delete as much as a push: it catches up with
+/// the leader first (ReadIndex; without a quorum it answers from its replica). A read that
+/// finds nothing (404) on any manager catches up and reads again, so that nothing acknowledged
+/// is called missing.
 pub(crate) async fn read_current<T, F: Future<Output = Result<T, RegistryError>>>(
     app: &App,
     read: impl Fn() -> F,
 ) -> Result<T, RegistryError> {
+    if let Some(cluster) = &app.cluster
+        && cluster.raft.current_leader().await != Some(cluster.node_id)
+    {
+        if let Err(e) = app.replica.catch_up().await {
+            tracing::debug!(error = %e, "reading from this replica without catching up");
+        }
+        return read().await;
+    }
     match read().await {
         Err(e) if e.status == 404 && app.cluster.is_some() => {
             catch_up(app).await?;

@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 use wharf_api::range::parse_content_range;
 use wharf_api::{Algorithm, ErrorCode, RegistryError};
 use wharf_blobstore::ByteStream;
+use wharf_registry::UploadHome;
 
 use crate::access::Grant;
 use crate::blobs::parse_digest;
@@ -95,6 +96,14 @@ pub(crate) async fn start(app: &App, req: Request, name: &str) -> Result<Respons
 
 pub(crate) async fn handle(app: &App, req: Request, name: &str, id: &str) -> Result<Response, RegistryError> {
     let registry = &app.registry;
+    match registry.upload_home(id) {
+        UploadHome::Here => {}
+        UploadHome::At(addr) => return crate::forward::forward(app, &addr, req).await,
+        UploadHome::Gone => {
+            let why = "the manager that held this upload was removed; start the blob again";
+            return Err(RegistryError::new(ErrorCode::BlobUploadUnknown, why));
+        }
+    }
     match req.method().clone() {
         Method::GET => {
             let offset = registry.upload_status(name, id).await?;

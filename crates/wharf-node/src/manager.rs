@@ -164,6 +164,10 @@ impl ManagerNode {
             default_host: identity.advertise.clone(),
             cluster: Some(Arc::clone(&manager)),
             replica: proposer,
+            peer_client: Some(
+                crate::peer_blobs::node_client(client_tls.clone(), source)
+                    .map_err(|e| NodeError::start("make the node-to-node client")(&e))?,
+            ),
         });
         let router = wharf_http::router(app)
             .merge(wharf_http::raft_router(Arc::clone(&manager)))

@@ -25,6 +25,22 @@ fn copy_timeout(size: u64) -> Duration {
     BASE + Duration::from_secs_f64(size as f64 / RATE)
 }
 
+/// A client for requests a manager sends on to another as itself (an upload's next chunk):
+/// this node's certificate, leaving from `source` if given; HTTP/1.1, with a deadline between
+/// two reads rather than for a whole upload.
+pub(crate) fn node_client(
+    tls: rustls::ClientConfig,
+    source: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .local_address(source)
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(Duration::from_secs(90))
+        .http1_only()
+        .build()
+}
+
 impl NodePeerBlobs {
     /// Reads with `tls` (this node's renewing client configuration), leaving from `source` if
     /// given.

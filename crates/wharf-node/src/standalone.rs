@@ -106,6 +106,7 @@ impl StandaloneNode {
             default_host: local.to_string(),
             cluster: None,
             replica: proposer,
+            peer_client: None,
         });
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(wharf_http::serve(listener, None, wharf_http::router(app), limits, async move {

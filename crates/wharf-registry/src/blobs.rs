@@ -75,7 +75,10 @@ impl Registry {
         }
         .map_err(internal)?;
         let Some(size) = size else { return Ok(false) };
-        if self.blobs.stat(digest).await.map_err(blob_error)?.is_none() {
+        // The bytes must be readable: here, or (in a cluster) on a node that holds them.
+        let here = self.blobs.stat(digest).await.map_err(blob_error)?.is_some();
+        let elsewhere = || self.peers.is_some() && !self.store.blob_holders(digest).unwrap_or_default().is_empty();
+        if !here && !elsewhere() {
             return Ok(false);
         }
         self.apply(RegistryCommand::LinkBlob { repo: repo.to_owned(), digest: digest.clone(), size })

@@ -30,6 +30,7 @@ pub use ledger::StoreLedger;
 pub use manifests::{ManifestPut, Reference, StoredManifest};
 pub use peers::{PeerBlobs, PeerCopy, PeerRead};
 pub use repair::{RepairPass, ScrubPass};
+pub use uploads::UploadHome;
 
 /// Default and largest page sizes of the tags list and the catalog.
 pub const DEFAULT_PAGE: usize = 100;

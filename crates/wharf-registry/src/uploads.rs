@@ -15,6 +15,16 @@ use wharf_store::{ProposeError, Refusal, RegistryCommand, UploadRecord};
 use crate::hashing::Hasher;
 use crate::{Registry, blob_error, check_name, internal, now, store_failure};
 
+/// Where an upload session continues (see [`Registry::upload_home`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadHome {
+    Here,
+    /// On the manager at this address, whose disk holds the bytes.
+    At(String),
+    /// On a node that is gone.
+    Gone,
+}
+
 /// The running hash of a session and the number of bytes it covers.
 pub(crate) struct HashState {
     offset: u64,
@@ -33,7 +43,7 @@ impl Registry {
     /// `TOOMANYREQUESTS` when the owner has the limit of sessions open.
     pub async fn start_upload(&self, repo: &str, algorithm: Algorithm, owner: &str) -> Result<String, RegistryError> {
         check_name(repo)?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = self.new_upload_id();
         // The session is recorded before its bytes exist, so an upload in the blob store
         // without a session is always garbage (see `purge_stale_uploads`).
         let command = RegistryCommand::StartOwnedUpload {
@@ -50,6 +60,36 @@ impl Registry {
             return Err(blob_error(e));
         }
         Ok(id)
+    }
+
+    /// The id of a new upload session. A cluster node whose uploads live on its own disk names
+    /// itself in the id (`n<node>-<uuid>`), so that any manager knows where to send the rest
+    /// of the upload ([`Registry::upload_home`]).
+    fn new_upload_id(&self) -> String {
+        let uuid = uuid::Uuid::new_v4();
+        match self.node {
+            Some(node) if self.peers.is_some() && !self.blobs.shared() => format!("n{node}-{uuid}"),
+            _ => uuid.to_string(),
+        }
+    }
+
+    /// Where upload `id` continues: here, on another manager whose disk holds its bytes (its
+    /// address), or nowhere (that node was removed: the client starts the blob again).
+    pub fn upload_home(&self, id: &str) -> UploadHome {
+        let Some(here) = self.node.filter(|_| self.peers.is_some() && !self.blobs.shared()) else {
+            return UploadHome::Here;
+        };
+        let Some(node) = id.strip_prefix('n').and_then(|rest| rest.split_once('-')).and_then(|(n, _)| n.parse().ok())
+        else {
+            return UploadHome::Here;
+        };
+        if node == here {
+            return UploadHome::Here;
+        }
+        match self.store.node(node) {
+            Ok(Some(record)) if !record.removed && record.role == "manager" => UploadHome::At(record.addr),
+            _ => UploadHome::Gone,
+        }
     }
 
     /// A whole blob in one request (POST with `digest`): start, append, verify, commit.

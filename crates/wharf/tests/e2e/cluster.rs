@@ -873,3 +873,186 @@ async fn managers_sharing_s3_serve_every_image_and_answer_503_without_it() {
     let tags = c.get(first.url("/v2/admin/app/tags/list")).basic_auth("admin", Some(PASSWORD)).send().await;
     assert_eq!(tags.expect("tags").status(), StatusCode::OK);
 }
+
+/// Three managers on their own disks, driven by docker and skopeo: `docker push` through
+/// manager 1, which is killed (SIGKILL) as soon as the push is acknowledged; `docker pull` and
+/// `docker run` through manager 2 and `skopeo copy` through manager 3 still get the image
+/// (every blob was on two managers before the push was acknowledged); manager 1 is removed,
+/// and the repair puts every blob back on two managers (2 and 3) by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pushes_survive_the_loss_of_the_manager_that_took_them() {
+    crate::clients::require_docker();
+    crate::harness::require("skopeo");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let addrs: Vec<String> = (1..=3).map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1"))).collect();
+    let (first, manager_token, _) = start_first(&addrs[0], &data_dir(tmp.path(), 1), &password_file, &[]);
+    let mut managers = vec![first];
+    for n in 2..=3 {
+        let args = join_args(&manager_token, &addrs[0], &addrs[n - 1], &data_dir(tmp.path(), n as u32));
+        managers.push(Node::start(args, addrs[n - 1].clone()));
+    }
+    let c = client(&data_dir(tmp.path(), 1).join("pki/ca.crt"));
+    let admin = session(&c, &managers[0]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes(&c, &managers[0], &admin).await.iter().filter(|n| n["raft"] == "voter").count() < 3 {
+        assert!(Instant::now() < deadline, "three voters never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_CONFIG", tmp.path().join("docker")).args(args);
+        cmd
+    };
+    let login = |addr: &str| {
+        let (ok, out, err) = crate::harness::run_with_input(
+            &mut docker(&["login", addr, "-u", "admin", "--password-stdin"]),
+            &format!("{PASSWORD}\n"),
+        );
+        assert!(ok, "docker login {addr}: {out} {err}");
+    };
+    let layer = crate::clients::busybox_layer(tmp.path());
+    std::fs::write(tmp.path().join("rootfs.tar"), &layer).expect("write tar");
+    let local = format!("wharf-e2e/ha:{}", free_port("127.0.0.1"));
+    let pushed = format!("{}/admin/ha:1", addrs[0]);
+    login(&addrs[0]);
+    crate::harness::run(
+        docker(&["import", tmp.path().join("rootfs.tar").to_str().expect("path"), &local])
+            .arg("--change")
+            .arg("CMD [\"sh\"]"),
+    );
+    crate::harness::run(&mut docker(&["tag", &local, &pushed]));
+    crate::harness::run(&mut docker(&["push", &pushed]));
+    managers[0].kill();
+    crate::harness::run(&mut docker(&["rmi", &local, &pushed]));
+
+    let through_two = format!("{}/admin/ha:1", addrs[1]);
+    login(&addrs[1]);
+    crate::harness::run(&mut docker(&["pull", &through_two]));
+    let hi = crate::harness::run(&mut docker(&["run", "--rm", &through_two, "echo", "still here"]));
+    assert_eq!(hi.trim(), "still here");
+    crate::harness::run(&mut docker(&["rmi", &through_two]));
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(data_dir(tmp.path(), 2).join("pki/ca.crt"), certs.join("ca.crt")).expect("copy the CA");
+    let out = tmp.path().join("through-three");
+    crate::harness::run(Command::new("skopeo").args([
+        "copy",
+        "--src-cert-dir",
+        certs.to_str().expect("path"),
+        "--src-creds",
+        &format!("admin:{PASSWORD}"),
+        &format!("docker://{}/admin/ha:1", addrs[2]),
+        &format!("dir:{}", out.display()),
+    ]));
+
+    // Manager 1 is gone for good: removed, its copies are replaced on the two that are left.
+    let admin = session(&c, &managers[1]).await;
+    let mut url = managers[1].url("/api/nodes/1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "removing manager 1 found no leader to do it");
+        let resp = c.delete(&url).bearer_auth(&admin).send().await.expect("rm");
+        match resp.status() {
+            StatusCode::NO_CONTENT => break,
+            StatusCode::MISDIRECTED_REQUEST => {
+                let leader =
+                    resp.json::<Value>().await.expect("json")["leader"].as_str().unwrap_or_default().to_owned();
+                url = format!("https://{leader}/api/nodes/1");
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    // The blobs on a manager's disk: `<data>/blobs/blobs/sha256/<xx>/<hex>`.
+    let blobs_of = |n: u32| -> std::collections::BTreeSet<String> {
+        let root = data_dir(tmp.path(), n).join("blobs/blobs/sha256");
+        let dirs = std::fs::read_dir(root).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default();
+        dirs.iter()
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flat_map(|files| files.filter_map(Result::ok).map(|f| f.file_name().to_string_lossy().into_owned()))
+            .collect()
+    };
+    // skopeo's `dir:` keeps the blobs as they were served, each in a file named by its digest.
+    let pulled: std::collections::BTreeSet<String> = std::fs::read_dir(&out)
+        .expect("the pulled directory")
+        .filter_map(Result::ok)
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (two, three) = (blobs_of(2), blobs_of(3));
+        // Layer and config (the manifest lives in the state, not on disk).
+        if two.len() >= 2 && two == three {
+            assert!(two.is_subset(&pulled), "the copies are the image's blobs: {two:?} {pulled:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the blobs never got back to two managers: {two:?} {three:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A pull through a manager without a copy whose holder is killed (SIGKILL) in the middle: the
+/// client gets an error, never a whole body of wrong bytes, and what it got is the blob's
+/// start; with the holder back, the same pull gets the whole verified blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_in_the_middle_of_a_pull_through_gives_an_error_not_wrong_bytes() {
+    use futures::StreamExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password_file = tmp.path().join("admin-password");
+    std::fs::write(&password_file, PASSWORD).expect("write");
+    let addrs: Vec<String> = (1..=2).map(|_| format!("127.0.0.1:{}", free_port("127.0.0.1"))).collect();
+    // One copy per push, so that manager 1 is the blob's only holder.
+    let one_copy = ["--blob-copies".to_owned(), "1".to_owned()];
+    let (first, manager_token, _) = start_first(&addrs[0], &data_dir(tmp.path(), 1), &password_file, &one_copy);
+    let mut args = join_args(&manager_token, &addrs[0], &addrs[1], &data_dir(tmp.path(), 2));
+    args.extend(one_copy.iter().cloned());
+    let second = Node::start(args, addrs[1].clone());
+    let mut managers = [first, second];
+    let c = client(&data_dir(tmp.path(), 1).join("pki/ca.crt"));
+    let data = crate::oci::bytes(77, 48 * 1024 * 1024);
+    assert_eq!(push(&c, &managers[0], &data).await, StatusCode::CREATED);
+    wait_known(&c, &managers[1], &data).await;
+
+    let url = managers[1].url(&format!("/v2/admin/app/blobs/{}", sha256(&data)));
+    let resp = c.get(&url).basic_auth("admin", Some(PASSWORD)).send().await.expect("GET through manager 2");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut got = Vec::new();
+    while got.len() < 1024 * 1024 {
+        got.extend_from_slice(&body.next().await.expect("a first part").expect("bytes"));
+    }
+    managers[0].kill();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => got.extend_from_slice(&chunk),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(got.len() <= data.len() && got[..] == data[..got.len()], "only the blob's own bytes, in order");
+    assert!(failed || got.len() < data.len() || got == data, "a body cut short is an error, never wrong bytes");
+    if got.len() < data.len() {
+        assert!(failed, "a short body ends with an error the client sees");
+    }
+
+    // The holder comes back: the same pull through manager 2 is whole and verified.
+    let node = &mut managers[0];
+    node.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = c.get(&url).basic_auth("admin", Some(PASSWORD)).send().await
+            && resp.status() == StatusCode::OK
+            && let Ok(whole) = resp.bytes().await
+        {
+            assert!(whole[..] == data[..], "the whole blob, byte for byte");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the blob never came back through manager 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

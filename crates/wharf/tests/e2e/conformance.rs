@@ -1,6 +1,10 @@
 //! The OCI distribution-spec conformance areas (pull, push, content discovery, content
 //! management) with every optional area on: sha512, subject and referrers, anonymous mount,
 //! `?tag=`, upload cancel; plus resumption of an upload across a restart.
+//!
+//! Every area runs against five targets (the `every_target!` list at the end): one node on its
+//! own disk, on S3 (moto) and on Swift, and three managers behind a balancer that sends each
+//! request to the next manager in turn, on their own disks and on S3.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -13,9 +17,7 @@ async fn error_code(resp: reqwest::Response) -> String {
     v["errors"][0]["code"].as_str().expect("errors[0].code").to_owned()
 }
 
-#[tokio::test]
-async fn base_endpoint_and_api_version_header() {
-    let w = Wharf::start_tls();
+async fn base_endpoint_and_api_version_header(w: &Wharf) {
     let c = w.client();
     let resp = c.get(w.url("/v2/")).send().await.expect("GET /v2/");
     assert_eq!(resp.status(), StatusCode::OK);
@@ -25,9 +27,7 @@ async fn base_endpoint_and_api_version_header() {
     assert_eq!(ca, std::fs::read_to_string(w.ca_path()).expect("ca file"));
 }
 
-#[tokio::test]
-async fn pull_manifest_and_blobs_by_tag_and_digest() {
-    let w = Wharf::start();
+async fn pull_manifest_and_blobs_by_tag_and_digest(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let (digest, manifest) = push_image(&c, &b, "pull/test", "v1", 1).await;
     for reference in ["v1", digest.as_str()] {
@@ -61,9 +61,7 @@ async fn pull_manifest_and_blobs_by_tag_and_digest() {
     assert_eq!(error_code(resp).await, "NAME_UNKNOWN");
 }
 
-#[tokio::test]
-async fn blob_ranges() {
-    let w = Wharf::start();
+async fn blob_ranges(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let data = bytes(7, 1000);
     let d = push_blob(&c, &b, "ranges", &data).await;
@@ -86,9 +84,7 @@ async fn blob_ranges() {
     assert!(resp.bytes().await.expect("body").len() < 1000, "no blob bytes with a 416");
 }
 
-#[tokio::test]
-async fn push_monolithic_single_post_and_post_put() {
-    let w = Wharf::start();
+async fn push_monolithic_single_post_and_post_put(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let data = bytes(2, 5000);
     let d = sha256(&data);
@@ -123,9 +119,7 @@ async fn push_monolithic_single_post_and_post_put() {
     assert_eq!(error_code(resp).await, "DIGEST_INVALID");
 }
 
-#[tokio::test]
-async fn push_chunked_in_order_out_of_order_and_streamed() {
-    let w = Wharf::start();
+async fn push_chunked_in_order_out_of_order_and_streamed(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let data = bytes(3, 10_000);
     let d = sha256(&data);
@@ -172,9 +166,7 @@ async fn push_chunked_in_order_out_of_order_and_streamed() {
     assert_eq!(error_code(resp).await, "BLOB_UPLOAD_UNKNOWN");
 }
 
-#[tokio::test]
-async fn upload_cancel() {
-    let w = Wharf::start();
+async fn upload_cancel(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let location = start_upload(&c, &b, "push/cancel").await;
     c.patch(&location).body(vec![1u8; 100]).send().await.expect("PATCH");
@@ -187,9 +179,7 @@ async fn upload_cancel() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn cross_repository_mount_with_and_without_from() {
-    let w = Wharf::start();
+async fn cross_repository_mount_with_and_without_from(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let data = bytes(4, 3000);
     let d = push_blob(&c, &b, "mount/source", &data).await;
@@ -213,9 +203,7 @@ async fn cross_repository_mount_with_and_without_from() {
     assert!(header(&resp, "location").starts_with("/v2/mount/target/blobs/uploads/"));
 }
 
-#[tokio::test]
-async fn sha512_blobs_and_manifests() {
-    let w = Wharf::start();
+async fn sha512_blobs_and_manifests(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let data = bytes(5, 4096);
     let d = sha512(&data);
@@ -243,9 +231,7 @@ async fn sha512_blobs_and_manifests() {
     assert_eq!(got.as_ref(), data.as_slice());
 }
 
-#[tokio::test]
-async fn manifest_references_must_exist() {
-    let w = Wharf::start();
+async fn manifest_references_must_exist(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let config = b"{}";
     let cd = push_blob(&c, &b, "refs", config).await;
@@ -268,9 +254,7 @@ async fn manifest_references_must_exist() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND, "nothing was stored");
 }
 
-#[tokio::test]
-async fn docker_schema2_and_manifest_list() {
-    let w = Wharf::start();
+async fn docker_schema2_and_manifest_list(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let config = br#"{"architecture":"arm64","os":"linux"}"#;
     let cd = push_blob(&c, &b, "docker/list", config).await;
@@ -297,9 +281,7 @@ async fn docker_schema2_and_manifest_list() {
     assert_eq!(resp.bytes().await.expect("body").as_ref(), lb.as_slice());
 }
 
-#[tokio::test]
-async fn tag_parameter_on_manifest_put() {
-    let w = Wharf::start();
+async fn tag_parameter_on_manifest_put(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let (_, manifest) = push_image(&c, &b, "tagparam", "base", 9).await;
     let d = sha256(&manifest);
@@ -319,9 +301,7 @@ async fn tag_parameter_on_manifest_put() {
     }
 }
 
-#[tokio::test]
-async fn tags_list_and_catalog_pagination() {
-    let w = Wharf::start();
+async fn tags_list_and_catalog_pagination(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let (d, manifest) = push_image(&c, &b, "pages/a", "t0", 10).await;
     for t in ["t3", "t1", "t2", "t4"] {
@@ -352,9 +332,7 @@ async fn tags_list_and_catalog_pagination() {
     assert_eq!(resp.json::<Value>().await.expect("json")["repositories"], json!(["pages/c"]));
 }
 
-#[tokio::test]
-async fn referrers_with_subject_and_artifact_type_filter() {
-    let w = Wharf::start();
+async fn referrers_with_subject_and_artifact_type_filter(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let (subject, subject_bytes) = push_image(&c, &b, "refer", "v1", 11).await;
     let empty = push_blob(&c, &b, "refer", b"{}").await;
@@ -414,9 +392,7 @@ async fn referrers_with_subject_and_artifact_type_filter() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn content_management_deletes() {
-    let w = Wharf::start();
+async fn content_management_deletes(w: &Wharf) {
     let (c, b) = (w.client(), w.base());
     let (d, manifest) = push_image(&c, &b, "manage", "v1", 12).await;
     put_manifest(&c, &b, "manage", "v2", OCI_MANIFEST, &manifest).await;
@@ -488,3 +464,67 @@ async fn clean_shutdown_on_sigterm_keeps_everything() {
     assert_eq!(header(&resp, "docker-content-digest"), d);
     assert_eq!(resp.bytes().await.expect("body").as_ref(), manifest.as_slice());
 }
+
+/// Runs each area against every target, one test per area and target.
+macro_rules! every_target {
+    ($($area:ident),* $(,)?) => {
+        mod one_node {
+            use crate::harness::Wharf;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $area() {
+                super::$area(&Wharf::start_tls()).await;
+            })*
+        }
+        mod one_node_s3 {
+            use crate::harness::{Storage, Wharf};
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $area() {
+                super::$area(&Wharf::start_on(Storage::s3())).await;
+            })*
+        }
+        mod one_node_swift {
+            use crate::harness::{Storage, Wharf};
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $area() {
+                super::$area(&Wharf::start_on(Storage::swift())).await;
+            })*
+        }
+        mod three_managers_round_robin {
+            use crate::harness::{Storage, Wharf};
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $area() {
+                let w = Wharf::cluster(Storage::Filesystem);
+                super::$area(&w).await;
+                let served = w.served();
+                assert!(served.iter().sum::<usize>() < 3 || served.iter().all(|n| *n > 0), "every manager took requests: {served:?}");
+            })*
+        }
+        mod three_managers_round_robin_s3 {
+            use crate::harness::{Storage, Wharf};
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $area() {
+                let w = Wharf::cluster(Storage::s3());
+                super::$area(&w).await;
+                let served = w.served();
+                assert!(served.iter().sum::<usize>() < 3 || served.iter().all(|n| *n > 0), "every manager took requests: {served:?}");
+            })*
+        }
+    };
+}
+
+every_target!(
+    base_endpoint_and_api_version_header,
+    pull_manifest_and_blobs_by_tag_and_digest,
+    blob_ranges,
+    push_monolithic_single_post_and_post_put,
+    push_chunked_in_order_out_of_order_and_streamed,
+    upload_cancel,
+    cross_repository_mount_with_and_without_from,
+    sha512_blobs_and_manifests,
+    manifest_references_must_exist,
+    docker_schema2_and_manifest_list,
+    tag_parameter_on_manifest_put,
+    tags_list_and_catalog_pagination,
+    referrers_with_subject_and_artifact_type_filter,
+    content_management_deletes,
+);

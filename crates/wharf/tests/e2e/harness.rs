@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,78 @@ pub struct Wharf {
     options: Options,
     /// Every line the process printed on standard output.
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// The other managers of a cluster behind a balancer (see [`Wharf::cluster`]).
+    others: Vec<Child>,
+    /// Whether `addr` is a balancer that sends each connection to the next manager: clients
+    /// then open one connection per request.
+    balanced: bool,
+    /// What must live as long as the node: its object store, its balancer.
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// Where a node under test keeps blobs.
+pub enum Storage {
+    Filesystem,
+    /// A bucket of this moto server.
+    S3(wharf_testkit::Moto),
+    /// A container of this Swift.
+    Swift(wharf_testkit::Swift),
+}
+
+impl Storage {
+    pub fn s3() -> Storage {
+        let moto = wharf_testkit::Moto::start();
+        moto.create_bucket("e2e");
+        Storage::S3(moto)
+    }
+
+    pub fn swift() -> Storage {
+        Storage::Swift(wharf_testkit::Swift::start())
+    }
+
+    /// The `--storage` and `--storage-credentials` arguments (the credentials written in `dir`).
+    fn args(&self, dir: &Path) -> Vec<String> {
+        let (location, credentials) = match self {
+            Storage::Filesystem => return Vec::new(),
+            Storage::S3(moto) => (
+                format!("s3://e2e/wharf?endpoint={}&retry=5", moto.endpoint()),
+                "aws_access_key_id = e2e\naws_secret_access_key = e2e-secret\n".to_owned(),
+            ),
+            Storage::Swift(swift) => (
+                format!("swift://e2e/wharf?auth={}&retry=5", swift.auth_url()),
+                format!("user = {}\nkey = {}\n", wharf_testkit::SWIFT_USER, wharf_testkit::SWIFT_KEY),
+            ),
+        };
+        let file = dir.join("storage-credentials");
+        std::fs::write(&file, credentials).expect("write the storage credentials");
+        vec!["--storage".into(), location, "--storage-credentials".into(), file.to_str().expect("path").into()]
+    }
+}
+
+/// Accepts connections on `listener` and sends each to the next of `backends` in turn, bytes
+/// copied both ways (TLS passes through: the client talks to the manager itself).
+fn balance(listener: std::net::TcpListener, backends: Vec<SocketAddr>, served: Arc<Vec<AtomicUsize>>) {
+    use std::net::TcpStream;
+    let mut next = 0usize;
+    for client in listener.incoming() {
+        let Ok(client) = client else { continue };
+        let backend = backends[next % backends.len()];
+        served[next % backends.len()].fetch_add(1, Ordering::Relaxed);
+        next += 1;
+        std::thread::spawn(move || {
+            let Ok(server) = TcpStream::connect(backend) else { return };
+            let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else { return };
+            let upstream = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_read, &mut server_write);
+                let _ = server_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut server_read, mut client_write) = (server, client);
+            let _ = std::io::copy(&mut server_read, &mut client_write);
+            let _ = client_write.shutdown(std::net::Shutdown::Write);
+            let _ = upstream.join();
+        });
+    }
 }
 
 /// Options for [`Wharf::start_with`].
@@ -52,7 +124,124 @@ impl Wharf {
         let data_dir = tmp.path().join("data");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let (child, addr) = spawn(&data_dir, &options, &stdout);
-        Wharf { child: Some(child), addr, data_dir, tls: options.tls, options, stdout, _tmp: Some(tmp) }
+        Wharf {
+            child: Some(child),
+            addr,
+            data_dir,
+            tls: options.tls,
+            options,
+            stdout,
+            others: Vec::new(),
+            balanced: false,
+            _keep: Vec::new(),
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// A TLS node (`wharf up`) keeping its blobs in `storage`.
+    pub fn start_on(storage: Storage) -> Wharf {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let options = Options { tls: true, extra: storage.args(tmp.path()), ..Options::default() };
+        let mut w = Wharf::start_with(options);
+        w._keep.push(Box::new(storage));
+        w._keep.push(Box::new(tmp));
+        w
+    }
+
+    /// Three managers (`wharf init`, then two `wharf join` with the manager token) keeping
+    /// their blobs in `storage`, behind a balancer on loopback that sends each connection to
+    /// the next manager in turn; clients of it open one connection per request, so that each
+    /// request goes to the next manager. Returns once all three are Raft voters.
+    pub fn cluster(storage: Storage) -> Wharf {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let password = tmp.path().join("admin-password");
+        std::fs::write(&password, format!("{ADMIN_PASSWORD}\n")).expect("write the password");
+        let extra = storage.args(tmp.path());
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|_| {
+                let port =
+                    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+                SocketAddr::from(([127, 0, 0, 1], port))
+            })
+            .collect();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let dir = |n: usize| tmp.path().join(format!("node{n}"));
+        let mut first = vec!["init".to_owned(), "--advertise".into(), addrs[0].to_string(), "--data-dir".into()];
+        first.extend([dir(1).to_str().expect("path").into(), "--admin-password-file".into()]);
+        first.push(password.to_str().expect("path").into());
+        first.extend(extra.iter().cloned());
+        let child = spawn_node(&first, &stdout);
+        let token = wait_for(Duration::from_secs(10), "the manager join token", || {
+            let lines = stdout.lock().expect("lock");
+            lines
+                .iter()
+                .find(|l| l.contains("manager token:"))?
+                .split_whitespace()
+                .find(|w| w.starts_with("WHARF-1-"))
+                .map(str::to_owned)
+        });
+        let token_file = tmp.path().join("manager.token");
+        std::fs::write(&token_file, &token).expect("write the token");
+        let mut others = Vec::new();
+        for n in 2..=3 {
+            let mut args = vec!["join".to_owned(), "--token-file".into(), token_file.to_str().expect("path").into()];
+            args.extend([addrs[0].to_string(), "--advertise".into(), addrs[n - 1].to_string(), "--data-dir".into()]);
+            args.push(dir(n).to_str().expect("path").into());
+            // A joining manager learns the storage from the cluster; it brings its credentials.
+            args.extend(extra.iter().skip_while(|a| *a != "--storage-credentials").cloned());
+            others.push(spawn_node(&args, &Arc::new(Mutex::new(Vec::new()))));
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the balancer");
+        let addr = listener.local_addr().expect("balancer address");
+        let backends = addrs.clone();
+        let served: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let counts = Arc::clone(&served);
+        std::thread::spawn(move || balance(listener, backends, counts));
+        let mut w = Wharf {
+            child: Some(child),
+            addr,
+            data_dir: dir(1),
+            tls: true,
+            options: Options { tls: true, ..Options::default() },
+            stdout,
+            others,
+            balanced: true,
+            _keep: vec![Box::new(storage), Box::new(served)],
+            _tmp: Some(tmp),
+        };
+        w.wait_for_voters(&addrs);
+        w
+    }
+
+    /// How many connections the balancer sent to each manager (a cluster; empty otherwise).
+    pub fn served(&self) -> Vec<usize> {
+        self._keep
+            .iter()
+            .find_map(|k| k.downcast_ref::<Arc<Vec<AtomicUsize>>>())
+            .map(|counts| counts.iter().map(|c| c.load(Ordering::Relaxed)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the managers at `addrs` are all Raft voters, as manager 1 lists them (asked
+    /// with curl, which this synchronous constructor can run inside an async test).
+    fn wait_for_voters(&mut self, addrs: &[SocketAddr]) {
+        let ca = self.ca_path();
+        let first = format!("https://{}", addrs[0]);
+        let curl = |args: &[&str]| -> Option<serde_json::Value> {
+            let out = Command::new("curl").args(["-sS", "--fail", "--cacert"]).arg(&ca).args(args).output().ok()?;
+            serde_json::from_slice(&out.stdout).ok()
+        };
+        let login = serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+        let login_url = format!("{first}/auth/login");
+        let bearer = wait_for(Duration::from_secs(30), "a session on manager 1", || {
+            let session = curl(&["-H", "content-type: application/json", "-d", &login, &login_url])?;
+            Some(format!("authorization: Bearer {}", session["auth_token"].as_str()?))
+        });
+        wait_for(Duration::from_secs(60), "three Raft voters", || {
+            let nodes = curl(&["-H", &bearer, &format!("{first}/api/nodes")])?;
+            let voters = nodes.as_array()?.iter().filter(|n| n["raft"] == "voter").count();
+            (voters == addrs.len()).then_some(())
+        });
     }
 
     /// The line of standard output that starts with `prefix` (after indentation), without it.
@@ -96,6 +285,9 @@ impl Wharf {
 
     fn client_builder(&self) -> reqwest::ClientBuilder {
         let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if self.balanced {
+            builder = builder.pool_max_idle_per_host(0).http1_only();
+        }
         if self.tls {
             let pem = std::fs::read(self.data_dir.join("pki/ca.crt")).expect("ca.crt");
             let cert = reqwest::Certificate::from_pem(&pem).expect("ca pem");
@@ -108,9 +300,14 @@ impl Wharf {
         self.data_dir.join("pki/ca.crt")
     }
 
-    /// Kills the process with SIGKILL: no chance to flush or clean up.
+    /// Kills the process (every manager of a cluster) with SIGKILL: no chance to flush or
+    /// clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for mut child in self.others.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -154,6 +351,35 @@ impl Drop for Wharf {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `wharf <args>` (a cluster node) and waits for its "listening on" line; its standard
+/// output goes to `lines`.
+fn spawn_node(args: &[String], lines: &Arc<Mutex<Vec<String>>>) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn wharf");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let lines = Arc::clone(lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let listening = line.contains("listening on");
+            lines.lock().expect("lock").push(line);
+            if listening {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!("wharf {args:?} did not start");
+    }
+    child
 }
 
 fn spawn(data_dir: &Path, options: &Options, lines: &Arc<Mutex<Vec<String>>>) -> (Child, SocketAddr) {
