@@ -16,6 +16,9 @@ pub const SWIFT_KEY: &str = "testing";
 #[derive(Debug)]
 pub struct Swift {
     children: Vec<Child>,
+    /// The proxy server (stopped and started again by tests of storage faults).
+    proxy: Option<Child>,
+    proxy_conf: std::path::PathBuf,
     proxy_port: u16,
     _dir: tempfile::TempDir,
 }
@@ -128,7 +131,6 @@ impl Swift {
         }
         let proxy_conf = etc.join("proxy-server.conf");
         write(&proxy_conf, &proxy);
-        servers.push(("swift-proxy-server".to_owned(), proxy_conf));
         let mut logs = Vec::new();
         for (program, conf) in servers {
             let log = dir.path().join(format!("{program}.log"));
@@ -143,7 +145,9 @@ impl Swift {
             );
             logs.push(log);
         }
-        let swift = Swift { children, proxy_port, _dir: dir };
+        let mut swift = Swift { children, proxy: None, proxy_conf, proxy_port, _dir: dir };
+        swift.proxy = Some(swift.spawn_proxy());
+        logs.push(swift._dir.path().join("swift-proxy-server.log"));
         let deadline = Instant::now() + Duration::from_secs(60);
         // Ready when an object can be written: the proxy, TempAuth, and every server behind them.
         while !swift.writes() {
@@ -219,8 +223,38 @@ impl Swift {
         answer.starts_with("HTTP/1.1 2").then_some(answer)
     }
 
+    fn spawn_proxy(&self) -> Child {
+        let log = self._dir.path().join("swift-proxy-server.log");
+        let file = std::fs::File::options().create(true).append(true).open(&log).expect("log file");
+        Command::new("swift-proxy-server")
+            .arg(&self.proxy_conf)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start swift-proxy-server")
+    }
+
+    /// Stops the proxy (SIGKILL): Swift answers nothing until [`Swift::start_proxy`].
+    pub fn stop_proxy(&mut self) {
+        if let Some(mut proxy) = self.proxy.take() {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+        }
+    }
+
+    /// Starts the proxy again and waits until it takes objects; what Swift stored is kept.
+    pub fn start_proxy(&mut self) {
+        self.proxy = Some(self.spawn_proxy());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.writes() {
+            assert!(Instant::now() < deadline, "the Swift proxy did not come back within 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Stops every server now.
     pub fn kill(&mut self) {
+        self.stop_proxy();
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();

@@ -6,9 +6,9 @@
 //! Run with `./scripts/bench` (it installs docker-registry and wrk), or
 //! `cargo bench -p wharf --bench registry`. `WHARF_BENCH_QUICK=1` shrinks the sizes for a
 //! smoke run. `WHARF_BENCH_STORAGE=s3` runs both on S3 instead: one moto server, a bucket each
-//! (Wharf `--storage s3://...`, distribution's s3 driver with 8 MiB parts like Wharf's), with
-//! smaller sizes (moto keeps objects in memory), and measures what moto itself takes and gives
-//! (curl PUT and GET of the big blob) as the bound. `WHARF_BENCH_STORAGE=swift` does the same on
+//! (Wharf `--storage s3://...`, distribution's s3 driver with 8 MiB parts like Wharf's), with 8
+//! concurrent pushes instead of 32, and measures what moto itself takes and gives (curl PUT and
+//! GET of the big blob) as the bound. `WHARF_BENCH_STORAGE=swift` does the same on
 //! an OpenStack Swift all-in-one (TempAuth; distribution's swift driver), same sizes.
 
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ fn sizes() -> Sizes {
     if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
         Sizes { big: 64 << 20, chunk: 16 << 20, small: 1 << 20, concurrent: 8, tags: 500, repos: 100, runs: 1 }
     } else if on_s3() || on_swift() {
-        Sizes { big: 256 << 20, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 2_000, repos: 500, runs: 3 }
+        Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 10_000, repos: 2_000, runs: 3 }
     } else if std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
         Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 32, tags: 0, repos: 0, runs: 5 }
     } else {

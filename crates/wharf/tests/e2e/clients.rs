@@ -594,3 +594,51 @@ async fn docker_push_and_pull_through_wharf_on_swift() {
     let recorded = std::fs::read_to_string(w.data_dir.join("storage")).expect("the storage record");
     assert!(recorded.starts_with("swift://e2e/registry?auth=") && !recorded.contains("testing"), "{recorded}");
 }
+
+/// Swift stops in the middle of a chunked push and comes back: the chunk sent while it was
+/// down fails with 503 `UNAVAILABLE` after the retries and leaves the upload where it was; the
+/// same chunk sent again once Swift is back continues it, the push completes, and the blob
+/// reads back whole. Nothing of the failed chunk is part of the blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_interrupted_by_swift_stopping_fails_cleanly_and_completes_after() {
+    let mut swift = wharf_testkit::Swift::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let credentials = tmp.path().join("swift-credentials");
+    let lines = format!("user = {}\nkey = {}\n", wharf_testkit::SWIFT_USER, wharf_testkit::SWIFT_KEY);
+    std::fs::write(&credentials, lines).expect("write");
+    let storage = format!("swift://faults/registry?auth={}&retry=2", swift.auth_url());
+    let extra =
+        vec!["--storage".to_owned(), storage, "--storage-credentials".to_owned(), credentials.display().to_string()];
+    let w = Wharf::start_with(Options { tls: true, extra, ..Options::default() });
+    let (c, b) = (w.client(), w.base());
+    let data = bytes(91, 3 * 1024 * 1024 + 7);
+    let (first, second) = data.split_at(1024 * 1024);
+    let location = start_upload(&c, &b, "faults/app").await;
+    let patch = |from: usize, chunk: &[u8]| {
+        c.patch(&location)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{from}-{}", from + chunk.len() - 1))
+            .body(chunk.to_vec())
+            .send()
+    };
+    let resp = patch(0, first).await.expect("PATCH 1");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    swift.stop_proxy();
+    let resp = patch(first.len(), second).await.expect("PATCH 2");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.expect("an error body");
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");
+    let status = c.get(&location).send().await.expect("upload status");
+    assert_eq!(header(&status, "range"), format!("0-{}", first.len() - 1), "the upload is where it was");
+
+    swift.start_proxy();
+    let resp = patch(first.len(), second).await.expect("PATCH 2 again");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let digest = sha256(&data);
+    let resp = c.put(format!("{location}{}digest={digest}", join(&location))).send().await.expect("PUT");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got =
+        c.get(format!("{b}/v2/faults/app/blobs/{digest}")).send().await.expect("GET").bytes().await.expect("body");
+    assert!(got[..] == data[..], "the blob reads back whole");
+}
