@@ -104,20 +104,26 @@ pub fn router(app: Arc<App>) -> Router {
 /// Reads what the cluster holds now. The leader's replica is current (it applies every write
 /// before acknowledging it), so the leader reads it at once. A follower may lag a write that
 /// another manager acknowledged a moment ago, a delete as much as a push: it catches up with
-/// the leader first (ReadIndex; without a quorum it answers from its replica). A read that
+/// the leader first (ReadIndex; with no leader known, or when catching up fails, it answers
+/// from its replica). A read that
 /// finds nothing (404) on any manager catches up and reads again, so that nothing acknowledged
 /// is called missing.
 pub(crate) async fn read_current<T, F: Future<Output = Result<T, RegistryError>>>(
     app: &App,
     read: impl Fn() -> F,
 ) -> Result<T, RegistryError> {
-    if let Some(cluster) = &app.cluster
-        && cluster.raft.current_leader().await != Some(cluster.node_id)
-    {
-        if let Err(e) = app.replica.catch_up().await {
-            tracing::debug!(error = %e, "reading from this replica without catching up");
+    if let Some(cluster) = &app.cluster {
+        match cluster.raft.current_leader().await {
+            Some(leader) if leader == cluster.node_id => {}
+            // No leader known: no quorum to ask; the replica answers at once.
+            None => return read().await,
+            Some(_) => {
+                if let Err(e) = app.replica.catch_up().await {
+                    tracing::debug!(error = %e, "reading from this replica without catching up");
+                }
+                return read().await;
+            }
         }
-        return read().await;
     }
     match read().await {
         Err(e) if e.status == 404 && app.cluster.is_some() => {

@@ -47,6 +47,8 @@ fn on_swift() -> bool {
 fn sizes() -> Sizes {
     if std::env::var_os("WHARF_BENCH_QUICK").is_some() {
         Sizes { big: 64 << 20, chunk: 16 << 20, small: 1 << 20, concurrent: 8, tags: 500, repos: 100, runs: 1 }
+    } else if (on_s3() || on_swift()) && std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
+        Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 0, repos: 0, runs: 3 }
     } else if on_s3() || on_swift() {
         Sizes { big: 1 << 30, chunk: 16 << 20, small: 8 << 20, concurrent: 8, tags: 10_000, repos: 2_000, runs: 3 }
     } else if std::env::var_os("WHARF_BENCH_PUSH_ONLY").is_some() {
@@ -651,6 +653,14 @@ fn print_storage_bound(results: &Results, backend: &Backend, dir: &Path, len: us
         Backend::Filesystem => return Ok(()),
         Backend::S3(endpoint) => {
             let auth = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "bench:bench-secret"];
+            let made = Command::new("curl")
+                .args(["-sS", "--fail", "-X", "PUT"])
+                .args(auth)
+                .arg(format!("{endpoint}/bound"))
+                .output()?;
+            if !made.status.success() {
+                return Err(format!("creating the bound bucket: {}", String::from_utf8_lossy(&made.stderr)).into());
+            }
             ("moto", format!("{endpoint}/bound/blob"), auth.map(str::to_owned).to_vec())
         }
         Backend::Swift(auth_url) => {
