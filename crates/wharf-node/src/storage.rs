@@ -101,8 +101,7 @@ impl Storage {
             return Err(bad("the storage is `filesystem`, s3://BUCKET[/PREFIX][?endpoint=URL&region=...] or \
                  swift://CONTAINER[/PREFIX]?auth=URL[&auth_version=3&project=...]"));
         };
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        let (bucket, prefix, params) = split_location(rest).map_err(&bad)?;
         if bucket.is_empty()
             || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
         {
@@ -112,8 +111,7 @@ impl Storage {
         let mut region = "us-east-1".to_owned();
         let mut addressing = None;
         let mut retry_for = DEFAULT_RETRY;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').ok_or_else(|| bad("a query parameter without a value"))?;
+        for (key, value) in params {
             match key {
                 "endpoint" if value.starts_with("https://") || value.starts_with("http://") => {
                     endpoint = Some(value.trim_end_matches('/').to_owned());
@@ -242,6 +240,22 @@ fn record(dir: &DataDir, location: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// A location's `key=value` parameters, in order.
+type Params<'a> = Vec<(&'a str, &'a str)>;
+
+/// Splits what follows a location's scheme, `NAME[/PREFIX][?KEY=VALUE&...]`, into the bucket or
+/// container name, the prefix and the parameters.
+fn split_location(rest: &str) -> Result<(&str, &str, Params<'_>), &'static str> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (name, prefix) = path.split_once('/').unwrap_or((path, ""));
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').ok_or("a query parameter without a value"))
+        .collect::<Result<_, _>>()?;
+    Ok((name, prefix, params))
+}
+
 /// Largest object the Swift driver writes, unless the location says (`segment_size=`).
 const DEFAULT_SEGMENT: u64 = 1 << 30;
 
@@ -251,8 +265,7 @@ const DEFAULT_SEGMENT: u64 = 1 << 30;
 /// or `password = ...` lines) or from `ST_USER`/`ST_KEY` (v1), `OS_USERNAME`/`OS_PASSWORD` (v3).
 fn parse_swift(location: &str, rest: &str, credentials: Option<&Path>) -> Result<Storage, NodeError> {
     let bad = |why: &str| NodeError::Start(format!("--storage {location:?}: {why}"));
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (container, prefix) = path.split_once('/').unwrap_or((path, ""));
+    let (container, prefix, params) = split_location(rest).map_err(&bad)?;
     if container.is_empty() || container.len() > 256 || container.contains(|c: char| c.is_control()) {
         return Err(bad("the container name is 1 to 256 printable characters"));
     }
@@ -260,8 +273,7 @@ fn parse_swift(location: &str, rest: &str, credentials: Option<&Path>) -> Result
     let (mut user_domain, mut project_domain) = ("Default".to_owned(), "Default".to_owned());
     let mut retry_for = DEFAULT_RETRY;
     let mut segment_size = DEFAULT_SEGMENT;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').ok_or_else(|| bad("a query parameter without a value"))?;
+    for (key, value) in params {
         match key {
             "auth" if value.starts_with("https://") || value.starts_with("http://") => {
                 auth = Some(value.trim_end_matches('/').to_owned());
