@@ -288,6 +288,9 @@ pub async fn keep_blob_copies(registry: Arc<Registry>, manager: Arc<Manager>, ca
     let mut feed = manager.store.subscribe();
     let mut seen = feed.borrow_and_update().cluster;
     let mut nudge = tokio::time::interval(Duration::from_secs(1));
+    // The state as a pass that left nothing short found it: while nothing changes, the next
+    // periodic pass would find the same, and is skipped.
+    let mut settled = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -301,10 +304,18 @@ pub async fn keep_blob_copies(registry: Arc<Registry>, manager: Arc<Manager>, ca
             }
         }
         if manager.raft.current_leader().await != Some(manager.node_id) {
+            settled = None;
             continue;
         }
-        if let Err(e) = registry.repair_copies().await {
-            tracing::warn!(error = %e, "a blob repair pass failed");
+        if settled == Some(*feed.borrow()) {
+            continue;
+        }
+        match registry.repair_copies().await {
+            Ok(pass) => settled = (pass.short == 0).then(|| *feed.borrow()),
+            Err(e) => {
+                settled = None;
+                tracing::warn!(error = %e, "a blob repair pass failed");
+            }
         }
     }
 }
