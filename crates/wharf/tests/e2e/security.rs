@@ -843,3 +843,31 @@ async fn node_to_node_blob_routes_refuse_everyone_but_managers() {
         }
     }
 }
+
+/// A request for an upload another manager holds is sent on only after this manager let it
+/// through: without credentials, or with a header that claims it was sent on already, no
+/// manager moves a byte of it; the upload stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_requests_sent_on_between_managers_are_authorized_first() {
+    let w = Wharf::cluster(crate::harness::Storage::Filesystem);
+    let (c, b) = (w.client(), w.base());
+    let location = crate::oci::start_upload(&c, &b, "admin/forwarded").await;
+    let anonymous = w.anonymous_client();
+    for _ in 0..3 {
+        // Three requests, one per manager in turn.
+        let resp = anonymous
+            .patch(&location)
+            .header("content-range", "0-4")
+            .header("x-wharf-forwarded", "1")
+            .body(b"hello".to_vec())
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..3 {
+        let status = c.get(&location).send().await.expect("status");
+        assert_eq!(status.status(), StatusCode::NO_CONTENT);
+        assert_eq!(crate::oci::header(&status, "range"), "0-0", "nothing was appended (an empty upload reads 0-0)");
+    }
+}
