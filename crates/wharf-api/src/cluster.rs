@@ -274,3 +274,94 @@ pub struct BlobCopyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<u64>,
 }
+
+/// What a task runs, as the orchestrator made it from its service: the task spec, the service
+/// name and the host-mode ports it publishes. Kept with the task in the state and sent to its
+/// node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskBlueprint {
+    pub service_name: String,
+    pub spec: crate::docker::TaskSpec,
+    #[serde(default)]
+    pub host_ports: Vec<crate::docker::PortConfig>,
+}
+
+/// An agent's long poll for its tasks (`POST /cluster/assignments`): the answer comes at
+/// once when the node's tasks differ from `known` (the `version` of the last answer; 0 at
+/// first), else as soon as they change, or after `wait_ms` with the same set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AssignmentsRequest {
+    pub known: u64,
+    pub wait_ms: u64,
+    /// What the node's engine is, reported when it changed (at the first poll).
+    #[serde(default)]
+    pub description: Option<EngineReport>,
+}
+
+/// A node's engine as its agent reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineReport {
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub engine_version: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// The complete set of a node's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignments {
+    /// Changes whenever a task of the set changes (a digest of ids, versions and desired
+    /// states).
+    pub version: u64,
+    /// The cluster's id, which the agent labels its containers with.
+    pub cluster_id: String,
+    pub tasks: Vec<Assignment>,
+}
+
+/// One task of a node, with what the managers want of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub id: String,
+    pub service_id: String,
+    pub slot: u64,
+    pub blueprint: TaskBlueprint,
+    /// `running`, `shutdown` or `remove`.
+    pub desired: String,
+    /// What the node last reported (`assigned` before it did).
+    pub state: String,
+}
+
+/// What an agent observed of its tasks (`POST /cluster/tasks`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskReports {
+    pub reports: Vec<TaskReportWire>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReportWire {
+    pub id: String,
+    pub state: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub err: String,
+    #[serde(default)]
+    pub container_id: String,
+    #[serde(default)]
+    pub exit_code: i64,
+}
+
+/// A node asks for a registry token to pull its tasks' images (`POST /cluster/registry-token`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeTokenRequest {
+    pub repositories: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeTokenResponse {
+    pub token: String,
+}

@@ -2,7 +2,8 @@
 //! the distribution spec sees them, HTTP ranges, and the OCI error codes with their statuses.
 //! The cluster's (`cluster`: join, heartbeat, renewal, the node list; `NodeRole`, `NodeState`)
 //! and the account API's (`account`, with `ApiMessage`, the one error body of those APIs),
-//! which servers and clients share; and the host names and addresses nodes declare.
+//! which servers and clients share; the Docker Engine API's objects (`docker`: services, tasks,
+//! nodes, version, info) that the `docker` CLI sends and reads; and the host names and addresses nodes declare.
 //!
 //! This crate is pure parsing and formatting. It must never do I/O and never know about
 //! HTTP frameworks, storage or the state machine: every other crate may depend on it.
@@ -10,6 +11,7 @@
 pub mod account;
 pub mod cluster;
 pub mod digest;
+pub mod docker;
 pub mod error;
 pub mod host;
 pub mod manifest;

@@ -2,7 +2,9 @@
 //! `ca/server.go`: admitting nodes ([`Manager::join`]), issuing and renewing their
 //! certificates, hearing their heartbeats and marking silent ones down
 //! ([`watch_heartbeats`]), Raft membership and role changes, node removal, the node list and
-//! the join tokens; and the procedures that start a cluster's history ([`bootstrap`]: a first
+//! the join tokens; services and tasks (the Docker-compatible control calls of [`Caller`]s,
+//! the orchestrators and the scheduler in [`run_control_loop`], the dispatcher that hands a
+//! node its tasks); and the procedures that start a cluster's history ([`bootstrap`]: a first
 //! manager's first start, folding a Raft log into the state, `wharf recover`). Each call takes the caller's identity (a verified node certificate, or an
 //! administrator the edge has authenticated) and returns a wire type of `wharf-api` or a
 //! [`ClusterError`], which the edge maps to its protocol once.
@@ -12,10 +14,14 @@
 mod admission;
 pub mod bootstrap;
 mod certificates;
+pub mod control;
+mod dispatcher;
 mod error;
 mod heartbeats;
 pub mod join_tokens;
 mod membership;
+pub mod orchestrator;
+mod services;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +31,12 @@ use wharf_api::cluster::ManagerSecrets;
 use wharf_pki::NodeIdentity;
 use wharf_store::NodeRecord;
 
+pub use control::run_control_loop;
+pub use dispatcher::LONGEST_POLL;
 pub use error::ClusterError;
 pub use heartbeats::{Heartbeats, MISSED_HEARTBEATS, overdue, watch_heartbeats};
 pub use join_tokens::{JoinTokenError, join_token, rotate_join_token, seal_legacy_join_tokens};
+pub use services::Caller;
 
 /// How many joins one source address may attempt in a burst, and how fast it earns another.
 pub const JOIN_LIMITS: wharf_auth::Limits = wharf_auth::Limits { burst: 10.0, refill_ms: 6_000.0 };

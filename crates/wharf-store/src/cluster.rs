@@ -156,7 +156,7 @@ fn update_node(txn: &WriteTransaction, id: u64, change: impl FnOnce(&mut NodeRec
     Ok(Outcome::Done)
 }
 
-fn node_in(txn: &WriteTransaction, id: u64) -> Result<NodeRecord, StoreError> {
+pub(crate) fn node_in(txn: &WriteTransaction, id: u64) -> Result<NodeRecord, StoreError> {
     let nodes = txn.open_table(NODES)?;
     let raw = nodes.get(id)?.map(|v| v.value().to_vec()).ok_or(Refusal::NodeUnknown(id))?;
     Ok(postcard::from_bytes::<StoredNode>(&raw)?.into_current())

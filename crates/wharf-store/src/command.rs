@@ -5,6 +5,7 @@ use wharf_api::{Algorithm, Digest};
 
 pub use crate::accounts::AccountsCommand;
 pub use crate::cluster::ClusterCommand;
+pub use crate::orchestration::OrchestrationCommand;
 pub use crate::registry::RegistryCommand;
 
 /// A command as it is persisted or replicated: the version tag lets a newer Wharf read the
@@ -89,6 +90,13 @@ pub enum Command {
     Registry(RegistryCommand),
     Accounts(AccountsCommand),
     Cluster(ClusterCommand),
+    Orchestration(OrchestrationCommand),
+}
+
+impl From<OrchestrationCommand> for Command {
+    fn from(command: OrchestrationCommand) -> Command {
+        Command::Orchestration(command)
+    }
 }
 
 impl From<RegistryCommand> for Command {
@@ -119,7 +127,7 @@ macro_rules! from_ref {
         }
     )*};
 }
-from_ref!(RegistryCommand, AccountsCommand, ClusterCommand);
+from_ref!(RegistryCommand, AccountsCommand, ClusterCommand, OrchestrationCommand);
 
 impl From<&Command> for Command {
     fn from(command: &Command) -> Command {
@@ -172,6 +180,7 @@ impl std::fmt::Display for Command {
             Command::Registry(command) => command.fmt(f),
             Command::Accounts(command) => command.fmt(f),
             Command::Cluster(command) => command.fmt(f),
+            Command::Orchestration(command) => command.fmt(f),
         }
     }
 }

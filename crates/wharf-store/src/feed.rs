@@ -16,6 +16,8 @@ pub enum Domain {
     Accounts,
     /// The cluster: its id, nodes, join tokens.
     Cluster,
+    /// Services, tasks, node availability, labels and descriptions.
+    Orchestration,
 }
 
 /// How many commits have changed each domain since the store opened.
@@ -24,6 +26,7 @@ pub struct Changes {
     pub registry: u64,
     pub accounts: u64,
     pub cluster: u64,
+    pub orchestration: u64,
 }
 
 impl Changes {
@@ -32,12 +35,13 @@ impl Changes {
             Domain::Registry => self.registry += 1,
             Domain::Accounts => self.accounts += 1,
             Domain::Cluster => self.cluster += 1,
+            Domain::Orchestration => self.orchestration += 1,
         }
     }
 
     /// Every domain at once (a snapshot replaced the whole state).
     fn bump_all(&mut self) {
-        for domain in [Domain::Registry, Domain::Accounts, Domain::Cluster] {
+        for domain in [Domain::Registry, Domain::Accounts, Domain::Cluster, Domain::Orchestration] {
             self.bump(domain);
         }
     }
@@ -50,6 +54,7 @@ impl Command {
             Command::Registry(_) => Domain::Registry,
             Command::Accounts(_) => Domain::Accounts,
             Command::Cluster(_) => Domain::Cluster,
+            Command::Orchestration(_) => Domain::Orchestration,
         }
     }
 }

@@ -14,6 +14,7 @@ mod accounts;
 mod cluster;
 mod command;
 mod feed;
+mod orchestration;
 mod proposer;
 mod records;
 mod refusal;
@@ -24,10 +25,13 @@ mod tables;
 mod tag_cache;
 
 pub use command::{
-    AccountsCommand, Actor, ClusterCommand, Command, Entry, LegacyCommand, Origin, Outcome, PutManifest,
-    RegistryCommand, SessionRecordCommand, VersionedCommand,
+    AccountsCommand, Actor, ClusterCommand, Command, Entry, LegacyCommand, OrchestrationCommand, Origin, Outcome,
+    PutManifest, RegistryCommand, SessionRecordCommand, VersionedCommand,
 };
 pub use feed::{Changes, Domain};
+pub use orchestration::{
+    NewTask, NodeDescription, NodeDetails, ServiceRecord, TaskRecord, TaskReport, TaskState, TaskStatus,
+};
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{
     BlobPlacement, ManifestRecord, NodeRecord, RepoSettings, SessionKind, SessionRecord, UploadRecord, UploadSegment,

@@ -44,6 +44,15 @@ pub enum Refusal {
     // Registry, added after the others.
     #[error("upload {id} holds {actual} bytes; a segment must start there")]
     UploadOffset { id: String, actual: u64 },
+    // Orchestration (`orchestration.rs`).
+    #[error("service {0} is unknown")]
+    ServiceUnknown(String),
+    #[error("a service named {0} exists already")]
+    ServiceNameTaken(String),
+    #[error("update out of sequence: the object is at version {current}")]
+    VersionOutOfDate { current: u64 },
+    #[error("invalid {0}")]
+    Invalid(String),
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ macro_rules! for_each_table {
         $m!(OWNER_UPLOADS, (&str, &str), (), (String, String), ());
         $m!(BLOB_HOLDERS, (&str, u64), (), (String, u64), ());
         $m!(UPLOAD_SEGMENTS, (&str, u64), (&str, u64), (String, u64), (String, u64));
+        $m!(SERVICES, &str, &[u8], String, Vec<u8>);
+        $m!(TASKS, &str, &[u8], String, Vec<u8>);
+        $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
+        $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
+        $m!(NODE_DETAILS, u64, &[u8], u64, Vec<u8>);
     };
 }
 
@@ -228,24 +233,35 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             let ((id, start), (key, len)): ((String, u64), (String, u64)) = decode(row)?;
             txn.open_table(UPLOAD_SEGMENTS)?.insert((id.as_str(), start), (key.as_str(), len))?;
         }
-        "NODES" => {
+        "NODES" | "NODE_DETAILS" => {
             let (k, v): (u64, Vec<u8>) = decode(row)?;
-            txn.open_table(NODES)?.insert(k, v.as_slice())?;
+            let def = if row.table == "NODES" { NODES } else { NODE_DETAILS };
+            txn.open_table(def)?.insert(k, v.as_slice())?;
         }
-        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" => {
+        "NODE_TASKS" => {
+            let ((node, task), ()): ((u64, String), ()) = decode(row)?;
+            txn.open_table(NODE_TASKS)?.insert((node, task.as_str()), ())?;
+        }
+        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" | "SERVICES" | "TASKS" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
                 "USERS" => USERS,
                 "SESSIONS" => SESSIONS,
                 "CLUSTER" => CLUSTER,
+                "SERVICES" => SERVICES,
+                "TASKS" => TASKS,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;
         }
-        "USER_SESSIONS" | "OWNER_UPLOADS" => {
+        "USER_SESSIONS" | "OWNER_UPLOADS" | "SERVICE_TASKS" => {
             let ((a, b), ()): (Pair, ()) = decode(row)?;
-            let def = if row.table == "USER_SESSIONS" { USER_SESSIONS } else { OWNER_UPLOADS };
+            let def = match row.table.as_str() {
+                "USER_SESSIONS" => USER_SESSIONS,
+                "OWNER_UPLOADS" => OWNER_UPLOADS,
+                _ => SERVICE_TASKS,
+            };
             txn.open_table(def)?.insert((a.as_str(), b.as_str()), ())?;
         }
         other => return Err(snapshot_error(format!("unknown table {other:?} in snapshot"))),

@@ -125,6 +125,11 @@ impl Store {
             txn.open_table(crate::tables::CLUSTER)?;
             txn.open_table(crate::tables::COUNTERS)?;
             txn.open_table(crate::tables::OWNER_UPLOADS)?;
+            txn.open_table(crate::tables::SERVICES)?;
+            txn.open_table(crate::tables::TASKS)?;
+            txn.open_table(crate::tables::SERVICE_TASKS)?;
+            txn.open_table(crate::tables::NODE_TASKS)?;
+            txn.open_table(crate::tables::NODE_DETAILS)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -459,5 +464,6 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
         Command::Registry(command) => crate::registry::apply(txn, command),
         Command::Accounts(command) => accounts::apply(txn, command),
         Command::Cluster(command) => crate::cluster::apply(txn, command),
+        Command::Orchestration(command) => crate::orchestration::apply(txn, command),
     }
 }

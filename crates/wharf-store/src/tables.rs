@@ -42,6 +42,16 @@ pub(crate) const OWNER_UPLOADS: TableDefinition<(&str, &str), ()> = TableDefinit
 /// (upload id, start) -> (object key, length): the segments of an upload in shared storage,
 /// in order (see `wharf_blobstore::UploadLedger`).
 pub(crate) const UPLOAD_SEGMENTS: TableDefinition<(&str, u64), (&str, u64)> = TableDefinition::new("upload_segments");
+/// service id -> versioned [`crate::ServiceRecord`].
+pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+/// task id -> versioned [`crate::TaskRecord`].
+pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// (service id, task id) -> (): a service's tasks.
+pub(crate) const SERVICE_TASKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("service_tasks");
+/// (node id, task id) -> (): the tasks assigned to a node, what its agent is sent.
+pub(crate) const NODE_TASKS: TableDefinition<(u64, &str), ()> = TableDefinition::new("node_tasks");
+/// node id -> versioned [`crate::NodeDetails`]: availability, labels, the engine's description.
+pub(crate) const NODE_DETAILS: TableDefinition<u64, &[u8]> = TableDefinition::new("node_details");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

@@ -1,0 +1,209 @@
+//! [`DockerExecutor`]: the node's Docker Engine through bollard, at the API version the engine
+//! speaks (negotiated: Debian's 20.10 speaks 1.41).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+use tokio::sync::Notify;
+use wharf_api::cluster::EngineReport;
+
+use crate::executor::{ContainerView, ExecError, Executor, RunRequest, labels};
+
+pub struct DockerExecutor {
+    docker: Docker,
+    changed: Arc<Notify>,
+}
+
+fn engine(e: bollard::errors::Error) -> ExecError {
+    ExecError::Engine(e.to_string())
+}
+
+impl DockerExecutor {
+    /// Connects to `host` (`unix:///path`, `tcp://host:port`, or the local socket when
+    /// `None`) and negotiates the API version; then watches the engine's container events of
+    /// this node so the agent hears of a container that dies.
+    pub async fn connect(host: Option<&str>, node_id: u64) -> Result<DockerExecutor, ExecError> {
+        let docker = match host {
+            Some(host) if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION).map_err(engine)?
+            }
+            Some(host) => Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION).map_err(engine)?,
+            None => Docker::connect_with_local_defaults().map_err(engine)?,
+        };
+        let docker = docker.negotiate_version().await.map_err(engine)?;
+        let changed = Arc::new(Notify::new());
+        tokio::spawn(watch_events(docker.clone(), node_id, Arc::clone(&changed)));
+        Ok(DockerExecutor { docker, changed })
+    }
+
+    async fn pull(&self, image: &str, token: Option<&str>) -> Result<(), String> {
+        let credentials = token.map(|t| DockerCredentials { registrytoken: Some(t.to_owned()), ..Default::default() });
+        let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        while let Some(step) = stream.next().await {
+            step.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Wakes the agent on every `die` of a container of this node; reconnects when the stream ends.
+async fn watch_events(docker: Docker, node_id: u64, changed: Arc<Notify>) {
+    loop {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), vec![format!("{}={node_id}", labels::NODE)]),
+            ("event".to_owned(), vec!["die".to_owned(), "destroy".to_owned()]),
+        ]);
+        let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
+        while let Some(event) = events.next().await {
+            if event.is_err() {
+                break;
+            }
+            changed.notify_one();
+        }
+        changed.notify_one();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Executor for DockerExecutor {
+    async fn describe(&self) -> Result<EngineReport, ExecError> {
+        let info = self.docker.info().await.map_err(engine)?;
+        let labels = info
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (l, String::new()),
+            })
+            .collect();
+        Ok(EngineReport {
+            hostname: info.name.unwrap_or_default(),
+            os: info.os_type.unwrap_or_else(|| "linux".into()),
+            architecture: info.architecture.unwrap_or_default(),
+            nano_cpus: info.ncpu.unwrap_or(0) * 1_000_000_000,
+            memory_bytes: info.mem_total.unwrap_or(0),
+            engine_version: info.server_version.unwrap_or_default(),
+            labels,
+        })
+    }
+
+    async fn containers(&self, cluster_id: &str, node_id: u64) -> Result<Vec<ContainerView>, ExecError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}={cluster_id}", labels::CLUSTER), format!("{}={node_id}", labels::NODE)],
+        )]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let mut out = Vec::new();
+        for summary in self.docker.list_containers(Some(options)).await.map_err(engine)? {
+            let (Some(id), Some(labels)) = (summary.id, summary.labels) else { continue };
+            let Some(task_id) = labels.get(labels::TASK).cloned() else { continue };
+            let running = matches!(
+                summary.state,
+                Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING)
+            );
+            let exit_code = if running {
+                None
+            } else {
+                let inspect = self.docker.inspect_container(&id, None::<InspectContainerOptions>).await;
+                Some(inspect.ok().and_then(|i| i.state).and_then(|s| s.exit_code).unwrap_or(0))
+            };
+            out.push(ContainerView { id, task_id, running, exit_code });
+        }
+        Ok(out)
+    }
+
+    async fn run(&self, request: &RunRequest) -> Result<String, ExecError> {
+        let spec = &request.assignment.blueprint.spec;
+        let image = &spec.container_spec.image;
+        if let Err(why) = self.pull(image, request.registry_token.as_deref()).await {
+            let local = self.docker.inspect_image(image).await;
+            if local.is_err() {
+                return Err(ExecError::Image(format!("No such image: {image} (pull failed: {why})")));
+            }
+            tracing::info!(image, error = %why, "pull failed; the image on this node is used");
+        }
+        let body = container_body(request);
+        let options = CreateContainerOptions { name: Some(request.container_name()), ..Default::default() };
+        let created =
+            self.docker.create_container(Some(options), body).await.map_err(|e| ExecError::Start(e.to_string()))?;
+        if let Err(e) = self.docker.start_container(&created.id, None::<StartContainerOptions>).await {
+            let _ = self.remove(&created.id).await;
+            return Err(ExecError::Start(e.to_string()));
+        }
+        Ok(created.id)
+    }
+
+    async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError> {
+        let options = StopContainerOptions { t: Some(grace_secs.clamp(0, i64::from(i32::MAX)) as i32), signal: None };
+        match self.docker.stop_container(container_id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // Stopped already.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), ExecError> {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(container_id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// The engine's container configuration for a task.
+fn container_body(request: &RunRequest) -> ContainerCreateBody {
+    let spec = &request.assignment.blueprint.spec;
+    let c = &spec.container_spec;
+    let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+    labels.extend(request.labels());
+    let limits = spec.resources.as_ref().and_then(|r| r.limits).unwrap_or_default();
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &request.assignment.blueprint.host_ports {
+        let key = format!("{}/{}", port.target_port, port.protocol);
+        exposed.push(key.clone());
+        let host_port = if port.published_port == 0 { String::new() } else { port.published_port.to_string() };
+        bindings.insert(key, Some(vec![PortBinding { host_ip: None, host_port: Some(host_port) }]));
+    }
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let non_blank = |s: &String| (!s.is_empty()).then(|| s.clone());
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        entrypoint: non_empty(&c.command),
+        cmd: non_empty(&c.args),
+        env: non_empty(&c.env),
+        working_dir: non_blank(&c.dir),
+        user: non_blank(&c.user),
+        hostname: non_blank(&c.hostname),
+        tty: Some(c.tty),
+        stop_signal: non_blank(&c.stop_signal),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(HostConfig {
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
+            nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
+            init: c.init,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,89 @@
+//! The [`Executor`] trait: what the agent needs of a container engine.
+
+use std::collections::BTreeMap;
+
+use wharf_api::cluster::{Assignment, EngineReport};
+
+/// The labels the agent puts on every container it creates (and looks for).
+pub mod labels {
+    pub const CLUSTER: &str = "wharf.cluster";
+    pub const NODE: &str = "wharf.node";
+    pub const SERVICE_ID: &str = "wharf.service.id";
+    pub const SERVICE_NAME: &str = "wharf.service.name";
+    pub const TASK: &str = "wharf.task.id";
+    pub const SLOT: &str = "wharf.task.slot";
+}
+
+/// A container the agent created, as the engine shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerView {
+    pub id: String,
+    pub task_id: String,
+    pub running: bool,
+    /// Set once the container has stopped.
+    pub exit_code: Option<i64>,
+}
+
+/// What to run for one task.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub cluster_id: String,
+    pub node_id: u64,
+    pub assignment: Assignment,
+    /// A registry token for the image, when it comes from this cluster's registry.
+    pub registry_token: Option<String>,
+}
+
+impl RunRequest {
+    /// The labels of its container.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let a = &self.assignment;
+        BTreeMap::from([
+            (labels::CLUSTER.to_owned(), self.cluster_id.clone()),
+            (labels::NODE.to_owned(), self.node_id.to_string()),
+            (labels::SERVICE_ID.to_owned(), a.service_id.clone()),
+            (labels::SERVICE_NAME.to_owned(), a.blueprint.service_name.clone()),
+            (labels::TASK.to_owned(), a.id.clone()),
+            (labels::SLOT.to_owned(), a.slot.to_string()),
+        ])
+    }
+
+    /// The container's name, as Swarm names a task's: `service.slot.task`.
+    pub fn container_name(&self) -> String {
+        let a = &self.assignment;
+        let slot = if a.slot == 0 { self.node_id } else { a.slot };
+        format!("{}.{}.{}", a.blueprint.service_name, slot, a.id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The image could not be pulled and is not on the node.
+    #[error("{0}")]
+    Image(String),
+    /// The engine refused to create or start the container.
+    #[error("{0}")]
+    Start(String),
+    /// The engine could not be reached or answered badly.
+    #[error("docker engine: {0}")]
+    Engine(String),
+}
+
+/// A container engine, as the agent drives it.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// What the engine is (for the node's description).
+    async fn describe(&self) -> Result<EngineReport, ExecError>;
+    /// The containers of this cluster and node, running or not.
+    async fn containers(&self, cluster_id: &str, node_id: u64) -> Result<Vec<ContainerView>, ExecError>;
+    /// Pulls the image if it can (the local one is used when a pull fails), creates and
+    /// starts the container; returns its id.
+    async fn run(&self, request: &RunRequest) -> Result<String, ExecError>;
+    /// Stops a container within `grace_secs`.
+    async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError>;
+    /// Removes a container (stopping it if needed).
+    async fn remove(&self, container_id: &str) -> Result<(), ExecError>;
+    /// Resolves when something may have changed on the engine (a container died), so the
+    /// agent looks again before its next tick.
+    async fn changed(&self);
+}

@@ -1,0 +1,19 @@
+//! The node agent's task half (swarmkit's `agent/`): a session with the managers that
+//! long-polls for the complete set of this node's tasks ([`TaskAgent`]), the reconciliation of
+//! that set with the containers the node runs ([`reconcile::plan`], pure), and the
+//! [`Executor`] that carries it out on the node's Docker Engine ([`DockerExecutor`], through
+//! bollard) or in memory for tests ([`FakeExecutor`]).
+//!
+//! This crate never schedules and never writes desired state: it observes and reports.
+//! It touches only containers labelled with this cluster and node.
+
+mod docker;
+mod executor;
+mod fake;
+pub mod reconcile;
+mod session;
+
+pub use docker::DockerExecutor;
+pub use executor::{ContainerView, ExecError, Executor, RunRequest, labels};
+pub use fake::FakeExecutor;
+pub use session::{TaskAgent, TaskAgentConfig};

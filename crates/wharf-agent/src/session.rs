@@ -1,0 +1,254 @@
+//! [`TaskAgent`]: the session with the managers. One task long-polls for the node's complete
+//! task set (the first poll also reports the engine); the reconcile loop wakes on a new set, on
+//! a container event and every few seconds, and takes the steps of [`crate::reconcile::plan`];
+//! starts run in their own tasks (a pull may take long), and reports are batched to the
+//! managers by another.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use tokio::sync::{mpsc, watch};
+use wharf_api::cluster::{
+    Assignment, Assignments, AssignmentsRequest, NodeTokenRequest, NodeTokenResponse, TaskReportWire, TaskReports,
+};
+use wharf_client::Client;
+
+use crate::executor::{Executor, RunRequest};
+use crate::reconcile::{Action, plan};
+
+/// How long a poll waits for a change.
+const POLL_WAIT: Duration = Duration::from_secs(25);
+/// How often the agent looks at its containers without being woken.
+const TICK: Duration = Duration::from_secs(5);
+
+pub struct TaskAgentConfig {
+    pub node_id: u64,
+    /// A client of the managers over the node's mutual TLS, with a timeout above [`POLL_WAIT`].
+    pub client: Client,
+    /// The managers' addresses (`host:port`): images named there come from this cluster's
+    /// registry and are pulled with a token the node gets with its certificate.
+    pub registries: Vec<String>,
+}
+
+pub struct TaskAgent<E: Executor + 'static> {
+    config: TaskAgentConfig,
+    executor: Arc<E>,
+}
+
+type Reports = mpsc::UnboundedSender<TaskReportWire>;
+
+impl<E: Executor + 'static> TaskAgent<E> {
+    pub fn new(config: TaskAgentConfig, executor: Arc<E>) -> TaskAgent<E> {
+        TaskAgent { config, executor }
+    }
+
+    /// Runs for as long as the node runs.
+    pub async fn run(self) {
+        let (sets, mut latest) = watch::channel::<Option<Assignments>>(None);
+        let (reports, queue) = mpsc::unbounded_channel();
+        tokio::spawn(poll(self.config.client.clone(), Arc::clone(&self.executor), sets));
+        tokio::spawn(send_reports(self.config.client.clone(), queue));
+        let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
+        let mut starting = BTreeSet::new();
+        let mut sent: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let set = latest.borrow_and_update().clone();
+            if let Some(set) = set {
+                while let Ok(task) = done.try_recv() {
+                    starting.remove(&task);
+                }
+                match self.executor.containers(&set.cluster_id, self.config.node_id).await {
+                    Ok(containers) => {
+                        for action in plan(&set.tasks, &containers, &starting) {
+                            self.take(action, &set, &mut starting, &mut sent, &reports, &done_tx).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "listing this node's containers failed"),
+                }
+                sent.retain(|task, _| set.tasks.iter().any(|t| t.id == *task));
+            }
+            tokio::select! {
+                _ = latest.changed() => {}
+                _ = self.executor.changed() => {}
+                Some(task) = done.recv() => { starting.remove(&task); }
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    async fn take(
+        &self,
+        action: Action,
+        set: &Assignments,
+        starting: &mut BTreeSet<String>,
+        sent: &mut BTreeMap<String, String>,
+        reports: &Reports,
+        done: &mpsc::UnboundedSender<String>,
+    ) {
+        match action {
+            Action::Run(task) => {
+                starting.insert(task.id.clone());
+                let request = RunRequest {
+                    cluster_id: set.cluster_id.clone(),
+                    node_id: self.config.node_id,
+                    assignment: *task,
+                    registry_token: None,
+                };
+                let (executor, reports, done) = (Arc::clone(&self.executor), reports.clone(), done.clone());
+                let token = self.token_for(&request.assignment);
+                tokio::spawn(async move {
+                    let id = request.assignment.id.clone();
+                    start(&*executor, request, token.await, &reports).await;
+                    let _ = done.send(id);
+                });
+            }
+            Action::Stop { task, container, grace_secs } => {
+                if let Err(e) = self.executor.stop(&container, grace_secs).await {
+                    tracing::warn!(container, error = %e, "stopping a task's container failed");
+                    return;
+                }
+                report_once(sent, reports, status(&task, "shutdown", "shutdown", &container));
+            }
+            Action::Remove { container } => {
+                if let Err(e) = self.executor.remove(&container).await {
+                    tracing::warn!(container, error = %e, "removing a container failed");
+                }
+            }
+            Action::Report(report) => report_once(sent, reports, report),
+        }
+    }
+
+    /// A registry token for the task's image, when the image is in this cluster's registry.
+    fn token_for(&self, task: &Assignment) -> impl Future<Output = Option<String>> + Send + 'static {
+        let image = task.blueprint.spec.container_spec.image.clone();
+        let repository = cluster_repository(&image, &self.config.registries);
+        let mut client = self.config.client.clone();
+        async move {
+            let repository = repository?;
+            let request = NodeTokenRequest { repositories: vec![repository] };
+            match client.call::<_, NodeTokenResponse>(Method::POST, "/cluster/registry-token", Some(&request)).await {
+                Ok(answer) => Some(answer.token),
+                Err(e) => {
+                    tracing::warn!(image, error = %e, "getting a registry token for an image failed");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The repository of `image` when it is named at one of `registries` (`host:port/repo[:tag|@digest]`).
+pub fn cluster_repository(image: &str, registries: &[String]) -> Option<String> {
+    let (host, rest) = image.split_once('/')?;
+    if !registries.iter().any(|r| r == host) {
+        return None;
+    }
+    let rest = rest.split_once('@').map_or(rest, |(name, _)| name);
+    let name = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => rest,
+    };
+    Some(name.to_owned())
+}
+
+fn status(task: &str, state: &str, message: &str, container: &str) -> TaskReportWire {
+    TaskReportWire {
+        id: task.to_owned(),
+        state: state.to_owned(),
+        message: message.to_owned(),
+        err: String::new(),
+        container_id: container.to_owned(),
+        exit_code: 0,
+    }
+}
+
+fn report_once(sent: &mut BTreeMap<String, String>, reports: &Reports, report: TaskReportWire) {
+    if sent.get(&report.id) == Some(&report.state) {
+        return;
+    }
+    sent.insert(report.id.clone(), report.state.clone());
+    let _ = reports.send(report);
+}
+
+/// Starts one task, reporting each step.
+async fn start<E: Executor + ?Sized>(executor: &E, mut request: RunRequest, token: Option<String>, reports: &Reports) {
+    let id = request.assignment.id.clone();
+    request.registry_token = token;
+    let _ = reports.send(status(&id, "preparing", "preparing", ""));
+    match executor.run(&request).await {
+        Ok(container) => {
+            let _ = reports.send(status(&id, "running", "started", &container));
+        }
+        Err(e) => {
+            let state = if matches!(e, crate::ExecError::Image(_)) { "rejected" } else { "failed" };
+            tracing::warn!(task = id, error = %e, "starting a task failed");
+            let mut report = status(&id, state, "starting the container failed", "");
+            report.err = e.to_string();
+            let _ = reports.send(report);
+        }
+    }
+}
+
+/// Long-polls for the node's task set; the first poll (and the first after a failure) reports
+/// the engine.
+async fn poll<E: Executor + ?Sized>(mut client: Client, executor: Arc<E>, sets: watch::Sender<Option<Assignments>>) {
+    let mut known = 0;
+    let mut describe = true;
+    loop {
+        let description = if describe { executor.describe().await.ok() } else { None };
+        let request = AssignmentsRequest { known, wait_ms: POLL_WAIT.as_millis() as u64, description };
+        match client.call::<_, Assignments>(Method::POST, "/cluster/assignments", Some(&request)).await {
+            Ok(set) => {
+                describe = false;
+                known = set.version;
+                sets.send_replace(Some(set));
+            }
+            Err(e) => {
+                describe = true;
+                tracing::warn!(error = %e, "polling for this node's tasks failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Sends reports in batches; a batch that fails is sent again.
+async fn send_reports(mut client: Client, mut queue: mpsc::UnboundedReceiver<TaskReportWire>) {
+    let mut batch = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match queue.recv().await {
+                Some(report) => batch.push(report),
+                None => return,
+            }
+        }
+        while let Ok(report) = queue.try_recv() {
+            batch.push(report);
+        }
+        let body = TaskReports { reports: batch.clone() };
+        match client.call::<_, ()>(Method::POST, "/cluster/tasks", Some(&body)).await {
+            Ok(()) => batch.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reporting task states failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_repository;
+
+    #[test]
+    fn images_of_this_cluster_are_told_by_their_registry_address() {
+        let registries = ["127.0.0.1:5000".to_owned()];
+        assert_eq!(cluster_repository("127.0.0.1:5000/team/app:1", &registries).as_deref(), Some("team/app"));
+        assert_eq!(cluster_repository("127.0.0.1:5000/app@sha256:ab", &registries).as_deref(), Some("app"));
+        assert_eq!(cluster_repository("127.0.0.1:5000/app", &registries).as_deref(), Some("app"));
+        assert_eq!(cluster_repository("docker.io/library/app:1", &registries), None);
+        assert_eq!(cluster_repository("busybox", &registries), None);
+    }
+}

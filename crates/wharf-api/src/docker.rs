@@ -1,0 +1,572 @@
+//! The Docker Engine API's objects, as the `docker` CLI sends and reads them (moby's
+//! `api/swagger.yaml`, API 1.41 and later): services, tasks, nodes, the version and info
+//! answers, and the error body. Only the fields Wharf acts on are typed; unknown fields of a
+//! request are dropped, as the engine drops them. Field names are the API's (PascalCase).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The API version Wharf's Docker-compatible API speaks (the highest it advertises).
+pub const API_VERSION: &str = "1.41";
+/// The lowest API version it accepts in a `/v1.NN/` path.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// The one error body of the Docker API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObjectVersion {
+    pub index: u64,
+}
+
+/// What `POST /services/create` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedResponse {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Warnings", default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What `POST /services/{id}/update` answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateResponse {
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub task_template: TaskSpec,
+    #[serde(default)]
+    pub mode: ServiceMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_spec: Option<EndpointSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceMode {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated: Option<Replicated>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated_job: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_job: Option<Empty>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Replicated {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u64>,
+}
+
+/// An object the API sends as `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskSpec {
+    #[serde(default)]
+    pub container_spec: ContainerSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    #[serde(default)]
+    pub force_update: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dir: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(rename = "TTY", default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stop_signal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Resources>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(rename = "NanoCPUs", default, skip_serializing_if = "is_zero")]
+    pub nano_cpus: i64,
+    #[serde(rename = "MemoryBytes", default, skip_serializing_if = "is_zero")]
+    pub memory_bytes: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Placement {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlacementPreference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<SpreadOver>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SpreadOver {
+    pub spread_descriptor: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    #[serde(rename = "Architecture", default)]
+    pub architecture: String,
+    #[serde(rename = "OS", default)]
+    pub os: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortConfig {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    pub target_port: u16,
+    #[serde(default)]
+    pub published_port: u16,
+    #[serde(default = "ingress")]
+    pub publish_mode: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn ingress() -> String {
+    "ingress".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Service {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: ObjectVersion,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: ServiceSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_spec: Option<ServiceSpec>,
+    pub endpoint: Endpoint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_status: Option<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    pub spec: EndpointSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceStatus {
+    pub running_tasks: u64,
+    pub desired_tasks: u64,
+    pub completed_tasks: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Task {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: ObjectVersion,
+    pub created_at: String,
+    pub updated_at: String,
+    pub labels: BTreeMap<String, String>,
+    pub spec: TaskSpec,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    #[serde(rename = "NodeID", default, skip_serializing_if = "String::is_empty")]
+    pub node_id: String,
+    pub status: TaskStatus,
+    pub desired_state: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskStatus {
+    pub timestamp: String,
+    pub state: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub err: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_status: Option<ContainerStatus>,
+    pub port_status: PortStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerStatus {
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    #[serde(rename = "PID")]
+    pub pid: i64,
+    pub exit_code: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: ObjectVersion,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub status: NodeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub availability: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub platform: Platform,
+    pub resources: Resources,
+    pub engine: EngineDescription,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EngineDescription {
+    pub engine_version: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeStatus {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManagerStatus {
+    pub leader: bool,
+    pub reachability: String,
+    pub addr: String,
+}
+
+/// `GET /version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    #[serde(rename = "Platform")]
+    pub platform: Named,
+    #[serde(rename = "Components")]
+    pub components: Vec<Component>,
+    #[serde(rename = "Version")]
+    pub version: String,
+    #[serde(rename = "ApiVersion")]
+    pub api_version: String,
+    #[serde(rename = "MinAPIVersion")]
+    pub min_api_version: String,
+    #[serde(rename = "GitCommit")]
+    pub git_commit: String,
+    #[serde(rename = "GoVersion")]
+    pub go_version: String,
+    #[serde(rename = "Os")]
+    pub os: String,
+    #[serde(rename = "Arch")]
+    pub arch: String,
+    #[serde(rename = "KernelVersion")]
+    pub kernel_version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Named {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Component {
+    pub name: String,
+    pub version: String,
+}
+
+/// `GET /info`: the cluster as one engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Info {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub server_version: String,
+    #[serde(rename = "OSType")]
+    pub os_type: String,
+    pub operating_system: String,
+    pub architecture: String,
+    #[serde(rename = "NCPU")]
+    pub ncpu: i64,
+    pub mem_total: i64,
+    pub containers: u64,
+    pub containers_running: u64,
+    pub images: u64,
+    pub labels: Vec<String>,
+    pub swarm: SwarmInfo,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SwarmInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_addr: String,
+    pub local_node_state: String,
+    pub control_available: bool,
+    pub error: String,
+    pub remote_managers: Vec<RemoteManager>,
+    pub nodes: u64,
+    pub managers: u64,
+    pub cluster: ClusterInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemoteManager {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub addr: String,
+}
+
+/// The cluster object of `/info` and `GET /swarm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterInfo {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: ObjectVersion,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: SwarmSpec,
+    #[serde(rename = "TLSInfo")]
+    pub tls_info: TlsInfo,
+    pub root_rotation_in_progress: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SwarmSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub orchestration: Orchestration,
+    pub dispatcher: Dispatcher,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Orchestration {
+    pub task_history_retention_limit: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Dispatcher {
+    /// Nanoseconds.
+    pub heartbeat_period: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TlsInfo {
+    pub trust_root: String,
+}
+
+/// Docker's filters query parameter (`filters={"service":{"id":true}}`, or the older
+/// `{"service":["id"]}`): the values of each key.
+pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Values {
+        Set(BTreeMap<String, bool>),
+        List(Vec<String>),
+    }
+    if raw.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let parsed: BTreeMap<String, Values> =
+        serde_json::from_str(raw).map_err(|e| format!("invalid filter {raw:?}: {e}"))?;
+    Ok(parsed
+        .into_iter()
+        .map(|(key, values)| {
+            let values = match values {
+                Values::Set(set) => set.into_iter().filter(|(_, on)| *on).map(|(value, _)| value).collect(),
+                Values::List(list) => list,
+            };
+            (key, values)
+        })
+        .collect())
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC timestamp.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_939_199), "2026-11-29T07:59:59Z");
+    }
+
+    #[test]
+    fn filters_come_as_sets_or_lists() {
+        let set = parse_filters(r#"{"_up-to-date":{"true":true},"service":{"abc":true}}"#).expect("set form");
+        assert_eq!(set["service"], vec!["abc".to_owned()]);
+        assert_eq!(set["_up-to-date"], vec!["true".to_owned()]);
+        let list = parse_filters(r#"{"name":["web"]}"#).expect("list form");
+        assert_eq!(list["name"], vec!["web".to_owned()]);
+        assert!(parse_filters("{nope").is_err());
+    }
+
+    #[test]
+    fn the_cli_service_create_body_reads_and_keeps_what_wharf_acts_on() {
+        let body = r#"{"Name":"web","Labels":{},"TaskTemplate":{"ContainerSpec":{"Image":"rec/busybox:1",
+            "Args":["sleep","3600"],"Init":false,"DNSConfig":{}},"Resources":{"Limits":{},"Reservations":{}},
+            "Placement":{"Constraints":["node.role==worker"]},"ForceUpdate":0},"Mode":{"Replicated":{"Replicas":2}},
+            "EndpointSpec":{"Mode":"vip","Ports":[{"Protocol":"tcp","TargetPort":80,"PublishedPort":8080,"PublishMode":"host"}]}}"#;
+        let spec: ServiceSpec = serde_json::from_str(body).expect("the CLI's body");
+        assert_eq!(spec.mode.replicated.as_ref().and_then(|r| r.replicas), Some(2));
+        assert_eq!(spec.task_template.container_spec.args, ["sleep", "3600"]);
+        let ports = &spec.endpoint_spec.as_ref().expect("endpoint").ports;
+        assert_eq!((ports[0].published_port, ports[0].publish_mode.as_str()), (8080, "host"));
+        let again: ServiceSpec = serde_json::from_str(&serde_json::to_string(&spec).expect("encode")).expect("decode");
+        assert_eq!(again, spec);
+    }
+}

@@ -1,0 +1,114 @@
+//! The dispatcher (swarmkit's `manager/dispatcher`): a node's agent long-polls for the complete
+//! set of its tasks, answered at once when the set differs from what the agent last saw and
+//! otherwise as soon as it changes (the store's change feed wakes the poll, so an assignment
+//! reaches its agent within one Raft apply, not at the next heartbeat); the agent reports what
+//! it observed, and only of its own tasks. Any manager answers from its replica.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use wharf_api::cluster::{
+    Assignment, Assignments, AssignmentsRequest, EngineReport, TaskBlueprint, TaskReportWire, TaskReports,
+};
+use wharf_pki::NodeIdentity;
+use wharf_store::{NodeDescription, OrchestrationCommand, Origin, ProposerExt, TaskReport, TaskState};
+
+use crate::{ClusterError, Manager};
+
+/// The longest an assignments poll is held.
+pub const LONGEST_POLL: Duration = Duration::from_secs(30);
+
+impl Manager {
+    /// The tasks of the calling node, once they differ from `request.known`.
+    pub async fn assignments(
+        &self,
+        identity: &NodeIdentity,
+        request: AssignmentsRequest,
+    ) -> Result<Assignments, ClusterError> {
+        self.known_peer(identity)?;
+        if let Some(report) = request.description {
+            self.record_description(identity.node_id, report).await?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(LONGEST_POLL);
+        let mut feed = self.store.subscribe();
+        loop {
+            feed.borrow_and_update();
+            let set = self.node_assignments(identity.node_id)?;
+            if set.version != request.known {
+                return Ok(set);
+            }
+            tokio::select! {
+                changed = feed.changed() => if changed.is_err() { return Ok(set) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(set),
+            }
+        }
+    }
+
+    /// The complete set of node `id`'s tasks.
+    pub fn node_assignments(&self, id: u64) -> Result<Assignments, ClusterError> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut tasks = Vec::new();
+        for (task_id, task) in self.store.node_tasks(id)? {
+            (task_id.as_str(), task.version).hash(&mut hasher);
+            let blueprint: TaskBlueprint = serde_json::from_str(&task.template).unwrap_or_default();
+            tasks.push(Assignment {
+                id: task_id,
+                service_id: task.service_id,
+                slot: task.slot,
+                blueprint,
+                desired: task.desired.as_str().to_owned(),
+                state: task.status.state.as_str().to_owned(),
+            });
+        }
+        // Never 0, which an agent sends before its first answer.
+        let version = hasher.finish().max(1);
+        Ok(Assignments { version, cluster_id: self.cluster_id.clone(), tasks })
+    }
+
+    /// Records what the calling node's agent observed of its tasks.
+    pub async fn report_tasks(&self, identity: &NodeIdentity, reports: TaskReports) -> Result<(), ClusterError> {
+        self.known_peer(identity)?;
+        let mut parsed = Vec::with_capacity(reports.reports.len());
+        for report in reports.reports {
+            parsed.push(parse_report(report)?);
+        }
+        if parsed.is_empty() {
+            return Ok(());
+        }
+        let command = OrchestrationCommand::ReportTasks { node: identity.node_id, reports: parsed, at: crate::now() };
+        self.proposer.propose_by(Origin::node(identity.node_id, None), command).await?;
+        Ok(())
+    }
+
+    async fn record_description(&self, node: u64, report: EngineReport) -> Result<(), ClusterError> {
+        let description = NodeDescription {
+            hostname: report.hostname,
+            os: report.os,
+            architecture: report.architecture,
+            nano_cpus: report.nano_cpus,
+            memory_bytes: report.memory_bytes,
+            engine_version: report.engine_version,
+            engine_labels: report.labels,
+        };
+        if self.store.node_details(node)?.description.as_ref() == Some(&description) {
+            return Ok(());
+        }
+        let command = OrchestrationCommand::SetNodeDescription { id: node, description };
+        self.proposer.propose_by(Origin::node(node, None), command).await?;
+        Ok(())
+    }
+}
+
+fn parse_report(report: TaskReportWire) -> Result<TaskReport, ClusterError> {
+    let state = TaskState::parse(&report.state)
+        .filter(|state| *state > TaskState::Assigned && *state <= TaskState::Rejected)
+        .ok_or_else(|| ClusterError::Invalid(format!("a node cannot report the state {:?}", report.state)))?;
+    Ok(TaskReport {
+        id: report.id,
+        state,
+        message: report.message,
+        err: report.err,
+        container_id: report.container_id,
+        exit_code: report.exit_code,
+    })
+}

@@ -1,0 +1,396 @@
+//! The orchestrators (swarmkit's `manager/orchestrator`), as one pure function: from the
+//! services, tasks and nodes of the state and the time, the tasks to create, those to shut
+//! down and those to forget. The leader's control loop ([`crate::control`]) proposes them.
+//!
+//! Replicated services keep one running task per slot 1..N; global services one per eligible
+//! node. A task that ended (or whose node is down, drained or gone) is shut down and replaced,
+//! after the restart delay when it failed; tasks of slots beyond N are shut down; ended tasks
+//! beyond the history a slot keeps, and tasks of removed services once they ended, are
+//! forgotten.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use wharf_api::cluster::TaskBlueprint;
+use wharf_api::docker::{ServiceSpec, TaskSpec};
+use wharf_store::{NewTask, NodeDetails, NodeRecord, ServiceRecord, TaskRecord, TaskState};
+
+/// Ended tasks a slot keeps for `docker service ps` (Swarm's default).
+pub const TASK_HISTORY: usize = 5;
+/// Swarm's default restart delay.
+pub const RESTART_DELAY_SECS: u64 = 5;
+
+/// A node as the orchestrators see it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub id: u64,
+    pub record: NodeRecord,
+    pub details: NodeDetails,
+}
+
+impl NodeView {
+    /// Whether tasks placed on it keep running there (it is up and not drained).
+    fn keeps_tasks(&self) -> bool {
+        !self.record.removed && self.record.state != "down" && self.details.availability != "drain"
+    }
+}
+
+/// What the orchestrators want done.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub create: Vec<NewTask>,
+    pub shutdown: Vec<String>,
+    pub forget: Vec<String>,
+    /// When a delayed restart is due (seconds since the epoch), so the loop wakes for it.
+    pub wake_at: Option<u64>,
+}
+
+/// A service's spec, read once.
+pub struct ParsedService<'a> {
+    pub id: &'a str,
+    pub record: &'a ServiceRecord,
+    pub spec: ServiceSpec,
+}
+
+/// Reads a stored spec (the state only holds specs the API checked).
+pub fn parse_spec(record: &ServiceRecord) -> Option<ServiceSpec> {
+    serde_json::from_str(&record.spec).ok()
+}
+
+/// The plan for the whole cluster at `now`; `new_id` names new tasks.
+pub fn reconcile(
+    services: &[(String, ServiceRecord)],
+    tasks: &[(String, TaskRecord)],
+    nodes: &[NodeView],
+    now: u64,
+    new_id: &mut dyn FnMut() -> String,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut by_service: BTreeMap<&str, Vec<(&str, &TaskRecord)>> = BTreeMap::new();
+    for (id, task) in tasks {
+        by_service.entry(task.service_id.as_str()).or_default().push((id.as_str(), task));
+    }
+    let nodes_by_id: BTreeMap<u64, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
+    for (id, record) in services {
+        let Some(spec) = parse_spec(record) else { continue };
+        let service = ParsedService { id, record, spec };
+        let tasks = by_service.remove(id.as_str()).unwrap_or_default();
+        if service.spec.mode.global.is_some() {
+            global(&service, &tasks, nodes, now, new_id, &mut plan);
+        } else {
+            replicated(&service, &tasks, &nodes_by_id, now, new_id, &mut plan);
+        }
+        forget_history(&tasks, &mut plan);
+    }
+    // Tasks of services that are gone: forgotten once they ended or can no longer be told to.
+    for (id, task) in by_service.into_values().flatten() {
+        let node_gone = task.node.is_none_or(|n| nodes_by_id.get(&n).is_none_or(|n| !n.keeps_tasks()));
+        if task.status.state.is_terminal() || task.status.state < TaskState::Assigned || node_gone {
+            plan.forget.push(id.to_owned());
+        } else if task.desired < TaskState::Remove {
+            plan.shutdown.push(id.to_owned());
+        }
+    }
+    plan
+}
+
+/// Whether a task still counts for its slot: the managers want it running and it has not ended.
+fn live(task: &TaskRecord) -> bool {
+    task.desired == TaskState::Running && !task.status.state.is_terminal()
+}
+
+fn replicated(
+    service: &ParsedService<'_>,
+    tasks: &[(&str, &TaskRecord)],
+    nodes: &BTreeMap<u64, &NodeView>,
+    now: u64,
+    new_id: &mut dyn FnMut() -> String,
+    plan: &mut Plan,
+) {
+    let replicas = service.spec.mode.replicated.as_ref().and_then(|r| r.replicas).unwrap_or(1);
+    let mut slots: BTreeMap<u64, Vec<(&str, &TaskRecord)>> = BTreeMap::new();
+    for (id, task) in tasks {
+        slots.entry(task.slot).or_default().push((id, task));
+    }
+    for slot in 1..=replicas.max(slots.keys().copied().max().unwrap_or(0)) {
+        let in_slot = slots.remove(&slot).unwrap_or_default();
+        if slot > replicas {
+            shut_down_live(&in_slot, plan);
+            continue;
+        }
+        let mut running = false;
+        for (id, task) in &in_slot {
+            let on_lost_node = task.node.is_some_and(|n| nodes.get(&n).is_none_or(|node| !node.keeps_tasks()));
+            if task.desired != TaskState::Running {
+                continue;
+            }
+            if task.status.state.is_terminal() || on_lost_node {
+                plan.shutdown.push((*id).to_owned());
+            } else {
+                running = true;
+            }
+        }
+        if !running && let Some(due) = restart_due(service, &in_slot, now) {
+            if due <= now {
+                plan.create.push(new_task(service, slot, None, new_id));
+            } else {
+                plan.wake_at = Some(plan.wake_at.map_or(due, |at| at.min(due)));
+            }
+        }
+    }
+}
+
+/// When the slot's next task may start: at once for a new slot or a task lost with its node;
+/// after the restart delay for one that failed; never when the restart policy says so.
+fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)], _now: u64) -> Option<u64> {
+    let Some((_, last)) = in_slot.iter().max_by_key(|(_, t)| (t.created, t.version)) else { return Some(0) };
+    if !last.status.state.is_terminal() {
+        // Lost with its node (or shut down by a manager): replace it at once.
+        return Some(0);
+    }
+    let policy = service.spec.task_template.restart_policy.clone().unwrap_or_default();
+    let condition = policy.condition.as_deref().unwrap_or("any");
+    let failed = last.status.state == TaskState::Failed || last.status.state == TaskState::Rejected;
+    if condition == "none" || (condition == "on-failure" && !failed) {
+        return None;
+    }
+    if let Some(max) = policy.max_attempts.filter(|max| *max > 0) {
+        let attempts = in_slot.iter().filter(|(_, t)| t.status.state.is_terminal()).count() as u64;
+        if attempts > max {
+            return None;
+        }
+    }
+    let delay = policy.delay.map_or(RESTART_DELAY_SECS, |ns| (ns.max(0) as u64).div_ceil(1_000_000_000));
+    Some(last.status.at + delay)
+}
+
+fn shut_down_live(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
+    for (id, task) in tasks {
+        if task.desired == TaskState::Running {
+            plan.shutdown.push((*id).to_owned());
+        }
+    }
+}
+
+fn global(
+    service: &ParsedService<'_>,
+    tasks: &[(&str, &TaskRecord)],
+    nodes: &[NodeView],
+    now: u64,
+    new_id: &mut dyn FnMut() -> String,
+    plan: &mut Plan,
+) {
+    let constraints = constraints_of(&service.spec.task_template);
+    let eligible: BTreeSet<u64> = nodes
+        .iter()
+        .filter(|n| !n.record.removed && n.details.availability != "drain")
+        .filter(|n| constraints.iter().all(|c| c.matches(&crate::control::scheduler_node(n))))
+        .map(|n| n.id)
+        .collect();
+    let mut per_node: BTreeMap<u64, Vec<(&str, &TaskRecord)>> = BTreeMap::new();
+    for (id, task) in tasks {
+        if let Some(node) = task.node {
+            per_node.entry(node).or_default().push((id, task));
+        }
+    }
+    for (node, on_node) in &per_node {
+        if !eligible.contains(node) {
+            shut_down_live(on_node, plan);
+        }
+    }
+    for node in &eligible {
+        let on_node = per_node.get(node).map(Vec::as_slice).unwrap_or_default();
+        let mut running = false;
+        for (id, task) in on_node {
+            if task.desired == TaskState::Running && task.status.state.is_terminal() {
+                plan.shutdown.push((*id).to_owned());
+            } else if live(task) {
+                running = true;
+            }
+        }
+        if !running && let Some(due) = restart_due(service, on_node, now) {
+            if due <= now {
+                plan.create.push(new_task(service, 0, Some(*node), new_id));
+            } else {
+                plan.wake_at = Some(plan.wake_at.map_or(due, |at| at.min(due)));
+            }
+        }
+    }
+}
+
+fn constraints_of(spec: &TaskSpec) -> Vec<wharf_scheduler::Constraint> {
+    let exprs = spec.placement.as_ref().map(|p| p.constraints.clone()).unwrap_or_default();
+    wharf_scheduler::Constraint::parse_all(&exprs).unwrap_or_default()
+}
+
+/// Ended tasks beyond the newest [`TASK_HISTORY`] of a slot (or of a node, for a global
+/// service) are forgotten.
+fn forget_history(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
+    let mut groups: BTreeMap<(u64, Option<u64>), Vec<(&str, &TaskRecord)>> = BTreeMap::new();
+    for (id, task) in tasks {
+        let key = if task.slot == 0 { (0, task.node) } else { (task.slot, None) };
+        groups.entry(key).or_default().push((id, task));
+    }
+    for mut group in groups.into_values() {
+        group.retain(|(_, t)| t.status.state.is_terminal() && t.desired > TaskState::Running);
+        if group.len() > TASK_HISTORY {
+            group.sort_by_key(|(_, t)| std::cmp::Reverse((t.created, t.version)));
+            plan.forget.extend(group[TASK_HISTORY..].iter().map(|(id, _)| (*id).to_owned()));
+        }
+    }
+}
+
+fn new_task(service: &ParsedService<'_>, slot: u64, node: Option<u64>, new_id: &mut dyn FnMut() -> String) -> NewTask {
+    let host_ports = service
+        .spec
+        .endpoint_spec
+        .as_ref()
+        .map(|e| e.ports.iter().filter(|p| p.publish_mode == "host").cloned().collect())
+        .unwrap_or_default();
+    let blueprint =
+        TaskBlueprint { service_name: service.spec.name.clone(), spec: service.spec.task_template.clone(), host_ports };
+    NewTask {
+        id: new_id(),
+        service_id: service.id.to_owned(),
+        slot,
+        node,
+        spec_version: service.record.spec_version,
+        template: serde_json::to_string(&blueprint).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_store::TaskStatus;
+
+    fn service(spec: &str) -> (String, ServiceRecord) {
+        let record = ServiceRecord {
+            name: "web".into(),
+            owner: "admin".into(),
+            spec: spec.into(),
+            previous_spec: None,
+            version: 1,
+            spec_version: 1,
+            created: 0,
+            updated: 0,
+        };
+        ("s1".into(), record)
+    }
+
+    fn node(id: u64, state: &str, availability: &str) -> NodeView {
+        NodeView {
+            id,
+            record: NodeRecord {
+                role: "worker".into(),
+                hostname: format!("n{id}"),
+                addr: "a:1".into(),
+                created: 0,
+                removed: false,
+                state: state.into(),
+                state_since: 0,
+                cert_not_after: 0,
+            },
+            details: NodeDetails { availability: availability.into(), ..NodeDetails::default() },
+        }
+    }
+
+    fn task(slot: u64, node: Option<u64>, state: TaskState, at: u64) -> TaskRecord {
+        TaskRecord {
+            service_id: "s1".into(),
+            slot,
+            node,
+            spec_version: 1,
+            template: String::new(),
+            desired: TaskState::Running,
+            status: TaskStatus {
+                state,
+                message: String::new(),
+                err: String::new(),
+                container_id: String::new(),
+                exit_code: 0,
+                at,
+            },
+            version: at,
+            created: at,
+            updated: at,
+        }
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("new{n}")
+        }
+    }
+
+    const THREE: &str = r#"{"Name":"web","Mode":{"Replicated":{"Replicas":3}}}"#;
+
+    #[test]
+    fn replicated_slots_are_filled_and_slots_beyond_the_count_shut_down() {
+        let services = [service(THREE)];
+        let tasks = vec![
+            ("t1".to_owned(), task(1, Some(1), TaskState::Running, 1)),
+            ("t4".to_owned(), task(4, Some(1), TaskState::Running, 1)),
+        ];
+        let plan = reconcile(&services, &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        let slots: Vec<u64> = plan.create.iter().map(|t| t.slot).collect();
+        assert_eq!(slots, [2, 3]);
+        assert_eq!(plan.shutdown, ["t4"]);
+    }
+
+    #[test]
+    fn a_failed_task_is_replaced_after_the_restart_delay_and_one_on_a_down_node_at_once() {
+        let services = [service(THREE)];
+        let tasks = vec![
+            ("t1".to_owned(), task(1, Some(1), TaskState::Failed, 100)),
+            ("t2".to_owned(), task(2, Some(2), TaskState::Running, 100)),
+            ("t3".to_owned(), task(3, Some(1), TaskState::Running, 100)),
+        ];
+        let nodes = [node(1, "ready", "active"), node(2, "down", "active")];
+        let early = reconcile(&services, &tasks, &nodes, 102, &mut ids());
+        assert_eq!(early.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [2]);
+        assert_eq!(early.shutdown, ["t1", "t2"]);
+        assert_eq!(early.wake_at, Some(100 + RESTART_DELAY_SECS));
+        let late = reconcile(&services, &tasks, &nodes, 106, &mut ids());
+        assert_eq!(late.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_global_service_runs_on_every_node_that_is_not_drained_and_matches() {
+        let services = [service(
+            r#"{"Name":"g","Mode":{"Global":{}},"TaskTemplate":{"Placement":{"Constraints":["node.role==worker"]}}}"#,
+        )];
+        let tasks = vec![
+            ("t1".to_owned(), task(0, Some(1), TaskState::Running, 1)),
+            ("t3".to_owned(), task(0, Some(3), TaskState::Running, 1)),
+        ];
+        let nodes = [node(1, "ready", "active"), node(2, "ready", "active"), node(3, "ready", "drain")];
+        let plan = reconcile(&services, &tasks, &nodes, 10, &mut ids());
+        assert_eq!(plan.create.iter().map(|t| t.node).collect::<Vec<_>>(), [Some(2)]);
+        assert_eq!(plan.shutdown, ["t3"]);
+    }
+
+    #[test]
+    fn tasks_of_a_removed_service_are_forgotten_once_ended_and_history_is_bounded() {
+        let mut orphan = task(1, Some(1), TaskState::Running, 1);
+        orphan.service_id = "gone".into();
+        orphan.desired = TaskState::Remove;
+        let mut ended = orphan.clone();
+        ended.status.state = TaskState::Shutdown;
+        let tasks = vec![("o1".to_owned(), orphan), ("o2".to_owned(), ended)];
+        let plan = reconcile(&[], &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        assert_eq!(plan.forget, ["o2"]);
+        let services = [service(THREE)];
+        let mut history: Vec<(String, TaskRecord)> = (0..8)
+            .map(|n| {
+                let mut t = task(1, Some(1), TaskState::Failed, n);
+                t.desired = TaskState::Shutdown;
+                (format!("h{n}"), t)
+            })
+            .collect();
+        history.push(("live".into(), task(1, Some(1), TaskState::Running, 9)));
+        let plan = reconcile(&services, &history, &[node(1, "ready", "active")], 10, &mut ids());
+        assert_eq!(plan.forget, ["h2", "h1", "h0"]);
+    }
+}

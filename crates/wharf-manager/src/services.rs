@@ -1,0 +1,452 @@
+//! The Docker-compatible control calls (swarmkit's `manager/controlapi`): services, tasks and
+//! nodes as the Docker Engine API shows them, for a caller the edge authenticated. Until teams
+//! and grants arrive, the administrator sees and changes everything; a user sees and changes
+//! only the services they created and their tasks, and only reads nodes.
+
+use std::collections::BTreeMap;
+
+use wharf_api::cluster::TaskBlueprint;
+use wharf_api::docker::{self, ServiceSpec};
+use wharf_store::{OrchestrationCommand, Origin, ProposerExt, Refusal, ServiceRecord, TaskRecord, TaskState};
+
+use crate::control::new_object_id;
+use crate::orchestrator::{NodeView, parse_spec};
+use crate::{ClusterError, Manager};
+
+/// Who is calling, as the edge authenticated them.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub admin: bool,
+    pub origin: Origin,
+}
+
+impl Caller {
+    fn may_see(&self, service: &ServiceRecord) -> bool {
+        self.admin || service.owner == self.name
+    }
+}
+
+impl Manager {
+    /// `POST /services/create`.
+    pub async fn create_service(
+        &self,
+        caller: &Caller,
+        spec: ServiceSpec,
+    ) -> Result<docker::CreatedResponse, ClusterError> {
+        let (spec, warnings) = check_spec(spec)?;
+        let id = new_object_id();
+        let command = OrchestrationCommand::CreateService {
+            id: id.clone(),
+            name: spec.name.clone(),
+            owner: caller.name.clone(),
+            spec: encode(&spec)?,
+            at: crate::now(),
+        };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
+        Ok(docker::CreatedResponse { id, warnings })
+    }
+
+    /// `POST /services/{id}/update?version=N`.
+    pub async fn update_service(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+        version: u64,
+        spec: ServiceSpec,
+    ) -> Result<docker::UpdateResponse, ClusterError> {
+        let (id, _) = self.find_service(caller, id_or_name)?;
+        let (spec, warnings) = check_spec(spec)?;
+        let command = OrchestrationCommand::UpdateService {
+            id,
+            version,
+            name: spec.name.clone(),
+            spec: encode(&spec)?,
+            at: crate::now(),
+        };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
+        Ok(docker::UpdateResponse { warnings })
+    }
+
+    /// `DELETE /services/{id}`: its tasks are stopped by their nodes within their grace period.
+    pub async fn remove_service(&self, caller: &Caller, id_or_name: &str) -> Result<(), ClusterError> {
+        let (id, _) = self.find_service(caller, id_or_name)?;
+        let command = OrchestrationCommand::RemoveService { id, at: crate::now() };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
+        Ok(())
+    }
+
+    /// `GET /services/{id}`.
+    pub fn inspect_service(&self, caller: &Caller, id_or_name: &str) -> Result<docker::Service, ClusterError> {
+        let (id, record) = self.find_service(caller, id_or_name)?;
+        Ok(service_view(&id, &record, None))
+    }
+
+    /// `GET /services?filters=&status=`.
+    pub fn list_services(
+        &self,
+        caller: &Caller,
+        filters: &BTreeMap<String, Vec<String>>,
+        status: bool,
+    ) -> Result<Vec<docker::Service>, ClusterError> {
+        let tasks = if status { self.store.tasks()? } else { Vec::new() };
+        let nodes = crate::control::node_views(self)?;
+        let mut out = Vec::new();
+        for (id, record) in self.store.services()? {
+            if !caller.may_see(&record) || !service_matches(&id, &record, filters) {
+                continue;
+            }
+            let counts = status.then(|| service_status(&id, &record, &tasks, &nodes));
+            out.push(service_view(&id, &record, counts));
+        }
+        Ok(out)
+    }
+
+    /// The service `id_or_name` names (an id, a name or a unique id prefix), if the caller may see it.
+    fn find_service(&self, caller: &Caller, id_or_name: &str) -> Result<(String, ServiceRecord), ClusterError> {
+        let services = self.store.services()?;
+        let found = services
+            .iter()
+            .find(|(id, _)| id == id_or_name)
+            .or_else(|| services.iter().find(|(_, s)| s.name == id_or_name))
+            .or_else(|| {
+                let mut prefixed = services.iter().filter(|(id, _)| id.starts_with(id_or_name));
+                prefixed.next().filter(|_| prefixed.next().is_none())
+            });
+        match found {
+            Some((id, record)) if caller.may_see(record) => Ok((id.clone(), record.clone())),
+            Some(_) => Err(ClusterError::Forbidden(format!("service {id_or_name} belongs to another user"))),
+            None => Err(ClusterError::NotFound(format!("service {id_or_name} not found"))),
+        }
+    }
+
+    /// `GET /tasks?filters=`.
+    pub fn list_tasks(
+        &self,
+        caller: &Caller,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<docker::Task>, ClusterError> {
+        let services: BTreeMap<String, ServiceRecord> = self.store.services()?.into_iter().collect();
+        let service_filter: Vec<String> = filters
+            .get("service")
+            .map(|names| names.iter().map(|n| self.resolve_service_id(&services, n)).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (id, task) in self.store.tasks()? {
+            let Some(service) = services.get(&task.service_id) else { continue };
+            if !caller.may_see(service) || !task_matches(&id, &task, service, &service_filter, filters) {
+                continue;
+            }
+            out.push(task_view(&id, &task));
+        }
+        Ok(out)
+    }
+
+    fn resolve_service_id(&self, services: &BTreeMap<String, ServiceRecord>, name: &str) -> String {
+        if services.contains_key(name) {
+            return name.to_owned();
+        }
+        services.iter().find(|(_, s)| s.name == name).map_or_else(|| name.to_owned(), |(id, _)| id.clone())
+    }
+
+    /// `GET /tasks/{id}`.
+    pub fn inspect_task(&self, caller: &Caller, id: &str) -> Result<docker::Task, ClusterError> {
+        let task = self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
+        let visible = self.store.service(&task.service_id)?.is_some_and(|s| caller.may_see(&s));
+        if !visible && !caller.admin {
+            return Err(ClusterError::NotFound(format!("task {id} not found")));
+        }
+        Ok(task_view(id, &task))
+    }
+
+    /// The service a task belongs to and the node it ran on, for its logs; checked as inspect.
+    pub fn task_location(&self, caller: &Caller, id: &str) -> Result<(String, Option<u64>), ClusterError> {
+        self.inspect_task(caller, id)?;
+        let task = self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
+        Ok((task.container_id_or_empty(), task.node))
+    }
+
+    /// `GET /nodes` and `GET /nodes/{id}`.
+    pub fn docker_nodes(&self) -> Result<Vec<docker::Node>, ClusterError> {
+        let infos = self.node_list()?;
+        let views = crate::control::node_views(self)?;
+        let mut out = Vec::new();
+        for view in views.iter().filter(|v| !v.record.removed) {
+            let info = infos.iter().find(|i| i.id == view.id);
+            out.push(node_view(view, info));
+        }
+        Ok(out)
+    }
+
+    pub fn docker_node(&self, id_or_name: &str) -> Result<docker::Node, ClusterError> {
+        let nodes = self.docker_nodes()?;
+        nodes
+            .into_iter()
+            .find(|n| n.id == id_or_name || n.description.hostname == id_or_name)
+            .ok_or_else(|| ClusterError::NotFound(format!("node {id_or_name} not found")))
+    }
+
+    /// `POST /nodes/{id}/update?version=N`: availability, labels and role (administrators only).
+    pub async fn update_node(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+        version: Option<u64>,
+        spec: docker::NodeSpec,
+    ) -> Result<(), ClusterError> {
+        if !caller.admin {
+            return Err(ClusterError::Forbidden("only an administrator may change nodes".into()));
+        }
+        let node = self.docker_node(id_or_name)?;
+        let id: u64 = node.id.parse().map_err(|_| ClusterError::NotFound(format!("node {id_or_name} not found")))?;
+        if !spec.role.is_empty() && spec.role != node.spec.role {
+            let role = wharf_api::NodeRole::parse(&spec.role)
+                .ok_or_else(|| ClusterError::Invalid(format!("invalid role {:?}", spec.role)))?;
+            self.set_role(id, role, caller.origin.clone()).await?;
+        }
+        let availability = if spec.availability.is_empty() { node.spec.availability } else { spec.availability };
+        let command = OrchestrationCommand::SetNodeSpec { id, version, availability, labels: spec.labels };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
+        Ok(())
+    }
+}
+
+trait ContainerId {
+    fn container_id_or_empty(&self) -> String;
+}
+
+impl ContainerId for TaskRecord {
+    fn container_id_or_empty(&self) -> String {
+        self.status.container_id.clone()
+    }
+}
+
+/// Checks a spec the way the engine does before it is recorded, and says what Wharf does not
+/// do yet.
+fn check_spec(mut spec: ServiceSpec) -> Result<(ServiceSpec, Vec<String>), ClusterError> {
+    if spec.name.is_empty() {
+        return Err(ClusterError::Invalid("a service needs a name".into()));
+    }
+    if !valid_service_name(&spec.name) {
+        return Err(ClusterError::Invalid(format!(
+            "invalid service name {:?}: letters, digits and '-' only, at most 63",
+            spec.name
+        )));
+    }
+    if spec.task_template.container_spec.image.is_empty() {
+        return Err(ClusterError::Invalid("ContainerSpec: image reference must be provided".into()));
+    }
+    let mode = &spec.mode;
+    if mode.replicated_job.is_some() || mode.global_job.is_some() {
+        return Err(ClusterError::Invalid("jobs are not supported by Wharf yet".into()));
+    }
+    if mode.replicated.is_none() && mode.global.is_none() {
+        spec.mode.replicated = Some(docker::Replicated { replicas: Some(1) });
+    }
+    if let Some(placement) = &spec.task_template.placement {
+        wharf_scheduler::Constraint::parse_all(&placement.constraints)
+            .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        for preference in placement.preferences.iter().filter_map(|p| p.spread.as_ref()) {
+            wharf_scheduler::Spread::parse(&preference.spread_descriptor)
+                .map_err(|e| ClusterError::Invalid(e.to_string()))?;
+        }
+    }
+    if let Some(endpoint) = &spec.endpoint_spec {
+        if endpoint.ports.iter().any(|p| p.publish_mode != "host") {
+            return Err(ClusterError::Invalid(
+                "ingress publishing (the routing mesh) is not supported by Wharf yet: publish with mode=host".into(),
+            ));
+        }
+        if endpoint.mode.as_deref().is_some_and(|m| m != "vip" && m != "dnsrr") {
+            return Err(ClusterError::Invalid(format!("invalid endpoint mode {:?}", endpoint.mode)));
+        }
+    }
+    Ok((spec, Vec::new()))
+}
+
+fn valid_service_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
+    serde_json::to_string(spec).map_err(|e| ClusterError::Internal(format!("encoding a service spec: {e}")))
+}
+
+/// The refusals of the orchestration state, as a caller should see them.
+fn service_error(e: wharf_store::ProposeError) -> ClusterError {
+    match e {
+        wharf_store::ProposeError::Refused(refusal) => match refusal {
+            Refusal::ServiceNameTaken(name) => ClusterError::Conflict(format!(
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+            )),
+            Refusal::ServiceUnknown(id) => ClusterError::NotFound(format!("service {id} not found")),
+            Refusal::VersionOutOfDate { current } => ClusterError::Invalid(format!(
+                "rpc error: code = Unknown desc = update out of sequence (the object is at version {current})"
+            )),
+            Refusal::Invalid(what) => ClusterError::Invalid(format!("invalid {what}")),
+            other => other.into(),
+        },
+        other => other.into(),
+    }
+}
+
+fn service_matches(id: &str, record: &ServiceRecord, filters: &BTreeMap<String, Vec<String>>) -> bool {
+    filters.iter().all(|(key, values)| match key.as_str() {
+        "id" => values.iter().any(|v| id.starts_with(v.as_str())),
+        "name" => values.iter().any(|v| record.name.starts_with(v.as_str())),
+        "label" => {
+            let labels = parse_spec(record).map(|s| s.labels).unwrap_or_default();
+            values.iter().all(|v| match v.split_once('=') {
+                Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
+                None => labels.contains_key(v),
+            })
+        }
+        "mode" => {
+            let global = parse_spec(record).is_some_and(|s| s.mode.global.is_some());
+            values.iter().any(|v| (v == "global") == global)
+        }
+        _ => true,
+    })
+}
+
+fn task_matches(
+    id: &str,
+    task: &TaskRecord,
+    service: &ServiceRecord,
+    service_ids: &[String],
+    filters: &BTreeMap<String, Vec<String>>,
+) -> bool {
+    filters.iter().all(|(key, values)| match key.as_str() {
+        "service" => service_ids.contains(&task.service_id),
+        "id" => values.iter().any(|v| id.starts_with(v.as_str())),
+        "node" => values.iter().any(|v| task.node.is_some_and(|n| n.to_string() == *v)),
+        "desired-state" => values.iter().any(|v| v == task.desired.as_str()),
+        "name" => values.iter().any(|v| task_name(service, task).starts_with(v.as_str())),
+        "_up-to-date" => task.spec_version == service.spec_version,
+        _ => true,
+    })
+}
+
+fn task_name(service: &ServiceRecord, task: &TaskRecord) -> String {
+    if task.slot == 0 {
+        format!("{}.{}", service.name, task.node.unwrap_or(0))
+    } else {
+        format!("{}.{}", service.name, task.slot)
+    }
+}
+
+fn service_status(
+    id: &str,
+    record: &ServiceRecord,
+    tasks: &[(String, TaskRecord)],
+    nodes: &[NodeView],
+) -> docker::ServiceStatus {
+    let mut status = docker::ServiceStatus::default();
+    let of_service = tasks.iter().filter(|(_, t)| t.service_id == id);
+    for (_, task) in of_service {
+        if task.desired == TaskState::Running && task.status.state == TaskState::Running {
+            status.running_tasks += 1;
+        }
+        if task.status.state == TaskState::Complete {
+            status.completed_tasks += 1;
+        }
+    }
+    let spec = parse_spec(record).unwrap_or_default();
+    status.desired_tasks = match (&spec.mode.replicated, &spec.mode.global) {
+        (_, Some(_)) => nodes
+            .iter()
+            .filter(|n| !n.record.removed && n.record.state != "down" && n.details.availability != "drain")
+            .count() as u64,
+        (Some(replicated), None) => replicated.replicas.unwrap_or(1),
+        (None, None) => 1,
+    };
+    status
+}
+
+fn service_view(id: &str, record: &ServiceRecord, status: Option<docker::ServiceStatus>) -> docker::Service {
+    let spec = parse_spec(record).unwrap_or_default();
+    let previous_spec = record.previous_spec.as_deref().and_then(|s| serde_json::from_str(s).ok());
+    let endpoint_spec = spec.endpoint_spec.clone().unwrap_or_default();
+    docker::Service {
+        id: id.to_owned(),
+        version: docker::ObjectVersion { index: record.version },
+        created_at: docker::rfc3339(record.created),
+        updated_at: docker::rfc3339(record.updated),
+        endpoint: docker::Endpoint { ports: endpoint_spec.ports.clone(), spec: endpoint_spec },
+        spec,
+        previous_spec,
+        service_status: status,
+    }
+}
+
+fn task_view(id: &str, task: &TaskRecord) -> docker::Task {
+    let blueprint: TaskBlueprint = serde_json::from_str(&task.template).unwrap_or_default();
+    let container_status = (!task.status.container_id.is_empty()).then(|| docker::ContainerStatus {
+        container_id: task.status.container_id.clone(),
+        pid: 0,
+        exit_code: task.status.exit_code,
+    });
+    let ports = if task.status.state == TaskState::Running { blueprint.host_ports.clone() } else { Vec::new() };
+    docker::Task {
+        id: id.to_owned(),
+        version: docker::ObjectVersion { index: task.version },
+        created_at: docker::rfc3339(task.created),
+        updated_at: docker::rfc3339(task.updated),
+        labels: BTreeMap::new(),
+        spec: blueprint.spec,
+        service_id: task.service_id.clone(),
+        slot: (task.slot != 0).then_some(task.slot),
+        node_id: task.node.map(|n| n.to_string()).unwrap_or_default(),
+        status: docker::TaskStatus {
+            timestamp: docker::rfc3339(task.status.at),
+            state: task.status.state.as_str().to_owned(),
+            message: task.status.message.clone(),
+            err: task.status.err.clone(),
+            container_status,
+            port_status: docker::PortStatus { ports },
+        },
+        desired_state: task.desired.as_str().to_owned(),
+    }
+}
+
+fn node_view(view: &NodeView, info: Option<&wharf_api::cluster::NodeInfo>) -> docker::Node {
+    let description = view.details.description.clone().unwrap_or_default();
+    let manager = view.record.role == "manager";
+    let state = match view.record.state.as_str() {
+        "ready" => "ready",
+        "down" => "down",
+        _ => "unknown",
+    };
+    let host = view.record.addr.rsplit_once(':').map_or(view.record.addr.as_str(), |(host, _)| host);
+    docker::Node {
+        id: view.id.to_string(),
+        version: docker::ObjectVersion { index: view.details.version.max(1) },
+        created_at: docker::rfc3339(view.record.created),
+        updated_at: docker::rfc3339(view.record.state_since.max(view.record.created)),
+        spec: docker::NodeSpec {
+            labels: view.details.labels.clone(),
+            role: view.record.role.clone(),
+            availability: view.details.availability.clone(),
+        },
+        description: docker::NodeDescription {
+            hostname: if description.hostname.is_empty() { view.record.hostname.clone() } else { description.hostname },
+            platform: docker::Platform { architecture: description.architecture, os: description.os },
+            resources: docker::Resources { nano_cpus: description.nano_cpus, memory_bytes: description.memory_bytes },
+            engine: docker::EngineDescription {
+                engine_version: description.engine_version,
+                labels: description.engine_labels,
+            },
+        },
+        status: docker::NodeStatus { state: state.into(), message: String::new(), addr: host.to_owned() },
+        manager_status: manager.then(|| docker::ManagerStatus {
+            leader: info.is_some_and(|i| i.leader),
+            reachability: match info.map(|i| i.reachability) {
+                Some(wharf_api::cluster::Reachability::Unreachable) => "unreachable".into(),
+                _ => "reachable".into(),
+            },
+            addr: view.record.addr.clone(),
+        }),
+    }
+}

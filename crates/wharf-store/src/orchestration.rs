@@ -1,0 +1,599 @@
+//! Services, tasks and what the control plane knows of each node beyond its membership
+//! (availability, labels, the description its agent reports): their commands and reads.
+//!
+//! Swarm's rules hold inside apply, so racing proposers cannot break them: a task's observed
+//! state only moves forward and only its own node reports it; its desired state only moves
+//! forward (running, shutdown, remove) and only managers write it; a service update names the
+//! version it was read at. Specs are kept as the JSON the client sent (the state never
+//! interprets them); a task carries the template it was created from.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::command::Outcome;
+use crate::refusal::Refusal;
+use crate::store::{Store, StoreError, encode};
+use crate::tables::{COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_TASKS, SERVICES, TASKS};
+
+/// Swarm's task states, in the order a task moves through them (`api/types.proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    /// The name the Docker API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TaskState> {
+        ALL_STATES.iter().copied().find(|state| state.as_str() == name)
+    }
+
+    /// Whether the task has ended (it will never run again).
+    pub fn is_terminal(self) -> bool {
+        self > TaskState::Running
+    }
+}
+
+const ALL_STATES: [TaskState; 14] = [
+    TaskState::New,
+    TaskState::Pending,
+    TaskState::Assigned,
+    TaskState::Accepted,
+    TaskState::Preparing,
+    TaskState::Ready,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Complete,
+    TaskState::Shutdown,
+    TaskState::Failed,
+    TaskState::Rejected,
+    TaskState::Remove,
+    TaskState::Orphaned,
+];
+
+/// A service: its spec as the client sent it (Docker's `ServiceSpec` JSON) and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    /// The user who created it: until grants arrive, a user sees and changes only their own.
+    pub owner: String,
+    pub spec: String,
+    pub previous_spec: Option<String>,
+    /// Bumped by every change (the `Version.Index` of the Docker API).
+    pub version: u64,
+    /// Bumped when the spec changes: tasks of an older spec version are out of date.
+    pub spec_version: u64,
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// What a task's node last reported of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub message: String,
+    pub err: String,
+    pub container_id: String,
+    pub exit_code: i64,
+    pub at: u64,
+}
+
+/// A task: one container of a service, on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub service_id: String,
+    /// The replica slot (1..N); 0 for a global service's task, which names its node instead.
+    pub slot: u64,
+    pub node: Option<u64>,
+    pub spec_version: u64,
+    /// The task template it runs (Docker's `TaskSpec` JSON).
+    pub template: String,
+    pub desired: TaskState,
+    pub status: TaskStatus,
+    pub version: u64,
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// What the control plane keeps of a node besides its membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDetails {
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    pub labels: BTreeMap<String, String>,
+    pub description: Option<NodeDescription>,
+    pub version: u64,
+}
+
+/// What a node's agent reports of its engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub engine_version: String,
+    pub engine_labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Stored<T> {
+    V1(T),
+}
+
+/// A task the orchestrator creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    pub id: String,
+    pub service_id: String,
+    pub slot: u64,
+    /// Set for a global service's task; the scheduler places the others.
+    pub node: Option<u64>,
+    pub spec_version: u64,
+    pub template: String,
+}
+
+/// What a node reports of one of its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub id: String,
+    pub state: TaskState,
+    pub message: String,
+    pub err: String,
+    pub container_id: String,
+    pub exit_code: i64,
+}
+
+/// A change of services, tasks or node details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrchestrationCommand {
+    /// Creates a service; refused when the name is taken.
+    CreateService { id: String, name: String, owner: String, spec: String, at: u64 },
+    /// Replaces a service's spec; refused unless `version` is the service's current one.
+    UpdateService { id: String, version: u64, name: String, spec: String, at: u64 },
+    /// Removes a service; its tasks are to be removed by their nodes.
+    RemoveService { id: String, at: u64 },
+    /// Records new tasks (pending, desired running). Tasks of a service that is gone are skipped.
+    CreateTasks { tasks: Vec<NewTask>, at: u64 },
+    /// The scheduler's decisions: tasks placed on nodes, and why others could not be.
+    AssignTasks { placed: Vec<(String, u64)>, unplaceable: Vec<(String, String)>, at: u64 },
+    /// Moves tasks' desired state forward (shutdown, remove); a step back is skipped.
+    SetDesiredState { ids: Vec<String>, desired: TaskState, at: u64 },
+    /// What node `node` observed of its tasks; reports of other nodes' tasks and steps back
+    /// are skipped.
+    ReportTasks { node: u64, reports: Vec<TaskReport>, at: u64 },
+    /// Forgets tasks (ended ones past the history a slot keeps, or of removed services).
+    RemoveTasks { ids: Vec<String> },
+    /// Sets a node's availability (`active`, `pause`, `drain`) and labels.
+    SetNodeSpec { id: u64, version: Option<u64>, availability: String, labels: BTreeMap<String, String> },
+    /// Records what a node's agent reports of its engine.
+    SetNodeDescription { id: u64, description: NodeDescription },
+}
+
+impl std::fmt::Display for OrchestrationCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OrchestrationCommand::CreateService { id, name, owner, .. } => {
+                write!(f, "create-service {name} ({id}) for {owner}")
+            }
+            OrchestrationCommand::UpdateService { id, version, .. } => write!(f, "update-service {id} at {version}"),
+            OrchestrationCommand::RemoveService { id, .. } => write!(f, "remove-service {id}"),
+            OrchestrationCommand::CreateTasks { tasks, .. } => write!(f, "create-tasks {}", tasks.len()),
+            OrchestrationCommand::AssignTasks { placed, unplaceable, .. } => {
+                write!(f, "assign-tasks {} placed {} unplaceable", placed.len(), unplaceable.len())
+            }
+            OrchestrationCommand::SetDesiredState { ids, desired, .. } => {
+                write!(f, "set-desired-state {} tasks {}", ids.len(), desired.as_str())
+            }
+            OrchestrationCommand::ReportTasks { node, reports, .. } => {
+                write!(f, "report-tasks node {node} {}", reports.len())
+            }
+            OrchestrationCommand::RemoveTasks { ids } => write!(f, "remove-tasks {}", ids.len()),
+            OrchestrationCommand::SetNodeSpec { id, availability, .. } => {
+                write!(f, "set-node-spec {id} {availability}")
+            }
+            OrchestrationCommand::SetNodeDescription { id, .. } => write!(f, "set-node-description {id}"),
+        }
+    }
+}
+
+pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> Result<Outcome, StoreError> {
+    use OrchestrationCommand as C;
+    match command {
+        C::CreateService { id, name, owner, spec, at } => {
+            refuse_taken_name(txn, name, None)?;
+            let version = next_version(txn)?;
+            let record = ServiceRecord {
+                name: name.clone(),
+                owner: owner.clone(),
+                spec: spec.clone(),
+                previous_spec: None,
+                version,
+                spec_version: version,
+                created: *at,
+                updated: *at,
+            };
+            put_service(txn, id, &record)?;
+            Ok(Outcome::Done)
+        }
+        C::UpdateService { id, version, name, spec, at } => update_service(txn, id, *version, name, spec, *at),
+        C::RemoveService { id, at } => {
+            if txn.open_table(SERVICES)?.remove(id.as_str())?.is_none() {
+                return Err(Refusal::ServiceUnknown(id.clone()).into());
+            }
+            let tasks = service_task_ids(txn, id)?;
+            set_desired(txn, &tasks, TaskState::Remove, *at)?;
+            Ok(Outcome::Done)
+        }
+        C::CreateTasks { tasks, at } => {
+            for task in tasks {
+                if service_in(txn, &task.service_id)?.is_some() {
+                    create_task(txn, task, *at)?;
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        C::AssignTasks { placed, unplaceable, at } => assign(txn, placed, unplaceable, *at),
+        C::SetDesiredState { ids, desired, at } => {
+            set_desired(txn, ids, *desired, *at)?;
+            Ok(Outcome::Done)
+        }
+        C::ReportTasks { node, reports, at } => report(txn, *node, reports, *at),
+        C::RemoveTasks { ids } => {
+            for id in ids {
+                remove_task(txn, id)?;
+            }
+            Ok(Outcome::Done)
+        }
+        C::SetNodeSpec { id, version, availability, labels } => {
+            if !matches!(availability.as_str(), "active" | "pause" | "drain") {
+                return Err(Refusal::Invalid(format!("availability {availability:?}")).into());
+            }
+            let mut details = node_details_in(txn, *id)?;
+            if let Some(version) = version
+                && *version != details.version
+            {
+                return Err(Refusal::VersionOutOfDate { current: details.version }.into());
+            }
+            details.availability = availability.clone();
+            details.labels = labels.clone();
+            put_node_details(txn, *id, &mut details)
+        }
+        C::SetNodeDescription { id, description } => {
+            let mut details = node_details_in(txn, *id)?;
+            details.description = Some(description.clone());
+            put_node_details(txn, *id, &mut details)
+        }
+    }
+}
+
+fn next_version(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let version = counters.get("orchestration_version")?.map(|v| v.value()).unwrap_or(0) + 1;
+    counters.insert("orchestration_version", version)?;
+    Ok(version)
+}
+
+fn refuse_taken_name(txn: &WriteTransaction, name: &str, except: Option<&str>) -> Result<(), StoreError> {
+    let services = txn.open_table(SERVICES)?;
+    for entry in services.iter()? {
+        let (id, raw) = entry?;
+        let record: Stored<ServiceRecord> = postcard::from_bytes(raw.value())?;
+        let Stored::V1(record) = record;
+        if record.name == name && Some(id.value()) != except {
+            return Err(Refusal::ServiceNameTaken(name.to_owned()).into());
+        }
+    }
+    Ok(())
+}
+
+fn update_service(
+    txn: &WriteTransaction,
+    id: &str,
+    version: u64,
+    name: &str,
+    spec: &str,
+    at: u64,
+) -> Result<Outcome, StoreError> {
+    let mut record = service_in(txn, id)?.ok_or_else(|| Refusal::ServiceUnknown(id.to_owned()))?;
+    if record.version != version {
+        return Err(Refusal::VersionOutOfDate { current: record.version }.into());
+    }
+    if record.name != name {
+        refuse_taken_name(txn, name, Some(id))?;
+        record.name = name.to_owned();
+    }
+    record.version = next_version(txn)?;
+    if record.spec != spec {
+        record.previous_spec = Some(std::mem::replace(&mut record.spec, spec.to_owned()));
+        record.spec_version = record.version;
+    }
+    record.updated = at;
+    put_service(txn, id, &record)?;
+    Ok(Outcome::Done)
+}
+
+fn put_service(txn: &WriteTransaction, id: &str, record: &ServiceRecord) -> Result<(), StoreError> {
+    txn.open_table(SERVICES)?.insert(id, encode(&Stored::V1(record.clone()))?.as_slice())?;
+    Ok(())
+}
+
+fn service_in(txn: &WriteTransaction, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+    let raw = txn.open_table(SERVICES)?.get(id)?.map(|v| v.value().to_vec());
+    Ok(match raw {
+        Some(raw) => {
+            let Stored::V1(record) = postcard::from_bytes(&raw)?;
+            Some(record)
+        }
+        None => None,
+    })
+}
+
+fn service_task_ids(txn: &WriteTransaction, service: &str) -> Result<Vec<String>, StoreError> {
+    let table = txn.open_table(SERVICE_TASKS)?;
+    let mut ids = Vec::new();
+    for entry in table.range((service, "")..)? {
+        let (key, _) = entry?;
+        let (owner, task) = key.value();
+        if owner != service {
+            break;
+        }
+        ids.push(task.to_owned());
+    }
+    Ok(ids)
+}
+
+fn create_task(txn: &WriteTransaction, task: &NewTask, at: u64) -> Result<(), StoreError> {
+    if task_in(txn, &task.id)?.is_some() {
+        return Ok(());
+    }
+    let record = TaskRecord {
+        service_id: task.service_id.clone(),
+        slot: task.slot,
+        node: task.node,
+        spec_version: task.spec_version,
+        template: task.template.clone(),
+        desired: TaskState::Running,
+        status: TaskStatus {
+            state: TaskState::Pending,
+            message: "pending task scheduling".into(),
+            err: String::new(),
+            container_id: String::new(),
+            exit_code: 0,
+            at,
+        },
+        version: next_version(txn)?,
+        created: at,
+        updated: at,
+    };
+    txn.open_table(SERVICE_TASKS)?.insert((task.service_id.as_str(), task.id.as_str()), ())?;
+    put_task(txn, &task.id, &record)
+}
+
+fn assign(
+    txn: &WriteTransaction,
+    placed: &[(String, u64)],
+    unplaceable: &[(String, String)],
+    at: u64,
+) -> Result<Outcome, StoreError> {
+    for (id, node) in placed {
+        let Some(mut task) = task_in(txn, id)? else { continue };
+        if task.status.state >= TaskState::Assigned || task.desired != TaskState::Running {
+            continue;
+        }
+        if task.node.is_some_and(|preset| preset != *node) {
+            continue;
+        }
+        task.node = Some(*node);
+        task.status = TaskStatus {
+            state: TaskState::Assigned,
+            message: "scheduler assigned task to node".into(),
+            at,
+            ..task.status
+        };
+        task.version = next_version(txn)?;
+        task.updated = at;
+        txn.open_table(NODE_TASKS)?.insert((*node, id.as_str()), ())?;
+        put_task(txn, id, &task)?;
+    }
+    for (id, reason) in unplaceable {
+        let Some(mut task) = task_in(txn, id)? else { continue };
+        if task.status.state >= TaskState::Assigned || task.status.err == *reason {
+            continue;
+        }
+        task.status.err = reason.clone();
+        task.status.at = at;
+        task.version = next_version(txn)?;
+        put_task(txn, id, &task)?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn set_desired(txn: &WriteTransaction, ids: &[String], desired: TaskState, at: u64) -> Result<(), StoreError> {
+    for id in ids {
+        let Some(mut task) = task_in(txn, id)? else { continue };
+        if desired <= task.desired {
+            continue;
+        }
+        task.desired = desired;
+        task.version = next_version(txn)?;
+        task.updated = at;
+        put_task(txn, id, &task)?;
+    }
+    Ok(())
+}
+
+fn report(txn: &WriteTransaction, node: u64, reports: &[TaskReport], at: u64) -> Result<Outcome, StoreError> {
+    for report in reports {
+        let Some(mut task) = task_in(txn, &report.id)? else { continue };
+        if task.node != Some(node) || report.state <= task.status.state {
+            continue;
+        }
+        task.status = TaskStatus {
+            state: report.state,
+            message: report.message.clone(),
+            err: report.err.clone(),
+            container_id: if report.container_id.is_empty() {
+                task.status.container_id
+            } else {
+                report.container_id.clone()
+            },
+            exit_code: report.exit_code,
+            at,
+        };
+        task.version = next_version(txn)?;
+        task.updated = at;
+        put_task(txn, &report.id, &task)?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn remove_task(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    let Some(task) = task_in(txn, id)? else { return Ok(()) };
+    txn.open_table(TASKS)?.remove(id)?;
+    txn.open_table(SERVICE_TASKS)?.remove((task.service_id.as_str(), id))?;
+    if let Some(node) = task.node {
+        txn.open_table(NODE_TASKS)?.remove((node, id))?;
+    }
+    Ok(())
+}
+
+fn put_task(txn: &WriteTransaction, id: &str, record: &TaskRecord) -> Result<(), StoreError> {
+    txn.open_table(TASKS)?.insert(id, encode(&Stored::V1(record.clone()))?.as_slice())?;
+    Ok(())
+}
+
+fn task_in(txn: &WriteTransaction, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let raw = txn.open_table(TASKS)?.get(id)?.map(|v| v.value().to_vec());
+    Ok(match raw {
+        Some(raw) => {
+            let Stored::V1(record) = postcard::from_bytes(&raw)?;
+            Some(record)
+        }
+        None => None,
+    })
+}
+
+fn node_details_in(txn: &WriteTransaction, id: u64) -> Result<NodeDetails, StoreError> {
+    let member = crate::cluster::node_in(txn, id)?;
+    if member.removed {
+        return Err(Refusal::NodeUnknown(id).into());
+    }
+    let raw = txn.open_table(NODE_DETAILS)?.get(id)?.map(|v| v.value().to_vec());
+    Ok(match raw {
+        Some(raw) => {
+            let Stored::V1(details) = postcard::from_bytes(&raw)?;
+            details
+        }
+        None => NodeDetails { availability: "active".into(), ..NodeDetails::default() },
+    })
+}
+
+fn put_node_details(txn: &WriteTransaction, id: u64, details: &mut NodeDetails) -> Result<Outcome, StoreError> {
+    details.version = next_version(txn)?;
+    txn.open_table(NODE_DETAILS)?.insert(id, encode(&Stored::V1(details.clone()))?.as_slice())?;
+    Ok(Outcome::Done)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StoreError> {
+    let Stored::V1(value) = postcard::from_bytes::<Stored<T>>(raw)?;
+    Ok(value)
+}
+
+impl Store {
+    /// Every service, by id.
+    pub fn services(&self) -> Result<Vec<(String, ServiceRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVICES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.push((id.value().to_owned(), decode(raw.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn service(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVICES)?;
+        table.get(id)?.map(|raw| decode(raw.value())).transpose()
+    }
+
+    /// Every task, by id.
+    pub fn tasks(&self) -> Result<Vec<(String, TaskRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.push((id.value().to_owned(), decode(raw.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TASKS)?;
+        table.get(id)?.map(|raw| decode(raw.value())).transpose()
+    }
+
+    /// The tasks ever assigned to `node` and not yet forgotten, by id.
+    pub fn node_tasks(&self, node: u64) -> Result<Vec<(String, TaskRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(NODE_TASKS)?;
+        let tasks = txn.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for entry in index.range((node, "")..(node + 1, ""))? {
+            let (key, _) = entry?;
+            let (_, id) = key.value();
+            if let Some(raw) = tasks.get(id)? {
+                out.push((id.to_owned(), decode(raw.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the control plane keeps of node `id` (defaults for a node it has nothing on).
+    pub fn node_details(&self, id: u64) -> Result<NodeDetails, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NODE_DETAILS)?;
+        match table.get(id)? {
+            Some(raw) => decode(raw.value()),
+            None => Ok(NodeDetails { availability: "active".into(), ..NodeDetails::default() }),
+        }
+    }
+}

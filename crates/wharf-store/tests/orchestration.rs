@@ -1,0 +1,138 @@
+//! Services and tasks: the rules Swarm's task model keeps, decided inside apply.
+
+use std::collections::BTreeMap;
+
+use wharf_store::{
+    ClusterCommand, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, Store, StoreError, TaskReport,
+    TaskState,
+};
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("state.redb")).expect("open");
+    (dir, store)
+}
+
+fn refusal(result: Result<wharf_store::Outcome, StoreError>) -> Refusal {
+    match result {
+        Err(StoreError::Refused(refusal)) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn service(store: &Store, id: &str, name: &str) {
+    store
+        .apply(C::CreateService { id: id.into(), name: name.into(), owner: "alice".into(), spec: "{}".into(), at: 1 })
+        .expect("create service");
+}
+
+fn task(store: &Store, id: &str, service: &str, slot: u64) {
+    let new =
+        NewTask { id: id.into(), service_id: service.into(), slot, node: None, spec_version: 1, template: "{}".into() };
+    store.apply(C::CreateTasks { tasks: vec![new], at: 2 }).expect("create task");
+}
+
+fn report(store: &Store, node: u64, id: &str, state: TaskState) {
+    let report = TaskReport {
+        id: id.into(),
+        state,
+        message: state.as_str().into(),
+        err: String::new(),
+        container_id: "c1".into(),
+        exit_code: 0,
+    };
+    store.apply(C::ReportTasks { node, reports: vec![report], at: 3 }).expect("report");
+}
+
+#[test]
+fn a_name_is_taken_once_and_an_update_names_the_version_it_read() {
+    let (_dir, store) = open();
+    service(&store, "s1", "web");
+    let again = store.apply(C::CreateService {
+        id: "s2".into(),
+        name: "web".into(),
+        owner: "bob".into(),
+        spec: "{}".into(),
+        at: 1,
+    });
+    assert_eq!(refusal(again), Refusal::ServiceNameTaken("web".into()));
+    let version = store.service("s1").expect("read").expect("exists").version;
+    let update =
+        |version| C::UpdateService { id: "s1".into(), version, name: "web".into(), spec: "{\"a\":1}".into(), at: 5 };
+    store.apply(update(version)).expect("update at the current version");
+    let updated = store.service("s1").expect("read").expect("exists");
+    assert!(updated.version > version && updated.spec_version == updated.version);
+    assert_eq!(updated.previous_spec.as_deref(), Some("{}"));
+    assert_eq!(refusal(store.apply(update(version))), Refusal::VersionOutOfDate { current: updated.version });
+}
+
+#[test]
+fn task_states_only_move_forward_and_only_their_node_reports_them() {
+    let (_dir, store) = open();
+    store
+        .apply(ClusterCommand::AddNode { role: "manager".into(), hostname: "a".into(), addr: "a:1".into(), at: 1 })
+        .expect("node");
+    service(&store, "s1", "web");
+    task(&store, "t1", "s1", 1);
+    assert_eq!(store.task("t1").expect("read").expect("task").status.state, TaskState::Pending);
+    store.apply(C::AssignTasks { placed: vec![("t1".into(), 1)], unplaceable: vec![], at: 2 }).expect("assign");
+    assert_eq!(store.node_tasks(1).expect("read").len(), 1);
+    report(&store, 2, "t1", TaskState::Running);
+    assert_eq!(
+        store.task("t1").expect("read").expect("task").status.state,
+        TaskState::Assigned,
+        "another node's report"
+    );
+    report(&store, 1, "t1", TaskState::Running);
+    report(&store, 1, "t1", TaskState::Starting);
+    let t = store.task("t1").expect("read").expect("task");
+    assert_eq!((t.status.state, t.status.container_id.as_str()), (TaskState::Running, "c1"));
+    // A task assigned once is not assigned again.
+    store.apply(C::AssignTasks { placed: vec![("t1".into(), 7)], unplaceable: vec![], at: 2 }).expect("assign");
+    assert_eq!(store.task("t1").expect("read").expect("task").node, Some(1));
+    // Desired state: forward only.
+    store.apply(C::SetDesiredState { ids: vec!["t1".into()], desired: TaskState::Shutdown, at: 4 }).expect("shutdown");
+    store.apply(C::SetDesiredState { ids: vec!["t1".into()], desired: TaskState::Running, at: 4 }).expect("back");
+    assert_eq!(store.task("t1").expect("read").expect("task").desired, TaskState::Shutdown);
+}
+
+#[test]
+fn removing_a_service_asks_for_its_tasks_removal_and_new_tasks_of_it_are_skipped() {
+    let (_dir, store) = open();
+    service(&store, "s1", "web");
+    task(&store, "t1", "s1", 1);
+    store.apply(C::RemoveService { id: "s1".into(), at: 3 }).expect("remove");
+    assert_eq!(store.task("t1").expect("read").expect("task").desired, TaskState::Remove);
+    task(&store, "t2", "s1", 2);
+    assert!(store.task("t2").expect("read").is_none());
+    assert_eq!(refusal(store.apply(C::RemoveService { id: "s1".into(), at: 3 })), Refusal::ServiceUnknown("s1".into()));
+    store.apply(C::RemoveTasks { ids: vec!["t1".into()] }).expect("forget");
+    assert!(store.tasks().expect("read").is_empty());
+}
+
+#[test]
+fn node_details_survive_a_snapshot_with_services_and_tasks() {
+    let (_dir, store) = open();
+    store
+        .apply(ClusterCommand::AddNode { role: "worker".into(), hostname: "w".into(), addr: "w:1".into(), at: 1 })
+        .expect("node");
+    let labels = BTreeMap::from([("zone".to_owned(), "a".to_owned())]);
+    let bad = C::SetNodeSpec { id: 1, version: None, availability: "away".into(), labels: labels.clone() };
+    assert!(matches!(refusal(store.apply(bad)), Refusal::Invalid(_)));
+    store.apply(C::SetNodeSpec { id: 1, version: None, availability: "drain".into(), labels }).expect("spec");
+    let description = NodeDescription { hostname: "w".into(), nano_cpus: 2_000_000_000, ..NodeDescription::default() };
+    store.apply(C::SetNodeDescription { id: 1, description: description.clone() }).expect("description");
+    let stale = C::SetNodeSpec { id: 1, version: Some(1), availability: "active".into(), labels: BTreeMap::new() };
+    assert!(matches!(refusal(store.apply(stale)), Refusal::VersionOutOfDate { .. }));
+    service(&store, "s1", "web");
+    task(&store, "t1", "s1", 1);
+    store.apply(C::AssignTasks { placed: vec![("t1".into(), 1)], unplaceable: vec![], at: 2 }).expect("assign");
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_other, copy) = open();
+    copy.import(&mut snapshot.as_slice(), b"m").expect("import");
+    let details = copy.node_details(1).expect("read");
+    assert_eq!((details.availability.as_str(), details.description), ("drain", Some(description)));
+    assert_eq!(copy.node_tasks(1).expect("read").len(), 1);
+    assert_eq!(copy.services().expect("read").len(), 1);
+}
