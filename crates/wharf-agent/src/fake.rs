@@ -7,10 +7,13 @@ use wharf_api::cluster::EngineReport;
 
 use crate::executor::{ContainerView, ExecError, Executor, RunRequest};
 
+type FakeContainer = (String, String, String, u64, ContainerView);
+
 #[derive(Debug, Default)]
 pub struct FakeExecutor {
     pub report: EngineReport,
-    containers: Mutex<Vec<(String, String, String, u64, ContainerView)>>,
+    /// (cluster, container name, container id, node, what the engine shows).
+    containers: Mutex<Vec<FakeContainer>>,
     next: Mutex<u64>,
 }
 

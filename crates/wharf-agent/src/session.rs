@@ -30,6 +30,11 @@ pub struct TaskAgentConfig {
     /// The managers' addresses (`host:port`): images named there come from this cluster's
     /// registry and are pulled with a token the node gets with its certificate.
     pub registries: Vec<String>,
+    /// The engine's `certs.d` folder: before a pull from the cluster's registry the agent
+    /// puts the cluster CA there for the registry's address (the engine reads it at each pull,
+    /// so no restart and no `docker login` are needed).
+    pub certs_d: std::path::PathBuf,
+    pub ca_pem: String,
 }
 
 pub struct TaskAgent<E: Executor + 'static> {
@@ -125,8 +130,14 @@ impl<E: Executor + 'static> TaskAgent<E> {
         let image = task.blueprint.spec.container_spec.image.clone();
         let repository = cluster_repository(&image, &self.config.registries);
         let mut client = self.config.client.clone();
+        let (certs_d, ca_pem) = (self.config.certs_d.clone(), self.config.ca_pem.clone());
         async move {
             let repository = repository?;
+            if let Some((host, _)) = wharf_api::docker::image_repository(&image)
+                && let Err(e) = trust_registry(&certs_d, host, &ca_pem)
+            {
+                tracing::warn!(registry = host, error = %e, "putting the cluster CA in the engine's certs.d failed");
+            }
             let request = NodeTokenRequest { repositories: vec![repository] };
             match client.call::<_, NodeTokenResponse>(Method::POST, "/cluster/registry-token", Some(&request)).await {
                 Ok(answer) => Some(answer.token),
@@ -141,16 +152,21 @@ impl<E: Executor + 'static> TaskAgent<E> {
 
 /// The repository of `image` when it is named at one of `registries` (`host:port/repo[:tag|@digest]`).
 pub fn cluster_repository(image: &str, registries: &[String]) -> Option<String> {
-    let (host, rest) = image.split_once('/')?;
-    if !registries.iter().any(|r| r == host) {
-        return None;
+    let (host, repository) = wharf_api::docker::image_repository(image)?;
+    registries.iter().any(|r| r == host).then(|| repository.to_owned())
+}
+
+/// Writes the cluster CA as `<certs_d>/<registry>/ca.crt`, unless it is there already.
+pub fn trust_registry(certs_d: &std::path::Path, registry: &str, ca_pem: &str) -> std::io::Result<()> {
+    let dir = certs_d.join(registry);
+    let path = dir.join("ca.crt");
+    if std::fs::read_to_string(&path).is_ok_and(|existing| existing == ca_pem) {
+        return Ok(());
     }
-    let rest = rest.split_once('@').map_or(rest, |(name, _)| name);
-    let name = match rest.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => name,
-        _ => rest,
-    };
-    Some(name.to_owned())
+    std::fs::create_dir_all(&dir)?;
+    let temporary = dir.join("ca.crt.wharf-new");
+    std::fs::write(&temporary, ca_pem)?;
+    std::fs::rename(&temporary, &path)
 }
 
 fn status(task: &str, state: &str, message: &str, container: &str) -> TaskReportWire {

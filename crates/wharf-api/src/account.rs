@@ -62,6 +62,9 @@ pub enum SessionKind {
     /// A registry refresh token (docker's identity token).
     #[serde(rename = "refresh_token")]
     RefreshToken,
+    /// A client bundle's certificate (`GET /api/clientbundle`).
+    #[serde(rename = "client_bundle")]
+    ClientBundle,
 }
 
 impl SessionKind {
@@ -69,6 +72,7 @@ impl SessionKind {
         match self {
             SessionKind::Api => "api",
             SessionKind::RefreshToken => "refresh_token",
+            SessionKind::ClientBundle => "client_bundle",
         }
     }
 }

@@ -517,6 +517,21 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String>
         .collect())
 }
 
+/// The registry host and repository an image reference names (`host[:port]/repo[:tag][@digest]`),
+/// when it names a registry (a first part with a dot or a port, or `localhost`).
+pub fn image_repository(image: &str) -> Option<(&str, &str)> {
+    let (host, rest) = image.split_once('/')?;
+    if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        return None;
+    }
+    let rest = rest.split_once('@').map_or(rest, |(name, _)| name);
+    let name = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => rest,
+    };
+    Some((host, name))
+}
+
 /// Seconds since the epoch as an RFC 3339 UTC timestamp.
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -543,6 +558,15 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_939_199), "2026-11-29T07:59:59Z");
+    }
+
+    #[test]
+    fn image_references_name_their_registry_and_repository() {
+        assert_eq!(image_repository("127.0.0.1:5000/team/app:1"), Some(("127.0.0.1:5000", "team/app")));
+        assert_eq!(image_repository("reg.example/app@sha256:ab"), Some(("reg.example", "app")));
+        assert_eq!(image_repository("localhost/app:1@sha256:ab"), Some(("localhost", "app")));
+        assert_eq!(image_repository("library/busybox:1"), None);
+        assert_eq!(image_repository("busybox"), None);
     }
 
     #[test]

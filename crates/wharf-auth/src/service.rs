@@ -16,6 +16,9 @@ use crate::scope::Access;
 use crate::token::{Claims, TokenError, TokenSigner, TokenVerifier};
 use crate::{password, secret_id};
 
+/// The subject prefix of a node's registry token (`node:<id>`): user names cannot hold `:`.
+pub const NODE_SUBJECT: &str = "node:";
+
 /// Names and lifetimes (seconds).
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -376,12 +379,25 @@ impl Auth {
         Ok((token, granted))
     }
 
+    /// A registry token for node `node` pulling `repositories` (which the control plane
+    /// checked are its tasks' images): its subject is `node:<id>`, which no account can be
+    /// named, and its grant is exactly that pull.
+    pub fn issue_node_token(&self, node: u64, repositories: &[String], now: u64) -> Result<String, AuthError> {
+        let access = repositories
+            .iter()
+            .map(|repo| Access { kind: "repository".into(), name: repo.clone(), actions: vec!["pull".into()] })
+            .collect();
+        let subject = format!("{NODE_SUBJECT}{node}");
+        Ok(self.signer.sign(Some((subject.as_str(), 0, 0)), access, now)?)
+    }
+
     /// The principal and claims of a registry token. A user's token is refused once the
     /// account is disabled or deleted, once its credentials changed after the token was issued
     /// (a new password, disabled and enabled again), and for any other account of the same name.
     pub fn verify_token(&self, token: &str, now: u64) -> Result<(Principal, Arc<Claims>), AuthError> {
         let claims = self.verifier.verify(token, now)?;
-        if claims.sub.is_empty() {
+        // A node's token carries its grant and nothing else: it acts as no account.
+        if claims.sub.is_empty() || claims.sub.starts_with(NODE_SUBJECT) {
             return Ok((Principal::Anonymous, claims));
         }
         match self.identity(&claims.sub)? {

@@ -142,6 +142,14 @@ impl Client {
         Ok((value, headers))
     }
 
+    /// `GET path`, the answer's body as bytes (a client bundle's zip).
+    pub async fn get_bytes(&mut self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(Method::GET, path, None::<&()>).await?;
+        let target = self.target().to_owned();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Decode { target, reason: e.to_string() })?;
+        Ok(bytes.to_vec())
+    }
+
     /// Sends the request until a manager answers it, following the leader; see the module
     /// documentation.
     async fn send<B: Serialize + ?Sized>(

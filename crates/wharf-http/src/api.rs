@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/users/{name}/password", put(set_password))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", delete(end_session))
+        .route("/api/clientbundle", get(crate::bundle::client_bundle))
         .route("/api/repositories/{*name}", get(show_repository).patch(update_repository))
         .route("/api/nodes", get(list_nodes))
         .route("/api/nodes/{id}", delete(remove_node))
@@ -48,7 +49,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 }
 
 /// An API failure: a status and a message.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -112,11 +113,11 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
 /// The caller of an `/api/` route, from its `Authorization: Bearer` session: the account
 /// service, who they are, their session id, and the origin their changes are recorded with
 /// (their account and address).
-struct Caller {
-    auth: Arc<Auth>,
-    identity: Identity,
-    session: String,
-    by: Origin,
+pub(crate) struct Caller {
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) identity: Identity,
+    pub(crate) session: String,
+    pub(crate) by: Origin,
 }
 
 impl FromRequestParts<Arc<App>> for Caller {
@@ -240,6 +241,7 @@ struct SessionQuery {
 }
 
 async fn list_sessions(
+    State(app): State<Arc<App>>,
     Caller { auth, identity, session: current, .. }: Caller,
     Query(q): Query<SessionQuery>,
 ) -> ApiResult {
@@ -259,11 +261,42 @@ async fn list_sessions(
             created: s.record.created,
             expires: s.record.expires,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut sessions = sessions;
+    if let Some(manager) = &app.cluster {
+        let bundles =
+            manager.bundles(Some(&user)).map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        sessions.extend(bundles.into_iter().map(|b| SessionInfo {
+            id: b.id,
+            kind: account::SessionKind::ClientBundle,
+            client: b.label,
+            created: b.created,
+            expires: b.expires,
+            current: false,
+        }));
+    }
     Ok(typed_response(StatusCode::OK, &sessions))
 }
 
-async fn end_session(Caller { auth, identity, by, .. }: Caller, Path(id): Path<String>) -> ApiResult {
+async fn end_session(
+    State(app): State<Arc<App>>,
+    Caller { auth, identity, by, .. }: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    if let Some(manager) = &app.cluster
+        && manager
+            .bundles(None)
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .iter()
+            .any(|b| b.id == id)
+    {
+        let caller = wharf_manager::Caller { name: identity.name.clone(), admin: identity.admin, origin: by };
+        manager.revoke_bundle(&id, &caller).await.map_err(|e| match e {
+            ClusterError::NotFound(why) => api_error(StatusCode::NOT_FOUND, why),
+            other => api_error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let owned = auth.sessions_of(&identity.name)?.iter().any(|s| s.id == id);
     allow(&identity, Operation::EndSession { owned })?;
     auth.end_session(&id, &by).await?;

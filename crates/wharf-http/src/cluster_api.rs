@@ -13,7 +13,9 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use wharf_api::cluster::{JoinRequest, RenewRequest};
+use wharf_api::cluster::{
+    AssignmentsRequest, JoinRequest, NodeTokenRequest, NodeTokenResponse, RenewRequest, TaskReports,
+};
 use wharf_manager::{ClusterError, Manager};
 use wharf_pki::NodeIdentity;
 
@@ -26,6 +28,8 @@ pub fn cluster_router(manager: Arc<Manager>) -> Router {
         .route("/cluster/nodes", get(nodes))
         .route("/cluster/heartbeat", post(heartbeat))
         .route("/cluster/renew", post(renew))
+        .route("/cluster/assignments", post(assignments))
+        .route("/cluster/tasks", post(report_tasks))
         .with_state(manager)
 }
 
@@ -70,7 +74,16 @@ pub(crate) fn peer_identity(req: &Request) -> Result<NodeIdentity, Box<Response>
 
 /// The JSON body of a node-to-node request (at most 64 KiB); `what` names it in refusals.
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request, what: &str) -> Result<T, Response> {
-    let body = crate::read_body(req.into_body(), 64 * 1024)
+    json_body_limited(req, what, 64 * 1024).await
+}
+
+/// [`json_body`] with a larger limit.
+async fn json_body_limited<T: serde::de::DeserializeOwned>(
+    req: Request,
+    what: &str,
+    limit: usize,
+) -> Result<T, Response> {
+    let body = crate::read_body(req.into_body(), limit)
         .await
         .map_err(|(status, why)| refuse(status, &format!("{what}: {why}")))?;
     serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
@@ -131,4 +144,64 @@ async fn renew(State(manager): State<Arc<Manager>>, req: Request) -> Response {
         Err(refusal) => return refusal,
     };
     answer(manager.renew(&identity, &request).await)
+}
+
+/// `POST /cluster/assignments`: the calling node's long poll for its tasks.
+async fn assignments(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    if let Err(e) = manager.peer(&identity) {
+        return cluster_error(e);
+    }
+    let request: AssignmentsRequest = match json_body(req, "assignments request").await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    answer(manager.assignments(&identity, request).await)
+}
+
+/// `POST /cluster/tasks`: what the calling node observed of its tasks.
+async fn report_tasks(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    if let Err(e) = manager.peer(&identity) {
+        return cluster_error(e);
+    }
+    let reports: TaskReports = match json_body_limited(req, "task reports", 4 << 20).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    answer(manager.report_tasks(&identity, reports).await)
+}
+
+/// `POST /cluster/registry-token`: a token for the calling node to pull its tasks' images.
+pub(crate) async fn registry_token(State(app): State<Arc<crate::App>>, req: Request) -> Response {
+    let (Some(manager), Some(auth)) = (&app.cluster, &app.auth) else {
+        return refuse(StatusCode::NOT_FOUND, "this node is not a cluster manager");
+    };
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    if let Err(e) = manager.peer(&identity) {
+        return cluster_error(e);
+    }
+    let request: NodeTokenRequest = match json_body(req, "token request").await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    if let Err(e) = manager.check_node_pulls(&identity, &request.repositories) {
+        return cluster_error(e);
+    }
+    match auth.issue_node_token(identity.node_id, &request.repositories, crate::now()) {
+        Ok(token) => crate::typed_response(StatusCode::OK, &NodeTokenResponse { token }),
+        Err(e) => {
+            tracing::error!(error = %e, "signing a node's registry token failed");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log")
+        }
+    }
 }

@@ -196,7 +196,7 @@ impl HttpBody for IdleBody {
 pub(crate) struct ConnectionService {
     router: Router,
     peer: SocketAddr,
-    leaf: Option<crate::PeerCertificate>,
+    leaf: Option<(crate::PeerCertificate, Option<crate::PeerUser>)>,
     activity: Arc<Activity>,
     body_idle: Duration,
 }
@@ -204,7 +204,7 @@ pub(crate) struct ConnectionService {
 pub(crate) fn service(
     router: Router,
     peer: SocketAddr,
-    leaf: Option<crate::PeerCertificate>,
+    leaf: Option<(crate::PeerCertificate, Option<crate::PeerUser>)>,
     activity: Arc<Activity>,
     body_idle: Duration,
 ) -> ConnectionService {
@@ -227,8 +227,11 @@ impl tower::Service<hyper::Request<Incoming>> for ConnectionService {
         let timeout = self.body_idle;
         let mut req = req.map(|inner| IdleBody { inner, timeout, last: Instant::now(), sleep: None });
         req.extensions_mut().insert(crate::PeerAddr(self.peer));
-        if let Some(leaf) = &self.leaf {
-            req.extensions_mut().insert(leaf.clone());
+        if let Some((node, user)) = &self.leaf {
+            req.extensions_mut().insert(node.clone());
+            if let Some(user) = user {
+                req.extensions_mut().insert(user.clone());
+            }
         }
         let response = tower::ServiceExt::oneshot(self.router.clone(), req);
         Box::pin(async move {

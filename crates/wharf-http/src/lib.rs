@@ -9,7 +9,9 @@
 mod access;
 mod api;
 mod blobs;
+mod bundle;
 mod cluster_api;
+mod docker;
 mod endpoint;
 mod forward;
 mod guard;
@@ -89,12 +91,19 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 #[derive(Debug, Clone)]
 pub struct PeerCertificate(pub Option<Arc<wharf_pki::NodeIdentity>>);
 
+/// A user certificate (a client bundle's) a peer presented, verified against the cluster CA,
+/// put into each request's extensions by [`serve`] beside [`PeerCertificate`]: who it names;
+/// whether its bundle still holds is checked per request.
+#[derive(Debug, Clone)]
+pub struct PeerUser(pub Arc<wharf_pki::UserCertificate>);
+
 /// The router for the whole node: `/ca`, the auth and account API, and `/v2/...`.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/ca", get(ca))
         .route("/cluster/blobs/{digest}", get(blobs::peer_blob))
         .route("/cluster/blobs/{digest}/copy", axum::routing::post(blobs::peer_copy))
+        .route("/cluster/registry-token", axum::routing::post(cluster_api::registry_token))
         .merge(api::routes())
         .fallback(dispatch)
         .with_state(app)
@@ -227,6 +236,9 @@ async fn ca(State(app): State<Arc<App>>) -> Response {
 
 async fn dispatch(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let path = req.uri().path().to_owned();
+    if let Some(call) = docker::DockerCall::parse(&path) {
+        return docker::handle(&app, call, req).await;
+    }
     let Some(endpoint) = Endpoint::parse(&path) else {
         return error_response(&RegistryError::new(ErrorCode::Unsupported, "unknown endpoint").with_status(404));
     };

@@ -157,12 +157,11 @@ impl Connection {
                 };
                 // Each request carries the certificate the peer presented (verified against
                 // the cluster CA by rustls), read once per connection.
-                let leaf = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| crate::PeerCertificate(wharf_pki::node_identity(c.as_ref()).map(std::sync::Arc::new)));
+                let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| {
+                    let node = wharf_pki::node_identity(c.as_ref()).map(std::sync::Arc::new);
+                    let user = wharf_pki::user_certificate(c.as_ref()).map(|u| crate::PeerUser(std::sync::Arc::new(u)));
+                    (crate::PeerCertificate(node), user)
+                });
                 self.serve(TokioIo::new(tls), leaf).await;
             }
             None => self.serve(TokioIo::new(stream), None).await,
@@ -171,7 +170,7 @@ impl Connection {
 
     /// Serves HTTP on `io` until the peer goes, the connection idles past its deadline, or the
     /// server stops.
-    async fn serve<I>(mut self, io: I, leaf: Option<crate::PeerCertificate>)
+    async fn serve<I>(mut self, io: I, leaf: Option<(crate::PeerCertificate, Option<crate::PeerUser>)>)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {

@@ -112,3 +112,25 @@ fn parse_report(report: TaskReportWire) -> Result<TaskReport, ClusterError> {
         exit_code: report.exit_code,
     })
 }
+
+impl Manager {
+    /// Checks that node `identity` runs (or is to run) a task whose image is in each of
+    /// `repositories`, so that the token it gets to pull them grants nothing else.
+    pub fn check_node_pulls(&self, identity: &NodeIdentity, repositories: &[String]) -> Result<(), ClusterError> {
+        self.known_peer(identity)?;
+        let tasks = self.store.node_tasks(identity.node_id)?;
+        let named: Vec<String> = tasks
+            .iter()
+            .filter(|(_, t)| t.desired == TaskState::Running)
+            .filter_map(|(_, t)| serde_json::from_str::<TaskBlueprint>(&t.template).ok())
+            .filter_map(|b| {
+                wharf_api::docker::image_repository(&b.spec.container_spec.image).map(|(_, repo)| repo.to_owned())
+            })
+            .collect();
+        match repositories.iter().find(|repo| !named.contains(repo)) {
+            Some(repo) => Err(ClusterError::Forbidden(format!("no task of this node runs an image of {repo}"))),
+            None if repositories.is_empty() => Err(ClusterError::Invalid("name the repositories to pull".into())),
+            None => Ok(()),
+        }
+    }
+}

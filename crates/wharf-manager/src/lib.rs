@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod bootstrap;
+mod bundles;
 mod certificates;
 pub mod control;
 mod dispatcher;
@@ -31,6 +32,7 @@ use wharf_api::cluster::ManagerSecrets;
 use wharf_pki::NodeIdentity;
 use wharf_store::NodeRecord;
 
+pub use bundles::{BUNDLE_VALIDITY, BundleInfo};
 pub use control::run_control_loop;
 pub use dispatcher::LONGEST_POLL;
 pub use error::ClusterError;

@@ -225,7 +225,9 @@ fn constraints_of(spec: &TaskSpec) -> Vec<wharf_scheduler::Constraint> {
 /// Ended tasks beyond the newest [`TASK_HISTORY`] of a slot (or of a node, for a global
 /// service) are forgotten.
 fn forget_history(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
-    let mut groups: BTreeMap<(u64, Option<u64>), Vec<(&str, &TaskRecord)>> = BTreeMap::new();
+    // Keyed by slot, or by node for a global service's tasks (slot 0).
+    type Group<'a> = Vec<(&'a str, &'a TaskRecord)>;
+    let mut groups: BTreeMap<(u64, Option<u64>), Group<'_>> = BTreeMap::new();
     for (id, task) in tasks {
         let key = if task.slot == 0 { (0, task.node) } else { (task.slot, None) };
         groups.entry(key).or_default().push((id, task));

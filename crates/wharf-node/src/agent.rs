@@ -26,11 +26,33 @@ pub struct Agent {
     /// The certificate this node presents, as a server and as a client.
     pub cert: Arc<RenewableCert>,
     pub ca_pem: String,
+    /// Where tasks run; `None`: this node runs none.
+    pub engine: Option<EngineSettings>,
+}
+
+/// The node's container engine, as the task agent reaches it.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// `unix:///path`, `tcp://host:port`, or the local socket when `None` (`--docker-host`).
+    pub docker_host: Option<String>,
+    /// The engine's `certs.d` folder, where the agent puts the cluster CA for each manager's
+    /// address before it pulls from the cluster's registry (`/etc/docker/certs.d`).
+    pub certs_d: std::path::PathBuf,
 }
 
 impl Agent {
     /// Runs until the node must restart in another role.
     pub async fn run(mut self) -> Result<(), NodeError> {
+        // The task agent runs beside the heartbeats and ends with them (a role change).
+        let _tasks = match &self.engine {
+            Some(engine) => Some(AbortOnDrop(tokio::spawn(crate::tasks::run_task_agent(
+                engine.clone(),
+                self.identity.clone(),
+                Arc::clone(&self.cert),
+                self.ca_pem.clone(),
+            )))),
+            None => None,
+        };
         let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
         // A heartbeat tries every known manager, following the leader, for about one period.
         let mut client =
@@ -123,5 +145,14 @@ impl Agent {
         tracing::info!(role = %self.identity.role, not_after = %key.not_after, "this node's certificate was renewed");
         self.key = key;
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

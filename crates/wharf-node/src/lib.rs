@@ -20,8 +20,9 @@ mod raft_node;
 mod standalone;
 mod startup;
 mod storage;
+mod tasks;
 
-pub use agent::Agent;
+pub use agent::{Agent, EngineSettings};
 pub use calls::{JoinAsk, ask_to_be_added, join_cluster, nodes_as_this_node};
 pub use data_dir::{DataDir, private_umask, secure};
 pub use identity::Identity;

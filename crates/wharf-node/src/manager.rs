@@ -194,6 +194,7 @@ impl ManagerNode {
         node.spawn(keep_blob_copies(Arc::clone(&registry), Arc::clone(&manager), settings.blob_care.clone()));
         node.spawn(scrub_blob_copies(Arc::clone(&registry), settings.blob_care.clone()));
         node.spawn(purge_stale(registry, Some(auth), settings.uploads));
+        node.spawn(wharf_manager::run_control_loop(Arc::clone(&manager)));
         node.spawn(wharf_manager::watch_heartbeats(manager));
         Ok(node)
     }

@@ -17,6 +17,7 @@ pub use time;
 
 mod node;
 mod secrets;
+mod user;
 mod verify;
 
 pub use node::{
@@ -25,6 +26,7 @@ pub use node::{
     renewing_client_config,
 };
 pub use secrets::SecretsKey;
+pub use user::{USER_OU, UserCertificate, public_key_pem, user_certificate};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,

@@ -11,7 +11,7 @@ use crate::command::{Outcome, SessionRecordCommand};
 use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
+use crate::tables::{BUNDLES, COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
 
 /// A change of accounts, sessions or repository settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +36,11 @@ pub enum AccountsCommand {
     /// Lets a repository accept manifests whose references it does not hold, or not
     /// ([`crate::RepoSettings::sparse_manifests`]).
     SetRepoSparseManifests { repo: String, allowed: bool },
+    /// Records a client bundle: its certificate's serial `id` names `user` as of the account's
+    /// id and credentials epoch, so a new password, a disable or a delete ends it at once.
+    CreateBundle { id: String, user: String, label: String, created: u64, expires: u64 },
+    /// Ends a client bundle.
+    DeleteBundle { id: String },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -54,6 +59,8 @@ impl std::fmt::Display for AccountsCommand {
             AccountsCommand::SetRepoSparseManifests { repo, allowed } => {
                 write!(f, "set-repo-sparse-manifests {repo} {allowed}")
             }
+            AccountsCommand::CreateBundle { user, .. } => write!(f, "create-bundle for {user}"),
+            AccountsCommand::DeleteBundle { .. } => write!(f, "delete-bundle"),
         }
     }
 }
@@ -69,6 +76,8 @@ pub(crate) fn changes_access(command: &AccountsCommand) -> bool {
             | AccountsCommand::DeleteSession { .. }
             | AccountsCommand::PurgeSessions { .. }
             | AccountsCommand::SetRepoPublic { .. }
+            | AccountsCommand::CreateBundle { .. }
+            | AccountsCommand::DeleteBundle { .. }
     )
 }
 
@@ -138,6 +147,28 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             Ok(Outcome::SessionsEnded { count: 1 })
         }
         AccountsCommand::PurgeSessions { now } => purge_sessions(txn, *now),
+        AccountsCommand::CreateBundle { id, user, label, created, expires } => {
+            let account = read_user(txn, user)?.ok_or_else(|| Refusal::UserUnknown(user.clone()))?;
+            if account.disabled {
+                return Err(Refusal::UserDisabled(user.clone()).into());
+            }
+            let record = BundleRecord {
+                user: user.clone(),
+                user_id: account.id,
+                epoch: account.epoch,
+                label: label.clone(),
+                created: *created,
+                expires: *expires,
+            };
+            txn.open_table(BUNDLES)?.insert(id.as_str(), encode(&StoredBundle::V1(record))?.as_slice())?;
+            Ok(Outcome::Done)
+        }
+        AccountsCommand::DeleteBundle { id } => {
+            if txn.open_table(BUNDLES)?.remove(id.as_str())?.is_none() {
+                return Err(Refusal::SessionUnknown.into());
+            }
+            Ok(Outcome::Done)
+        }
         AccountsCommand::SetRepoPublic { repo, public } => {
             change_repo_settings(txn, repo, |settings| settings.public = *public)
         }
@@ -299,5 +330,45 @@ impl Store {
         let table = txn.open_table(REPO_SETTINGS)?;
         let Some(raw) = table.get(repo)? else { return Ok(RepoSettings::default()) };
         Ok(postcard::from_bytes::<StoredRepoSettings>(raw.value())?.into_current())
+    }
+}
+
+/// A client bundle: whose it is, and the account's id and credentials epoch when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRecord {
+    pub user: String,
+    pub user_id: u64,
+    pub epoch: u64,
+    pub label: String,
+    pub created: u64,
+    pub expires: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StoredBundle {
+    V1(BundleRecord),
+}
+
+impl Store {
+    /// The client bundle whose certificate has serial `id`.
+    pub fn bundle(&self, id: &str) -> Result<Option<BundleRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BUNDLES)?;
+        let Some(raw) = table.get(id)? else { return Ok(None) };
+        let StoredBundle::V1(record) = postcard::from_bytes(raw.value())?;
+        Ok(Some(record))
+    }
+
+    /// Every client bundle, by id.
+    pub fn bundles(&self) -> Result<Vec<(String, BundleRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BUNDLES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            let StoredBundle::V1(record) = postcard::from_bytes(raw.value())?;
+            out.push((id.value().to_owned(), record));
+        }
+        Ok(out)
     }
 }

@@ -11,6 +11,7 @@
 //! This crate must never know about Raft, HTTP or blob storage.
 
 mod accounts;
+pub use accounts::BundleRecord;
 mod cluster;
 mod command;
 mod feed;

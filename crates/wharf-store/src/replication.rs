@@ -55,6 +55,7 @@ macro_rules! for_each_table {
         $m!(OWNER_UPLOADS, (&str, &str), (), (String, String), ());
         $m!(BLOB_HOLDERS, (&str, u64), (), (String, u64), ());
         $m!(UPLOAD_SEGMENTS, (&str, u64), (&str, u64), (String, u64), (String, u64));
+        $m!(BUNDLES, &str, &[u8], String, Vec<u8>);
         $m!(SERVICES, &str, &[u8], String, Vec<u8>);
         $m!(TASKS, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
@@ -242,7 +243,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             let ((node, task), ()): ((u64, String), ()) = decode(row)?;
             txn.open_table(NODE_TASKS)?.insert((node, task.as_str()), ())?;
         }
-        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" | "SERVICES" | "TASKS" => {
+        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" | "SERVICES" | "TASKS" | "BUNDLES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -251,6 +252,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "CLUSTER" => CLUSTER,
                 "SERVICES" => SERVICES,
                 "TASKS" => TASKS,
+                "BUNDLES" => BUNDLES,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

@@ -125,6 +125,7 @@ impl Store {
             txn.open_table(crate::tables::CLUSTER)?;
             txn.open_table(crate::tables::COUNTERS)?;
             txn.open_table(crate::tables::OWNER_UPLOADS)?;
+            txn.open_table(crate::tables::BUNDLES)?;
             txn.open_table(crate::tables::SERVICES)?;
             txn.open_table(crate::tables::TASKS)?;
             txn.open_table(crate::tables::SERVICE_TASKS)?;

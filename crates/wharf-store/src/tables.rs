@@ -42,6 +42,8 @@ pub(crate) const OWNER_UPLOADS: TableDefinition<(&str, &str), ()> = TableDefinit
 /// (upload id, start) -> (object key, length): the segments of an upload in shared storage,
 /// in order (see `wharf_blobstore::UploadLedger`).
 pub(crate) const UPLOAD_SEGMENTS: TableDefinition<(&str, u64), (&str, u64)> = TableDefinition::new("upload_segments");
+/// bundle id (its certificate's serial, hex) -> versioned [`crate::BundleRecord`].
+pub(crate) const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 /// service id -> versioned [`crate::ServiceRecord`].
 pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 /// task id -> versioned [`crate::TaskRecord`].

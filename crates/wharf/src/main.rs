@@ -51,6 +51,8 @@ enum Command {
     /// Lists the cluster's nodes.
     #[command(subcommand)]
     Node(remote::account::NodeCommand),
+    /// Fetches a client bundle (certificate, key, CA, env.sh) for the `docker` CLI.
+    Bundle(remote::account::BundleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Repo(command) => runtime.block_on(remote::account::repo(command)),
         Command::Token(command) => runtime.block_on(remote::account::token(command)),
         Command::Node(command) => runtime.block_on(remote::account::node(command)),
+        Command::Bundle(args) => runtime.block_on(remote::account::bundle(args)),
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use wharf_api::NodeRole;
 use wharf_api::cluster::NodeInfo;
 use wharf_node::{
-    Agent, Began, DataDir, FirstStart, Identity, JoinAsk, ManagerNode, ManagerSettings, Recovered, Start, Uploads,
+    Agent, Began, DataDir, EngineSettings, FirstStart, Identity, JoinAsk, ManagerNode, ManagerSettings, Recovered,
+    Start, Uploads,
 };
 use wharf_pki::{Ca, CertifiedKey, NODE_VALIDITY};
 
@@ -92,6 +93,14 @@ pub struct Tuning {
     /// How often each manager re-reads and re-hashes its own blob copies (milliseconds).
     #[arg(long, default_value_t = 86_400_000, hide = true)]
     blob_scrub_interval_ms: u64,
+    /// The Docker Engine this node runs its tasks on: `unix:///path/docker.sock`,
+    /// `tcp://host:port`, or `none` (the node runs no tasks). Default: the local socket.
+    #[arg(long, env = "WHARF_DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// The engine's certs.d folder, where the node puts the cluster CA before it pulls from
+    /// the cluster's registry.
+    #[arg(long, default_value = "/etc/docker/certs.d", env = "WHARF_DOCKER_CERTS_D")]
+    docker_certs_d: PathBuf,
 }
 
 impl Tuning {
@@ -125,7 +134,11 @@ impl Tuning {
                 ..wharf_node::BlobCare::default()
             },
         };
-        Settings { listen, manager }
+        let engine = match self.docker_host.as_deref() {
+            Some("none") => None,
+            host => Some(EngineSettings { docker_host: host.map(str::to_owned), certs_d: self.docker_certs_d.clone() }),
+        };
+        Settings { listen, manager, engine }
     }
 }
 
@@ -171,6 +184,8 @@ pub enum Ending {
 pub(crate) struct Settings {
     listen: String,
     pub manager: ManagerSettings,
+    /// Where this node runs tasks (`None`: it runs none).
+    pub engine: Option<EngineSettings>,
 }
 
 impl NodeArgs {
@@ -341,11 +356,11 @@ pub(crate) async fn run_node(
     }
     let dir = DataDir::new(data_dir);
     dir.forget_manager_state()?;
-    // Workers run the agent; tasks arrive with orchestration.
+    // Workers run the agent: heartbeats, renewal, and the tasks the managers assign.
     let ca_pem = dir.ca_pem()?;
     let cert = Arc::new(wharf_pki::RenewableCert::new(&key, &ca_pem)?);
-    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem };
-    println!("Wharf worker {} of cluster {} is up (no tasks to run yet).", identity.node_id, identity.cluster_id);
+    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem, engine: settings.engine.clone() };
+    println!("Wharf worker {} of cluster {} is up.", identity.node_id, identity.cluster_id);
     tokio::select! {
         () = shutdown_signal() => Ok(Ending::Stopped),
         ended = agent.run() => ended.map(|()| Ending::Restart).map_err(anyhow::Error::from),
@@ -375,7 +390,8 @@ async fn run_manager(
     print_banner(&identity, local, data_dir, &node.ca, &began);
     tracing::info!(node_id = identity.node_id, cluster = %identity.cluster_id, addr = %local, "manager is serving");
     let ca_pem = node.ca.cert_pem().to_owned();
-    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert: Arc::clone(&node.cert), ca_pem };
+    let cert = Arc::clone(&node.cert);
+    let agent = Agent { data_dir: dir, identity: identity.clone(), key, cert, ca_pem, engine: settings.engine.clone() };
     let ending = tokio::select! {
         () = shutdown_signal() => Ok(Ending::Stopped),
         ended = agent.run() => ended.map(|()| Ending::Restart).map_err(anyhow::Error::from),

@@ -134,8 +134,10 @@ pub enum UserCommand {
     Enable { name: String },
     /// Deletes an account.
     Rm { name: String },
-    /// Lists your sessions and refresh tokens.
+    /// Lists your sessions, refresh tokens and client bundles.
     Sessions,
+    /// Ends one of your sessions, refresh tokens or client bundles (by the start of its id).
+    Revoke { id: String },
 }
 
 pub async fn user(command: UserCommand) -> anyhow::Result<()> {
@@ -174,6 +176,16 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Rm { name } => {
             api.call::<(), ()>(Method::DELETE, &format!("/api/users/{name}"), None).await.map_err(remote)?;
             println!("Deleted {name}.");
+        }
+        UserCommand::Revoke { id } => {
+            let sessions: Vec<SessionInfo> =
+                api.call(Method::GET, "/api/sessions", None::<&()>).await.map_err(remote)?;
+            let matching: Vec<&SessionInfo> = sessions.iter().filter(|s| s.id.starts_with(&id)).collect();
+            let [session] = matching.as_slice() else {
+                bail!("{} of your sessions and bundles start with {id:?}; give more of the id", matching.len());
+            };
+            api.call::<(), ()>(Method::DELETE, &format!("/api/sessions/{}", session.id), None).await.map_err(remote)?;
+            println!("Ended {} {}.", session.kind.as_str(), printable(&session.id));
         }
         UserCommand::Sessions => {
             let sessions: Vec<SessionInfo> =
@@ -328,4 +340,36 @@ fn print_nodes(nodes: &[NodeInfo]) {
             expires
         );
     }
+}
+
+#[derive(Args)]
+pub struct BundleArgs {
+    /// The folder to unpack the bundle into (created; default ./wharf-bundle-<user>).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// `wharf bundle`: a client bundle for the logged-in user, unpacked into a folder.
+pub async fn bundle(args: BundleArgs) -> anyhow::Result<()> {
+    let mut api = session()?;
+    let me: wharf_api::account::Me = api.call(Method::GET, "/api/me", None::<&()>).await.map_err(remote)?;
+    let zip = api.get_bytes("/api/clientbundle").await.map_err(remote)?;
+    let dir = args.output.unwrap_or_else(|| PathBuf::from(format!("wharf-bundle-{}", me.name)));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).context("the bundle is not a zip")?;
+    for index in 0..archive.len() {
+        let mut file = archive.by_index(index)?;
+        let Some(name) = file.enclosed_name() else { bail!("the bundle names a file outside its folder") };
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mode = file.unix_mode().unwrap_or(0o600) & 0o700;
+        let mut out =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode.max(0o600)).open(&path)?;
+        std::io::copy(&mut file, &mut out)?;
+    }
+    println!("Client bundle for {} in {}.", printable(&me.name), dir.display());
+    println!("Use it:  cd {} && eval \"$(<env.sh)\" && docker node ls", dir.display());
+    Ok(())
 }

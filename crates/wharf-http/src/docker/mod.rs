@@ -1,0 +1,344 @@
+//! The Docker-compatible API on the managers' HTTPS port: what the stock `docker` CLI needs
+//! for `version`, `info`, `node` and `service` against the cluster. A request is parsed into a
+//! [`DockerCall`] first; every call but `/_ping` needs a client bundle's certificate, whose
+//! bundle must still hold ([`wharf_manager::Manager::bundle_caller`]); each handler makes one
+//! call on the manager and the answer or error takes the engine's shape (`{"message"}`) here,
+//! in [`docker_error`]. Every answer carries the engine's headers (`Api-Version`, `Ostype`,
+//! `Docker-Experimental`, `Server`).
+
+// A refusal is the response itself, built once where it is decided; boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod endpoint;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use serde::Serialize;
+use wharf_api::docker::{self, API_VERSION, MIN_API_VERSION, ServiceSpec};
+use wharf_manager::{Caller, ClusterError, Manager};
+
+pub(crate) use endpoint::DockerCall;
+
+use crate::{App, PeerUser};
+
+/// Largest request body the Docker API reads (a service spec).
+const MAX_BODY: usize = 1 << 20;
+
+/// Answers one Docker API call.
+pub(crate) async fn handle(app: &App, call: DockerCall, req: Request) -> Response {
+    let mut response = match answer(app, call, req).await {
+        Ok(response) => response,
+        Err(e) => e,
+    };
+    let headers = response.headers_mut();
+    headers.insert("api-version", HeaderValue::from_static(API_VERSION));
+    headers.insert("docker-experimental", HeaderValue::from_static("false"));
+    headers.insert("ostype", HeaderValue::from_static("linux"));
+    headers.insert(header::SERVER, HeaderValue::from_static(concat!("Wharf/", env!("CARGO_PKG_VERSION"))));
+    response
+}
+
+type Answer = Result<Response, Response>;
+
+async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
+    if let DockerCall::BadVersion(version) = &call {
+        let message = format!(
+            "client version {version} is not supported: Wharf speaks API versions {MIN_API_VERSION} to {API_VERSION}"
+        );
+        return Err(message_response(StatusCode::BAD_REQUEST, &message));
+    }
+    let Some(manager) = app.cluster.clone() else {
+        return Err(message_response(StatusCode::NOT_FOUND, "the Docker API is served by cluster managers"));
+    };
+    if call == DockerCall::Ping {
+        return ping(req.method());
+    }
+    let cert = req.extensions().get::<PeerUser>().cloned();
+    let caller = caller(app, &manager, cert, crate::peer_ip(&req)).await?;
+    let method = req.method().clone();
+    let query = crate::query_pairs(req.uri().query());
+    match (call, method) {
+        (DockerCall::Version, Method::GET) => ok(&version()),
+        (DockerCall::Info, Method::GET) => ok(&info(&manager)?),
+        (DockerCall::Swarm, Method::GET) => ok(&cluster_info(&manager)),
+        (DockerCall::Nodes, Method::GET) => ok(&manager.docker_nodes().map_err(docker_error)?),
+        (DockerCall::Node(id), Method::GET) => ok(&manager.docker_node(&id).map_err(docker_error)?),
+        (DockerCall::Node(id), Method::DELETE) => remove_node(&manager, &caller, &id).await,
+        (DockerCall::NodeUpdate(id), Method::POST) => {
+            let version = query_u64(&query, "version")?;
+            let spec: docker::NodeSpec = json_body(req).await?;
+            manager.update_node(&caller, &id, version, spec).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
+        (DockerCall::Services, Method::GET) => {
+            let filters = filters(&query)?;
+            let status = crate::query_get(&query, "status").is_some_and(|v| v == "true" || v == "1");
+            ok(&manager.list_services(&caller, &filters, status).map_err(docker_error)?)
+        }
+        (DockerCall::ServiceCreate, Method::POST) => {
+            let spec: ServiceSpec = json_body(req).await?;
+            let created = manager.create_service(&caller, spec).await.map_err(docker_error)?;
+            typed(StatusCode::CREATED, &created)
+        }
+        (DockerCall::Service(id), Method::GET) => ok(&manager.inspect_service(&caller, &id).map_err(docker_error)?),
+        (DockerCall::Service(id), Method::DELETE) => {
+            manager.remove_service(&caller, &id).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
+        (DockerCall::ServiceUpdate(id), Method::POST) => {
+            let version = query_u64(&query, "version")?.ok_or_else(|| {
+                message_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid service version: the version query parameter is required",
+                )
+            })?;
+            let spec: ServiceSpec = json_body(req).await?;
+            ok(&manager.update_service(&caller, &id, version, spec).await.map_err(docker_error)?)
+        }
+        (DockerCall::Tasks, Method::GET) => {
+            let filters = filters(&query)?;
+            ok(&manager.list_tasks(&caller, &filters).map_err(docker_error)?)
+        }
+        (DockerCall::Task(id), Method::GET) => ok(&manager.inspect_task(&caller, &id).map_err(docker_error)?),
+        (DockerCall::Networks, Method::GET) => ok(&Vec::<docker::Empty>::new()),
+        (DockerCall::Network(id), Method::GET) => {
+            Err(message_response(StatusCode::NOT_FOUND, &format!("network {id} not found")))
+        }
+        (DockerCall::Distribution(image), Method::GET) => distribution(app, &manager, &caller, &image).await,
+        (DockerCall::ServiceLogs(_) | DockerCall::TaskLogs(_), _) => {
+            Err(message_response(StatusCode::NOT_IMPLEMENTED, "service and task logs are not supported by Wharf yet"))
+        }
+        (DockerCall::Unsupported(path), _) => Err(message_response(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task)"),
+        )),
+        (_, method) => Err(message_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))),
+    }
+}
+
+/// `HEAD` and `GET /_ping`: the CLI's first call, open to anyone (it says nothing of the
+/// cluster but that this is a manager of an active swarm).
+fn ping(method: &Method) -> Answer {
+    let mut response = if method == Method::HEAD { empty(StatusCode::OK) } else { Response::new(Body::from("OK")) };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert("swarm", HeaderValue::from_static("active/manager"));
+    Ok(response)
+}
+
+/// The caller a client bundle's certificate names. A bundle made through another manager a
+/// moment ago may not be on this replica yet: it catches up before it refuses one.
+async fn caller(app: &App, manager: &Manager, cert: Option<PeerUser>, source: String) -> Result<Caller, Response> {
+    let Some(PeerUser(cert)) = cert else {
+        let message = "the Docker API needs a client bundle: get one with `wharf bundle` and run `eval \"$(<env.sh)\"`";
+        return Err(message_response(StatusCode::UNAUTHORIZED, message));
+    };
+    match manager.bundle_caller(&cert, Some(&source)) {
+        Err(ClusterError::Unauthorized(_)) if crate::catch_up(app).await.is_ok() => {
+            manager.bundle_caller(&cert, Some(&source)).map_err(docker_error)
+        }
+        found => found.map_err(docker_error),
+    }
+}
+
+async fn remove_node(manager: &Manager, caller: &Caller, id: &str) -> Answer {
+    if !caller.admin {
+        return Err(message_response(StatusCode::FORBIDDEN, "only an administrator may remove nodes"));
+    }
+    let node = manager.docker_node(id).map_err(docker_error)?;
+    let id: u64 = node.id.parse().map_err(|_| message_response(StatusCode::NOT_FOUND, "no such node"))?;
+    manager.remove_node(id, caller.origin.clone()).await.map_err(docker_error)?;
+    Ok(empty(StatusCode::OK))
+}
+
+/// `GET /distribution/{image}/json` for an image of this cluster's registry: its digest, so
+/// the CLI pins the service to it. Other registries: not found (the CLI warns and goes on).
+async fn distribution(app: &App, manager: &Manager, caller: &Caller, image: &str) -> Answer {
+    let not_found =
+        || message_response(StatusCode::NOT_FOUND, &format!("{image}: not found in this cluster's registry"));
+    let (host, repository) = docker::image_repository(image).ok_or_else(not_found)?;
+    let ours = manager.store.nodes().map_err(|e| docker_error(e.into()))?.iter().any(|(_, n)| n.addr == host)
+        || app.default_host == host;
+    if !ours {
+        return Err(not_found());
+    }
+    let reference = image
+        .split_once('@')
+        .map(|(_, digest)| digest.to_owned())
+        .or_else(|| image.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map(|(_, tag)| tag.to_owned()))
+        .unwrap_or_else(|| "latest".to_owned());
+    if let Some(auth) = &app.auth {
+        let principal = wharf_auth::Principal::User { name: caller.name.clone(), admin: caller.admin };
+        if !auth.may(&principal, "repository", repository, "pull") {
+            return Err(not_found());
+        }
+    }
+    let manifest = app.registry.get_manifest(repository, &reference).map_err(|_| not_found())?;
+    let answer = DistributionInspect {
+        descriptor: Descriptor {
+            media_type: manifest.media_type,
+            digest: manifest.digest.to_string(),
+            size: manifest.bytes.len() as u64,
+        },
+        platforms: Vec::new(),
+    };
+    ok(&answer)
+}
+
+#[derive(Serialize)]
+struct DistributionInspect {
+    #[serde(rename = "Descriptor")]
+    descriptor: Descriptor,
+    #[serde(rename = "Platforms")]
+    platforms: Vec<docker::Platform>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+fn version() -> docker::Version {
+    let version = concat!("wharf/", env!("CARGO_PKG_VERSION")).to_owned();
+    docker::Version {
+        platform: docker::Named { name: "Wharf".into() },
+        components: vec![docker::Component { name: "Wharf".into(), version: version.clone() }],
+        version,
+        api_version: API_VERSION.into(),
+        min_api_version: MIN_API_VERSION.into(),
+        git_commit: String::new(),
+        go_version: String::new(),
+        os: "linux".into(),
+        arch: std::env::consts::ARCH.into(),
+        kernel_version: String::new(),
+    }
+}
+
+fn cluster_info(manager: &Manager) -> docker::ClusterInfo {
+    docker::ClusterInfo {
+        id: manager.cluster_id.clone(),
+        version: docker::ObjectVersion { index: 1 },
+        created_at: docker::rfc3339(0),
+        updated_at: docker::rfc3339(0),
+        spec: docker::SwarmSpec {
+            name: "default".into(),
+            labels: Default::default(),
+            orchestration: docker::Orchestration {
+                task_history_retention_limit: wharf_manager::orchestrator::TASK_HISTORY as u64,
+            },
+            dispatcher: docker::Dispatcher { heartbeat_period: manager.heartbeats.period().as_nanos() as u64 },
+        },
+        tls_info: docker::TlsInfo { trust_root: manager.ca.cert_pem().to_owned() },
+        root_rotation_in_progress: false,
+    }
+}
+
+/// `GET /info`: the cluster as one engine (resources summed over ready nodes).
+fn info(manager: &Manager) -> Result<docker::Info, Response> {
+    let nodes = manager.docker_nodes().map_err(docker_error)?;
+    let me = nodes.iter().find(|n| n.id == manager.node_id.to_string());
+    let managers: Vec<&docker::Node> = nodes.iter().filter(|n| n.manager_status.is_some()).collect();
+    let ready = nodes.iter().filter(|n| n.status.state == "ready");
+    let (ncpu, memory) = ready.fold((0, 0), |(c, m), n| {
+        (c + n.description.resources.nano_cpus / 1_000_000_000, m + n.description.resources.memory_bytes)
+    });
+    let running = manager.store.tasks().map_err(|e| docker_error(e.into()))?;
+    let running = running.iter().filter(|(_, t)| t.status.state == wharf_store::TaskState::Running).count() as u64;
+    Ok(docker::Info {
+        id: manager.cluster_id.clone(),
+        name: me.map(|n| n.description.hostname.clone()).unwrap_or_default(),
+        server_version: concat!("wharf/", env!("CARGO_PKG_VERSION")).into(),
+        os_type: "linux".into(),
+        operating_system: "Wharf".into(),
+        architecture: std::env::consts::ARCH.into(),
+        ncpu,
+        mem_total: memory,
+        containers: running,
+        containers_running: running,
+        images: 0,
+        labels: Vec::new(),
+        swarm: docker::SwarmInfo {
+            node_id: manager.node_id.to_string(),
+            node_addr: me.map(|n| n.status.addr.clone()).unwrap_or_default(),
+            local_node_state: "active".into(),
+            control_available: true,
+            error: String::new(),
+            remote_managers: managers
+                .iter()
+                .map(|n| docker::RemoteManager {
+                    node_id: n.id.clone(),
+                    addr: n.manager_status.as_ref().map(|m| m.addr.clone()).unwrap_or_default(),
+                })
+                .collect(),
+            nodes: nodes.len() as u64,
+            managers: managers.len() as u64,
+            cluster: cluster_info(manager),
+        },
+        warnings: Vec::new(),
+    })
+}
+
+fn filters(query: &[(String, String)]) -> Result<std::collections::BTreeMap<String, Vec<String>>, Response> {
+    docker::parse_filters(crate::query_get(query, "filters").unwrap_or(""))
+        .map_err(|e| message_response(StatusCode::BAD_REQUEST, &e))
+}
+
+fn query_u64(query: &[(String, String)], key: &str) -> Result<Option<u64>, Response> {
+    match crate::query_get(query, key) {
+        None => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| message_response(StatusCode::BAD_REQUEST, &format!("invalid {key} {raw:?}"))),
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Response> {
+    let body =
+        crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| message_response(status, why))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| message_response(StatusCode::BAD_REQUEST, &format!("invalid JSON in the request body: {e}")))
+}
+
+fn ok<T: Serialize>(value: &T) -> Answer {
+    typed(StatusCode::OK, value)
+}
+
+fn typed<T: Serialize>(status: StatusCode, value: &T) -> Answer {
+    Ok(crate::typed_response(status, value))
+}
+
+fn empty(status: StatusCode) -> Response {
+    crate::empty(status, &[])
+}
+
+fn message_response(status: StatusCode, message: &str) -> Response {
+    crate::typed_response(status, &docker::ErrorResponse { message: message.to_owned() })
+}
+
+/// The one mapping of a control-plane error to the engine's error shape.
+fn docker_error(e: ClusterError) -> Response {
+    let status = match &e {
+        ClusterError::NotLeader { .. } | ClusterError::NoLeader | ClusterError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+        ClusterError::Conflict(_) => StatusCode::CONFLICT,
+        ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ClusterError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+        ClusterError::Internal(why) => {
+            tracing::error!(error = %why, "a Docker API call failed");
+            return message_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
+        }
+    };
+    message_response(status, &e.to_string())
+}
