@@ -15,7 +15,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 use wharf_api::cluster::EngineReport;
 
-use crate::executor::{ContainerView, ExecError, Executor, RunRequest, labels};
+use crate::executor::{ContainerView, ExecError, Executor, RunRequest, Started, labels};
 
 pub struct DockerExecutor {
     docker: Docker,
@@ -52,6 +52,35 @@ impl DockerExecutor {
             step.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+impl DockerExecutor {
+    /// The host ports the engine bound for a container (a published port of 0 gets one of
+    /// the engine's choosing).
+    async fn bound_ports(&self, id: &str) -> Vec<wharf_api::docker::PortConfig> {
+        let Ok(inspect) = self.docker.inspect_container(id, None::<InspectContainerOptions>).await else {
+            return Vec::new();
+        };
+        let ports = inspect.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        let mut out = Vec::new();
+        for (key, bindings) in ports {
+            let (target, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let Ok(target) = target.parse::<u16>() else { continue };
+            let published =
+                bindings.unwrap_or_default().iter().find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok());
+            if let Some(published) = published {
+                out.push(wharf_api::docker::PortConfig {
+                    name: String::new(),
+                    protocol: protocol.to_owned(),
+                    target_port: target,
+                    published_port: published,
+                    publish_mode: "host".into(),
+                });
+            }
+        }
+        out.sort_by_key(|p| (p.target_port, p.published_port));
+        out
     }
 }
 
@@ -124,7 +153,7 @@ impl Executor for DockerExecutor {
         Ok(out)
     }
 
-    async fn run(&self, request: &RunRequest) -> Result<String, ExecError> {
+    async fn run(&self, request: &RunRequest) -> Result<Started, ExecError> {
         let spec = &request.assignment.blueprint.spec;
         let image = &spec.container_spec.image;
         if let Err(why) = self.pull(image, request.registry_token.as_deref()).await {
@@ -142,7 +171,8 @@ impl Executor for DockerExecutor {
             let _ = self.remove(&created.id).await;
             return Err(ExecError::Start(e.to_string()));
         }
-        Ok(created.id)
+        let ports = self.bound_ports(&created.id).await;
+        Ok(Started { id: created.id, ports })
     }
 
     async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError> {

@@ -56,6 +56,13 @@ impl RunRequest {
     }
 }
 
+/// A container that started: its id and the host ports the engine bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub id: String,
+    pub ports: Vec<wharf_api::docker::PortConfig>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The image could not be pulled and is not on the node.
@@ -77,8 +84,8 @@ pub trait Executor: Send + Sync {
     /// The containers of this cluster and node, running or not.
     async fn containers(&self, cluster_id: &str, node_id: u64) -> Result<Vec<ContainerView>, ExecError>;
     /// Pulls the image if it can (the local one is used when a pull fails), creates and
-    /// starts the container; returns its id.
-    async fn run(&self, request: &RunRequest) -> Result<String, ExecError>;
+    /// starts the container.
+    async fn run(&self, request: &RunRequest) -> Result<Started, ExecError>;
     /// Stops a container within `grace_secs`.
     async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError>;
     /// Removes a container (stopping it if needed).

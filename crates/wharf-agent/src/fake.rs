@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use wharf_api::cluster::EngineReport;
 
-use crate::executor::{ContainerView, ExecError, Executor, RunRequest};
+use crate::executor::{ContainerView, ExecError, Executor, RunRequest, Started};
 
 type FakeContainer = (String, String, String, u64, ContainerView);
 
@@ -53,7 +53,7 @@ impl Executor for FakeExecutor {
             .collect())
     }
 
-    async fn run(&self, request: &RunRequest) -> Result<String, ExecError> {
+    async fn run(&self, request: &RunRequest) -> Result<Started, ExecError> {
         if request.assignment.blueprint.spec.container_spec.image.is_empty() {
             return Err(ExecError::Image("no image".into()));
         }
@@ -66,7 +66,7 @@ impl Executor for FakeExecutor {
             ContainerView { id: id.clone(), task_id: request.assignment.id.clone(), running: true, exit_code: None };
         let mut containers = self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         containers.push((request.cluster_id.clone(), request.container_name(), id.clone(), request.node_id, view));
-        Ok(id)
+        Ok(Started { id, ports: Vec::new() })
     }
 
     async fn stop(&self, container_id: &str, _grace_secs: i64) -> Result<(), ExecError> {

@@ -14,6 +14,6 @@ pub mod reconcile;
 mod session;
 
 pub use docker::DockerExecutor;
-pub use executor::{ContainerView, ExecError, Executor, RunRequest, labels};
+pub use executor::{ContainerView, ExecError, Executor, RunRequest, Started, labels};
 pub use fake::FakeExecutor;
 pub use session::{TaskAgent, TaskAgentConfig};

@@ -56,6 +56,7 @@ fn report(task: &str, state: &str, message: &str, container: &str, exit_code: i6
         err,
         container_id: container.to_owned(),
         exit_code,
+        ports: Vec::new(),
     })
 }
 

@@ -58,6 +58,7 @@ impl<E: Executor + 'static> TaskAgent<E> {
         let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
         let mut starting = BTreeSet::new();
         let mut sent: BTreeMap<String, String> = BTreeMap::new();
+        let mut engine_failures = 0u32;
         loop {
             let set = latest.borrow_and_update().clone();
             if let Some(set) = set {
@@ -66,11 +67,17 @@ impl<E: Executor + 'static> TaskAgent<E> {
                 }
                 match self.executor.containers(&set.cluster_id, self.config.node_id).await {
                     Ok(containers) => {
+                        engine_failures = 0;
                         for action in plan(&set.tasks, &containers, &starting) {
                             self.take(action, &set, &mut starting, &mut sent, &reports, &done_tx).await;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "listing this node's containers failed"),
+                    Err(e) => {
+                        engine_failures += 1;
+                        if engine_failures.is_power_of_two() {
+                            tracing::warn!(error = %e, failures = engine_failures, "listing this node's containers failed");
+                        }
+                    }
                 }
                 sent.retain(|task, _| set.tasks.iter().any(|t| t.id == *task));
             }
@@ -177,6 +184,7 @@ fn status(task: &str, state: &str, message: &str, container: &str) -> TaskReport
         err: String::new(),
         container_id: container.to_owned(),
         exit_code: 0,
+        ports: Vec::new(),
     }
 }
 
@@ -194,8 +202,10 @@ async fn start<E: Executor + ?Sized>(executor: &E, mut request: RunRequest, toke
     request.registry_token = token;
     let _ = reports.send(status(&id, "preparing", "preparing", ""));
     match executor.run(&request).await {
-        Ok(container) => {
-            let _ = reports.send(status(&id, "running", "started", &container));
+        Ok(started) => {
+            let mut report = status(&id, "running", "started", &started.id);
+            report.ports = started.ports;
+            let _ = reports.send(report);
         }
         Err(e) => {
             let state = if matches!(e, crate::ExecError::Image(_)) { "rejected" } else { "failed" };
@@ -212,18 +222,23 @@ async fn start<E: Executor + ?Sized>(executor: &E, mut request: RunRequest, toke
 async fn poll<E: Executor + ?Sized>(mut client: Client, executor: Arc<E>, sets: watch::Sender<Option<Assignments>>) {
     let mut known = 0;
     let mut describe = true;
+    let mut failures = 0u32;
     loop {
         let description = if describe { executor.describe().await.ok() } else { None };
         let request = AssignmentsRequest { known, wait_ms: POLL_WAIT.as_millis() as u64, description };
         match client.call::<_, Assignments>(Method::POST, "/cluster/assignments", Some(&request)).await {
             Ok(set) => {
                 describe = false;
+                failures = 0;
                 known = set.version;
                 sets.send_replace(Some(set));
             }
             Err(e) => {
                 describe = true;
-                tracing::warn!(error = %e, "polling for this node's tasks failed");
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "polling for this node's tasks failed");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -233,6 +248,7 @@ async fn poll<E: Executor + ?Sized>(mut client: Client, executor: Arc<E>, sets: 
 /// Sends reports in batches; a batch that fails is sent again.
 async fn send_reports(mut client: Client, mut queue: mpsc::UnboundedReceiver<TaskReportWire>) {
     let mut batch = Vec::new();
+    let mut failures = 0u32;
     loop {
         if batch.is_empty() {
             match queue.recv().await {
@@ -245,9 +261,15 @@ async fn send_reports(mut client: Client, mut queue: mpsc::UnboundedReceiver<Tas
         }
         let body = TaskReports { reports: batch.clone() };
         match client.call::<_, ()>(Method::POST, "/cluster/tasks", Some(&body)).await {
-            Ok(()) => batch.clear(),
+            Ok(()) => {
+                batch.clear();
+                failures = 0;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "reporting task states failed");
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures, "reporting task states failed");
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

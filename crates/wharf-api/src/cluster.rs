@@ -353,6 +353,9 @@ pub struct TaskReportWire {
     pub container_id: String,
     #[serde(default)]
     pub exit_code: i64,
+    /// The host ports the container publishes, once it runs.
+    #[serde(default)]
+    pub ports: Vec<crate::docker::PortConfig>,
 }
 
 /// A node asks for a registry token to pull its tasks' images (`POST /cluster/registry-token`).

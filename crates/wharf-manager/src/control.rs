@@ -87,6 +87,8 @@ async fn schedule(
     let mut scheduler_nodes: BTreeMap<u64, wharf_scheduler::Node> =
         nodes.iter().filter(|n| !n.record.removed).map(|n| (n.id, scheduler_node(n))).collect();
     let mut pending = Vec::new();
+    // The reason each pending task carries now: an unchanged one is not proposed again.
+    let mut reasons: BTreeMap<&str, &str> = BTreeMap::new();
     for (id, task) in tasks {
         let Ok(blueprint) = serde_json::from_str::<TaskBlueprint>(&task.template) else { continue };
         let occupies = task.desired == TaskState::Running && !task.status.state.is_terminal();
@@ -97,6 +99,7 @@ async fn schedule(
                 }
             }
             _ if occupies && task.status.state <= TaskState::Pending => {
+                reasons.insert(id, &task.status.err);
                 pending.push(scheduler_task(id, task, &blueprint));
             }
             _ => {}
@@ -111,7 +114,11 @@ async fn schedule(
     for decision in decisions {
         match decision {
             Decision::Placed { task, node } => placed.push((task, node)),
-            Decision::Unplaceable { task, reason } => unplaceable.push((task, reason)),
+            Decision::Unplaceable { task, reason } => {
+                if reasons.get(task.as_str()) != Some(&reason.as_str()) {
+                    unplaceable.push((task, reason));
+                }
+            }
         }
     }
     let at = crate::now();

@@ -110,6 +110,15 @@ fn parse_report(report: TaskReportWire) -> Result<TaskReport, ClusterError> {
         err: report.err,
         container_id: report.container_id,
         exit_code: report.exit_code,
+        ports: report
+            .ports
+            .into_iter()
+            .map(|p| wharf_store::PublishedPort {
+                protocol: p.protocol,
+                target: p.target_port,
+                published: p.published_port,
+            })
+            .collect(),
     })
 }
 

@@ -41,6 +41,7 @@ impl Manager {
             name: spec.name.clone(),
             owner: caller.name.clone(),
             spec: encode(&spec)?,
+            task_spec: task_spec(&spec)?,
             at: crate::now(),
         };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
@@ -62,6 +63,7 @@ impl Manager {
             version,
             name: spec.name.clone(),
             spec: encode(&spec)?,
+            task_spec: task_spec(&spec)?,
             at: crate::now(),
         };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
@@ -270,6 +272,14 @@ fn valid_service_name(name: &str) -> bool {
         && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
 }
 
+/// What a service's tasks are made from: its task template and published ports. Swarm calls
+/// a task whose spec differs from it out of date (`_up-to-date`); a new replica count is not.
+fn task_spec(spec: &ServiceSpec) -> Result<String, ClusterError> {
+    let ports = spec.endpoint_spec.as_ref().map(|e| e.ports.clone()).unwrap_or_default();
+    serde_json::to_string(&(&spec.task_template, ports))
+        .map_err(|e| ClusterError::Internal(format!("encoding a task spec: {e}")))
+}
+
 fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
     serde_json::to_string(spec).map_err(|e| ClusterError::Internal(format!("encoding a service spec: {e}")))
 }
@@ -388,7 +398,21 @@ fn task_view(id: &str, task: &TaskRecord) -> docker::Task {
         pid: 0,
         exit_code: task.status.exit_code,
     });
-    let ports = if task.status.state == TaskState::Running { blueprint.host_ports.clone() } else { Vec::new() };
+    let ports = if task.status.state == TaskState::Running {
+        task.status
+            .ports
+            .iter()
+            .map(|p| docker::PortConfig {
+                name: String::new(),
+                protocol: p.protocol.clone(),
+                target_port: p.target,
+                published_port: p.published,
+                publish_mode: "host".into(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     docker::Task {
         id: id.to_owned(),
         version: docker::ObjectVersion { index: task.version },

@@ -31,7 +31,7 @@ pub use command::{
 };
 pub use feed::{Changes, Domain};
 pub use orchestration::{
-    NewTask, NodeDescription, NodeDetails, ServiceRecord, TaskRecord, TaskReport, TaskState, TaskStatus,
+    NewTask, NodeDescription, NodeDetails, PublishedPort, ServiceRecord, TaskRecord, TaskReport, TaskState, TaskStatus,
 };
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{

@@ -92,9 +92,13 @@ pub struct ServiceRecord {
     pub owner: String,
     pub spec: String,
     pub previous_spec: Option<String>,
+    /// What its tasks are made from (the task template and published ports, as the proposer
+    /// wrote them): a change of it, and only of it, makes the tasks out of date (a new replica
+    /// count does not).
+    pub task_spec: String,
     /// Bumped by every change (the `Version.Index` of the Docker API).
     pub version: u64,
-    /// Bumped when the spec changes: tasks of an older spec version are out of date.
+    /// Bumped when `task_spec` changes: tasks of an older spec version are out of date.
     pub spec_version: u64,
     pub created: u64,
     pub updated: u64,
@@ -109,6 +113,16 @@ pub struct TaskStatus {
     pub container_id: String,
     pub exit_code: i64,
     pub at: u64,
+    /// The host ports its container publishes (as the engine bound them).
+    pub ports: Vec<PublishedPort>,
+}
+
+/// A port a task's container publishes on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub protocol: String,
+    pub target: u16,
+    pub published: u16,
 }
 
 /// A task: one container of a service, on one node.
@@ -176,15 +190,16 @@ pub struct TaskReport {
     pub err: String,
     pub container_id: String,
     pub exit_code: i64,
+    pub ports: Vec<PublishedPort>,
 }
 
 /// A change of services, tasks or node details.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrchestrationCommand {
     /// Creates a service; refused when the name is taken.
-    CreateService { id: String, name: String, owner: String, spec: String, at: u64 },
+    CreateService { id: String, name: String, owner: String, spec: String, task_spec: String, at: u64 },
     /// Replaces a service's spec; refused unless `version` is the service's current one.
-    UpdateService { id: String, version: u64, name: String, spec: String, at: u64 },
+    UpdateService { id: String, version: u64, name: String, spec: String, task_spec: String, at: u64 },
     /// Removes a service; its tasks are to be removed by their nodes.
     RemoveService { id: String, at: u64 },
     /// Records new tasks (pending, desired running). Tasks of a service that is gone are skipped.
@@ -234,7 +249,7 @@ impl std::fmt::Display for OrchestrationCommand {
 pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> Result<Outcome, StoreError> {
     use OrchestrationCommand as C;
     match command {
-        C::CreateService { id, name, owner, spec, at } => {
+        C::CreateService { id, name, owner, spec, task_spec, at } => {
             refuse_taken_name(txn, name, None)?;
             let version = next_version(txn)?;
             let record = ServiceRecord {
@@ -242,6 +257,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
                 owner: owner.clone(),
                 spec: spec.clone(),
                 previous_spec: None,
+                task_spec: task_spec.clone(),
                 version,
                 spec_version: version,
                 created: *at,
@@ -250,7 +266,9 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             put_service(txn, id, &record)?;
             Ok(Outcome::Done)
         }
-        C::UpdateService { id, version, name, spec, at } => update_service(txn, id, *version, name, spec, *at),
+        C::UpdateService { id, version, name, spec, task_spec, at } => {
+            update_service(txn, id, *version, name, (spec, task_spec), *at)
+        }
         C::RemoveService { id, at } => {
             if txn.open_table(SERVICES)?.remove(id.as_str())?.is_none() {
                 return Err(Refusal::ServiceUnknown(id.clone()).into());
@@ -326,7 +344,7 @@ fn update_service(
     id: &str,
     version: u64,
     name: &str,
-    spec: &str,
+    (spec, task_spec): (&str, &str),
     at: u64,
 ) -> Result<Outcome, StoreError> {
     let mut record = service_in(txn, id)?.ok_or_else(|| Refusal::ServiceUnknown(id.to_owned()))?;
@@ -340,6 +358,9 @@ fn update_service(
     record.version = next_version(txn)?;
     if record.spec != spec {
         record.previous_spec = Some(std::mem::replace(&mut record.spec, spec.to_owned()));
+    }
+    if record.task_spec != task_spec {
+        record.task_spec = task_spec.to_owned();
         record.spec_version = record.version;
     }
     record.updated = at;
@@ -395,6 +416,7 @@ fn create_task(txn: &WriteTransaction, task: &NewTask, at: u64) -> Result<(), St
             container_id: String::new(),
             exit_code: 0,
             at,
+            ports: Vec::new(),
         },
         version: next_version(txn)?,
         created: at,
@@ -474,6 +496,7 @@ fn report(txn: &WriteTransaction, node: u64, reports: &[TaskReport], at: u64) ->
             },
             exit_code: report.exit_code,
             at,
+            ports: if report.ports.is_empty() { task.status.ports } else { report.ports.clone() },
         };
         task.version = next_version(txn)?;
         task.updated = at;

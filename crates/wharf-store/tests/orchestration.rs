@@ -22,7 +22,14 @@ fn refusal(result: Result<wharf_store::Outcome, StoreError>) -> Refusal {
 
 fn service(store: &Store, id: &str, name: &str) {
     store
-        .apply(C::CreateService { id: id.into(), name: name.into(), owner: "alice".into(), spec: "{}".into(), at: 1 })
+        .apply(C::CreateService {
+            id: id.into(),
+            name: name.into(),
+            owner: "alice".into(),
+            spec: "{}".into(),
+            task_spec: "t".into(),
+            at: 1,
+        })
         .expect("create service");
 }
 
@@ -40,6 +47,7 @@ fn report(store: &Store, node: u64, id: &str, state: TaskState) {
         err: String::new(),
         container_id: "c1".into(),
         exit_code: 0,
+        ports: vec![],
     };
     store.apply(C::ReportTasks { node, reports: vec![report], at: 3 }).expect("report");
 }
@@ -53,17 +61,28 @@ fn a_name_is_taken_once_and_an_update_names_the_version_it_read() {
         name: "web".into(),
         owner: "bob".into(),
         spec: "{}".into(),
+        task_spec: "t".into(),
         at: 1,
     });
     assert_eq!(refusal(again), Refusal::ServiceNameTaken("web".into()));
     let version = store.service("s1").expect("read").expect("exists").version;
-    let update =
-        |version| C::UpdateService { id: "s1".into(), version, name: "web".into(), spec: "{\"a\":1}".into(), at: 5 };
-    store.apply(update(version)).expect("update at the current version");
+    let update = |version, task_spec: &str| C::UpdateService {
+        id: "s1".into(),
+        version,
+        name: "web".into(),
+        spec: "{\"a\":1}".into(),
+        task_spec: task_spec.into(),
+        at: 5,
+    };
+    // A new replica count: a new spec, the same tasks.
+    store.apply(update(version, "t")).expect("update at the current version");
     let updated = store.service("s1").expect("read").expect("exists");
-    assert!(updated.version > version && updated.spec_version == updated.version);
+    assert!(updated.version > version && updated.spec_version == version);
     assert_eq!(updated.previous_spec.as_deref(), Some("{}"));
-    assert_eq!(refusal(store.apply(update(version))), Refusal::VersionOutOfDate { current: updated.version });
+    assert_eq!(refusal(store.apply(update(version, "t3"))), Refusal::VersionOutOfDate { current: updated.version });
+    store.apply(update(updated.version, "t2")).expect("a new task template");
+    let again = store.service("s1").expect("read").expect("exists");
+    assert_eq!(again.spec_version, again.version, "a new task template makes the tasks out of date");
 }
 
 #[test]

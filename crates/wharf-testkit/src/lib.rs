@@ -2,9 +2,11 @@
 //! launcher whose program is missing panics with the command that installs it (the test
 //! command installs everything), so that no test skips silently.
 
+mod dockerd;
 mod moto;
 mod swift;
 
+pub use dockerd::Dockerd;
 pub use moto::Moto;
 pub use swift::{SWIFT_KEY, SWIFT_USER, Swift};
 

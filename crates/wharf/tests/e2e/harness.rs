@@ -359,6 +359,7 @@ fn spawn_node(args: &[String], lines: &Arc<Mutex<Vec<String>>>) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(args)
         .env("WHARF_LOG", "warn")
+        .env("WHARF_DOCKER_HOST", "none")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -392,6 +393,8 @@ fn try_spawn(
     lines: &Arc<Mutex<Vec<String>>>,
 ) -> Result<(Child, SocketAddr), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    // Tests that run tasks name their engine with --docker-host; the others run none.
+    cmd.env("WHARF_DOCKER_HOST", "none");
     cmd.arg("up").arg("--data-dir").arg(data_dir);
     cmd.args(["--addr", options.addr.as_deref().unwrap_or("127.0.0.1:0")]);
     for san in &options.sans {

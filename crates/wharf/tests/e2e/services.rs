@@ -1,0 +1,283 @@
+//! Services through the stock `docker` CLI and a client bundle, on nodes that each have a
+//! Docker Engine of their own (`wharf_testkit::Dockerd`): the agents pull the image from
+//! Wharf's registry with their node's identity and run the tasks on their engine.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use wharf_testkit::Dockerd;
+
+use crate::clients::{busybox_layer, require_docker};
+use crate::harness::{ADMIN_PASSWORD, Options, Wharf, require, wait_for};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// A `docker` command run the way a user runs it with a bundle: `cd` into it and
+/// `eval "$(<env.sh)"`.
+fn docker(bundle: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg("cd \"$1\" && shift && eval \"$(<env.sh)\" && exec docker \"$@\"")
+        .arg("bash")
+        .arg(bundle)
+        .args(args)
+        .env("DOCKER_CONFIG", bundle.join(".docker"))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `docker` with the bundle; its standard output, or a panic with what it said.
+fn ok(bundle: &Path, args: &[&str]) -> String {
+    let out = docker(bundle, args).output().expect("run docker");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "docker {args:?} failed: {stdout}{stderr}");
+    stdout.into_owned()
+}
+
+/// Runs `docker` with the bundle expecting a refusal; what it said.
+fn refused(bundle: &Path, args: &[&str]) -> String {
+    let out = docker(bundle, args).output().expect("run docker");
+    assert!(!out.status.success(), "docker {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Logs in as `user` with `wharf login` and fetches a bundle with `wharf bundle`.
+fn bundle(w: &Wharf, dir: &Path, user: &str, password: &str) -> PathBuf {
+    let config = dir.join(format!("{user}-config.json"));
+    let mut login = Command::new(WHARF)
+        .args(["login", &w.base(), "-u", user, "--password-stdin", "--ca"])
+        .arg(w.ca_path())
+        .env("WHARF_CONFIG", &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("wharf login");
+    login.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password");
+    assert!(login.wait().expect("wait").success(), "wharf login as {user} failed");
+    let out = dir.join(format!("{user}-bundle"));
+    let status = Command::new(WHARF).args(["bundle", "-o"]).arg(&out).env("WHARF_CONFIG", &config).status();
+    assert!(status.expect("wharf bundle").success(), "wharf bundle failed");
+    for file in ["ca.pem", "cert.pem", "key.pem", "cert.pub", "env.sh", "env.ps1", "env.cmd"] {
+        assert!(out.join(file).is_file(), "the bundle has no {file}");
+    }
+    out
+}
+
+/// Pushes a busybox image to the cluster's registry through the machine's default engine.
+fn push_image(w: &Wharf, dir: &Path, image: &str) {
+    std::fs::write(dir.join("rootfs.tar"), busybox_layer(dir)).expect("write the layer");
+    let config = dir.join("push-config");
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").env("DOCKER_CONFIG", &config).args(args).output().expect("docker");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["import", dir.join("rootfs.tar").to_str().expect("path"), image]);
+    let mut login = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args(["login", &w.host(), "-u", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("docker login");
+    login.stdin.take().expect("stdin").write_all(ADMIN_PASSWORD.as_bytes()).expect("password");
+    assert!(login.wait().expect("wait").success(), "docker login failed");
+    docker(&["push", image]);
+    docker(&["rmi", image]);
+}
+
+/// A node process, killed when dropped (also when a test fails).
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A worker (`wharf join` with the worker token) whose tasks run on `engine`.
+fn join_worker(w: &Wharf, dir: &Path, engine: &Dockerd) -> Node {
+    let token = wait_for(Duration::from_secs(10), "the worker token", || w.printed("worker token:"));
+    let token_file = dir.join("worker.token");
+    std::fs::write(&token_file, token).expect("write the token");
+    let advertise = format!("127.0.0.1:{}", wharf_testkit::free_port());
+    let mut child = Command::new(WHARF)
+        .args(["join", "--token-file"])
+        .arg(&token_file)
+        .args([w.host().as_str(), "--advertise", &advertise, "--data-dir"])
+        .arg(dir.join("worker"))
+        .args(["--docker-host", &engine.host])
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the worker");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let child = Node(child);
+    let mut seen = String::new();
+    let mut byte = [0u8; 1];
+    while !seen.contains(" is up") {
+        assert!(stdout.read(&mut byte).expect("read") == 1, "the worker stopped: {seen}");
+        seen.push(byte[0] as char);
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    child
+}
+
+/// Does busybox httpd answer `GET /` on 127.0.0.1:`port` (with any HTTP status: the image's
+/// folder has no index page)?
+fn answers(port: u16) -> bool {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(mut stream) = stream.inspect_err(|e| eprintln!("connecting to {port}: {e}")) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    if let Err(e) = stream.read_to_string(&mut answer) {
+        eprintln!("reading from {port}: {e} ({answer:?})");
+    }
+    answer.starts_with("HTTP/1.0 ") || answer.starts_with("HTTP/1.1 ")
+}
+
+/// The host ports `docker service ps` shows for the running tasks of `service`.
+fn running_ports(bundle: &Path, service: &str) -> Vec<u16> {
+    let out = ok(
+        bundle,
+        &["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}|{{.Ports}}"],
+    );
+    out.lines()
+        .filter(|l| l.starts_with("Running"))
+        .filter_map(|l| l.split_once("*:")?.1.split_once("->")?.0.parse().ok())
+        .collect()
+}
+
+fn wharf_containers(engine: &Dockerd, prefix: &str) -> usize {
+    engine.containers(false).iter().filter(|n| n.starts_with(prefix)).count()
+}
+
+#[test]
+fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
+    require_docker();
+    require("bash");
+    let (e1, e2) = (Dockerd::start(), Dockerd::start());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = vec!["--docker-host".to_owned(), e1.host.clone(), "--heartbeat-ms".into(), "1000".into()];
+    let w = Wharf::start_with(Options { tls: true, extra, ..Options::default() });
+    let worker = join_worker(&w, tmp.path(), &e2);
+    let admin = bundle(&w, tmp.path(), "admin", ADMIN_PASSWORD);
+
+    assert!(ok(&admin, &["version"]).contains("Wharf"), "docker version names the server");
+    let info = ok(&admin, &["info"]);
+    assert!(info.contains("Swarm: active") && info.contains("Is Manager: true"), "docker info: {info}");
+    let nodes = wait_for(Duration::from_secs(60), "both nodes ready with their engines", || {
+        let out = ok(&admin, &["node", "ls", "--format", "{{.ID}} {{.Status}} {{.EngineVersion}} {{.ManagerStatus}}"]);
+        let ready: Vec<String> =
+            out.lines().filter(|l| l.contains(" Ready ") && !l.ends_with("Ready ")).map(str::to_owned).collect();
+        (ready.len() == 2).then_some(ready)
+    });
+    let worker_id =
+        nodes.iter().find(|l| !l.contains("Leader")).and_then(|l| l.split_whitespace().next()).expect("the worker");
+
+    let image = format!("{}/admin/web:1", w.host());
+    push_image(&w, tmp.path(), &image);
+    // Attached: the CLI polls until the four tasks run (the `_up-to-date` filter, the nodes).
+    let httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", "/bin"];
+    let mut create = vec!["service", "create", "--name", "web", "--replicas", "4", "-p", "mode=host,target=80", &image];
+    create.extend(httpd);
+    ok(&admin, &create);
+    let ports = running_ports(&admin, "web");
+    assert_eq!(ports.len(), 4, "four running tasks with a published port each");
+    for port in &ports {
+        wait_for(Duration::from_secs(20), &format!("the task published on port {port} to answer"), || {
+            answers(*port).then_some(())
+        });
+    }
+    let (on1, on2) = (wharf_containers(&e1, "web."), wharf_containers(&e2, "web."));
+    assert_eq!((on1 + on2, on1.min(on2)), (4, 2), "the tasks run on both engines, spread evenly");
+    assert!(ok(&admin, &["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]).contains("web 4/4"));
+    assert_eq!(
+        ok(&admin, &["service", "inspect", "web", "--format", "{{.Spec.Mode.Replicated.Replicas}}"]).trim(),
+        "4"
+    );
+
+    ok(&admin, &["service", "scale", "web=2"]);
+    wait_for(Duration::from_secs(60), "two tasks of web left running", || {
+        (wharf_containers(&e1, "web.") + wharf_containers(&e2, "web.") == 2).then_some(())
+    });
+
+    ok(
+        &admin,
+        &["service", "create", "-d", "--name", "everywhere", "--mode", "global", &image, "busybox", "sleep", "600"],
+    );
+    wait_for(Duration::from_secs(60), "the global service on both nodes", || {
+        (wharf_containers(&e1, "everywhere.") == 1 && wharf_containers(&e2, "everywhere.") == 1).then_some(())
+    });
+
+    ok(
+        &admin,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "nowhere",
+            "--constraint",
+            "node.labels.zone==mars",
+            &image,
+            "busybox",
+            "sleep",
+            "1",
+        ],
+    );
+    wait_for(Duration::from_secs(30), "the reason a task cannot be placed", || {
+        let out = ok(&admin, &["service", "ps", "nowhere", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]);
+        (out.contains("Pending") && out.contains("no suitable node (scheduling constraints not satisfied on 2 nodes)"))
+            .then_some(())
+    });
+
+    ok(&admin, &["node", "update", "--availability", "drain", worker_id]);
+    wait_for(Duration::from_secs(60), "the drained worker's tasks moved to the manager", || {
+        let moved = wharf_containers(&e2, "web.") == 0 && wharf_containers(&e2, "everywhere.") == 0;
+        (moved && wharf_containers(&e1, "web.") == 2).then_some(())
+    });
+    assert!(ok(&admin, &["node", "ls"]).contains("Drain"));
+
+    // A user sees and changes only what they created; nodes are read-only to them.
+    let client = w.client();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let created = runtime.block_on(
+        client
+            .post(w.url("/api/users"))
+            .bearer_auth(admin_session(&w, &runtime))
+            .body(r#"{"name":"bob","password":"bob-password-1"}"#)
+            .send(),
+    );
+    assert!(created.expect("create bob").status().is_success(), "creating bob");
+    let bob = bundle(&w, tmp.path(), "bob", "bob-password-1");
+    assert!(refused(&bob, &["service", "inspect", "web"]).contains("another user"));
+    assert!(!ok(&bob, &["service", "ls"]).contains("web"));
+    assert!(refused(&bob, &["service", "rm", "web"]).contains("another user"));
+    assert!(refused(&bob, &["node", "update", "--availability", "active", worker_id]).contains("administrator"));
+    ok(&bob, &["node", "ls"]);
+
+    ok(&admin, &["service", "rm", "web", "everywhere", "nowhere"]);
+    wait_for(Duration::from_secs(60), "every task's container removed from both engines", || {
+        (e1.containers(true).is_empty() && e2.containers(true).is_empty()).then_some(())
+    });
+    drop(worker);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// An API session of the administrator (`POST /auth/login`).
+fn admin_session(w: &Wharf, runtime: &tokio::runtime::Runtime) -> String {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        auth_token: String,
+    }
+    let body = serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD});
+    let response = runtime.block_on(w.anonymous_client().post(w.url("/auth/login")).json(&body).send()).expect("login");
+    runtime.block_on(response.json::<Login>()).expect("login answer").auth_token
+}
