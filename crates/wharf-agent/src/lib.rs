@@ -16,4 +16,4 @@ mod session;
 pub use docker::DockerExecutor;
 pub use executor::{ContainerView, ExecError, Executor, RunRequest, Started, labels};
 pub use fake::FakeExecutor;
-pub use session::{TaskAgent, TaskAgentConfig};
+pub use session::{Connect, TaskAgent, TaskAgentConfig};

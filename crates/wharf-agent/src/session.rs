@@ -23,13 +23,17 @@ const POLL_WAIT: Duration = Duration::from_secs(25);
 /// How often the agent looks at its containers without being woken.
 const TICK: Duration = Duration::from_secs(5);
 
+/// Makes a client of the managers at the given addresses over the node's mutual TLS, with a
+/// timeout above [`POLL_WAIT`] (`None` when it cannot be made now).
+pub type Connect = Arc<dyn Fn(&[String]) -> Option<Client> + Send + Sync>;
+
 pub struct TaskAgentConfig {
     pub node_id: u64,
-    /// A client of the managers over the node's mutual TLS, with a timeout above [`POLL_WAIT`].
-    pub client: Client,
-    /// The managers' addresses (`host:port`): images named there come from this cluster's
-    /// registry and are pulled with a token the node gets with its certificate.
-    pub registries: Vec<String>,
+    /// The managers' addresses (`host:port`), kept current by the node's heartbeats: the agent
+    /// asks them, and images named there come from this cluster's registry and are pulled
+    /// with a token the node gets with its certificate.
+    pub managers: watch::Receiver<Vec<String>>,
+    pub connect: Connect,
     /// The engine's `certs.d` folder: before a pull from the cluster's registry the agent
     /// puts the cluster CA there for the registry's address (the engine reads it at each pull,
     /// so no restart and no `docker login` are needed).
@@ -39,22 +43,64 @@ pub struct TaskAgentConfig {
 
 pub struct TaskAgent<E: Executor + 'static> {
     config: TaskAgentConfig,
+    managers: Managers,
     executor: Arc<E>,
 }
 
 type Reports = mpsc::UnboundedSender<TaskReportWire>;
 
+/// A client of the managers that follows their list: made again when the list changed or
+/// after a failure, so that an agent that joined through one manager reaches the others once
+/// that one is gone.
+#[derive(Clone)]
+struct Managers {
+    list: watch::Receiver<Vec<String>>,
+    connect: Connect,
+    client: Option<Client>,
+}
+
+impl Managers {
+    fn client(&mut self) -> Option<&mut Client> {
+        if self.client.is_none() || self.list.has_changed().unwrap_or(false) {
+            let list = self.list.borrow_and_update().clone();
+            self.client = (self.connect)(&list);
+        }
+        self.client.as_mut()
+    }
+
+    fn registries(&self) -> Vec<String> {
+        self.list.borrow().clone()
+    }
+
+    async fn call<B: serde::Serialize + ?Sized, R: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, String> {
+        let Some(client) = self.client() else { return Err("no client of the managers".into()) };
+        match client.call::<B, R>(Method::POST, path, Some(body)).await {
+            Ok(answer) => Ok(answer),
+            Err(e) => {
+                // Next time, a client of the managers as the list says now, from the top.
+                self.client = None;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
 impl<E: Executor + 'static> TaskAgent<E> {
     pub fn new(config: TaskAgentConfig, executor: Arc<E>) -> TaskAgent<E> {
-        TaskAgent { config, executor }
+        let managers = Managers { list: config.managers.clone(), connect: Arc::clone(&config.connect), client: None };
+        TaskAgent { config, managers, executor }
     }
 
     /// Runs for as long as the node runs.
     pub async fn run(self) {
         let (sets, mut latest) = watch::channel::<Option<Assignments>>(None);
         let (reports, queue) = mpsc::unbounded_channel();
-        tokio::spawn(poll(self.config.client.clone(), Arc::clone(&self.executor), sets));
-        tokio::spawn(send_reports(self.config.client.clone(), queue));
+        tokio::spawn(poll(self.managers.clone(), Arc::clone(&self.executor), sets));
+        tokio::spawn(send_reports(self.managers.clone(), queue));
         let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
         let mut starting = BTreeSet::new();
         let mut sent: BTreeMap<String, String> = BTreeMap::new();
@@ -135,8 +181,8 @@ impl<E: Executor + 'static> TaskAgent<E> {
     /// A registry token for the task's image, when the image is in this cluster's registry.
     fn token_for(&self, task: &Assignment) -> impl Future<Output = Option<String>> + Send + 'static {
         let image = task.blueprint.spec.container_spec.image.clone();
-        let repository = cluster_repository(&image, &self.config.registries);
-        let mut client = self.config.client.clone();
+        let repository = cluster_repository(&image, &self.managers.registries());
+        let mut managers = self.managers.clone();
         let (certs_d, ca_pem) = (self.config.certs_d.clone(), self.config.ca_pem.clone());
         async move {
             let repository = repository?;
@@ -146,7 +192,7 @@ impl<E: Executor + 'static> TaskAgent<E> {
                 tracing::warn!(registry = host, error = %e, "putting the cluster CA in the engine's certs.d failed");
             }
             let request = NodeTokenRequest { repositories: vec![repository] };
-            match client.call::<_, NodeTokenResponse>(Method::POST, "/cluster/registry-token", Some(&request)).await {
+            match managers.call::<_, NodeTokenResponse>("/cluster/registry-token", &request).await {
                 Ok(answer) => Some(answer.token),
                 Err(e) => {
                     tracing::warn!(image, error = %e, "getting a registry token for an image failed");
@@ -219,14 +265,18 @@ async fn start<E: Executor + ?Sized>(executor: &E, mut request: RunRequest, toke
 
 /// Long-polls for the node's task set; the first poll (and the first after a failure) reports
 /// the engine.
-async fn poll<E: Executor + ?Sized>(mut client: Client, executor: Arc<E>, sets: watch::Sender<Option<Assignments>>) {
+async fn poll<E: Executor + ?Sized>(
+    mut managers: Managers,
+    executor: Arc<E>,
+    sets: watch::Sender<Option<Assignments>>,
+) {
     let mut known = 0;
     let mut describe = true;
     let mut failures = 0u32;
     loop {
         let description = if describe { executor.describe().await.ok() } else { None };
         let request = AssignmentsRequest { known, wait_ms: POLL_WAIT.as_millis() as u64, description };
-        match client.call::<_, Assignments>(Method::POST, "/cluster/assignments", Some(&request)).await {
+        match managers.call::<_, Assignments>("/cluster/assignments", &request).await {
             Ok(set) => {
                 describe = false;
                 failures = 0;
@@ -246,7 +296,7 @@ async fn poll<E: Executor + ?Sized>(mut client: Client, executor: Arc<E>, sets: 
 }
 
 /// Sends reports in batches; a batch that fails is sent again.
-async fn send_reports(mut client: Client, mut queue: mpsc::UnboundedReceiver<TaskReportWire>) {
+async fn send_reports(mut managers: Managers, mut queue: mpsc::UnboundedReceiver<TaskReportWire>) {
     let mut batch = Vec::new();
     let mut failures = 0u32;
     loop {
@@ -260,7 +310,7 @@ async fn send_reports(mut client: Client, mut queue: mpsc::UnboundedReceiver<Tas
             batch.push(report);
         }
         let body = TaskReports { reports: batch.clone() };
-        match client.call::<_, ()>(Method::POST, "/cluster/tasks", Some(&body)).await {
+        match managers.call::<_, ()>("/cluster/tasks", &body).await {
             Ok(()) => {
                 batch.clear();
                 failures = 0;

@@ -64,6 +64,10 @@ pub async fn control_pass(manager: &Manager) -> Result<Option<u64>, ClusterError
         let ids = chunk.to_vec();
         propose(manager, OrchestrationCommand::SetDesiredState { ids, desired: TaskState::Shutdown, at }).await?;
     }
+    for chunk in plan.remove.chunks(BATCH) {
+        let ids = chunk.to_vec();
+        propose(manager, OrchestrationCommand::SetDesiredState { ids, desired: TaskState::Remove, at }).await?;
+    }
     for chunk in plan.forget.chunks(BATCH) {
         propose(manager, OrchestrationCommand::RemoveTasks { ids: chunk.to_vec() }).await?;
     }

@@ -39,6 +39,9 @@ impl NodeView {
 pub struct Plan {
     pub create: Vec<NewTask>,
     pub shutdown: Vec<String>,
+    /// Tasks of nodes that are down or gone: replaced elsewhere, and their containers removed
+    /// when the node comes back (it must not run two tasks of one slot).
+    pub remove: Vec<String>,
     pub forget: Vec<String>,
     /// When a delayed restart is due (seconds since the epoch), so the loop wakes for it.
     pub wake_at: Option<u64>,
@@ -119,11 +122,17 @@ fn replicated(
         }
         let mut running = false;
         for (id, task) in &in_slot {
-            let on_lost_node = task.node.is_some_and(|n| nodes.get(&n).is_none_or(|node| !node.keeps_tasks()));
             if task.desired != TaskState::Running {
                 continue;
             }
-            if task.status.state.is_terminal() || on_lost_node {
+            let node = task.node.map(|n| nodes.get(&n));
+            let lost = node.is_some_and(|n| n.is_none_or(|n| n.record.removed || n.record.state == "down"));
+            let drained = node.flatten().is_some_and(|n| n.details.availability == "drain");
+            // A task of an older spec is replaced (all at once until rolling updates arrive).
+            let outdated = task.spec_version != service.record.spec_version;
+            if lost {
+                plan.remove.push((*id).to_owned());
+            } else if task.status.state.is_terminal() || drained || outdated {
                 plan.shutdown.push((*id).to_owned());
             } else {
                 running = true;
@@ -139,11 +148,12 @@ fn replicated(
     }
 }
 
-/// When the slot's next task may start: at once for a new slot or a task lost with its node;
-/// after the restart delay for one that failed; never when the restart policy says so.
+/// When the slot's next task may start: at once for a new slot, a task lost with its node or
+/// one of an older spec; after the restart delay for one that failed; never when the restart
+/// policy says so.
 fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)], _now: u64) -> Option<u64> {
     let Some((_, last)) = in_slot.iter().max_by_key(|(_, t)| (t.created, t.version)) else { return Some(0) };
-    if !last.status.state.is_terminal() {
+    if !last.status.state.is_terminal() || last.spec_version != service.record.spec_version {
         // Lost with its node (or shut down by a manager): replace it at once.
         return Some(0);
     }
@@ -201,7 +211,8 @@ fn global(
         let on_node = per_node.get(node).map(Vec::as_slice).unwrap_or_default();
         let mut running = false;
         for (id, task) in on_node {
-            if task.desired == TaskState::Running && task.status.state.is_terminal() {
+            let outdated = task.spec_version != service.record.spec_version;
+            if task.desired == TaskState::Running && (task.status.state.is_terminal() || outdated) {
                 plan.shutdown.push((*id).to_owned());
             } else if live(task) {
                 running = true;
@@ -233,7 +244,15 @@ fn forget_history(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
         groups.entry(key).or_default().push((id, task));
     }
     for mut group in groups.into_values() {
-        group.retain(|(_, t)| t.status.state.is_terminal() && t.desired > TaskState::Running);
+        // A task to remove is forgotten once its node reported it ended.
+        for (id, task) in &group {
+            if task.desired == TaskState::Remove && task.status.state.is_terminal() {
+                plan.forget.push((*id).to_owned());
+            }
+        }
+        group.retain(|(_, t)| {
+            t.status.state.is_terminal() && t.desired > TaskState::Running && t.desired < TaskState::Remove
+        });
         if group.len() > TASK_HISTORY {
             group.sort_by_key(|(_, t)| std::cmp::Reverse((t.created, t.version)));
             plan.forget.extend(group[TASK_HISTORY..].iter().map(|(id, _)| (*id).to_owned()));
@@ -354,10 +373,23 @@ mod tests {
         let nodes = [node(1, "ready", "active"), node(2, "down", "active")];
         let early = reconcile(&services, &tasks, &nodes, 102, &mut ids());
         assert_eq!(early.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [2]);
-        assert_eq!(early.shutdown, ["t1", "t2"]);
+        assert_eq!(
+            (early.shutdown.as_slice(), early.remove.as_slice()),
+            (&["t1".to_owned()][..], &["t2".to_owned()][..])
+        );
         assert_eq!(early.wake_at, Some(100 + RESTART_DELAY_SECS));
         let late = reconcile(&services, &tasks, &nodes, 106, &mut ids());
         assert_eq!(late.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn tasks_of_an_older_spec_are_replaced() {
+        let (id, mut record) = service(THREE);
+        record.spec_version = 2;
+        let tasks = vec![("old".to_owned(), task(1, Some(1), TaskState::Running, 1))];
+        let plan = reconcile(&[(id, record)], &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        assert_eq!(plan.shutdown, ["old"]);
+        assert_eq!(plan.create.iter().map(|t| (t.slot, t.spec_version)).collect::<Vec<_>>(), [(1, 2), (2, 2), (3, 2)]);
     }
 
     #[test]

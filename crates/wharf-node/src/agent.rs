@@ -43,16 +43,18 @@ pub struct EngineSettings {
 impl Agent {
     /// Runs until the node must restart in another role.
     pub async fn run(mut self) -> Result<(), NodeError> {
-        // The task agent runs beside the heartbeats and ends with them (a role change).
-        let _tasks = match &self.engine {
-            Some(engine) => Some(AbortOnDrop(tokio::spawn(crate::tasks::run_task_agent(
+        // The task agent runs beside the heartbeats and ends with them (a role change); it
+        // follows the managers' list the heartbeats keep.
+        let (managers, list) = tokio::sync::watch::channel(self.identity.managers.clone());
+        let _tasks = self.engine.as_ref().map(|engine| {
+            AbortOnDrop(tokio::spawn(crate::tasks::run_task_agent(
                 engine.clone(),
                 self.identity.clone(),
+                list,
                 Arc::clone(&self.cert),
                 self.ca_pem.clone(),
-            )))),
-            None => None,
-        };
+            )))
+        });
         let tls = wharf_pki::renewing_client_config(Arc::clone(&self.cert), &self.ca_pem, &self.identity.cluster_id)?;
         // A heartbeat tries every known manager, following the leader, for about one period.
         let mut client =
@@ -67,6 +69,7 @@ impl Agent {
                     period = Duration::from_millis(reply.period_ms.max(50));
                     if self.remember_managers(&reply.managers)? {
                         client = self.client_for(&client)?;
+                        managers.send_replace(self.identity.managers.clone());
                     }
                     let demoting = reply.role == NodeRole::Worker && reply.raft_member;
                     if reply.role != self.identity.role && !demoting {

@@ -523,7 +523,11 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
     })
     .await;
     assert_eq!(listed.iter().filter(|n| n["raft"] == "voter").count(), 3, "{listed:#?}");
-    assert!(nodes_by_id[leader as usize - 1].printed(&format!("Wharf worker {leader}")).is_some());
+    // The state says worker before the process has restarted into the role and said so.
+    let demoted = &nodes_by_id[leader as usize - 1];
+    crate::harness::wait_for(Duration::from_secs(20), "the demoted leader restarted as a worker", || {
+        demoted.printed(&format!("Wharf worker {leader}"))
+    });
     let deadline = Instant::now() + Duration::from_secs(10);
     while dir(leader as usize).join("state.redb").exists() {
         assert!(Instant::now() < deadline, "the demoted manager kept its replica");

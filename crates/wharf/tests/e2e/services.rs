@@ -46,10 +46,16 @@ fn refused(bundle: &Path, args: &[&str]) -> String {
 
 /// Logs in as `user` with `wharf login` and fetches a bundle with `wharf bundle`.
 fn bundle(w: &Wharf, dir: &Path, user: &str, password: &str) -> PathBuf {
-    let config = dir.join(format!("{user}-config.json"));
+    bundle_from(&w.base(), &w.ca_path(), dir, user, password)
+}
+
+/// [`bundle`] from the manager at `base` (`https://host:port`), whose CA is at `ca`.
+fn bundle_from(base: &str, ca: &Path, dir: &Path, user: &str, password: &str) -> PathBuf {
+    let tag = base.rsplit(':').next().unwrap_or("0");
+    let config = dir.join(format!("{user}-{tag}-config.json"));
     let mut login = Command::new(WHARF)
-        .args(["login", &w.base(), "-u", user, "--password-stdin", "--ca"])
-        .arg(w.ca_path())
+        .args(["login", base, "-u", user, "--password-stdin", "--ca"])
+        .arg(ca)
         .env("WHARF_CONFIG", &config)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -57,7 +63,7 @@ fn bundle(w: &Wharf, dir: &Path, user: &str, password: &str) -> PathBuf {
         .expect("wharf login");
     login.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password");
     assert!(login.wait().expect("wait").success(), "wharf login as {user} failed");
-    let out = dir.join(format!("{user}-bundle"));
+    let out = dir.join(format!("{user}-{tag}-bundle"));
     let status = Command::new(WHARF).args(["bundle", "-o"]).arg(&out).env("WHARF_CONFIG", &config).status();
     assert!(status.expect("wharf bundle").success(), "wharf bundle failed");
     for file in ["ca.pem", "cert.pem", "key.pem", "cert.pub", "env.sh", "env.ps1", "env.cmd"] {
@@ -67,7 +73,7 @@ fn bundle(w: &Wharf, dir: &Path, user: &str, password: &str) -> PathBuf {
 }
 
 /// Pushes a busybox image to the cluster's registry through the machine's default engine.
-fn push_image(w: &Wharf, dir: &Path, image: &str) {
+fn push_image(registry: &str, dir: &Path, image: &str) {
     std::fs::write(dir.join("rootfs.tar"), busybox_layer(dir)).expect("write the layer");
     let config = dir.join("push-config");
     let docker = |args: &[&str]| {
@@ -77,7 +83,7 @@ fn push_image(w: &Wharf, dir: &Path, image: &str) {
     docker(&["import", dir.join("rootfs.tar").to_str().expect("path"), image]);
     let mut login = Command::new("docker")
         .env("DOCKER_CONFIG", &config)
-        .args(["login", &w.host(), "-u", "admin", "--password-stdin"])
+        .args(["login", registry, "-u", "admin", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -182,7 +188,7 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         nodes.iter().find(|l| !l.contains("Leader")).and_then(|l| l.split_whitespace().next()).expect("the worker");
 
     let image = format!("{}/admin/web:1", w.host());
-    push_image(&w, tmp.path(), &image);
+    push_image(&w.host(), tmp.path(), &image);
     // Attached: the CLI polls until the four tasks run (the `_up-to-date` filter, the nodes).
     let httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", "/bin"];
     let mut create = vec!["service", "create", "--name", "web", "--replicas", "4", "-p", "mode=host,target=80", &image];
@@ -280,4 +286,151 @@ fn admin_session(w: &Wharf, runtime: &tokio::runtime::Runtime) -> String {
     let body = serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD});
     let response = runtime.block_on(w.anonymous_client().post(w.url("/auth/login")).json(&body).send()).expect("login");
     runtime.block_on(response.json::<Login>()).expect("login answer").auth_token
+}
+
+/// A node process started with `args`, its standard output kept; returns once it says it is up.
+fn start_node(args: &[String]) -> (Node, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let mut child =
+        Command::new(WHARF).args(args).env("WHARF_LOG", "warn").stdout(Stdio::piped()).spawn().expect("spawn a node");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            kept.lock().expect("lock").push(line);
+        }
+    });
+    let node = Node(child);
+    wait_for(Duration::from_secs(60), &format!("wharf {args:?} to be up"), || {
+        lines.lock().expect("lock").iter().any(|l| l.contains(" is up")).then_some(())
+    });
+    (node, lines)
+}
+
+/// The running containers of `service` on `engines`, by slot label: one slot never runs twice.
+fn running_slots(engines: &[&Dockerd], service: &str) -> Vec<String> {
+    let mut slots = Vec::new();
+    for engine in engines {
+        let filter = format!("label=wharf.service.name={service}");
+        let out = engine.docker(&["ps", "--filter", &filter, "--format", "{{.Label \"wharf.task.slot\"}}"]).output();
+        slots.extend(String::from_utf8_lossy(&out.expect("docker ps").stdout).lines().map(str::to_owned));
+    }
+    slots.sort();
+    let mut unique = slots.clone();
+    unique.dedup();
+    assert_eq!(unique, slots, "a slot of {service} runs twice");
+    slots
+}
+
+/// `docker node ls` through `bundle`: (id, hostname-less status, manager status) of each node.
+fn node_states(bundle: &Path) -> Vec<(String, String, String)> {
+    let out = docker(bundle, &["node", "ls", "--format", "{{.ID}}|{{.Status}}|{{.ManagerStatus}}|{{.EngineVersion}}"])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split('|');
+            let (id, status, manager, engine) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let status = if status == "Ready" && engine.is_empty() { "Ready (no engine yet)" } else { status };
+            Some((id.trim_end_matches(" *").trim().to_owned(), status.to_owned(), manager.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn tasks_survive_a_killed_worker_and_a_killed_leader_and_no_slot_runs_twice() {
+    require_docker();
+    require("bash");
+    let engines: Vec<Dockerd> = (0..5).map(|_| Dockerd::start()).collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let password = tmp.path().join("admin-password");
+    std::fs::write(&password, format!("{ADMIN_PASSWORD}\n")).expect("password");
+    let addrs: Vec<String> = (0..5).map(|_| format!("127.0.0.1:{}", wharf_testkit::free_port())).collect();
+    let node_args = |n: usize, first: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = first.iter().map(|a| (*a).to_owned()).collect();
+        args.extend(["--advertise".into(), addrs[n].clone(), "--data-dir".into()]);
+        args.push(tmp.path().join(format!("node{n}")).to_str().expect("path").to_owned());
+        args.extend(["--docker-host".into(), engines[n].host.clone(), "--heartbeat-ms".into(), "1000".into()]);
+        args
+    };
+    let mut init = node_args(0, &["init"]);
+    init.extend(["--admin-password-file".into(), password.to_str().expect("path").into()]);
+    let (first, lines) = start_node(&init);
+    let token = |role: &str| {
+        let token = wait_for(Duration::from_secs(10), "the join tokens", || {
+            let lines = lines.lock().expect("lock");
+            lines.iter().find_map(|l| l.trim().strip_prefix(&format!("{role} token:")).map(|t| t.trim().to_owned()))
+        });
+        let file = tmp.path().join(format!("{role}.token"));
+        std::fs::write(&file, token).expect("token file");
+        file.to_str().expect("path").to_owned()
+    };
+    let (manager_token, worker_token) = (token("manager"), token("worker"));
+    let mut nodes: Vec<Option<Node>> = vec![Some(first)];
+    let join = |n: usize| {
+        let token = if n < 3 { &manager_token } else { &worker_token };
+        start_node(&node_args(n, &["join", "--token-file", token, &addrs[0]])).0
+    };
+    for n in 1..5 {
+        nodes.push(Some(join(n)));
+    }
+    let ca = tmp.path().join("node0/pki/ca.crt");
+    let bundles: Vec<PathBuf> = (0..3)
+        .map(|n| bundle_from(&format!("https://{}", addrs[n]), &ca, tmp.path(), "admin", ADMIN_PASSWORD))
+        .collect();
+    wait_for(Duration::from_secs(90), "five ready nodes with their engines", || {
+        let states = node_states(&bundles[1]);
+        (states.len() == 5 && states.iter().all(|(_, s, _)| s == "Ready")).then_some(())
+    });
+
+    // The image on every engine first (a global service), so a task placed anywhere can start
+    // whichever manager is gone.
+    let image = format!("{}/admin/web:1", addrs[0]);
+    push_image(&addrs[0], tmp.path(), &image);
+    ok(
+        &bundles[1],
+        &["service", "create", "--name", "everywhere", "--mode", "global", &image, "busybox", "sleep", "600"],
+    );
+    ok(&bundles[1], &["service", "create", "--name", "web", "--replicas", "3", &image, "busybox", "sleep", "600"]);
+    let all: Vec<&Dockerd> = engines.iter().collect();
+    assert_eq!(running_slots(&all, "web").len(), 3);
+
+    // A worker's agent killed: once it is down, its tasks run elsewhere.
+    let victim = (3..5).find(|n| !running_slots(&[&engines[*n]], "web").is_empty()).unwrap_or(3);
+    nodes[victim] = None;
+    let others: Vec<&Dockerd> = engines.iter().enumerate().filter(|(n, _)| *n != victim).map(|(_, e)| e).collect();
+    wait_for(Duration::from_secs(60), "the killed worker's tasks running elsewhere", || {
+        (running_slots(&others, "web").len() == 3).then_some(())
+    });
+    // Started again, it removes what it ran for the slots now elsewhere.
+    nodes[victim] = Some(join(victim));
+    wait_for(Duration::from_secs(60), "the stale containers removed", || {
+        let stale = engines[victim].containers(true).iter().filter(|c| c.starts_with("web.")).count();
+        (stale == 0).then_some(())
+    });
+    assert_eq!(running_slots(&all, "web").len(), 3);
+
+    // The leader killed: the tasks keep running, a new leader takes over the control loops.
+    let states = node_states(&bundles[1]);
+    let leader_id = states.iter().find(|(_, _, m)| m == "Leader").map(|(id, _, _)| id.clone()).expect("a leader");
+    let leader: usize = leader_id.parse::<usize>().expect("a node id") - 1;
+    assert!(leader < 3, "the leader is a manager");
+    nodes[leader] = None;
+    let survivor = bundles[if leader == 1 { 2 } else { 1 }].clone();
+    let live: Vec<&Dockerd> = engines.iter().enumerate().filter(|(n, _)| *n != leader).map(|(_, e)| e).collect();
+    wait_for(Duration::from_secs(60), "a new leader", || {
+        let states = node_states(&survivor);
+        states.iter().any(|(id, _, m)| m == "Leader" && *id != leader_id).then_some(())
+    });
+    ok(&survivor, &["service", "scale", "web=4"]);
+    wait_for(Duration::from_secs(60), "four tasks of web running on the live nodes", || {
+        (running_slots(&live, "web").len() == 4).then_some(())
+    });
+    ok(&survivor, &["service", "rm", "web", "everywhere"]);
+    wait_for(Duration::from_secs(60), "the tasks removed", || {
+        live.iter().all(|e| e.containers(false).is_empty()).then_some(())
+    });
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(&addrs[0]));
 }
