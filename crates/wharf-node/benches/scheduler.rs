@@ -12,13 +12,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::BasicNode;
-use support::{Manager, leader_among, start_manager};
+use support::{Manager, three_managers};
 use wharf_api::docker::{ContainerSpec, Replicated, ServiceMode, ServiceSpec, TaskSpec};
-use wharf_pki::Ca;
 use wharf_store::{ClusterCommand, NodeDescription, OrchestrationCommand, Origin, ProposerExt, TaskState};
 
 const NODES: u64 = 1_000;
@@ -31,17 +28,8 @@ fn main() {
 }
 
 async fn run(tasks: u64) {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
-    let mut managers = Vec::new();
-    for id in 1..=3 {
-        managers.push(start_manager(&ca, tmp.path(), id).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
-    managers[0].raft().initialize(members).await.expect("initialize");
-    let all: Vec<&Manager> = managers.iter().collect();
-    let leader_id = leader_among(&all, Duration::from_secs(10)).await;
+    let (managers, leader_id) = three_managers(tmp.path()).await;
     let leader = managers.iter().find(|m| m.id == leader_id).expect("the leader");
     register_nodes(leader).await;
 

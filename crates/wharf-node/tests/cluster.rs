@@ -45,17 +45,8 @@ async fn wait_for_user(store: &Store, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
-    let mut managers = Vec::new();
-    for id in 1..=3 {
-        managers.push(start_manager(&ca, tmp.path(), id).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = managers.iter().map(|m| (m.id, BasicNode::new(&m.addr))).collect();
-    managers[0].raft().initialize(members).await.expect("initialize");
-    let all: Vec<&Manager> = managers.iter().collect();
-    let leader = leader_among(&all, Duration::from_secs(10)).await;
+    let (mut managers, leader) = three_managers(tmp.path()).await;
     let leader_index = managers.iter().position(|m| m.id == leader).expect("leader");
 
     let written = managers[leader_index].proposer().propose(unversioned(create_user("alice"))).await;

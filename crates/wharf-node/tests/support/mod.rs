@@ -105,3 +105,20 @@ pub async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Three managers started in `tmp` with the CA there, one Raft group: returns them and the
+/// leader's id once one is elected.
+pub async fn three_managers(tmp: &Path) -> (Vec<Manager>, u64) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = Arc::new(Ca::load_or_create(&tmp.join("pki")).expect("ca"));
+    let mut managers = Vec::new();
+    for id in 1..=3 {
+        managers.push(start_manager(&ca, tmp, id).await);
+    }
+    let members: std::collections::BTreeMap<u64, openraft::BasicNode> =
+        managers.iter().map(|m| (m.id, openraft::BasicNode::new(&m.addr))).collect();
+    managers[0].raft().initialize(members).await.expect("initialize");
+    let all: Vec<&Manager> = managers.iter().collect();
+    let leader = leader_among(&all, Duration::from_secs(10)).await;
+    (managers, leader)
+}
