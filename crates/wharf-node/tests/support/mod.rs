@@ -60,6 +60,18 @@ pub async fn start_manager_with(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: 
 }
 
 pub async fn start_manager_on(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u32, storage: StorageChoice) -> Manager {
+    start_manager_beating(ca, tmp, id, blob_copies, storage, HEARTBEAT).await
+}
+
+/// [`start_manager_on`] with the heartbeat period `heartbeat`.
+pub async fn start_manager_beating(
+    ca: &Arc<Ca>,
+    tmp: &Path,
+    id: u64,
+    blob_copies: u32,
+    storage: StorageChoice,
+    heartbeat: Duration,
+) -> Manager {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let dir = DataDir::new(tmp.join(format!("node{id}")));
@@ -78,7 +90,7 @@ pub async fn start_manager_on(ca: &Arc<Ca>, tmp: &Path, id: u64, blob_copies: u3
         managers: vec![],
     };
     let settings = ManagerSettings {
-        heartbeat: HEARTBEAT,
+        heartbeat,
         node_cert_validity: NODE_VALIDITY,
         limits: wharf_http::Limits::default(),
         uploads: Uploads { per_user: 100, max_age: Duration::from_secs(3600), purge_every: Duration::from_secs(3600) },
@@ -109,11 +121,16 @@ pub async fn leader_among(managers: &[&Manager], timeout: Duration) -> u64 {
 /// Three managers started in `tmp` with the CA there, one Raft group: returns them and the
 /// leader's id once one is elected.
 pub async fn three_managers(tmp: &Path) -> (Vec<Manager>, u64) {
+    three_managers_beating(tmp, HEARTBEAT).await
+}
+
+/// [`three_managers`] with the heartbeat period `heartbeat`.
+pub async fn three_managers_beating(tmp: &Path, heartbeat: Duration) -> (Vec<Manager>, u64) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ca = Arc::new(Ca::load_or_create(&tmp.join("pki")).expect("ca"));
     let mut managers = Vec::new();
     for id in 1..=3 {
-        managers.push(start_manager(&ca, tmp, id).await);
+        managers.push(start_manager_beating(&ca, tmp, id, 1, StorageChoice::default(), heartbeat).await);
     }
     let members: std::collections::BTreeMap<u64, openraft::BasicNode> =
         managers.iter().map(|m| (m.id, openraft::BasicNode::new(&m.addr))).collect();

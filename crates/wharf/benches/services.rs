@@ -1,0 +1,209 @@
+//! From `docker service create --replicas 50` to 50 running tasks: Wharf (one `wharf up` node
+//! whose agent runs on a Docker Engine of its own, driven through a client bundle) against
+//! Docker's own Swarm mode (`docker swarm init` on another engine of its own), with the same
+//! `docker` CLI, the same image (imported into both engines; both try a pull first and run the
+//! local image), the same flags (`-d --resolve-image never`) and the same poll (`docker service
+//! ls` every 100 ms until 50/50). Each side runs RUNS times; the table shows the medians and the
+//! ratio. Run with `cargo bench -p wharf --bench services` (as root: it starts engines).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{median, wharf_binary};
+use wharf_testkit::Dockerd;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const REPLICAS: usize = 50;
+const RUNS: usize = 5;
+const IMAGE: &str = "wharf-bench/busybox:1";
+
+fn main() -> Res<()> {
+    let tmp = tempfile::tempdir()?;
+    let (wharf_engine, swarm_engine) = (Dockerd::start(), Dockerd::start());
+    let rootfs = busybox_rootfs(tmp.path())?;
+    for engine in [&wharf_engine, &swarm_engine] {
+        run(engine.docker(&["import", rootfs.to_str().ok_or("path")?, IMAGE]))?;
+    }
+    run(swarm_engine.docker(&[
+        "swarm",
+        "init",
+        "--advertise-addr",
+        "127.0.0.1",
+        "--listen-addr",
+        &format!("127.0.0.1:{}", common::free_port()),
+    ]))?;
+    let (mut node, bundle) = start_wharf(tmp.path(), &wharf_engine)?;
+    let wharf = |args: &[&str]| bundle_docker(&bundle, args);
+    let swarm = |args: &[&str]| swarm_engine.docker(args);
+    let (mut wharf_times, mut swarm_times) = (Vec::new(), Vec::new());
+    for n in 0..RUNS {
+        wharf_times.push(converge(&wharf, &wharf_engine, &format!("w{n}"))?);
+        swarm_times.push(converge(&swarm, &swarm_engine, &format!("s{n}"))?);
+    }
+    let (w, s) = (median(wharf_times.clone()), median(swarm_times.clone()));
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        format!("service create --replicas {REPLICAS} to running"),
+        "Wharf s",
+        "Swarm s",
+        "ratio"
+    );
+    println!("{:<44} {:>12.2} {:>12.2} {:>7.2}x", format!("median of {RUNS} (Swarm / Wharf)"), w, s, s / w);
+    println!("{:<44} {:>12} {:>12}", "every run", format!("{wharf_times:.2?}"), format!("{swarm_times:.2?}"));
+    let _ = node.kill();
+    let _ = node.wait();
+    Ok(())
+}
+
+/// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took,
+/// then removes it and waits until its containers are gone.
+fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<f64> {
+    let replicas = REPLICAS.to_string();
+    let start = Instant::now();
+    let args = [
+        "service",
+        "create",
+        "-d",
+        "--resolve-image",
+        "never",
+        "--name",
+        name,
+        "--replicas",
+        &replicas,
+        IMAGE,
+        "busybox",
+        "sleep",
+        "3600",
+    ];
+    run(docker(&args))?;
+    let want = format!("{REPLICAS}/{REPLICAS}");
+    loop {
+        let out =
+            docker(&["service", "ls", "--filter", &format!("name={name}"), "--format", "{{.Replicas}}"]).output()?;
+        if String::from_utf8_lossy(&out.stdout).trim() == want {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(format!("{name} did not reach {want} in 5 minutes").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed().as_secs_f64();
+    run(docker(&["service", "rm", name]))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !engine.containers(true).is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("the containers of {name} were not removed in 2 minutes").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(took)
+}
+
+/// `wharf up` with its tasks on `engine`, and a client bundle of its administrator.
+fn start_wharf(dir: &Path, engine: &Dockerd) -> Res<(std::process::Child, PathBuf)> {
+    let password = dir.join("admin-password");
+    std::fs::write(&password, common::ADMIN_PASSWORD)?;
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let data = dir.join("wharf");
+    let child = Command::new(wharf_binary())
+        .args(["up", "--addr", &addr, "--data-dir"])
+        .arg(&data)
+        .arg("--admin-password-file")
+        .arg(&password)
+        .args(["--docker-host", &engine.host])
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let ca = data.join("pki/ca.crt");
+    let config = dir.join("wharf-config.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut login = Command::new(wharf_binary());
+        login.args(["login", &format!("https://{addr}"), "-u", "admin", "--password-stdin", "--ca"]).arg(&ca);
+        login.env("WHARF_CONFIG", &config).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        if ca.exists() {
+            let mut child = login.spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin.write_all(common::ADMIN_PASSWORD.as_bytes())?;
+            }
+            if child.wait()?.success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("wharf up did not accept a login within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bundle = dir.join("bundle");
+    let status = Command::new(wharf_binary())
+        .args(["bundle", "-o"])
+        .arg(&bundle)
+        .env("WHARF_CONFIG", &config)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err("wharf bundle failed".into());
+    }
+    // The node is ready to run tasks once its agent has described the engine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = bundle_docker(&bundle, &["node", "ls", "--format", "{{.Status}} {{.EngineVersion}}"]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if text.starts_with("Ready ") && text.len() > "Ready ".len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the node never reported its engine: {text}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok((child, bundle))
+}
+
+fn bundle_docker(bundle: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg("cd \"$1\" && shift && eval \"$(<env.sh)\" && exec docker \"$@\"")
+        .arg("bash")
+        .arg(bundle)
+        .args(args)
+        .env("DOCKER_CONFIG", bundle.join(".docker"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    command
+}
+
+fn run(mut command: Command) -> Res<()> {
+    let out = command.output()?;
+    if !out.status.success() {
+        return Err(format!("{command:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+/// A tar of a root filesystem with busybox, for `docker import`.
+fn busybox_rootfs(dir: &Path) -> Res<PathBuf> {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin"))?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
+    std::fs::copy(
+        busybox.ok_or("busybox is not installed (apt-get install busybox-static)")?,
+        root.join("bin/busybox"),
+    )?;
+    let tar = dir.join("rootfs.tar");
+    run({
+        let mut c = Command::new("tar");
+        c.arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".");
+        c
+    })?;
+    Ok(tar)
+}
