@@ -20,7 +20,19 @@ use crate::executor::{ContainerView, ExecError, Executor, RunRequest, Started, l
 pub struct DockerExecutor {
     docker: Docker,
     changed: Arc<Notify>,
+    /// Pulls under way or just done, by image: the tasks of one service starting together
+    /// share one pull instead of each asking the registry (Swarm pulls once per task).
+    pulls: std::sync::Mutex<HashMap<String, RecentPull>>,
 }
+
+/// A pull that started at `at`; its outcome is shared by every start within [`PULL_REUSE`].
+struct RecentPull {
+    at: std::time::Instant,
+    outcome: Arc<tokio::sync::OnceCell<Result<(), String>>>,
+}
+
+/// How long a pull's outcome serves other starts of the same image.
+const PULL_REUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn engine(e: bollard::errors::Error) -> ExecError {
     ExecError::Engine(e.to_string())
@@ -41,7 +53,21 @@ impl DockerExecutor {
         let docker = docker.negotiate_version().await.map_err(engine)?;
         let changed = Arc::new(Notify::new());
         tokio::spawn(watch_events(docker.clone(), node_id, Arc::clone(&changed)));
-        Ok(DockerExecutor { docker, changed })
+        Ok(DockerExecutor { docker, changed, pulls: std::sync::Mutex::default() })
+    }
+
+    /// Pulls `image` once for every start that asks within [`PULL_REUSE`].
+    async fn pull_shared(&self, image: &str, token: Option<&str>) -> Result<(), String> {
+        let outcome = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            pulls.retain(|_, pull| pull.at.elapsed() < PULL_REUSE);
+            let pull = pulls.entry(image.to_owned()).or_insert_with(|| RecentPull {
+                at: std::time::Instant::now(),
+                outcome: Arc::new(tokio::sync::OnceCell::new()),
+            });
+            Arc::clone(&pull.outcome)
+        };
+        outcome.get_or_init(|| self.pull(image, token)).await.clone()
     }
 
     async fn pull(&self, image: &str, token: Option<&str>) -> Result<(), String> {
@@ -156,7 +182,7 @@ impl Executor for DockerExecutor {
     async fn run(&self, request: &RunRequest) -> Result<Started, ExecError> {
         let spec = &request.assignment.blueprint.spec;
         let image = &spec.container_spec.image;
-        if let Err(why) = self.pull(image, request.registry_token.as_deref()).await {
+        if let Err(why) = self.pull_shared(image, request.registry_token.as_deref()).await {
             let local = self.docker.inspect_image(image).await;
             if local.is_err() {
                 return Err(ExecError::Image(format!("No such image: {image} (pull failed: {why})")));

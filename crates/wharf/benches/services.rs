@@ -2,9 +2,10 @@
 //! whose agent runs on a Docker Engine of its own, driven through a client bundle) against
 //! Docker's own Swarm mode (`docker swarm init` on another engine of its own), with the same
 //! `docker` CLI, the same image (imported into both engines; both try a pull first and run the
-//! local image), the same flags (`-d --resolve-image never`) and the same poll (`docker service
+//! local image), the same flags (`-d`) and the same poll (`docker service
 //! ls` every 100 ms until 50/50). Each side runs RUNS times; the table shows the medians and the
-//! ratio. Run with `cargo bench -p wharf --bench services` (as root: it starts engines).
+//! ratio, and the bound of this machine: the same engine starting the 50 containers by itself
+//! (50 `docker run -d` at once), with the share of it Wharf reaches. Run with `cargo bench -p wharf --bench services` (as root: it starts engines).
 
 mod common;
 
@@ -45,6 +46,12 @@ fn main() -> Res<()> {
         swarm_times.push(converge(&swarm, &swarm_engine, &format!("s{n}"))?);
     }
     let (w, s) = (median(wharf_times.clone()), median(swarm_times.clone()));
+    // The bound: the same engine starting 50 such containers at once by itself.
+    let mut bounds = Vec::new();
+    for _ in 0..RUNS {
+        bounds.push(engine_alone(&wharf_engine)?);
+    }
+    let b = median(bounds.clone());
     println!();
     println!(
         "{:<44} {:>12} {:>12} {:>8}",
@@ -55,6 +62,13 @@ fn main() -> Res<()> {
     );
     println!("{:<44} {:>12.2} {:>12.2} {:>7.2}x", format!("median of {RUNS} (Swarm / Wharf)"), w, s, s / w);
     println!("{:<44} {:>12} {:>12}", "every run", format!("{wharf_times:.2?}"), format!("{swarm_times:.2?}"));
+    println!(
+        "{:<44} {:>12.2} {:>12} {:>7.0}%",
+        format!("bound: the engine alone, {REPLICAS} docker run -d at once"),
+        b,
+        "",
+        100.0 * b / w
+    );
     let _ = node.kill();
     let _ = node.wait();
     Ok(())
@@ -65,21 +79,7 @@ fn main() -> Res<()> {
 fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<f64> {
     let replicas = REPLICAS.to_string();
     let start = Instant::now();
-    let args = [
-        "service",
-        "create",
-        "-d",
-        "--resolve-image",
-        "never",
-        "--name",
-        name,
-        "--replicas",
-        &replicas,
-        IMAGE,
-        "busybox",
-        "sleep",
-        "3600",
-    ];
+    let args = ["service", "create", "-d", "--name", name, "--replicas", &replicas, IMAGE, "busybox", "sleep", "3600"];
     run(docker(&args))?;
     let want = format!("{REPLICAS}/{REPLICAS}");
     loop {
@@ -102,6 +102,29 @@ fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Ok(took)
+}
+
+/// Seconds for `engine` to run REPLICAS containers started at once with `docker run -d`
+/// (the same image and command), then removes them.
+fn engine_alone(engine: &Dockerd) -> Res<f64> {
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for _ in 0..REPLICAS {
+        let mut command = engine.docker(&["run", "-d", IMAGE, "busybox", "sleep", "3600"]);
+        children.push(command.spawn()?);
+    }
+    for child in children {
+        if !child.wait_with_output()?.status.success() {
+            return Err("docker run failed".into());
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    let ids = engine.docker(&["ps", "-aq"]).output()?;
+    let ids = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    run(engine.docker(&args))?;
     Ok(took)
 }
 
