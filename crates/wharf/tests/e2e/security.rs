@@ -807,15 +807,18 @@ async fn open_uploads_are_capped_per_user_and_purged_when_abandoned() {
     let extra = ["--max-open-uploads", "2", "--upload-max-age", "1s", "--upload-purge-interval-ms", "200"];
     let w = Wharf::start_with(Options { extra: extra.map(str::to_owned).to_vec(), ..Options::default() });
     let c = w.client();
-    let location = crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
-    crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
-    wait_for(Duration::from_secs(15), "the abandoned upload to be purged", || {
-        let (c, url) = (c.clone(), location.clone());
+    let first = crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
+    let second = crate::oci::start_upload(&c, &w.base(), "admin/abandoned").await;
+    // Both purged (a purge pass may take the first before the second is old enough).
+    wait_for(Duration::from_secs(15), "the abandoned uploads to be purged", || {
+        let (c, urls) = (c.clone(), [first.clone(), second.clone()]);
         std::thread::spawn(move || {
-            let status = tokio::runtime::Runtime::new()
-                .expect("runtime")
-                .block_on(async { c.get(url).send().await.map(|r| r.status()).ok() });
-            (status == Some(StatusCode::NOT_FOUND)).then_some(())
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            let gone = urls.iter().all(|url| {
+                let status = runtime.block_on(async { c.get(url).send().await.map(|r| r.status()).ok() });
+                status == Some(StatusCode::NOT_FOUND)
+            });
+            gone.then_some(())
         })
         .join()
         .expect("thread")
