@@ -161,13 +161,6 @@ impl Manager {
         Ok(task_view(id, &task))
     }
 
-    /// The service a task belongs to and the node it ran on, for its logs; checked as inspect.
-    pub fn task_location(&self, caller: &Caller, id: &str) -> Result<(String, Option<u64>), ClusterError> {
-        self.inspect_task(caller, id)?;
-        let task = self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
-        Ok((task.container_id_or_empty(), task.node))
-    }
-
     /// `GET /nodes` and `GET /nodes/{id}`.
     pub fn docker_nodes(&self) -> Result<Vec<docker::Node>, ClusterError> {
         let infos = self.node_list()?;
@@ -210,16 +203,6 @@ impl Manager {
         let command = OrchestrationCommand::SetNodeSpec { id, version, availability, labels: spec.labels };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(())
-    }
-}
-
-trait ContainerId {
-    fn container_id_or_empty(&self) -> String;
-}
-
-impl ContainerId for TaskRecord {
-    fn container_id_or_empty(&self) -> String {
-        self.status.container_id.clone()
     }
 }
 
