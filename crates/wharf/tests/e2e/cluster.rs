@@ -49,6 +49,7 @@ impl Node {
 
     fn spawn(&mut self) {
         let mut child = Command::new(WHARF)
+            .env("WHARF_DOCKER_HOST", "none")
             .args(&self.args)
             .env("WHARF_LOG", "warn")
             .stdout(Stdio::piped())
@@ -244,8 +245,12 @@ async fn managers_replicate_fail_over_and_rejoin() {
     assert_eq!(listed.len(), 4);
     assert_eq!(listed[3]["role"], "worker");
     // On a manager's machine, its data directory is enough: the node's own certificate.
-    let out =
-        Command::new(WHARF).args(["node", "ls", "--data-dir"]).arg(data_dir(tmp.path(), 2)).output().expect("node ls");
+    let out = Command::new(WHARF)
+        .env("WHARF_DOCKER_HOST", "none")
+        .args(["node", "ls", "--data-dir"])
+        .arg(data_dir(tmp.path(), 2))
+        .output()
+        .expect("node ls");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "wharf node ls --data-dir: {text} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.lines().filter(|l| l.contains("manager") && l.contains("voter")).count(), 3, "{text}");
@@ -375,7 +380,11 @@ async fn joins_with_a_foreign_or_rotated_token_are_refused() {
     let (manager, _, token) = start_first(&addr, &dir, &password_file, &[]);
     let joiner = |token: &str, n: u32| {
         let target = format!("127.0.0.6:{}", free_port("127.0.0.6"));
-        Command::new(WHARF).args(join_args(token, &addr, &target, &data_dir(tmp.path(), n))).output().expect("join")
+        Command::new(WHARF)
+            .env("WHARF_DOCKER_HOST", "none")
+            .args(join_args(token, &addr, &target, &data_dir(tmp.path(), n)))
+            .output()
+            .expect("join")
     };
     // A token for another CA: the joiner refuses before it sends anything.
     let foreign = format!("WHARF-1-{}-{}", "ab".repeat(32), "a-secret-long-enough-to-be-a-token");
@@ -485,7 +494,12 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
     assert_eq!(listed.iter().filter(|n| n["raft"] == "voter").count(), 3);
     let first_expiry = field(&listed, 4, "cert_not_after").as_u64().expect("expiry");
     // On a worker's machine too, its data directory is enough (it asks a manager).
-    let out = Command::new(WHARF).args(["node", "ls", "--data-dir"]).arg(dir(5)).output().expect("node ls");
+    let out = Command::new(WHARF)
+        .env("WHARF_DOCKER_HOST", "none")
+        .args(["node", "ls", "--data-dir"])
+        .arg(dir(5))
+        .output()
+        .expect("node ls");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "node ls on a worker: {text} {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.lines().filter(|l| l.contains("ready")).count(), 5, "{text}");
@@ -533,7 +547,19 @@ async fn nodes_send_heartbeats_renew_certificates_and_change_roles() {
         assert!(Instant::now() < deadline, "the demoted manager kept its replica");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(push(&c, &nodes_by_id[other - 1], b"after the demotion").await, StatusCode::CREATED);
+    // Leadership moved a moment ago: a 503 says "try again", as clients do.
+    let pushed = crate::harness::wait_for(Duration::from_secs(20), "a push after the demotion", || {
+        let status = std::thread::scope(|s| {
+            s.spawn(|| {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(push(&c, &nodes_by_id[other - 1], b"after the demotion"))
+            })
+            .join()
+            .expect("thread")
+        });
+        (status != StatusCode::SERVICE_UNAVAILABLE).then_some(status)
+    });
+    assert_eq!(pushed, StatusCode::CREATED);
 
     // Remove worker 5: its certificate, still unexpired, is refused at once.
     let beat = nodes_by_id[other - 1].url("/cluster/heartbeat");
@@ -795,7 +821,7 @@ async fn wharf_up_is_a_cluster_that_managers_join() {
     wait_known(&c, &first, b"through the joined manager").await;
 
     // The data directory of a cluster node cannot be served standalone.
-    let out = Command::new(WHARF).args(up(&["--insecure-http"])).output().expect("up");
+    let out = Command::new(WHARF).env("WHARF_DOCKER_HOST", "none").args(up(&["--insecure-http"])).output().expect("up");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("without --insecure-http"), "{out:?}");
 
@@ -805,6 +831,7 @@ async fn wharf_up_is_a_cluster_that_managers_join() {
     let second = data_dir(tmp.path(), 2);
     std::fs::remove_dir_all(second.join("node")).expect("remove the identity");
     let out = Command::new(WHARF)
+        .env("WHARF_DOCKER_HOST", "none")
         .args(["up", "--addr", &addrs[1], "--data-dir", second.to_str().expect("path")])
         .output()
         .expect("up");

@@ -479,6 +479,7 @@ impl Process {
     /// of standard output containing `ready`.
     fn start(args: &[String], env: &[(&str, &str)], stdin: Option<&str>, ready: &str) -> Process {
         let mut command = Command::new(WHARF);
+        command.env("WHARF_DOCKER_HOST", "none");
         command.args(args).env("WHARF_LOG", "warn").env_remove("WHARF_JOIN_TOKEN");
         command.envs(env.iter().copied());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -575,7 +576,12 @@ async fn the_join_token_stays_out_of_the_process_list() {
     let fourth = Process::start(&on_the_line, &[], None, up);
     assert!(fourth.printed("warning: a join token on the command line"), "--token warns");
     // Without any token, a first start says where to put one.
-    let out = Command::new(WHARF).args(args(5, &[])).env_remove("WHARF_JOIN_TOKEN").output().expect("join");
+    let out = Command::new(WHARF)
+        .env("WHARF_DOCKER_HOST", "none")
+        .args(args(5, &[]))
+        .env_remove("WHARF_JOIN_TOKEN")
+        .output()
+        .expect("join");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"), "{out:?}");
 }
@@ -751,7 +757,12 @@ async fn the_cli_prints_no_control_character_from_a_server() {
     let config = tmp.path().join("config.json");
     std::fs::write(&config, json!({"url": url, "auth_token": "x", "ca_pem": null}).to_string()).expect("write");
     for args in [["node", "ls"], ["user", "sessions"]] {
-        let out = Command::new(WHARF).args(args).env("WHARF_CONFIG", &config).output().expect("wharf");
+        let out = Command::new(WHARF)
+            .env("WHARF_DOCKER_HOST", "none")
+            .args(args)
+            .env("WHARF_CONFIG", &config)
+            .output()
+            .expect("wharf");
         assert!(out.status.success(), "{args:?}: {out:?}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("\\u{1b}[2J"), "{args:?}: the sequence shows as text: {stdout}");
