@@ -40,12 +40,24 @@ pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
 /// The one mapping of a control-plane error to an answer: 421 names the leader (the caller
 /// asks it instead); 503 means try again; a fault is logged here and not described.
 pub(crate) fn cluster_error(e: ClusterError) -> Response {
-    let status = match &e {
-        ClusterError::NotLeader { leader } => {
-            let message = wharf_api::ApiMessage { message: e.to_string(), leader: leader.clone() };
-            return crate::typed_response(StatusCode::MISDIRECTED_REQUEST, &message);
+    if let ClusterError::NotLeader { leader } = &e {
+        let message = wharf_api::ApiMessage { message: e.to_string(), leader: leader.clone() };
+        return crate::typed_response(StatusCode::MISDIRECTED_REQUEST, &message);
+    }
+    match status_of(&e) {
+        Some(status) => refuse(status, &e.to_string()),
+        None => refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log"),
+    }
+}
+
+/// The status of a control-plane error, shared by the node, account and Docker APIs; `None`
+/// for a fault, which is logged here and answered without its details. A call that only the
+/// leader answers is 503 (try again) to a client that does not follow a 421.
+pub(crate) fn status_of(e: &ClusterError) -> Option<StatusCode> {
+    Some(match e {
+        ClusterError::NotLeader { .. } | ClusterError::NoLeader | ClusterError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        ClusterError::NoLeader | ClusterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
         ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -54,10 +66,9 @@ pub(crate) fn cluster_error(e: ClusterError) -> Response {
         ClusterError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         ClusterError::Internal(why) => {
             tracing::error!(error = %why, "a control-plane call failed");
-            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
+            return None;
         }
-    };
-    refuse(status, &e.to_string())
+    })
 }
 
 /// The node identity of the caller's verified certificate: 401 without a certificate, 403

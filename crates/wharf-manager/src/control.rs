@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use wharf_api::cluster::TaskBlueprint;
 use wharf_scheduler::{Availability, Decision, Protocol, Role};
-use wharf_store::{NewTask, OrchestrationCommand, ProposerExt, TaskRecord, TaskState};
+use wharf_store::{OrchestrationCommand, ProposerExt, TaskRecord, TaskState};
 
 use crate::orchestrator::{NodeView, reconcile};
 use crate::{ClusterError, Manager};
@@ -72,7 +72,7 @@ pub async fn control_pass(manager: &Manager) -> Result<Option<u64>, ClusterError
         propose(manager, OrchestrationCommand::RemoveTasks { ids: chunk.to_vec() }).await?;
     }
     let tasks = if plan == Default::default() { tasks } else { manager.store.tasks()? };
-    schedule(manager, &nodes, &tasks, &plan.create).await?;
+    schedule(manager, &nodes, &tasks).await?;
     Ok(plan.wake_at)
 }
 
@@ -82,12 +82,7 @@ async fn propose(manager: &Manager, command: OrchestrationCommand) -> Result<(),
 }
 
 /// Places the pending tasks and records the decisions.
-async fn schedule(
-    manager: &Manager,
-    nodes: &[NodeView],
-    tasks: &[(String, TaskRecord)],
-    _created: &[NewTask],
-) -> Result<(), ClusterError> {
+async fn schedule(manager: &Manager, nodes: &[NodeView], tasks: &[(String, TaskRecord)]) -> Result<(), ClusterError> {
     let mut scheduler_nodes: BTreeMap<u64, wharf_scheduler::Node> =
         nodes.iter().filter(|n| !n.record.removed).map(|n| (n.id, scheduler_node(n))).collect();
     let mut pending = Vec::new();

@@ -138,7 +138,7 @@ fn replicated(
                 running = true;
             }
         }
-        if !running && let Some(due) = restart_due(service, &in_slot, now) {
+        if !running && let Some(due) = restart_due(service, &in_slot) {
             if due <= now {
                 plan.create.push(new_task(service, slot, None, new_id));
             } else {
@@ -151,7 +151,7 @@ fn replicated(
 /// When the slot's next task may start: at once for a new slot, a task lost with its node or
 /// one of an older spec; after the restart delay for one that failed; never when the restart
 /// policy says so.
-fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)], _now: u64) -> Option<u64> {
+fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)]) -> Option<u64> {
     let Some((_, last)) = in_slot.iter().max_by_key(|(_, t)| (t.created, t.version)) else { return Some(0) };
     if !last.status.state.is_terminal() || last.spec_version != service.record.spec_version {
         // Lost with its node (or shut down by a manager): replace it at once.
@@ -218,7 +218,7 @@ fn global(
                 running = true;
             }
         }
-        if !running && let Some(due) = restart_due(service, on_node, now) {
+        if !running && let Some(due) = restart_due(service, on_node) {
             if due <= now {
                 plan.create.push(new_task(service, 0, Some(*node), new_id));
             } else {

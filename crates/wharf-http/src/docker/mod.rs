@@ -323,22 +323,10 @@ fn message_response(status: StatusCode, message: &str) -> Response {
     crate::typed_response(status, &docker::ErrorResponse { message: message.to_owned() })
 }
 
-/// The one mapping of a control-plane error to the engine's error shape.
+/// A control-plane error in the engine's error shape (statuses as `cluster_api::status_of`).
 fn docker_error(e: ClusterError) -> Response {
-    let status = match &e {
-        ClusterError::NotLeader { .. } | ClusterError::NoLeader | ClusterError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
-        ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
-        ClusterError::Conflict(_) => StatusCode::CONFLICT,
-        ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ClusterError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-        ClusterError::Internal(why) => {
-            tracing::error!(error = %why, "a Docker API call failed");
-            return message_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log");
-        }
-    };
-    message_response(status, &e.to_string())
+    match crate::cluster_api::status_of(&e) {
+        Some(status) => message_response(status, &e.to_string()),
+        None => message_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log"),
+    }
 }
