@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use futures::StreamExt;
 use tokio::sync::Notify;
 use wharf_api::cluster::EngineReport;
+use wharf_api::logs::LogOptions;
 
-use crate::executor::{ContainerView, ExecError, Executor, RunRequest, Started, labels};
+use crate::executor::{ContainerView, ExecError, Executor, LogLines, RunRequest, Started, labels};
 
 pub struct DockerExecutor {
     docker: Docker,
@@ -217,6 +219,44 @@ impl Executor for DockerExecutor {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(engine(e)),
         }
+    }
+
+    async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{}={task_id}", labels::TASK)])]);
+        let list = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = self.docker.list_containers(Some(list)).await.map_err(engine)?;
+        let Some(id) = found.into_iter().find_map(|c| c.id) else {
+            return Err(ExecError::NoContainer(task_id.to_owned()));
+        };
+        let query = LogsOptions {
+            follow: options.follow,
+            stdout: true,
+            stderr: true,
+            since: options.since.clamp(0, i64::from(i32::MAX)) as i32,
+            until: 0,
+            timestamps: true,
+            tail: options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        };
+        // A TTY's output comes in pieces of any size: cut into lines here, as frames are.
+        let mut console = Vec::new();
+        let lines = self.docker.logs(&id, Some(query)).flat_map(move |output| {
+            let lines: Vec<Result<(u8, Vec<u8>), ExecError>> = match output {
+                Ok(LogOutput::StdOut { message }) => vec![Ok((wharf_api::logs::STDOUT, message.to_vec()))],
+                Ok(LogOutput::StdErr { message }) => vec![Ok((wharf_api::logs::STDERR, message.to_vec()))],
+                Ok(LogOutput::Console { message }) => {
+                    console.extend_from_slice(&message);
+                    let mut out = Vec::new();
+                    while let Some(end) = console.iter().position(|b| *b == b'\n') {
+                        out.push(Ok((wharf_api::logs::STDOUT, console.drain(..=end).collect())));
+                    }
+                    out
+                }
+                Ok(LogOutput::StdIn { .. }) => Vec::new(),
+                Err(e) => vec![Err(engine(e))],
+            };
+            futures::stream::iter(lines)
+        });
+        Ok(Box::pin(lines))
     }
 
     async fn changed(&self) {

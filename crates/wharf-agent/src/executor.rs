@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 
 use wharf_api::cluster::{Assignment, EngineReport};
+use wharf_api::logs::LogOptions;
+
+/// A container's log lines, as [`Executor::logs`] reads them.
+pub type LogLines = futures::stream::BoxStream<'static, Result<(u8, Vec<u8>), ExecError>>;
 
 /// The labels the agent puts on every container it creates (and looks for).
 pub mod labels {
@@ -71,6 +75,9 @@ pub enum ExecError {
     /// The engine refused to create or start the container.
     #[error("{0}")]
     Start(String),
+    /// No container of this node runs or ran the task.
+    #[error("no container of task {0} on this node")]
+    NoContainer(String),
     /// The engine could not be reached or answered badly.
     #[error("docker engine: {0}")]
     Engine(String),
@@ -90,6 +97,10 @@ pub trait Executor: Send + Sync {
     async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError>;
     /// Removes a container (stopping it if needed).
     async fn remove(&self, container_id: &str) -> Result<(), ExecError>;
+    /// The lines of task `task_id`'s container, oldest first, as `(stream, "timestamp message")`
+    /// (stream 1 stdout, 2 stderr; one line each): those `options` ask (a tail, a start), and
+    /// with `follow` the new ones as they come until the container stops.
+    async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError>;
     /// Resolves when something may have changed on the engine (a container died), so the
     /// agent looks again before its next tick.
     async fn changed(&self);

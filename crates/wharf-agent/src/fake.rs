@@ -5,7 +5,12 @@ use std::sync::Mutex;
 
 use wharf_api::cluster::EngineReport;
 
-use crate::executor::{ContainerView, ExecError, Executor, RunRequest, Started};
+use wharf_api::logs::LogOptions;
+
+use crate::executor::{ContainerView, ExecError, Executor, LogLines, RunRequest, Started};
+
+/// The time every fake log line carries.
+const STARTED_AT: &str = "2026-01-01T00:00:00.000000000Z";
 
 type FakeContainer = (String, String, String, u64, ContainerView);
 
@@ -82,6 +87,24 @@ impl Executor for FakeExecutor {
         let mut containers = self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         containers.retain(|(.., v)| v.id != container_id);
         Ok(())
+    }
+
+    /// One line per container, written when it started (`task <id> started`); `follow`
+    /// ends with the lines there are.
+    async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError> {
+        let containers = self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines: Vec<Result<(u8, Vec<u8>), ExecError>> = containers
+            .iter()
+            .filter(|(.., v)| v.task_id == task_id)
+            .map(|_| Ok((wharf_api::logs::STDOUT, format!("{STARTED_AT} task {task_id} started\n").into_bytes())))
+            .collect();
+        if lines.is_empty() {
+            return Err(ExecError::NoContainer(task_id.to_owned()));
+        }
+        if let Some(tail) = options.tail {
+            lines.drain(..lines.len().saturating_sub(tail as usize));
+        }
+        Ok(Box::pin(futures::stream::iter(lines)))
     }
 
     async fn changed(&self) {

@@ -1,5 +1,6 @@
 //! The node agent's task half (swarmkit's `agent/`): a session with the managers that
-//! long-polls for the complete set of this node's tasks ([`TaskAgent`]), the reconciliation of
+//! long-polls for the complete set of this node's tasks ([`TaskAgent`]) and for the log
+//! requests of every manager (`logs`), the reconciliation of
 //! that set with the containers the node runs ([`reconcile::plan`], pure), and the
 //! [`Executor`] that carries it out on the node's Docker Engine ([`DockerExecutor`], through
 //! bollard) or in memory for tests ([`FakeExecutor`]).
@@ -10,10 +11,11 @@
 mod docker;
 mod executor;
 mod fake;
+mod logs;
 pub mod reconcile;
 mod session;
 
 pub use docker::DockerExecutor;
-pub use executor::{ContainerView, ExecError, Executor, RunRequest, Started, labels};
+pub use executor::{ContainerView, ExecError, Executor, LogLines, RunRequest, Started, labels};
 pub use fake::FakeExecutor;
 pub use session::{Connect, TaskAgent, TaskAgentConfig};

@@ -1,5 +1,6 @@
 //! [`TaskAgent`]: the session with the managers. One task long-polls for the node's complete
-//! task set (the first poll also reports the engine); the reconcile loop wakes on a new set, on
+//! task set (the first poll also reports the engine); others answer the managers' log
+//! requests ([`crate::logs`]); the reconcile loop wakes on a new set, on
 //! a container event and every few seconds, and takes the steps of [`crate::reconcile::plan`];
 //! starts run in their own tasks (a pull may take long), and reports are batched to the
 //! managers by another.
@@ -99,8 +100,15 @@ impl<E: Executor + 'static> TaskAgent<E> {
     pub async fn run(self) {
         let (sets, mut latest) = watch::channel::<Option<Assignments>>(None);
         let (reports, queue) = mpsc::unbounded_channel();
-        tokio::spawn(poll(self.managers.clone(), Arc::clone(&self.executor), sets));
-        tokio::spawn(send_reports(self.managers.clone(), queue));
+        // Aborted when this future is dropped (the node stops its task agent).
+        let mut sessions = tokio::task::JoinSet::new();
+        sessions.spawn(poll(self.managers.clone(), Arc::clone(&self.executor), sets));
+        sessions.spawn(send_reports(self.managers.clone(), queue));
+        sessions.spawn(crate::logs::serve_log_requests(
+            self.config.managers.clone(),
+            Arc::clone(&self.config.connect),
+            Arc::clone(&self.executor),
+        ));
         let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
         let mut starting = BTreeSet::new();
         let mut sent: BTreeMap<String, String> = BTreeMap::new();

@@ -3,7 +3,8 @@
 //! The cluster's (`cluster`: join, heartbeat, renewal, the node list; `NodeRole`, `NodeState`)
 //! and the account API's (`account`, with `ApiMessage`, the one error body of those APIs),
 //! which servers and clients share; the Docker Engine API's objects (`docker`: services, tasks,
-//! nodes, version, info) that the `docker` CLI sends and reads; and the host names and addresses nodes declare.
+//! nodes, version, info) that the `docker` CLI sends and reads, and its multiplexed log stream
+//! (`logs`, which agents also use to send task logs to managers); and the host names and addresses nodes declare.
 //!
 //! This crate is pure parsing and formatting. It must never do I/O and never know about
 //! HTTP frameworks, storage or the state machine: every other crate may depend on it.
@@ -14,6 +15,7 @@ pub mod digest;
 pub mod docker;
 pub mod error;
 pub mod host;
+pub mod logs;
 pub mod manifest;
 pub mod name;
 pub mod range;

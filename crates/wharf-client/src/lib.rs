@@ -18,6 +18,9 @@ use wharf_api::ApiMessage;
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(10);
 /// The pause between tries while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The timeout of a streamed request: none to speak of (a followed log lasts for as long as
+/// its reader reads).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Redirects followed in a row before a call gives up on a manager.
 const MAX_HOPS: usize = 5;
 
@@ -148,6 +151,24 @@ impl Client {
         let target = self.target().to_owned();
         let bytes = response.bytes().await.map_err(|e| ClientError::Decode { target, reason: e.to_string() })?;
         Ok(bytes.to_vec())
+    }
+
+    /// `POST path` with a streamed body (a task's log lines), to the manager that answered
+    /// last, once: a stream cannot be sent again. No timeout but the server's: the stream
+    /// lasts as long as its reader wants it.
+    pub async fn post_stream(&self, path: &str, body: reqwest::Body) -> Result<(), ClientError> {
+        let url = format!("{}{path}", self.base_url());
+        let mut request = self.http.post(&url).timeout(STREAM_TIMEOUT).body(body);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable(format!("{}: {e}", self.target())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let message: ApiMessage = response.json().await.unwrap_or_default();
+        Err(ClientError::Refused { status, message: message.message })
     }
 
     /// Sends the request until a manager answers it, following the leader; see the module

@@ -1,21 +1,24 @@
 //! The node-to-node routes of the control plane, over `wharf_manager::Manager`: `POST
 //! /cluster/join` (a join token and a CSR; no client certificate yet, since the joiner has
 //! none), and with a node's verified certificate `POST /cluster/members` (a new manager asks
-//! to be added to Raft), `GET /cluster/nodes` (the node list), `POST /cluster/heartbeat` and
-//! `POST /cluster/renew`. A handler reads the caller's identity and body, makes one call and
+//! to be added to Raft), `GET /cluster/nodes` (the node list), `POST /cluster/heartbeat`,
+//! `POST /cluster/renew`, the agent's `POST /cluster/assignments` (long poll) and `POST
+//! /cluster/tasks`, and its `POST /cluster/log-requests` (long poll) and `POST
+//! /cluster/logs/{id}` (a task's lines, streamed). A handler reads the caller's identity and body, makes one call and
 //! maps its [`ClusterError`] ([`cluster_error`], the one mapping of the node and cluster
 //! APIs).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use wharf_api::cluster::{
     AssignmentsRequest, JoinRequest, NodeTokenRequest, NodeTokenResponse, RenewRequest, TaskReports,
 };
+use wharf_api::logs::LogRequestsPoll;
 use wharf_manager::{ClusterError, Manager};
 use wharf_pki::NodeIdentity;
 
@@ -30,6 +33,8 @@ pub fn cluster_router(manager: Arc<Manager>) -> Router {
         .route("/cluster/renew", post(renew))
         .route("/cluster/assignments", post(assignments))
         .route("/cluster/tasks", post(report_tasks))
+        .route("/cluster/log-requests", post(log_requests))
+        .route("/cluster/logs/{id}", post(send_logs))
         .with_state(manager)
 }
 
@@ -187,6 +192,57 @@ async fn report_tasks(State(manager): State<Arc<Manager>>, req: Request) -> Resp
         Err(refusal) => return refusal,
     };
     answer(manager.report_tasks(&identity, reports).await)
+}
+
+/// `POST /cluster/log-requests`: the calling node's long poll for the log lines managers ask.
+async fn log_requests(State(manager): State<Arc<Manager>>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    let poll: LogRequestsPoll = match json_body(req, "log requests poll").await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    answer(manager.log_requests(&identity, std::time::Duration::from_millis(poll.wait_ms)).await)
+}
+
+/// `POST /cluster/logs/{id}`: the calling node sends the lines of a task it was asked for,
+/// as the engine's multiplexed stream, for as long as the caller reads them.
+async fn send_logs(State(manager): State<Arc<Manager>>, Path(id): Path<String>, req: Request) -> Response {
+    use futures::StreamExt;
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    let sink = match manager.attach_logs(&identity, &id) {
+        Ok(sink) => sink,
+        Err(e) => return cluster_error(e),
+    };
+    let mut body = req.into_body().into_data_stream();
+    let mut frames = wharf_api::logs::FrameReader::default();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            // The node went away: the caller has what arrived.
+            return crate::empty(StatusCode::OK, &[]);
+        };
+        frames.push(&chunk);
+        loop {
+            match frames.next_frame() {
+                Ok(Some((stream, payload))) => {
+                    if !sink.send(stream, payload).await {
+                        return refuse(StatusCode::GONE, "the caller stopped reading these lines");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+            }
+        }
+    }
+    match frames.finish() {
+        Ok(()) => crate::empty(StatusCode::OK, &[]),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
 }
 
 /// `POST /cluster/registry-token`: a token for the calling node to pull its tasks' images.

@@ -4,7 +4,7 @@
 //! ([`watch_heartbeats`]), Raft membership and role changes, node removal, the node list and
 //! the join tokens; services and tasks (the Docker-compatible control calls of [`Caller`]s,
 //! the orchestrators and the scheduler in [`run_control_loop`], the dispatcher that hands a
-//! node its tasks); and the procedures that start a cluster's history ([`bootstrap`]: a first
+//! node its tasks, the log broker that asks nodes for their tasks' lines); and the procedures that start a cluster's history ([`bootstrap`]: a first
 //! manager's first start, folding a Raft log into the state, `wharf recover`). Each call takes the caller's identity (a verified node certificate, or an
 //! administrator the edge has authenticated) and returns a wire type of `wharf-api` or a
 //! [`ClusterError`], which the edge maps to its protocol once.
@@ -20,6 +20,7 @@ mod dispatcher;
 mod error;
 mod heartbeats;
 pub mod join_tokens;
+mod logs;
 mod membership;
 pub mod orchestrator;
 mod services;
@@ -38,6 +39,7 @@ pub use dispatcher::LONGEST_POLL;
 pub use error::ClusterError;
 pub use heartbeats::{Heartbeats, MISSED_HEARTBEATS, overdue, watch_heartbeats};
 pub use join_tokens::{JoinTokenError, join_token, rotate_join_token, seal_legacy_join_tokens};
+pub use logs::{ATTACH_WITHIN, LogBroker, LogLine, LogSink, LogSubscription, LogTarget};
 pub use services::Caller;
 
 /// How many joins one source address may attempt in a burst, and how fast it earns another.
@@ -69,6 +71,8 @@ pub struct Manager {
     /// Where the cluster keeps blob bytes (as `--storage` takes it, without credentials):
     /// what a joining manager is told to use.
     pub blob_storage: String,
+    /// The log requests this manager sent to nodes and the callers waiting for their lines.
+    pub logs: LogBroker,
 }
 
 /// Seconds since the Unix epoch, for the timestamps commands carry.

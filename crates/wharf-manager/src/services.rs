@@ -105,7 +105,11 @@ impl Manager {
     }
 
     /// The service `id_or_name` names (an id, a name or a unique id prefix), if the caller may see it.
-    fn find_service(&self, caller: &Caller, id_or_name: &str) -> Result<(String, ServiceRecord), ClusterError> {
+    pub(crate) fn find_service(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+    ) -> Result<(String, ServiceRecord), ClusterError> {
         let services = self.store.services()?;
         let found = services
             .iter()

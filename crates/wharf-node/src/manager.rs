@@ -153,6 +153,7 @@ impl ManagerNode {
             node_cert_validity: settings.node_cert_validity,
             join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
             blob_storage: storage.location(),
+            logs: wharf_manager::LogBroker::default(),
         });
         let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
         let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;

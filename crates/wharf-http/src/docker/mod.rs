@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod endpoint;
+mod logs;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -17,7 +18,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde::Serialize;
 use wharf_api::docker::{self, API_VERSION, MIN_API_VERSION, ServiceSpec};
-use wharf_manager::{Caller, ClusterError, Manager};
+use wharf_manager::{Caller, ClusterError, LogTarget, Manager};
 
 pub(crate) use endpoint::DockerCall;
 
@@ -107,9 +108,8 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
             Err(message_response(StatusCode::NOT_FOUND, &format!("network {id} not found")))
         }
         (DockerCall::Distribution(image), Method::GET) => distribution(app, &manager, &caller, &image).await,
-        (DockerCall::ServiceLogs(_) | DockerCall::TaskLogs(_), _) => {
-            Err(message_response(StatusCode::NOT_IMPLEMENTED, "service and task logs are not supported by Wharf yet"))
-        }
+        (DockerCall::ServiceLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Service(id), &query),
+        (DockerCall::TaskLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Task(id), &query),
         (DockerCall::Unsupported(path), _) => Err(message_response(
             StatusCode::NOT_IMPLEMENTED,
             &format!("/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task)"),

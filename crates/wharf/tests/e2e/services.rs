@@ -214,6 +214,8 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         (wharf_containers(&e1, "web.") + wharf_containers(&e2, "web.") == 2).then_some(())
     });
 
+    service_logs(&admin, &image);
+
     ok(
         &admin,
         &["service", "create", "-d", "--name", "everywhere", "--mode", "global", &image, "busybox", "sleep", "600"],
@@ -266,15 +268,75 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
     assert!(refused(&bob, &["service", "inspect", "web"]).contains("another user"));
     assert!(!ok(&bob, &["service", "ls"]).contains("web"));
     assert!(refused(&bob, &["service", "rm", "web"]).contains("another user"));
+    assert!(refused(&bob, &["service", "logs", "talker"]).contains("another user"));
     assert!(refused(&bob, &["node", "update", "--availability", "active", worker_id]).contains("administrator"));
     ok(&bob, &["node", "ls"]);
 
-    ok(&admin, &["service", "rm", "web", "everywhere", "nowhere"]);
+    ok(&admin, &["service", "rm", "web", "everywhere", "nowhere", "talker"]);
     wait_for(Duration::from_secs(60), "every task's container removed from both engines", || {
         (e1.containers(true).is_empty() && e2.containers(true).is_empty()).then_some(())
     });
     drop(worker);
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// `docker service logs` of a two-task service that writes to stdout and stderr, then ticks:
+/// all lines with the task and node they come from, `--tail`, `--timestamps`, `--since`, the
+/// logs of one task, and `--follow` receiving new lines from both tasks.
+fn service_logs(admin: &Path, image: &str) {
+    let script = "echo line-one; echo oops >&2; echo line-two; while true; do sleep 1; echo tick; done";
+    ok(admin, &["service", "create", "--name", "talker", "--replicas", "2", image, "busybox", "sh", "-c", script]);
+    let all = wait_for(Duration::from_secs(30), "both tasks' lines in docker service logs", || {
+        let out = docker(admin, &["service", "logs", "talker"]).output().expect("docker service logs");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "docker service logs: {stderr}");
+        let done = stdout.matches("| line-two").count() == 2 && stderr.matches("| oops").count() == 2;
+        done.then(|| stdout.into_owned())
+    });
+    for slot in ["talker.1.", "talker.2."] {
+        let line = all.lines().find(|l| l.starts_with(slot) && l.ends_with("| line-one"));
+        assert!(line.is_some_and(|l| l.contains('@')), "a line of {slot} names its task and node: {all}");
+    }
+    let tail = ok(admin, &["service", "logs", "--tail", "1", "talker"]);
+    assert_eq!(tail.lines().count(), 2, "one line per task: {tail}");
+    assert!(!tail.contains("line-one"), "only the last line of each task: {tail}");
+    let stamped = ok(admin, &["service", "logs", "--timestamps", "--tail", "1", "talker"]);
+    assert!(stamped.lines().all(|l| l.starts_with("20") && l.contains("Z talker.")), "timestamps: {stamped}");
+    let none = ok(admin, &["service", "logs", "--since", "2099-01-01T00:00:00Z", "talker"]);
+    assert!(none.trim().is_empty(), "nothing since a time to come: {none}");
+    let ps = ok(admin, &["service", "ps", "talker", "-q", "--no-trunc", "--filter", "desired-state=running"]);
+    let task = ps.lines().next().expect("a task of talker");
+    let one = ok(admin, &["service", "logs", task]);
+    assert_eq!(one.matches("| line-one").count(), 1, "one task's lines: {one}");
+    assert!(one.lines().all(|l| l.contains(&task[..12])), "lines of that task only: {one}");
+
+    // Followed, from now on: new lines of both tasks arrive while the CLI waits.
+    let mut follow = docker(admin, &["service", "logs", "-f", "--tail", "0", "talker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker service logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if seen_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut ticked = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ticked.len() < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = seen.recv_timeout(left).expect("new lines of both tasks while following");
+        assert!(line.ends_with("| tick"), "only new lines when following from now: {line}");
+        ticked.insert(line.split('.').nth(1).unwrap_or_default().to_owned());
+    }
+    assert!(follow.try_wait().expect("try_wait").is_none(), "following goes on until stopped");
+    let _ = follow.kill();
+    let _ = follow.wait();
 }
 
 /// An API session of the administrator (`POST /auth/login`).

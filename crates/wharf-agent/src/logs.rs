@@ -1,0 +1,111 @@
+//! The agent's half of service logs: a long poll at every manager for the log requests it
+//! holds for this node (a caller's `docker service logs` reaches whichever manager it likes,
+//! and that manager cannot reach the engine), and for each request the task's lines read
+//! from the engine and streamed to the manager that asked, framed as the engine frames them,
+//! for as long as that manager reads them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use wharf_api::logs::{LogRequest, LogRequests, LogRequestsPoll, encode_frame};
+
+use crate::executor::Executor;
+use crate::session::Connect;
+
+/// How long a poll for log requests waits.
+const POLL_WAIT: Duration = Duration::from_secs(25);
+
+/// Polls every manager in `managers` (as the list changes) for log requests and answers them.
+pub(crate) async fn serve_log_requests<E: Executor + ?Sized + 'static>(
+    mut managers: watch::Receiver<Vec<String>>,
+    connect: Connect,
+    executor: Arc<E>,
+) {
+    // Dropped with this future, which aborts every poll.
+    let mut polls: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let list = managers.borrow_and_update().clone();
+        polls.retain(|addr, poll| {
+            let keep = list.contains(addr);
+            if !keep {
+                poll.abort();
+            }
+            keep
+        });
+        for addr in list {
+            if let std::collections::hash_map::Entry::Vacant(entry) = polls.entry(addr) {
+                let addr = entry.key().clone();
+                entry.insert(tasks.spawn(poll(addr, Arc::clone(&connect), Arc::clone(&executor))));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        if managers.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One manager's log requests, for as long as it is in the list.
+async fn poll<E: Executor + ?Sized + 'static>(addr: String, connect: Connect, executor: Arc<E>) {
+    let mut failures = 0u32;
+    let mut senders = JoinSet::new();
+    let request = LogRequestsPoll { wait_ms: POLL_WAIT.as_millis() as u64 };
+    loop {
+        while senders.try_join_next().is_some() {}
+        let answer = match connect(std::slice::from_ref(&addr)) {
+            Some(mut client) => client
+                .call::<_, LogRequests>(Method::POST, "/cluster/log-requests", Some(&request))
+                .await
+                .map(|answer| (client, answer))
+                .map_err(|e| e.to_string()),
+            None => Err("no client of the manager".to_owned()),
+        };
+        match answer {
+            Ok((client, answer)) => {
+                failures = 0;
+                for request in answer.requests {
+                    senders.spawn(send(client.clone(), Arc::clone(&executor), request));
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(manager = addr, error = %e, failures, "polling for log requests failed");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Streams the lines `request` asks for to the manager `client` asked last. A task whose
+/// container is gone sends none: the manager ends that task's part of the answer.
+async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<E>, request: LogRequest) {
+    let lines = match executor.logs(&request.task_id, &request.options).await {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::info!(task = request.task_id, error = %e, "no log lines for a task");
+            futures::stream::empty().boxed()
+        }
+    };
+    let framed = lines.map(|line| {
+        line.map(|(stream, payload)| {
+            let mut frame = Vec::with_capacity(payload.len() + wharf_api::logs::HEADER);
+            encode_frame(&mut frame, stream, &payload);
+            frame
+        })
+    });
+    let path = format!("/cluster/logs/{}", request.id);
+    if let Err(e) = client.post_stream(&path, reqwest::Body::wrap_stream(framed)).await {
+        // A caller that stopped reading (410) is the usual end of a followed log.
+        if e.status() != Some(reqwest::StatusCode::GONE) {
+            tracing::debug!(task = request.task_id, error = %e, "sending a task's log lines ended");
+        }
+    }
+}
