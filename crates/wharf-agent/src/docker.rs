@@ -59,7 +59,7 @@ impl DockerExecutor {
     }
 
     /// Pulls `image` once for every start that asks within [`PULL_REUSE`].
-    async fn pull_shared(&self, image: &str, token: Option<&str>) -> Result<(), String> {
+    async fn pull_shared(&self, image: &str, credentials: Option<DockerCredentials>) -> Result<(), String> {
         let outcome = {
             let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             pulls.retain(|_, pull| pull.at.elapsed() < PULL_REUSE);
@@ -69,11 +69,10 @@ impl DockerExecutor {
             });
             Arc::clone(&pull.outcome)
         };
-        outcome.get_or_init(|| self.pull(image, token)).await.clone()
+        outcome.get_or_init(|| self.pull(image, credentials)).await.clone()
     }
 
-    async fn pull(&self, image: &str, token: Option<&str>) -> Result<(), String> {
-        let credentials = token.map(|t| DockerCredentials { registrytoken: Some(t.to_owned()), ..Default::default() });
+    async fn pull(&self, image: &str, credentials: Option<DockerCredentials>) -> Result<(), String> {
         let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
         let mut stream = self.docker.create_image(Some(options), None, credentials);
         while let Some(step) = stream.next().await {
@@ -184,7 +183,7 @@ impl Executor for DockerExecutor {
     async fn run(&self, request: &RunRequest) -> Result<Started, ExecError> {
         let spec = &request.assignment.blueprint.spec;
         let image = &spec.container_spec.image;
-        if let Err(why) = self.pull_shared(image, request.registry_token.as_deref()).await {
+        if let Err(why) = self.pull_shared(image, credentials(request)).await {
             let local = self.docker.inspect_image(image).await;
             if local.is_err() {
                 return Err(ExecError::Image(format!("No such image: {image} (pull failed: {why})")));
@@ -262,6 +261,25 @@ impl Executor for DockerExecutor {
     async fn changed(&self) {
         self.changed.notified().await;
     }
+}
+
+/// What a task's image is pulled with: the node's token for the cluster's registry, else the
+/// credentials the service's creator sent for another registry, else nothing.
+fn credentials(request: &RunRequest) -> Option<DockerCredentials> {
+    if let Some(token) = &request.registry_token {
+        return Some(DockerCredentials { registrytoken: Some(token.clone()), ..Default::default() });
+    }
+    let auth = request.assignment.registry_auth.as_ref()?;
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    Some(DockerCredentials {
+        username: some(&auth.username),
+        password: some(&auth.password),
+        auth: some(&auth.auth),
+        email: some(&auth.email),
+        serveraddress: some(&auth.serveraddress),
+        identitytoken: some(&auth.identitytoken),
+        registrytoken: some(&auth.registrytoken),
+    })
 }
 
 /// The engine's container configuration for a task.

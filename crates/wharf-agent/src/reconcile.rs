@@ -164,6 +164,7 @@ mod tests {
             blueprint: TaskBlueprint::default(),
             desired: desired.into(),
             state: state.into(),
+            registry_auth: None,
         }
     }
 

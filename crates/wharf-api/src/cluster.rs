@@ -333,6 +333,10 @@ pub struct Assignment {
     pub desired: String,
     /// What the node last reported (`assigned` before it did).
     pub state: String,
+    /// The credentials the service's creator sent for the image's registry, when it is not
+    /// the cluster's (`--with-registry-auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<crate::docker::RegistryAuth>,
 }
 
 /// What an agent observed of its tasks (`POST /cluster/tasks`).

@@ -517,6 +517,45 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String>
         .collect())
 }
 
+/// Credentials for a registry other than the cluster's, as the CLI sends them with
+/// `--with-registry-auth` (`X-Registry-Auth`: Docker's `AuthConfig`, base64url JSON). Kept
+/// sealed with the service and sent only to the nodes of its tasks; its `Debug` shows no field,
+/// so that it is never logged.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub serveraddress: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub identitytoken: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registrytoken: String,
+}
+
+impl RegistryAuth {
+    /// Whether it holds no credential (the CLI sends `{}` when it knows none for the image).
+    pub fn is_empty(&self) -> bool {
+        self.username.is_empty()
+            && self.password.is_empty()
+            && self.auth.is_empty()
+            && self.identitytoken.is_empty()
+            && self.registrytoken.is_empty()
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryAuth { .. }")
+    }
+}
+
 /// The registry host and repository an image reference names (`host[:port]/repo[:tag][@digest]`),
 /// when it names a registry (a first part with a dot or a port, or `localhost`).
 pub fn image_repository(image: &str) -> Option<(&str, &str)> {

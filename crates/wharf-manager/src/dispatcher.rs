@@ -4,12 +4,14 @@
 //! reaches its agent within one Raft apply, not at the next heartbeat); the agent reports what
 //! it observed, and only of its own tasks. Any manager answers from its replica.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use wharf_api::cluster::{
     Assignment, Assignments, AssignmentsRequest, EngineReport, TaskBlueprint, TaskReportWire, TaskReports,
 };
+use wharf_api::docker::RegistryAuth;
 use wharf_pki::NodeIdentity;
 use wharf_store::{NodeDescription, OrchestrationCommand, Origin, ProposerExt, TaskReport, TaskState};
 
@@ -48,9 +50,20 @@ impl Manager {
     pub fn node_assignments(&self, id: u64) -> Result<Assignments, ClusterError> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut tasks = Vec::new();
+        let mut credentials: BTreeMap<String, Option<RegistryAuth>> = BTreeMap::new();
         for (task_id, task) in self.store.node_tasks(id)? {
             (task_id.as_str(), task.version).hash(&mut hasher);
             let blueprint: TaskBlueprint = serde_json::from_str(&task.template).unwrap_or_default();
+            let registry_auth = match credentials.get(&task.service_id) {
+                Some(auth) => auth.clone(),
+                None => {
+                    let auth = self.registry_auth(&task.service_id)?;
+                    credentials.insert(task.service_id.clone(), auth.clone());
+                    auth
+                }
+            };
+            // New credentials change the set too (a restart pulls with them).
+            registry_auth.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()).hash(&mut hasher);
             tasks.push(Assignment {
                 id: task_id,
                 service_id: task.service_id,
@@ -58,6 +71,7 @@ impl Manager {
                 blueprint,
                 desired: task.desired.as_str().to_owned(),
                 state: task.status.state.as_str().to_owned(),
+                registry_auth,
             });
         }
         // Never 0, which an agent sends before its first answer.

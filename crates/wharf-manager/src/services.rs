@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use wharf_api::cluster::TaskBlueprint;
-use wharf_api::docker::{self, ServiceSpec};
+use wharf_api::docker::{self, RegistryAuth, ServiceSpec};
 use wharf_store::{OrchestrationCommand, Origin, ProposerExt, Refusal, ServiceRecord, TaskRecord, TaskState};
 
 use crate::control::new_object_id;
@@ -21,6 +21,11 @@ pub struct Caller {
     pub origin: Origin,
 }
 
+/// What a service's registry credentials are sealed for: that service and nothing else.
+fn registry_auth_purpose(service_id: &str) -> String {
+    format!("registry-auth:{service_id}")
+}
+
 impl Caller {
     fn may_see(&self, service: &ServiceRecord) -> bool {
         self.admin || service.owner == self.name
@@ -29,10 +34,12 @@ impl Caller {
 
 impl Manager {
     /// `POST /services/create`.
+    /// `registry_auth`: what `X-Registry-Auth` carried, for images of other registries.
     pub async fn create_service(
         &self,
         caller: &Caller,
         spec: ServiceSpec,
+        registry_auth: Option<RegistryAuth>,
     ) -> Result<docker::CreatedResponse, ClusterError> {
         let (spec, warnings) = check_spec(spec)?;
         let id = new_object_id();
@@ -44,30 +51,63 @@ impl Manager {
             task_spec: task_spec(&spec)?,
             at: crate::now(),
         };
+        let command = self.with_registry_auth(&id, registry_auth, command)?;
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(docker::CreatedResponse { id, warnings })
     }
 
     /// `POST /services/{id}/update?version=N`.
+    /// Without `registry_auth`, the service keeps the credentials it had.
     pub async fn update_service(
         &self,
         caller: &Caller,
         id_or_name: &str,
         version: u64,
         spec: ServiceSpec,
+        registry_auth: Option<RegistryAuth>,
     ) -> Result<docker::UpdateResponse, ClusterError> {
         let (id, _) = self.find_service(caller, id_or_name)?;
         let (spec, warnings) = check_spec(spec)?;
         let command = OrchestrationCommand::UpdateService {
-            id,
+            id: id.clone(),
             version,
             name: spec.name.clone(),
             spec: encode(&spec)?,
             task_spec: task_spec(&spec)?,
             at: crate::now(),
         };
+        let command = self.with_registry_auth(&id, registry_auth, command)?;
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(docker::UpdateResponse { warnings })
+    }
+
+    /// `command`, with the registry credentials sealed for service `id` if there are some.
+    fn with_registry_auth(
+        &self,
+        id: &str,
+        auth: Option<RegistryAuth>,
+        command: OrchestrationCommand,
+    ) -> Result<OrchestrationCommand, ClusterError> {
+        let Some(auth) = auth.filter(|a| !a.is_empty()) else { return Ok(command) };
+        let clear = serde_json::to_vec(&auth).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let sealed = self
+            .ca
+            .secrets()
+            .seal(&registry_auth_purpose(id), &clear)
+            .map_err(|e| ClusterError::Internal(format!("sealing registry credentials: {e}")))?;
+        Ok(OrchestrationCommand::WithRegistryAuth { sealed, command: Box::new(command) })
+    }
+
+    /// The registry credentials of service `id`, opened (`None` when it has none, or when
+    /// they cannot be opened: that is logged, and the node pulls without them).
+    pub(crate) fn registry_auth(&self, id: &str) -> Result<Option<RegistryAuth>, ClusterError> {
+        let Some(sealed) = self.store.service_registry_auth(id)? else { return Ok(None) };
+        let opened = self.ca.secrets().open(&registry_auth_purpose(id), &sealed).ok();
+        let auth = opened.and_then(|clear| serde_json::from_slice(&clear).ok());
+        if auth.is_none() {
+            tracing::error!(service = id, "the registry credentials of a service could not be opened");
+        }
+        Ok(auth)
     }
 
     /// `DELETE /services/{id}`: its tasks are stopped by their nodes within their grace period.

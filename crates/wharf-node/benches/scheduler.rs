@@ -50,7 +50,7 @@ async fn run(tasks: u64) {
             mode: ServiceMode { replicated: Some(Replicated { replicas: Some(per_service) }), ..Default::default() },
             ..Default::default()
         };
-        leader.node().manager.create_service(&caller, spec).await.expect("create a service");
+        leader.node().manager.create_service(&caller, spec, None).await.expect("create a service");
     }
     let total = per_service * SERVICES;
     let mut assigned = 0;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_TASKS, SERVICES, TASKS};
+use crate::tables::{COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICES, TASKS};
 
 /// Swarm's task states, in the order a task moves through them (`api/types.proto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -217,6 +217,9 @@ pub enum OrchestrationCommand {
     SetNodeSpec { id: u64, version: Option<u64>, availability: String, labels: BTreeMap<String, String> },
     /// Records what a node's agent reports of its engine.
     SetNodeDescription { id: u64, description: NodeDescription },
+    /// Applies `command` (a `CreateService` or an `UpdateService`) and, in the same
+    /// transaction, records the sealed registry credentials the service's tasks pull with.
+    WithRegistryAuth { sealed: Vec<u8>, command: Box<OrchestrationCommand> },
 }
 
 impl std::fmt::Display for OrchestrationCommand {
@@ -242,6 +245,7 @@ impl std::fmt::Display for OrchestrationCommand {
                 write!(f, "set-node-spec {id} {availability}")
             }
             OrchestrationCommand::SetNodeDescription { id, .. } => write!(f, "set-node-description {id}"),
+            OrchestrationCommand::WithRegistryAuth { command, .. } => write!(f, "{command} with registry auth"),
         }
     }
 }
@@ -273,6 +277,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             if txn.open_table(SERVICES)?.remove(id.as_str())?.is_none() {
                 return Err(Refusal::ServiceUnknown(id.clone()).into());
             }
+            txn.open_table(SERVICE_REGISTRY_AUTH)?.remove(id.as_str())?;
             let tasks = service_task_ids(txn, id)?;
             set_desired(txn, &tasks, TaskState::Remove, *at)?;
             Ok(Outcome::Done)
@@ -315,6 +320,16 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             let mut details = node_details_in(txn, *id)?;
             details.description = Some(description.clone());
             put_node_details(txn, *id, &mut details)
+        }
+        C::WithRegistryAuth { sealed, command } => {
+            let (C::CreateService { id, .. } | C::UpdateService { id, .. }) = command.as_ref() else {
+                return Err(
+                    Refusal::Invalid("registry credentials go with a service's creation or update".into()).into()
+                );
+            };
+            let outcome = apply(txn, command)?;
+            txn.open_table(SERVICE_REGISTRY_AUTH)?.insert(id.as_str(), sealed.as_slice())?;
+            Ok(outcome)
         }
     }
 }
@@ -568,6 +583,13 @@ impl Store {
             out.push((id.value().to_owned(), decode(raw.value())?));
         }
         Ok(out)
+    }
+
+    /// The sealed registry credentials of service `id`, if its creator sent some.
+    pub fn service_registry_auth(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVICE_REGISTRY_AUTH)?;
+        Ok(table.get(id)?.map(|v| v.value().to_vec()))
     }
 
     pub fn service(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {

@@ -57,6 +57,7 @@ macro_rules! for_each_table {
         $m!(UPLOAD_SEGMENTS, (&str, u64), (&str, u64), (String, u64), (String, u64));
         $m!(BUNDLES, &str, &[u8], String, Vec<u8>);
         $m!(SERVICES, &str, &[u8], String, Vec<u8>);
+        $m!(SERVICE_REGISTRY_AUTH, &str, &[u8], String, Vec<u8>);
         $m!(TASKS, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
         $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
@@ -243,7 +244,15 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             let ((node, task), ()): ((u64, String), ()) = decode(row)?;
             txn.open_table(NODE_TASKS)?.insert((node, task.as_str()), ())?;
         }
-        "UPLOADS" | "USERS" | "SESSIONS" | "REPO_SETTINGS" | "CLUSTER" | "SERVICES" | "TASKS" | "BUNDLES" => {
+        "UPLOADS"
+        | "USERS"
+        | "SESSIONS"
+        | "REPO_SETTINGS"
+        | "CLUSTER"
+        | "SERVICES"
+        | "SERVICE_REGISTRY_AUTH"
+        | "TASKS"
+        | "BUNDLES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -251,6 +260,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "SESSIONS" => SESSIONS,
                 "CLUSTER" => CLUSTER,
                 "SERVICES" => SERVICES,
+                "SERVICE_REGISTRY_AUTH" => SERVICE_REGISTRY_AUTH,
                 "TASKS" => TASKS,
                 "BUNDLES" => BUNDLES,
                 _ => REPO_SETTINGS,

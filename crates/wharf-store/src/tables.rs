@@ -46,6 +46,9 @@ pub(crate) const UPLOAD_SEGMENTS: TableDefinition<(&str, u64), (&str, u64)> = Ta
 pub(crate) const BUNDLES: TableDefinition<&str, &[u8]> = TableDefinition::new("bundles");
 /// service id -> versioned [`crate::ServiceRecord`].
 pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+/// service id -> the registry credentials its tasks pull with, sealed by the manager that
+/// took them (never in clear in the state, its log or its snapshots).
+pub(crate) const SERVICE_REGISTRY_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("service_registry_auth");
 /// task id -> versioned [`crate::TaskRecord`].
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// (service id, task id) -> (): a service's tasks.

@@ -20,17 +20,19 @@ fn refusal(result: Result<wharf_store::Outcome, StoreError>) -> Refusal {
     }
 }
 
+fn create(id: &str, name: &str) -> C {
+    C::CreateService {
+        id: id.into(),
+        name: name.into(),
+        owner: "alice".into(),
+        spec: "{}".into(),
+        task_spec: "t".into(),
+        at: 1,
+    }
+}
+
 fn service(store: &Store, id: &str, name: &str) {
-    store
-        .apply(C::CreateService {
-            id: id.into(),
-            name: name.into(),
-            owner: "alice".into(),
-            spec: "{}".into(),
-            task_spec: "t".into(),
-            at: 1,
-        })
-        .expect("create service");
+    store.apply(create(id, name)).expect("create service");
 }
 
 fn task(store: &Store, id: &str, service: &str, slot: u64) {
@@ -154,4 +156,36 @@ fn node_details_survive_a_snapshot_with_services_and_tasks() {
     assert_eq!((details.availability.as_str(), details.description), ("drain", Some(description)));
     assert_eq!(copy.node_tasks(1).expect("read").len(), 1);
     assert_eq!(copy.services().expect("read").len(), 1);
+}
+
+#[test]
+fn registry_credentials_go_with_a_creation_or_an_update_atomically_and_leave_with_the_service() {
+    let (_dir, store) = open();
+    let with = |sealed: &[u8], command: C| C::WithRegistryAuth { sealed: sealed.to_vec(), command: Box::new(command) };
+    store.apply(with(b"sealed-1", create("s1", "web"))).expect("create with credentials");
+    assert_eq!(store.service_registry_auth("s1").expect("read").as_deref(), Some(&b"sealed-1"[..]));
+    // A refused creation (the name is taken) records no credentials either.
+    assert_eq!(refusal(store.apply(with(b"sealed-2", create("s2", "web")))), Refusal::ServiceNameTaken("web".into()));
+    assert!(store.service_registry_auth("s2").expect("read").is_none());
+    // Only with a creation or an update.
+    let wrong = with(b"x", C::RemoveService { id: "s1".into(), at: 2 });
+    assert!(matches!(refusal(store.apply(wrong)), Refusal::Invalid(_)));
+    assert!(store.service("s1").expect("read").is_some());
+    let version = store.service("s1").expect("read").expect("service").version;
+    let update = C::UpdateService {
+        id: "s1".into(),
+        version,
+        name: "web".into(),
+        spec: "{}".into(),
+        task_spec: "t".into(),
+        at: 2,
+    };
+    store.apply(with(b"sealed-3", update)).expect("update with credentials");
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_other, copy) = open();
+    copy.import(&mut snapshot.as_slice(), b"m").expect("import");
+    assert_eq!(copy.service_registry_auth("s1").expect("read").as_deref(), Some(&b"sealed-3"[..]));
+    store.apply(C::RemoveService { id: "s1".into(), at: 3 }).expect("remove");
+    assert!(store.service_registry_auth("s1").expect("read").is_none());
 }

@@ -79,8 +79,9 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
             ok(&manager.list_services(&caller, &filters, status).map_err(docker_error)?)
         }
         (DockerCall::ServiceCreate, Method::POST) => {
+            let auth = registry_auth(&req)?;
             let spec: ServiceSpec = json_body(req).await?;
-            let created = manager.create_service(&caller, spec).await.map_err(docker_error)?;
+            let created = manager.create_service(&caller, spec, auth).await.map_err(docker_error)?;
             typed(StatusCode::CREATED, &created)
         }
         (DockerCall::Service(id), Method::GET) => ok(&manager.inspect_service(&caller, &id).map_err(docker_error)?),
@@ -95,8 +96,9 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
                     "invalid service version: the version query parameter is required",
                 )
             })?;
+            let auth = registry_auth(&req)?;
             let spec: ServiceSpec = json_body(req).await?;
-            ok(&manager.update_service(&caller, &id, version, spec).await.map_err(docker_error)?)
+            ok(&manager.update_service(&caller, &id, version, spec, auth).await.map_err(docker_error)?)
         }
         (DockerCall::Tasks, Method::GET) => {
             let filters = filters(&query)?;
@@ -288,6 +290,25 @@ fn info(manager: &Manager) -> Result<docker::Info, Response> {
 fn filters(query: &[(String, String)]) -> Result<std::collections::BTreeMap<String, Vec<String>>, Response> {
     docker::parse_filters(crate::query_get(query, "filters").unwrap_or(""))
         .map_err(|e| message_response(StatusCode::BAD_REQUEST, &e))
+}
+
+/// The credentials `X-Registry-Auth` carries (base64url JSON, padded or not; the standard
+/// alphabet is taken too), for images of registries other than the cluster's.
+fn registry_auth(req: &Request) -> Result<Option<docker::RegistryAuth>, Response> {
+    use base64::Engine;
+    let Some(value) = req.headers().get("x-registry-auth") else { return Ok(None) };
+    let invalid =
+        || message_response(StatusCode::BAD_REQUEST, "invalid X-Registry-Auth header: base64url JSON expected");
+    let text = value.to_str().map_err(|_| invalid())?.trim().trim_end_matches('=');
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .map_err(|_| invalid())?;
+    let auth: docker::RegistryAuth = serde_json::from_slice(&json).map_err(|_| invalid())?;
+    Ok(Some(auth).filter(|a| !a.is_empty()))
 }
 
 fn query_u64(query: &[(String, String)], key: &str) -> Result<Option<u64>, Response> {

@@ -81,17 +81,23 @@ fn push_image(registry: &str, dir: &Path, image: &str) {
         assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     docker(&["import", dir.join("rootfs.tar").to_str().expect("path"), image]);
+    docker_login(&config, registry);
+    docker(&["push", image]);
+    docker(&["rmi", image]);
+}
+
+/// `docker login` to `registry` as the administrator, through the machine's engine, into the
+/// client configuration at `config`.
+fn docker_login(config: &Path, registry: &str) {
     let mut login = Command::new("docker")
-        .env("DOCKER_CONFIG", &config)
+        .env("DOCKER_CONFIG", config)
         .args(["login", registry, "-u", "admin", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("docker login");
     login.stdin.take().expect("stdin").write_all(ADMIN_PASSWORD.as_bytes()).expect("password");
-    assert!(login.wait().expect("wait").success(), "docker login failed");
-    docker(&["push", image]);
-    docker(&["rmi", image]);
+    assert!(login.wait().expect("wait").success(), "docker login to {registry} failed");
 }
 
 /// A node process, killed when dropped (also when a test fails).
@@ -215,6 +221,7 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
     });
 
     service_logs(&admin, &image);
+    images_of_another_registry(&w, &admin, tmp.path(), [&e1, &e2]);
 
     ok(
         &admin,
@@ -337,6 +344,49 @@ fn service_logs(admin: &Path, image: &str) {
     assert!(follow.try_wait().expect("try_wait").is_none(), "following goes on until stopped");
     let _ = follow.kill();
     let _ = follow.wait();
+}
+
+/// An image of another registry that needs a login (a second Wharf, plain HTTP on loopback,
+/// which engines take without TLS): without `--with-registry-auth` its tasks are rejected
+/// with the pull's error; with it they run on both engines, and the credentials are in no
+/// answer and nowhere in clear in the manager's data directory.
+fn images_of_another_registry(w: &Wharf, admin: &Path, tmp: &Path, engines: [&Dockerd; 2]) {
+    let other = Wharf::start();
+    let image = format!("{}/admin/private:1", other.host());
+    let dir = tmp.join("other-registry");
+    std::fs::create_dir_all(&dir).expect("dir");
+    push_image(&other.host(), &dir, &image);
+
+    ok(admin, &["service", "create", "-d", "--name", "denied", &image, "busybox", "sleep", "600"]);
+    wait_for(Duration::from_secs(60), "the task without credentials rejected with the pull's error", || {
+        let out = ok(admin, &["service", "ps", "denied", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]);
+        (out.contains("Rejected") && out.contains("No such image")).then_some(())
+    });
+    ok(admin, &["service", "rm", "denied"]);
+
+    // `docker login` as a user runs it, into the bundle's client configuration.
+    docker_login(&admin.join(".docker"), &other.host());
+    let create = ["service", "create", "--with-registry-auth", "--name", "private", "--replicas", "2"];
+    ok(admin, &[&create[..], &[image.as_str(), "busybox", "sleep", "600"]].concat());
+    let running = engines.iter().map(|e| wharf_containers(e, "private.")).sum::<usize>();
+    assert_eq!(running, 2, "both tasks run with the credentials sent along");
+    for args in [&["service", "inspect", "private"][..], &["service", "ps", "private", "--no-trunc"][..]] {
+        assert!(!ok(admin, args).contains(ADMIN_PASSWORD), "docker {args:?} shows the credentials");
+    }
+    assert!(!directory_holds(&w.data_dir, ADMIN_PASSWORD.as_bytes()), "the credentials in clear on disk");
+    ok(admin, &["service", "rm", "private"]);
+}
+
+/// Whether a file under `dir` contains `needle`.
+fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            return directory_holds(&path, needle);
+        }
+        std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
 }
 
 /// An API session of the administrator (`POST /auth/login`).
