@@ -219,7 +219,8 @@ async fn send_logs(State(manager): State<Arc<Manager>>, Path(id): Path<String>, 
         Ok(sink) => sink,
         Err(e) => return cluster_error(e),
     };
-    let mut body = req.into_body().into_data_stream();
+    // Ends when this manager stops serving, like the caller's answer.
+    let mut body = std::pin::pin!(req.into_body().into_data_stream().take_until(manager.stopping.stopped()));
     let mut frames = wharf_api::logs::FrameReader::default();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {

@@ -33,6 +33,8 @@ impl Manager {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms).min(LONGEST_POLL);
         let mut feed = self.store.subscribe();
+        let stopped = self.stopping.stopped();
+        tokio::pin!(stopped);
         loop {
             feed.borrow_and_update();
             let set = self.node_assignments(identity.node_id)?;
@@ -42,6 +44,8 @@ impl Manager {
             tokio::select! {
                 changed = feed.changed() => if changed.is_err() { return Ok(set) },
                 _ = tokio::time::sleep_until(deadline) => return Ok(set),
+                // This manager stops serving: the agent asks another.
+                () = &mut stopped => return Ok(set),
             }
         }
     }

@@ -73,6 +73,34 @@ pub struct Manager {
     pub blob_storage: String,
     /// The log requests this manager sent to nodes and the callers waiting for their lines.
     pub logs: LogBroker,
+    /// Set when the manager stops serving: long polls and log streams end at once, so that
+    /// the server's drain does not wait for them.
+    pub stopping: Stopping,
+}
+
+/// A flag that is set once, for the calls that would otherwise hold a connection open.
+#[derive(Debug)]
+pub struct Stopping(tokio::sync::watch::Sender<bool>);
+
+impl Default for Stopping {
+    fn default() -> Stopping {
+        Stopping(tokio::sync::watch::Sender::new(false))
+    }
+}
+
+impl Stopping {
+    /// Sets the flag: every [`Stopping::stopped`] resolves.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once the flag is set.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut flag = self.0.subscribe();
+        async move {
+            let _ = flag.wait_for(|stopped| *stopped).await;
+        }
+    }
 }
 
 /// Seconds since the Unix epoch, for the timestamps commands carry.
@@ -144,5 +172,23 @@ impl Manager {
     ) -> Result<wharf_api::cluster::JoinTokenInfo, ClusterError> {
         let token = rotate_join_token(&*self.proposer, &self.ca, role, by).await?;
         Ok(wharf_api::cluster::JoinTokenInfo { role, token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Stopping;
+
+    #[tokio::test]
+    async fn every_wait_for_the_stop_ends_when_it_comes_also_one_that_began_after() {
+        let stopping = Stopping::default();
+        let early = tokio::spawn(stopping.stopped());
+        let waited = tokio::time::timeout(Duration::from_millis(50), stopping.stopped()).await;
+        assert!(waited.is_err(), "nothing ends before the stop");
+        stopping.stop();
+        tokio::time::timeout(Duration::from_secs(5), early).await.expect("the early wait ends").expect("joined");
+        tokio::time::timeout(Duration::from_secs(5), stopping.stopped()).await.expect("a late wait ends at once");
     }
 }

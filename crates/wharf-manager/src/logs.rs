@@ -204,7 +204,11 @@ impl Manager {
     /// An agent's long poll: the log requests for the calling node.
     pub async fn log_requests(&self, identity: &NodeIdentity, wait: Duration) -> Result<LogRequests, ClusterError> {
         self.known_peer(identity)?;
-        let requests = self.logs.take(identity.node_id, wait.min(crate::LONGEST_POLL)).await;
+        let requests = tokio::select! {
+            requests = self.logs.take(identity.node_id, wait.min(crate::LONGEST_POLL)) => requests,
+            // This manager stops serving: nothing for it any more.
+            () = self.stopping.stopped() => Vec::new(),
+        };
         Ok(LogRequests { requests })
     }
 

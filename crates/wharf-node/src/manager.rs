@@ -154,6 +154,7 @@ impl ManagerNode {
             join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
             blob_storage: storage.location(),
             logs: wharf_manager::LogBroker::default(),
+            stopping: wharf_manager::Stopping::default(),
         });
         let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
         let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;
@@ -275,6 +276,8 @@ impl ManagerNode {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Long polls and followed logs end now, or the drain would wait for them.
+        self.manager.stopping.stop();
         let _ = self.stop_server.send(());
         self.raft.stop().await;
         let _ = self.server.await;

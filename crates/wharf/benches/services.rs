@@ -5,7 +5,11 @@
 //! local image), the same flags (`-d`) and the same poll (`docker service
 //! ls` every 100 ms until 50/50). Each side runs RUNS times; the table shows the medians and the
 //! ratio, and the bound of this machine: the same engine starting the 50 containers by itself
-//! (50 `docker run -d` at once), with the share of it Wharf reaches. Run with `cargo bench -p wharf --bench services` (as root: it starts engines).
+//! (50 `docker run -d` at once), with the share of it Wharf reaches. Then a worker (`wharf
+//! join` on a third engine) is killed with SIGKILL while it runs half of a 10-replica service:
+//! the seconds until every replica runs on the manager's engine again, median of RUNS, beside
+//! the bound of the down detection (three missed 1 s heartbeats). Run with `cargo bench -p
+//! wharf --bench services` (as root: it starts engines).
 
 mod common;
 
@@ -69,9 +73,145 @@ fn main() -> Res<()> {
         "",
         100.0 * b / w
     );
+
+    // A worker's agent killed: its tasks running on the manager's engine again.
+    let worker_engine = Dockerd::start();
+    run(worker_engine.docker(&["import", rootfs.to_str().ok_or("path")?, IMAGE]))?;
+    let mut worker = Worker::join(tmp.path(), &worker_engine)?;
+    wait_ready(&bundle, 2)?;
+    let mut failovers = Vec::new();
+    for n in 0..RUNS {
+        failovers.push(failover(&bundle, &wharf_engine, &worker_engine, &mut worker, &format!("f{n}"))?);
+    }
+    let detection = HEARTBEAT.as_secs_f64() * f64::from(wharf_manager::MISSED_HEARTBEATS);
+    println!();
+    println!("{:<44} {:>12}", format!("worker agent killed ({FAILOVER_REPLICAS} replicas, half on it)"), "Wharf s");
+    println!("{:<44} {:>12.2}", format!("median of {RUNS}, kill to all running again"), median(failovers.clone()));
+    println!("{:<44} {:>12}", "every run", format!("{failovers:.2?}"));
+    println!(
+        "{:<44} {:>12.2}",
+        format!(
+            "bound: down after {} missed {} ms heartbeats",
+            wharf_manager::MISSED_HEARTBEATS,
+            HEARTBEAT.as_millis()
+        ),
+        detection
+    );
+    worker.stop();
     let _ = node.kill();
     let _ = node.wait();
     Ok(())
+}
+
+/// How often nodes send heartbeats in this benchmark (`--heartbeat-ms`): a node is down after
+/// three missed ones.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Tasks of the service whose worker is killed, spread over the two nodes.
+const FAILOVER_REPLICAS: usize = 10;
+
+/// A `wharf join` worker whose tasks run on an engine of its own.
+struct Worker {
+    child: Option<std::process::Child>,
+    args: Vec<String>,
+}
+
+impl Worker {
+    fn join(dir: &Path, engine: &Dockerd) -> Res<Worker> {
+        let out = Command::new(wharf_binary())
+            .args(["token", "show", "worker"])
+            .env("WHARF_CONFIG", dir.join("wharf-config.json"))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let token = text.split_whitespace().find(|w| w.starts_with("WHARF-")).ok_or("no worker token")?;
+        let token_file = dir.join("worker.token");
+        std::fs::write(&token_file, token)?;
+        let manager = std::fs::read_to_string(dir.join("wharf-addr"))?;
+        let args = vec![
+            "join".to_owned(),
+            "--token-file".into(),
+            token_file.to_str().ok_or("path")?.into(),
+            manager,
+            "--advertise".into(),
+            format!("127.0.0.1:{}", common::free_port()),
+            "--data-dir".into(),
+            dir.join("worker").to_str().ok_or("path")?.into(),
+            "--docker-host".into(),
+            engine.host.clone(),
+        ];
+        let mut worker = Worker { child: None, args };
+        worker.start()?;
+        Ok(worker)
+    }
+
+    fn start(&mut self) -> Res<()> {
+        let child =
+            Command::new(wharf_binary()).args(&self.args).env("WHARF_LOG", "warn").stdout(Stdio::null()).spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: its containers keep running on its engine, its heartbeats stop.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until `nodes` nodes are ready with their engine described.
+fn wait_ready(bundle: &Path, nodes: usize) -> Res<()> {
+    poll(Duration::from_secs(60), &format!("{nodes} ready nodes"), || {
+        let out = bundle_docker(bundle, &["node", "ls", "--format", "{{.Status}} {{.EngineVersion}}"]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text.lines().filter(|l| l.starts_with("Ready ") && l.len() > "Ready ".len()).count() == nodes)
+    })
+}
+
+/// Calls `check` every 50 ms until it says yes, for at most `limit`.
+fn poll(limit: Duration, what: &str, mut check: impl FnMut() -> Res<bool>) -> Res<()> {
+    let deadline = Instant::now() + limit;
+    while !check()? {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not within {limit:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Running containers of service `name` on `engine`.
+fn running(engine: &Dockerd, name: &str) -> usize {
+    engine.containers(false).iter().filter(|c| c.starts_with(&format!("{name}."))).count()
+}
+
+/// One run: a service spread over both nodes, the worker killed; seconds from the kill until
+/// every replica runs on the manager's engine. Then the worker comes back and removes its
+/// stale containers, and the service is removed.
+fn failover(bundle: &Path, manager: &Dockerd, engine: &Dockerd, worker: &mut Worker, name: &str) -> Res<f64> {
+    let replicas = FAILOVER_REPLICAS.to_string();
+    let args = ["service", "create", "-d", "--name", name, "--replicas", &replicas, IMAGE, "busybox", "sleep", "3600"];
+    run(bundle_docker(bundle, &args))?;
+    let half = FAILOVER_REPLICAS / 2;
+    poll(Duration::from_secs(120), "the replicas spread over both engines", || {
+        Ok(running(manager, name) == half && running(engine, name) == half)
+    })?;
+    worker.stop();
+    let start = Instant::now();
+    poll(Duration::from_secs(120), "every replica running on the manager's engine", || {
+        Ok(running(manager, name) == FAILOVER_REPLICAS)
+    })?;
+    let took = start.elapsed().as_secs_f64();
+    worker.start()?;
+    poll(Duration::from_secs(120), "the worker back, its stale containers removed", || {
+        Ok(engine.containers(true).iter().all(|c| !c.starts_with(&format!("{name}."))))
+    })?;
+    wait_ready(bundle, 2)?;
+    run(bundle_docker(bundle, &["service", "rm", name]))?;
+    poll(Duration::from_secs(120), "the service's containers removed", || {
+        Ok(manager.containers(true).is_empty() && engine.containers(true).is_empty())
+    })?;
+    Ok(took)
 }
 
 /// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took,
@@ -133,13 +273,14 @@ fn start_wharf(dir: &Path, engine: &Dockerd) -> Res<(std::process::Child, PathBu
     let password = dir.join("admin-password");
     std::fs::write(&password, common::ADMIN_PASSWORD)?;
     let addr = format!("127.0.0.1:{}", common::free_port());
+    std::fs::write(dir.join("wharf-addr"), &addr)?;
     let data = dir.join("wharf");
     let child = Command::new(wharf_binary())
         .args(["up", "--addr", &addr, "--data-dir"])
         .arg(&data)
         .arg("--admin-password-file")
         .arg(&password)
-        .args(["--docker-host", &engine.host])
+        .args(["--docker-host", &engine.host, "--heartbeat-ms", &HEARTBEAT.as_millis().to_string()])
         .env("WHARF_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;

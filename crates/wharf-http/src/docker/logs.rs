@@ -30,7 +30,9 @@ pub(super) fn answer(manager: &Manager, caller: &Caller, target: &LogTarget, que
     let subscription = manager.subscribe_logs(caller, target, &options).map_err(docker_error)?;
     let format = Format { stdout, stderr, timestamps: flag("timestamps"), details: flag("details") };
     let tty = subscription.tty;
-    let mut response = Response::new(Body::from_stream(lines(subscription, format)));
+    // A followed log ends when this manager stops serving (the CLI sees the end of it).
+    let lines = futures::StreamExt::take_until(lines(subscription, format), manager.stopping.stopped());
+    let mut response = Response::new(Body::from_stream(lines));
     let kind = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     Ok(response)

@@ -47,9 +47,11 @@ impl Node {
         node
     }
 
+    /// Every node runs its task agent on the machine's engine, as it would in a deployment
+    /// (no service is made here, so it runs nothing): its long polls must not hold up a
+    /// manager's stop when its role changes.
     fn spawn(&mut self) {
         let mut child = Command::new(WHARF)
-            .env("WHARF_DOCKER_HOST", "none")
             .args(&self.args)
             .env("WHARF_LOG", "warn")
             .stdout(Stdio::piped())
