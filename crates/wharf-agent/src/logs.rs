@@ -56,24 +56,31 @@ async fn poll<E: Executor + ?Sized + 'static>(addr: String, connect: Connect, ex
     let mut failures = 0u32;
     let mut senders = JoinSet::new();
     let request = LogRequestsPoll { wait_ms: POLL_WAIT.as_millis() as u64 };
+    // One client (and its connection) for as long as it works: a poll every 25 s per manager
+    // makes no new TLS handshake.
+    let mut kept: Option<wharf_client::Client> = None;
     loop {
         while senders.try_join_next().is_some() {}
-        let answer = match connect(std::slice::from_ref(&addr)) {
-            Some(mut client) => client
+        if kept.is_none() {
+            kept = connect(std::slice::from_ref(&addr));
+        }
+        let answer = match kept.as_mut() {
+            Some(client) => client
                 .call::<_, LogRequests>(Method::POST, "/cluster/log-requests", Some(&request))
                 .await
-                .map(|answer| (client, answer))
                 .map_err(|e| e.to_string()),
             None => Err("no client of the manager".to_owned()),
         };
-        match answer {
-            Ok((client, answer)) => {
+        match (answer, &kept) {
+            (Ok(answer), Some(client)) => {
                 failures = 0;
                 for request in answer.requests {
                     senders.spawn(send(client.clone(), Arc::clone(&executor), request));
                 }
             }
-            Err(e) => {
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                kept = None;
                 failures += 1;
                 if failures.is_power_of_two() {
                     tracing::warn!(manager = addr, error = %e, failures, "polling for log requests failed");

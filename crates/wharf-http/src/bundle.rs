@@ -2,6 +2,8 @@
 //! caller (`cert.pem`, `key.pem`, `cert.pub`), the cluster CA (`ca.pem`), the scripts that
 //! point the `docker` CLI at the cluster with TLS verification (`env.sh`, `env.ps1`,
 //! `env.cmd`), and what `docker context import` reads (`meta.json`, `tls/docker/*.pem`).
+//! The `docker` CLI imports a zip only when it holds nothing else, so `?format=context`
+//! serves those files alone (a bundle like the other, of its own certificate).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -21,6 +23,15 @@ pub(crate) async fn client_bundle(
     let Some(manager) = &app.cluster else {
         return Err(ApiError(StatusCode::NOT_FOUND, "client bundles are made by cluster managers".into()));
     };
+    let query = crate::query_pairs(req.uri().query());
+    let context_only = match crate::query_get(&query, "format") {
+        None | Some("ucp") => false,
+        Some("context") => true,
+        Some(other) => {
+            let why = format!("unknown bundle format {other:?}: \"ucp\" (the default) or \"context\"");
+            return Err(ApiError(StatusCode::BAD_REQUEST, why));
+        }
+    };
     let host = crate::token_realm(&app, &req);
     let host = host.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches("/auth/token");
     let label = crate::header_str(req.headers(), header::USER_AGENT).unwrap_or("client bundle").to_owned();
@@ -31,7 +42,10 @@ pub(crate) async fn client_bundle(
     })?;
     let public = wharf_pki::public_key_pem(&key.cert_pem)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let files = files(manager.ca.cert_pem(), &key.cert_pem, &key.key_pem, &public, host, &user);
+    let mut files = files(manager.ca.cert_pem(), &key.cert_pem, &key.key_pem, &public, host, &user);
+    if context_only {
+        files.retain(|(name, ..)| is_context_file(name));
+    }
     let zip =
         zip_of(&files).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("building the bundle: {e}")))?;
     tracing::info!(user, bundle = id, "client bundle issued");
@@ -41,6 +55,11 @@ pub(crate) async fn client_bundle(
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// Whether `docker context import` takes a file of that name.
+fn is_context_file(name: &str) -> bool {
+    name == "meta.json" || name.starts_with("tls/")
 }
 
 /// The bundle's files, by name; the key is the only secret.

@@ -6,7 +6,7 @@
 //! the caller is gone. A node that does not take its request within [`ATTACH_WITHIN`] (down,
 //! or its agent not polling this manager yet) is left out of the answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc};
 use wharf_api::cluster::TaskBlueprint;
 use wharf_api::logs::{LogContext, LogOptions, LogRequest, LogRequests};
 use wharf_pki::NodeIdentity;
-use wharf_store::TaskRecord;
+use wharf_store::{TaskRecord, TaskState};
 
 use crate::services::Caller;
 use crate::{ClusterError, Manager};
@@ -94,9 +94,10 @@ impl LogBroker {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `request` for `node`, its lines to go to `sink`; forgotten after
+    /// Queues `request` for `node`, its lines to go to `lines`; forgotten after
     /// `attach_within` unless the node took it.
-    fn ask(&self, node: u64, request: LogRequest, sink: LogSink) {
+    fn ask(&self, node: u64, (request, context): (LogRequest, Arc<LogContext>), lines: mpsc::Sender<LogLine>) {
+        let sink = LogSink { context, lines };
         let id = request.id.clone();
         {
             let mut broker = self.lock();
@@ -154,6 +155,41 @@ impl LogBroker {
     }
 }
 
+/// The request for the lines of task `task_id` on `node`, and where they come from.
+fn request(service_id: &str, task_id: String, node: u64, options: &LogOptions) -> (LogRequest, Arc<LogContext>) {
+    let context =
+        Arc::new(LogContext { node_id: node.to_string(), service_id: service_id.to_owned(), task_id: task_id.clone() });
+    (LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone() }, context)
+}
+
+/// For a followed service: asks the node of every task that starts running after the
+/// subscription for its lines, until the caller stops reading.
+async fn ask_new_tasks(
+    store: Arc<wharf_store::Store>,
+    broker: LogBroker,
+    service_id: String,
+    mut asked: HashSet<String>,
+    options: LogOptions,
+    lines: mpsc::Sender<LogLine>,
+) {
+    let mut feed = store.subscribe();
+    loop {
+        tokio::select! {
+            changed = feed.changed() => if changed.is_err() { return },
+            () = lines.closed() => return,
+        }
+        let Ok(tasks) = store.service_tasks(&service_id) else { continue };
+        for (task_id, task) in tasks {
+            let Some(node) = task.node else { continue };
+            if task.status.state < TaskState::Running || asked.contains(&task_id) {
+                continue;
+            }
+            asked.insert(task_id.clone());
+            broker.ask(node, request(&service_id, task_id, node, &options), lines.clone());
+        }
+    }
+}
+
 /// What a caller asks the logs of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
@@ -173,7 +209,7 @@ impl Manager {
         let (service_id, tasks): (String, Vec<(String, TaskRecord)>) = match target {
             LogTarget::Service(id_or_name) => {
                 let (id, _) = self.find_service(caller, id_or_name)?;
-                let tasks = self.store.tasks()?.into_iter().filter(|(_, t)| t.service_id == id).collect();
+                let tasks = self.store.service_tasks(&id)?;
                 (id, tasks)
             }
             LogTarget::Task(id) => {
@@ -188,15 +224,16 @@ impl Manager {
             .filter_map(|(_, t)| serde_json::from_str::<TaskBlueprint>(&t.template).ok())
             .any(|b| b.spec.container_spec.tty);
         let (lines, receiver) = mpsc::channel(QUEUED_LINES);
+        let mut asked = HashSet::new();
         for (task_id, task) in tasks {
             let Some(node) = task.node else { continue };
-            let context = Arc::new(LogContext {
-                node_id: node.to_string(),
-                service_id: service_id.clone(),
-                task_id: task_id.clone(),
-            });
-            let request = LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone() };
-            self.logs.ask(node, request, LogSink { context, lines: lines.clone() });
+            asked.insert(task_id.clone());
+            self.logs.ask(node, request(&service_id, task_id, node, options), lines.clone());
+        }
+        // Following a service: the tasks that start from now on are asked too, from their start.
+        if options.follow && matches!(target, LogTarget::Service(_)) {
+            let from_start = LogOptions { follow: true, tail: None, since: 0 };
+            tokio::spawn(ask_new_tasks(self.store.clone(), self.logs.clone(), service_id, asked, from_start, lines));
         }
         Ok(LogSubscription { lines: receiver, tty })
     }
@@ -225,13 +262,13 @@ impl Manager {
 mod tests {
     use super::*;
 
-    fn request(id: &str) -> LogRequest {
+    fn wire(id: &str) -> LogRequest {
         LogRequest { id: id.into(), task_id: format!("task-{id}"), options: LogOptions::default() }
     }
 
-    fn sink(lines: &mpsc::Sender<LogLine>, task: &str) -> LogSink {
+    fn asked(id: &str, task: &str) -> (LogRequest, Arc<LogContext>) {
         let context = Arc::new(LogContext { node_id: "1".into(), service_id: "s".into(), task_id: task.into() });
-        LogSink { context, lines: lines.clone() }
+        (wire(id), context)
     }
 
     #[tokio::test]
@@ -243,10 +280,10 @@ mod tests {
         });
         tokio::task::yield_now().await;
         let (lines, mut receiver) = mpsc::channel(4);
-        broker.ask(7, request("a"), sink(&lines, "ta"));
+        broker.ask(7, asked("a", "ta"), lines.clone());
         drop(lines);
         let taken = tokio::time::timeout(Duration::from_secs(5), poll).await.expect("woken").expect("joined");
-        assert_eq!(taken, vec![request("a")]);
+        assert_eq!(taken, vec![wire("a")]);
         assert!(broker.attach(8, "a").is_none(), "another node took the request");
         let sink = broker.attach(7, "a").expect("the node's own request");
         assert!(broker.attach(7, "a").is_none(), "a request is taken once");
@@ -267,7 +304,7 @@ mod tests {
     async fn a_request_no_node_takes_is_forgotten_and_the_caller_sees_the_end() {
         let broker = LogBroker::new(Duration::from_millis(50));
         let (lines, mut receiver) = mpsc::channel(4);
-        broker.ask(3, request("b"), sink(&lines, "tb"));
+        broker.ask(3, asked("b", "tb"), lines.clone());
         drop(lines);
         let ended = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await;
         assert!(ended.expect("the end within the wait").is_none());
@@ -279,7 +316,7 @@ mod tests {
     async fn a_caller_gone_before_the_node_came_refuses_the_lines() {
         let broker = LogBroker::default();
         let (lines, receiver) = mpsc::channel(4);
-        broker.ask(3, request("c"), sink(&lines, "tc"));
+        broker.ask(3, asked("c", "tc"), lines.clone());
         drop((lines, receiver));
         assert!(broker.attach(3, "c").is_none());
     }

@@ -617,6 +617,25 @@ impl Store {
     }
 
     /// The tasks ever assigned to `node` and not yet forgotten, by id.
+    /// The tasks of service `service` (through the service's index, not a scan of all tasks).
+    pub fn service_tasks(&self, service: &str) -> Result<Vec<(String, TaskRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(SERVICE_TASKS)?;
+        let tasks = txn.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for entry in index.range((service, "")..)? {
+            let (key, _) = entry?;
+            let (owner, id) = key.value();
+            if owner != service {
+                break;
+            }
+            if let Some(raw) = tasks.get(id)? {
+                out.push((id.to_owned(), decode(raw.value())?));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn node_tasks(&self, node: u64) -> Result<Vec<(String, TaskRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
         let index = txn.open_table(NODE_TASKS)?;

@@ -357,19 +357,34 @@ pub async fn bundle(args: BundleArgs) -> anyhow::Result<()> {
     let dir = args.output.unwrap_or_else(|| PathBuf::from(format!("wharf-bundle-{}", me.name)));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).context("the bundle is not a zip")?;
+    // The `docker` CLI imports a zip that holds only a context's files: those go to
+    // context.zip too.
+    let context_path = dir.join("context.zip");
+    let mut context = zip::ZipWriter::new(
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&context_path)?,
+    );
     for index in 0..archive.len() {
         let mut file = archive.by_index(index)?;
         let Some(name) = file.enclosed_name() else { bail!("the bundle names a file outside its folder") };
-        let path = dir.join(name);
+        let path = dir.join(&name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         let mode = file.unix_mode().unwrap_or(0o600) & 0o700;
+        let mut bytes = Vec::new();
+        std::io::copy(&mut file, &mut bytes)?;
         let mut out =
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode.max(0o600)).open(&path)?;
-        std::io::copy(&mut file, &mut out)?;
+        out.write_all(&bytes)?;
+        let name = file.name()?.into_owned();
+        if name == "meta.json" || name.starts_with("tls/") {
+            context.start_file(name, zip::write::SimpleFileOptions::default().unix_permissions(mode.max(0o600)))?;
+            context.write_all(&bytes)?;
+        }
     }
+    context.finish()?;
     println!("Client bundle for {} in {}.", printable(&me.name), dir.display());
     println!("Use it:  cd {} && eval \"$(<env.sh)\" && docker node ls", dir.display());
+    println!("Or as a context:  docker context import wharf {}", context_path.display());
     Ok(())
 }

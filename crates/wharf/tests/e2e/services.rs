@@ -49,8 +49,9 @@ fn bundle(w: &Wharf, dir: &Path, user: &str, password: &str) -> PathBuf {
     bundle_from(&w.base(), &w.ca_path(), dir, user, password)
 }
 
-/// [`bundle`] from the manager at `base` (`https://host:port`), whose CA is at `ca`.
-fn bundle_from(base: &str, ca: &Path, dir: &Path, user: &str, password: &str) -> PathBuf {
+/// `wharf login` as `user` to the manager at `base` (`https://host:port`), whose CA is at
+/// `ca`; the client configuration it wrote (for `WHARF_CONFIG`).
+fn login(base: &str, ca: &Path, dir: &Path, user: &str, password: &str) -> PathBuf {
     let tag = base.rsplit(':').next().unwrap_or("0");
     let config = dir.join(format!("{user}-{tag}-config.json"));
     let mut login = Command::new(WHARF)
@@ -63,10 +64,17 @@ fn bundle_from(base: &str, ca: &Path, dir: &Path, user: &str, password: &str) ->
         .expect("wharf login");
     login.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password");
     assert!(login.wait().expect("wait").success(), "wharf login as {user} failed");
+    config
+}
+
+/// [`bundle`] from the manager at `base` (`https://host:port`), whose CA is at `ca`.
+fn bundle_from(base: &str, ca: &Path, dir: &Path, user: &str, password: &str) -> PathBuf {
+    let tag = base.rsplit(':').next().unwrap_or("0");
+    let config = login(base, ca, dir, user, password);
     let out = dir.join(format!("{user}-{tag}-bundle"));
     let status = Command::new(WHARF).args(["bundle", "-o"]).arg(&out).env("WHARF_CONFIG", &config).status();
     assert!(status.expect("wharf bundle").success(), "wharf bundle failed");
-    for file in ["ca.pem", "cert.pem", "key.pem", "cert.pub", "env.sh", "env.ps1", "env.cmd"] {
+    for file in ["ca.pem", "cert.pem", "key.pem", "cert.pub", "env.sh", "env.ps1", "env.cmd", "context.zip"] {
         assert!(out.join(file).is_file(), "the bundle has no {file}");
     }
     out
@@ -220,6 +228,13 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         (wharf_containers(&e1, "web.") + wharf_containers(&e2, "web.") == 2).then_some(())
     });
 
+    // An update of the task template replaces the tasks (attached: the CLI waits until the
+    // tasks of the new spec run).
+    ok(&admin, &["service", "update", "--env-add", "COLOR=blue", "web"]);
+    let envs = running_env(&[&e1, &e2], "web");
+    assert_eq!(envs.len(), 2, "two tasks of web after the update: {envs:?}");
+    assert!(envs.iter().all(|env| env.contains("COLOR=blue")), "every task runs the new spec: {envs:?}");
+
     service_logs(&admin, &image);
     images_of_another_registry(&w, &admin, tmp.path(), [&e1, &e2]);
 
@@ -244,7 +259,7 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
             &image,
             "busybox",
             "sleep",
-            "1",
+            "600",
         ],
     );
     wait_for(Duration::from_secs(30), "the reason a task cannot be placed", || {
@@ -252,6 +267,16 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         (out.contains("Pending") && out.contains("no suitable node (scheduling constraints not satisfied on 2 nodes)"))
             .then_some(())
     });
+    // A node that gets the label takes the task.
+    ok(&admin, &["node", "update", "--label-add", "zone=mars", worker_id]);
+    assert!(ok(&admin, &["node", "inspect", worker_id, "--format", "{{.Spec.Labels}}"]).contains("zone:mars"));
+    wait_for(Duration::from_secs(30), "the pending task placed on the labelled worker", || {
+        (wharf_containers(&e2, "nowhere.") == 1).then_some(())
+    });
+    // The only manager cannot be demoted.
+    let manager_id = nodes.iter().find(|l| l.contains("Leader")).and_then(|l| l.split_whitespace().next());
+    let said = refused(&admin, &["node", "update", "--role", "worker", manager_id.expect("the manager")]);
+    assert!(said.contains("at least one manager"), "demoting the last manager: {said}");
 
     ok(&admin, &["node", "update", "--availability", "drain", worker_id]);
     wait_for(Duration::from_secs(60), "the drained worker's tasks moved to the manager", || {
@@ -279,17 +304,56 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
     assert!(refused(&bob, &["node", "update", "--availability", "active", worker_id]).contains("administrator"));
     ok(&bob, &["node", "ls"]);
 
+    // As a context: `docker context import` of the context.zip `wharf bundle` wrote, and of
+    // `GET /api/clientbundle?format=context`.
+    let session = admin_session(&w, &runtime);
+    let zip = runtime.block_on(async {
+        let response = client.get(w.url("/api/clientbundle?format=context")).bearer_auth(session).send().await;
+        response.expect("GET /api/clientbundle").bytes().await.expect("the zip")
+    });
+    let (zip_path, contexts) = (tmp.path().join("context.zip"), tmp.path().join("contexts"));
+    std::fs::write(&zip_path, &zip).expect("write the zip");
+    let context = |args: &[&str]| {
+        let out = Command::new("docker").env("DOCKER_CONFIG", &contexts).args(args).output().expect("docker");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let written = admin.join("context.zip");
+    for (name, zip) in [("wharf-bundle", written.as_path()), ("wharf-api", zip_path.as_path())] {
+        context(&["context", "import", name, zip.to_str().expect("path")]);
+        assert!(context(&["--context", name, "node", "ls"]).contains("Leader"), "node ls in context {name}");
+    }
+
     ok(&admin, &["service", "rm", "web", "everywhere", "nowhere", "talker"]);
     wait_for(Duration::from_secs(60), "every task's container removed from both engines", || {
         (e1.containers(true).is_empty() && e2.containers(true).is_empty()).then_some(())
     });
+    // A removed node is gone from the list (and its certificate is refused from now on).
+    ok(&admin, &["node", "rm", worker_id]);
+    let listed = ok(&admin, &["node", "ls", "--format", "{{.ID}}"]);
+    assert!(!listed.lines().any(|id| id.trim_end_matches(" *").trim() == worker_id), "node ls: {listed}");
     drop(worker);
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
 
+/// The environment of each running container of `service` on `engines`.
+fn running_env(engines: &[&Dockerd], service: &str) -> Vec<String> {
+    let mut envs = Vec::new();
+    for engine in engines {
+        let filter = format!("label=wharf.service.name={service}");
+        let ids = engine.docker(&["ps", "-q", "--filter", &filter]).output().expect("docker ps");
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let env = engine.docker(&["inspect", "--format", "{{.Config.Env}}", id]).output().expect("inspect");
+            envs.push(String::from_utf8_lossy(&env.stdout).trim().to_owned());
+        }
+    }
+    envs
+}
+
 /// `docker service logs` of a two-task service that writes to stdout and stderr, then ticks:
 /// all lines with the task and node they come from, `--tail`, `--timestamps`, `--since`, the
-/// logs of one task, and `--follow` receiving new lines from both tasks.
+/// logs of one task, and `--follow` receiving new lines from both tasks and the lines of a
+/// task that starts while it follows.
 fn service_logs(admin: &Path, image: &str) {
     let script = "echo line-one; echo oops >&2; echo line-two; while true; do sleep 1; echo tick; done";
     ok(admin, &["service", "create", "--name", "talker", "--replicas", "2", image, "busybox", "sh", "-c", script]);
@@ -341,6 +405,15 @@ fn service_logs(admin: &Path, image: &str) {
         assert!(line.ends_with("| tick"), "only new lines when following from now: {line}");
         ticked.insert(line.split('.').nth(1).unwrap_or_default().to_owned());
     }
+    // A task that starts while the service is followed is followed too, from its first line.
+    ok(admin, &["service", "scale", "talker=3"]);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now()) + Duration::from_secs(30);
+        let line = seen.recv_timeout(left).expect("the lines of the task that started while following");
+        if line.starts_with("talker.3.") && line.ends_with("| line-one") {
+            break;
+        }
+    }
     assert!(follow.try_wait().expect("try_wait").is_none(), "following goes on until stopped");
     let _ = follow.kill();
     let _ = follow.wait();
@@ -387,6 +460,79 @@ fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
         }
         std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
     })
+}
+
+/// `wharf ARGS` with the client configuration `config`, `input` on its standard input; its
+/// standard output, or a panic with what it said.
+fn wharf(config: &Path, args: &[&str], input: &str) -> String {
+    let mut child = Command::new(WHARF)
+        .args(args)
+        .env("WHARF_CONFIG", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("input");
+    let out = child.wait_with_output().expect("wait");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "wharf {args:?} failed: {stdout}{stderr}");
+    stdout.into_owned()
+}
+
+#[test]
+fn a_bundle_ends_with_its_revocation_a_new_password_a_disable_and_a_delete() {
+    require_docker();
+    require("bash");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let w = Wharf::start_with(Options { tls: true, ..Options::default() });
+    let admin = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    wharf(&admin, &["user", "create", "carol"], "carol-password-1\n");
+    // Each bundle in a folder of its own; the refusal the CLI prints names what happened.
+    let mut n = 0;
+    let mut fresh = |password: &str| {
+        n += 1;
+        let dir = tmp.path().join(format!("carol-{n}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bundle = bundle(&w, &dir, "carol", password);
+        assert!(ok(&bundle, &["node", "ls"]).contains("Leader"), "a new bundle works");
+        (bundle, dir.join(format!("carol-{}-config.json", w.addr.port())))
+    };
+    let ended = |bundle: &Path, why: &str| {
+        let said = refused(bundle, &["node", "ls"]);
+        assert!(said.contains("this client bundle is not valid"), "a bundle after {why}: {said}");
+    };
+
+    // Revoked by its user, by the start of its id as `wharf user sessions` lists it.
+    let (first, carol) = fresh("carol-password-1");
+    let sessions = wharf(&carol, &["user", "sessions"], "");
+    let id = sessions
+        .lines()
+        .find(|l| l.contains("client_bundle"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the bundle among the sessions")
+        .trim_end_matches('*')
+        .to_owned();
+    let (second, _) = fresh("carol-password-1");
+    assert!(wharf(&carol, &["user", "revoke", &id], "").contains("client_bundle"));
+    ended(&first, "its revocation");
+    ok(&second, &["node", "ls"]);
+
+    // A new password ends every bundle of the user.
+    wharf(&admin, &["user", "passwd", "carol"], "carol-password-2\n");
+    ended(&second, "a new password");
+
+    // Disabled: ended, and enabling the user again does not bring it back.
+    let (third, _) = fresh("carol-password-2");
+    wharf(&admin, &["user", "disable", "carol"], "");
+    ended(&third, "a disable");
+    wharf(&admin, &["user", "enable", "carol"], "");
+    ended(&third, "a disable and an enable");
+
+    // Deleted.
+    let (fourth, _) = fresh("carol-password-2");
+    wharf(&admin, &["user", "rm", "carol"], "");
+    ended(&fourth, "a delete");
 }
 
 /// An API session of the administrator (`POST /auth/login`).
