@@ -82,7 +82,7 @@ pub fn reconcile(
         } else {
             replicated(&service, &tasks, &nodes_by_id, now, new_id, &mut plan);
         }
-        forget_history(&tasks, &mut plan);
+        forget_history(&tasks, &nodes_by_id, &mut plan);
     }
     // Tasks of services that are gone: forgotten once they ended or can no longer be told to.
     for (id, task) in by_service.into_values().flatten() {
@@ -234,8 +234,9 @@ fn constraints_of(spec: &TaskSpec) -> Vec<wharf_scheduler::Constraint> {
 }
 
 /// Ended tasks beyond the newest [`TASK_HISTORY`] of a slot (or of a node, for a global
-/// service) are forgotten.
-fn forget_history(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
+/// service) are forgotten; so are tasks to remove once their node reported them ended, or
+/// when no node can report them any more (never placed, or their node was removed).
+fn forget_history(tasks: &[(&str, &TaskRecord)], nodes: &BTreeMap<u64, &NodeView>, plan: &mut Plan) {
     // Keyed by slot, or by node for a global service's tasks (slot 0).
     type Group<'a> = Vec<(&'a str, &'a TaskRecord)>;
     let mut groups: BTreeMap<(u64, Option<u64>), Group<'_>> = BTreeMap::new();
@@ -244,9 +245,9 @@ fn forget_history(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
         groups.entry(key).or_default().push((id, task));
     }
     for mut group in groups.into_values() {
-        // A task to remove is forgotten once its node reported it ended.
         for (id, task) in &group {
-            if task.desired == TaskState::Remove && task.status.state.is_terminal() {
+            let unreported = task.node.is_none_or(|n| nodes.get(&n).is_none_or(|n| n.record.removed));
+            if task.desired == TaskState::Remove && (task.status.state.is_terminal() || unreported) {
                 plan.forget.push((*id).to_owned());
             }
         }
@@ -380,6 +381,32 @@ mod tests {
         assert_eq!(early.wake_at, Some(100 + RESTART_DELAY_SECS));
         let late = reconcile(&services, &tasks, &nodes, 106, &mut ids());
         assert_eq!(late.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_task_of_a_removed_node_is_replaced_then_forgotten_and_one_of_a_down_node_kept_until_it_reports() {
+        let services = [service(r#"{"Name":"web","Mode":{"Replicated":{"Replicas":2}}}"#)];
+        let tasks = vec![
+            ("on-removed".to_owned(), task(1, Some(2), TaskState::Running, 1)),
+            ("on-down".to_owned(), task(2, Some(3), TaskState::Running, 1)),
+        ];
+        let mut removed = node(2, "down", "active");
+        removed.record.removed = true;
+        let nodes = [node(1, "ready", "active"), removed, node(3, "down", "active")];
+        let plan = reconcile(&services, &tasks, &nodes, 10, &mut ids());
+        assert_eq!(plan.remove, ["on-removed", "on-down"]);
+        assert_eq!(plan.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
+        // Once told to go: the removed node's task is forgotten (its node will never report);
+        // the down node's waits for its node to come back and report it ended.
+        let told: Vec<(String, TaskRecord)> = tasks
+            .into_iter()
+            .map(|(id, mut t)| {
+                t.desired = TaskState::Remove;
+                (id, t)
+            })
+            .collect();
+        let plan = reconcile(&services, &told, &nodes, 11, &mut ids());
+        assert_eq!(plan.forget, ["on-removed"]);
     }
 
     #[test]
