@@ -575,3 +575,120 @@ async fn heartbeats_mark_nodes_ready_and_down_and_renewal_follows_the_recorded_r
     let (_, csr) = wharf_pki::new_csr().expect("csr");
     assert_eq!(post_json::<serde_json::Value>(&as_one, &renew, &request(csr)).await.0, 409);
 }
+
+/// `POST /cluster/assignments` as `client`: the node's complete task set, at once.
+async fn assignments(client: &reqwest::Client, addr: &str, engine: bool) -> wharf_api::cluster::Assignments {
+    let description = engine.then(|| wharf_api::cluster::EngineReport {
+        hostname: "h".into(),
+        os: "linux".into(),
+        architecture: "x86_64".into(),
+        nano_cpus: 2_000_000_000,
+        memory_bytes: 1 << 32,
+        engine_version: "28.0".into(),
+        labels: BTreeMap::new(),
+    });
+    let request = wharf_api::cluster::AssignmentsRequest { known: 0, wait_ms: 0, description };
+    let body = serde_json::to_string(&request).expect("json");
+    let (status, set) = post_json(client, &format!("https://{addr}/cluster/assignments"), &body).await;
+    assert_eq!(status, 200, "assignments");
+    set.expect("a task set")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_gets_only_its_own_tasks_credentials_and_images_and_reports_only_its_own_tasks() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = Arc::new(Ca::load_or_create(&tmp.path().join("pki")).expect("ca"));
+    let manager = start_manager(&ca, tmp.path(), 1).await;
+    let members: BTreeMap<u64, BasicNode> = [(1, BasicNode::new(&manager.addr))].into_iter().collect();
+    manager.raft().initialize(members).await.expect("initialize");
+    leader_among(&[&manager], Duration::from_secs(10)).await;
+    for addr in [manager.addr.as_str(), "127.0.0.1:2", "127.0.0.1:3"] {
+        let role = if addr == manager.addr { "manager" } else { "worker" };
+        let add = ClusterCommand::AddNode { role: role.into(), hostname: "h".into(), addr: addr.into(), at: 1 };
+        manager.proposer().propose(add).await.expect("add node");
+    }
+    // Workers 2 and 3 beat and describe their engines; the manager's own node has none.
+    let worker =
+        |id| client(&ca, Some(NodeIdentity { node_id: id, role: NodeRole::Worker, cluster_id: CLUSTER.into() }));
+    let (two, three) = (worker(2), worker(3));
+    let beat = format!("https://{}/cluster/heartbeat", manager.addr);
+    let beating = tokio::spawn({
+        let (two, three, beat) = (two.clone(), three.clone(), beat.clone());
+        async move {
+            loop {
+                for node in [&two, &three] {
+                    let _ = node.post(&beat).body("").send().await;
+                }
+                tokio::time::sleep(HEARTBEAT / 4).await;
+            }
+        }
+    });
+    for node in [&two, &three] {
+        assignments(node, &manager.addr, true).await;
+    }
+    wait_for_state(manager.store(), 2, "ready").await;
+    wait_for_state(manager.store(), 3, "ready").await;
+
+    let spec: wharf_api::docker::ServiceSpec = serde_json::from_str(
+        r#"{"Name":"app","Mode":{"Replicated":{"Replicas":1}},
+            "TaskTemplate":{"ContainerSpec":{"Image":"registry.example:5000/team/app:1"}}}"#,
+    )
+    .expect("spec");
+    let auth = wharf_api::docker::RegistryAuth {
+        username: "ci".into(),
+        password: "registry-password-42".into(),
+        serveraddress: "registry.example:5000".into(),
+        ..Default::default()
+    };
+    let admin = wharf_manager::Caller { name: "admin".into(), admin: true, origin: Origin::system() };
+    let node = &manager.node().manager;
+    node.create_service(&admin, spec, Some(auth.clone())).await.expect("create the service");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (holder, other, task) = loop {
+        let (a, b) = (assignments(&two, &manager.addr, false).await, assignments(&three, &manager.addr, false).await);
+        match (a.tasks.first(), b.tasks.first()) {
+            (Some(task), None) => break (&two, &three, task.clone()),
+            (None, Some(task)) => break (&three, &two, task.clone()),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the task was never placed on one worker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The credentials go to the task's node only, in its assignment.
+    assert_eq!(task.registry_auth.as_ref(), Some(&auth));
+    assert!(assignments(other, &manager.addr, false).await.tasks.is_empty());
+    assert!(
+        !node.inspect_service(&admin, "app").map(|s| format!("{s:?}")).expect("inspect").contains("registry-password")
+    );
+
+    // A registry token: for the repositories its tasks name, and nothing else.
+    let token = format!("https://{}/cluster/registry-token", manager.addr);
+    let ask = |repos: &[&str]| serde_json::json!({ "repositories": repos }).to_string();
+    assert_eq!(post_json::<serde_json::Value>(holder, &token, &ask(&["team/app"])).await.0, 200);
+    assert_eq!(post_json::<serde_json::Value>(holder, &token, &ask(&["team/app", "team/other"])).await.0, 403);
+    assert_eq!(post_json::<serde_json::Value>(other, &token, &ask(&["team/app"])).await.0, 403);
+
+    // Another node's report of the task changes nothing; its own node's does.
+    let report = |state: &str| {
+        let report = wharf_api::cluster::TaskReportWire {
+            id: task.id.clone(),
+            state: state.into(),
+            message: "started".into(),
+            err: String::new(),
+            container_id: "c1".into(),
+            exit_code: 0,
+            ports: Vec::new(),
+        };
+        serde_json::to_string(&wharf_api::cluster::TaskReports { reports: vec![report] }).expect("json")
+    };
+    let tasks = format!("https://{}/cluster/tasks", manager.addr);
+    assert_eq!(post_json::<serde_json::Value>(other, &tasks, &report("running")).await.0, 200);
+    let state = |store: &Store| store.task(&task.id).expect("read").expect("task").status.state;
+    assert_ne!(state(manager.store()), wharf_store::TaskState::Running, "another node's report was taken");
+    assert_eq!(post_json::<serde_json::Value>(holder, &tasks, &report("running")).await.0, 200);
+    assert_eq!(state(manager.store()), wharf_store::TaskState::Running);
+    // A state a node may not report is refused.
+    assert_eq!(post_json::<serde_json::Value>(holder, &tasks, &report("assigned")).await.0, 400);
+    beating.abort();
+}
