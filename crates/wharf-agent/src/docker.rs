@@ -22,8 +22,9 @@ use crate::executor::{ContainerView, ExecError, Executor, LogLines, RunRequest, 
 pub struct DockerExecutor {
     docker: Docker,
     changed: Arc<Notify>,
-    /// Pulls under way or just done, by image: the tasks of one service starting together
-    /// share one pull instead of each asking the registry (Swarm pulls once per task).
+    /// Pulls under way or just done, by image and credentials: the tasks of one service
+    /// starting together share one pull instead of each asking the registry (Swarm pulls once
+    /// per task).
     pulls: std::sync::Mutex<HashMap<String, RecentPull>>,
 }
 
@@ -63,7 +64,10 @@ impl DockerExecutor {
         let outcome = {
             let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             pulls.retain(|_, pull| pull.at.elapsed() < PULL_REUSE);
-            let pull = pulls.entry(image.to_owned()).or_insert_with(|| RecentPull {
+            // Per image and credentials: a pull refused without them is no answer for a start
+            // that has them, and one made with a user's is not shared with a start without.
+            let key = format!("{image} {:x}", fingerprint(credentials.as_ref()));
+            let pull = pulls.entry(key).or_insert_with(|| RecentPull {
                 at: std::time::Instant::now(),
                 outcome: Arc::new(tokio::sync::OnceCell::new()),
             });
@@ -236,30 +240,82 @@ impl Executor for DockerExecutor {
             timestamps: true,
             tail: options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
         };
-        // A TTY's output comes in pieces of any size: cut into lines here, as frames are.
-        let mut console = Vec::new();
-        let lines = self.docker.logs(&id, Some(query)).flat_map(move |output| {
-            let lines: Vec<Result<(u8, Vec<u8>), ExecError>> = match output {
-                Ok(LogOutput::StdOut { message }) => vec![Ok((wharf_api::logs::STDOUT, message.to_vec()))],
-                Ok(LogOutput::StdErr { message }) => vec![Ok((wharf_api::logs::STDERR, message.to_vec()))],
-                Ok(LogOutput::Console { message }) => {
-                    console.extend_from_slice(&message);
-                    let mut out = Vec::new();
-                    while let Some(end) = console.iter().position(|b| *b == b'\n') {
-                        out.push(Ok((wharf_api::logs::STDOUT, console.drain(..=end).collect())));
-                    }
-                    out
-                }
-                Ok(LogOutput::StdIn { .. }) => Vec::new(),
-                Err(e) => vec![Err(engine(e))],
-            };
-            futures::stream::iter(lines)
-        });
-        Ok(Box::pin(lines))
+        Ok(Box::pin(lines_of(self.docker.logs(&id, Some(query)))))
     }
 
     async fn changed(&self) {
         self.changed.notified().await;
+    }
+}
+
+/// A digest of the credentials a pull uses (none: 0), to tell pulls apart.
+fn fingerprint(credentials: Option<&DockerCredentials>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(c) = credentials else { return 0 };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&c.username, &c.password, &c.auth, &c.identitytoken, &c.registrytoken).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The longest piece of a TTY's output sent as one line.
+const CONSOLE_LINE: usize = 16 << 10;
+
+/// The engine's log output as lines: a frame is one already; a TTY's output comes in pieces of
+/// any size and is cut at newlines (and every [`CONSOLE_LINE`] bytes), its last piece sent
+/// when the output ends.
+fn lines_of(
+    output: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<(u8, Vec<u8>), ExecError>> + Send + 'static {
+    type Line = Result<(u8, Vec<u8>), ExecError>;
+    let state = (Box::pin(output), Vec::<u8>::new(), std::collections::VecDeque::<Line>::new(), false);
+    futures::stream::unfold(state, |(mut output, mut console, mut ready, mut ended)| async move {
+        loop {
+            if let Some(line) = ready.pop_front() {
+                return Some((line, (output, console, ready, ended)));
+            }
+            if ended {
+                return None;
+            }
+            match output.next().await {
+                Some(Ok(LogOutput::StdOut { message })) => {
+                    ready.push_back(Ok((wharf_api::logs::STDOUT, message.to_vec())))
+                }
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    ready.push_back(Ok((wharf_api::logs::STDERR, message.to_vec())))
+                }
+                Some(Ok(LogOutput::Console { message })) => {
+                    console.extend_from_slice(&message);
+                    while let Some(end) = console.iter().position(|b| *b == b'\n') {
+                        ready.push_back(Ok((wharf_api::logs::STDOUT, console.drain(..=end).collect())));
+                    }
+                    while console.len() >= CONSOLE_LINE {
+                        ready.push_back(Ok((wharf_api::logs::STDOUT, console.drain(..CONSOLE_LINE).collect())));
+                    }
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => {}
+                Some(Err(e)) => {
+                    ready.push_back(Err(engine(e)));
+                    ended = true;
+                }
+                None => {
+                    if !console.is_empty() {
+                        ready.push_back(Ok((wharf_api::logs::STDOUT, std::mem::take(&mut console))));
+                    }
+                    ended = true;
+                }
+            }
+        }
+    })
+}
+
+/// The registry an image is pulled from, as credentials name it: `docker.io` for Docker
+/// Hub under any of its names, a bare host otherwise.
+fn registry_of(address: &str) -> String {
+    let host = address.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -270,6 +326,12 @@ fn credentials(request: &RunRequest) -> Option<DockerCredentials> {
         return Some(DockerCredentials { registrytoken: Some(token.clone()), ..Default::default() });
     }
     let auth = request.assignment.registry_auth.as_ref()?;
+    // Only to the registry they were given for.
+    let image = &request.assignment.blueprint.spec.container_spec.image;
+    let image_registry = wharf_api::docker::image_repository(image).map_or("docker.io", |(host, _)| host);
+    if !auth.serveraddress.is_empty() && registry_of(&auth.serveraddress) != registry_of(image_registry) {
+        return None;
+    }
     let some = |s: &String| (!s.is_empty()).then(|| s.clone());
     Some(DockerCredentials {
         username: some(&auth.username),
@@ -319,5 +381,62 @@ fn container_body(request: &RunRequest) -> ContainerCreateBody {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ttys_pieces_become_lines_and_its_last_piece_is_kept() {
+        let pieces: Vec<Result<LogOutput, bollard::errors::Error>> = vec![
+            Ok(LogOutput::Console { message: "ts one\nts tw".into() }),
+            Ok(LogOutput::Console { message: "o\nts three".into() }),
+            Ok(LogOutput::StdErr { message: "ts err\n".into() }),
+        ];
+        let lines: Vec<(u8, Vec<u8>)> =
+            lines_of(futures::stream::iter(pieces)).map(|l| l.expect("a line")).collect().await;
+        let text: Vec<(u8, String)> =
+            lines.into_iter().map(|(s, l)| (s, String::from_utf8(l).expect("text"))).collect();
+        assert_eq!(
+            text,
+            [(1, "ts one\n".into()), (1, "ts two\n".into()), (2, "ts err\n".into()), (1, "ts three".into())]
+        );
+        let long: Vec<Result<LogOutput, bollard::errors::Error>> =
+            vec![Ok(LogOutput::Console { message: vec![b'x'; CONSOLE_LINE * 2 + 1].into() })];
+        let sizes: Vec<usize> =
+            lines_of(futures::stream::iter(long)).map(|l| l.expect("a line").1.len()).collect().await;
+        assert_eq!(sizes, [CONSOLE_LINE, CONSOLE_LINE, 1], "output without newlines is cut");
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry_they_name() {
+        assert_eq!(registry_of("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(registry_of("docker.io"), "docker.io");
+        assert_eq!(registry_of("127.0.0.1:5000"), "127.0.0.1:5000");
+        let request = |image: &str, server: &str| {
+            let mut assignment: wharf_api::cluster::Assignment = serde_json::from_value(serde_json::json!({
+                "id": "t", "service_id": "s", "slot": 1, "desired": "running", "state": "assigned",
+                "blueprint": {"service_name": "s", "spec": {"ContainerSpec": {"Image": image}}}
+            }))
+            .expect("assignment");
+            assignment.registry_auth = Some(wharf_api::docker::RegistryAuth {
+                username: "u".into(),
+                password: "p".into(),
+                serveraddress: server.into(),
+                ..Default::default()
+            });
+            RunRequest { cluster_id: "c".into(), node_id: 1, assignment, registry_token: None }
+        };
+        assert!(credentials(&request("127.0.0.1:5000/team/app:1", "127.0.0.1:5000")).is_some());
+        assert!(credentials(&request("127.0.0.1:6000/team/app:1", "127.0.0.1:5000")).is_none());
+        assert!(credentials(&request("busybox", "https://index.docker.io/v1/")).is_some());
+        assert!(credentials(&request("busybox", "127.0.0.1:5000")).is_none());
+        let mut token = request("127.0.0.1:6000/app", "elsewhere:1");
+        token.registry_token = Some("tok".into());
+        assert_eq!(credentials(&token).and_then(|c| c.registrytoken).as_deref(), Some("tok"));
     }
 }

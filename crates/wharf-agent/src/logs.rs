@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wharf_api::logs::{LogRequest, LogRequests, LogRequestsPoll, encode_frame};
 
-use crate::executor::Executor;
+use crate::executor::{ExecError, Executor, LogLines};
 use crate::session::Connect;
 
 /// How long a poll for log requests waits.
@@ -101,18 +101,59 @@ async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<
             futures::stream::empty().boxed()
         }
     };
-    let framed = lines.map(|line| {
-        line.map(|(stream, payload)| {
-            let mut frame = Vec::with_capacity(payload.len() + wharf_api::logs::HEADER);
-            encode_frame(&mut frame, stream, &payload);
-            frame
-        })
-    });
     let path = format!("/cluster/logs/{}", request.id);
-    if let Err(e) = client.post_stream(&path, reqwest::Body::wrap_stream(framed)).await {
+    if let Err(e) = client.post_stream(&path, reqwest::Body::wrap_stream(framed(lines, KEEP_ALIVE))).await {
         // A caller that stopped reading (410) is the usual end of a followed log.
         if e.status() != Some(reqwest::StatusCode::GONE) {
             tracing::debug!(task = request.task_id, error = %e, "sending a task's log lines ended");
         }
+    }
+}
+
+/// How often a quiet task's stream sends an empty frame, so that the manager's guard against
+/// stalled request bodies (a minute) does not end a followed log.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// The lines as frames, with an empty frame after every `keep_alive` without a line.
+fn framed(
+    lines: LogLines,
+    keep_alive: Duration,
+) -> impl futures::Stream<Item = Result<Vec<u8>, ExecError>> + Send + 'static {
+    let frame = |stream: u8, payload: &[u8]| {
+        let mut frame = Vec::with_capacity(payload.len() + wharf_api::logs::HEADER);
+        encode_frame(&mut frame, stream, payload);
+        frame
+    };
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+    futures::stream::unfold((lines, tick), move |(mut lines, mut tick)| async move {
+        let item = tokio::select! {
+            line = lines.next() => match line? {
+                Ok((stream, payload)) => {
+                    tick.reset();
+                    Ok(frame(stream, &payload))
+                }
+                Err(e) => Err(e),
+            },
+            _ = tick.tick() => Ok(frame(wharf_api::logs::STDOUT, &[])),
+        };
+        Some((item, (lines, tick)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_quiet_stream_sends_keep_alives_and_ends_with_its_lines() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<(u8, Vec<u8>), ExecError>>();
+        let mut frames = Box::pin(framed(rx.boxed(), Duration::from_millis(30)));
+        let keep_alive = frames.next().await.expect("a frame").expect("no error");
+        assert_eq!(keep_alive, [1, 0, 0, 0, 0, 0, 0, 0], "an empty frame when nothing was said");
+        tx.unbounded_send(Ok((2, b"ts oops\n".to_vec()))).expect("send");
+        let line = frames.next().await.expect("a frame").expect("no error");
+        assert_eq!(&line[..8], &[2, 0, 0, 0, 0, 0, 0, 8]);
+        drop(tx);
+        assert!(frames.next().await.is_none(), "the frames end with the lines");
     }
 }

@@ -40,38 +40,45 @@ pub enum FrameError {
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buffer: Vec<u8>,
+    /// Where the next frame starts in `buffer` (what is before it was read).
+    start: usize,
 }
 
 impl FrameReader {
     /// Adds bytes that arrived.
     pub fn push(&mut self, bytes: &[u8]) {
+        // What was read goes once, not at each frame (many frames may come in one piece).
+        self.buffer.drain(..self.start);
+        self.start = 0;
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// The next whole frame, `(stream, payload)`, if one has arrived.
+    /// The next whole frame, `(stream, payload)`, if one has arrived. An empty payload is a
+    /// keep-alive of a quiet stream.
     pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
-        if self.buffer.len() < HEADER {
+        let rest = &self.buffer[self.start..];
+        if rest.len() < HEADER {
             return Ok(None);
         }
-        let stream = self.buffer[0];
+        let stream = rest[0];
         if stream != STDOUT && stream != STDERR {
             return Err(FrameError::Stream(stream));
         }
-        let length = u32::from_be_bytes([self.buffer[4], self.buffer[5], self.buffer[6], self.buffer[7]]) as usize;
+        let length = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
         if length > MAX_FRAME {
             return Err(FrameError::TooLong(length));
         }
-        if self.buffer.len() < HEADER + length {
+        if rest.len() < HEADER + length {
             return Ok(None);
         }
-        let payload = self.buffer[HEADER..HEADER + length].to_vec();
-        self.buffer.drain(..HEADER + length);
+        let payload = rest[HEADER..HEADER + length].to_vec();
+        self.start += HEADER + length;
         Ok(Some((stream, payload)))
     }
 
     /// Checks that the stream ended between frames.
     pub fn finish(&self) -> Result<(), FrameError> {
-        if self.buffer.is_empty() { Ok(()) } else { Err(FrameError::Truncated) }
+        if self.start == self.buffer.len() { Ok(()) } else { Err(FrameError::Truncated) }
     }
 }
 

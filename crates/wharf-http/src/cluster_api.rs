@@ -222,7 +222,14 @@ async fn send_logs(State(manager): State<Arc<Manager>>, Path(id): Path<String>, 
     // Ends when this manager stops serving, like the caller's answer.
     let mut body = std::pin::pin!(req.into_body().into_data_stream().take_until(manager.stopping.stopped()));
     let mut frames = wharf_api::logs::FrameReader::default();
-    while let Some(chunk) = body.next().await {
+    let gone = || refuse(StatusCode::GONE, "the caller stopped reading these lines");
+    loop {
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            // A quiet task: the caller may leave between two keep-alives.
+            () = sink.closed() => return gone(),
+        };
+        let Some(chunk) = chunk else { break };
         let Ok(chunk) = chunk else {
             // The node went away: the caller has what arrived.
             return crate::empty(StatusCode::OK, &[]);
@@ -230,9 +237,11 @@ async fn send_logs(State(manager): State<Arc<Manager>>, Path(id): Path<String>, 
         frames.push(&chunk);
         loop {
             match frames.next_frame() {
+                // A keep-alive of a quiet task: nothing to hand on.
+                Ok(Some((_, payload))) if payload.is_empty() => {}
                 Ok(Some((stream, payload))) => {
                     if !sink.send(stream, payload).await {
-                        return refuse(StatusCode::GONE, "the caller stopped reading these lines");
+                        return gone();
                     }
                 }
                 Ok(None) => break,

@@ -52,6 +52,11 @@ impl LogSink {
         let line = LogLine { context: Arc::clone(&self.context), stream, payload };
         self.lines.send(line).await.is_ok()
     }
+
+    /// Resolves once the caller stopped reading (its lines would go nowhere).
+    pub async fn closed(&self) {
+        self.lines.closed().await;
+    }
 }
 
 /// The log requests of this manager, waiting for their nodes (in memory only).
@@ -166,26 +171,28 @@ fn request(service_id: &str, task_id: String, node: u64, options: &LogOptions) -
 /// subscription for its lines, until the caller stops reading.
 async fn ask_new_tasks(
     store: Arc<wharf_store::Store>,
+    mut feed: tokio::sync::watch::Receiver<wharf_store::Changes>,
     broker: LogBroker,
     service_id: String,
     mut asked: HashSet<String>,
     options: LogOptions,
     lines: mpsc::Sender<LogLine>,
 ) {
-    let mut feed = store.subscribe();
     loop {
+        feed.borrow_and_update();
+        if let Ok(tasks) = store.service_tasks(&service_id) {
+            for (task_id, task) in tasks {
+                let Some(node) = task.node else { continue };
+                if task.status.state < TaskState::Running || asked.contains(&task_id) {
+                    continue;
+                }
+                asked.insert(task_id.clone());
+                broker.ask(node, request(&service_id, task_id, node, &options), lines.clone());
+            }
+        }
         tokio::select! {
             changed = feed.changed() => if changed.is_err() { return },
             () = lines.closed() => return,
-        }
-        let Ok(tasks) = store.service_tasks(&service_id) else { continue };
-        for (task_id, task) in tasks {
-            let Some(node) = task.node else { continue };
-            if task.status.state < TaskState::Running || asked.contains(&task_id) {
-                continue;
-            }
-            asked.insert(task_id.clone());
-            broker.ask(node, request(&service_id, task_id, node, &options), lines.clone());
         }
     }
 }
@@ -206,34 +213,41 @@ impl Manager {
         target: &LogTarget,
         options: &LogOptions,
     ) -> Result<LogSubscription, ClusterError> {
-        let (service_id, tasks): (String, Vec<(String, TaskRecord)>) = match target {
+        // Subscribed before the tasks are read: a task that starts in between is not missed.
+        let feed = self.store.subscribe();
+        let following = options.follow && matches!(target, LogTarget::Service(_));
+        let (service_id, tasks, tty): (String, Vec<(String, TaskRecord)>, bool) = match target {
             LogTarget::Service(id_or_name) => {
-                let (id, _) = self.find_service(caller, id_or_name)?;
-                let tasks = self.store.service_tasks(&id)?;
-                (id, tasks)
+                let (id, record) = self.find_service(caller, id_or_name)?;
+                // As the CLI decides: by the service's spec now.
+                let tty = crate::orchestrator::parse_spec(&record).is_some_and(|s| s.task_template.container_spec.tty);
+                (id.clone(), self.store.service_tasks(&id)?, tty)
             }
             LogTarget::Task(id) => {
                 self.inspect_task(caller, id)?;
                 let task =
                     self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
-                (task.service_id.clone(), vec![(id.clone(), task)])
+                let tty =
+                    serde_json::from_str::<TaskBlueprint>(&task.template).is_ok_and(|b| b.spec.container_spec.tty);
+                (task.service_id.clone(), vec![(id.clone(), task)], tty)
             }
         };
-        let tty = tasks
-            .iter()
-            .filter_map(|(_, t)| serde_json::from_str::<TaskBlueprint>(&t.template).ok())
-            .any(|b| b.spec.container_spec.tty);
         let (lines, receiver) = mpsc::channel(QUEUED_LINES);
         let mut asked = HashSet::new();
         for (task_id, task) in tasks {
             let Some(node) = task.node else { continue };
+            // Followed, a task that has no container yet is asked once it runs.
+            if following && task.status.state < TaskState::Running {
+                continue;
+            }
             asked.insert(task_id.clone());
             self.logs.ask(node, request(&service_id, task_id, node, options), lines.clone());
         }
         // Following a service: the tasks that start from now on are asked too, from their start.
-        if options.follow && matches!(target, LogTarget::Service(_)) {
+        if following {
             let from_start = LogOptions { follow: true, tail: None, since: 0 };
-            tokio::spawn(ask_new_tasks(self.store.clone(), self.logs.clone(), service_id, asked, from_start, lines));
+            let store = self.store.clone();
+            tokio::spawn(ask_new_tasks(store, feed, self.logs.clone(), service_id, asked, from_start, lines));
         }
         Ok(LogSubscription { lines: receiver, tty })
     }
