@@ -236,7 +236,7 @@ impl Executor for DockerExecutor {
             stdout: true,
             stderr: true,
             since: options.since.clamp(0, i64::from(i32::MAX)) as i32,
-            until: 0,
+            until: options.until.clamp(0, i64::from(i32::MAX)) as i32,
             timestamps: true,
             tail: options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
         };

@@ -142,7 +142,7 @@ fn query_escape(value: &str) -> String {
     out
 }
 
-/// What the `since` and `tail` of a `logs` call ask, parsed.
+/// What the `follow`, `tail`, `since` and `until` of a `logs` call ask, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogOptions {
     pub follow: bool,
@@ -152,12 +152,31 @@ pub struct LogOptions {
     /// Lines from this Unix time on, in seconds (0: from the start).
     #[serde(default)]
     pub since: i64,
+    /// Lines before this Unix time, in seconds (0: no end).
+    #[serde(default)]
+    pub until: i64,
+}
+
+/// Unix seconds as the CLI sends a time (`1764669600.123456789`; the fraction is dropped).
+fn unix_seconds(name: &str, value: Option<&str>) -> Result<i64, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(s) => {
+            let seconds = s.split_once('.').map_or(s, |(whole, _)| whole);
+            seconds.parse::<i64>().map_err(|_| format!("invalid {name} {s:?}: Unix seconds"))
+        }
+    }
 }
 
 impl LogOptions {
-    /// Reads `follow`, `tail` (`all` or a count) and `since` (Unix seconds with an optional
-    /// fraction, as the CLI sends it) of a `logs` call.
-    pub fn parse(follow: Option<&str>, tail: Option<&str>, since: Option<&str>) -> Result<LogOptions, String> {
+    /// Reads `follow`, `tail` (`all` or a count), `since` and `until` (Unix seconds with an
+    /// optional fraction, as the CLI sends them) of a `logs` call.
+    pub fn parse(
+        follow: Option<&str>,
+        tail: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<LogOptions, String> {
         let follow = follow.is_some_and(|v| v == "1" || v == "true");
         let tail = match tail.map(str::trim) {
             None | Some("") | Some("all") => None,
@@ -165,14 +184,7 @@ impl LogOptions {
                 .filter(|n| *n >= 0)
                 .map(|n| n as u64),
         };
-        let since = match since.map(str::trim) {
-            None | Some("") => 0,
-            Some(s) => {
-                let seconds = s.split_once('.').map_or(s, |(whole, _)| whole);
-                seconds.parse::<i64>().map_err(|_| format!("invalid since {s:?}: Unix seconds"))?
-            }
-        };
-        Ok(LogOptions { follow, tail, since })
+        Ok(LogOptions { follow, tail, since: unix_seconds("since", since)?, until: unix_seconds("until", until)? })
     }
 }
 
@@ -257,11 +269,13 @@ mod tests {
 
     #[test]
     fn options_are_read_as_the_cli_sends_them() {
-        let parsed = LogOptions::parse(Some("1"), Some("5"), Some("1764669600.123456789")).expect("options");
-        assert_eq!(parsed, LogOptions { follow: true, tail: Some(5), since: 1_764_669_600 });
-        assert_eq!(LogOptions::parse(None, Some("all"), Some("")).expect("options"), LogOptions::default());
-        assert_eq!(LogOptions::parse(None, Some("-1"), None).expect("options").tail, None);
-        assert!(LogOptions::parse(None, Some("ten"), None).is_err());
-        assert!(LogOptions::parse(None, None, Some("yesterday")).is_err());
+        let parsed =
+            LogOptions::parse(Some("1"), Some("5"), Some("1764669600.123456789"), Some("1764669700")).expect("options");
+        assert_eq!(parsed, LogOptions { follow: true, tail: Some(5), since: 1_764_669_600, until: 1_764_669_700 });
+        assert_eq!(LogOptions::parse(None, Some("all"), Some(""), None).expect("options"), LogOptions::default());
+        assert_eq!(LogOptions::parse(None, Some("-1"), None, None).expect("options").tail, None);
+        assert!(LogOptions::parse(None, Some("ten"), None, None).is_err());
+        assert!(LogOptions::parse(None, None, Some("yesterday"), None).is_err());
+        assert!(LogOptions::parse(None, None, None, Some("soon")).is_err());
     }
 }

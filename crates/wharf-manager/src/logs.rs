@@ -236,6 +236,10 @@ impl Manager {
         let mut asked = HashSet::new();
         for (task_id, task) in tasks {
             let Some(node) = task.node else { continue };
+            // A node that is down or gone cannot answer: not waited for.
+            if !self.store.node(node)?.is_some_and(|n| !n.removed && n.state != "down") {
+                continue;
+            }
             // Followed, a task that has no container yet is asked once it runs.
             if following && task.status.state < TaskState::Running {
                 continue;
@@ -245,7 +249,7 @@ impl Manager {
         }
         // Following a service: the tasks that start from now on are asked too, from their start.
         if following {
-            let from_start = LogOptions { follow: true, tail: None, since: 0 };
+            let from_start = LogOptions { follow: true, tail: None, since: 0, until: options.until };
             let store = self.store.clone();
             tokio::spawn(ask_new_tasks(store, feed, self.logs.clone(), service_id, asked, from_start, lines));
         }

@@ -14,7 +14,7 @@ use wharf_manager::{Caller, LogSubscription, LogTarget, Manager};
 use super::{Answer, docker_error, message_response};
 
 /// Streams the lines of `target` as the query asks (`stdout`, `stderr`, `follow`, `tail`,
-/// `since`, `timestamps`, `details`).
+/// `since`, `until`, `timestamps`, `details`).
 pub(super) fn answer(manager: &Manager, caller: &Caller, target: &LogTarget, query: &[(String, String)]) -> Answer {
     let flag = |key: &str| crate::query_get(query, key).is_some_and(|v| v == "1" || v == "true");
     let (stdout, stderr) = (flag("stdout"), flag("stderr"));
@@ -25,6 +25,7 @@ pub(super) fn answer(manager: &Manager, caller: &Caller, target: &LogTarget, que
         crate::query_get(query, "follow"),
         crate::query_get(query, "tail"),
         crate::query_get(query, "since"),
+        crate::query_get(query, "until"),
     )
     .map_err(|e| message_response(StatusCode::BAD_REQUEST, &e))?;
     let subscription = manager.subscribe_logs(caller, target, &options).map_err(docker_error)?;
