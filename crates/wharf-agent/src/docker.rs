@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HostConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
@@ -115,13 +115,14 @@ impl DockerExecutor {
     }
 }
 
-/// Wakes the agent on every `die` of a container of this node; reconnects when the stream ends.
+/// Wakes the agent on every `die` (and health verdict) of a container of this node; reconnects when the stream ends.
 async fn watch_events(docker: Docker, node_id: u64, changed: Arc<Notify>) {
     loop {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             ("label".to_owned(), vec![format!("{}={node_id}", labels::NODE)]),
-            ("event".to_owned(), vec!["die".to_owned(), "destroy".to_owned()]),
+            // A health check's verdict moves a task to running or failed.
+            ("event".to_owned(), vec!["die".to_owned(), "destroy".to_owned(), "health_status".to_owned()]),
         ]);
         let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
         while let Some(event) = events.next().await {
@@ -179,7 +180,8 @@ impl Executor for DockerExecutor {
                 let inspect = self.docker.inspect_container(&id, None::<InspectContainerOptions>).await;
                 Some(inspect.ok().and_then(|i| i.state).and_then(|s| s.exit_code).unwrap_or(0))
             };
-            out.push(ContainerView { id, task_id, running, exit_code });
+            let health = summary.status.as_deref().and_then(health_of).map(str::to_owned);
+            out.push(ContainerView { id, task_id, running, exit_code, health });
         }
         Ok(out)
     }
@@ -245,6 +247,19 @@ impl Executor for DockerExecutor {
 
     async fn changed(&self) {
         self.changed.notified().await;
+    }
+}
+
+/// The health a container's status line shows (`Up 3 seconds (healthy)`), if it has a check.
+fn health_of(status: &str) -> Option<&'static str> {
+    if status.contains("(health: starting)") {
+        Some("starting")
+    } else if status.contains("(unhealthy)") {
+        Some("unhealthy")
+    } else if status.contains("(healthy)") {
+        Some("healthy")
+    } else {
+        None
     }
 }
 
@@ -378,6 +393,14 @@ fn container_body(request: &RunRequest) -> ContainerCreateBody {
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             init: c.init,
+            ..Default::default()
+        }),
+        healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
+            test: (!h.test.is_empty()).then(|| h.test.clone()),
+            interval: (h.interval > 0).then_some(h.interval),
+            timeout: (h.timeout > 0).then_some(h.timeout),
+            retries: (h.retries > 0).then_some(h.retries),
+            start_period: (h.start_period > 0).then_some(h.start_period),
             ..Default::default()
         }),
         ..Default::default()

@@ -26,6 +26,8 @@ pub struct ContainerView {
     pub running: bool,
     /// Set once the container has stopped.
     pub exit_code: Option<i64>,
+    /// What its health check says (`starting`, `healthy`, `unhealthy`), if it has one.
+    pub health: Option<String>,
 }
 
 /// What to run for one task.

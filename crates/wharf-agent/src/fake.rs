@@ -67,8 +67,13 @@ impl Executor for FakeExecutor {
             *next += 1;
             format!("fake{next}")
         };
-        let view =
-            ContainerView { id: id.clone(), task_id: request.assignment.id.clone(), running: true, exit_code: None };
+        let view = ContainerView {
+            id: id.clone(),
+            task_id: request.assignment.id.clone(),
+            running: true,
+            exit_code: None,
+            health: None,
+        };
         let mut containers = self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         containers.push((request.cluster_id.clone(), request.container_name(), id.clone(), request.node_id, view));
         Ok(Started { id, ports: Vec::new() })

@@ -122,11 +122,28 @@ fn want_running(
         }
         None if rank(&task.state) < rank("running") => actions.push(Action::Run(Box::new(task.clone()))),
         None => actions.push(report(&task.id, "failed", "the task's container is gone", "", 0)),
-        Some(c) if c.running => {
-            if rank(&task.state) < rank("running") {
-                actions.push(report(&task.id, "running", "started", &c.id, 0));
+        // Running only once healthy: starting while its check has not passed yet, failed
+        // (and stopped) once the check says it is unhealthy.
+        Some(c) if c.running => match c.health.as_deref() {
+            Some("starting") => {
+                if rank(&task.state) < rank("starting") {
+                    actions.push(report(&task.id, "starting", "starting", &c.id, 0));
+                }
             }
-        }
+            Some("unhealthy") => {
+                actions.push(report(&task.id, "failed", "unhealthy container", &c.id, 0));
+                actions.push(Action::Stop {
+                    task: task.id.clone(),
+                    container: c.id.clone(),
+                    grace_secs: grace_secs(task),
+                });
+            }
+            _ => {
+                if rank(&task.state) < rank("running") {
+                    actions.push(report(&task.id, "running", "started", &c.id, 0));
+                }
+            }
+        },
         Some(c) => {
             let code = c.exit_code.unwrap_or(0);
             if code == 0 {
@@ -169,7 +186,7 @@ mod tests {
     }
 
     fn container(id: &str, task: &str, running: bool, exit: Option<i64>) -> ContainerView {
-        ContainerView { id: id.into(), task_id: task.into(), running, exit_code: exit }
+        ContainerView { id: id.into(), task_id: task.into(), running, exit_code: exit, health: None }
     }
 
     fn states(actions: &[Action]) -> Vec<String> {
@@ -201,6 +218,30 @@ mod tests {
         assert_eq!(states(&actions), ["run a", "report b running", "report c complete", "report d failed"]);
         let starting = BTreeSet::from(["a".to_owned()]);
         assert!(!states(&plan(&tasks, &containers, &starting)).contains(&"run a".to_owned()));
+    }
+
+    #[test]
+    fn a_task_runs_only_once_healthy_and_fails_and_stops_when_unhealthy() {
+        let health = |id: &str, task: &str, health: &str| ContainerView {
+            health: Some(health.into()),
+            ..container(id, task, true, None)
+        };
+        let tasks = [
+            task("a", "running", "preparing"),
+            task("b", "running", "starting"),
+            task("c", "running", "running"),
+            task("d", "running", "starting"),
+        ];
+        let containers = [
+            health("ca", "a", "starting"),
+            health("cb", "b", "healthy"),
+            health("cc", "c", "unhealthy"),
+            health("cd", "d", "starting"),
+        ];
+        let actions = plan(&tasks, &containers, &BTreeSet::new());
+        assert_eq!(states(&actions), ["report a starting", "report b running", "report c failed", "stop cc"]);
+        let Some(Action::Report(failed)) = actions.get(2) else { panic!("a report") };
+        assert_eq!(failed.err, "unhealthy container");
     }
 
     #[test]

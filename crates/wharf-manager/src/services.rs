@@ -272,6 +272,13 @@ fn check_spec(mut spec: ServiceSpec) -> Result<(ServiceSpec, Vec<String>), Clust
     if mode.replicated.is_none() && mode.global.is_none() {
         spec.mode.replicated = Some(docker::Replicated { replicas: Some(1) });
     }
+    // `service create` without `--replicas` sends `{"Replicated":{}}`: one replica, and the
+    // spec says so (the CLI's progress reads the count back).
+    if let Some(replicated) = &mut spec.mode.replicated
+        && replicated.replicas.is_none()
+    {
+        replicated.replicas = Some(1);
+    }
     if let Some(placement) = &spec.task_template.placement {
         wharf_scheduler::Constraint::parse_all(&placement.constraints)
             .map_err(|e| ClusterError::Invalid(e.to_string()))?;

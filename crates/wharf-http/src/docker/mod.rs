@@ -80,7 +80,7 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
         }
         (DockerCall::ServiceCreate, Method::POST) => {
             let auth = registry_auth(&req)?;
-            let spec: ServiceSpec = json_body(req).await?;
+            let spec = service_spec(req).await?;
             let created = manager.create_service(&caller, spec, auth).await.map_err(docker_error)?;
             typed(StatusCode::CREATED, &created)
         }
@@ -97,7 +97,7 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
                 )
             })?;
             let auth = registry_auth(&req)?;
-            let spec: ServiceSpec = json_body(req).await?;
+            let spec = service_spec(req).await?;
             ok(&manager.update_service(&caller, &id, version, spec, auth).await.map_err(docker_error)?)
         }
         (DockerCall::Tasks, Method::GET) => {
@@ -326,6 +326,16 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T, Re
         crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| message_response(status, why))?;
     serde_json::from_slice(&body)
         .map_err(|e| message_response(StatusCode::BAD_REQUEST, &format!("invalid JSON in the request body: {e}")))
+}
+
+/// A service spec from the body, refused (400) when it asks for what Wharf cannot do yet.
+async fn service_spec(req: Request) -> Result<ServiceSpec, Response> {
+    let raw: serde_json::Value = json_body(req).await?;
+    if let Some(why) = docker::unsupported_in_spec(&raw) {
+        return Err(message_response(StatusCode::BAD_REQUEST, &why));
+    }
+    serde_json::from_value(raw)
+        .map_err(|e| message_response(StatusCode::BAD_REQUEST, &format!("invalid service spec: {e}")))
 }
 
 fn ok<T: Serialize>(value: &T) -> Answer {

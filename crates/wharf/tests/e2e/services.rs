@@ -462,6 +462,51 @@ fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
+#[test]
+fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
+    require_docker();
+    require("bash");
+    let engine = Dockerd::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = vec!["--docker-host".to_owned(), engine.host.clone(), "--heartbeat-ms".into(), "1000".into()];
+    let w = Wharf::start_with(Options { tls: true, extra, ..Options::default() });
+    let admin = bundle(&w, tmp.path(), "admin", ADMIN_PASSWORD);
+    wait_for(Duration::from_secs(60), "the node ready with its engine", || {
+        let out = ok(&admin, &["node", "ls", "--format", "{{.Status}} {{.EngineVersion}}"]);
+        out.lines().any(|l| l.starts_with("Ready ") && l.len() > "Ready ".len()).then_some(())
+    });
+    let image = format!("{}/admin/health:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+    let status = |service: &str| {
+        let filter = format!("label=wharf.service.name={service}");
+        let out = engine.docker(&["ps", "-a", "--filter", &filter, "--format", "{{.Status}}"]).output();
+        String::from_utf8_lossy(&out.expect("docker ps").stdout).into_owned()
+    };
+
+    // Attached: the CLI waits until the task runs, which it does once its check passed.
+    let fine = ["--name", "fine", "--health-cmd", "true", "--health-interval", "1s"];
+    ok(&admin, &[&["service", "create"][..], &fine, &[image.as_str(), "busybox", "sleep", "600"]].concat());
+    assert!(status("fine").contains("(healthy)"), "running, and healthy: {}", status("fine"));
+    let state = ok(&admin, &["service", "ps", "fine", "--format", "{{.CurrentState}}"]);
+    assert!(state.starts_with("Running"), "service ps: {state}");
+
+    // A check that fails: the task fails with the reason, its container is stopped.
+    let sick = ["-d", "--name", "sick", "--health-cmd", "exit 1", "--health-interval", "1s", "--health-retries", "1"];
+    ok(&admin, &[&["service", "create"][..], &sick, &[image.as_str(), "busybox", "sleep", "600"]].concat());
+    wait_for(Duration::from_secs(60), "the unhealthy task failed, its container stopped", || {
+        let out = ok(&admin, &["service", "ps", "sick", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}"]);
+        let failed = out.lines().any(|l| l.starts_with("Failed") && l.contains("unhealthy container"));
+        (failed && status("sick").contains("Exited")).then_some(())
+    });
+    // What Wharf does not carry out yet is refused, not ignored.
+    let mount = ["service", "create", "--name", "m", "--mount", "type=tmpfs,target=/data", image.as_str(), "busybox"];
+    let said = refused(&admin, &mount);
+    assert!(said.contains("(--mount) is not supported by Wharf yet"), "service create --mount: {said}");
+    ok(&admin, &["service", "rm", "fine", "sick"]);
+    wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
 /// `wharf ARGS` with the client configuration `config`, `input` on its standard input; its
 /// standard output, or a panic with what it said.
 fn wharf(config: &Path, args: &[&str], input: &str) -> String {
