@@ -53,6 +53,36 @@ pub struct ServiceSpec {
     pub mode: ServiceMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+    /// How a new task template replaces the running tasks (`--update-parallelism`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+}
+
+/// A rolling update's pace: `parallelism` slots at a time (0: all at once), `delay`
+/// nanoseconds after a batch runs before the next starts, and whether the new task starts
+/// before the old one stops (`start-first`) or after (`stop-first`, the default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfig {
+    #[serde(default)]
+    pub parallelism: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub order: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failure_action: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub monitor: i64,
+    #[serde(default, skip_serializing_if = "is_zero_ratio")]
+    pub max_failure_ratio: f32,
+}
+
+// The ratio is a float only on the wire; specs compare as text.
+impl Eq for UpdateConfig {}
+
+fn is_zero_ratio(r: &f32) -> bool {
+    *r == 0.0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +287,21 @@ pub struct Service {
     pub endpoint: Endpoint,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_status: Option<ServiceStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+}
+
+/// Where the last update of a service's tasks stands (`updating`, `completed`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateStatus {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub completed_at: String,
+    #[serde(default)]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

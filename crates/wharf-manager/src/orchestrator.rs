@@ -3,7 +3,9 @@
 //! down and those to forget. The leader's control loop ([`crate::control`]) proposes them.
 //!
 //! Replicated services keep one running task per slot 1..N; global services one per eligible
-//! node. A task that ended (or whose node is down, drained or gone) is shut down and replaced,
+//! node. A new task template replaces a replicated service's tasks as its `UpdateConfig`
+//! says (a rolling update: parallelism, delay, stop-first or start-first; a global service's
+//! at once). A task that ended (or whose node is down, drained or gone) is shut down and replaced,
 //! after the restart delay when it failed; tasks of slots beyond N are shut down; ended tasks
 //! beyond the history a slot keeps, and tasks of removed services once they ended, are
 //! forgotten.
@@ -114,6 +116,7 @@ fn replicated(
     for (id, task) in tasks {
         slots.entry(task.slot).or_default().push((id, task));
     }
+    let mut rollout = Rollout::new(service, tasks, now, plan);
     for slot in 1..=replicas.max(slots.keys().copied().max().unwrap_or(0)) {
         let in_slot = slots.remove(&slot).unwrap_or_default();
         if slot > replicas {
@@ -121,6 +124,8 @@ fn replicated(
             continue;
         }
         let mut running = false;
+        let mut outdated_live = None;
+        let mut current_running = false;
         for (id, task) in &in_slot {
             if task.desired != TaskState::Running {
                 continue;
@@ -128,14 +133,25 @@ fn replicated(
             let node = task.node.map(|n| nodes.get(&n));
             let lost = node.is_some_and(|n| n.is_none_or(|n| n.record.removed || n.record.state == "down"));
             let drained = node.flatten().is_some_and(|n| n.details.availability == "drain");
-            // A task of an older spec is replaced (all at once until rolling updates arrive).
             let outdated = task.spec_version != service.record.spec_version;
             if lost {
                 plan.remove.push((*id).to_owned());
-            } else if task.status.state.is_terminal() || drained || outdated {
+            } else if task.status.state.is_terminal() || drained {
                 plan.shutdown.push((*id).to_owned());
+            } else if outdated {
+                // Replaced as the rolling update's pace allows (below).
+                outdated_live = Some(*id);
             } else {
                 running = true;
+                current_running |= task.status.state == TaskState::Running;
+            }
+        }
+        if let Some(old) = outdated_live {
+            match rollout.step(running, current_running) {
+                Step::Keep => running = true,
+                Step::StopOld => plan.shutdown.push(old.to_owned()),
+                // Start-first: the new task starts beside the old, which stops once it runs.
+                Step::StartNew => {}
             }
         }
         if !running && let Some(due) = restart_due(service, &in_slot) {
@@ -145,6 +161,74 @@ fn replicated(
                 plan.wake_at = Some(plan.wake_at.map_or(due, |at| at.min(due)));
             }
         }
+    }
+}
+
+/// What a slot whose task is of an older spec does now.
+enum Step {
+    /// Its old task keeps running: the update has not reached it.
+    Keep,
+    /// Its old task stops (and a new one starts: stop-first, or start-first once the new
+    /// one runs).
+    StopOld,
+    /// A new task starts beside the old one (start-first).
+    StartNew,
+}
+
+/// A replicated service's rolling update (swarmkit's `updater`): how many slots may be
+/// replaced at once (`Parallelism`, 0: all), the pause after a batch runs (`Delay`), and
+/// whether a slot's new task starts before its old one stops (`Order`). Stateless: what is
+/// under way is read from the tasks.
+struct Rollout {
+    /// Slots that may start being replaced in this pass.
+    budget: u64,
+    start_first: bool,
+}
+
+impl Rollout {
+    fn new(service: &ParsedService<'_>, tasks: &[(&str, &TaskRecord)], now: u64, plan: &mut Plan) -> Rollout {
+        // Docker's defaults when the spec names none: one at a time, no pause, stop-first.
+        let config = service
+            .spec
+            .update_config
+            .clone()
+            .unwrap_or(wharf_api::docker::UpdateConfig { parallelism: 1, ..Default::default() });
+        let current = |t: &&(&str, &TaskRecord)| t.1.spec_version == service.record.spec_version;
+        let live_current: Vec<&TaskRecord> =
+            tasks.iter().filter(current).map(|(_, t)| *t).filter(|t| live(t)).collect();
+        let outdated_left = tasks.iter().any(|(_, t)| live(t) && t.spec_version != service.record.spec_version);
+        // As swarmkit's updater: `parallelism` workers, each busy while the new task of its
+        // slot does not run yet, then for `delay` after it began running.
+        let delay = (config.delay.max(0) as u64).div_ceil(1_000_000_000);
+        let under_way = live_current.iter().filter(|t| t.status.state < TaskState::Running).count() as u64;
+        let pausing: Vec<u64> = live_current
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running && t.created >= service.record.updated)
+            .map(|t| t.status.at + delay)
+            .filter(|free_at| *free_at > now)
+            .collect();
+        let budget = match config.parallelism {
+            0 => u64::MAX,
+            n => n.saturating_sub(under_way + pausing.len() as u64),
+        };
+        if outdated_left && let Some(free_at) = pausing.iter().min() {
+            plan.wake_at = Some(plan.wake_at.map_or(*free_at, |at| at.min(*free_at)));
+        }
+        Rollout { budget, start_first: config.order == "start-first" }
+    }
+
+    /// The step of a slot with an old task, given whether it has a new task already and
+    /// whether that one runs.
+    fn step(&mut self, has_new: bool, new_runs: bool) -> Step {
+        if has_new {
+            // Start-first under way: the old one stops once the new one runs.
+            return if new_runs { Step::StopOld } else { Step::Keep };
+        }
+        if self.budget == 0 {
+            return Step::Keep;
+        }
+        self.budget -= 1;
+        if self.start_first { Step::StartNew } else { Step::StopOld }
     }
 }
 
@@ -417,6 +501,86 @@ mod tests {
         let plan = reconcile(&[(id, record)], &tasks, &[node(1, "ready", "active")], 10, &mut ids());
         assert_eq!(plan.shutdown, ["old"]);
         assert_eq!(plan.create.iter().map(|t| (t.slot, t.spec_version)).collect::<Vec<_>>(), [(1, 2), (2, 2), (3, 2)]);
+    }
+
+    /// Four running tasks of spec 1, the service now at spec 2 (changed at time 100), with
+    /// `update` as its UpdateConfig; plus `new`: tasks of spec 2 (slot, state, time).
+    fn rolling(update: &str, new: &[(u64, TaskState, u64)], now: u64) -> Plan {
+        let spec = format!(r#"{{"Name":"web","Mode":{{"Replicated":{{"Replicas":4}}}},"UpdateConfig":{update}}}"#);
+        let (id, mut record) = service(&spec);
+        (record.spec_version, record.updated) = (2, 100);
+        let replaced: Vec<u64> = new.iter().map(|(slot, ..)| *slot).collect();
+        let mut tasks: Vec<(String, TaskRecord)> = (1..=4)
+            .map(|slot| {
+                let mut old = task(slot, Some(1), TaskState::Running, 1);
+                if replaced.contains(&slot) {
+                    old.desired = TaskState::Shutdown;
+                    old.status.state = TaskState::Shutdown;
+                }
+                (format!("old{slot}"), old)
+            })
+            .collect();
+        for (slot, state, at) in new {
+            let mut t = task(*slot, Some(1), *state, *at);
+            (t.spec_version, t.created) = (2, *at);
+            tasks.push((format!("new{slot}"), t));
+        }
+        reconcile(&[(id, record)], &tasks, &[node(1, "ready", "active")], now, &mut ids())
+    }
+
+    fn created_slots(plan: &Plan) -> Vec<u64> {
+        plan.create.iter().map(|t| t.slot).collect()
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_parallelism_slots_at_a_time_each_pausing_after_its_task_runs() {
+        let two = r#"{"Parallelism":2,"Delay":3000000000}"#;
+        let first = rolling(two, &[], 101);
+        assert_eq!(
+            (first.shutdown.as_slice(), created_slots(&first)),
+            (&["old1".to_owned(), "old2".to_owned()][..], vec![1, 2])
+        );
+        // The batch is starting: nothing more.
+        let starting = rolling(two, &[(1, TaskState::Starting, 101), (2, TaskState::Running, 101)], 102);
+        assert!(starting.shutdown.is_empty() && starting.create.is_empty(), "{starting:?}");
+        // Each slot's worker pauses 3 s after its new task runs: slot 2's is free at 106, slot
+        // 1's at 107.
+        let ran = [(1, TaskState::Running, 104), (2, TaskState::Running, 103)];
+        let paused = rolling(two, &ran, 105);
+        assert!(paused.shutdown.is_empty() && paused.create.is_empty());
+        assert_eq!(paused.wake_at, Some(106));
+        assert_eq!(rolling(two, &ran, 106).shutdown, ["old3"]);
+        let next = rolling(two, &ran, 107);
+        assert_eq!(
+            (next.shutdown.as_slice(), created_slots(&next)),
+            (&["old3".to_owned(), "old4".to_owned()][..], vec![3, 4])
+        );
+        // No UpdateConfig: Docker's default, one at a time; parallelism 0: all at once.
+        assert_eq!(rolling("null", &[], 101).shutdown, ["old1"]);
+        assert_eq!(rolling(r#"{"Parallelism":0}"#, &[], 101).shutdown.len(), 4);
+    }
+
+    #[test]
+    fn start_first_starts_the_new_task_beside_the_old_and_stops_the_old_once_it_runs() {
+        let start_first = r#"{"Parallelism":1,"Order":"start-first"}"#;
+        let first = rolling(start_first, &[], 101);
+        assert!(first.shutdown.is_empty(), "the old task keeps serving");
+        assert_eq!(created_slots(&first), [1]);
+        // The slot's new task as created (old1 still running beside it).
+        let spec = r#"{"Name":"web","Mode":{"Replicated":{"Replicas":1}},"UpdateConfig":{"Order":"start-first"}}"#;
+        let (id, mut record) = service(spec);
+        (record.spec_version, record.updated) = (2, 100);
+        let old = task(1, Some(1), TaskState::Running, 1);
+        let mut new = task(1, Some(1), TaskState::Starting, 101);
+        (new.spec_version, new.created) = (2, 101);
+        let services = [(id, record)];
+        let mut tasks = vec![("old1".to_owned(), old), ("new1".to_owned(), new)];
+        let nodes = [node(1, "ready", "active")];
+        let waiting = reconcile(&services, &tasks, &nodes, 102, &mut ids());
+        assert!(waiting.shutdown.is_empty() && waiting.create.is_empty(), "{waiting:?}");
+        tasks[1].1.status.state = TaskState::Running;
+        let done = reconcile(&services, &tasks, &nodes, 103, &mut ids());
+        assert_eq!((done.shutdown.as_slice(), done.create.len()), (&["old1".to_owned()][..], 0));
     }
 
     #[test]

@@ -81,6 +81,25 @@ impl Manager {
         Ok(docker::UpdateResponse { warnings })
     }
 
+    /// `POST /services/{id}/update?version=N&rollback=previous`: the spec before the last
+    /// update becomes the spec again (the one replaced becomes the previous one).
+    pub async fn rollback_service(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+        version: u64,
+    ) -> Result<docker::UpdateResponse, ClusterError> {
+        let (id, record) = self.find_service(caller, id_or_name)?;
+        let previous = record
+            .previous_spec
+            .as_deref()
+            .and_then(|spec| serde_json::from_str::<ServiceSpec>(spec).ok())
+            .ok_or_else(|| {
+                ClusterError::Invalid(format!("service {id_or_name} has no previous spec to roll back to"))
+            })?;
+        self.update_service(caller, &id, version, previous, None).await
+    }
+
     /// `command`, with the registry credentials sealed for service `id` if there are some.
     fn with_registry_auth(
         &self,
@@ -121,7 +140,9 @@ impl Manager {
     /// `GET /services/{id}`.
     pub fn inspect_service(&self, caller: &Caller, id_or_name: &str) -> Result<docker::Service, ClusterError> {
         let (id, record) = self.find_service(caller, id_or_name)?;
-        Ok(service_view(&id, &record, None))
+        let mut view = service_view(&id, &record, None);
+        view.update_status = update_status(&record, &self.store.service_tasks(&id)?);
+        Ok(view)
     }
 
     /// `GET /services?filters=&status=`.
@@ -409,6 +430,23 @@ fn service_status(
     status
 }
 
+/// Where the last change of a service's task template stands, from its tasks: updating while
+/// a task of an older spec still runs or a new one does not run yet, completed then (never
+/// changed: none).
+fn update_status(record: &ServiceRecord, tasks: &[(String, TaskRecord)]) -> Option<docker::UpdateStatus> {
+    record.previous_spec.as_ref()?;
+    let live = |t: &&TaskRecord| t.desired == TaskState::Running && !t.status.state.is_terminal();
+    let live: Vec<&TaskRecord> = tasks.iter().map(|(_, t)| t).filter(live).collect();
+    let updating = live.iter().any(|t| t.spec_version != record.spec_version || t.status.state != TaskState::Running);
+    let done_at = live.iter().map(|t| t.status.at).max().unwrap_or(record.updated).max(record.updated);
+    Some(docker::UpdateStatus {
+        state: if updating { "updating" } else { "completed" }.into(),
+        started_at: docker::rfc3339(record.updated),
+        completed_at: if updating { String::new() } else { docker::rfc3339(done_at) },
+        message: if updating { "update in progress" } else { "update completed" }.into(),
+    })
+}
+
 fn service_view(id: &str, record: &ServiceRecord, status: Option<docker::ServiceStatus>) -> docker::Service {
     let spec = parse_spec(record).unwrap_or_default();
     let previous_spec = record.previous_spec.as_deref().and_then(|s| serde_json::from_str(s).ok());
@@ -422,6 +460,7 @@ fn service_view(id: &str, record: &ServiceRecord, status: Option<docker::Service
         spec,
         previous_spec,
         service_status: status,
+        update_status: None,
     }
 }
 

@@ -97,6 +97,10 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
                 )
             })?;
             let auth = registry_auth(&req)?;
+            // `docker service rollback`: the previous spec again, whatever the body says.
+            if crate::query_get(&query, "rollback") == Some("previous") {
+                return ok(&manager.rollback_service(&caller, &id, version).await.map_err(docker_error)?);
+            }
             let spec = service_spec(req).await?;
             ok(&manager.update_service(&caller, &id, version, spec, auth).await.map_err(docker_error)?)
         }

@@ -230,10 +230,31 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
 
     // An update of the task template replaces the tasks (attached: the CLI waits until the
     // tasks of the new spec run).
-    ok(&admin, &["service", "update", "--env-add", "COLOR=blue", "web"]);
+    // A rolling update, one slot at a time with a 2 s pause after each new task runs.
+    ok(
+        &admin,
+        &["service", "update", "--update-parallelism", "1", "--update-delay", "2s", "--env-add", "COLOR=blue", "web"],
+    );
     let envs = running_env(&[&e1, &e2], "web");
     assert_eq!(envs.len(), 2, "two tasks of web after the update: {envs:?}");
     assert!(envs.iter().all(|env| env.contains("COLOR=blue")), "every task runs the new spec: {envs:?}");
+    let status = ok(&admin, &["service", "inspect", "web", "--format", "{{.UpdateStatus.State}}"]);
+    assert_eq!(status.trim(), "completed");
+    let ids = ok(&admin, &["service", "ps", "web", "-q", "--no-trunc", "--filter", "desired-state=running"]);
+    let mut created: Vec<String> = ids
+        .split_whitespace()
+        .map(|id| ok(&admin, &["inspect", "--type", "task", "--format", "{{.CreatedAt.Unix}}", id]).trim().to_owned())
+        .collect();
+    created.sort();
+    let times: Vec<i64> = created.iter().map(|t| t.parse().expect("a Unix time")).collect();
+    assert!(
+        times.len() == 2 && times[1] - times[0] >= 2,
+        "the second slot waited for the first and the delay: {times:?}"
+    );
+    // Rolled back: the spec before the update, and tasks of it.
+    ok(&admin, &["service", "rollback", "web"]);
+    let envs = running_env(&[&e1, &e2], "web");
+    assert!(envs.len() == 2 && envs.iter().all(|env| !env.contains("COLOR=blue")), "rolled back: {envs:?}");
 
     service_logs(&admin, &image);
     images_of_another_registry(&w, &admin, tmp.path(), [&e1, &e2]);
