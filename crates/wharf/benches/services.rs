@@ -8,9 +8,7 @@
 //! (50 `docker run -d` at once), with the share of it Wharf reaches. Then a worker (`wharf
 //! join` on a third engine) is killed with SIGKILL while it runs half of a 10-replica service:
 //! the seconds until every replica runs on the manager's engine again, median of RUNS, beside
-//! the bound of the down detection (three missed 1 s heartbeats). Each created service is
-//! also updated (a rolling update, 5 slots at a time, no delay, no monitor window on either
-//! side) until `UpdateStatus` says completed, Wharf against Swarm. Run with `cargo bench -p
+//! the bound of the down detection (three missed 1 s heartbeats). Run with `cargo bench -p
 //! wharf --bench services` (as root: it starts engines).
 
 mod common;
@@ -47,19 +45,11 @@ fn main() -> Res<()> {
     let wharf = |args: &[&str]| bundle_docker(&bundle, args);
     let swarm = |args: &[&str]| swarm_engine.docker(args);
     let (mut wharf_times, mut swarm_times) = (Vec::new(), Vec::new());
-    let (mut wharf_updates, mut swarm_updates) = (Vec::new(), Vec::new());
     for n in 0..RUNS {
-        let (name, took) = (format!("w{n}"), converge(&wharf, &format!("w{n}"))?);
-        wharf_times.push(took);
-        wharf_updates.push(rolling_update(&wharf, &name)?);
-        remove(&wharf, &wharf_engine, &name)?;
-        let (name, took) = (format!("s{n}"), converge(&swarm, &format!("s{n}"))?);
-        swarm_times.push(took);
-        swarm_updates.push(rolling_update(&swarm, &name)?);
-        remove(&swarm, &swarm_engine, &name)?;
+        wharf_times.push(converge(&wharf, &wharf_engine, &format!("w{n}"))?);
+        swarm_times.push(converge(&swarm, &swarm_engine, &format!("s{n}"))?);
     }
     let (w, s) = (median(wharf_times.clone()), median(swarm_times.clone()));
-    let (wu, su) = (median(wharf_updates.clone()), median(swarm_updates.clone()));
     // The bound: the same engine starting 50 such containers at once by itself.
     let mut bounds = Vec::new();
     for _ in 0..RUNS {
@@ -83,16 +73,6 @@ fn main() -> Res<()> {
         "",
         100.0 * b / w
     );
-    println!();
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        format!("rolling update of {REPLICAS} (parallelism 5, delay 0)"),
-        "Wharf s",
-        "Swarm s",
-        "ratio"
-    );
-    println!("{:<44} {:>12.2} {:>12.2} {:>7.2}x", format!("median of {RUNS} (Swarm / Wharf)"), wu, su, su / wu);
-    println!("{:<44} {:>12} {:>12}", "every run", format!("{wharf_updates:.2?}"), format!("{swarm_updates:.2?}"));
 
     // A worker's agent killed: its tasks running on the manager's engine again.
     let worker_engine = Dockerd::start();
@@ -234,54 +214,9 @@ fn failover(bundle: &Path, manager: &Dockerd, engine: &Dockerd, worker: &mut Wor
     Ok(took)
 }
 
-/// `docker service update -d` of the task template of `name` (an env added), stop-first, 5
-/// slots at a time, no delay, no monitor window on either side (Wharf has none); the seconds
-/// until `UpdateStatus` says completed (polled every 100 ms).
-fn rolling_update(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
-    let start = Instant::now();
-    run(docker(&[
-        "service",
-        "update",
-        "-d",
-        "--update-parallelism",
-        "5",
-        "--update-delay",
-        "0s",
-        "--update-monitor",
-        "0s",
-        "--update-order",
-        "stop-first",
-        "--env-add",
-        "ROLLED=1",
-        name,
-    ]))?;
-    loop {
-        let out = docker(&["service", "inspect", name, "--format", "{{.UpdateStatus.State}}"]).output()?;
-        if String::from_utf8_lossy(&out.stdout).trim() == "completed" {
-            return Ok(start.elapsed().as_secs_f64());
-        }
-        if start.elapsed() > Duration::from_secs(300) {
-            return Err(format!("the update of {name} did not complete in 5 minutes").into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Removes service `name` and waits until its containers are gone from `engine`.
-fn remove(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<()> {
-    run(docker(&["service", "rm", name]))?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !engine.containers(true).is_empty() {
-        if Instant::now() > deadline {
-            return Err(format!("the containers of {name} were not removed in 2 minutes").into());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-/// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took.
-fn converge(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
+/// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took,
+/// then removes it and waits until its containers are gone.
+fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<f64> {
     let replicas = REPLICAS.to_string();
     let start = Instant::now();
     let args = ["service", "create", "-d", "--name", name, "--replicas", &replicas, IMAGE, "busybox", "sleep", "3600"];
@@ -298,7 +233,16 @@ fn converge(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(start.elapsed().as_secs_f64())
+    let took = start.elapsed().as_secs_f64();
+    run(docker(&["service", "rm", name]))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !engine.containers(true).is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("the containers of {name} were not removed in 2 minutes").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(took)
 }
 
 /// Seconds for `engine` to run REPLICAS containers started at once with `docker run -d`
