@@ -235,9 +235,11 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         &admin,
         &["service", "update", "--update-parallelism", "1", "--update-delay", "2s", "--env-add", "COLOR=blue", "web"],
     );
-    let envs = running_env(&[&e1, &e2], "web");
-    assert_eq!(envs.len(), 2, "two tasks of web after the update: {envs:?}");
-    assert!(envs.iter().all(|env| env.contains("COLOR=blue")), "every task runs the new spec: {envs:?}");
+    // The old containers stop within their grace period (httpd ignores SIGTERM as PID 1).
+    wait_for(Duration::from_secs(60), "two tasks of web, both of the new spec", || {
+        let envs = running_env(&[&e1, &e2], "web");
+        (envs.len() == 2 && envs.iter().all(|env| env.contains("COLOR=blue"))).then_some(())
+    });
     let status = ok(&admin, &["service", "inspect", "web", "--format", "{{.UpdateStatus.State}}"]);
     assert_eq!(status.trim(), "completed");
     let ids = ok(&admin, &["service", "ps", "web", "-q", "--no-trunc", "--filter", "desired-state=running"]);
@@ -253,8 +255,10 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
     );
     // Rolled back: the spec before the update, and tasks of it.
     ok(&admin, &["service", "rollback", "web"]);
-    let envs = running_env(&[&e1, &e2], "web");
-    assert!(envs.len() == 2 && envs.iter().all(|env| !env.contains("COLOR=blue")), "rolled back: {envs:?}");
+    wait_for(Duration::from_secs(60), "two tasks of web, both of the spec before the update", || {
+        let envs = running_env(&[&e1, &e2], "web");
+        (envs.len() == 2 && envs.iter().all(|env| !env.contains("COLOR=blue"))).then_some(())
+    });
 
     service_logs(&admin, &image);
     images_of_another_registry(&w, &admin, tmp.path(), [&e1, &e2]);
