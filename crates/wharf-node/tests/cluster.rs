@@ -244,7 +244,8 @@ async fn a_removed_or_corrupt_copy_is_replaced_by_the_repair() {
         w.sort_unstable();
         w
     };
-    while managers[0].store().blob_holders(&digest).expect("read") != wanted {
+    // Every manager has applied the new holder (the scrub below reads the spare's own state).
+    while managers.iter().any(|m| m.store().blob_holders(&digest).expect("read") != wanted) {
         assert!(Instant::now() < deadline, "the repair never replaced the removed holder's copy");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -260,12 +261,23 @@ async fn a_removed_or_corrupt_copy_is_replaced_by_the_repair() {
         managers[at(&managers, spare)].node().registry.scrub_own_copies(Duration::ZERO).await.expect("scrub");
     assert_eq!((scrubbed.verified, scrubbed.bad), (0, 1));
     assert!(!file.exists(), "the corrupt copy is deleted");
-    assert_eq!(managers[0].store().blob_holders(&digest).expect("read"), vec![leader], "and no longer recorded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while managers[0].store().blob_holders(&digest).expect("read") != vec![leader] {
+        assert!(Instant::now() < deadline, "the corrupt copy is still recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let sound = managers[at(&managers, leader)].node().registry.scrub_own_copies(Duration::ZERO).await.expect("scrub");
     assert_eq!((sound.verified, sound.bad), (1, 0), "the leader's copy is sound and stays");
-    // The next repair pass (run here rather than waiting for its period) copies it again.
+    // The next repair pass copies it again: the one run here, or the leader's own, which the
+    // changed holders may have started first (then this one finds nothing to do).
     let pass = managers[at(&managers, leader)].node().registry.repair_copies().await.expect("repair");
-    assert_eq!((pass.copied, pass.short, pass.lost), (1, 0, 0), "{pass:?}");
+    assert_eq!((pass.short, pass.lost), (0, 0), "{pass:?}");
+    assert!(pass.copied <= 1, "{pass:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while managers[0].store().blob_holders(&digest).expect("read") != wanted {
+        assert!(Instant::now() < deadline, "the copy was not made again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let copy = managers[at(&managers, spare)].node().registry.open_own_blob(&digest, None).await.expect("a copy");
     assert!(collect(copy.body.expect("body")).await == data, "copied again, whole");
     for mut m in managers {

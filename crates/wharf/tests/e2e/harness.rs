@@ -157,13 +157,8 @@ impl Wharf {
         let password = tmp.path().join("admin-password");
         std::fs::write(&password, format!("{ADMIN_PASSWORD}\n")).expect("write the password");
         let extra = storage.args(tmp.path());
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|_| {
-                let port =
-                    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-                SocketAddr::from(([127, 0, 0, 1], port))
-            })
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            (0..3).map(|_| SocketAddr::from(([127, 0, 0, 1], wharf_testkit::free_port()))).collect();
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let dir = |n: usize| tmp.path().join(format!("node{n}"));
         let mut first = vec!["init".to_owned(), "--advertise".into(), addrs[0].to_string(), "--data-dir".into()];

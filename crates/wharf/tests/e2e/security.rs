@@ -152,7 +152,7 @@ async fn the_data_directory_is_private_and_holds_no_join_token() {
 fn served_names(ca: &Path, cert: &Path, key: &Path, names: &[&str]) -> Vec<(String, bool)> {
     require("openssl");
     require("curl");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = wharf_testkit::free_port();
     let mut server = Command::new("openssl")
         .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
         .arg(cert)
@@ -544,7 +544,7 @@ async fn the_join_token_stays_out_of_the_process_list() {
     std::fs::write(&token_file, format!("{token}\n")).expect("write");
     let manager = w.host();
     let args = |n: u32, extra: &[&str]| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = wharf_testkit::free_port();
         let dir = tmp.path().join(format!("worker{n}"));
         let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         args.extend(["join".into(), manager.clone(), "--advertise".into(), format!("127.0.0.1:{port}")]);
