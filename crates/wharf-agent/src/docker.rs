@@ -89,10 +89,12 @@ impl DockerExecutor {
 impl DockerExecutor {
     /// The host ports the engine bound for a container (a published port of 0 gets one of
     /// the engine's choosing).
-    async fn bound_ports(&self, id: &str) -> Vec<wharf_api::docker::PortConfig> {
+    /// The host ports a started container bound, and whether it has a health check.
+    async fn started(&self, id: &str) -> (Vec<wharf_api::docker::PortConfig>, bool) {
         let Ok(inspect) = self.docker.inspect_container(id, None::<InspectContainerOptions>).await else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
+        let checked = inspect.state.as_ref().is_some_and(|s| s.health.is_some());
         let ports = inspect.network_settings.and_then(|n| n.ports).unwrap_or_default();
         let mut out = Vec::new();
         for (key, bindings) in ports {
@@ -111,7 +113,7 @@ impl DockerExecutor {
             }
         }
         out.sort_by_key(|p| (p.target_port, p.published_port));
-        out
+        (out, checked)
     }
 }
 
@@ -204,8 +206,8 @@ impl Executor for DockerExecutor {
             let _ = self.remove(&created.id).await;
             return Err(ExecError::Start(e.to_string()));
         }
-        let ports = self.bound_ports(&created.id).await;
-        Ok(Started { id: created.id, ports })
+        let (ports, checked) = self.started(&created.id).await;
+        Ok(Started { id: created.id, ports, checked })
     }
 
     async fn stop(&self, container_id: &str, grace_secs: i64) -> Result<(), ExecError> {

@@ -67,6 +67,9 @@ impl RunRequest {
 pub struct Started {
     pub id: String,
     pub ports: Vec<wharf_api::docker::PortConfig>,
+    /// The container has a health check (its image's or the task's): the task is `starting`
+    /// until the check passes, not running yet.
+    pub checked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

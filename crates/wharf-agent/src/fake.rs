@@ -76,7 +76,7 @@ impl Executor for FakeExecutor {
         };
         let mut containers = self.containers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         containers.push((request.cluster_id.clone(), request.container_name(), id.clone(), request.node_id, view));
-        Ok(Started { id, ports: Vec::new() })
+        Ok(Started { id, ports: Vec::new(), checked: false })
     }
 
     async fn stop(&self, container_id: &str, _grace_secs: i64) -> Result<(), ExecError> {

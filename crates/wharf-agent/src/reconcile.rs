@@ -1,5 +1,5 @@
 //! What the agent must do to make the node's containers match its tasks: a pure function of
-//! the task set, the containers, and the tasks being started now.
+//! the task set, the containers, and the tasks being started or stopped now.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +12,9 @@ use crate::executor::ContainerView;
 pub enum Action {
     /// Pull, create and start a container for the task (it reports itself as it goes).
     Run(Box<Assignment>),
-    /// Stop the task's container within the grace period, then report it shut down.
+    /// Stop the task's container within the grace period (what it ended as is reported by the
+    /// next pass, which finds it stopped). Stops run side by side: one task's grace period
+    /// does not hold up the others.
     Stop { task: String, container: String, grace_secs: i64 },
     /// Remove a container (of a task to remove, or of no task this node has).
     Remove { container: String },
@@ -66,9 +68,9 @@ pub fn grace_secs(assignment: &Assignment) -> i64 {
     (nanos.max(0) / 1_000_000_000).max(1)
 }
 
-/// The steps that bring `containers` to what `tasks` want; `starting` holds the tasks whose
-/// start is under way.
-pub fn plan(tasks: &[Assignment], containers: &[ContainerView], starting: &BTreeSet<String>) -> Vec<Action> {
+/// The steps that bring `containers` to what `tasks` want; `busy` holds the tasks whose start
+/// or stop is under way (left alone until it is done).
+pub fn plan(tasks: &[Assignment], containers: &[ContainerView], busy: &BTreeSet<String>) -> Vec<Action> {
     let mut by_task: BTreeMap<&str, Vec<&ContainerView>> = BTreeMap::new();
     for container in containers {
         by_task.entry(container.task_id.as_str()).or_default().push(container);
@@ -76,13 +78,16 @@ pub fn plan(tasks: &[Assignment], containers: &[ContainerView], starting: &BTree
     let mut actions = Vec::new();
     for task in tasks {
         let found = by_task.remove(task.id.as_str()).unwrap_or_default();
+        if busy.contains(&task.id) {
+            continue;
+        }
         let container = found.iter().find(|c| c.running).or(found.first()).copied();
         // Extra containers of one task (a start raced a restart): keep one.
         for extra in found.iter().filter(|c| Some(c.id.as_str()) != container.map(|c| c.id.as_str())) {
             actions.push(Action::Remove { container: extra.id.clone() });
         }
         match task.desired.as_str() {
-            "running" => want_running(task, container, starting, &mut actions),
+            "running" => want_running(task, container, &mut actions),
             "remove" => {
                 if let Some(c) = container {
                     actions.push(Action::Remove { container: c.id.clone() });
@@ -101,15 +106,7 @@ pub fn plan(tasks: &[Assignment], containers: &[ContainerView], starting: &BTree
     actions
 }
 
-fn want_running(
-    task: &Assignment,
-    container: Option<&ContainerView>,
-    starting: &BTreeSet<String>,
-    actions: &mut Vec<Action>,
-) {
-    if starting.contains(&task.id) {
-        return;
-    }
+fn want_running(task: &Assignment, container: Option<&ContainerView>, actions: &mut Vec<Action>) {
     match container {
         _ if ended(&task.state) => {
             if let Some(c) = container.filter(|c| c.running) {
@@ -218,6 +215,12 @@ mod tests {
         assert_eq!(states(&actions), ["run a", "report b running", "report c complete", "report d failed"]);
         let starting = BTreeSet::from(["a".to_owned()]);
         assert!(!states(&plan(&tasks, &containers, &starting)).contains(&"run a".to_owned()));
+        // A container being stopped is left alone; stopped, it is reported as it ended.
+        let stopping = [task("s", "shutdown", "running")];
+        let busy = BTreeSet::from(["s".to_owned()]);
+        assert!(plan(&stopping, &[container("cs", "s", true, None)], &busy).is_empty());
+        let stopped = plan(&stopping, &[container("cs", "s", false, Some(137))], &BTreeSet::new());
+        assert_eq!(states(&stopped), ["report s shutdown"]);
     }
 
     #[test]

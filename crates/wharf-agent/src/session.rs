@@ -110,20 +110,21 @@ impl<E: Executor + 'static> TaskAgent<E> {
             Arc::clone(&self.executor),
         ));
         let (done_tx, mut done) = mpsc::unbounded_channel::<String>();
-        let mut starting = BTreeSet::new();
+        // Tasks whose start or stop is under way.
+        let mut busy = BTreeSet::new();
         let mut sent: BTreeMap<String, String> = BTreeMap::new();
         let mut engine_failures = 0u32;
         loop {
             let set = latest.borrow_and_update().clone();
             if let Some(set) = set {
                 while let Ok(task) = done.try_recv() {
-                    starting.remove(&task);
+                    busy.remove(&task);
                 }
                 match self.executor.containers(&set.cluster_id, self.config.node_id).await {
                     Ok(containers) => {
                         engine_failures = 0;
-                        for action in plan(&set.tasks, &containers, &starting) {
-                            self.take(action, &set, &mut starting, &mut sent, &reports, &done_tx).await;
+                        for action in plan(&set.tasks, &containers, &busy) {
+                            self.take(action, &set, &mut busy, &mut sent, &reports, &done_tx).await;
                         }
                     }
                     Err(e) => {
@@ -138,7 +139,7 @@ impl<E: Executor + 'static> TaskAgent<E> {
             tokio::select! {
                 _ = latest.changed() => {}
                 _ = self.executor.changed() => {}
-                Some(task) = done.recv() => { starting.remove(&task); }
+                Some(task) = done.recv() => { busy.remove(&task); }
                 _ = tokio::time::sleep(TICK) => {}
             }
         }
@@ -148,14 +149,14 @@ impl<E: Executor + 'static> TaskAgent<E> {
         &self,
         action: Action,
         set: &Assignments,
-        starting: &mut BTreeSet<String>,
+        busy: &mut BTreeSet<String>,
         sent: &mut BTreeMap<String, String>,
         reports: &Reports,
         done: &mpsc::UnboundedSender<String>,
     ) {
         match action {
             Action::Run(task) => {
-                starting.insert(task.id.clone());
+                busy.insert(task.id.clone());
                 let request = RunRequest {
                     cluster_id: set.cluster_id.clone(),
                     node_id: self.config.node_id,
@@ -171,11 +172,14 @@ impl<E: Executor + 'static> TaskAgent<E> {
                 });
             }
             Action::Stop { task, container, grace_secs } => {
-                if let Err(e) = self.executor.stop(&container, grace_secs).await {
-                    tracing::warn!(container, error = %e, "stopping a task's container failed");
-                    return;
-                }
-                report_once(sent, reports, status(&task, "shutdown", "shutdown", &container));
+                busy.insert(task.clone());
+                let (executor, done) = (Arc::clone(&self.executor), done.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = executor.stop(&container, grace_secs).await {
+                        tracing::warn!(container, error = %e, "stopping a task's container failed");
+                    }
+                    let _ = done.send(task);
+                });
             }
             Action::Remove { container } => {
                 if let Err(e) = self.executor.remove(&container).await {
@@ -257,7 +261,9 @@ async fn start<E: Executor + ?Sized>(executor: &E, mut request: RunRequest, toke
     let _ = reports.send(status(&id, "preparing", "preparing", ""));
     match executor.run(&request).await {
         Ok(started) => {
-            let mut report = status(&id, "running", "started", &started.id);
+            // With a health check, it runs once the check passes (the next pass sees that).
+            let state = if started.checked { "starting" } else { "running" };
+            let mut report = status(&id, state, "started", &started.id);
             report.ports = started.ports;
             let _ = reports.send(report);
         }

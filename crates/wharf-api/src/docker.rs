@@ -56,11 +56,17 @@ pub struct ServiceSpec {
     /// How a new task template replaces the running tasks (`--update-parallelism`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_config: Option<UpdateConfig>,
+    /// How a rollback replaces them (`--rollback-parallelism`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
 }
 
-/// A rolling update's pace: `parallelism` slots at a time (0: all at once), `delay`
-/// nanoseconds after a batch runs before the next starts, and whether the new task starts
-/// before the old one stops (`start-first`) or after (`stop-first`, the default).
+/// A rolling update's (or a rollback's) pace: `parallelism` slots at a time (0: all at once),
+/// `delay` nanoseconds after a batch runs before the next starts, and whether the new task
+/// starts before the old one stops (`start-first`) or after (`stop-first`, the default); and
+/// its watch: what it does (`pause`, the default, `continue`, or `rollback`) once more than
+/// `max_failure_ratio` of the slots had a new task fail while it ran or within `monitor`
+/// nanoseconds after the last one started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateConfig {
@@ -291,7 +297,8 @@ pub struct Service {
     pub update_status: Option<UpdateStatus>,
 }
 
-/// Where the last update of a service's tasks stands (`updating`, `completed`).
+/// Where the last update of a service's tasks stands (`updating`, `paused`, `completed`,
+/// `rollback_started`, `rollback_paused`, `rollback_completed`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateStatus {

@@ -12,7 +12,7 @@ use wharf_api::cluster::TaskBlueprint;
 use wharf_scheduler::{Availability, Decision, Protocol, Role};
 use wharf_store::{OrchestrationCommand, ProposerExt, TaskRecord, TaskState};
 
-use crate::orchestrator::{NodeView, reconcile};
+use crate::orchestrator::{NodeView, UpdateChange, reconcile};
 use crate::{ClusterError, Manager};
 
 /// How many tasks one proposal carries, so that one Raft entry stays small.
@@ -54,8 +54,9 @@ pub async fn run_control_loop(manager: Arc<Manager>) {
 pub async fn control_pass(manager: &Manager) -> Result<Option<u64>, ClusterError> {
     let nodes = node_views(manager)?;
     let services = manager.store.services()?;
+    let updates = manager.store.service_updates()?;
     let tasks = manager.store.tasks()?;
-    let plan = reconcile(&services, &tasks, &nodes, crate::now(), &mut new_object_id);
+    let plan = reconcile(&services, &updates, &tasks, &nodes, crate::now(), &mut new_object_id);
     let at = crate::now();
     for chunk in plan.create.chunks(BATCH) {
         propose(manager, OrchestrationCommand::CreateTasks { tasks: chunk.to_vec(), at }).await?;
@@ -70,6 +71,38 @@ pub async fn control_pass(manager: &Manager) -> Result<Option<u64>, ClusterError
     }
     for chunk in plan.forget.chunks(BATCH) {
         propose(manager, OrchestrationCommand::RemoveTasks { ids: chunk.to_vec() }).await?;
+    }
+    for change in &plan.updates {
+        let command = match change {
+            UpdateChange::Set { service, spec_version, state, message } => OrchestrationCommand::SetUpdateState {
+                id: service.clone(),
+                spec_version: *spec_version,
+                state: *state,
+                message: message.clone(),
+                at,
+            },
+            UpdateChange::Rollback { service, version, message } => {
+                match manager.rollback_command(service, *version, message) {
+                    Ok(command) => command,
+                    Err(e) => {
+                        // No previous spec to go back to: the update pauses instead.
+                        tracing::warn!(service, error = %e, "an update's rollback is not possible");
+                        let Some(update) = manager.store.service_update(service)? else { continue };
+                        OrchestrationCommand::SetUpdateState {
+                            id: service.clone(),
+                            spec_version: update.spec_version,
+                            state: wharf_store::UpdateState::Paused,
+                            message: format!("update paused: it could not be rolled back ({e})"),
+                            at,
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = manager.proposer.propose(command).await {
+            // Another change of the service came first: the next pass looks again.
+            tracing::debug!(error = %e, "recording an update's progress was refused");
+        }
     }
     let tasks = if plan == Default::default() { tasks } else { manager.store.tasks()? };
     schedule(manager, &nodes, &tasks).await?;

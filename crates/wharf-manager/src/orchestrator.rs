@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use wharf_api::cluster::TaskBlueprint;
 use wharf_api::docker::{ServiceSpec, TaskSpec};
-use wharf_store::{NewTask, NodeDetails, NodeRecord, ServiceRecord, TaskRecord, TaskState};
+use wharf_store::{NewTask, NodeDetails, NodeRecord, ServiceRecord, TaskRecord, TaskState, UpdateRecord, UpdateState};
 
 /// Ended tasks a slot keeps for `docker service ps` (Swarm's default).
 pub const TASK_HISTORY: usize = 5;
@@ -45,8 +45,25 @@ pub struct Plan {
     /// when the node comes back (it must not run two tasks of one slot).
     pub remove: Vec<String>,
     pub forget: Vec<String>,
+    /// Updates paused, finished or rolled back.
+    pub updates: Vec<UpdateChange>,
     /// When a delayed restart is due (seconds since the epoch), so the loop wakes for it.
     pub wake_at: Option<u64>,
+}
+
+/// What the orchestrator decides about a service's update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateChange {
+    /// The update to `spec_version` is paused, or finished.
+    Set { service: String, spec_version: u64, state: UpdateState, message: String },
+    /// Its failure action: the service goes back to its previous spec (from version `version`).
+    Rollback { service: String, version: u64, message: String },
+}
+
+impl Plan {
+    fn wake_at(&mut self, at: u64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
 }
 
 /// A service's spec, read once.
@@ -61,9 +78,11 @@ pub fn parse_spec(record: &ServiceRecord) -> Option<ServiceSpec> {
     serde_json::from_str(&record.spec).ok()
 }
 
-/// The plan for the whole cluster at `now`; `new_id` names new tasks.
+/// The plan for the whole cluster at `now`, given its services, their last `updates`, tasks and
+/// nodes; `new_id` names new tasks.
 pub fn reconcile(
     services: &[(String, ServiceRecord)],
+    updates: &BTreeMap<String, UpdateRecord>,
     tasks: &[(String, TaskRecord)],
     nodes: &[NodeView],
     now: u64,
@@ -79,10 +98,11 @@ pub fn reconcile(
         let Some(spec) = parse_spec(record) else { continue };
         let service = ParsedService { id, record, spec };
         let tasks = by_service.remove(id.as_str()).unwrap_or_default();
+        let update = updates.get(id).filter(|u| u.spec_version == record.spec_version);
         if service.spec.mode.global.is_some() {
-            global(&service, &tasks, nodes, now, new_id, &mut plan);
+            global(&service, update, &tasks, nodes, now, new_id, &mut plan);
         } else {
-            replicated(&service, &tasks, &nodes_by_id, now, new_id, &mut plan);
+            replicated(&service, update, &tasks, &nodes_by_id, now, new_id, &mut plan);
         }
         forget_history(&tasks, &nodes_by_id, &mut plan);
     }
@@ -105,6 +125,7 @@ fn live(task: &TaskRecord) -> bool {
 
 fn replicated(
     service: &ParsedService<'_>,
+    update: Option<&UpdateRecord>,
     tasks: &[(&str, &TaskRecord)],
     nodes: &BTreeMap<u64, &NodeView>,
     now: u64,
@@ -116,13 +137,29 @@ fn replicated(
     for (id, task) in tasks {
         slots.entry(task.slot).or_default().push((id, task));
     }
-    let mut rollout = Rollout::new(service, tasks, now, plan);
+    // Slots whose old task a stop-first update is stopping: their new task starts once it
+    // stopped (on its node's engine; at once if the node is lost).
+    let stopping: BTreeSet<u64> = slots
+        .iter()
+        .filter(|(slot, in_slot)| {
+            **slot <= replicas
+                && !in_slot.iter().any(|(_, t)| live(t))
+                && in_slot.iter().any(|(_, t)| stopped_by_update(service, t, nodes))
+        })
+        .map(|(slot, _)| *slot)
+        .collect();
+    let halted = watch_update(service, update, tasks, replicas, now, plan);
+    let mut rollout = Rollout::new(service, update, tasks, stopping.len() as u64, now, plan);
+    if halted {
+        rollout.budget = 0;
+    }
     for slot in 1..=replicas.max(slots.keys().copied().max().unwrap_or(0)) {
         let in_slot = slots.remove(&slot).unwrap_or_default();
         if slot > replicas {
             shut_down_live(&in_slot, plan);
             continue;
         }
+        let mut waits_for_stop = stopping.contains(&slot);
         let mut running = false;
         let mut outdated_live = None;
         let mut current_running = false;
@@ -149,12 +186,18 @@ fn replicated(
         if let Some(old) = outdated_live {
             match rollout.step(running, current_running) {
                 Step::Keep => running = true,
-                Step::StopOld => plan.shutdown.push(old.to_owned()),
+                Step::StopOld => {
+                    plan.shutdown.push(old.to_owned());
+                    waits_for_stop |= !running;
+                }
                 // Start-first: the new task starts beside the old, which stops once it runs.
                 Step::StartNew => {}
             }
         }
-        if !running && let Some(due) = restart_due(service, &in_slot) {
+        if !running
+            && !waits_for_stop
+            && let Some(due) = restart_due(service, &in_slot)
+        {
             if due <= now {
                 plan.create.push(new_task(service, slot, None, new_id));
             } else {
@@ -162,6 +205,118 @@ fn replicated(
             }
         }
     }
+}
+
+/// The `UpdateConfig` (or for a rollback the `RollbackConfig`) of `spec`, with Docker's
+/// defaults when it names none: one slot at a time, no delay, stop-first, pause on the first
+/// failure within 5 s.
+fn update_config(spec: &ServiceSpec, rollback: bool) -> wharf_api::docker::UpdateConfig {
+    let config = if rollback { &spec.rollback_config } else { &spec.update_config };
+    config.clone().unwrap_or(wharf_api::docker::UpdateConfig {
+        parallelism: 1,
+        monitor: 5_000_000_000,
+        ..Default::default()
+    })
+}
+
+/// Watches the update of a service of `slots` slots (swarmkit's updater): a task of the new
+/// spec that failed or ended since the update began counts against it; once more than
+/// `MaxFailureRatio` of the slots have one, the update pauses (or rolls back, or goes on, as
+/// its `FailureAction` says). It completes once every slot runs a task of the new spec and
+/// the last of them has run for the `Monitor` window. Returns whether no more slots may be
+/// replaced (the update is paused, or stops now).
+fn watch_update(
+    service: &ParsedService<'_>,
+    update: Option<&UpdateRecord>,
+    tasks: &[(&str, &TaskRecord)],
+    slots: u64,
+    now: u64,
+    plan: &mut Plan,
+) -> bool {
+    let Some(update) = update else { return false };
+    if update.state.is_paused() {
+        return true;
+    }
+    if !update.state.is_under_way() {
+        return false;
+    }
+    let rollback = update.state.is_rollback();
+    let config = update_config(&service.spec, rollback);
+    let current = service.record.spec_version;
+    let mut failed: Vec<(&str, &TaskRecord)> = tasks
+        .iter()
+        .filter(|(_, t)| t.spec_version == current && t.created >= update.started)
+        .filter(|(_, t)| matches!(t.status.state, TaskState::Complete | TaskState::Failed | TaskState::Rejected))
+        .copied()
+        .collect();
+    failed.sort_by_key(|(_, t)| t.status.at);
+    if let Some((last, _)) = failed.last()
+        && failed.len() as f64 / slots.max(1) as f64 > f64::from(config.max_failure_ratio)
+    {
+        let (id, spec_version) = (service.id.to_owned(), current);
+        let set = |state, what: &str| UpdateChange::Set {
+            service: id.clone(),
+            spec_version,
+            state,
+            message: format!("{what} paused due to failure or early termination of task {last}"),
+        };
+        match (config.failure_action.as_str(), rollback) {
+            ("continue", _) => {}
+            ("rollback", false) => {
+                plan.updates.push(UpdateChange::Rollback {
+                    service: id.clone(),
+                    version: service.record.version,
+                    message: format!("update rolled back due to failure or early termination of task {last}"),
+                });
+                return true;
+            }
+            (_, false) => {
+                plan.updates.push(set(UpdateState::Paused, "update"));
+                return true;
+            }
+            (_, true) => {
+                plan.updates.push(set(UpdateState::RollbackPaused, "rollback"));
+                return true;
+            }
+        }
+    }
+    let outdated_live = tasks.iter().any(|(_, t)| live(t) && t.spec_version != current);
+    let running: Vec<&TaskRecord> = tasks
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| live(t) && t.spec_version == current && t.status.state == TaskState::Running)
+        .collect();
+    if !outdated_live && running.len() as u64 >= slots {
+        let monitor = (config.monitor.max(0) as u64).div_ceil(1_000_000_000);
+        let last_ran = running.iter().filter(|t| t.created >= update.started).map(|t| t.status.at).max();
+        let done_at = last_ran.unwrap_or(update.started) + monitor;
+        if now >= done_at {
+            let (state, message) = if rollback {
+                (UpdateState::RollbackCompleted, "rollback completed")
+            } else {
+                (UpdateState::Completed, "update completed")
+            };
+            plan.updates.push(UpdateChange::Set {
+                service: service.id.to_owned(),
+                spec_version: current,
+                state,
+                message: message.into(),
+            });
+        } else {
+            plan.wake_at(done_at);
+        }
+    }
+    false
+}
+
+/// Whether `task` is an old task that an update told to stop and that has not stopped yet, on
+/// a node that will say when it has.
+fn stopped_by_update(service: &ParsedService<'_>, task: &TaskRecord, nodes: &BTreeMap<u64, &NodeView>) -> bool {
+    task.desired == TaskState::Shutdown
+        && task.status.state >= TaskState::Assigned
+        && !task.status.state.is_terminal()
+        && task.spec_version != service.record.spec_version
+        && task.node.and_then(|n| nodes.get(&n)).is_some_and(|n| n.keeps_tasks())
 }
 
 /// What a slot whose task is of an older spec does now.
@@ -186,13 +341,17 @@ struct Rollout {
 }
 
 impl Rollout {
-    fn new(service: &ParsedService<'_>, tasks: &[(&str, &TaskRecord)], now: u64, plan: &mut Plan) -> Rollout {
-        // Docker's defaults when the spec names none: one at a time, no pause, stop-first.
-        let config = service
-            .spec
-            .update_config
-            .clone()
-            .unwrap_or(wharf_api::docker::UpdateConfig { parallelism: 1, ..Default::default() });
+    /// `stopping`: slots whose old task is stopping before their new one starts (each keeps
+    /// a worker busy).
+    fn new(
+        service: &ParsedService<'_>,
+        update: Option<&UpdateRecord>,
+        tasks: &[(&str, &TaskRecord)],
+        stopping: u64,
+        now: u64,
+        plan: &mut Plan,
+    ) -> Rollout {
+        let config = update_config(&service.spec, update.is_some_and(|u| u.state.is_rollback()));
         let current = |t: &&(&str, &TaskRecord)| t.1.spec_version == service.record.spec_version;
         let live_current: Vec<&TaskRecord> =
             tasks.iter().filter(current).map(|(_, t)| *t).filter(|t| live(t)).collect();
@@ -200,7 +359,7 @@ impl Rollout {
         // As swarmkit's updater: `parallelism` workers, each busy while the new task of its
         // slot does not run yet, then for `delay` after it began running.
         let delay = (config.delay.max(0) as u64).div_ceil(1_000_000_000);
-        let under_way = live_current.iter().filter(|t| t.status.state < TaskState::Running).count() as u64;
+        let under_way = stopping + live_current.iter().filter(|t| t.status.state < TaskState::Running).count() as u64;
         let pausing: Vec<u64> = live_current
             .iter()
             .filter(|t| t.status.state == TaskState::Running && t.created >= service.record.updated)
@@ -267,6 +426,7 @@ fn shut_down_live(tasks: &[(&str, &TaskRecord)], plan: &mut Plan) {
 
 fn global(
     service: &ParsedService<'_>,
+    update: Option<&UpdateRecord>,
     tasks: &[(&str, &TaskRecord)],
     nodes: &[NodeView],
     now: u64,
@@ -291,12 +451,16 @@ fn global(
             shut_down_live(on_node, plan);
         }
     }
+    // A global service's tasks are replaced all at once; a paused update replaces none.
+    let halted = watch_update(service, update, tasks, eligible.len() as u64, now, plan);
     for node in &eligible {
         let on_node = per_node.get(node).map(Vec::as_slice).unwrap_or_default();
         let mut running = false;
         for (id, task) in on_node {
             let outdated = task.spec_version != service.record.spec_version;
-            if task.desired == TaskState::Running && (task.status.state.is_terminal() || outdated) {
+            if outdated && halted && live(task) {
+                running = true;
+            } else if task.desired == TaskState::Running && (task.status.state.is_terminal() || outdated) {
                 plan.shutdown.push((*id).to_owned());
             } else if live(task) {
                 running = true;
@@ -441,7 +605,7 @@ mod tests {
             ("t1".to_owned(), task(1, Some(1), TaskState::Running, 1)),
             ("t4".to_owned(), task(4, Some(1), TaskState::Running, 1)),
         ];
-        let plan = reconcile(&services, &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        let plan = reconcile(&services, &BTreeMap::new(), &tasks, &[node(1, "ready", "active")], 10, &mut ids());
         let slots: Vec<u64> = plan.create.iter().map(|t| t.slot).collect();
         assert_eq!(slots, [2, 3]);
         assert_eq!(plan.shutdown, ["t4"]);
@@ -456,14 +620,14 @@ mod tests {
             ("t3".to_owned(), task(3, Some(1), TaskState::Running, 100)),
         ];
         let nodes = [node(1, "ready", "active"), node(2, "down", "active")];
-        let early = reconcile(&services, &tasks, &nodes, 102, &mut ids());
+        let early = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 102, &mut ids());
         assert_eq!(early.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [2]);
         assert_eq!(
             (early.shutdown.as_slice(), early.remove.as_slice()),
             (&["t1".to_owned()][..], &["t2".to_owned()][..])
         );
         assert_eq!(early.wake_at, Some(100 + RESTART_DELAY_SECS));
-        let late = reconcile(&services, &tasks, &nodes, 106, &mut ids());
+        let late = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 106, &mut ids());
         assert_eq!(late.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
     }
 
@@ -477,7 +641,7 @@ mod tests {
         let mut removed = node(2, "down", "active");
         removed.record.removed = true;
         let nodes = [node(1, "ready", "active"), removed, node(3, "down", "active")];
-        let plan = reconcile(&services, &tasks, &nodes, 10, &mut ids());
+        let plan = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 10, &mut ids());
         assert_eq!(plan.remove, ["on-removed", "on-down"]);
         assert_eq!(plan.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2]);
         // Once told to go: the removed node's task is forgotten (its node will never report);
@@ -489,7 +653,7 @@ mod tests {
                 (id, t)
             })
             .collect();
-        let plan = reconcile(&services, &told, &nodes, 11, &mut ids());
+        let plan = reconcile(&services, &BTreeMap::new(), &told, &nodes, 11, &mut ids());
         assert_eq!(plan.forget, ["on-removed"]);
     }
 
@@ -498,14 +662,34 @@ mod tests {
         let (id, mut record) = service(THREE);
         record.spec_version = 2;
         let tasks = vec![("old".to_owned(), task(1, Some(1), TaskState::Running, 1))];
-        let plan = reconcile(&[(id, record)], &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        let services = [(id, record)];
+        let nodes = [node(1, "ready", "active")];
+        let plan = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 10, &mut ids());
         assert_eq!(plan.shutdown, ["old"]);
-        assert_eq!(plan.create.iter().map(|t| (t.slot, t.spec_version)).collect::<Vec<_>>(), [(1, 2), (2, 2), (3, 2)]);
+        // Stop-first: slot 1's new task waits for the old one to stop.
+        assert_eq!(plan.create.iter().map(|t| (t.slot, t.spec_version)).collect::<Vec<_>>(), [(2, 2), (3, 2)]);
+        let mut stopped = tasks.clone();
+        stopped[0].1.desired = TaskState::Shutdown;
+        let plan = reconcile(&services, &BTreeMap::new(), &stopped, &nodes, 11, &mut ids());
+        assert_eq!(plan.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [2, 3], "still stopping");
+        stopped[0].1.status.state = TaskState::Shutdown;
+        let plan = reconcile(&services, &BTreeMap::new(), &stopped, &nodes, 12, &mut ids());
+        assert_eq!(plan.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2, 3]);
+        // Its node went down while it stopped: it will not say, so the slot does not wait.
+        stopped[0].1.status.state = TaskState::Running;
+        let plan = reconcile(&services, &BTreeMap::new(), &stopped, &[node(1, "down", "active")], 13, &mut ids());
+        assert_eq!(plan.create.iter().map(|t| t.slot).collect::<Vec<_>>(), [1, 2, 3]);
     }
 
     /// Four running tasks of spec 1, the service now at spec 2 (changed at time 100), with
     /// `update` as its UpdateConfig; plus `new`: tasks of spec 2 (slot, state, time).
     fn rolling(update: &str, new: &[(u64, TaskState, u64)], now: u64) -> Plan {
+        rolling_with(update, new, &[], now)
+    }
+
+    /// As [`rolling`], with the old tasks of the slots `stopping` told to stop but still
+    /// running.
+    fn rolling_with(update: &str, new: &[(u64, TaskState, u64)], stopping: &[u64], now: u64) -> Plan {
         let spec = format!(r#"{{"Name":"web","Mode":{{"Replicated":{{"Replicas":4}}}},"UpdateConfig":{update}}}"#);
         let (id, mut record) = service(&spec);
         (record.spec_version, record.updated) = (2, 100);
@@ -517,6 +701,9 @@ mod tests {
                     old.desired = TaskState::Shutdown;
                     old.status.state = TaskState::Shutdown;
                 }
+                if stopping.contains(&slot) {
+                    old.desired = TaskState::Shutdown;
+                }
                 (format!("old{slot}"), old)
             })
             .collect();
@@ -525,7 +712,7 @@ mod tests {
             (t.spec_version, t.created) = (2, *at);
             tasks.push((format!("new{slot}"), t));
         }
-        reconcile(&[(id, record)], &tasks, &[node(1, "ready", "active")], now, &mut ids())
+        reconcile(&[(id, record)], &BTreeMap::new(), &tasks, &[node(1, "ready", "active")], now, &mut ids())
     }
 
     fn created_slots(plan: &Plan) -> Vec<u64> {
@@ -538,8 +725,14 @@ mod tests {
         let first = rolling(two, &[], 101);
         assert_eq!(
             (first.shutdown.as_slice(), created_slots(&first)),
-            (&["old1".to_owned(), "old2".to_owned()][..], vec![1, 2])
+            (&["old1".to_owned(), "old2".to_owned()][..], vec![])
         );
+        // Stop-first: each slot's new task starts once its old one stopped, and a slot whose
+        // old task is stopping keeps its worker busy.
+        let stopping = rolling_with(two, &[], &[1, 2], 102);
+        assert!(stopping.shutdown.is_empty() && stopping.create.is_empty(), "{stopping:?}");
+        let one = rolling_with(two, &[], &[1], 102);
+        assert_eq!((one.shutdown.as_slice(), created_slots(&one)), (&["old2".to_owned()][..], vec![]));
         // The batch is starting: nothing more.
         let starting = rolling(two, &[(1, TaskState::Starting, 101), (2, TaskState::Running, 101)], 102);
         assert!(starting.shutdown.is_empty() && starting.create.is_empty(), "{starting:?}");
@@ -553,7 +746,7 @@ mod tests {
         let next = rolling(two, &ran, 107);
         assert_eq!(
             (next.shutdown.as_slice(), created_slots(&next)),
-            (&["old3".to_owned(), "old4".to_owned()][..], vec![3, 4])
+            (&["old3".to_owned(), "old4".to_owned()][..], vec![])
         );
         // No UpdateConfig: Docker's default, one at a time; parallelism 0: all at once.
         assert_eq!(rolling("null", &[], 101).shutdown, ["old1"]);
@@ -576,11 +769,87 @@ mod tests {
         let services = [(id, record)];
         let mut tasks = vec![("old1".to_owned(), old), ("new1".to_owned(), new)];
         let nodes = [node(1, "ready", "active")];
-        let waiting = reconcile(&services, &tasks, &nodes, 102, &mut ids());
+        let waiting = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 102, &mut ids());
         assert!(waiting.shutdown.is_empty() && waiting.create.is_empty(), "{waiting:?}");
         tasks[1].1.status.state = TaskState::Running;
-        let done = reconcile(&services, &tasks, &nodes, 103, &mut ids());
+        let done = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 103, &mut ids());
         assert_eq!((done.shutdown.as_slice(), done.create.len()), (&["old1".to_owned()][..], 0));
+    }
+
+    #[test]
+    fn a_failed_new_task_pauses_or_rolls_back_the_update_which_completes_after_the_monitor_window() {
+        let spec = |action: &str| {
+            let config = format!(r#"{{"Parallelism":1,"FailureAction":"{action}","Monitor":5000000000}}"#);
+            format!(r#"{{"Name":"web","Mode":{{"Replicated":{{"Replicas":2}}}},"UpdateConfig":{config}}}"#)
+        };
+        let (id, mut record) = service(&spec("pause"));
+        (record.spec_version, record.updated, record.version) = (2, 100, 2);
+        let updating = UpdateRecord {
+            state: UpdateState::Updating,
+            spec_version: 2,
+            from_spec_version: 1,
+            started: 100,
+            completed: 0,
+            message: "update in progress".into(),
+        };
+        let mut updates = BTreeMap::from([(id.clone(), updating)]);
+        // Slot 1 was replaced and its new task failed; slot 2 still runs the old spec.
+        let mut old1 = task(1, Some(1), TaskState::Shutdown, 100);
+        old1.desired = TaskState::Shutdown;
+        let mut new1 = task(1, Some(1), TaskState::Failed, 103);
+        (new1.spec_version, new1.created) = (2, 101);
+        let tasks = vec![
+            ("old1".into(), old1),
+            ("new1".into(), new1),
+            ("old2".into(), task(2, Some(1), TaskState::Running, 1)),
+        ];
+        let nodes = [node(1, "ready", "active")];
+        let plan_for = |record: &ServiceRecord, updates: &BTreeMap<String, UpdateRecord>, tasks, now| {
+            reconcile(&[(id.clone(), record.clone())], updates, tasks, &nodes, now, &mut ids())
+        };
+        let paused = plan_for(&record, &updates, &tasks, 104);
+        let pause = UpdateChange::Set {
+            service: "s1".into(),
+            spec_version: 2,
+            state: UpdateState::Paused,
+            message: "update paused due to failure or early termination of task new1".into(),
+        };
+        assert_eq!(paused.updates, [pause]);
+        assert!(!paused.shutdown.contains(&"old2".to_owned()), "the old task keeps running");
+        // While paused, nothing more is replaced (the failed slot restarts as its policy says).
+        updates.get_mut("s1").expect("update").state = UpdateState::Paused;
+        let still = plan_for(&record, &updates, &tasks, 200);
+        assert!(still.updates.is_empty() && !still.shutdown.contains(&"old2".to_owned()), "{still:?}");
+        assert_eq!(created_slots(&still), [1]);
+        updates.get_mut("s1").expect("update").state = UpdateState::Updating;
+        // FailureAction rollback: the service goes back; continue: the update goes on.
+        record.spec = spec("rollback");
+        let rollback = UpdateChange::Rollback {
+            service: "s1".into(),
+            version: 2,
+            message: "update rolled back due to failure or early termination of task new1".into(),
+        };
+        assert_eq!(plan_for(&record, &updates, &tasks, 104).updates, [rollback]);
+        record.spec = spec("continue");
+        let going_on = plan_for(&record, &updates, &tasks, 104);
+        assert!(going_on.updates.is_empty() && going_on.shutdown.contains(&"old2".to_owned()), "{going_on:?}");
+
+        // Both slots run the new spec, the last since 110: completed once the 5 s monitor
+        // window has passed.
+        let mut a = task(1, Some(1), TaskState::Running, 108);
+        (a.spec_version, a.created) = (2, 104);
+        let mut b = task(2, Some(1), TaskState::Running, 110);
+        (b.spec_version, b.created) = (2, 105);
+        let done = vec![("a".to_owned(), a), ("b".to_owned(), b)];
+        let watching = plan_for(&record, &updates, &done, 112);
+        assert_eq!((watching.updates.as_slice(), watching.wake_at), (&[][..], Some(115)));
+        let completed = UpdateChange::Set {
+            service: "s1".into(),
+            spec_version: 2,
+            state: UpdateState::Completed,
+            message: "update completed".into(),
+        };
+        assert_eq!(plan_for(&record, &updates, &done, 115).updates, [completed]);
     }
 
     #[test]
@@ -593,7 +862,7 @@ mod tests {
             ("t3".to_owned(), task(0, Some(3), TaskState::Running, 1)),
         ];
         let nodes = [node(1, "ready", "active"), node(2, "ready", "active"), node(3, "ready", "drain")];
-        let plan = reconcile(&services, &tasks, &nodes, 10, &mut ids());
+        let plan = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 10, &mut ids());
         assert_eq!(plan.create.iter().map(|t| t.node).collect::<Vec<_>>(), [Some(2)]);
         assert_eq!(plan.shutdown, ["t3"]);
     }
@@ -606,7 +875,7 @@ mod tests {
         let mut ended = orphan.clone();
         ended.status.state = TaskState::Shutdown;
         let tasks = vec![("o1".to_owned(), orphan), ("o2".to_owned(), ended)];
-        let plan = reconcile(&[], &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        let plan = reconcile(&[], &BTreeMap::new(), &tasks, &[node(1, "ready", "active")], 10, &mut ids());
         assert_eq!(plan.forget, ["o2"]);
         let services = [service(THREE)];
         let mut history: Vec<(String, TaskRecord)> = (0..8)
@@ -617,7 +886,7 @@ mod tests {
             })
             .collect();
         history.push(("live".into(), task(1, Some(1), TaskState::Running, 9)));
-        let plan = reconcile(&services, &history, &[node(1, "ready", "active")], 10, &mut ids());
+        let plan = reconcile(&services, &BTreeMap::new(), &history, &[node(1, "ready", "active")], 10, &mut ids());
         assert_eq!(plan.forget, ["h2", "h1", "h0"]);
     }
 }

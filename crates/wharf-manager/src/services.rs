@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use wharf_api::cluster::TaskBlueprint;
 use wharf_api::docker::{self, RegistryAuth, ServiceSpec};
-use wharf_store::{OrchestrationCommand, Origin, ProposerExt, Refusal, ServiceRecord, TaskRecord, TaskState};
+use wharf_store::{
+    OrchestrationCommand, Origin, ProposerExt, Refusal, ServiceRecord, TaskRecord, TaskState, UpdateRecord,
+};
 
 use crate::control::new_object_id;
 use crate::orchestrator::{NodeView, parse_spec};
@@ -82,22 +84,41 @@ impl Manager {
     }
 
     /// `POST /services/{id}/update?version=N&rollback=previous`: the spec before the last
-    /// update becomes the spec again (the one replaced becomes the previous one).
+    /// update becomes the spec again, and the service keeps no previous spec (Swarm's
+    /// `docker service rollback`).
     pub async fn rollback_service(
         &self,
         caller: &Caller,
         id_or_name: &str,
         version: u64,
     ) -> Result<docker::UpdateResponse, ClusterError> {
-        let (id, record) = self.find_service(caller, id_or_name)?;
+        let (id, _) = self.find_service(caller, id_or_name)?;
+        let command = self.rollback_command(&id, version, "manually requested rollback")?;
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
+        Ok(docker::UpdateResponse { warnings: Vec::new() })
+    }
+
+    /// The command that rolls service `id` (at `version`) back to its previous spec.
+    pub(crate) fn rollback_command(
+        &self,
+        id: &str,
+        version: u64,
+        message: &str,
+    ) -> Result<OrchestrationCommand, ClusterError> {
+        let record = self.store.service(id)?.ok_or_else(|| ClusterError::NotFound(format!("service {id}")))?;
         let previous = record
             .previous_spec
             .as_deref()
             .and_then(|spec| serde_json::from_str::<ServiceSpec>(spec).ok())
-            .ok_or_else(|| {
-                ClusterError::Invalid(format!("service {id_or_name} has no previous spec to roll back to"))
-            })?;
-        self.update_service(caller, &id, version, previous, None).await
+            .ok_or_else(|| ClusterError::Invalid(format!("service {id} has no previous spec to roll back to")))?;
+        Ok(OrchestrationCommand::RollbackService {
+            id: id.to_owned(),
+            version,
+            spec: encode(&previous)?,
+            task_spec: task_spec(&previous)?,
+            message: message.to_owned(),
+            at: crate::now(),
+        })
     }
 
     /// `command`, with the registry credentials sealed for service `id` if there are some.
@@ -141,7 +162,7 @@ impl Manager {
     pub fn inspect_service(&self, caller: &Caller, id_or_name: &str) -> Result<docker::Service, ClusterError> {
         let (id, record) = self.find_service(caller, id_or_name)?;
         let mut view = service_view(&id, &record, None);
-        view.update_status = update_status(&record, &self.store.service_tasks(&id)?);
+        view.update_status = self.store.service_update(&id)?.as_ref().map(update_status);
         Ok(view)
     }
 
@@ -430,21 +451,14 @@ fn service_status(
     status
 }
 
-/// Where the last change of a service's task template stands, from its tasks: updating while
-/// a task of an older spec still runs or a new one does not run yet, completed then (never
-/// changed: none).
-fn update_status(record: &ServiceRecord, tasks: &[(String, TaskRecord)]) -> Option<docker::UpdateStatus> {
-    record.previous_spec.as_ref()?;
-    let live = |t: &&TaskRecord| t.desired == TaskState::Running && !t.status.state.is_terminal();
-    let live: Vec<&TaskRecord> = tasks.iter().map(|(_, t)| t).filter(live).collect();
-    let updating = live.iter().any(|t| t.spec_version != record.spec_version || t.status.state != TaskState::Running);
-    let done_at = live.iter().map(|t| t.status.at).max().unwrap_or(record.updated).max(record.updated);
-    Some(docker::UpdateStatus {
-        state: if updating { "updating" } else { "completed" }.into(),
-        started_at: docker::rfc3339(record.updated),
-        completed_at: if updating { String::new() } else { docker::rfc3339(done_at) },
-        message: if updating { "update in progress" } else { "update completed" }.into(),
-    })
+/// Where the last update of a service stands, as the Docker API shows it.
+fn update_status(update: &UpdateRecord) -> docker::UpdateStatus {
+    docker::UpdateStatus {
+        state: update.state.as_str().into(),
+        started_at: docker::rfc3339(update.started),
+        completed_at: if update.completed > 0 { docker::rfc3339(update.completed) } else { String::new() },
+        message: update.message.clone(),
+    }
 }
 
 fn service_view(id: &str, record: &ServiceRecord, status: Option<docker::ServiceStatus>) -> docker::Service {

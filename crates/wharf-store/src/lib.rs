@@ -32,6 +32,7 @@ pub use command::{
 pub use feed::{Changes, Domain};
 pub use orchestration::{
     NewTask, NodeDescription, NodeDetails, PublishedPort, ServiceRecord, TaskRecord, TaskReport, TaskState, TaskStatus,
+    UpdateRecord, UpdateState,
 };
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{

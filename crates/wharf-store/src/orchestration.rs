@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICES, TASKS};
+use crate::tables::{
+    COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES, SERVICES, TASKS,
+};
 
 /// Swarm's task states, in the order a task moves through them (`api/types.proto`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -152,6 +154,62 @@ pub struct NodeDetails {
     pub version: u64,
 }
 
+/// Where a service's last update stands (Swarm's `UpdateStatus.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    /// The name the Docker API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+
+    /// Whether slots are being replaced (neither paused nor finished).
+    pub fn is_under_way(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+
+    pub fn is_paused(self) -> bool {
+        matches!(self, UpdateState::Paused | UpdateState::RollbackPaused)
+    }
+
+    /// Whether it is a rollback (run with the service's `RollbackConfig`).
+    pub fn is_rollback(self) -> bool {
+        matches!(self, UpdateState::RollbackStarted | UpdateState::RollbackPaused | UpdateState::RollbackCompleted)
+    }
+}
+
+/// A service's last update: begun by a change of its task template (or a rollback), ended
+/// by the orchestrator once every slot runs the new spec past the monitor window, or paused
+/// or rolled back by it when too many new tasks fail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    pub state: UpdateState,
+    /// The spec version the update moves the tasks to.
+    pub spec_version: u64,
+    /// The spec version it moves them from: a rollback returns to it, so that the tasks that
+    /// never left it are not replaced again.
+    pub from_spec_version: u64,
+    /// When it began (or was resumed): only tasks created since count as its failures.
+    pub started: u64,
+    pub completed: u64,
+    pub message: String,
+}
+
 /// What a node's agent reports of its engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeDescription {
@@ -220,6 +278,14 @@ pub enum OrchestrationCommand {
     /// Applies `command` (a `CreateService` or an `UpdateService`) and, in the same
     /// transaction, records the sealed registry credentials the service's tasks pull with.
     WithRegistryAuth { sealed: Vec<u8>, command: Box<OrchestrationCommand> },
+    /// Puts back a service's previous spec (`spec`, `task_spec`: as the proposer read them
+    /// from `previous_spec`) and starts a rollback saying `message`; refused unless `version`
+    /// is current and the service has a previous spec. The service keeps no previous spec
+    /// afterwards (as Swarm: a rollback is not rolled back).
+    RollbackService { id: String, version: u64, spec: String, task_spec: String, message: String, at: u64 },
+    /// Moves the update of service `id` to spec version `spec_version` to `state` (paused or
+    /// finished); skipped when the service has moved on to another update since.
+    SetUpdateState { id: String, spec_version: u64, state: UpdateState, message: String, at: u64 },
 }
 
 impl std::fmt::Display for OrchestrationCommand {
@@ -246,6 +312,12 @@ impl std::fmt::Display for OrchestrationCommand {
             }
             OrchestrationCommand::SetNodeDescription { id, .. } => write!(f, "set-node-description {id}"),
             OrchestrationCommand::WithRegistryAuth { command, .. } => write!(f, "{command} with registry auth"),
+            OrchestrationCommand::RollbackService { id, version, .. } => {
+                write!(f, "rollback-service {id} at {version}")
+            }
+            OrchestrationCommand::SetUpdateState { id, state, .. } => {
+                write!(f, "set-update-state {id} {}", state.as_str())
+            }
         }
     }
 }
@@ -278,6 +350,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
                 return Err(Refusal::ServiceUnknown(id.clone()).into());
             }
             txn.open_table(SERVICE_REGISTRY_AUTH)?.remove(id.as_str())?;
+            txn.open_table(SERVICE_UPDATES)?.remove(id.as_str())?;
             let tasks = service_task_ids(txn, id)?;
             set_desired(txn, &tasks, TaskState::Remove, *at)?;
             Ok(Outcome::Done)
@@ -331,7 +404,79 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             txn.open_table(SERVICE_REGISTRY_AUTH)?.insert(id.as_str(), sealed.as_slice())?;
             Ok(outcome)
         }
+        C::RollbackService { id, version, spec, task_spec, message, at } => {
+            rollback_service(txn, id, *version, (spec, task_spec), message, *at)
+        }
+        C::SetUpdateState { id, spec_version, state, message, at } => {
+            let Some(mut update) = update_in(txn, id)? else { return Ok(Outcome::Done) };
+            let allowed = match state {
+                UpdateState::Paused | UpdateState::Completed => update.state == UpdateState::Updating,
+                UpdateState::RollbackPaused | UpdateState::RollbackCompleted => {
+                    update.state == UpdateState::RollbackStarted
+                }
+                UpdateState::Updating | UpdateState::RollbackStarted => false,
+            };
+            if update.spec_version != *spec_version || !allowed {
+                return Ok(Outcome::Done);
+            }
+            update.state = *state;
+            update.message = message.clone();
+            if matches!(state, UpdateState::Completed | UpdateState::RollbackCompleted) {
+                update.completed = *at;
+            }
+            put_update(txn, id, &update)?;
+            Ok(Outcome::Done)
+        }
     }
+}
+
+fn rollback_service(
+    txn: &WriteTransaction,
+    id: &str,
+    version: u64,
+    (spec, task_spec): (&str, &str),
+    message: &str,
+    at: u64,
+) -> Result<Outcome, StoreError> {
+    let mut record = service_in(txn, id)?.ok_or_else(|| Refusal::ServiceUnknown(id.to_owned()))?;
+    if record.version != version {
+        return Err(Refusal::VersionOutOfDate { current: record.version }.into());
+    }
+    if record.previous_spec.is_none() {
+        return Err(Refusal::Invalid(format!("service {id} has no previous spec to roll back to")).into());
+    }
+    let from = record.spec_version;
+    record.version = next_version(txn)?;
+    record.spec = spec.to_owned();
+    record.previous_spec = None;
+    if record.task_spec != task_spec {
+        record.task_spec = task_spec.to_owned();
+        // Back to the version the last update left, when that is the template restored.
+        let update = update_in(txn, id)?.filter(|u| u.spec_version == from);
+        record.spec_version = update.map_or(record.version, |u| u.from_spec_version);
+    }
+    record.updated = at;
+    put_service(txn, id, &record)?;
+    let update = UpdateRecord {
+        state: UpdateState::RollbackStarted,
+        spec_version: record.spec_version,
+        from_spec_version: from,
+        started: at,
+        completed: 0,
+        message: message.to_owned(),
+    };
+    put_update(txn, id, &update)?;
+    Ok(Outcome::Done)
+}
+
+fn update_in(txn: &WriteTransaction, id: &str) -> Result<Option<UpdateRecord>, StoreError> {
+    let raw = txn.open_table(SERVICE_UPDATES)?.get(id)?.map(|v| v.value().to_vec());
+    raw.map(|raw| decode(&raw)).transpose()
+}
+
+fn put_update(txn: &WriteTransaction, id: &str, update: &UpdateRecord) -> Result<(), StoreError> {
+    txn.open_table(SERVICE_UPDATES)?.insert(id, encode(&Stored::V1(update.clone()))?.as_slice())?;
+    Ok(())
 }
 
 fn next_version(txn: &WriteTransaction) -> Result<u64, StoreError> {
@@ -374,9 +519,26 @@ fn update_service(
     if record.spec != spec {
         record.previous_spec = Some(std::mem::replace(&mut record.spec, spec.to_owned()));
     }
+    let update = update_in(txn, id)?;
     if record.task_spec != task_spec {
+        let from = record.spec_version;
         record.task_spec = task_spec.to_owned();
         record.spec_version = record.version;
+        let started = UpdateRecord {
+            state: UpdateState::Updating,
+            spec_version: record.spec_version,
+            from_spec_version: from,
+            started: at,
+            completed: 0,
+            message: "update in progress".into(),
+        };
+        put_update(txn, id, &started)?;
+    } else if let Some(mut paused) = update.filter(|u| u.state.is_paused() && u.spec_version == record.spec_version) {
+        // Any update resumes a paused one (its earlier failures no longer count).
+        paused.state = if paused.state.is_rollback() { UpdateState::RollbackStarted } else { UpdateState::Updating };
+        paused.started = at;
+        paused.message = "update in progress".into();
+        put_update(txn, id, &paused)?;
     }
     record.updated = at;
     put_service(txn, id, &record)?;
@@ -581,6 +743,25 @@ impl Store {
         for entry in table.iter()? {
             let (id, raw) = entry?;
             out.push((id.value().to_owned(), decode(raw.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Where the last update of service `id` stands (none before its first update).
+    pub fn service_update(&self, id: &str) -> Result<Option<UpdateRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVICE_UPDATES)?;
+        table.get(id)?.map(|raw| decode(raw.value())).transpose()
+    }
+
+    /// Every service's last update, by service id.
+    pub fn service_updates(&self) -> Result<BTreeMap<String, UpdateRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVICE_UPDATES)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.insert(id.value().to_owned(), decode(raw.value())?);
         }
         Ok(out)
     }

@@ -58,6 +58,7 @@ macro_rules! for_each_table {
         $m!(BUNDLES, &str, &[u8], String, Vec<u8>);
         $m!(SERVICES, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_REGISTRY_AUTH, &str, &[u8], String, Vec<u8>);
+        $m!(SERVICE_UPDATES, &str, &[u8], String, Vec<u8>);
         $m!(TASKS, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
         $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
@@ -251,6 +252,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "CLUSTER"
         | "SERVICES"
         | "SERVICE_REGISTRY_AUTH"
+        | "SERVICE_UPDATES"
         | "TASKS"
         | "BUNDLES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
@@ -261,6 +263,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "CLUSTER" => CLUSTER,
                 "SERVICES" => SERVICES,
                 "SERVICE_REGISTRY_AUTH" => SERVICE_REGISTRY_AUTH,
+                "SERVICE_UPDATES" => SERVICE_UPDATES,
                 "TASKS" => TASKS,
                 "BUNDLES" => BUNDLES,
                 _ => REPO_SETTINGS,

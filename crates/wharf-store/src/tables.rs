@@ -49,6 +49,8 @@ pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// service id -> the registry credentials its tasks pull with, sealed by the manager that
 /// took them (never in clear in the state, its log or its snapshots).
 pub(crate) const SERVICE_REGISTRY_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("service_registry_auth");
+/// service id -> versioned [`crate::UpdateRecord`]: where its last update stands.
+pub(crate) const SERVICE_UPDATES: TableDefinition<&str, &[u8]> = TableDefinition::new("service_updates");
 /// task id -> versioned [`crate::TaskRecord`].
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// (service id, task id) -> (): a service's tasks.

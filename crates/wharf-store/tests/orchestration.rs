@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use wharf_store::{
     ClusterCommand, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, Store, StoreError, TaskReport,
-    TaskState,
+    TaskState, UpdateState,
 };
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -188,4 +188,77 @@ fn registry_credentials_go_with_a_creation_or_an_update_atomically_and_leave_wit
     assert_eq!(copy.service_registry_auth("s1").expect("read").as_deref(), Some(&b"sealed-3"[..]));
     store.apply(C::RemoveService { id: "s1".into(), at: 3 }).expect("remove");
     assert!(store.service_registry_auth("s1").expect("read").is_none());
+}
+
+#[test]
+fn an_update_is_recorded_paused_resumed_by_the_next_and_rolled_back_to_the_version_it_left() {
+    let (_dir, store) = open();
+    service(&store, "s1", "web");
+    let current = |store: &Store| store.service("s1").expect("read").expect("service");
+    let update = |store: &Store, task_spec: &str, at: u64| {
+        let version = current(store).version;
+        let spec = format!("{{\"t\":\"{task_spec}\"}}");
+        let command =
+            C::UpdateService { id: "s1".into(), version, name: "web".into(), spec, task_spec: task_spec.into(), at };
+        store.apply(command).expect("update");
+    };
+    // A new replica count changes no task: no update to record.
+    update(&store, "t", 2);
+    assert!(store.service_update("s1").expect("read").is_none());
+    let before = current(&store).spec_version;
+    update(&store, "t2", 3);
+    let record = store.service_update("s1").expect("read").expect("an update");
+    assert_eq!((record.state, record.from_spec_version, record.started), (UpdateState::Updating, before, 3));
+    assert_eq!(record.spec_version, current(&store).spec_version);
+
+    // The orchestrator pauses it; a word about an older update is skipped.
+    let set = |spec_version, state| C::SetUpdateState {
+        id: "s1".into(),
+        spec_version,
+        state,
+        message: "update paused due to failure or early termination of task x".into(),
+        at: 4,
+    };
+    store.apply(set(before, UpdateState::Paused)).expect("stale: skipped");
+    assert_eq!(store.service_update("s1").expect("read").expect("update").state, UpdateState::Updating);
+    store.apply(set(record.spec_version, UpdateState::Paused)).expect("pause");
+    // A finished state cannot follow a pause (only a new update resumes it).
+    store.apply(set(record.spec_version, UpdateState::Completed)).expect("skipped");
+    assert_eq!(store.service_update("s1").expect("read").expect("update").state, UpdateState::Paused);
+    // Any update resumes it, even one that changes no task; its failures so far no longer count.
+    update(&store, "t2", 5);
+    let resumed = store.service_update("s1").expect("read").expect("update");
+    assert_eq!((resumed.state, resumed.started), (UpdateState::Updating, 5));
+
+    // The rollback puts the previous spec back at the version the tasks left, once.
+    let version = current(&store).version;
+    let rollback = |version| C::RollbackService {
+        id: "s1".into(),
+        version,
+        spec: "{\"t\":\"t\"}".into(),
+        task_spec: "t".into(),
+        message: "manually requested rollback".into(),
+        at: 6,
+    };
+    assert!(matches!(refusal(store.apply(rollback(version - 1))), Refusal::VersionOutOfDate { .. }));
+    store.apply(rollback(version)).expect("rollback");
+    let back = current(&store);
+    assert_eq!((back.spec_version, back.task_spec.as_str(), back.previous_spec), (before, "t", None));
+    let rolling = store.service_update("s1").expect("read").expect("update");
+    assert_eq!(
+        (rolling.state, rolling.spec_version, rolling.message.as_str()),
+        (UpdateState::RollbackStarted, before, "manually requested rollback")
+    );
+    assert!(matches!(refusal(store.apply(rollback(back.version))), Refusal::Invalid(_)), "no previous spec left");
+    store.apply(set(before, UpdateState::RollbackCompleted)).expect("done");
+
+    // It travels in snapshots and leaves with the service.
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_other, copy) = open();
+    copy.import(&mut snapshot.as_slice(), b"m").expect("import");
+    let copied = copy.service_update("s1").expect("read").expect("update");
+    assert_eq!((copied.state, copied.completed), (UpdateState::RollbackCompleted, 4));
+    store.apply(C::RemoveService { id: "s1".into(), at: 7 }).expect("remove");
+    assert!(store.service_update("s1").expect("read").is_none());
 }

@@ -8,7 +8,10 @@
 //! (50 `docker run -d` at once), with the share of it Wharf reaches. Then a worker (`wharf
 //! join` on a third engine) is killed with SIGKILL while it runs half of a 10-replica service:
 //! the seconds until every replica runs on the manager's engine again, median of RUNS, beside
-//! the bound of the down detection (three missed 1 s heartbeats). Run with `cargo bench -p
+//! the bound of the down detection (three missed 1 s heartbeats). Each created service is
+//! also updated to another image (a rolling update, 5 slots at a time, stop-first, no delay,
+//! no monitor window on either side) until `UpdateStatus` says completed, Wharf against Swarm.
+//! Every task runs a process that ends on SIGTERM. Run with `cargo bench -p
 //! wharf --bench services` (as root: it starts engines).
 
 mod common;
@@ -25,6 +28,11 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const REPLICAS: usize = 50;
 const RUNS: usize = 5;
 const IMAGE: &str = "wharf-bench/busybox:1";
+/// The image a rolling update moves to (the same files under another name).
+const NEW_IMAGE: &str = "wharf-bench/busybox:2";
+/// What each task runs: a process that ends on SIGTERM, as a service should, so that a stop
+/// measures the orchestration rather than the 10 s grace period of a process that ignores it.
+const TASK: [&str; 4] = ["busybox", "sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
 
 fn main() -> Res<()> {
     let tmp = tempfile::tempdir()?;
@@ -32,6 +40,7 @@ fn main() -> Res<()> {
     let rootfs = busybox_rootfs(tmp.path())?;
     for engine in [&wharf_engine, &swarm_engine] {
         run(engine.docker(&["import", rootfs.to_str().ok_or("path")?, IMAGE]))?;
+        run(engine.docker(&["tag", IMAGE, NEW_IMAGE]))?;
     }
     run(swarm_engine.docker(&[
         "swarm",
@@ -45,11 +54,19 @@ fn main() -> Res<()> {
     let wharf = |args: &[&str]| bundle_docker(&bundle, args);
     let swarm = |args: &[&str]| swarm_engine.docker(args);
     let (mut wharf_times, mut swarm_times) = (Vec::new(), Vec::new());
+    let (mut wharf_updates, mut swarm_updates) = (Vec::new(), Vec::new());
     for n in 0..RUNS {
-        wharf_times.push(converge(&wharf, &wharf_engine, &format!("w{n}"))?);
-        swarm_times.push(converge(&swarm, &swarm_engine, &format!("s{n}"))?);
+        let (name, took) = (format!("w{n}"), converge(&wharf, &format!("w{n}"))?);
+        wharf_times.push(took);
+        wharf_updates.push(rolling_update(&wharf, &name)?);
+        remove(&wharf, &wharf_engine, &name)?;
+        let (name, took) = (format!("s{n}"), converge(&swarm, &format!("s{n}"))?);
+        swarm_times.push(took);
+        swarm_updates.push(rolling_update(&swarm, &name)?);
+        remove(&swarm, &swarm_engine, &name)?;
     }
     let (w, s) = (median(wharf_times.clone()), median(swarm_times.clone()));
+    let (wu, su) = (median(wharf_updates.clone()), median(swarm_updates.clone()));
     // The bound: the same engine starting 50 such containers at once by itself.
     let mut bounds = Vec::new();
     for _ in 0..RUNS {
@@ -73,6 +90,16 @@ fn main() -> Res<()> {
         "",
         100.0 * b / w
     );
+    println!();
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        format!("rolling update of {REPLICAS} (parallelism 5, delay 0)"),
+        "Wharf s",
+        "Swarm s",
+        "ratio"
+    );
+    println!("{:<44} {:>12.2} {:>12.2} {:>7.2}x", format!("median of {RUNS} (Swarm / Wharf)"), wu, su, su / wu);
+    println!("{:<44} {:>12} {:>12}", "every run", format!("{wharf_updates:.2?}"), format!("{swarm_updates:.2?}"));
 
     // A worker's agent killed: its tasks running on the manager's engine again.
     let worker_engine = Dockerd::start();
@@ -214,12 +241,58 @@ fn failover(bundle: &Path, manager: &Dockerd, engine: &Dockerd, worker: &mut Wor
     Ok(took)
 }
 
-/// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took,
-/// then removes it and waits until its containers are gone.
-fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<f64> {
+/// `docker service update -d --image NEW_IMAGE` of `name`, stop-first, 5
+/// slots at a time, no delay, no monitor window on either side (Wharf has none); the seconds
+/// until `UpdateStatus` says completed (polled every 100 ms).
+fn rolling_update(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
+    let start = Instant::now();
+    run(docker(&[
+        "service",
+        "update",
+        "-d",
+        "--update-parallelism",
+        "5",
+        "--update-delay",
+        "0s",
+        "--update-monitor",
+        "0s",
+        "--update-order",
+        "stop-first",
+        "--image",
+        NEW_IMAGE,
+        name,
+    ]))?;
+    loop {
+        let out = docker(&["service", "inspect", name, "--format", "{{.UpdateStatus.State}}"]).output()?;
+        if String::from_utf8_lossy(&out.stdout).trim() == "completed" {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(format!("the update of {name} did not complete in 5 minutes").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes service `name` and waits until its containers are gone from `engine`.
+fn remove(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -> Res<()> {
+    run(docker(&["service", "rm", name]))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !engine.containers(true).is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!("the containers of {name} were not removed in 2 minutes").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Creates a service of REPLICAS tasks and waits until all run; returns the seconds it took.
+fn converge(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
     let replicas = REPLICAS.to_string();
     let start = Instant::now();
-    let args = ["service", "create", "-d", "--name", name, "--replicas", &replicas, IMAGE, "busybox", "sleep", "3600"];
+    let mut args = vec!["service", "create", "-d", "--name", name, "--replicas", &replicas, IMAGE];
+    args.extend(TASK);
     run(docker(&args))?;
     let want = format!("{REPLICAS}/{REPLICAS}");
     loop {
@@ -233,16 +306,7 @@ fn converge(docker: &dyn Fn(&[&str]) -> Command, engine: &Dockerd, name: &str) -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let took = start.elapsed().as_secs_f64();
-    run(docker(&["service", "rm", name]))?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !engine.containers(true).is_empty() {
-        if Instant::now() > deadline {
-            return Err(format!("the containers of {name} were not removed in 2 minutes").into());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(took)
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Seconds for `engine` to run REPLICAS containers started at once with `docker run -d`
@@ -251,7 +315,7 @@ fn engine_alone(engine: &Dockerd) -> Res<f64> {
     let start = Instant::now();
     let mut children = Vec::new();
     for _ in 0..REPLICAS {
-        let mut command = engine.docker(&["run", "-d", IMAGE, "busybox", "sleep", "3600"]);
+        let mut command = engine.docker(&[&["run", "-d", IMAGE][..], &TASK].concat());
         children.push(command.spawn()?);
     }
     for child in children {

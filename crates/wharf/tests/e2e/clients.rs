@@ -35,11 +35,24 @@ pub(crate) fn busybox_layer(dir: &Path) -> Vec<u8> {
 
 /// Pushes a runnable busybox OCI image over HTTP; returns (manifest digest, manifest bytes).
 async fn push_busybox(w: &Wharf, repo: &str, tag: &str, dir: &Path, arch: &str) -> (String, Vec<u8>) {
+    push_busybox_image(w, repo, tag, dir, arch, json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})).await
+}
+
+/// Pushes a busybox OCI image whose image configuration (`Cmd`, `Env`, `Healthcheck`...) is
+/// `config`, over HTTP as the administrator; returns (manifest digest, manifest bytes).
+pub(crate) async fn push_busybox_image(
+    w: &Wharf,
+    repo: &str,
+    tag: &str,
+    dir: &Path,
+    arch: &str,
+    config: serde_json::Value,
+) -> (String, Vec<u8>) {
     let (c, b) = (w.client(), w.base());
     let layer = busybox_layer(dir);
     let ld = push_blob(&c, &b, repo, &layer).await;
     let config = json!({"architecture": arch, "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [ld]}});
     let config = serde_json::to_vec(&config).expect("json");
     let cd = push_blob(&c, &b, repo, &config).await;

@@ -240,8 +240,7 @@ fn the_docker_cli_runs_services_on_nodes_with_engines_of_their_own() {
         let envs = running_env(&[&e1, &e2], "web");
         (envs.len() == 2 && envs.iter().all(|env| env.contains("COLOR=blue"))).then_some(())
     });
-    let status = ok(&admin, &["service", "inspect", "web", "--format", "{{.UpdateStatus.State}}"]);
-    assert_eq!(status.trim(), "completed");
+    update_reaches(&admin, "web", "completed");
     let ids = ok(&admin, &["service", "ps", "web", "-q", "--no-trunc", "--filter", "desired-state=running"]);
     let mut created: Vec<String> = ids
         .split_whitespace()
@@ -487,10 +486,9 @@ fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
-#[test]
-fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
-    require_docker();
-    require("bash");
+/// One `wharf up` node whose tasks run on an engine of its own, ready; the administrator's
+/// bundle, in a temporary directory.
+fn one_node() -> (Dockerd, tempfile::TempDir, Wharf, PathBuf) {
     let engine = Dockerd::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let extra = vec!["--docker-host".to_owned(), engine.host.clone(), "--heartbeat-ms".into(), "1000".into()];
@@ -500,6 +498,14 @@ fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
         let out = ok(&admin, &["node", "ls", "--format", "{{.Status}} {{.EngineVersion}}"]);
         out.lines().any(|l| l.starts_with("Ready ") && l.len() > "Ready ".len()).then_some(())
     });
+    (engine, tmp, w, admin)
+}
+
+#[test]
+fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
+    require_docker();
+    require("bash");
+    let (engine, tmp, w, admin) = one_node();
     let image = format!("{}/admin/health:1", w.host());
     push_image(&w.host(), tmp.path(), &image);
     let status = |service: &str| {
@@ -530,6 +536,174 @@ fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
     ok(&admin, &["service", "rm", "fine", "sick"]);
     wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// The running containers of `service` on `engine`: (id, address on the engine's bridge).
+fn serving(engine: &Dockerd, service: &str) -> Vec<(String, String)> {
+    let filter = format!("label=wharf.service.name={service}");
+    let format = "{{.ID}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
+    let ids = engine.docker(&["ps", "-q", "--filter", &filter]).output().expect("docker ps");
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["inspect", "--format", format];
+    args.extend(ids.iter().map(String::as_str));
+    let out = engine.docker(&args).output().expect("docker inspect");
+    let mut found: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(id, ip)| (id.to_owned(), ip.to_owned())))
+        .filter(|(_, ip)| !ip.is_empty())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether an HTTP server answers at `addr` (within 5 s: this machine is busy), or why not.
+fn answer_at(addr: &str) -> Result<(), String> {
+    let addr = addr.parse::<std::net::SocketAddr>().map_err(|e| e.to_string())?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("{addr}: connect: {e}"))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| format!("{addr}: write: {e}"))?;
+    let mut answer = String::new();
+    let read = stream.read_to_string(&mut answer);
+    if answer.starts_with("HTTP/1.") { Ok(()) } else { Err(format!("{addr}: answered {answer:?} ({read:?})")) }
+}
+
+fn answers_at(addr: &str) -> bool {
+    answer_at(addr).is_ok()
+}
+
+/// `UpdateStatus.State|UpdateStatus.Message` of `service`, once its state starts with `state`.
+fn update_reaches(admin: &Path, service: &str, state: &str) -> String {
+    let format = "{{.UpdateStatus.State}}|{{.UpdateStatus.Message}}";
+    wait_for(Duration::from_secs(120), &format!("the update of {service} {state}"), || {
+        let out = ok(admin, &["service", "inspect", service, "--format", format]);
+        out.starts_with(&format!("{state}|")).then(|| out.trim().to_owned())
+    })
+}
+
+/// The health check of a new image fails: the update (start-first) rolls back by itself, and
+/// the old tasks answer every request sent to them meanwhile; with `pause` as the failure
+/// action it stops after its first slot, and the next update (to a sound image) completes.
+#[test]
+fn an_update_whose_health_check_fails_rolls_back_by_itself_while_the_old_tasks_serve() {
+    require("docker");
+    let (engine, tmp, w, admin) = one_node();
+    // Version 1 serves; version 2 is the same files with a health check that always fails.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sick_check = serde_json::json!({"Test": ["CMD", "busybox", "false"], "Interval": 1_000_000_000u64,
+        "Timeout": 1_000_000_000u64, "Retries": 1});
+    for (tag, config) in [
+        ("1", serde_json::json!({"Env": ["PATH=/bin"]})),
+        ("2", serde_json::json!({"Env": ["PATH=/bin"], "Healthcheck": sick_check})),
+    ] {
+        let dir = tmp.path().join(format!("image{tag}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        runtime.block_on(crate::clients::push_busybox_image(&w, "admin/web", tag, &dir, "amd64", config));
+    }
+    let (v1, v2) = (format!("{}/admin/web:1", w.host()), format!("{}/admin/web:2", w.host()));
+    let create = [
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--update-order",
+        "start-first",
+        "--update-failure-action",
+        "rollback",
+        "--rollback-monitor",
+        "1s",
+        &v1,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+    ];
+    ok(&admin, &create);
+    let old = wait_for(Duration::from_secs(60), "two tasks of web serving", || {
+        let found = serving(&engine, "web");
+        (found.len() == 2 && found.iter().all(|(_, ip)| answers_at(&format!("{ip}:8080")))).then_some(found)
+    });
+
+    // Every 50 ms, a request to each old task, for as long as the update lasts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addrs: Vec<String> = old.iter().map(|(_, ip)| format!("{ip}:8080")).collect();
+    let client = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let (mut served, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for addr in &addrs {
+                    match answer_at(addr) {
+                        Ok(()) => served += 1,
+                        Err(e) => failed.push(e),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (served, failed)
+        })
+    };
+    ok(&admin, &["service", "update", "-d", "--image", &v2, "web"]);
+    let status = update_reaches(&admin, "web", "rollback_completed");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failed) = client.join().expect("the client thread");
+    if !failed.is_empty() {
+        let ps = ok(
+            &admin,
+            &[
+                "service",
+                "ps",
+                "web",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Name}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+            ],
+        );
+        let ps = format!("{ps}\n{}", ok(&admin, &["service", "inspect", "web"]));
+        let all = engine.docker(&["ps", "-a", "--no-trunc"]).output().expect("docker ps");
+        panic!(
+            "requests to the old tasks failed during the update: {failed:?} ({served} served)\n{ps}\n{}",
+            String::from_utf8_lossy(&all.stdout)
+        );
+    }
+    assert!(served >= 20, "the old tasks were asked throughout the update ({served} answers)");
+    // (Swarm's message once it is done, as the failing task's is while it runs.)
+    assert_eq!(status, "rollback_completed|rollback completed");
+    // The old containers never stopped; the new task failed its check; the spec is version 1.
+    // (The failed one stops within its grace period: httpd ignores SIGTERM as PID 1.)
+    wait_for(Duration::from_secs(30), "the same two containers serving, and only they", || {
+        (serving(&engine, "web") == old).then_some(())
+    });
+    let ps = ok(&admin, &["service", "ps", "web", "--no-trunc", "--format", "{{.Image}} {{.CurrentState}} {{.Error}}"]);
+    assert!(ps.lines().any(|l| l.contains("/admin/web:2") && l.contains("unhealthy container")), "service ps: {ps}");
+    let image = ok(&admin, &["service", "inspect", "web", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"]);
+    assert!(image.contains("/admin/web:1"), "rolled back to version 1: {image}");
+
+    // Failure action pause, stop-first: the first slot's old task stops and its new one fails;
+    // the update pauses there, the other slot's old task still serving.
+    let pause = ["service", "update", "-d", "--update-failure-action", "pause", "--update-order", "stop-first"];
+    ok(&admin, &[&pause[..], &["--image", &v2, "web"]].concat());
+    let status = update_reaches(&admin, "web", "paused");
+    assert!(status.contains("update paused due to failure or early termination of task"), "{status}");
+    // (The failed slot's new task restarts as its restart policy says, and fails again.)
+    let left: Vec<_> = serving(&engine, "web").into_iter().filter(|c| old.contains(c)).collect();
+    assert_eq!(left.len(), 1, "one old task serves on: {left:?} of {old:?}");
+    // The next update, to a sound image, rolls through and completes.
+    ok(&admin, &["service", "update", "-d", "--image", &v1, "--env-add", "FIXED=1", "web"]);
+    update_reaches(&admin, "web", "completed");
+    wait_for(Duration::from_secs(30), "two new tasks serving, and only they", || {
+        let now = serving(&engine, "web");
+        (now.len() == 2 && now.iter().all(|c| !old.contains(c))).then_some(())
+    });
+    ok(&admin, &["service", "rm", "web"]);
+    wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
 }
 
 /// `wharf ARGS` with the client configuration `config`, `input` on its standard input; its
