@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HostConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HostConfig, Mount, MountType, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
@@ -198,7 +200,14 @@ impl Executor for DockerExecutor {
             }
             tracing::info!(image, error = %why, "pull failed; the image on this node is used");
         }
-        let body = container_body(request);
+        let files = &request.assignment.files;
+        let mounts = if files.is_empty() {
+            Vec::new()
+        } else {
+            let dir = crate::files::task_dir(&request.cluster_id, request.node_id, &request.assignment.id);
+            crate::files::write(&dir, files).map_err(ExecError::Start)?
+        };
+        let body = container_body(request, &mounts);
         let options = CreateContainerOptions { name: Some(request.container_name()), ..Default::default() };
         let created =
             self.docker.create_container(Some(options), body).await.map_err(|e| ExecError::Start(e.to_string()))?;
@@ -362,7 +371,8 @@ fn credentials(request: &RunRequest) -> Option<DockerCredentials> {
 }
 
 /// The engine's container configuration for a task.
-fn container_body(request: &RunRequest) -> ContainerCreateBody {
+/// `mounts`: (file on this machine, target) of the task's secrets and configs, bound read-only.
+fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> ContainerCreateBody {
     let spec = &request.assignment.blueprint.spec;
     let c = &spec.container_spec;
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
@@ -395,6 +405,18 @@ fn container_body(request: &RunRequest) -> ContainerCreateBody {
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             init: c.init,
+            mounts: (!mounts.is_empty()).then(|| {
+                mounts
+                    .iter()
+                    .map(|(source, target)| Mount {
+                        target: Some(target.clone()),
+                        source: Some(source.clone()),
+                        typ: Some(MountType::BIND),
+                        read_only: Some(true),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
         healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {

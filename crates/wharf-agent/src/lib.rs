@@ -6,11 +6,13 @@
 //! bollard) or in memory for tests ([`FakeExecutor`]).
 //!
 //! This crate never schedules and never writes desired state: it observes and reports.
-//! It touches only containers labelled with this cluster and node.
+//! It touches only containers labelled with this cluster and node. The secrets and configs of
+//! its tasks are files on a tmpfs (`files`), bind-mounted into their containers.
 
 mod docker;
 mod executor;
 mod fake;
+mod files;
 mod logs;
 pub mod reconcile;
 mod session;

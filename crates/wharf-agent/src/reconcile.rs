@@ -179,6 +179,7 @@ mod tests {
             desired: desired.into(),
             state: state.into(),
             registry_auth: None,
+            files: Vec::new(),
         }
     }
 

@@ -135,6 +135,13 @@ impl<E: Executor + 'static> TaskAgent<E> {
                     }
                 }
                 sent.retain(|task, _| set.tasks.iter().any(|t| t.id == *task));
+                // The files of a task that no longer runs go (its container has them mounted
+                // for as long as it runs).
+                let running = set.tasks.iter().filter(|t| {
+                    t.desired == "running" && crate::reconcile::rank(&t.state) <= crate::reconcile::rank("running")
+                });
+                let keep: BTreeSet<String> = running.map(|t| t.id.clone()).chain(busy.iter().cloned()).collect();
+                crate::files::keep_only(&set.cluster_id, self.config.node_id, &keep);
             }
             tokio::select! {
                 _ = latest.changed() => {}

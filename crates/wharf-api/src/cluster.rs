@@ -337,6 +337,51 @@ pub struct Assignment {
     /// the cluster's (`--with-registry-auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<crate::docker::RegistryAuth>,
+    /// The secrets and configs its container gets as files (only a node that runs a task
+    /// using one ever receives it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<TaskFile>,
+}
+
+/// A secret's or a config's data as a file in a task's container: at `target` (absolute),
+/// owned by `uid`:`gid`, with permissions `mode`. Its `Debug` leaves the data out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub secret: bool,
+    #[serde(with = "data")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for TaskFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskFile")
+            .field("target", &self.target)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes as a base64 string.
+mod data {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What an agent observed of its tasks (`POST /cluster/tasks`).

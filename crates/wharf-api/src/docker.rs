@@ -163,6 +163,113 @@ pub struct ContainerSpec {
     /// The service's health check (the image's when unset): a task runs only once healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// Secrets given to the container as files (`--secret`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretReference>,
+    /// Configs given to the container as files (`--config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<ConfigReference>,
+}
+
+/// Where a secret or a config appears in a container: a file of that name (a relative one
+/// under `/run/secrets` for a secret, under `/` for a config), owned by `UID`:`GID`, with
+/// permissions `Mode`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileTarget {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "UID", default)]
+    pub uid: String,
+    #[serde(rename = "GID", default)]
+    pub gid: String,
+    #[serde(default)]
+    pub mode: u32,
+}
+
+/// A service's use of a secret (`--secret source=NAME,target=...`): the CLI resolves the
+/// name to the id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTarget>,
+    #[serde(rename = "SecretID", default)]
+    pub secret_id: String,
+    #[serde(default)]
+    pub secret_name: String,
+}
+
+/// A service's use of a config (`--config source=NAME,target=...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTarget>,
+    /// Swarm's credential-spec configs (`Runtime`): not carried out by Wharf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<serde_json::Value>,
+    #[serde(rename = "ConfigID", default)]
+    pub config_id: String,
+    #[serde(default)]
+    pub config_name: String,
+}
+
+/// A secret's or a config's spec (`POST /secrets/create`, `POST /configs/create`): its data
+/// travels base64-encoded. A secret's is never shown again; a config's is.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, with = "base64_bytes", skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<u8>>,
+    /// A secret store plugin (`--driver`): not supported by Wharf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<serde_json::Value>,
+    /// Templated data (`--template-driver`): not supported by Wharf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templating: Option<serde_json::Value>,
+}
+
+// The data stays out of logs.
+impl std::fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSpec").field("name", &self.name).field("labels", &self.labels).finish_non_exhaustive()
+    }
+}
+
+/// A secret or a config as `GET /secrets/{id}` and `GET /configs/{id}` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretObject {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub version: ObjectVersion,
+    pub created_at: String,
+    pub updated_at: String,
+    pub spec: SecretSpec,
+}
+
+/// `Option<Vec<u8>>` as a base64 string, as Go's `encoding/json` writes `[]byte`.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match data {
+            Some(data) => serializer.serialize_str(&STANDARD.encode(data)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        text.map(|t| STANDARD.decode(t.as_bytes()).map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// A container's health check (`--health-cmd`, `--health-interval`...). Durations in
@@ -592,10 +699,8 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String>
 
 /// The parts of a service spec Wharf does not carry out yet, by where they are in the spec
 /// and the flag that sets them: a spec that uses one is refused rather than run without it.
-const NOT_YET: [(&[&str], &str); 14] = [
+const NOT_YET: [(&[&str], &str); 12] = [
     (&["TaskTemplate", "ContainerSpec", "Mounts"], "--mount"),
-    (&["TaskTemplate", "ContainerSpec", "Secrets"], "--secret"),
-    (&["TaskTemplate", "ContainerSpec", "Configs"], "--config"),
     (&["TaskTemplate", "ContainerSpec", "Privileges"], "--credential-spec"),
     (&["TaskTemplate", "ContainerSpec", "CapabilityAdd"], "--cap-add"),
     (&["TaskTemplate", "ContainerSpec", "CapabilityDrop"], "--cap-drop"),

@@ -68,6 +68,12 @@ impl Manager {
             };
             // New credentials change the set too (a restart pulls with them).
             registry_auth.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()).hash(&mut hasher);
+            // Secrets only for a task that is to run here.
+            let files = if task.desired == TaskState::Running && !task.status.state.is_terminal() {
+                self.task_files(&blueprint.spec)?
+            } else {
+                Vec::new()
+            };
             tasks.push(Assignment {
                 id: task_id,
                 service_id: task.service_id,
@@ -76,6 +82,7 @@ impl Manager {
                 desired: task.desired.as_str().to_owned(),
                 state: task.status.state.as_str().to_owned(),
                 registry_auth,
+                files,
             });
         }
         // Never 0, which an agent sends before its first answer.

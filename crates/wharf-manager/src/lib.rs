@@ -23,6 +23,7 @@ pub mod join_tokens;
 mod logs;
 mod membership;
 pub mod orchestrator;
+mod secrets;
 mod services;
 
 use std::path::PathBuf;

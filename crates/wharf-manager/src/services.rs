@@ -44,6 +44,7 @@ impl Manager {
         registry_auth: Option<RegistryAuth>,
     ) -> Result<docker::CreatedResponse, ClusterError> {
         let (spec, warnings) = check_spec(spec)?;
+        self.check_references(caller, &spec.task_template)?;
         let id = new_object_id();
         let command = OrchestrationCommand::CreateService {
             id: id.clone(),
@@ -70,6 +71,7 @@ impl Manager {
     ) -> Result<docker::UpdateResponse, ClusterError> {
         let (id, _) = self.find_service(caller, id_or_name)?;
         let (spec, warnings) = check_spec(spec)?;
+        self.check_references(caller, &spec.task_template)?;
         let command = OrchestrationCommand::UpdateService {
             id: id.clone(),
             version,
@@ -193,15 +195,7 @@ impl Manager {
         id_or_name: &str,
     ) -> Result<(String, ServiceRecord), ClusterError> {
         let services = self.store.services()?;
-        let found = services
-            .iter()
-            .find(|(id, _)| id == id_or_name)
-            .or_else(|| services.iter().find(|(_, s)| s.name == id_or_name))
-            .or_else(|| {
-                let mut prefixed = services.iter().filter(|(id, _)| id.starts_with(id_or_name));
-                prefixed.next().filter(|_| prefixed.next().is_none())
-            });
-        match found {
+        match find_one(&services, id_or_name, |s| &s.name) {
             Some((id, record)) if caller.may_see(record) => Ok((id.clone(), record.clone())),
             Some(_) => Err(ClusterError::Forbidden(format!("service {id_or_name} belongs to another user"))),
             None => Err(ClusterError::NotFound(format!("service {id_or_name} not found"))),
@@ -361,6 +355,15 @@ fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
 }
 
 /// The refusals of the orchestration state, as a caller should see them.
+/// The object `key` names among `all` (id, record): by id, by name, or by a prefix of one id
+/// alone, as Swarm looks objects up.
+pub(crate) fn find_one<'a, T>(all: &'a [(String, T)], key: &str, name: impl Fn(&T) -> &str) -> Option<&'a (String, T)> {
+    all.iter().find(|(id, _)| id == key).or_else(|| all.iter().find(|(_, t)| name(t) == key)).or_else(|| {
+        let mut prefixed = all.iter().filter(|(id, _)| id.starts_with(key));
+        prefixed.next().filter(|_| prefixed.next().is_none())
+    })
+}
+
 fn service_error(e: wharf_store::ProposeError) -> ClusterError {
     match e {
         wharf_store::ProposeError::Refused(refusal) => match refusal {
@@ -372,6 +375,7 @@ fn service_error(e: wharf_store::ProposeError) -> ClusterError {
                 "rpc error: code = Unknown desc = update out of sequence (the object is at version {current})"
             )),
             Refusal::Invalid(what) => ClusterError::Invalid(format!("invalid {what}")),
+            Refusal::SecretUnknown { kind, id } => ClusterError::Invalid(format!("{kind} {id} not found")),
             other => other.into(),
         },
         other => other.into(),

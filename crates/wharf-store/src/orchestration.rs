@@ -16,7 +16,7 @@ use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{
-    COUNTERS, NODE_DETAILS, NODE_TASKS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES, SERVICES, TASKS,
+    COUNTERS, NODE_DETAILS, NODE_TASKS, SECRETS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES, SERVICES, TASKS,
 };
 
 /// Swarm's task states, in the order a task moves through them (`api/types.proto`).
@@ -210,6 +210,56 @@ pub struct UpdateRecord {
     pub message: String,
 }
 
+/// Secrets and configs share a table and rules; a secret's data is sealed by the manager that
+/// took it, a config's is kept as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretKind {
+    Secret,
+    Config,
+}
+
+impl SecretKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Secret => "secret",
+            SecretKind::Config => "config",
+        }
+    }
+
+    /// Where a service spec names the ids of this kind: `TaskTemplate.ContainerSpec.<list>[].<id>`.
+    fn spec_field(self) -> (&'static str, &'static str) {
+        match self {
+            SecretKind::Secret => ("Secrets", "SecretID"),
+            SecretKind::Config => ("Configs", "ConfigID"),
+        }
+    }
+}
+
+/// A secret or a config.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    pub kind: SecretKind,
+    pub name: String,
+    /// The user who created it: until grants arrive, a user sees and uses only their own.
+    pub owner: String,
+    pub labels: BTreeMap<String, String>,
+    /// A secret's data sealed (never in clear in the state); a config's as sent.
+    pub data: Vec<u8>,
+    pub version: u64,
+    pub created: u64,
+    pub updated: u64,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a node's agent reports of its engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeDescription {
@@ -286,6 +336,19 @@ pub enum OrchestrationCommand {
     /// Moves the update of service `id` to spec version `spec_version` to `state` (paused or
     /// finished); skipped when the service has moved on to another update since.
     SetUpdateState { id: String, spec_version: u64, state: UpdateState, message: String, at: u64 },
+    /// Records a secret (its data sealed by the proposer) or a config; refused when one of
+    /// its kind has the name.
+    CreateSecret {
+        id: String,
+        kind: SecretKind,
+        name: String,
+        owner: String,
+        labels: BTreeMap<String, String>,
+        data: Vec<u8>,
+        at: u64,
+    },
+    /// Removes a secret or a config; refused while a service's spec uses it.
+    RemoveSecret { id: String, kind: SecretKind },
 }
 
 impl std::fmt::Display for OrchestrationCommand {
@@ -318,6 +381,10 @@ impl std::fmt::Display for OrchestrationCommand {
             OrchestrationCommand::SetUpdateState { id, state, .. } => {
                 write!(f, "set-update-state {id} {}", state.as_str())
             }
+            OrchestrationCommand::CreateSecret { id, kind, name, .. } => {
+                write!(f, "create-{} {name} ({id})", kind.as_str())
+            }
+            OrchestrationCommand::RemoveSecret { id, kind } => write!(f, "remove-{} {id}", kind.as_str()),
         }
     }
 }
@@ -327,6 +394,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
     match command {
         C::CreateService { id, name, owner, spec, task_spec, at } => {
             refuse_taken_name(txn, name, None)?;
+            refuse_unknown_references(txn, spec)?;
             let version = next_version(txn)?;
             let record = ServiceRecord {
                 name: name.clone(),
@@ -404,6 +472,21 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             txn.open_table(SERVICE_REGISTRY_AUTH)?.insert(id.as_str(), sealed.as_slice())?;
             Ok(outcome)
         }
+        C::CreateSecret { id, kind, name, owner, labels, data, at } => {
+            let version = next_version(txn)?;
+            let record = SecretRecord {
+                kind: *kind,
+                name: name.clone(),
+                owner: owner.clone(),
+                labels: labels.clone(),
+                data: data.clone(),
+                version,
+                created: *at,
+                updated: *at,
+            };
+            create_secret(txn, id, record)
+        }
+        C::RemoveSecret { id, kind } => remove_secret(txn, id, *kind),
         C::RollbackService { id, version, spec, task_spec, message, at } => {
             rollback_service(txn, id, *version, (spec, task_spec), message, *at)
         }
@@ -428,6 +511,68 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             Ok(Outcome::Done)
         }
     }
+}
+
+fn create_secret(txn: &WriteTransaction, id: &str, record: SecretRecord) -> Result<Outcome, StoreError> {
+    let mut secrets = txn.open_table(SECRETS)?;
+    for entry in secrets.iter()? {
+        let (_, raw) = entry?;
+        let other: SecretRecord = decode(raw.value())?;
+        if other.kind == record.kind && other.name == record.name {
+            return Err(Refusal::SecretNameTaken { kind: record.kind.as_str().into(), name: record.name }.into());
+        }
+    }
+    secrets.insert(id, encode(&Stored::V1(record))?.as_slice())?;
+    Ok(Outcome::Done)
+}
+
+fn remove_secret(txn: &WriteTransaction, id: &str, kind: SecretKind) -> Result<Outcome, StoreError> {
+    let unknown = || Refusal::SecretUnknown { kind: kind.as_str().into(), id: id.to_owned() };
+    let raw = txn.open_table(SECRETS)?.get(id)?.map(|v| v.value().to_vec()).ok_or_else(unknown)?;
+    let record: SecretRecord = decode(&raw)?;
+    if record.kind != kind {
+        return Err(unknown().into());
+    }
+    let mut users = Vec::new();
+    for entry in txn.open_table(SERVICES)?.iter()? {
+        let (_, raw) = entry?;
+        let service: ServiceRecord = decode(raw.value())?;
+        if references(&service.spec, kind).iter().any(|r| r == id) {
+            users.push(service.name);
+        }
+    }
+    if !users.is_empty() {
+        return Err(Refusal::SecretInUse { kind: kind.as_str().into(), name: record.name, services: users }.into());
+    }
+    txn.open_table(SECRETS)?.remove(id)?;
+    Ok(Outcome::Done)
+}
+
+/// The ids of the secrets or configs a service spec (Docker's JSON) names. The state reads
+/// only this of a spec, so that no service can come to use one that is removed meanwhile.
+fn references(spec: &str, kind: SecretKind) -> Vec<String> {
+    let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Vec::new() };
+    let (list, field) = kind.spec_field();
+    let uses = spec.get("TaskTemplate").and_then(|t| t.get("ContainerSpec")).and_then(|c| c.get(list));
+    let uses = uses.and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    uses.iter().filter_map(|u| u.get(field)?.as_str().map(str::to_owned)).collect()
+}
+
+/// Refuses a service spec that names a secret or a config the state does not hold.
+fn refuse_unknown_references(txn: &WriteTransaction, spec: &str) -> Result<(), StoreError> {
+    let secrets = txn.open_table(SECRETS)?;
+    for kind in [SecretKind::Secret, SecretKind::Config] {
+        for id in references(spec, kind) {
+            let known = match secrets.get(id.as_str())? {
+                Some(raw) => decode::<SecretRecord>(raw.value())?.kind == kind,
+                None => false,
+            };
+            if !known {
+                return Err(Refusal::SecretUnknown { kind: kind.as_str().into(), id }.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn rollback_service(
@@ -511,6 +656,7 @@ fn update_service(
     if record.version != version {
         return Err(Refusal::VersionOutOfDate { current: record.version }.into());
     }
+    refuse_unknown_references(txn, spec)?;
     if record.name != name {
         refuse_taken_name(txn, name, Some(id))?;
         record.name = name.to_owned();
@@ -745,6 +891,28 @@ impl Store {
             out.push((id.value().to_owned(), decode(raw.value())?));
         }
         Ok(out)
+    }
+
+    /// Every secret or config of `kind`, by id.
+    pub fn secrets(&self, kind: SecretKind) -> Result<Vec<(String, SecretRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SECRETS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            let record: SecretRecord = decode(raw.value())?;
+            if record.kind == kind {
+                out.push((id.value().to_owned(), record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The secret or config `id`.
+    pub fn secret(&self, id: &str) -> Result<Option<SecretRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SECRETS)?;
+        table.get(id)?.map(|raw| decode(raw.value())).transpose()
     }
 
     /// Where the last update of service `id` stands (none before its first update).

@@ -59,6 +59,7 @@ macro_rules! for_each_table {
         $m!(SERVICES, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_REGISTRY_AUTH, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_UPDATES, &str, &[u8], String, Vec<u8>);
+        $m!(SECRETS, &str, &[u8], String, Vec<u8>);
         $m!(TASKS, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
         $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
@@ -253,6 +254,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "SERVICES"
         | "SERVICE_REGISTRY_AUTH"
         | "SERVICE_UPDATES"
+        | "SECRETS"
         | "TASKS"
         | "BUNDLES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
@@ -264,6 +266,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "SERVICES" => SERVICES,
                 "SERVICE_REGISTRY_AUTH" => SERVICE_REGISTRY_AUTH,
                 "SERVICE_UPDATES" => SERVICE_UPDATES,
+                "SECRETS" => SECRETS,
                 "TASKS" => TASKS,
                 "BUNDLES" => BUNDLES,
                 _ => REPO_SETTINGS,

@@ -51,6 +51,8 @@ pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const SERVICE_REGISTRY_AUTH: TableDefinition<&str, &[u8]> = TableDefinition::new("service_registry_auth");
 /// service id -> versioned [`crate::UpdateRecord`]: where its last update stands.
 pub(crate) const SERVICE_UPDATES: TableDefinition<&str, &[u8]> = TableDefinition::new("service_updates");
+/// secret or config id -> versioned [`crate::SecretRecord`] (a secret's data sealed).
+pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 /// task id -> versioned [`crate::TaskRecord`].
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// (service id, task id) -> (): a service's tasks.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use wharf_store::{
-    ClusterCommand, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, Store, StoreError, TaskReport,
-    TaskState, UpdateState,
+    ClusterCommand, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, SecretKind, Store, StoreError,
+    TaskReport, TaskState, UpdateState,
 };
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -261,4 +261,53 @@ fn an_update_is_recorded_paused_resumed_by_the_next_and_rolled_back_to_the_versi
     assert_eq!((copied.state, copied.completed), (UpdateState::RollbackCompleted, 4));
     store.apply(C::RemoveService { id: "s1".into(), at: 7 }).expect("remove");
     assert!(store.service_update("s1").expect("read").is_none());
+}
+
+#[test]
+fn a_secret_in_use_stays_and_a_service_cannot_use_one_the_state_does_not_hold() {
+    let (_dir, store) = open();
+    let secret = |id: &str, kind, name: &str| C::CreateSecret {
+        id: id.into(),
+        kind,
+        name: name.into(),
+        owner: "alice".into(),
+        labels: BTreeMap::new(),
+        data: b"sealed".to_vec(),
+        at: 1,
+    };
+    store.apply(secret("x1", SecretKind::Secret, "pw")).expect("create");
+    let taken = refusal(store.apply(secret("x2", SecretKind::Secret, "pw")));
+    assert_eq!(taken, Refusal::SecretNameTaken { kind: "secret".into(), name: "pw".into() });
+    store.apply(secret("c1", SecretKind::Config, "pw")).expect("a config may share a secret's name");
+    let uses = |secret: &str| {
+        format!(
+            r#"{{"TaskTemplate":{{"ContainerSpec":{{"Image":"i","Secrets":[{{"SecretID":"{secret}","SecretName":"pw"}}]}}}}}}"#
+        )
+    };
+    let with = |id: &str, spec: String| C::CreateService {
+        id: id.into(),
+        name: id.into(),
+        owner: "alice".into(),
+        spec,
+        task_spec: "t".into(),
+        at: 2,
+    };
+    // A config's id is no secret's.
+    assert!(matches!(refusal(store.apply(with("s0", uses("c1")))), Refusal::SecretUnknown { .. }));
+    assert!(matches!(refusal(store.apply(with("s0", uses("nope")))), Refusal::SecretUnknown { .. }));
+    store.apply(with("s1", uses("x1"))).expect("a service using the secret");
+    let in_use = refusal(store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Secret }));
+    assert_eq!(in_use, Refusal::SecretInUse { kind: "secret".into(), name: "pw".into(), services: vec!["s1".into()] });
+    let wrong_kind = refusal(store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Config }));
+    assert!(matches!(wrong_kind, Refusal::SecretUnknown { .. }));
+    // Snapshots carry it; once no service uses it, it goes.
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_other, copy) = open();
+    copy.import(&mut snapshot.as_slice(), b"m").expect("import");
+    assert_eq!(copy.secret("x1").expect("read").map(|s| s.data), Some(b"sealed".to_vec()));
+    assert_eq!(copy.secrets(SecretKind::Config).expect("read").len(), 1);
+    store.apply(C::RemoveService { id: "s1".into(), at: 3 }).expect("remove the service");
+    store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Secret }).expect("remove the secret");
+    assert!(store.secret("x1").expect("read").is_none());
 }

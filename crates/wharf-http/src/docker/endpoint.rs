@@ -1,6 +1,8 @@
 //! The Docker Engine API paths Wharf answers, parsed into a closed enum before anything is
 //! handled: `/_ping`, and `/v1.NN/...` or unversioned paths of the swarm-mode calls.
 
+use wharf_store::SecretKind;
+
 /// A call of the Docker Engine API, by path (the method is checked by its handler).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DockerCall {
@@ -21,6 +23,11 @@ pub(crate) enum DockerCall {
     TaskLogs(String),
     Networks,
     Network(String),
+    /// `secrets` or `configs` (the kind), and what follows.
+    Secrets(SecretKind),
+    SecretCreate(SecretKind),
+    Secret(SecretKind, String),
+    SecretUpdate(SecretKind, String),
     Distribution(String),
     /// A Docker API path Wharf does not serve (containers, images, volumes, plugins...).
     Unsupported(String),
@@ -29,13 +36,11 @@ pub(crate) enum DockerCall {
 }
 
 /// The first segments of the Docker API's paths, besides those [`DockerCall`] names.
-const OTHER_FAMILIES: [&str; 14] = [
+const OTHER_FAMILIES: [&str; 12] = [
     "containers",
     "images",
     "volumes",
     "plugins",
-    "secrets",
-    "configs",
     "system",
     "events",
     "build",
@@ -82,6 +87,16 @@ impl DockerCall {
             ["tasks", id, "logs"] => DockerCall::TaskLogs((*id).to_owned()),
             ["networks"] => DockerCall::Networks,
             ["networks", id] => DockerCall::Network((*id).to_owned()),
+            [family @ ("secrets" | "configs"), rest @ ..] => {
+                let kind = if *family == "secrets" { SecretKind::Secret } else { SecretKind::Config };
+                match rest {
+                    [] => DockerCall::Secrets(kind),
+                    ["create"] => DockerCall::SecretCreate(kind),
+                    [id] => DockerCall::Secret(kind, (*id).to_owned()),
+                    [id, "update"] => DockerCall::SecretUpdate(kind, (*id).to_owned()),
+                    _ => DockerCall::Unsupported(rest.join("/")),
+                }
+            }
             ["distribution", image @ .., "json"] if !image.is_empty() => DockerCall::Distribution(image.join("/")),
             [first, ..] if versioned.is_some() || is_docker_family(first) => DockerCall::Unsupported(rest.to_owned()),
             _ => return None,
@@ -92,12 +107,25 @@ impl DockerCall {
 
 fn is_docker_family(first: &str) -> bool {
     OTHER_FAMILIES.contains(&first)
-        || matches!(first, "version" | "info" | "swarm" | "nodes" | "services" | "tasks" | "networks" | "distribution")
+        || matches!(
+            first,
+            "version"
+                | "info"
+                | "swarm"
+                | "nodes"
+                | "services"
+                | "tasks"
+                | "networks"
+                | "secrets"
+                | "configs"
+                | "distribution"
+        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::DockerCall::{self, *};
+    use wharf_store::SecretKind;
 
     fn s(v: &str) -> String {
         v.to_owned()
@@ -118,6 +146,9 @@ mod tests {
         );
         assert_eq!(DockerCall::parse("/v1.41/containers/json"), Some(Unsupported(s("containers/json"))));
         assert_eq!(DockerCall::parse("/volumes"), Some(Unsupported(s("volumes"))));
+        assert_eq!(DockerCall::parse("/v1.41/secrets/create"), Some(SecretCreate(SecretKind::Secret)));
+        assert_eq!(DockerCall::parse("/configs/c1"), Some(Secret(SecretKind::Config, s("c1"))));
+        assert_eq!(DockerCall::parse("/v1.41/secrets"), Some(Secrets(SecretKind::Secret)));
         assert_eq!(DockerCall::parse("/v1.50/info"), Some(BadVersion(s("1.50"))));
         assert_eq!(DockerCall::parse("/v1.12/info"), Some(BadVersion(s("1.12"))));
     }

@@ -113,12 +113,34 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
         (DockerCall::Network(id), Method::GET) => {
             Err(message_response(StatusCode::NOT_FOUND, &format!("network {id} not found")))
         }
+        (DockerCall::Secrets(kind), Method::GET) => {
+            let filters = filters(&query)?;
+            ok(&manager.list_secrets(&caller, kind, &filters).map_err(docker_error)?)
+        }
+        (DockerCall::SecretCreate(kind), Method::POST) => {
+            let spec: docker::SecretSpec = json_body(req).await?;
+            let created = manager.create_secret(&caller, kind, spec).await.map_err(docker_error)?;
+            typed(StatusCode::CREATED, &created)
+        }
+        (DockerCall::Secret(kind, id), Method::GET) => {
+            ok(&manager.inspect_secret(&caller, kind, &id).map_err(docker_error)?)
+        }
+        (DockerCall::Secret(kind, id), Method::DELETE) => {
+            manager.remove_secret(&caller, kind, &id).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (DockerCall::SecretUpdate(kind, _), Method::POST) => Err(message_response(
+            StatusCode::BAD_REQUEST,
+            &format!("a {} cannot be changed: create one under another name", kind.as_str()),
+        )),
         (DockerCall::Distribution(image), Method::GET) => distribution(app, &manager, &caller, &image).await,
         (DockerCall::ServiceLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Service(id), &query),
         (DockerCall::TaskLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Task(id), &query),
         (DockerCall::Unsupported(path), _) => Err(message_response(
             StatusCode::NOT_IMPLEMENTED,
-            &format!("/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task)"),
+            &format!(
+                "/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task, secret, config)"
+            ),
         )),
         (_, method) => Err(message_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))),
     }

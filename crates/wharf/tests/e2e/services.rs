@@ -476,14 +476,130 @@ fn images_of_another_registry(w: &Wharf, admin: &Path, tmp: &Path, engines: [&Do
 
 /// Whether a file under `dir` contains `needle`.
 fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else { return false };
-    entries.flatten().any(|entry| {
+    !files_holding(dir, needle).is_empty()
+}
+
+/// The files under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            return directory_holds(&path, needle);
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle)) {
+            found.push(path);
         }
-        std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-    })
+    }
+    found
+}
+
+/// A secret and a config reach the container of a task that uses them, as files with the
+/// owner and mode asked, from a tmpfs of its node only; the secret's value is in no file of
+/// either node's data directory, in no log line and in no answer; a secret in use cannot be
+/// removed, and its files go with the task.
+#[test]
+fn a_secret_reaches_only_the_tasks_that_use_it_and_is_never_stored_logged_or_shown_in_clear() {
+    require_docker();
+    let (e1, e2) = (Dockerd::start(), Dockerd::start());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("manager.log");
+    let extra = vec!["--docker-host".to_owned(), e1.host.clone(), "--heartbeat-ms".into(), "1000".into()];
+    let options = Options { tls: true, extra, log: Some((log.clone(), "debug".into())), ..Options::default() };
+    let w = Wharf::start_with(options);
+    let worker = join_worker(&w, tmp.path(), &e2);
+    let admin = bundle(&w, tmp.path(), "admin", ADMIN_PASSWORD);
+    wait_for(Duration::from_secs(60), "both nodes ready with their engines", || {
+        let out = ok(&admin, &["node", "ls", "--format", "{{.Status}} {{.EngineVersion}}"]);
+        (out.lines().filter(|l| l.starts_with("Ready ") && l.len() > "Ready ".len()).count() == 2).then_some(())
+    });
+    let image = format!("{}/admin/reader:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+
+    let value = format!("s3cret-{}-{}", std::process::id(), w.addr.port());
+    std::fs::write(tmp.path().join("pw.txt"), &value).expect("write");
+    std::fs::write(tmp.path().join("app.conf"), "color=blue\n").expect("write");
+    ok(&admin, &["secret", "create", "--label", "env=test", "pw", tmp.path().join("pw.txt").to_str().expect("path")]);
+    ok(&admin, &["config", "create", "app.conf", tmp.path().join("app.conf").to_str().expect("path")]);
+    let again = refused(&admin, &["secret", "create", "pw", tmp.path().join("pw.txt").to_str().expect("path")]);
+    assert!(again.contains("already exists"), "a second secret named pw: {again}");
+    assert!(ok(&admin, &["secret", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == "pw"));
+    let shown = ok(&admin, &["config", "inspect", "app.conf", "--format", "{{printf \"%s\" .Spec.Data}}"]);
+    assert_eq!(shown, "color=blue\n\n", "a config's data is shown");
+
+    // On the manager's node only: the worker runs no task using it.
+    let script = "busybox md5sum /run/secrets/db_pw; busybox ls -ln /run/secrets/db_pw; busybox cat /etc/app.conf; \
+                  busybox sleep 600";
+    let create = [
+        "service",
+        "create",
+        "--name",
+        "reader",
+        "--constraint",
+        "node.role==manager",
+        "--secret",
+        "source=pw,target=db_pw,uid=1000,gid=1000,mode=0400",
+        "--config",
+        "source=app.conf,target=/etc/app.conf",
+        &image,
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ];
+    ok(&admin, &create);
+    let digest = {
+        let out = Command::new("md5sum").stdin(std::fs::File::open(tmp.path().join("pw.txt")).expect("open")).output();
+        String::from_utf8_lossy(&out.expect("md5sum").stdout).split_whitespace().next().expect("a digest").to_owned()
+    };
+    let logs = wait_for(Duration::from_secs(60), "the task to print what it was given", || {
+        let out = docker(&admin, &["service", "logs", "--raw", "reader"]).output().expect("logs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("color=blue").then_some(text)
+    });
+    assert!(logs.contains(&format!("{digest}  /run/secrets/db_pw")), "the secret's value arrived: {logs}");
+    let listed = logs.lines().find(|l| l.starts_with('-') && l.ends_with("/run/secrets/db_pw")).expect("ls -ln");
+    let fields: Vec<&str> = listed.split_whitespace().collect();
+    assert_eq!((fields[0], fields[2], fields[3]), ("-r--------", "1000", "1000"), "owned and permitted as asked");
+
+    // Its files: on the manager's node's tmpfs, none on the worker's.
+    let shm = Path::new("/dev/shm/wharf-task-files");
+    let holding = files_holding(shm, value.as_bytes());
+    assert_eq!(holding.len(), 1, "one file holds the value: {holding:?}");
+    let node_of = |path: &Path| path.parent()?.parent()?.file_name().map(|n| n.to_string_lossy().into_owned());
+    assert_eq!(node_of(&holding[0]).as_deref(), Some("1"), "on node 1 (the manager): {holding:?}");
+    // Nowhere in clear: data directories (the state, the Raft log, snapshots), log lines,
+    // answers.
+    for dir in [w.data_dir.clone(), tmp.path().join("worker")] {
+        assert!(!directory_holds(&dir, value.as_bytes()), "{} holds the value", dir.display());
+    }
+    assert!(std::fs::metadata(&log).is_ok_and(|m| m.len() > 0), "the manager logged");
+    assert!(!directory_holds(&log, value.as_bytes()), "the manager logged the value");
+    let task = ok(&admin, &["service", "ps", "reader", "-q", "--no-trunc"]);
+    for answer in [
+        ok(&admin, &["secret", "inspect", "pw"]),
+        ok(&admin, &["secret", "ls"]),
+        ok(&admin, &["service", "inspect", "reader"]),
+        ok(&admin, &["inspect", "--type", "task", task.trim()]),
+    ] {
+        assert!(!answer.contains(&value), "an answer shows the value: {answer}");
+    }
+    assert!(ok(&admin, &["secret", "inspect", "pw"]).contains("\"env\": \"test\""), "its labels are shown");
+
+    // In use: not removed. Once its service is gone, its files go and it can be removed.
+    let in_use = refused(&admin, &["secret", "rm", "pw"]);
+    assert!(in_use.contains("is in use by the following service: reader"), "secret rm while in use: {in_use}");
+    ok(&admin, &["service", "rm", "reader"]);
+    wait_for(Duration::from_secs(60), "the task's files removed with it", || {
+        (files_holding(shm, value.as_bytes()).is_empty() && e1.containers(true).is_empty()).then_some(())
+    });
+    ok(&admin, &["secret", "rm", "pw"]);
+    ok(&admin, &["config", "rm", "app.conf"]);
+    assert_eq!(ok(&admin, &["secret", "ls", "-q"]).trim(), "");
+    let unknown = refused(&admin, &["service", "create", "--secret", "pw", &image, "busybox", "true"]);
+    assert!(unknown.contains("pw"), "a service using an unknown secret: {unknown}");
+    drop(worker);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
 
 /// One `wharf up` node whose tasks run on an engine of its own, ready; the administrator's
