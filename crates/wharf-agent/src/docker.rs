@@ -405,18 +405,20 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             init: c.init,
-            mounts: (!mounts.is_empty()).then(|| {
-                mounts
-                    .iter()
-                    .map(|(source, target)| Mount {
-                        target: Some(target.clone()),
-                        source: Some(source.clone()),
-                        typ: Some(MountType::BIND),
-                        read_only: Some(true),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
+            mounts: {
+                // The service's mounts as the engine takes them (the same JSON shape), then
+                // the secrets' and configs' files.
+                let given = c.mounts.iter().filter_map(|m| serde_json::to_value(m).ok());
+                let mut all: Vec<Mount> = given.filter_map(|m| serde_json::from_value(m).ok()).collect();
+                all.extend(mounts.iter().map(|(source, target)| Mount {
+                    target: Some(target.clone()),
+                    source: Some(source.clone()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                }));
+                (!all.is_empty()).then_some(all)
+            },
             ..Default::default()
         }),
         healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
@@ -457,6 +459,36 @@ mod tests {
         let sizes: Vec<usize> =
             lines_of(futures::stream::iter(long)).map(|l| l.expect("a line").1.len()).collect().await;
         assert_eq!(sizes, [CONSOLE_LINE, CONSOLE_LINE, 1], "output without newlines is cut");
+    }
+
+    #[test]
+    fn mounts_reach_the_engine_as_the_service_gives_them_then_the_tasks_files() {
+        let assignment: wharf_api::cluster::Assignment = serde_json::from_value(serde_json::json!({
+            "id": "t", "service_id": "s", "slot": 1, "desired": "running", "state": "assigned",
+            "blueprint": {"service_name": "s", "spec": {"ContainerSpec": {"Image": "i", "Mounts": [
+                {"Type": "volume", "Source": "data", "Target": "/data", "VolumeOptions": {"NoCopy": true}},
+                {"Type": "tmpfs", "Target": "/scratch", "TmpfsOptions": {"SizeBytes": 1048576}},
+                {"Type": "bind", "Source": "/srv", "Target": "/srv", "ReadOnly": true}
+            ]}}}
+        }))
+        .expect("assignment");
+        let request = RunRequest { cluster_id: "c".into(), node_id: 1, assignment, registry_token: None };
+        let files = [("/dev/shm/x/0".to_owned(), "/run/secrets/pw".to_owned())];
+        let mounts = container_body(&request, &files).host_config.and_then(|h| h.mounts).expect("mounts");
+        type Shown<'a> = (Option<MountType>, Option<&'a str>, Option<&'a str>, Option<bool>);
+        let shown: Vec<Shown<'_>> =
+            mounts.iter().map(|m| (m.typ, m.source.as_deref(), m.target.as_deref(), m.read_only)).collect();
+        assert_eq!(
+            shown,
+            [
+                (Some(MountType::VOLUME), Some("data"), Some("/data"), None),
+                (Some(MountType::TMPFS), None, Some("/scratch"), None),
+                (Some(MountType::BIND), Some("/srv"), Some("/srv"), Some(true)),
+                (Some(MountType::BIND), Some("/dev/shm/x/0"), Some("/run/secrets/pw"), Some(true)),
+            ]
+        );
+        assert_eq!(mounts[0].volume_options.as_ref().and_then(|v| v.no_copy), Some(true));
+        assert_eq!(mounts[1].tmpfs_options.as_ref().and_then(|t| t.size_bytes), Some(1_048_576));
     }
 
     #[test]

@@ -163,12 +163,38 @@ pub struct ContainerSpec {
     /// The service's health check (the image's when unset): a task runs only once healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// Volumes, bind mounts and tmpfs mounts (`--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
     /// Secrets given to the container as files (`--secret`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretReference>,
     /// Configs given to the container as files (`--config`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigReference>,
+}
+
+/// A mount of a task's container (`--mount type=volume|bind|tmpfs,...`), as the engine takes
+/// it: a named volume is created on the task's node by its engine when it does not exist yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountSpec {
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub consistency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<serde_json::Value>,
 }
 
 /// Where a secret or a config appears in a container: a file of that name (a relative one
@@ -699,8 +725,7 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String>
 
 /// The parts of a service spec Wharf does not carry out yet, by where they are in the spec
 /// and the flag that sets them: a spec that uses one is refused rather than run without it.
-const NOT_YET: [(&[&str], &str); 12] = [
-    (&["TaskTemplate", "ContainerSpec", "Mounts"], "--mount"),
+const NOT_YET: [(&[&str], &str); 11] = [
     (&["TaskTemplate", "ContainerSpec", "Privileges"], "--credential-spec"),
     (&["TaskTemplate", "ContainerSpec", "CapabilityAdd"], "--cap-add"),
     (&["TaskTemplate", "ContainerSpec", "CapabilityDrop"], "--cap-drop"),
@@ -817,10 +842,10 @@ mod tests {
         }));
         assert_eq!(unsupported_in_spec(&plain), None);
         let mounted =
-            spec(serde_json::json!({"ContainerSpec": {"Image": "a", "Mounts": [{"Type": "volume", "Target": "/d"}]}}));
+            spec(serde_json::json!({"ContainerSpec": {"Image": "a", "Sysctls": {"net.core.somaxconn": "1024"}}}));
         assert_eq!(
             unsupported_in_spec(&mounted).as_deref(),
-            Some("TaskTemplate.ContainerSpec.Mounts (--mount) is not supported by Wharf yet")
+            Some("TaskTemplate.ContainerSpec.Sysctls (--sysctl) is not supported by Wharf yet")
         );
         let networked = spec(serde_json::json!({"ContainerSpec": {"Image": "a"}, "Networks": [{"Target": "backend"}]}));
         assert!(unsupported_in_spec(&networked).is_some_and(|why| why.contains("--network")));

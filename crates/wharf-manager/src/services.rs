@@ -45,6 +45,7 @@ impl Manager {
     ) -> Result<docker::CreatedResponse, ClusterError> {
         let (spec, warnings) = check_spec(spec)?;
         self.check_references(caller, &spec.task_template)?;
+        check_mounts(caller, &spec.task_template.container_spec.mounts)?;
         let id = new_object_id();
         let command = OrchestrationCommand::CreateService {
             id: id.clone(),
@@ -72,6 +73,7 @@ impl Manager {
         let (id, _) = self.find_service(caller, id_or_name)?;
         let (spec, warnings) = check_spec(spec)?;
         self.check_references(caller, &spec.task_template)?;
+        check_mounts(caller, &spec.task_template.container_spec.mounts)?;
         let command = OrchestrationCommand::UpdateService {
             id: id.clone(),
             version,
@@ -355,6 +357,49 @@ fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
 }
 
 /// The refusals of the orchestration state, as a caller should see them.
+/// Checks a task's mounts: volumes (named or anonymous), bind mounts of an absolute path of
+/// the node (an administrator's alone until roles arrive: a bind mount is the node's root),
+/// tmpfs; each at its own absolute target.
+fn check_mounts(caller: &Caller, mounts: &[docker::MountSpec]) -> Result<(), ClusterError> {
+    let mut targets = std::collections::BTreeSet::new();
+    for mount in mounts {
+        let invalid =
+            |why: &str| ClusterError::Invalid(format!("invalid mount config for type {:?}: {why}", mount.kind));
+        if !mount.target.starts_with('/') {
+            return Err(invalid("its target must be an absolute path"));
+        }
+        if !targets.insert(mount.target.as_str()) {
+            return Err(invalid(&format!("duplicate mount point: {}", mount.target)));
+        }
+        match mount.kind.as_str() {
+            "volume" => {
+                if mount.source.contains('/') {
+                    return Err(invalid("a volume is named, not a path (use type=bind for a path)"));
+                }
+            }
+            "bind" => {
+                if !mount.source.starts_with('/') {
+                    return Err(invalid("its source must be an absolute path of the node"));
+                }
+                if !caller.admin {
+                    return Err(ClusterError::Forbidden(
+                        "bind mounts of a node's files need an administrator (until roles arrive)".into(),
+                    ));
+                }
+            }
+            "tmpfs" => {
+                if !mount.source.is_empty() {
+                    return Err(invalid("a tmpfs has no source"));
+                }
+            }
+            other => {
+                return Err(ClusterError::Invalid(format!("mounts of type {other:?} are not supported by Wharf yet")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The object `key` names among `all` (id, record): by id, by name, or by a prefix of one id
 /// alone, as Swarm looks objects up.
 pub(crate) fn find_one<'a, T>(all: &'a [(String, T)], key: &str, name: impl Fn(&T) -> &str) -> Option<&'a (String, T)> {
@@ -563,5 +608,38 @@ fn node_view(view: &NodeView, info: Option<&wharf_api::cluster::NodeInfo>) -> do
             },
             addr: view.record.addr.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_volumes_binds_of_absolute_paths_by_an_administrator_or_tmpfs_each_at_its_own_target() {
+        let caller = |admin| Caller { name: "u".into(), admin, origin: Origin::default() };
+        let mount = |kind: &str, source: &str, target: &str| docker::MountSpec {
+            kind: kind.into(),
+            source: source.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        let good = [mount("volume", "data", "/data"), mount("volume", "", "/anon"), mount("tmpfs", "", "/scratch")];
+        assert!(check_mounts(&caller(false), &good).is_ok());
+        let bind = [mount("bind", "/srv/site", "/site")];
+        assert!(check_mounts(&caller(true), &bind).is_ok());
+        assert!(matches!(check_mounts(&caller(false), &bind), Err(ClusterError::Forbidden(_))));
+        for bad in [
+            mount("bind", "relative", "/x"),
+            mount("volume", "/a/path", "/x"),
+            mount("tmpfs", "src", "/x"),
+            mount("volume", "data", "relative"),
+            mount("npipe", "", "/x"),
+        ] {
+            let refused = check_mounts(&caller(true), std::slice::from_ref(&bad));
+            assert!(matches!(refused, Err(ClusterError::Invalid(_))), "{bad:?}");
+        }
+        let twice = [mount("volume", "a", "/d"), mount("tmpfs", "", "/d")];
+        assert!(matches!(check_mounts(&caller(true), &twice), Err(ClusterError::Invalid(_))));
     }
 }

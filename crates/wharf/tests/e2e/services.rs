@@ -530,33 +530,20 @@ fn a_secret_reaches_only_the_tasks_that_use_it_and_is_never_stored_logged_or_sho
     // On the manager's node only: the worker runs no task using it.
     let script = "busybox md5sum /run/secrets/db_pw; busybox ls -ln /run/secrets/db_pw; busybox cat /etc/app.conf; \
                   busybox sleep 600";
-    let create = [
-        "service",
-        "create",
-        "--name",
-        "reader",
+    let uses = [
         "--constraint",
         "node.role==manager",
         "--secret",
         "source=pw,target=db_pw,uid=1000,gid=1000,mode=0400",
         "--config",
         "source=app.conf,target=/etc/app.conf",
-        &image,
-        "busybox",
-        "sh",
-        "-c",
-        script,
     ];
-    ok(&admin, &create);
+    shell_service(&admin, "reader", &uses, &image, script);
     let digest = {
         let out = Command::new("md5sum").stdin(std::fs::File::open(tmp.path().join("pw.txt")).expect("open")).output();
         String::from_utf8_lossy(&out.expect("md5sum").stdout).split_whitespace().next().expect("a digest").to_owned()
     };
-    let logs = wait_for(Duration::from_secs(60), "the task to print what it was given", || {
-        let out = docker(&admin, &["service", "logs", "--raw", "reader"]).output().expect("logs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains("color=blue").then_some(text)
-    });
+    let logs = logs_saying(&admin, "reader", "color=blue");
     assert!(logs.contains(&format!("{digest}  /run/secrets/db_pw")), "the secret's value arrived: {logs}");
     let listed = logs.lines().find(|l| l.starts_with('-') && l.ends_with("/run/secrets/db_pw")).expect("ls -ln");
     let fields: Vec<&str> = listed.split_whitespace().collect();
@@ -646,12 +633,26 @@ fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
         (failed && status("sick").contains("Exited")).then_some(())
     });
     // What Wharf does not carry out yet is refused, not ignored.
-    let mount = ["service", "create", "--name", "m", "--mount", "type=tmpfs,target=/data", image.as_str(), "busybox"];
-    let said = refused(&admin, &mount);
-    assert!(said.contains("(--mount) is not supported by Wharf yet"), "service create --mount: {said}");
+    let sysctl = ["service", "create", "--name", "m", "--sysctl", "net.core.somaxconn=1024", image.as_str(), "busybox"];
+    let said = refused(&admin, &sysctl);
+    assert!(said.contains("(--sysctl) is not supported by Wharf yet"), "service create --sysctl: {said}");
     ok(&admin, &["service", "rm", "fine", "sick"]);
     wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// `docker service create --name NAME FLAGS IMAGE busybox sh -c SCRIPT`, attached.
+fn shell_service(admin: &Path, name: &str, flags: &[&str], image: &str, script: &str) {
+    ok(admin, &[&["service", "create", "--name", name][..], flags, &[image, "busybox", "sh", "-c", script]].concat());
+}
+
+/// What `docker service logs --raw SERVICE` says, once it says `needle`.
+fn logs_saying(admin: &Path, service: &str, needle: &str) -> String {
+    wait_for(Duration::from_secs(60), &format!("{service} to say {needle}"), || {
+        let out = docker(admin, &["service", "logs", "--raw", service]).output().expect("logs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(needle).then_some(text)
+    })
 }
 
 /// The running containers of `service` on `engine`: (id, address on the engine's bridge).
@@ -820,6 +821,46 @@ fn an_update_whose_health_check_fails_rolls_back_by_itself_while_the_old_tasks_s
     });
     ok(&admin, &["service", "rm", "web"]);
     wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
+}
+
+/// A named volume (created on the task's node, kept when the task is replaced), a tmpfs and a
+/// read-only bind mount, with the usual `--mount` syntax.
+#[test]
+fn a_task_keeps_its_named_volume_across_replacements_and_gets_its_tmpfs_and_read_only_bind() {
+    require_docker();
+    let (engine, tmp, w, admin) = one_node();
+    let image = format!("{}/admin/mounts:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    std::fs::write(site.join("index.html"), "from the node\n").expect("write");
+    let bind = format!("type=bind,source={},target=/site,readonly", site.display());
+    let script = "echo run >> /data/runs; echo runs=$(busybox wc -l < /data/runs); busybox cat /site/index.html; \
+                  busybox grep -q ' /scratch tmpfs ' /proc/mounts && echo scratch=tmpfs; \
+                  (echo x > /site/written) 2>/dev/null || echo site=read-only; busybox sleep 600";
+    let mounts = [
+        "--mount",
+        "type=volume,source=keeper-data,target=/data",
+        "--mount",
+        "type=tmpfs,target=/scratch,tmpfs-size=1048576",
+        "--mount",
+        &bind,
+    ];
+    shell_service(&admin, "keeper", &mounts, &image, script);
+    let said = |runs: &str| logs_saying(&admin, "keeper", runs);
+    let first = said("runs=1");
+    for line in ["from the node", "scratch=tmpfs", "site=read-only"] {
+        assert!(first.contains(line), "{line:?} in {first}");
+    }
+    assert!(!site.join("written").exists(), "the bind mount is read-only");
+    let volumes = engine.docker(&["volume", "ls", "--format", "{{.Name}}"]).output().expect("volume ls");
+    assert!(String::from_utf8_lossy(&volumes.stdout).lines().any(|v| v == "keeper-data"), "made on the node");
+    // A new task (forced) finds what the first one wrote.
+    ok(&admin, &["service", "update", "-d", "--force", "keeper"]);
+    said("runs=2");
+    ok(&admin, &["service", "rm", "keeper"]);
+    wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
 
 /// `wharf ARGS` with the client configuration `config`, `input` on its standard input; its
