@@ -8,7 +8,8 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HealthConfig, HostConfig, Mount, MountType, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
@@ -16,7 +17,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use tokio::sync::Notify;
-use wharf_api::cluster::EngineReport;
+use wharf_api::cluster::{EngineReport, TaskNetwork};
 use wharf_api::logs::LogOptions;
 
 use crate::executor::{ContainerView, ExecError, Executor, LogLines, RunRequest, Started, labels};
@@ -28,6 +29,9 @@ pub struct DockerExecutor {
     /// starting together share one pull instead of each asking the registry (Swarm pulls once
     /// per task).
     pulls: std::sync::Mutex<HashMap<String, RecentPull>>,
+    /// Held while a cluster network is looked up and made on the engine (an engine of API
+    /// 1.41 would make two of one name for two tasks starting at once).
+    networks: tokio::sync::Mutex<()>,
 }
 
 /// A pull that started at `at`; its outcome is shared by every start within [`PULL_REUSE`].
@@ -58,7 +62,12 @@ impl DockerExecutor {
         let docker = docker.negotiate_version().await.map_err(engine)?;
         let changed = Arc::new(Notify::new());
         tokio::spawn(watch_events(docker.clone(), node_id, Arc::clone(&changed)));
-        Ok(DockerExecutor { docker, changed, pulls: std::sync::Mutex::default() })
+        Ok(DockerExecutor {
+            docker,
+            changed,
+            pulls: std::sync::Mutex::default(),
+            networks: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Pulls `image` once for every start that asks within [`PULL_REUSE`].
@@ -91,6 +100,39 @@ impl DockerExecutor {
 impl DockerExecutor {
     /// The host ports the engine bound for a container (a published port of 0 gets one of
     /// the engine's choosing).
+    /// Makes sure each cluster network of a task is on this engine: a bridge of its name,
+    /// labelled with the cluster and the network's id.
+    async fn ensure_networks(&self, cluster_id: &str, networks: &[TaskNetwork]) -> Result<(), ExecError> {
+        let _one_at_a_time = self.networks.lock().await;
+        for network in networks {
+            if let Ok(found) = self.docker.inspect_network(&network.name, None).await {
+                if found.labels.unwrap_or_default().get(labels::NETWORK) != Some(&network.id) {
+                    return Err(ExecError::Start(format!(
+                        "a network named {} that is not this cluster's exists on this node's engine",
+                        network.name
+                    )));
+                }
+                continue;
+            }
+            let labels = HashMap::from([
+                (labels::CLUSTER.to_owned(), cluster_id.to_owned()),
+                (labels::NETWORK.to_owned(), network.id.clone()),
+            ]);
+            let request = NetworkCreateRequest {
+                name: network.name.clone(),
+                driver: Some("bridge".into()),
+                internal: Some(network.internal),
+                labels: Some(labels),
+                ..Default::default()
+            };
+            self.docker
+                .create_network(request)
+                .await
+                .map_err(|e| ExecError::Start(format!("making network {} on this node: {e}", network.name)))?;
+        }
+        Ok(())
+    }
+
     /// The host ports a started container bound, and whether it has a health check.
     async fn started(&self, id: &str) -> (Vec<wharf_api::docker::PortConfig>, bool) {
         let Ok(inspect) = self.docker.inspect_container(id, None::<InspectContainerOptions>).await else {
@@ -207,10 +249,21 @@ impl Executor for DockerExecutor {
             let dir = crate::files::task_dir(&request.cluster_id, request.node_id, &request.assignment.id);
             crate::files::write(&dir, files).map_err(ExecError::Start)?
         };
+        let networks = &request.assignment.networks;
+        self.ensure_networks(&request.cluster_id, networks).await?;
         let body = container_body(request, &mounts);
         let options = CreateContainerOptions { name: Some(request.container_name()), ..Default::default() };
         let created =
             self.docker.create_container(Some(options), body).await.map_err(|e| ExecError::Start(e.to_string()))?;
+        // The first network is the container's own; it joins the others before it starts.
+        for network in networks.iter().skip(1) {
+            let endpoint = EndpointSettings { aliases: Some(network.aliases.clone()), ..Default::default() };
+            let connect = NetworkConnectRequest { container: created.id.clone(), endpoint_config: Some(endpoint) };
+            if let Err(e) = self.docker.connect_network(&network.name, connect).await {
+                let _ = self.remove(&created.id).await;
+                return Err(ExecError::Start(format!("joining network {}: {e}", network.name)));
+            }
+        }
         if let Err(e) = self.docker.start_container(&created.id, None::<StartContainerOptions>).await {
             let _ = self.remove(&created.id).await;
             return Err(ExecError::Start(e.to_string()));
@@ -258,6 +311,19 @@ impl Executor for DockerExecutor {
 
     async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    async fn prune_networks(&self, cluster_id: &str, in_use: &std::collections::BTreeSet<String>) {
+        let _one_at_a_time = self.networks.lock().await;
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{}={cluster_id}", labels::CLUSTER)])]);
+        let options = bollard::query_parameters::ListNetworksOptions { filters: Some(filters) };
+        let Ok(found) = self.docker.list_networks(Some(options)).await else { return };
+        for name in found.into_iter().filter_map(|n| n.name).filter(|n| !in_use.contains(n)) {
+            // One a container still uses (a task stopping) stays until the next pass.
+            if let Err(e) = self.docker.remove_network(&name).await {
+                tracing::debug!(network = name, error = %e, "a network no task uses stays for now");
+            }
+        }
     }
 }
 
@@ -397,6 +463,12 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
         user: non_blank(&c.user),
         hostname: non_blank(&c.hostname),
         tty: Some(c.tty),
+        networking_config: request.assignment.networks.first().map(|network| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.name.clone(),
+                EndpointSettings { aliases: Some(network.aliases.clone()), ..Default::default() },
+            )])),
+        }),
         stop_signal: non_blank(&c.stop_signal),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
@@ -405,6 +477,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             init: c.init,
+            network_mode: request.assignment.networks.first().map(|n| n.name.clone()),
             mounts: {
                 // The service's mounts as the engine takes them (the same JSON shape), then
                 // the secrets' and configs' files.

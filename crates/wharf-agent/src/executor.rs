@@ -16,6 +16,8 @@ pub mod labels {
     pub const SERVICE_NAME: &str = "wharf.service.name";
     pub const TASK: &str = "wharf.task.id";
     pub const SLOT: &str = "wharf.task.slot";
+    /// On a node's bridge made for a cluster network: the network's id.
+    pub const NETWORK: &str = "wharf.network.id";
 }
 
 /// A container the agent created, as the engine shows it now.
@@ -109,4 +111,7 @@ pub trait Executor: Send + Sync {
     /// Resolves when something may have changed on the engine (a container died), so the
     /// agent looks again before its next tick.
     async fn changed(&self);
+    /// Removes this cluster's networks on the engine that no task of the node uses now (by
+    /// name); one a container still uses stays.
+    async fn prune_networks(&self, _cluster_id: &str, _in_use: &std::collections::BTreeSet<String>) {}
 }

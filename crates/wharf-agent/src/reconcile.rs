@@ -180,6 +180,7 @@ mod tests {
             state: state.into(),
             registry_auth: None,
             files: Vec::new(),
+            networks: Vec::new(),
         }
     }
 

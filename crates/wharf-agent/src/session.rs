@@ -23,6 +23,8 @@ use crate::reconcile::{Action, plan};
 const POLL_WAIT: Duration = Duration::from_secs(25);
 /// How often the agent looks at its containers without being woken.
 const TICK: Duration = Duration::from_secs(5);
+/// How often the node's engine is rid of the cluster networks no task of the node uses.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// Makes a client of the managers at the given addresses over the node's mutual TLS, with a
 /// timeout above [`POLL_WAIT`] (`None` when it cannot be made now).
@@ -114,6 +116,7 @@ impl<E: Executor + 'static> TaskAgent<E> {
         let mut busy = BTreeSet::new();
         let mut sent: BTreeMap<String, String> = BTreeMap::new();
         let mut engine_failures = 0u32;
+        let mut last_prune = std::time::Instant::now();
         loop {
             let set = latest.borrow_and_update().clone();
             if let Some(set) = set {
@@ -142,6 +145,11 @@ impl<E: Executor + 'static> TaskAgent<E> {
                 });
                 let keep: BTreeSet<String> = running.map(|t| t.id.clone()).chain(busy.iter().cloned()).collect();
                 crate::files::keep_only(&set.cluster_id, self.config.node_id, &keep);
+                if last_prune.elapsed() >= PRUNE_EVERY {
+                    last_prune = std::time::Instant::now();
+                    let in_use = set.tasks.iter().flat_map(|t| t.networks.iter().map(|n| n.name.clone())).collect();
+                    self.executor.prune_networks(&set.cluster_id, &in_use).await;
+                }
             }
             tokio::select! {
                 _ = latest.changed() => {}

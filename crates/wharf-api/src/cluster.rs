@@ -341,6 +341,19 @@ pub struct Assignment {
     /// using one ever receives it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<TaskFile>,
+    /// The cluster networks its container joins, resolved by the manager.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<TaskNetwork>,
+}
+
+/// A cluster network as a node's engine makes it: a bridge of that name, labelled with the
+/// network's id, that the container joins under its aliases (the service's name first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    pub id: String,
+    pub name: String,
+    pub internal: bool,
+    pub aliases: Vec<String>,
 }
 
 /// A secret's or a config's data as a file in a task's container: at `target` (absolute),

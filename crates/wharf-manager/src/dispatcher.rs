@@ -74,6 +74,7 @@ impl Manager {
             } else {
                 Vec::new()
             };
+            let networks = self.task_networks(&blueprint.service_name, &blueprint.spec)?;
             tasks.push(Assignment {
                 id: task_id,
                 service_id: task.service_id,
@@ -83,6 +84,7 @@ impl Manager {
                 state: task.status.state.as_str().to_owned(),
                 registry_auth,
                 files,
+                networks,
             });
         }
         // Never 0, which an agent sends before its first answer.

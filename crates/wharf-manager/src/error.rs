@@ -42,6 +42,15 @@ impl From<Refusal> for ClusterError {
         match refusal {
             Refusal::NodeUnknown(_) => ClusterError::NotFound(refusal.to_string()),
             Refusal::LastManager => ClusterError::Conflict(refusal.to_string()),
+            // Swarm's words, which the CLI shows as they are.
+            Refusal::NameTaken { kind, name } => {
+                ClusterError::Conflict(format!("rpc error: code = AlreadyExists desc = {kind} {name} already exists"))
+            }
+            Refusal::ObjectUnknown { kind, id } => ClusterError::NotFound(format!("{kind} {id} not found")),
+            Refusal::InUse { kind, name, services } => ClusterError::Invalid(format!(
+                "rpc error: code = InvalidArgument desc = {kind} '{name}' is in use by the following service: {}",
+                services.join(", ")
+            )),
             other => ClusterError::Internal(format!("unexpected refusal: {other}")),
         }
     }

@@ -22,6 +22,7 @@ mod heartbeats;
 pub mod join_tokens;
 mod logs;
 mod membership;
+mod networks;
 pub mod orchestrator;
 mod secrets;
 mod services;

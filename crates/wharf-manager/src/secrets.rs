@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use wharf_api::cluster::TaskFile;
 use wharf_api::docker::{self, FileTarget, SecretObject, SecretSpec, TaskSpec};
-use wharf_store::{OrchestrationCommand, ProposerExt, Refusal, SecretKind, SecretRecord};
+use wharf_store::{OrchestrationCommand, ProposerExt, SecretKind, SecretRecord};
 
 use crate::control::new_object_id;
 use crate::services::Caller;
@@ -82,7 +82,7 @@ impl Manager {
             data,
             at: crate::now(),
         };
-        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(secret_error)?;
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(ClusterError::from)?;
         Ok(docker::CreatedResponse { id, warnings: Vec::new() })
     }
 
@@ -118,7 +118,7 @@ impl Manager {
     pub async fn remove_secret(&self, caller: &Caller, kind: SecretKind, id_or_name: &str) -> Result<(), ClusterError> {
         let (id, _) = self.find_secret(caller, kind, id_or_name)?;
         let command = OrchestrationCommand::RemoveSecret { id, kind };
-        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(secret_error)?;
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(ClusterError::from)?;
         Ok(())
     }
 
@@ -238,10 +238,7 @@ fn matches(id: &str, record: &SecretRecord, filters: &BTreeMap<String, Vec<Strin
         "id" => values.iter().any(|v| id.starts_with(v.as_str())),
         "name" => values.iter().any(|v| record.name.starts_with(v.as_str())),
         "names" => values.contains(&record.name),
-        "label" => values.iter().all(|v| match v.split_once('=') {
-            Some((k, val)) => record.labels.get(k).is_some_and(|l| l == val),
-            None => record.labels.contains_key(v.as_str()),
-        }),
+        "label" => crate::services::labels_match(&record.labels, values),
         _ => true,
     })
 }
@@ -261,23 +258,6 @@ fn view(id: &str, record: &SecretRecord) -> SecretObject {
             driver: None,
             templating: None,
         },
-    }
-}
-
-fn secret_error(e: wharf_store::ProposeError) -> ClusterError {
-    match e {
-        wharf_store::ProposeError::Refused(refusal) => match refusal {
-            Refusal::SecretNameTaken { kind, name } => {
-                ClusterError::Conflict(format!("rpc error: code = AlreadyExists desc = {kind} {name} already exists"))
-            }
-            Refusal::SecretUnknown { kind, id } => ClusterError::NotFound(format!("{kind} {id} not found")),
-            Refusal::SecretInUse { kind, name, services } => ClusterError::Invalid(format!(
-                "rpc error: code = InvalidArgument desc = {kind} '{name}' is in use by the following service: {}",
-                services.join(", ")
-            )),
-            other => other.into(),
-        },
-        other => other.into(),
     }
 }
 

@@ -45,6 +45,7 @@ impl Manager {
     ) -> Result<docker::CreatedResponse, ClusterError> {
         let (spec, warnings) = check_spec(spec)?;
         self.check_references(caller, &spec.task_template)?;
+        self.check_networks(caller, &spec.task_template)?;
         check_mounts(caller, &spec.task_template.container_spec.mounts)?;
         let id = new_object_id();
         let command = OrchestrationCommand::CreateService {
@@ -73,6 +74,7 @@ impl Manager {
         let (id, _) = self.find_service(caller, id_or_name)?;
         let (spec, warnings) = check_spec(spec)?;
         self.check_references(caller, &spec.task_template)?;
+        self.check_networks(caller, &spec.task_template)?;
         check_mounts(caller, &spec.task_template.container_spec.mounts)?;
         let command = OrchestrationCommand::UpdateService {
             id: id.clone(),
@@ -400,6 +402,14 @@ fn check_mounts(caller: &Caller, mounts: &[docker::MountSpec]) -> Result<(), Clu
     Ok(())
 }
 
+/// Whether `labels` has every `key` or `key=value` of a `label` filter.
+pub(crate) fn labels_match(labels: &BTreeMap<String, String>, wanted: &[String]) -> bool {
+    wanted.iter().all(|v| match v.split_once('=') {
+        Some((k, val)) => labels.get(k).is_some_and(|l| l == val),
+        None => labels.contains_key(v.as_str()),
+    })
+}
+
 /// The object `key` names among `all` (id, record): by id, by name, or by a prefix of one id
 /// alone, as Swarm looks objects up.
 pub(crate) fn find_one<'a, T>(all: &'a [(String, T)], key: &str, name: impl Fn(&T) -> &str) -> Option<&'a (String, T)> {
@@ -420,7 +430,7 @@ fn service_error(e: wharf_store::ProposeError) -> ClusterError {
                 "rpc error: code = Unknown desc = update out of sequence (the object is at version {current})"
             )),
             Refusal::Invalid(what) => ClusterError::Invalid(format!("invalid {what}")),
-            Refusal::SecretUnknown { kind, id } => ClusterError::Invalid(format!("{kind} {id} not found")),
+            Refusal::ObjectUnknown { kind, id } => ClusterError::Invalid(format!("{kind} {id} not found")),
             other => other.into(),
         },
         other => other.into(),
@@ -431,13 +441,7 @@ fn service_matches(id: &str, record: &ServiceRecord, filters: &BTreeMap<String, 
     filters.iter().all(|(key, values)| match key.as_str() {
         "id" => values.iter().any(|v| id.starts_with(v.as_str())),
         "name" => values.iter().any(|v| record.name.starts_with(v.as_str())),
-        "label" => {
-            let labels = parse_spec(record).map(|s| s.labels).unwrap_or_default();
-            values.iter().all(|v| match v.split_once('=') {
-                Some((k, want)) => labels.get(k).is_some_and(|have| have == want),
-                None => labels.contains_key(v),
-            })
-        }
+        "label" => labels_match(&parse_spec(record).map(|s| s.labels).unwrap_or_default(), values),
         "mode" => {
             let global = parse_spec(record).is_some_and(|s| s.mode.global.is_some());
             values.iter().any(|v| (v == "global") == global)

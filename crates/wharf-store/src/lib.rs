@@ -31,8 +31,8 @@ pub use command::{
 };
 pub use feed::{Changes, Domain};
 pub use orchestration::{
-    NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord, ServiceRecord, TaskRecord,
-    TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,
+    NetworkRecord, NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord, ServiceRecord,
+    TaskRecord, TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,
 };
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{

@@ -16,7 +16,8 @@ use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{
-    COUNTERS, NODE_DETAILS, NODE_TASKS, SECRETS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES, SERVICES, TASKS,
+    COUNTERS, NETWORKS, NODE_DETAILS, NODE_TASKS, SECRETS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES,
+    SERVICES, TASKS,
 };
 
 /// Swarm's task states, in the order a task moves through them (`api/types.proto`).
@@ -260,6 +261,20 @@ impl std::fmt::Debug for SecretRecord {
     }
 }
 
+/// A cluster network: on each node, a bridge of the node's engine that the node's tasks on it
+/// share (reaching each other by service name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub owner: String,
+    pub driver: String,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub version: u64,
+    pub created: u64,
+}
+
 /// What a node's agent reports of its engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeDescription {
@@ -349,6 +364,10 @@ pub enum OrchestrationCommand {
     },
     /// Removes a secret or a config; refused while a service's spec uses it.
     RemoveSecret { id: String, kind: SecretKind },
+    /// Records a network; refused when one has the name.
+    CreateNetwork { id: String, network: NetworkRecord },
+    /// Removes a network; refused while a service's spec uses it.
+    RemoveNetwork { id: String },
 }
 
 impl std::fmt::Display for OrchestrationCommand {
@@ -385,6 +404,8 @@ impl std::fmt::Display for OrchestrationCommand {
                 write!(f, "create-{} {name} ({id})", kind.as_str())
             }
             OrchestrationCommand::RemoveSecret { id, kind } => write!(f, "remove-{} {id}", kind.as_str()),
+            OrchestrationCommand::CreateNetwork { id, network } => write!(f, "create-network {} ({id})", network.name),
+            OrchestrationCommand::RemoveNetwork { id } => write!(f, "remove-network {id}"),
         }
     }
 }
@@ -487,6 +508,31 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             create_secret(txn, id, record)
         }
         C::RemoveSecret { id, kind } => remove_secret(txn, id, *kind),
+        C::CreateNetwork { id, network } => {
+            let mut networks = txn.open_table(NETWORKS)?;
+            for entry in networks.iter()? {
+                let (_, raw) = entry?;
+                if decode::<NetworkRecord>(raw.value())?.name == network.name {
+                    return Err(Refusal::NameTaken { kind: "network".into(), name: network.name.clone() }.into());
+                }
+            }
+            let mut network = network.clone();
+            network.version = next_version(txn)?;
+            networks.insert(id.as_str(), encode(&Stored::V1(network))?.as_slice())?;
+            Ok(Outcome::Done)
+        }
+        C::RemoveNetwork { id } => {
+            let unknown = || Refusal::ObjectUnknown { kind: "network".into(), id: id.clone() };
+            let raw = txn.open_table(NETWORKS)?.get(id.as_str())?.map(|v| v.value().to_vec()).ok_or_else(unknown)?;
+            let network: NetworkRecord = decode(&raw)?;
+            let users =
+                services_naming(txn, |spec| network_references(spec).iter().any(|r| *r == *id || *r == network.name))?;
+            if !users.is_empty() {
+                return Err(Refusal::InUse { kind: "network".into(), name: network.name, services: users }.into());
+            }
+            txn.open_table(NETWORKS)?.remove(id.as_str())?;
+            Ok(Outcome::Done)
+        }
         C::RollbackService { id, version, spec, task_spec, message, at } => {
             rollback_service(txn, id, *version, (spec, task_spec), message, *at)
         }
@@ -519,7 +565,7 @@ fn create_secret(txn: &WriteTransaction, id: &str, record: SecretRecord) -> Resu
         let (_, raw) = entry?;
         let other: SecretRecord = decode(raw.value())?;
         if other.kind == record.kind && other.name == record.name {
-            return Err(Refusal::SecretNameTaken { kind: record.kind.as_str().into(), name: record.name }.into());
+            return Err(Refusal::NameTaken { kind: record.kind.as_str().into(), name: record.name }.into());
         }
     }
     secrets.insert(id, encode(&Stored::V1(record))?.as_slice())?;
@@ -527,22 +573,15 @@ fn create_secret(txn: &WriteTransaction, id: &str, record: SecretRecord) -> Resu
 }
 
 fn remove_secret(txn: &WriteTransaction, id: &str, kind: SecretKind) -> Result<Outcome, StoreError> {
-    let unknown = || Refusal::SecretUnknown { kind: kind.as_str().into(), id: id.to_owned() };
+    let unknown = || Refusal::ObjectUnknown { kind: kind.as_str().into(), id: id.to_owned() };
     let raw = txn.open_table(SECRETS)?.get(id)?.map(|v| v.value().to_vec()).ok_or_else(unknown)?;
     let record: SecretRecord = decode(&raw)?;
     if record.kind != kind {
         return Err(unknown().into());
     }
-    let mut users = Vec::new();
-    for entry in txn.open_table(SERVICES)?.iter()? {
-        let (_, raw) = entry?;
-        let service: ServiceRecord = decode(raw.value())?;
-        if references(&service.spec, kind).iter().any(|r| r == id) {
-            users.push(service.name);
-        }
-    }
+    let users = services_naming(txn, |spec| references(spec, kind).iter().any(|r| r == id))?;
     if !users.is_empty() {
-        return Err(Refusal::SecretInUse { kind: kind.as_str().into(), name: record.name, services: users }.into());
+        return Err(Refusal::InUse { kind: kind.as_str().into(), name: record.name, services: users }.into());
     }
     txn.open_table(SECRETS)?.remove(id)?;
     Ok(Outcome::Done)
@@ -558,8 +597,43 @@ fn references(spec: &str, kind: SecretKind) -> Vec<String> {
     uses.iter().filter_map(|u| u.get(field)?.as_str().map(str::to_owned)).collect()
 }
 
-/// Refuses a service spec that names a secret or a config the state does not hold.
+/// The names of the services whose spec `uses`.
+fn services_naming(txn: &WriteTransaction, uses: impl Fn(&str) -> bool) -> Result<Vec<String>, StoreError> {
+    let mut users = Vec::new();
+    for entry in txn.open_table(SERVICES)?.iter()? {
+        let (_, raw) = entry?;
+        let service: ServiceRecord = decode(raw.value())?;
+        if uses(&service.spec) {
+            users.push(service.name);
+        }
+    }
+    Ok(users)
+}
+
+/// The networks (ids or names) a service spec attaches its tasks to: `TaskTemplate.Networks[].Target`.
+fn network_references(spec: &str) -> Vec<String> {
+    let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Vec::new() };
+    let uses = spec.get("TaskTemplate").and_then(|t| t.get("Networks")).and_then(serde_json::Value::as_array);
+    uses.map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|u| u.get("Target")?.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Refuses a service spec that names a secret, a config or a network the state does not hold.
 fn refuse_unknown_references(txn: &WriteTransaction, spec: &str) -> Result<(), StoreError> {
+    let networks = txn.open_table(NETWORKS)?;
+    for target in network_references(spec) {
+        let mut known = networks.get(target.as_str())?.is_some();
+        for entry in networks.iter()? {
+            let (_, raw) = entry?;
+            known |= decode::<NetworkRecord>(raw.value())?.name == target;
+        }
+        if !known {
+            return Err(Refusal::ObjectUnknown { kind: "network".into(), id: target }.into());
+        }
+    }
     let secrets = txn.open_table(SECRETS)?;
     for kind in [SecretKind::Secret, SecretKind::Config] {
         for id in references(spec, kind) {
@@ -568,7 +642,7 @@ fn refuse_unknown_references(txn: &WriteTransaction, spec: &str) -> Result<(), S
                 None => false,
             };
             if !known {
-                return Err(Refusal::SecretUnknown { kind: kind.as_str().into(), id }.into());
+                return Err(Refusal::ObjectUnknown { kind: kind.as_str().into(), id }.into());
             }
         }
     }
@@ -904,6 +978,18 @@ impl Store {
             if record.kind == kind {
                 out.push((id.value().to_owned(), record));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every network, by id.
+    pub fn networks(&self) -> Result<Vec<(String, NetworkRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NETWORKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (id, raw) = entry?;
+            out.push((id.value().to_owned(), decode(raw.value())?));
         }
         Ok(out)
     }

@@ -53,13 +53,13 @@ pub enum Refusal {
     VersionOutOfDate { current: u64 },
     #[error("invalid {0}")]
     Invalid(String),
-    // Secrets and configs (`orchestration.rs`).
+    // Secrets, configs and networks (`orchestration.rs`).
     #[error("{kind} {name} exists already")]
-    SecretNameTaken { kind: String, name: String },
+    NameTaken { kind: String, name: String },
     #[error("{kind} {id} is unknown")]
-    SecretUnknown { kind: String, id: String },
+    ObjectUnknown { kind: String, id: String },
     #[error("{kind} '{name}' is in use by the following services: {}", services.join(", "))]
-    SecretInUse { kind: String, name: String, services: Vec<String> },
+    InUse { kind: String, name: String, services: Vec<String> },
 }
 
 #[cfg(test)]

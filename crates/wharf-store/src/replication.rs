@@ -60,6 +60,7 @@ macro_rules! for_each_table {
         $m!(SERVICE_REGISTRY_AUTH, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_UPDATES, &str, &[u8], String, Vec<u8>);
         $m!(SECRETS, &str, &[u8], String, Vec<u8>);
+        $m!(NETWORKS, &str, &[u8], String, Vec<u8>);
         $m!(TASKS, &str, &[u8], String, Vec<u8>);
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
         $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
@@ -255,6 +256,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "SERVICE_REGISTRY_AUTH"
         | "SERVICE_UPDATES"
         | "SECRETS"
+        | "NETWORKS"
         | "TASKS"
         | "BUNDLES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
@@ -267,6 +269,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "SERVICE_REGISTRY_AUTH" => SERVICE_REGISTRY_AUTH,
                 "SERVICE_UPDATES" => SERVICE_UPDATES,
                 "SECRETS" => SECRETS,
+                "NETWORKS" => NETWORKS,
                 "TASKS" => TASKS,
                 "BUNDLES" => BUNDLES,
                 _ => REPO_SETTINGS,

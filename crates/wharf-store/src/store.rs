@@ -130,6 +130,7 @@ impl Store {
             txn.open_table(crate::tables::SERVICE_REGISTRY_AUTH)?;
             txn.open_table(crate::tables::SERVICE_UPDATES)?;
             txn.open_table(crate::tables::SECRETS)?;
+            txn.open_table(crate::tables::NETWORKS)?;
             txn.open_table(crate::tables::TASKS)?;
             txn.open_table(crate::tables::SERVICE_TASKS)?;
             txn.open_table(crate::tables::NODE_TASKS)?;

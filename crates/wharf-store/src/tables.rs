@@ -53,6 +53,8 @@ pub(crate) const SERVICE_REGISTRY_AUTH: TableDefinition<&str, &[u8]> = TableDefi
 pub(crate) const SERVICE_UPDATES: TableDefinition<&str, &[u8]> = TableDefinition::new("service_updates");
 /// secret or config id -> versioned [`crate::SecretRecord`] (a secret's data sealed).
 pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+/// network id -> versioned [`crate::NetworkRecord`].
+pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 /// task id -> versioned [`crate::TaskRecord`].
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 /// (service id, task id) -> (): a service's tasks.

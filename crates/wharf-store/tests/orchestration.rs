@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use wharf_store::{
-    ClusterCommand, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, SecretKind, Store, StoreError,
-    TaskReport, TaskState, UpdateState,
+    ClusterCommand, NetworkRecord, NewTask, NodeDescription, OrchestrationCommand as C, Refusal, SecretKind, Store,
+    StoreError, TaskReport, TaskState, UpdateState,
 };
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -29,6 +29,11 @@ fn create(id: &str, name: &str) -> C {
         task_spec: "t".into(),
         at: 1,
     }
+}
+
+/// The creation of service `id` (named so too) with `spec`.
+fn service_with(id: &str, spec: String) -> C {
+    C::CreateService { id: id.into(), name: id.into(), owner: "alice".into(), spec, task_spec: "t".into(), at: 2 }
 }
 
 fn service(store: &Store, id: &str, name: &str) {
@@ -277,29 +282,21 @@ fn a_secret_in_use_stays_and_a_service_cannot_use_one_the_state_does_not_hold() 
     };
     store.apply(secret("x1", SecretKind::Secret, "pw")).expect("create");
     let taken = refusal(store.apply(secret("x2", SecretKind::Secret, "pw")));
-    assert_eq!(taken, Refusal::SecretNameTaken { kind: "secret".into(), name: "pw".into() });
+    assert_eq!(taken, Refusal::NameTaken { kind: "secret".into(), name: "pw".into() });
     store.apply(secret("c1", SecretKind::Config, "pw")).expect("a config may share a secret's name");
     let uses = |secret: &str| {
         format!(
             r#"{{"TaskTemplate":{{"ContainerSpec":{{"Image":"i","Secrets":[{{"SecretID":"{secret}","SecretName":"pw"}}]}}}}}}"#
         )
     };
-    let with = |id: &str, spec: String| C::CreateService {
-        id: id.into(),
-        name: id.into(),
-        owner: "alice".into(),
-        spec,
-        task_spec: "t".into(),
-        at: 2,
-    };
     // A config's id is no secret's.
-    assert!(matches!(refusal(store.apply(with("s0", uses("c1")))), Refusal::SecretUnknown { .. }));
-    assert!(matches!(refusal(store.apply(with("s0", uses("nope")))), Refusal::SecretUnknown { .. }));
-    store.apply(with("s1", uses("x1"))).expect("a service using the secret");
+    assert!(matches!(refusal(store.apply(service_with("s0", uses("c1")))), Refusal::ObjectUnknown { .. }));
+    assert!(matches!(refusal(store.apply(service_with("s0", uses("nope")))), Refusal::ObjectUnknown { .. }));
+    store.apply(service_with("s1", uses("x1"))).expect("a service using the secret");
     let in_use = refusal(store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Secret }));
-    assert_eq!(in_use, Refusal::SecretInUse { kind: "secret".into(), name: "pw".into(), services: vec!["s1".into()] });
+    assert_eq!(in_use, Refusal::InUse { kind: "secret".into(), name: "pw".into(), services: vec!["s1".into()] });
     let wrong_kind = refusal(store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Config }));
-    assert!(matches!(wrong_kind, Refusal::SecretUnknown { .. }));
+    assert!(matches!(wrong_kind, Refusal::ObjectUnknown { .. }));
     // Snapshots carry it; once no service uses it, it goes.
     let mut snapshot = Vec::new();
     store.export(&mut snapshot).expect("export");
@@ -310,4 +307,36 @@ fn a_secret_in_use_stays_and_a_service_cannot_use_one_the_state_does_not_hold() 
     store.apply(C::RemoveService { id: "s1".into(), at: 3 }).expect("remove the service");
     store.apply(C::RemoveSecret { id: "x1".into(), kind: SecretKind::Secret }).expect("remove the secret");
     assert!(store.secret("x1").expect("read").is_none());
+}
+
+#[test]
+fn a_network_in_use_stays_and_a_service_joins_only_networks_the_state_holds_by_id_or_name() {
+    let (_dir, store) = open();
+    let network = |name: &str| NetworkRecord {
+        name: name.into(),
+        owner: "alice".into(),
+        driver: "overlay".into(),
+        internal: false,
+        attachable: false,
+        labels: BTreeMap::new(),
+        version: 0,
+        created: 1,
+    };
+    store.apply(C::CreateNetwork { id: "n1".into(), network: network("backend") }).expect("create");
+    let taken = refusal(store.apply(C::CreateNetwork { id: "n2".into(), network: network("backend") }));
+    assert_eq!(taken, Refusal::NameTaken { kind: "network".into(), name: "backend".into() });
+    let joins = |target: &str| format!(r#"{{"TaskTemplate":{{"Networks":[{{"Target":"{target}"}}]}}}}"#);
+    assert!(matches!(refusal(store.apply(service_with("s0", joins("frontend")))), Refusal::ObjectUnknown { .. }));
+    store.apply(service_with("s1", joins("n1"))).expect("by id");
+    store.apply(service_with("s2", joins("backend"))).expect("by name");
+    let in_use = refusal(store.apply(C::RemoveNetwork { id: "n1".into() }));
+    assert_eq!(
+        in_use,
+        Refusal::InUse { kind: "network".into(), name: "backend".into(), services: vec!["s1".into(), "s2".into()] }
+    );
+    for id in ["s1", "s2"] {
+        store.apply(C::RemoveService { id: id.into(), at: 3 }).expect("remove the service");
+    }
+    store.apply(C::RemoveNetwork { id: "n1".into() }).expect("remove the network");
+    assert!(store.networks().expect("read").is_empty());
 }

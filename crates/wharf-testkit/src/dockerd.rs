@@ -2,6 +2,12 @@
 //! (its own data root, exec root, pidfile, socket and bridge; no iptables, so published ports
 //! go through docker-proxy and answer on 127.0.0.1). Stopped by its PID and its bridge
 //! deleted when dropped.
+//!
+//! An engine without iptables adds no rule letting containers on one of its networks talk
+//! (an engine with iptables adds one per bridge), and the machine's default engine set the
+//! `FORWARD` policy to `DROP` for bridged traffic too: [`Dockerd::start`] makes sure one rule
+//! accepts traffic that stays on one bridge (`physdev --physdev-is-bridged`), which a default
+//! engine allows anyway between the containers of a network.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,6 +37,14 @@ impl Dockerd {
         require("dockerd");
         require("docker");
         require("ip");
+        require("iptables");
+        let rule = ["FORWARD", "-m", "physdev", "--physdev-is-bridged", "-j", "ACCEPT"];
+        let iptables = |op: &str| {
+            let status =
+                Command::new("iptables").arg(op).args(rule).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            status.is_ok_and(|s| s.success())
+        };
+        assert!(iptables("-C") || iptables("-I"), "accepting bridged traffic with iptables failed (needs root)");
         let dir = tempfile::Builder::new().prefix("wharf-dockerd").tempdir().expect("tempdir");
         // Bridge `wharfbrN` owns 10.213.N.0/24: creating the link is the lock on N, so engines
         // of parallel tests (and bridges a killed test left) never share a subnet.

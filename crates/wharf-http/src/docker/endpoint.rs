@@ -22,6 +22,7 @@ pub(crate) enum DockerCall {
     Task(String),
     TaskLogs(String),
     Networks,
+    NetworkCreate,
     Network(String),
     /// `secrets` or `configs` (the kind), and what follows.
     Secrets(SecretKind),
@@ -86,6 +87,7 @@ impl DockerCall {
             ["tasks", id] => DockerCall::Task((*id).to_owned()),
             ["tasks", id, "logs"] => DockerCall::TaskLogs((*id).to_owned()),
             ["networks"] => DockerCall::Networks,
+            ["networks", "create"] => DockerCall::NetworkCreate,
             ["networks", id] => DockerCall::Network((*id).to_owned()),
             [family @ ("secrets" | "configs"), rest @ ..] => {
                 let kind = if *family == "secrets" { SecretKind::Secret } else { SecretKind::Config };

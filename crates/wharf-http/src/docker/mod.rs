@@ -109,9 +109,19 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
             ok(&manager.list_tasks(&caller, &filters).map_err(docker_error)?)
         }
         (DockerCall::Task(id), Method::GET) => ok(&manager.inspect_task(&caller, &id).map_err(docker_error)?),
-        (DockerCall::Networks, Method::GET) => ok(&Vec::<docker::Empty>::new()),
-        (DockerCall::Network(id), Method::GET) => {
-            Err(message_response(StatusCode::NOT_FOUND, &format!("network {id} not found")))
+        (DockerCall::Networks, Method::GET) => {
+            let filters = filters(&query)?;
+            ok(&manager.list_networks(&caller, &filters).map_err(docker_error)?)
+        }
+        (DockerCall::NetworkCreate, Method::POST) => {
+            let request: docker::NetworkCreate = json_body(req).await?;
+            let created = manager.create_network(&caller, request).await.map_err(docker_error)?;
+            typed(StatusCode::CREATED, &created)
+        }
+        (DockerCall::Network(id), Method::GET) => ok(&manager.inspect_network(&caller, &id).map_err(docker_error)?),
+        (DockerCall::Network(id), Method::DELETE) => {
+            manager.remove_network(&caller, &id).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::NO_CONTENT))
         }
         (DockerCall::Secrets(kind), Method::GET) => {
             let filters = filters(&query)?;
@@ -139,7 +149,7 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
         (DockerCall::Unsupported(path), _) => Err(message_response(
             StatusCode::NOT_IMPLEMENTED,
             &format!(
-                "/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task, secret, config)"
+                "/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task, secret, config, network)"
             ),
         )),
         (_, method) => Err(message_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))),

@@ -646,13 +646,19 @@ fn shell_service(admin: &Path, name: &str, flags: &[&str], image: &str, script: 
     ok(admin, &[&["service", "create", "--name", name][..], flags, &[image, "busybox", "sh", "-c", script]].concat());
 }
 
-/// What `docker service logs --raw SERVICE` says, once it says `needle`.
+/// What `docker service logs --raw SERVICE` says, once it says `needle` (within a minute).
 fn logs_saying(admin: &Path, service: &str, needle: &str) -> String {
-    wait_for(Duration::from_secs(60), &format!("{service} to say {needle}"), || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let out = docker(admin, &["service", "logs", "--raw", service]).output().expect("logs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains(needle).then_some(text)
-    })
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        if text.contains(needle) {
+            return text;
+        }
+        let tasks = ok(admin, &["service", "ps", service, "--no-trunc"]);
+        assert!(std::time::Instant::now() < deadline, "{service} never said {needle}: {text}\n{tasks}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The running containers of `service` on `engine`: (id, address on the engine's bridge).
@@ -860,6 +866,44 @@ fn a_task_keeps_its_named_volume_across_replacements_and_gets_its_tmpfs_and_read
     said("runs=2");
     ok(&admin, &["service", "rm", "keeper"]);
     wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// A cluster network: the tasks of two services on it reach each other by service name on a
+/// node, through a bridge the node's agent makes on its engine and removes once unused; a
+/// network in use cannot be removed, and what a bridge per node cannot honour is refused.
+#[test]
+fn services_on_a_cluster_network_reach_each_other_by_name() {
+    require_docker();
+    let (engine, tmp, w, admin) = one_node();
+    let image = format!("{}/admin/net:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+    let bridge = refused(&admin, &["network", "create", "backend"]);
+    assert!(bridge.contains("-d overlay"), "a bridge network: {bridge}");
+    let subnet = refused(&admin, &["network", "create", "-d", "overlay", "--subnet", "10.9.0.0/24", "backend"]);
+    assert!(subnet.contains("not supported by Wharf yet"), "a subnet: {subnet}");
+    ok(&admin, &["network", "create", "-d", "overlay", "backend"]);
+    let listed = ok(&admin, &["network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"]);
+    assert!(listed.lines().any(|l| l == "backend overlay swarm"), "network ls: {listed}");
+
+    let db = "busybox mkdir -p /www && echo hello-from-db > /www/index.html && busybox httpd -f -p 80 -h /www";
+    shell_service(&admin, "db", &["--network", "backend"], &image, db);
+    let client = "until busybox wget -q -O- http://db/; do busybox sleep 1; done; busybox sleep 600";
+    shell_service(&admin, "client", &["--network", "backend"], &image, client);
+    logs_saying(&admin, "client", "hello-from-db");
+    let on_engine = engine.docker(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).output().expect("ls");
+    assert!(String::from_utf8_lossy(&on_engine.stdout).lines().any(|l| l == "backend bridge"), "a bridge on the node");
+
+    let in_use = refused(&admin, &["network", "rm", "backend"]);
+    assert!(in_use.contains("is in use by the following service"), "network rm while in use: {in_use}");
+    ok(&admin, &["service", "rm", "db", "client"]);
+    wait_for(Duration::from_secs(60), "the containers and the node's bridge removed", || {
+        let out = engine.docker(&["network", "ls", "--format", "{{.Name}}"]).output().expect("ls");
+        let gone = !String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "backend");
+        (gone && engine.containers(true).is_empty()).then_some(())
+    });
+    ok(&admin, &["network", "rm", "backend"]);
+    assert!(!ok(&admin, &["network", "ls", "-q"]).contains(|c: char| c.is_alphanumeric()), "no network left");
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
 
