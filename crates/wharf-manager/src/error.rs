@@ -47,6 +47,9 @@ impl From<Refusal> for ClusterError {
                 ClusterError::Conflict(format!("rpc error: code = AlreadyExists desc = {kind} {name} already exists"))
             }
             Refusal::ObjectUnknown { kind, id } => ClusterError::NotFound(format!("{kind} {id} not found")),
+            Refusal::VersionOutOfDate { current } => ClusterError::Invalid(format!(
+                "rpc error: code = Unknown desc = update out of sequence (the object is at version {current})"
+            )),
             Refusal::InUse { kind, name, services } => ClusterError::Invalid(format!(
                 "rpc error: code = InvalidArgument desc = {kind} '{name}' is in use by the following service: {}",
                 services.join(", ")

@@ -114,6 +114,36 @@ impl Manager {
         Ok(view(&id, &record))
     }
 
+    /// `POST /secrets/{id}/update?version=N` (and configs): only the labels change, as in
+    /// Swarm; the same name and data may come with them (`docker stack deploy` sends them).
+    pub async fn update_secret(
+        &self,
+        caller: &Caller,
+        kind: SecretKind,
+        id_or_name: &str,
+        version: u64,
+        spec: SecretSpec,
+    ) -> Result<(), ClusterError> {
+        let (id, record) = self.find_secret(caller, kind, id_or_name)?;
+        let same_data = match (&spec.data, kind) {
+            (None, _) => true,
+            (Some(data), SecretKind::Config) => *data == record.data,
+            (Some(data), SecretKind::Secret) => {
+                let stored = self.ca.secrets().open(&purpose(&id), &record.data).unwrap_or_default();
+                stored.len() == data.len() && stored.iter().zip(data).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            }
+        };
+        if spec.name != record.name || !same_data {
+            return Err(ClusterError::Invalid(
+                "rpc error: code = InvalidArgument desc = only updates to Labels are allowed".into(),
+            ));
+        }
+        let command =
+            OrchestrationCommand::SetSecretLabels { id, kind, version, labels: spec.labels, at: crate::now() };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(ClusterError::from)?;
+        Ok(())
+    }
+
     /// `DELETE /secrets/{id}`, `DELETE /configs/{id}`: refused while a service uses it.
     pub async fn remove_secret(&self, caller: &Caller, kind: SecretKind, id_or_name: &str) -> Result<(), ClusterError> {
         let (id, _) = self.find_secret(caller, kind, id_or_name)?;

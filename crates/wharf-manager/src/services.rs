@@ -464,6 +464,8 @@ fn task_matches(
         "desired-state" => values.iter().any(|v| v == task.desired.as_str()),
         "name" => values.iter().any(|v| task_name(service, task).starts_with(v.as_str())),
         "_up-to-date" => task.spec_version == service.spec_version,
+        // A task has its service's labels (`docker stack ps` asks by the stack's).
+        "label" => labels_match(&parse_spec(service).map(|s| s.labels).unwrap_or_default(), values),
         _ => true,
     })
 }

@@ -364,6 +364,9 @@ pub enum OrchestrationCommand {
     },
     /// Removes a secret or a config; refused while a service's spec uses it.
     RemoveSecret { id: String, kind: SecretKind },
+    /// Replaces the labels of a secret or a config (nothing else of one changes); refused
+    /// unless `version` is its current one.
+    SetSecretLabels { id: String, kind: SecretKind, version: u64, labels: BTreeMap<String, String>, at: u64 },
     /// Records a network; refused when one has the name.
     CreateNetwork { id: String, network: NetworkRecord },
     /// Removes a network; refused while a service's spec uses it.
@@ -404,6 +407,7 @@ impl std::fmt::Display for OrchestrationCommand {
                 write!(f, "create-{} {name} ({id})", kind.as_str())
             }
             OrchestrationCommand::RemoveSecret { id, kind } => write!(f, "remove-{} {id}", kind.as_str()),
+            OrchestrationCommand::SetSecretLabels { id, kind, .. } => write!(f, "set-{}-labels {id}", kind.as_str()),
             OrchestrationCommand::CreateNetwork { id, network } => write!(f, "create-network {} ({id})", network.name),
             OrchestrationCommand::RemoveNetwork { id } => write!(f, "remove-network {id}"),
         }
@@ -508,6 +512,22 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             create_secret(txn, id, record)
         }
         C::RemoveSecret { id, kind } => remove_secret(txn, id, *kind),
+        C::SetSecretLabels { id, kind, version, labels, at } => {
+            let unknown = || Refusal::ObjectUnknown { kind: kind.as_str().into(), id: id.clone() };
+            let raw = txn.open_table(SECRETS)?.get(id.as_str())?.map(|v| v.value().to_vec()).ok_or_else(unknown)?;
+            let mut record: SecretRecord = decode(&raw)?;
+            if record.kind != *kind {
+                return Err(unknown().into());
+            }
+            if record.version != *version {
+                return Err(Refusal::VersionOutOfDate { current: record.version }.into());
+            }
+            record.labels = labels.clone();
+            record.version = next_version(txn)?;
+            record.updated = *at;
+            txn.open_table(SECRETS)?.insert(id.as_str(), encode(&Stored::V1(record))?.as_slice())?;
+            Ok(Outcome::Done)
+        }
         C::CreateNetwork { id, network } => {
             let mut networks = txn.open_table(NETWORKS)?;
             for entry in networks.iter()? {

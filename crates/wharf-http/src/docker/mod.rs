@@ -139,10 +139,13 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
             manager.remove_secret(&caller, kind, &id).await.map_err(docker_error)?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        (DockerCall::SecretUpdate(kind, _), Method::POST) => Err(message_response(
-            StatusCode::BAD_REQUEST,
-            &format!("a {} cannot be changed: create one under another name", kind.as_str()),
-        )),
+        (DockerCall::SecretUpdate(kind, id), Method::POST) => {
+            let version = query_u64(&query, "version")?
+                .ok_or_else(|| message_response(StatusCode::BAD_REQUEST, "the version query parameter is required"))?;
+            let spec: docker::SecretSpec = json_body(req).await?;
+            manager.update_secret(&caller, kind, &id, version, spec).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
         (DockerCall::Distribution(image), Method::GET) => distribution(app, &manager, &caller, &image).await,
         (DockerCall::ServiceLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Service(id), &query),
         (DockerCall::TaskLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Task(id), &query),

@@ -539,10 +539,7 @@ fn a_secret_reaches_only_the_tasks_that_use_it_and_is_never_stored_logged_or_sho
         "source=app.conf,target=/etc/app.conf",
     ];
     shell_service(&admin, "reader", &uses, &image, script);
-    let digest = {
-        let out = Command::new("md5sum").stdin(std::fs::File::open(tmp.path().join("pw.txt")).expect("open")).output();
-        String::from_utf8_lossy(&out.expect("md5sum").stdout).split_whitespace().next().expect("a digest").to_owned()
-    };
+    let digest = md5_of(&tmp.path().join("pw.txt"));
     let logs = logs_saying(&admin, "reader", "color=blue");
     assert!(logs.contains(&format!("{digest}  /run/secrets/db_pw")), "the secret's value arrived: {logs}");
     let listed = logs.lines().find(|l| l.starts_with('-') && l.ends_with("/run/secrets/db_pw")).expect("ls -ln");
@@ -639,6 +636,12 @@ fn a_task_runs_once_its_health_check_passes_and_fails_when_it_does_not() {
     ok(&admin, &["service", "rm", "fine", "sick"]);
     wait_for(Duration::from_secs(60), "the containers removed", || engine.containers(true).is_empty().then_some(()));
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// The MD5 digest of a file, in hex, as `md5sum` prints it.
+fn md5_of(path: &Path) -> String {
+    let out = Command::new("md5sum").arg(path).output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("a digest").to_owned()
 }
 
 /// `docker service create --name NAME FLAGS IMAGE busybox sh -c SCRIPT`, attached.
@@ -904,6 +907,97 @@ fn services_on_a_cluster_network_reach_each_other_by_name() {
     });
     ok(&admin, &["network", "rm", "backend"]);
     assert!(!ok(&admin, &["network", "ls", "-q"]).contains(|c: char| c.is_alphanumeric()), "no network left");
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// A compose file with a web service, a cache it reaches by name, a secret, a config and a
+/// volume: `docker stack deploy` makes them all (labelled with the stack), `stack ls`,
+/// `services` and `ps` show them, a second deploy of a changed file replaces only what changed,
+/// and `stack rm` removes every part.
+#[test]
+fn a_stack_deploys_updates_only_what_changed_and_is_removed_with_the_docker_cli() {
+    require_docker();
+    let (engine, tmp, w, admin) = one_node();
+    let image = format!("{}/admin/stack:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+    let dir = tmp.path().join("stack");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("pw.txt"), "stack-s3cret").expect("write");
+    std::fs::write(dir.join("app.conf"), "greeting=hello\n").expect("write");
+    // (`$$`: compose's escape of a `$` it should not interpolate.)
+    let compose = |color: &str| {
+        let web = "until got=$$(busybox wget -q -O- http://cache/); do busybox sleep 1; done; \
+                   echo got=$$got color=$$COLOR; busybox md5sum /run/secrets/pw; \
+                   busybox cat /etc/app.conf; busybox sleep 600";
+        let cache = "echo cache-up > /data/index.html && busybox httpd -f -p 80 -h /data";
+        format!(
+            r#"version: "3.8"
+services:
+  web:
+    image: {image}
+    command: ["busybox", "sh", "-c", "{web}"]
+    environment:
+      COLOR: {color}
+    secrets: [pw]
+    configs:
+      - source: conf
+        target: /etc/app.conf
+  cache:
+    image: {image}
+    command: ["busybox", "sh", "-c", "{cache}"]
+    volumes: ["data:/data"]
+volumes:
+  data: {{}}
+secrets:
+  pw:
+    file: {pw}
+configs:
+  conf:
+    file: {conf}
+"#,
+            pw = dir.join("pw.txt").display(),
+            conf = dir.join("app.conf").display(),
+        )
+    };
+    let file = dir.join("compose.yml");
+    std::fs::write(&file, compose("blue")).expect("write");
+    let deploy = ["stack", "deploy", "--detach", "-c", file.to_str().expect("path"), "app"];
+    ok(&admin, &deploy);
+    let said = logs_saying(&admin, "app_web", "got=cache-up color=blue");
+    let digest = md5_of(&dir.join("pw.txt"));
+    assert!(said.contains(&digest) && said.contains("greeting=hello"), "the secret and the config: {said}");
+    let stacks = ok(&admin, &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]);
+    assert!(stacks.lines().any(|l| l == "app 2"), "stack ls: {stacks}");
+    let services = ok(&admin, &["stack", "services", "app", "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = services.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["app_cache", "app_web"]);
+    let ps = ok(&admin, &["stack", "ps", "app", "--format", "{{.Name}} {{.CurrentState}}"]);
+    assert!(ps.lines().filter(|l| l.contains(" Running")).count() == 2, "stack ps: {ps}");
+    let labelled = |kind: &str| ok(&admin, &[kind, "ls", "--filter", "label=com.docker.stack.namespace=app", "-q"]);
+    for kind in ["network", "secret", "config"] {
+        assert_eq!(labelled(kind).lines().count(), 1, "the stack's {kind}");
+    }
+    let volumes = engine.docker(&["volume", "ls", "--format", "{{.Name}}"]).output().expect("volume ls");
+    assert!(String::from_utf8_lossy(&volumes.stdout).lines().any(|v| v == "app_data"), "the stack's volume");
+
+    // A changed file: the web service's tasks are replaced, the cache's are not.
+    let running = |service: &str| ok(&admin, &["service", "ps", service, "-q", "--filter", "desired-state=running"]);
+    let (web_before, cache_before) = (running("app_web"), running("app_cache"));
+    std::fs::write(&file, compose("green")).expect("write");
+    ok(&admin, &deploy);
+    logs_saying(&admin, "app_web", "got=cache-up color=green");
+    wait_for(Duration::from_secs(60), "the old web task replaced", || {
+        let now = running("app_web");
+        (now.lines().count() == 1 && now != web_before).then_some(())
+    });
+    assert_eq!(running("app_cache"), cache_before, "the unchanged service keeps its task");
+
+    ok(&admin, &["stack", "rm", "app"]);
+    wait_for(Duration::from_secs(60), "every part of the stack removed", || {
+        let left = ["service", "network", "secret", "config"].iter().map(|kind| labelled(kind)).collect::<String>();
+        (left.trim().is_empty() && engine.containers(true).is_empty()).then_some(())
+    });
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
 
