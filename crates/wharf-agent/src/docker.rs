@@ -463,6 +463,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
         user: non_blank(&c.user),
         hostname: non_blank(&c.hostname),
         tty: Some(c.tty),
+        open_stdin: c.open_stdin.then_some(true),
         networking_config: request.assignment.networks.first().map(|network| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network.name.clone(),
@@ -477,6 +478,8 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             init: c.init,
+            readonly_rootfs: c.read_only.then_some(true),
+            oom_score_adj: c.oom_score_adj,
             network_mode: request.assignment.networks.first().map(|n| n.name.clone()),
             mounts: {
                 // The service's mounts as the engine takes them (the same JSON shape), then

@@ -240,6 +240,15 @@ pub struct ContainerSpec {
     /// The service's health check (the image's when unset): a task runs only once healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
+    /// The container's root filesystem read-only (`--read-only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Standard input kept open (compose's `stdin_open`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_stdin: bool,
+    /// `--oom-score-adj`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
     /// Volumes, bind mounts and tmpfs mounts (`--mount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
@@ -424,6 +433,9 @@ pub struct RestartPolicy {
     pub delay: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u64>,
+    /// Nanoseconds: `max_attempts` counts the attempts that ended within this window (0: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -196,7 +196,7 @@ fn replicated(
         }
         if !running
             && !waits_for_stop
-            && let Some(due) = restart_due(service, &in_slot)
+            && let Some(due) = restart_due(service, &in_slot, now)
         {
             if due <= now {
                 plan.create.push(new_task(service, slot, None, new_id));
@@ -394,7 +394,7 @@ impl Rollout {
 /// When the slot's next task may start: at once for a new slot, a task lost with its node or
 /// one of an older spec; after the restart delay for one that failed; never when the restart
 /// policy says so.
-fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)]) -> Option<u64> {
+fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)], now: u64) -> Option<u64> {
     let Some((_, last)) = in_slot.iter().max_by_key(|(_, t)| (t.created, t.version)) else { return Some(0) };
     if !last.status.state.is_terminal() || last.spec_version != service.record.spec_version {
         // Lost with its node (or shut down by a manager): replace it at once.
@@ -407,9 +407,21 @@ fn restart_due(service: &ParsedService<'_>, in_slot: &[(&str, &TaskRecord)]) -> 
         return None;
     }
     if let Some(max) = policy.max_attempts.filter(|max| *max > 0) {
-        let attempts = in_slot.iter().filter(|(_, t)| t.status.state.is_terminal()).count() as u64;
-        if attempts > max {
-            return None;
+        // The attempts that ended within the window (all of them without one).
+        let window = policy.window.map_or(0, |ns| (ns.max(0) as u64).div_ceil(1_000_000_000));
+        let mut ended: Vec<u64> = in_slot
+            .iter()
+            .filter(|(_, t)| t.status.state.is_terminal())
+            .map(|(_, t)| t.status.at)
+            .filter(|at| window == 0 || at + window > now)
+            .collect();
+        if ended.len() as u64 > max {
+            if window == 0 {
+                return None;
+            }
+            // Another attempt once enough of them have left the window.
+            ended.sort_unstable();
+            return Some(ended[ended.len() - 1 - max as usize] + window);
         }
     }
     let delay = policy.delay.map_or(RESTART_DELAY_SECS, |ns| (ns.max(0) as u64).div_ceil(1_000_000_000));
@@ -466,7 +478,7 @@ fn global(
                 running = true;
             }
         }
-        if !running && let Some(due) = restart_due(service, on_node) {
+        if !running && let Some(due) = restart_due(service, on_node, now) {
             if due <= now {
                 plan.create.push(new_task(service, 0, Some(*node), new_id));
             } else {
@@ -850,6 +862,33 @@ mod tests {
             message: "update completed".into(),
         };
         assert_eq!(plan_for(&record, &updates, &done, 115).updates, [completed]);
+    }
+
+    #[test]
+    fn max_attempts_count_within_the_restart_window() {
+        let spec = |window: &str| {
+            format!(
+                r#"{{"Name":"web","Mode":{{"Replicated":{{"Replicas":1}}}},"TaskTemplate":{{"RestartPolicy":{{"Condition":"on-failure","Delay":0,"MaxAttempts":2{window}}}}}}}"#
+            )
+        };
+        // Three attempts failed, at 10, 20 and 30: one more than the two allowed.
+        let tasks: Vec<(String, TaskRecord)> = [10, 20, 30]
+            .into_iter()
+            .map(|at| {
+                let mut t = task(1, Some(1), TaskState::Failed, at);
+                t.desired = TaskState::Shutdown;
+                (format!("t{at}"), t)
+            })
+            .collect();
+        let nodes = [node(1, "ready", "active")];
+        let plan =
+            |window: &str, now| reconcile(&[service(&spec(window))], &BTreeMap::new(), &tasks, &nodes, now, &mut ids());
+        // Without a window: never again.
+        assert_eq!((created_slots(&plan("", 100)).len(), plan("", 100).wake_at), (0, None));
+        // A 60 s window: once the attempt of 10 has left it (at 70), one more.
+        let early = plan(r#","Window":60000000000"#, 40);
+        assert_eq!((created_slots(&early).len(), early.wake_at), (0, Some(70)));
+        assert_eq!(created_slots(&plan(r#","Window":60000000000"#, 70)), [1]);
     }
 
     #[test]

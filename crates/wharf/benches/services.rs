@@ -11,7 +11,9 @@
 //! the bound of the down detection (three missed 1 s heartbeats). Each created service is
 //! also updated to another image (a rolling update, 5 slots at a time, stop-first, no delay,
 //! no monitor window on either side) until `UpdateStatus` says completed, Wharf against Swarm.
-//! Every task runs a process that ends on SIGTERM. Run with `cargo bench -p
+//! Every task runs a process that ends on SIGTERM. The update's bound: the same engine doing by
+//! itself what such an update asks of it (5 `docker stop` at once, then 5 `docker run -d`, ten
+//! times), with the share of it Wharf reaches. Run with `cargo bench -p
 //! wharf --bench services` (as root: it starts engines).
 
 mod common;
@@ -100,6 +102,18 @@ fn main() -> Res<()> {
     );
     println!("{:<44} {:>12.2} {:>12.2} {:>7.2}x", format!("median of {RUNS} (Swarm / Wharf)"), wu, su, su / wu);
     println!("{:<44} {:>12} {:>12}", "every run", format!("{wharf_updates:.2?}"), format!("{swarm_updates:.2?}"));
+    let mut rolling_bounds = Vec::new();
+    for _ in 0..RUNS {
+        rolling_bounds.push(engine_rolling_alone(&wharf_engine)?);
+    }
+    let rb = median(rolling_bounds);
+    println!(
+        "{:<44} {:>12.2} {:>12} {:>7.0}%",
+        "bound: the engine alone, 5 stops then 5 runs",
+        rb,
+        "",
+        100.0 * rb / wu
+    );
 
     // A worker's agent killed: its tasks running on the manager's engine again.
     let worker_engine = Dockerd::start();
@@ -313,9 +327,40 @@ fn converge(docker: &dyn Fn(&[&str]) -> Command, name: &str) -> Res<f64> {
 /// (the same image and command), then removes them.
 fn engine_alone(engine: &Dockerd) -> Res<f64> {
     let start = Instant::now();
+    run_at_once(engine, IMAGE, REPLICAS)?;
+    let took = start.elapsed().as_secs_f64();
+    remove_all(engine)?;
+    Ok(took)
+}
+
+/// Seconds for `engine` by itself to do what a stop-first rolling update of REPLICAS tasks,
+/// 5 at a time, asks of it: REPLICAS containers run; then, 5 at a time, 5 `docker stop` at
+/// once and, once stopped, 5 `docker run -d` of the new image at once.
+fn engine_rolling_alone(engine: &Dockerd) -> Res<f64> {
+    run_at_once(engine, IMAGE, REPLICAS)?;
+    let ids = engine.docker(&["ps", "-q"]).output()?;
+    let ids = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let start = Instant::now();
+    for batch in ids.chunks(5) {
+        let stops: Vec<_> =
+            batch.iter().map(|id| engine.docker(&["stop", id.as_str()]).spawn()).collect::<Result<_, _>>()?;
+        for stop in stops {
+            if !stop.wait_with_output()?.status.success() {
+                return Err("docker stop failed".into());
+            }
+        }
+        run_at_once(engine, NEW_IMAGE, batch.len())?;
+    }
+    let took = start.elapsed().as_secs_f64();
+    remove_all(engine)?;
+    Ok(took)
+}
+
+/// `count` containers of `image` started with `docker run -d` at once.
+fn run_at_once(engine: &Dockerd, image: &str, count: usize) -> Res<()> {
     let mut children = Vec::new();
-    for _ in 0..REPLICAS {
-        let mut command = engine.docker(&[&["run", "-d", IMAGE][..], &TASK].concat());
+    for _ in 0..count {
+        let mut command = engine.docker(&[&["run", "-d", image][..], &TASK].concat());
         children.push(command.spawn()?);
     }
     for child in children {
@@ -323,13 +368,15 @@ fn engine_alone(engine: &Dockerd) -> Res<f64> {
             return Err("docker run failed".into());
         }
     }
-    let took = start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+fn remove_all(engine: &Dockerd) -> Res<()> {
     let ids = engine.docker(&["ps", "-aq"]).output()?;
     let ids = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
-    run(engine.docker(&args))?;
-    Ok(took)
+    run(engine.docker(&args))
 }
 
 /// `wharf up` with its tasks on `engine`, and a client bundle of its administrator.
