@@ -840,10 +840,40 @@ pub fn unsupported_in_spec(raw: &serde_json::Value) -> Option<String> {
             serde_json::Value::Object(o) => o.values().all(empty),
         }
     }
-    NOT_YET.iter().find_map(|(path, flag)| {
+    let named = NOT_YET.iter().find_map(|(path, flag)| {
         let value = path.iter().try_fold(raw, |value, key| value.get(key))?;
         (!empty(value)).then(|| format!("{} ({flag}) is not supported by Wharf yet", path.join(".")))
-    })
+    });
+    if named.is_some() {
+        return named;
+    }
+    // Anything else the typed spec does not carry is refused too, rather than dropped: what
+    // it keeps, serialized again, must hold every part of the request that says something.
+    let typed = serde_json::from_value::<ServiceSpec>(raw.clone()).ok()?;
+    let kept = serde_json::to_value(&typed).ok()?;
+    fn dropped(raw: &serde_json::Value, kept: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+        match (raw, kept) {
+            (serde_json::Value::Object(raw), serde_json::Value::Object(kept)) => raw.iter().find_map(|(key, value)| {
+                // The engine's word for "no isolation choice", as compose sends it.
+                let default_isolation = key == "Isolation" && value.as_str() == Some("default");
+                if empty(value) || default_isolation {
+                    return None;
+                }
+                path.push(key.clone());
+                let found = match kept.get(key) {
+                    Some(kept) => dropped(value, kept, path),
+                    None => Some(path.join(".")),
+                };
+                path.pop();
+                found
+            }),
+            (serde_json::Value::Array(raw), serde_json::Value::Array(kept)) => {
+                raw.iter().zip(kept).find_map(|(raw, kept)| dropped(raw, kept, path))
+            }
+            _ => None,
+        }
+    }
+    dropped(raw, &kept, &mut Vec::new()).map(|path| format!("{path} is not supported by Wharf yet"))
 }
 
 /// Credentials for a registry other than the cluster's, as the CLI sends them with
@@ -940,6 +970,26 @@ mod tests {
         let dns =
             spec(serde_json::json!({"ContainerSpec": {"Image": "a", "DNSConfig": {"Nameservers": ["10.0.0.2"]}}}));
         assert!(unsupported_in_spec(&dns).is_some_and(|why| why.contains("--dns")));
+        // What the typed spec does not carry is named too, wherever it is; what it carries,
+        // and an engine's default isolation, pass.
+        let pids = spec(serde_json::json!({"ContainerSpec": {"Image": "a"}, "Resources": {"Limits": {"Pids": 10}}}));
+        assert_eq!(
+            unsupported_in_spec(&pids).as_deref(),
+            Some("TaskTemplate.Resources.Limits.Pids is not supported by Wharf yet")
+        );
+        let secret = spec(serde_json::json!({"ContainerSpec": {"Image": "a", "Secrets": [{"SecretID": "x",
+            "SecretName": "pw", "File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}, "Driver": "vault"}]}}));
+        assert_eq!(
+            unsupported_in_spec(&secret).as_deref(),
+            Some("TaskTemplate.ContainerSpec.Secrets.Driver is not supported by Wharf yet")
+        );
+        let carried = spec(serde_json::json!({
+            "ContainerSpec": {"Image": "a", "Isolation": "default", "ReadOnly": true, "Init": false,
+                "Mounts": [{"Type": "volume", "Source": "d", "Target": "/d", "VolumeOptions": {"NoCopy": true}}]},
+            "Resources": {"Limits": {"NanoCPUs": 1000000000}}, "RestartPolicy": {"Condition": "any", "Window": 5},
+            "Placement": {"Constraints": ["node.role==worker"], "MaxReplicas": 0}, "ForceUpdate": 1,
+        }));
+        assert_eq!(unsupported_in_spec(&carried), None);
     }
 
     #[test]
