@@ -103,6 +103,9 @@ impl DockerExecutor {
     /// Makes sure each cluster network of a task is on this engine: a bridge of its name,
     /// labelled with the cluster and the network's id.
     async fn ensure_networks(&self, cluster_id: &str, networks: &[TaskNetwork]) -> Result<(), ExecError> {
+        if networks.is_empty() {
+            return Ok(());
+        }
         let _one_at_a_time = self.networks.lock().await;
         for network in networks {
             if let Ok(found) = self.docker.inspect_network(&network.name, None).await {

@@ -9,7 +9,8 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use wharf_api::cluster::{
-    Assignment, Assignments, AssignmentsRequest, EngineReport, TaskBlueprint, TaskReportWire, TaskReports,
+    Assignment, Assignments, AssignmentsRequest, EngineReport, TaskBlueprint, TaskFile, TaskNetwork, TaskReportWire,
+    TaskReports,
 };
 use wharf_api::docker::RegistryAuth;
 use wharf_pki::NodeIdentity;
@@ -55,6 +56,9 @@ impl Manager {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut tasks = Vec::new();
         let mut credentials: BTreeMap<String, Option<RegistryAuth>> = BTreeMap::new();
+        // The files and networks of one service version, resolved (secrets opened) once per
+        // answer: its tasks on this node share them.
+        let mut resolved: BTreeMap<(String, u64), (Vec<TaskFile>, Vec<TaskNetwork>)> = BTreeMap::new();
         for (task_id, task) in self.store.node_tasks(id)? {
             (task_id.as_str(), task.version).hash(&mut hasher);
             let blueprint: TaskBlueprint = serde_json::from_str(&task.template).unwrap_or_default();
@@ -68,13 +72,16 @@ impl Manager {
             };
             // New credentials change the set too (a restart pulls with them).
             registry_auth.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()).hash(&mut hasher);
+            let key = (task.service_id.clone(), task.spec_version);
+            if !resolved.contains_key(&key) {
+                let files = self.task_files(&blueprint.spec)?;
+                let networks = self.task_networks(&blueprint.service_name, &blueprint.spec)?;
+                resolved.insert(key.clone(), (files, networks));
+            }
+            let (files, networks) = resolved.get(&key).cloned().unwrap_or_default();
             // Secrets only for a task that is to run here.
-            let files = if task.desired == TaskState::Running && !task.status.state.is_terminal() {
-                self.task_files(&blueprint.spec)?
-            } else {
-                Vec::new()
-            };
-            let networks = self.task_networks(&blueprint.service_name, &blueprint.spec)?;
+            let files =
+                if task.desired == TaskState::Running && !task.status.state.is_terminal() { files } else { Vec::new() };
             tasks.push(Assignment {
                 id: task_id,
                 service_id: task.service_id,

@@ -610,11 +610,16 @@ fn remove_secret(txn: &WriteTransaction, id: &str, kind: SecretKind) -> Result<O
 /// The ids of the secrets or configs a service spec (Docker's JSON) names. The state reads
 /// only this of a spec, so that no service can come to use one that is removed meanwhile.
 fn references(spec: &str, kind: SecretKind) -> Vec<String> {
-    let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Vec::new() };
     let (list, field) = kind.spec_field();
-    let uses = spec.get("TaskTemplate").and_then(|t| t.get("ContainerSpec")).and_then(|c| c.get(list));
-    let uses = uses.and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    uses.iter().filter_map(|u| u.get(field)?.as_str().map(str::to_owned)).collect()
+    named_at(spec, &["TaskTemplate", "ContainerSpec", list], field)
+}
+
+/// The `field` of each element of the list at `path` in a service spec (Docker's JSON).
+fn named_at(spec: &str, path: &[&str], field: &str) -> Vec<String> {
+    let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Vec::new() };
+    let list = path.iter().try_fold(&spec, |value, key| value.get(key)).and_then(serde_json::Value::as_array);
+    let list = list.map(Vec::as_slice).unwrap_or_default();
+    list.iter().filter_map(|element| element.get(field)?.as_str().map(str::to_owned)).collect()
 }
 
 /// The names of the services whose spec `uses`.
@@ -632,13 +637,7 @@ fn services_naming(txn: &WriteTransaction, uses: impl Fn(&str) -> bool) -> Resul
 
 /// The networks (ids or names) a service spec attaches its tasks to: `TaskTemplate.Networks[].Target`.
 fn network_references(spec: &str) -> Vec<String> {
-    let Ok(spec) = serde_json::from_str::<serde_json::Value>(spec) else { return Vec::new() };
-    let uses = spec.get("TaskTemplate").and_then(|t| t.get("Networks")).and_then(serde_json::Value::as_array);
-    uses.map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|u| u.get("Target")?.as_str().map(str::to_owned))
-        .collect()
+    named_at(spec, &["TaskTemplate", "Networks"], "Target")
 }
 
 /// Refuses a service spec that names a secret, a config or a network the state does not hold.
