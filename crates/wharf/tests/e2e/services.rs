@@ -570,6 +570,39 @@ fn a_secret_reaches_only_the_tasks_that_use_it_and_is_never_stored_logged_or_sho
     }
     assert!(ok(&admin, &["secret", "inspect", "pw"]).contains("\"env\": \"test\""), "its labels are shown");
 
+    // Another user neither sees the secret nor removes it nor gives it to a service of theirs,
+    // by name through the CLI or by its id straight to the API.
+    let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    wharf(&config, &["user", "create", "dave"], "dave-password-1\n");
+    let dave_dir = tmp.path().join("dave");
+    std::fs::create_dir_all(&dave_dir).expect("mkdir");
+    let dave = bundle(&w, &dave_dir, "dave", "dave-password-1");
+    assert!(!ok(&dave, &["secret", "ls"]).contains("pw"), "another user lists the secret");
+    assert!(refused(&dave, &["secret", "inspect", "pw"]).contains("not found"));
+    assert!(refused(&dave, &["secret", "rm", "pw"]).contains("not found"));
+    let stolen = refused(&dave, &["service", "create", "--secret", "pw", &image, "busybox", "true"]);
+    assert!(stolen.contains("pw"), "a service of another user using the secret: {stolen}");
+    let id = ok(&admin, &["secret", "inspect", "pw", "--format", "{{.ID}}"]);
+    let spec = format!(
+        r#"{{"Name":"steal","TaskTemplate":{{"ContainerSpec":{{"Image":"{image}","Secrets":[{{"SecretID":"{}","SecretName":"pw","File":{{"Name":"pw"}}}}]}}}}}}"#,
+        id.trim()
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "--cacert"])
+        .arg(dave.join("ca.pem"))
+        .arg("--cert")
+        .arg(dave.join("cert.pem"))
+        .arg("--key")
+        .arg(dave.join("key.pem"))
+        .args(["-H", "content-type: application/json", "-d", &spec])
+        .arg(format!("{}/v1.41/services/create", w.base()))
+        .output()
+        .expect("curl");
+    let (status, said) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status, "400", "a service of another user naming the secret's id: {said}");
+    assert!(said.contains("not found"), "{said}");
+    assert!(!ok(&admin, &["service", "ls", "--format", "{{.Name}}"]).contains("steal"));
+
     // In use: not removed. Once its service is gone, its files go and it can be removed.
     let in_use = refused(&admin, &["secret", "rm", "pw"]);
     assert!(in_use.contains("is in use by the following service: reader"), "secret rm while in use: {in_use}");
