@@ -15,6 +15,7 @@ pub mod digest;
 pub mod docker;
 pub mod error;
 pub mod host;
+pub mod identity;
 pub mod logs;
 pub mod manifest;
 pub mod name;

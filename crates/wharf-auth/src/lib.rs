@@ -12,6 +12,7 @@ pub mod authorize;
 mod limiter;
 pub mod password;
 pub mod policy;
+pub mod rbac;
 pub mod scope;
 mod service;
 pub mod token;

@@ -124,6 +124,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
                 return Err(Refusal::LastAdmin.into());
             }
             txn.open_table(USERS)?.remove(name.as_str())?;
+            crate::identity::forget_user(txn, name)?;
             let count = end_sessions_of(txn, name)?;
             Ok(Outcome::SessionsEnded { count })
         }

@@ -5,6 +5,7 @@ use wharf_api::{Algorithm, Digest};
 
 pub use crate::accounts::AccountsCommand;
 pub use crate::cluster::ClusterCommand;
+pub use crate::identity::IdentityCommand;
 pub use crate::orchestration::OrchestrationCommand;
 pub use crate::registry::RegistryCommand;
 
@@ -91,6 +92,15 @@ pub enum Command {
     Accounts(AccountsCommand),
     Cluster(ClusterCommand),
     Orchestration(OrchestrationCommand),
+    /// Organizations, teams, collections, roles, grants (changes who may do what, like
+    /// accounts: the feed reports it as [`crate::Domain::Accounts`]).
+    Identity(IdentityCommand),
+}
+
+impl From<IdentityCommand> for Command {
+    fn from(command: IdentityCommand) -> Command {
+        Command::Identity(command)
+    }
 }
 
 impl From<OrchestrationCommand> for Command {
@@ -127,7 +137,7 @@ macro_rules! from_ref {
         }
     )*};
 }
-from_ref!(RegistryCommand, AccountsCommand, ClusterCommand, OrchestrationCommand);
+from_ref!(RegistryCommand, AccountsCommand, ClusterCommand, OrchestrationCommand, IdentityCommand);
 
 impl From<&Command> for Command {
     fn from(command: &Command) -> Command {
@@ -181,6 +191,7 @@ impl std::fmt::Display for Command {
             Command::Accounts(command) => command.fmt(f),
             Command::Cluster(command) => command.fmt(f),
             Command::Orchestration(command) => command.fmt(f),
+            Command::Identity(command) => command.fmt(f),
         }
     }
 }

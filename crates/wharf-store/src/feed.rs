@@ -12,7 +12,7 @@ use crate::command::Command;
 pub enum Domain {
     /// Repositories, blobs, manifests, tags, uploads.
     Registry,
-    /// Accounts, sessions, repository settings.
+    /// Accounts, sessions, repository settings; organizations, teams, collections, roles, grants.
     Accounts,
     /// The cluster: its id, nodes, join tokens.
     Cluster,
@@ -52,7 +52,7 @@ impl Command {
     pub fn domain(&self) -> Domain {
         match self {
             Command::Registry(_) => Domain::Registry,
-            Command::Accounts(_) => Domain::Accounts,
+            Command::Accounts(_) | Command::Identity(_) => Domain::Accounts,
             Command::Cluster(_) => Domain::Cluster,
             Command::Orchestration(_) => Domain::Orchestration,
         }

@@ -15,6 +15,7 @@ pub use accounts::BundleRecord;
 mod cluster;
 mod command;
 mod feed;
+mod identity;
 mod orchestration;
 mod proposer;
 mod records;
@@ -30,6 +31,7 @@ pub use command::{
     PutManifest, RegistryCommand, SessionRecordCommand, VersionedCommand,
 };
 pub use feed::{Changes, Domain};
+pub use identity::{CollectionRecord, GrantRecord, IdentityCommand, IdentityState, OrgRecord, RoleRecord, TeamRecord};
 pub use orchestration::{
     NetworkRecord, NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord, ServiceRecord,
     TaskRecord, TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,

@@ -60,6 +60,9 @@ pub enum Refusal {
     ObjectUnknown { kind: String, id: String },
     #[error("{kind} '{name}' is in use by the following services: {}", services.join(", "))]
     InUse { kind: String, name: String, services: Vec<String> },
+    // Identity (`identity.rs`).
+    #[error("{kind} {name} is {why}")]
+    Held { kind: String, name: String, why: String },
 }
 
 #[cfg(test)]

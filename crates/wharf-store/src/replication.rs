@@ -65,6 +65,12 @@ macro_rules! for_each_table {
         $m!(SERVICE_TASKS, (&str, &str), (), (String, String), ());
         $m!(NODE_TASKS, (u64, &str), (), (u64, String), ());
         $m!(NODE_DETAILS, u64, &[u8], u64, Vec<u8>);
+        $m!(ORGS, &str, &[u8], String, Vec<u8>);
+        $m!(TEAMS, &str, &[u8], String, Vec<u8>);
+        $m!(COLLECTIONS, &str, &[u8], String, Vec<u8>);
+        $m!(ROLES, &str, &[u8], String, Vec<u8>);
+        $m!(GRANTS, &str, &[u8], String, Vec<u8>);
+        $m!(IDENTITY_SETTINGS, &str, &[u8], String, Vec<u8>);
     };
 }
 
@@ -258,7 +264,13 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "SECRETS"
         | "NETWORKS"
         | "TASKS"
-        | "BUNDLES" => {
+        | "BUNDLES"
+        | "ORGS"
+        | "TEAMS"
+        | "COLLECTIONS"
+        | "ROLES"
+        | "GRANTS"
+        | "IDENTITY_SETTINGS" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -272,6 +284,12 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "NETWORKS" => NETWORKS,
                 "TASKS" => TASKS,
                 "BUNDLES" => BUNDLES,
+                "ORGS" => ORGS,
+                "TEAMS" => TEAMS,
+                "COLLECTIONS" => COLLECTIONS,
+                "ROLES" => ROLES,
+                "GRANTS" => GRANTS,
+                "IDENTITY_SETTINGS" => IDENTITY_SETTINGS,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

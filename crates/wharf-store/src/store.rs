@@ -135,6 +135,12 @@ impl Store {
             txn.open_table(crate::tables::SERVICE_TASKS)?;
             txn.open_table(crate::tables::NODE_TASKS)?;
             txn.open_table(crate::tables::NODE_DETAILS)?;
+            txn.open_table(crate::tables::ORGS)?;
+            txn.open_table(crate::tables::TEAMS)?;
+            txn.open_table(crate::tables::COLLECTIONS)?;
+            txn.open_table(crate::tables::ROLES)?;
+            txn.open_table(crate::tables::GRANTS)?;
+            txn.open_table(crate::tables::IDENTITY_SETTINGS)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -215,6 +221,9 @@ impl Store {
                 }
             }
             Command::Accounts(command) if accounts::changes_access(command) => {
+                self.access_generation.fetch_add(1, Ordering::Release);
+            }
+            Command::Identity(_) => {
                 self.access_generation.fetch_add(1, Ordering::Release);
             }
             _ => {}
@@ -470,5 +479,6 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
         Command::Accounts(command) => accounts::apply(txn, command),
         Command::Cluster(command) => crate::cluster::apply(txn, command),
         Command::Orchestration(command) => crate::orchestration::apply(txn, command),
+        Command::Identity(command) => crate::identity::apply(txn, command),
     }
 }

@@ -63,6 +63,18 @@ pub(crate) const SERVICE_TASKS: TableDefinition<(&str, &str), ()> = TableDefinit
 pub(crate) const NODE_TASKS: TableDefinition<(u64, &str), ()> = TableDefinition::new("node_tasks");
 /// node id -> versioned [`crate::NodeDetails`]: availability, labels, the engine's description.
 pub(crate) const NODE_DETAILS: TableDefinition<u64, &[u8]> = TableDefinition::new("node_details");
+/// organization -> versioned [`crate::OrgRecord`].
+pub(crate) const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
+/// "org/team" -> versioned [`crate::TeamRecord`] (with its members).
+pub(crate) const TEAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("teams");
+/// collection path -> versioned [`crate::CollectionRecord`] (the ones an administrator made).
+pub(crate) const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("collections");
+/// custom role name -> versioned [`crate::RoleRecord`].
+pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+/// "subject collection role" -> versioned [`crate::GrantRecord`].
+pub(crate) const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
+/// "default_role" -> the role every user holds on their private collection.
+pub(crate) const IDENTITY_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_settings");
 /// "schema" -> format version of the database.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

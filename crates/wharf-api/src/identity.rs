@@ -1,0 +1,184 @@
+//! Organizations, teams, collections, roles and grants: the grammar of collection paths and
+//! the wire contracts of `/api/orgs`, `/api/collections`, `/api/roles` and `/api/grants`,
+//! shared by the server and the CLI.
+
+use serde::{Deserialize, Serialize};
+
+/// The root of the collection tree.
+pub const ROOT: &str = "/";
+/// Where the managers are (and the platform's own objects).
+pub const SYSTEM: &str = "/System";
+/// Where the workers are, and every user's private collection beneath.
+pub const SHARED: &str = "/Shared";
+/// The parent of the users' private collections.
+pub const PRIVATE: &str = "/Shared/Private";
+/// The collections every cluster has.
+pub const BUILT_IN_COLLECTIONS: [&str; 4] = [ROOT, SYSTEM, SHARED, PRIVATE];
+
+/// The label that puts an object (a service, secret, config, network or node) in a collection.
+pub const COLLECTION_LABEL: &str = "wharf.collection";
+
+/// A user's own collection.
+pub fn private_collection(user: &str) -> String {
+    format!("{PRIVATE}/{user}")
+}
+
+/// Whether `path` is a well-formed collection path: `/`, or `/`-separated segments of
+/// letters, digits, `.`, `_` and `-` (not `.` or `..`), at most 64 each, at most 8 deep.
+pub fn valid_collection(path: &str) -> bool {
+    if path == ROOT {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    let segments: Vec<&str> = rest.split('/').collect();
+    segments.len() <= 8
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+                && *s != "."
+                && *s != ".."
+        })
+}
+
+/// Whether `path` is `ancestor` or beneath it.
+pub fn within(path: &str, ancestor: &str) -> bool {
+    ancestor == ROOT || path == ancestor || path.strip_prefix(ancestor).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The parent of a collection (`None` for the root).
+pub fn parent(path: &str) -> Option<&str> {
+    if path == ROOT {
+        return None;
+    }
+    match path.rfind('/') {
+        Some(0) => Some(ROOT),
+        Some(i) => Some(&path[..i]),
+        None => None,
+    }
+}
+
+/// `path` and each of its ancestors, the path first and the root last.
+pub fn lineage(path: &str) -> Vec<&str> {
+    let mut out = vec![path];
+    let mut at = path;
+    while let Some(up) = parent(at) {
+        out.push(up);
+        at = up;
+    }
+    out
+}
+
+/// Whether `name` may name an organization, a team or a custom role: letters, digits, `.`,
+/// `_` and `-`, starting with a letter or digit, at most 64.
+pub fn valid_identity_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// An organization (`GET /api/orgs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgInfo {
+    pub name: String,
+    pub created: u64,
+    pub teams: Vec<String>,
+}
+
+/// A team of an organization (`GET /api/orgs/{org}/teams`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub org: String,
+    pub name: String,
+    pub members: Vec<String>,
+    pub created: u64,
+}
+
+/// `POST /api/orgs` and `POST /api/orgs/{org}/teams`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewName {
+    pub name: String,
+}
+
+/// `PUT /api/orgs/{org}/teams/{team}/members`: the whole member list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeamMembers {
+    pub members: Vec<String>,
+}
+
+/// A collection (`GET /api/collections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionInfo {
+    pub path: String,
+    pub built_in: bool,
+    pub created: u64,
+}
+
+/// `POST /api/collections`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewCollection {
+    pub path: String,
+}
+
+/// A role (`GET /api/roles`): its name and the operations it allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub built_in: bool,
+    pub permissions: Vec<String>,
+}
+
+/// `POST /api/roles`: a custom role (immutable once made).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRole {
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+/// A grant (`GET`, `POST` and `DELETE /api/grants`): `subject` (`user:NAME`, `team:ORG/TEAM`
+/// or `org:ORG`) may do what `role` allows on `collection` and beneath.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GrantInfo {
+    pub subject: String,
+    pub role: String,
+    pub collection: String,
+}
+
+/// `GET` and `PUT /api/settings/access`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessSettings {
+    /// The role every user holds on their private collection.
+    pub default_role: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_paths_nest() {
+        for good in ["/", "/System", "/Shared/Private/alice", "/a.b/c_d/e-f"] {
+            assert!(valid_collection(good), "{good}");
+        }
+        for bad in ["", "Shared", "/Shared/", "//", "/a//b", "/a/../b", "/a b", "/a/./b", "/1/2/3/4/5/6/7/8/9"] {
+            assert!(!valid_collection(bad), "{bad}");
+        }
+        assert!(within("/Shared/Private/alice", "/Shared"));
+        assert!(within("/Shared", "/Shared"));
+        assert!(within("/System", "/"));
+        assert!(!within("/SharedX", "/Shared"), "a prefix of a name is not a parent");
+        assert!(!within("/Shared", "/Shared/Private"));
+        assert_eq!(lineage("/Shared/Private/a"), vec!["/Shared/Private/a", "/Shared/Private", "/Shared", "/"]);
+        assert_eq!(lineage("/"), vec!["/"]);
+        assert_eq!(parent("/System"), Some("/"));
+    }
+
+    #[test]
+    fn identity_names_are_plain() {
+        assert!(valid_identity_name("acme-ops.2"));
+        for bad in ["", "-x", "a/b", "a b", "team:x", &"x".repeat(65)] {
+            assert!(!valid_identity_name(bad), "{bad}");
+        }
+    }
+}
