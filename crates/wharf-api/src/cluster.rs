@@ -284,6 +284,10 @@ pub struct TaskBlueprint {
     pub spec: crate::docker::TaskSpec,
     #[serde(default)]
     pub host_ports: Vec<crate::docker::PortConfig>,
+    /// The access collection of the service: only nodes on its path may run the task (empty
+    /// for services made before collections: any node).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub collection: String,
 }
 
 /// An agent's long poll for its tasks (`POST /cluster/assignments`): the answer comes at

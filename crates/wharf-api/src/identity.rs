@@ -145,6 +145,16 @@ pub struct GrantInfo {
     pub collection: String,
 }
 
+/// A subject's level on a repository, or on every repository of a namespace (`NS/*`)
+/// (`GET` and `PUT /api/repository-access`); `level` is `read`, `read-write`, `admin`, or
+/// `none` to take it back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RepoAccessInfo {
+    pub repo: String,
+    pub subject: String,
+    pub level: String,
+}
+
 /// `GET` and `PUT /api/settings/access`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessSettings {

@@ -5,6 +5,7 @@
 //! The registry's own scopes are decided by [`crate::policy`] with the same rules.
 
 use crate::policy::{self, Principal};
+use crate::rbac::RepoLevel;
 
 /// Something a caller asks to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +33,30 @@ pub enum Operation<'a> {
     EndSession {
         owned: bool,
     },
-    /// See a repository's settings; `public` says whether it is public.
+    /// See a repository's settings; `public` says whether it is public, `level` what
+    /// repository grants give the caller there.
     ShowRepository {
         repo: &'a str,
         public: bool,
+        level: Option<RepoLevel>,
     },
-    /// Change a repository's settings (its visibility).
+    /// Change a repository's settings (its visibility, who may reach it).
     ChangeRepository {
         repo: &'a str,
+        level: Option<RepoLevel>,
     },
     /// The cluster: the node list, removal and role changes, join tokens.
     ListNodes,
     ChangeNodes,
     ShowJoinToken,
     RotateJoinToken,
+    /// Organizations, teams, collections, roles, grants and the default role: read them (any
+    /// signed-in user: `others` says whether grants that are not the caller's are asked for),
+    /// or change them.
+    ShowAccess {
+        others: bool,
+    },
+    ChangeAccess,
 }
 
 /// Why an operation is refused, and how the refusal should look.
@@ -84,18 +95,25 @@ pub fn authorize(principal: &Principal, operation: &Operation<'_>) -> Decision {
         | Operation::ListNodes
         | Operation::ChangeNodes
         | Operation::ShowJoinToken
-        | Operation::RotateJoinToken => allow_if(admin, ADMIN_ONLY),
+        | Operation::RotateJoinToken
+        | Operation::ChangeAccess => allow_if(admin, ADMIN_ONLY),
+        Operation::ShowAccess { others } => {
+            allow_if(admin || (!name.is_empty() && !others), Denial::Forbidden("you may only see your own grants"))
+        }
         Operation::ShowUser { name: who }
         | Operation::SetPassword { name: who }
         | Operation::ListSessions { user: who } => allow_if(admin || (!name.is_empty() && name == *who), SELF_ONLY),
         Operation::EndSession { owned } => allow_if(admin || *owned, Denial::Hidden("session is unknown")),
-        Operation::ShowRepository { repo, public } => {
+        Operation::ShowRepository { repo, public, level } => {
             let may_pull = policy::allowed_actions(principal, "repository", repo, *public).contains(&"pull");
-            allow_if(*public || may_pull, Denial::Hidden("no such repository, or no access"))
+            allow_if(*public || may_pull || level.is_some(), Denial::Hidden("no such repository, or no access"))
         }
-        Operation::ChangeRepository { repo } => {
+        Operation::ChangeRepository { repo, level } => {
             let owns = policy::allowed_actions(principal, "repository", repo, false).contains(&"push");
-            allow_if(admin || owns, Denial::Forbidden("only the namespace owner or an administrator may change this"))
+            allow_if(
+                admin || owns || *level == Some(RepoLevel::Admin),
+                Denial::Forbidden("only the namespace owner, a repository admin or an administrator may change this"),
+            )
         }
     }
 }
@@ -121,12 +139,14 @@ mod tests {
             Operation::SetPassword { name: who },
             Operation::ListSessions { user: who },
             Operation::EndSession { owned: false },
-            Operation::ShowRepository { repo, public: false },
-            Operation::ChangeRepository { repo },
+            Operation::ShowRepository { repo, public: false, level: None },
+            Operation::ChangeRepository { repo, level: None },
             Operation::ListNodes,
             Operation::ChangeNodes,
             Operation::ShowJoinToken,
             Operation::RotateJoinToken,
+            Operation::ShowAccess { others: true },
+            Operation::ChangeAccess,
         ]
     }
 
@@ -141,13 +161,19 @@ mod tests {
             authorize(&alice, &Operation::EndSession { owned: false }),
             Decision::Deny(Denial::Hidden(_))
         ));
-        assert_eq!(authorize(&alice, &Operation::ChangeRepository { repo: "alice/app" }), Decision::Allow);
-        assert!(matches!(authorize(&alice, &Operation::ChangeRepository { repo: "bob/app" }), Decision::Deny(_)));
-        assert_eq!(authorize(&alice, &Operation::ShowRepository { repo: "bob/app", public: true }), Decision::Allow);
-        let hidden = authorize(&alice, &Operation::ShowRepository { repo: "bob/app", public: false });
+        assert_eq!(authorize(&alice, &Operation::ChangeRepository { repo: "alice/app", level: None }), Decision::Allow);
+        assert!(matches!(
+            authorize(&alice, &Operation::ChangeRepository { repo: "bob/app", level: None }),
+            Decision::Deny(_)
+        ));
+        assert_eq!(
+            authorize(&alice, &Operation::ShowRepository { repo: "bob/app", public: true, level: None }),
+            Decision::Allow
+        );
+        let hidden = authorize(&alice, &Operation::ShowRepository { repo: "bob/app", public: false, level: None });
         assert!(matches!(hidden, Decision::Deny(Denial::Hidden(_))));
         assert_eq!(
-            authorize(&Principal::Anonymous, &Operation::ShowRepository { repo: "a/b", public: true }),
+            authorize(&Principal::Anonymous, &Operation::ShowRepository { repo: "a/b", public: true, level: None }),
             Decision::Allow
         );
     }

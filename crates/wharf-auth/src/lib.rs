@@ -8,7 +8,9 @@
 //! runtime run them on blocking threads. This crate must never know about HTTP types: the HTTP
 //! edge turns headers and forms into the calls here.
 
+pub mod access;
 pub mod authorize;
+mod grants;
 mod limiter;
 pub mod password;
 pub mod policy;
@@ -17,6 +19,7 @@ pub mod scope;
 mod service;
 pub mod token;
 
+pub use access::{AccessControl, AccessView};
 pub use authorize::{Decision, Denial, Operation, authorize};
 pub use limiter::{Limits, LoginLimiter, RateLimiter};
 pub use policy::Principal;

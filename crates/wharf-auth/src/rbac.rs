@@ -162,6 +162,62 @@ pub struct Grant {
     pub collection: String,
 }
 
+/// What a subject may do with a repository, or with every repository of a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RepoLevel {
+    /// Pull.
+    Read,
+    /// Pull and push.
+    ReadWrite,
+    /// Pull, push, delete, and change the repository's settings.
+    Admin,
+}
+
+impl RepoLevel {
+    pub fn parse(name: &str) -> Option<RepoLevel> {
+        match name {
+            "read" => Some(RepoLevel::Read),
+            "read-write" => Some(RepoLevel::ReadWrite),
+            "admin" => Some(RepoLevel::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoLevel::Read => "read",
+            RepoLevel::ReadWrite => "read-write",
+            RepoLevel::Admin => "admin",
+        }
+    }
+
+    /// The registry actions of this level.
+    pub fn actions(self) -> &'static [&'static str] {
+        match self {
+            RepoLevel::Read => &["pull"],
+            RepoLevel::ReadWrite => &["pull", "push"],
+            RepoLevel::Admin => &["pull", "push", "delete", "*"],
+        }
+    }
+}
+
+/// Whether repository pattern `pattern` (a name, or `NAMESPACE/*` for every repository
+/// beneath a namespace) covers `repo`.
+pub fn repo_matches(pattern: &str, repo: &str) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(namespace) => repo.strip_prefix(namespace).is_some_and(|rest| rest.starts_with('/')),
+        None => pattern == repo,
+    }
+}
+
+/// One repository grant: `subject` has `level` on the repositories `repo` covers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RepoGrant {
+    pub subject: Subject,
+    pub repo: String,
+    pub level: RepoLevel,
+}
+
 /// Who is calling: their account, whether it is an administrator, and the teams they are in.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
@@ -187,6 +243,8 @@ pub struct AccessModel {
     /// Custom roles by name (built-in names are never here).
     roles: BTreeMap<String, BTreeSet<Permission>>,
     grants: HashMap<Subject, Vec<(String, String)>>,
+    /// Repository grants: (pattern, level) by subject.
+    repo_grants: HashMap<Subject, Vec<(String, RepoLevel)>>,
     /// The role each user holds on their private collection.
     default_role: String,
 }
@@ -204,7 +262,36 @@ impl AccessModel {
             by_subject.entry(grant.subject).or_default().push((grant.collection, grant.role));
         }
         let default_role = if default_role.is_empty() { RESTRICTED_CONTROL } else { default_role };
-        AccessModel { roles: custom_roles, grants: by_subject, default_role: default_role.to_owned() }
+        AccessModel {
+            roles: custom_roles,
+            grants: by_subject,
+            repo_grants: HashMap::new(),
+            default_role: default_role.to_owned(),
+        }
+    }
+
+    /// This model with `grants` on repositories.
+    pub fn with_repository_grants(mut self, grants: impl IntoIterator<Item = RepoGrant>) -> AccessModel {
+        for grant in grants {
+            self.repo_grants.entry(grant.subject).or_default().push((grant.repo, grant.level));
+        }
+        self
+    }
+
+    /// The highest level `who` holds on `repo` through repository grants (the administrator:
+    /// admin). The owner of a user namespace and public repositories are the registry
+    /// policy's (`crate::policy`), not grants.
+    pub fn repository_level(&self, who: &Identity, repo: &str) -> Option<RepoLevel> {
+        if who.admin {
+            return Some(RepoLevel::Admin);
+        }
+        self.repo_grants
+            .iter()
+            .filter(|(subject, _)| who.is(subject))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|(pattern, _)| repo_matches(pattern, repo))
+            .map(|(_, level)| *level)
+            .max()
     }
 
     /// The permissions of role `name` (empty for an unknown role: it allows nothing).
@@ -334,6 +421,26 @@ mod tests {
     }
 
     #[test]
+    fn repository_grants_cover_their_repository_or_namespace() {
+        assert!(repo_matches("acme/*", "acme/app"));
+        assert!(repo_matches("acme/*", "acme/team/app"));
+        assert!(!repo_matches("acme/*", "acmeco/app"));
+        assert!(!repo_matches("acme/app", "acme/app2"));
+        let team = Subject::Team { org: "acme".into(), team: "dev".into() };
+        let model = AccessModel::default().with_repository_grants([
+            RepoGrant { subject: team.clone(), repo: "acme/*".into(), level: RepoLevel::Read },
+            RepoGrant { subject: team, repo: "acme/web".into(), level: RepoLevel::ReadWrite },
+        ]);
+        let mut dev = user("dev1");
+        assert_eq!(model.repository_level(&dev, "acme/web"), None);
+        dev.teams.insert(("acme".into(), "dev".into()));
+        assert_eq!(model.repository_level(&dev, "acme/web"), Some(RepoLevel::ReadWrite), "the highest level");
+        assert_eq!(model.repository_level(&dev, "acme/db"), Some(RepoLevel::Read));
+        assert_eq!(model.repository_level(&dev, "other/db"), None);
+        assert_eq!(RepoLevel::Admin.actions(), ["pull", "push", "delete", "*"]);
+    }
+
+    #[test]
     fn subjects_round_trip() {
         for s in ["user:alice", "team:acme/ops", "org:acme"] {
             assert_eq!(Subject::parse(s).map(|x| x.to_string()).as_deref(), Some(s));
@@ -403,6 +510,22 @@ mod tests {
                 prop_assert!(within(c, &extra.collection), "{p:?} on {c} outside {}", extra.collection);
                 prop_assert!(role.contains(p), "{p:?} not in role {}", extra.role);
             }
+        }
+
+        #[test]
+        fn a_repository_grant_never_reaches_past_its_pattern_or_subject(
+            subject in subjects(),
+            pattern in prop::sample::select(vec!["a/*", "a/x", "b/*"]),
+            repo in prop::sample::select(vec!["a/x", "a/y", "a/x/z", "b/x", "ab/x", "c"]),
+            who in identities(),
+        ) {
+            let model = AccessModel::default().with_repository_grants([RepoGrant {
+                subject: subject.clone(),
+                repo: pattern.into(),
+                level: RepoLevel::ReadWrite,
+            }]);
+            let level = model.repository_level(&who, repo);
+            prop_assert_eq!(level.is_some(), who.is(&subject) && repo_matches(pattern, repo));
         }
 
         #[test]

@@ -136,6 +136,8 @@ pub struct Auth {
     credential_secret: Vec<u8>,
     users: RwLock<UserCache>,
     passwords: password::Passwords,
+    /// Grants, teams and repository access, as of the last change.
+    access: crate::access::AccessControl,
 }
 
 impl Auth {
@@ -154,6 +156,7 @@ impl Auth {
         let signer = TokenSigner::new(key, &config.issuer, &config.service, config.token_lifetime)?;
         let verifier = TokenVerifier::new(key, &config.issuer, &config.service)?;
         Ok(Auth {
+            access: crate::access::AccessControl::new(Arc::clone(&store)),
             store,
             proposer,
             config,
@@ -169,6 +172,15 @@ impl Auth {
 
     pub fn config(&self) -> &AuthConfig {
         &self.config
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Proposes `command` on behalf of `by` and waits until it is applied.
+    pub(crate) async fn propose(&self, by: &Origin, command: impl Into<Command>) -> Result<Outcome, ProposeError> {
+        self.apply(by, command).await
     }
 
     /// Proposes `command` on behalf of `by` and waits until it is applied.
@@ -373,7 +385,14 @@ impl Auth {
         now: u64,
     ) -> Result<(String, Vec<Access>), AuthError> {
         let principal = identity.map_or(Principal::Anonymous, Identity::principal);
-        let granted = policy::grant(&principal, requested, |repo| self.is_public(repo));
+        let view = self.access.view()?;
+        let who = view.identity(principal.subject(), matches!(principal, Principal::User { admin: true, .. }));
+        let granted = policy::grant(
+            &principal,
+            requested,
+            |repo| self.is_public(repo),
+            |repo| view.model.repository_level(&who, repo),
+        );
         let subject = identity.map(|i| (i.name.as_str(), i.id, i.epoch));
         let token = self.signer.sign(subject, granted.clone(), now)?;
         Ok((token, granted))
@@ -415,7 +434,22 @@ impl Auth {
     /// asks for it).
     pub fn may(&self, principal: &Principal, kind: &str, name: &str, action: &str) -> bool {
         let public = kind == "repository" && self.is_public(name);
-        policy::allowed_actions(principal, kind, name, public).iter().any(|a| *a == action || *a == "*")
+        if policy::allowed_actions(principal, kind, name, public).iter().any(|a| *a == action || *a == "*") {
+            return true;
+        }
+        kind == "repository" && self.repository_level(principal, name).is_some_and(|l| l.actions().contains(&action))
+    }
+
+    /// What repository grants give `principal` on `repo` (nothing to anonymous callers).
+    pub fn repository_level(&self, principal: &Principal, repo: &str) -> Option<crate::rbac::RepoLevel> {
+        let Principal::User { name, admin } = principal else { return None };
+        let view = self.access.view().ok()?;
+        view.model.repository_level(&view.identity(name, *admin), repo)
+    }
+
+    /// The access model as of now.
+    pub fn access_view(&self) -> Result<Arc<crate::access::AccessView>, AuthError> {
+        Ok(self.access.view()?)
     }
 
     /// Checks a new password against the rules and hashes it (slow on purpose: Argon2id; run
@@ -488,3 +522,8 @@ impl Auth {
 /// [`Auth::hash_password`], so no account gets an unchecked or unhashed password.
 #[derive(Debug, Clone)]
 pub struct PasswordHash(String);
+
+/// Seconds since the Unix epoch, for the times commands carry.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

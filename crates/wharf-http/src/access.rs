@@ -40,6 +40,15 @@ impl Grant {
         }
     }
 
+    /// Whether the caller may pull `repo` by the rules (a token's claims name only what it
+    /// asked for: the catalog asks the rules).
+    pub(crate) fn may_read(&self, auth: &Auth, repo: &str) -> bool {
+        match self.principal() {
+            None => true,
+            Some(principal) => auth.may(principal, "repository", repo, "pull"),
+        }
+    }
+
     pub(crate) fn is_admin(&self) -> bool {
         match self {
             Grant::Everything => true,

@@ -100,7 +100,7 @@ async fn blocking<T: Send + 'static>(
     Ok(result.map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     if body.len() > MAX_BODY {
         return Err(api_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
     }
@@ -139,7 +139,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 
 /// Asks the one authorization decision (`wharf_auth::authorize`) whether the caller may take
 /// `operation`; a refusal is 403, or 404 where the caller must not learn that a thing exists.
-fn allow(identity: &Identity, operation: Operation<'_>) -> Result<(), ApiError> {
+pub(crate) fn allow(identity: &Identity, operation: Operation<'_>) -> Result<(), ApiError> {
     match wharf_auth::authorize(&identity.principal(), &operation) {
         Decision::Allow => Ok(()),
         Decision::Deny(Denial::Forbidden(why)) => Err(api_error(StatusCode::FORBIDDEN, why)),
@@ -305,7 +305,8 @@ async fn end_session(
 
 async fn show_repository(Caller { auth, identity, .. }: Caller, Path(name): Path<String>) -> ApiResult {
     let settings = auth.repo_settings(&name)?;
-    allow(&identity, Operation::ShowRepository { repo: &name, public: settings.public })?;
+    let level = auth.repository_level(&identity.principal(), &name);
+    allow(&identity, Operation::ShowRepository { repo: &name, public: settings.public, level })?;
     let info = RepositoryInfo { name, public: settings.public, sparse_manifests: settings.sparse_manifests };
     Ok(typed_response(StatusCode::OK, &info))
 }
@@ -318,7 +319,8 @@ async fn update_repository(
     if !wharf_api::validate_name(&name) {
         return Err(api_error(StatusCode::BAD_REQUEST, "invalid repository name"));
     }
-    allow(&identity, Operation::ChangeRepository { repo: &name })?;
+    let level = auth.repository_level(&identity.principal(), &name);
+    allow(&identity, Operation::ChangeRepository { repo: &name, level })?;
     let update: RepositoryUpdate = parse(&body)?;
     if update.public.is_none() && update.sparse_manifests.is_none() {
         return Err(api_error(StatusCode::BAD_REQUEST, "nothing to change: give public or sparse_manifests"));

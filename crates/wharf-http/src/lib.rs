@@ -7,6 +7,7 @@
 //! calls [`wharf_registry::Registry`] only.
 
 mod access;
+mod access_api;
 mod api;
 mod blobs;
 mod bundle;
@@ -105,6 +106,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/cluster/blobs/{digest}/copy", axum::routing::post(blobs::peer_copy))
         .route("/cluster/registry-token", axum::routing::post(cluster_api::registry_token))
         .merge(api::routes())
+        .merge(access_api::routes())
         .fallback(dispatch)
         .with_state(app)
         .layer(axum::middleware::from_fn(log_request))
@@ -251,7 +253,16 @@ async fn dispatch(State(app): State<Arc<App>>, mut req: Request) -> Response {
             Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, b"{}".to_vec())),
             _ => Err(unsupported()),
         },
-        Endpoint::Catalog => listing::catalog(&app, &method, req.uri().query()),
+        Endpoint::Catalog => {
+            let grant = req.extensions().get::<access::Grant>().cloned();
+            match (grant, app.auth.as_deref()) {
+                (Some(grant), Some(auth)) if !grant.is_admin() => {
+                    let readable = |repo: &str| grant.may_read(auth, repo);
+                    listing::catalog(&app, &method, req.uri().query(), Some(&readable))
+                }
+                _ => listing::catalog(&app, &method, req.uri().query(), None),
+            }
+        }
         Endpoint::Tags { name } => listing::tags(&app, &method, &name, req.uri().query()).await,
         Endpoint::Referrers { name, digest } => listing::referrers(&app, &method, &name, &digest, req.uri().query()),
         Endpoint::Manifest { name, reference } => manifests::handle(&app, req, &name, &reference).await,

@@ -56,13 +56,23 @@ pub(crate) async fn tags(
     Ok(response)
 }
 
-pub(crate) fn catalog(app: &App, method: &Method, query: Option<&str>) -> Result<Response, RegistryError> {
+/// `GET /v2/_catalog`: every repository for an administrator; for anyone else, those they
+/// may pull (pages are filled from the state until `n` such repositories are found).
+pub(crate) fn catalog(
+    app: &App,
+    method: &Method,
+    query: Option<&str>,
+    readable: Option<&dyn Fn(&str) -> bool>,
+) -> Result<Response, RegistryError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(unsupported());
     }
     let pairs = query_pairs(query);
     let n = page_size(&pairs, DEFAULT_PAGE)?;
-    let page = app.registry.catalog(query_get(&pairs, "last"), n)?;
+    let page = match readable {
+        None => app.registry.catalog(query_get(&pairs, "last"), n)?,
+        Some(readable) => readable_page(app, query_get(&pairs, "last"), n, readable)?,
+    };
     #[derive(serde::Serialize)]
     struct Catalog<'a> {
         repositories: &'a [String],
@@ -76,6 +86,34 @@ pub(crate) fn catalog(app: &App, method: &Method, query: Option<&str>) -> Result
         set_headers(response.headers_mut(), &[("link", next_link("/v2/_catalog", n, last))]);
     }
     Ok(response)
+}
+
+/// The next `n` repositories after `last` that `readable` lets through.
+fn readable_page(
+    app: &App,
+    last: Option<&str>,
+    n: usize,
+    readable: &dyn Fn(&str) -> bool,
+) -> Result<wharf_store::Page, RegistryError> {
+    const STEP: usize = 1000;
+    let mut items = Vec::new();
+    let mut after = last.map(str::to_owned);
+    loop {
+        let page = app.registry.catalog(after.as_deref(), STEP)?;
+        let exhausted = !page.more;
+        after = page.items.last().cloned();
+        for repo in page.items {
+            if readable(&repo) {
+                if items.len() == n {
+                    return Ok(wharf_store::Page { items, more: true });
+                }
+                items.push(repo);
+            }
+        }
+        if exhausted || after.is_none() {
+            return Ok(wharf_store::Page { items, more: false });
+        }
+    }
 }
 
 pub(crate) fn referrers(

@@ -200,7 +200,13 @@ pub fn scheduler_node(view: &NodeView) -> wharf_scheduler::Node {
         host_ports: Default::default(),
         tasks_by_service: BTreeMap::new(),
         total_tasks: 0,
+        collection: collection_of_node(view),
     }
+}
+
+/// The access collection of a node (its label's, or its role's default).
+pub fn collection_of_node(view: &NodeView) -> String {
+    crate::access::node_collection(&view.details.labels, &view.record.role)
 }
 
 fn reservations(blueprint: &TaskBlueprint) -> wharf_scheduler::Resources {
@@ -255,6 +261,7 @@ fn scheduler_task(id: &str, task: &TaskRecord, blueprint: &TaskBlueprint) -> wha
         reservations: reservations(blueprint),
         host_ports: host_ports(blueprint),
         node: task.node,
+        collection: (!blueprint.collection.is_empty()).then(|| blueprint.collection.clone()),
     }
 }
 

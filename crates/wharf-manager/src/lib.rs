@@ -11,6 +11,7 @@
 //!
 //! This crate must never know HTTP types: `wharf-http` turns requests into these calls.
 
+mod access;
 mod admission;
 pub mod bootstrap;
 mod bundles;
@@ -75,6 +76,8 @@ pub struct Manager {
     pub blob_storage: String,
     /// The log requests this manager sent to nodes and the callers waiting for their lines.
     pub logs: LogBroker,
+    /// The access model (grants, roles, teams, collections) every Docker-compatible call asks.
+    pub access: wharf_auth::AccessControl,
     /// Set when the manager stops serving: long polls and log streams end at once, so that
     /// the server's drain does not wait for them.
     pub stopping: Stopping,

@@ -218,7 +218,8 @@ impl Manager {
         let following = options.follow && matches!(target, LogTarget::Service(_));
         let (service_id, tasks, tty): (String, Vec<(String, TaskRecord)>, bool) = match target {
             LogTarget::Service(id_or_name) => {
-                let (id, record) = self.find_service(caller, id_or_name)?;
+                let access = self.access(caller)?;
+                let (id, record) = self.find_service(&access, id_or_name, wharf_auth::rbac::Permission::ServiceView)?;
                 // As the CLI decides: by the service's spec now.
                 let tty = crate::orchestrator::parse_spec(&record).is_some_and(|s| s.task_template.container_spec.tty);
                 (id.clone(), self.store.service_tasks(&id)?, tty)

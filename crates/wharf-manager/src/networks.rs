@@ -10,14 +10,16 @@ use wharf_api::cluster::TaskNetwork;
 use wharf_api::docker::{self, Network, NetworkCreate, NetworkCreated, TaskSpec};
 use wharf_store::{NetworkRecord, OrchestrationCommand, ProposerExt};
 
+use wharf_auth::rbac::Permission;
+
+use crate::access::Access;
 use crate::control::new_object_id;
 use crate::services::{Caller, find_one};
 use crate::{ClusterError, Manager};
 
-impl Caller {
-    fn may_use_network(&self, record: &NetworkRecord) -> bool {
-        self.admin || record.owner == self.name
-    }
+/// The collection of a network.
+fn collection(record: &NetworkRecord) -> String {
+    crate::access::collection_of(&record.labels, &record.owner)
 }
 
 impl Manager {
@@ -28,6 +30,8 @@ impl Manager {
         request: NetworkCreate,
     ) -> Result<NetworkCreated, ClusterError> {
         check_network(&request)?;
+        let mut labels = request.labels.clone().unwrap_or_default();
+        self.access(caller)?.place(self, &mut labels, Permission::NetworkCreate)?;
         let id = new_object_id();
         let network = NetworkRecord {
             name: request.name,
@@ -35,7 +39,7 @@ impl Manager {
             driver: "overlay".into(),
             internal: request.internal,
             attachable: request.attachable,
-            labels: request.labels.unwrap_or_default(),
+            labels,
             version: 0,
             created: crate::now(),
         };
@@ -51,39 +55,52 @@ impl Manager {
         filters: &BTreeMap<String, Vec<String>>,
     ) -> Result<Vec<Network>, ClusterError> {
         let networks = self.store.networks()?;
-        let visible = networks.iter().filter(|(_, n)| caller.may_use_network(n));
+        let access = self.access(caller)?;
+        let visible = networks.iter().filter(|(_, n)| access.allows(Permission::NetworkView, &collection(n)));
         Ok(visible.filter(|(id, n)| matches(id, n, filters)).map(|(id, n)| view(id, n)).collect())
     }
 
     /// `GET /networks/{id}`: by id, name or a unique id prefix.
     pub fn inspect_network(&self, caller: &Caller, id_or_name: &str) -> Result<Network, ClusterError> {
-        let (id, record) = self.find_network(caller, id_or_name)?;
+        let (id, record) = self.find_network(&self.access(caller)?, id_or_name, Permission::NetworkView)?;
         Ok(view(&id, &record))
     }
 
     /// `DELETE /networks/{id}`: refused while a service uses it.
     pub async fn remove_network(&self, caller: &Caller, id_or_name: &str) -> Result<(), ClusterError> {
-        let (id, _) = self.find_network(caller, id_or_name)?;
+        let (id, _) = self.find_network(&self.access(caller)?, id_or_name, Permission::NetworkRemove)?;
         let command = OrchestrationCommand::RemoveNetwork { id };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(ClusterError::from)?;
         Ok(())
     }
 
-    fn find_network(&self, caller: &Caller, id_or_name: &str) -> Result<(String, NetworkRecord), ClusterError> {
+    /// The network `id_or_name` names, if the caller may see it (else not found) and take
+    /// `permission` on it (else refused).
+    fn find_network(
+        &self,
+        access: &Access,
+        id_or_name: &str,
+        permission: Permission,
+    ) -> Result<(String, NetworkRecord), ClusterError> {
         let networks = self.store.networks()?;
-        match find_one(&networks, id_or_name, |n| &n.name) {
-            Some((id, record)) if caller.may_use_network(record) => Ok((id.clone(), record.clone())),
-            _ => Err(ClusterError::NotFound(format!("network {id_or_name} not found"))),
-        }
+        let not_found = || ClusterError::NotFound(format!("network {id_or_name} not found"));
+        let (id, record) = find_one(&networks, id_or_name, |n| &n.name).ok_or_else(not_found)?;
+        access.reach(Permission::NetworkView, permission, &collection(record), not_found)?;
+        Ok((id.clone(), record.clone()))
     }
 
-    /// Checks the networks a service's tasks join: each one the caller may use, once.
-    pub(crate) fn check_networks(&self, caller: &Caller, spec: &TaskSpec) -> Result<(), ClusterError> {
+    /// Checks the networks a service's tasks join: each one the caller may attach to
+    /// (`network.attach` in its collection), once.
+    pub(crate) fn check_networks(&self, access: &Access, spec: &TaskSpec) -> Result<(), ClusterError> {
         let mut seen = std::collections::BTreeSet::new();
         for attachment in &spec.networks {
-            let (id, _) = self
-                .find_network(caller, &attachment.target)
-                .map_err(|_| ClusterError::Invalid(format!("network {} not found", attachment.target)))?;
+            let (id, _) =
+                self.find_network(access, &attachment.target, Permission::NetworkAttach).map_err(|e| match e {
+                    ClusterError::NotFound(_) => {
+                        ClusterError::Invalid(format!("network {} not found", attachment.target))
+                    }
+                    other => other,
+                })?;
             if !seen.insert(id) {
                 return Err(ClusterError::Invalid(format!("network {} is named twice", attachment.target)));
             }

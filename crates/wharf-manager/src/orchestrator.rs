@@ -528,8 +528,12 @@ fn new_task(service: &ParsedService<'_>, slot: u64, node: Option<u64>, new_id: &
         .as_ref()
         .map(|e| e.ports.iter().filter(|p| p.publish_mode == "host").cloned().collect())
         .unwrap_or_default();
-    let blueprint =
-        TaskBlueprint { service_name: service.spec.name.clone(), spec: service.spec.task_template.clone(), host_ports };
+    let blueprint = TaskBlueprint {
+        service_name: service.spec.name.clone(),
+        spec: service.spec.task_template.clone(),
+        host_ports,
+        collection: service.spec.labels.get(wharf_api::identity::COLLECTION_LABEL).cloned().unwrap_or_default(),
+    };
     NewTask {
         id: new_id(),
         service_id: service.id.to_owned(),

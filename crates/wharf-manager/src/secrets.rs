@@ -11,6 +11,9 @@ use wharf_api::cluster::TaskFile;
 use wharf_api::docker::{self, FileTarget, SecretObject, SecretSpec, TaskSpec};
 use wharf_store::{OrchestrationCommand, ProposerExt, SecretKind, SecretRecord};
 
+use wharf_auth::rbac::Permission;
+
+use crate::access::Access;
 use crate::control::new_object_id;
 use crate::services::Caller;
 use crate::{ClusterError, Manager};
@@ -28,10 +31,9 @@ fn purpose(id: &str) -> String {
     format!("secret:{id}")
 }
 
-impl Caller {
-    fn may_use(&self, record: &SecretRecord) -> bool {
-        self.admin || record.owner == self.name
-    }
+/// The collection of a secret or config.
+fn collection(record: &SecretRecord) -> String {
+    crate::access::collection_of(&record.labels, &record.owner)
 }
 
 impl Manager {
@@ -43,6 +45,8 @@ impl Manager {
         spec: SecretSpec,
     ) -> Result<docker::CreatedResponse, ClusterError> {
         let what = kind.as_str();
+        let mut spec = spec;
+        self.access(caller)?.place(self, &mut spec.labels, Permission::SecretCreate)?;
         if !valid_name(&spec.name) {
             return Err(ClusterError::Invalid(format!(
                 "invalid {what} name {:?}: letters, digits, '-', '_' and '.' (not first or last), at most 64",
@@ -94,9 +98,10 @@ impl Manager {
         kind: SecretKind,
         filters: &BTreeMap<String, Vec<String>>,
     ) -> Result<Vec<SecretObject>, ClusterError> {
+        let access = self.access(caller)?;
         let mut out = Vec::new();
         for (id, record) in self.store.secrets(kind)? {
-            if caller.may_use(&record) && matches(&id, &record, filters) {
+            if access.allows(Permission::SecretView, &collection(&record)) && matches(&id, &record, filters) {
                 out.push(view(&id, &record));
             }
         }
@@ -110,7 +115,7 @@ impl Manager {
         kind: SecretKind,
         id_or_name: &str,
     ) -> Result<SecretObject, ClusterError> {
-        let (id, record) = self.find_secret(caller, kind, id_or_name)?;
+        let (id, record) = self.find_secret(&self.access(caller)?, kind, id_or_name, Permission::SecretView)?;
         Ok(view(&id, &record))
     }
 
@@ -122,9 +127,11 @@ impl Manager {
         kind: SecretKind,
         id_or_name: &str,
         version: u64,
-        spec: SecretSpec,
+        mut spec: SecretSpec,
     ) -> Result<(), ClusterError> {
-        let (id, record) = self.find_secret(caller, kind, id_or_name)?;
+        let access = self.access(caller)?;
+        let (id, record) = self.find_secret(&access, kind, id_or_name, Permission::SecretUpdate)?;
+        access.keep_or_move(self, &collection(&record), &mut spec.labels, Permission::SecretCreate)?;
         let same_data = match (&spec.data, kind) {
             (None, _) => true,
             (Some(data), SecretKind::Config) => *data == record.data,
@@ -146,28 +153,32 @@ impl Manager {
 
     /// `DELETE /secrets/{id}`, `DELETE /configs/{id}`: refused while a service uses it.
     pub async fn remove_secret(&self, caller: &Caller, kind: SecretKind, id_or_name: &str) -> Result<(), ClusterError> {
-        let (id, _) = self.find_secret(caller, kind, id_or_name)?;
+        let (id, _) = self.find_secret(&self.access(caller)?, kind, id_or_name, Permission::SecretRemove)?;
         let command = OrchestrationCommand::RemoveSecret { id, kind };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(ClusterError::from)?;
         Ok(())
     }
 
+    /// The secret or config `id_or_name` names, if the caller may see it (else not found) and
+    /// take `permission` on it (else refused).
     fn find_secret(
         &self,
-        caller: &Caller,
+        access: &Access,
         kind: SecretKind,
         id_or_name: &str,
+        permission: Permission,
     ) -> Result<(String, SecretRecord), ClusterError> {
         let all = self.store.secrets(kind)?;
-        match crate::services::find_one(&all, id_or_name, |s| &s.name) {
-            Some((id, record)) if caller.may_use(record) => Ok((id.clone(), record.clone())),
-            _ => Err(ClusterError::NotFound(format!("{} {id_or_name} not found", kind.as_str()))),
-        }
+        let not_found = || ClusterError::NotFound(format!("{} {id_or_name} not found", kind.as_str()));
+        let (id, record) = crate::services::find_one(&all, id_or_name, |s| &s.name).ok_or_else(not_found)?;
+        access.reach(Permission::SecretView, permission, &collection(record), not_found)?;
+        Ok((id.clone(), record.clone()))
     }
 
-    /// Checks the secrets and configs a service spec uses: each one the caller may use, named
-    /// as it is, at a target no other one of the task has.
-    pub(crate) fn check_references(&self, caller: &Caller, spec: &TaskSpec) -> Result<(), ClusterError> {
+    /// Checks the secrets and configs a service spec uses: each one the caller may use
+    /// (`secret.use` in its collection), named as it is, at a target no other one of the task
+    /// has.
+    pub(crate) fn check_references(&self, access: &Access, spec: &TaskSpec) -> Result<(), ClusterError> {
         let container = &spec.container_spec;
         let mut targets = std::collections::BTreeSet::new();
         let uses = container.secrets.iter().map(|s| (SecretKind::Secret, &s.secret_id, &s.secret_name, &s.file));
@@ -175,10 +186,9 @@ impl Manager {
             uses.chain(container.configs.iter().map(|c| (SecretKind::Config, &c.config_id, &c.config_name, &c.file)));
         for (kind, id, name, file) in uses {
             let what = kind.as_str();
-            let record = self.store.secret(id)?.filter(|r| r.kind == kind && caller.may_use(r));
-            let Some(record) = record else {
-                return Err(ClusterError::Invalid(format!("{what} {name} ({id}) not found")));
-            };
+            let not_found = || ClusterError::Invalid(format!("{what} {name} ({id}) not found"));
+            let record = self.store.secret(id)?.filter(|r| r.kind == kind).ok_or_else(not_found)?;
+            access.reach(Permission::SecretView, Permission::SecretUse, &collection(&record), not_found)?;
             if !name.is_empty() && record.name != *name {
                 return Err(ClusterError::Invalid(format!("{what} {id} is named {}, not {name}", record.name)));
             }

@@ -1,7 +1,7 @@
 //! The Docker-compatible control calls (swarmkit's `manager/controlapi`): services, tasks and
-//! nodes as the Docker Engine API shows them, for a caller the edge authenticated. Until teams
-//! and grants arrive, the administrator sees and changes everything; a user sees and changes
-//! only the services they created and their tasks, and only reads nodes.
+//! nodes as the Docker Engine API shows them, for a caller the edge authenticated. Each call
+//! asks the caller's grants about the object's collection (`crate::access`): a service or
+//! task the caller may not view is not found, one they may view but not change is refused.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,9 @@ use wharf_store::{
     OrchestrationCommand, Origin, ProposerExt, Refusal, ServiceRecord, TaskRecord, TaskState, UpdateRecord,
 };
 
+use wharf_auth::rbac::Permission;
+
+use crate::access::Access;
 use crate::control::new_object_id;
 use crate::orchestrator::{NodeView, parse_spec};
 use crate::{ClusterError, Manager};
@@ -28,10 +31,10 @@ fn registry_auth_purpose(service_id: &str) -> String {
     format!("registry-auth:{service_id}")
 }
 
-impl Caller {
-    fn may_see(&self, service: &ServiceRecord) -> bool {
-        self.admin || service.owner == self.name
-    }
+/// The collection of a service.
+pub(crate) fn service_collection(record: &ServiceRecord) -> String {
+    let labels = parse_spec(record).map(|s| s.labels).unwrap_or_default();
+    crate::access::collection_of(&labels, &record.owner)
 }
 
 impl Manager {
@@ -43,10 +46,12 @@ impl Manager {
         spec: ServiceSpec,
         registry_auth: Option<RegistryAuth>,
     ) -> Result<docker::CreatedResponse, ClusterError> {
-        let (spec, warnings) = check_spec(spec)?;
-        self.check_references(caller, &spec.task_template)?;
-        self.check_networks(caller, &spec.task_template)?;
-        check_mounts(caller, &spec.task_template.container_spec.mounts)?;
+        let (mut spec, warnings) = check_spec(spec)?;
+        let access = self.access(caller)?;
+        let collection = access.place(self, &mut spec.labels, Permission::ServiceCreate)?;
+        self.check_references(&access, &spec.task_template)?;
+        self.check_networks(&access, &spec.task_template)?;
+        check_mounts(&access, &collection, &spec.task_template.container_spec.mounts)?;
         let id = new_object_id();
         let command = OrchestrationCommand::CreateService {
             id: id.clone(),
@@ -71,11 +76,14 @@ impl Manager {
         spec: ServiceSpec,
         registry_auth: Option<RegistryAuth>,
     ) -> Result<docker::UpdateResponse, ClusterError> {
-        let (id, _) = self.find_service(caller, id_or_name)?;
-        let (spec, warnings) = check_spec(spec)?;
-        self.check_references(caller, &spec.task_template)?;
-        self.check_networks(caller, &spec.task_template)?;
-        check_mounts(caller, &spec.task_template.container_spec.mounts)?;
+        let access = self.access(caller)?;
+        let (id, record) = self.find_service(&access, id_or_name, Permission::ServiceUpdate)?;
+        let (mut spec, warnings) = check_spec(spec)?;
+        access.keep_or_move(self, &service_collection(&record), &mut spec.labels, Permission::ServiceCreate)?;
+        let collection = crate::access::collection_of(&spec.labels, &record.owner);
+        self.check_references(&access, &spec.task_template)?;
+        self.check_networks(&access, &spec.task_template)?;
+        check_mounts(&access, &collection, &spec.task_template.container_spec.mounts)?;
         let command = OrchestrationCommand::UpdateService {
             id: id.clone(),
             version,
@@ -98,7 +106,7 @@ impl Manager {
         id_or_name: &str,
         version: u64,
     ) -> Result<docker::UpdateResponse, ClusterError> {
-        let (id, _) = self.find_service(caller, id_or_name)?;
+        let (id, _) = self.find_service(&self.access(caller)?, id_or_name, Permission::ServiceUpdate)?;
         let command = self.rollback_command(&id, version, "manually requested rollback")?;
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(docker::UpdateResponse { warnings: Vec::new() })
@@ -158,7 +166,7 @@ impl Manager {
 
     /// `DELETE /services/{id}`: its tasks are stopped by their nodes within their grace period.
     pub async fn remove_service(&self, caller: &Caller, id_or_name: &str) -> Result<(), ClusterError> {
-        let (id, _) = self.find_service(caller, id_or_name)?;
+        let (id, _) = self.find_service(&self.access(caller)?, id_or_name, Permission::ServiceRemove)?;
         let command = OrchestrationCommand::RemoveService { id, at: crate::now() };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(())
@@ -166,7 +174,7 @@ impl Manager {
 
     /// `GET /services/{id}`.
     pub fn inspect_service(&self, caller: &Caller, id_or_name: &str) -> Result<docker::Service, ClusterError> {
-        let (id, record) = self.find_service(caller, id_or_name)?;
+        let (id, record) = self.find_service(&self.access(caller)?, id_or_name, Permission::ServiceView)?;
         let mut view = service_view(&id, &record, None);
         view.update_status = self.store.service_update(&id)?.as_ref().map(update_status);
         Ok(view)
@@ -181,9 +189,12 @@ impl Manager {
     ) -> Result<Vec<docker::Service>, ClusterError> {
         let tasks = if status { self.store.tasks()? } else { Vec::new() };
         let nodes = crate::control::node_views(self)?;
+        let access = self.access(caller)?;
         let mut out = Vec::new();
         for (id, record) in self.store.services()? {
-            if !caller.may_see(&record) || !service_matches(&id, &record, filters) {
+            if !access.allows(Permission::ServiceView, &service_collection(&record))
+                || !service_matches(&id, &record, filters)
+            {
                 continue;
             }
             let counts = status.then(|| service_status(&id, &record, &tasks, &nodes));
@@ -192,18 +203,19 @@ impl Manager {
         Ok(out)
     }
 
-    /// The service `id_or_name` names (an id, a name or a unique id prefix), if the caller may see it.
+    /// The service `id_or_name` names (an id, a name or a unique id prefix), if the caller may
+    /// see it (else it is not found) and take `permission` on it (else refused).
     pub(crate) fn find_service(
         &self,
-        caller: &Caller,
+        access: &Access,
         id_or_name: &str,
+        permission: Permission,
     ) -> Result<(String, ServiceRecord), ClusterError> {
         let services = self.store.services()?;
-        match find_one(&services, id_or_name, |s| &s.name) {
-            Some((id, record)) if caller.may_see(record) => Ok((id.clone(), record.clone())),
-            Some(_) => Err(ClusterError::Forbidden(format!("service {id_or_name} belongs to another user"))),
-            None => Err(ClusterError::NotFound(format!("service {id_or_name} not found"))),
-        }
+        let not_found = || ClusterError::NotFound(format!("service {id_or_name} not found"));
+        let (id, record) = find_one(&services, id_or_name, |s| &s.name).ok_or_else(not_found)?;
+        access.reach(Permission::ServiceView, permission, &service_collection(record), not_found)?;
+        Ok((id.clone(), record.clone()))
     }
 
     /// `GET /tasks?filters=`.
@@ -217,10 +229,17 @@ impl Manager {
             .get("service")
             .map(|names| names.iter().map(|n| self.resolve_service_id(&services, n)).collect())
             .unwrap_or_default();
+        let access = self.access(caller)?;
+        let visible: BTreeMap<&str, bool> = services
+            .iter()
+            .map(|(id, s)| (id.as_str(), access.allows(Permission::ServiceView, &service_collection(s))))
+            .collect();
         let mut out = Vec::new();
         for (id, task) in self.store.tasks()? {
             let Some(service) = services.get(&task.service_id) else { continue };
-            if !caller.may_see(service) || !task_matches(&id, &task, service, &service_filter, filters) {
+            if !visible.get(task.service_id.as_str()).copied().unwrap_or(false)
+                || !task_matches(&id, &task, service, &service_filter, filters)
+            {
                 continue;
             }
             out.push(task_view(&id, &task));
@@ -238,34 +257,42 @@ impl Manager {
     /// `GET /tasks/{id}`.
     pub fn inspect_task(&self, caller: &Caller, id: &str) -> Result<docker::Task, ClusterError> {
         let task = self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
-        let visible = self.store.service(&task.service_id)?.is_some_and(|s| caller.may_see(&s));
+        let access = self.access(caller)?;
+        let service = self.store.service(&task.service_id)?;
+        let visible = service.is_some_and(|s| access.allows(Permission::ServiceView, &service_collection(&s)));
         if !visible && !caller.admin {
             return Err(ClusterError::NotFound(format!("task {id} not found")));
         }
         Ok(task_view(id, &task))
     }
 
-    /// `GET /nodes` and `GET /nodes/{id}`.
-    pub fn docker_nodes(&self) -> Result<Vec<docker::Node>, ClusterError> {
+    /// `GET /nodes` and `GET /nodes/{id}`: the nodes the caller may view.
+    pub fn docker_nodes(&self, caller: &Caller) -> Result<Vec<docker::Node>, ClusterError> {
         let infos = self.node_list()?;
         let views = crate::control::node_views(self)?;
+        let access = self.access(caller)?;
         let mut out = Vec::new();
         for view in views.iter().filter(|v| !v.record.removed) {
+            if !access.allows(Permission::NodeView, &crate::control::collection_of_node(view)) {
+                continue;
+            }
             let info = infos.iter().find(|i| i.id == view.id);
             out.push(node_view(view, info));
         }
         Ok(out)
     }
 
-    pub fn docker_node(&self, id_or_name: &str) -> Result<docker::Node, ClusterError> {
-        let nodes = self.docker_nodes()?;
+    pub fn docker_node(&self, caller: &Caller, id_or_name: &str) -> Result<docker::Node, ClusterError> {
+        let nodes = self.docker_nodes(caller)?;
         nodes
             .into_iter()
             .find(|n| n.id == id_or_name || n.description.hostname == id_or_name)
             .ok_or_else(|| ClusterError::NotFound(format!("node {id_or_name} not found")))
     }
 
-    /// `POST /nodes/{id}/update?version=N`: availability, labels and role (administrators only).
+    /// `POST /nodes/{id}/update?version=N`: availability, labels (its collection among them)
+    /// and role. A new role needs an administrator; the rest `node.update` on the node's
+    /// collection (and on the one it moves to).
     pub async fn update_node(
         &self,
         caller: &Caller,
@@ -273,10 +300,18 @@ impl Manager {
         version: Option<u64>,
         spec: docker::NodeSpec,
     ) -> Result<(), ClusterError> {
-        if !caller.admin {
-            return Err(ClusterError::Forbidden("only an administrator may change nodes".into()));
+        let node = self.docker_node(caller, id_or_name)?;
+        let access = self.access(caller)?;
+        let collection = crate::access::node_collection(&node.spec.labels, &node.spec.role);
+        access.require(Permission::NodeUpdate, &collection)?;
+        let moved = crate::access::node_collection(&spec.labels, &node.spec.role);
+        if moved != collection {
+            access.check_exists(self, &moved)?;
+            access.require(Permission::NodeUpdate, &moved)?;
         }
-        let node = self.docker_node(id_or_name)?;
+        if !spec.role.is_empty() && spec.role != node.spec.role && !caller.admin {
+            return Err(ClusterError::Forbidden("only an administrator may change a node's role".into()));
+        }
         let id: u64 = node.id.parse().map_err(|_| ClusterError::NotFound(format!("node {id_or_name} not found")))?;
         if !spec.role.is_empty() && spec.role != node.spec.role {
             let role = wharf_api::NodeRole::parse(&spec.role)
@@ -287,6 +322,17 @@ impl Manager {
         let command = OrchestrationCommand::SetNodeSpec { id, version, availability, labels: spec.labels };
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(service_error)?;
         Ok(())
+    }
+}
+
+impl Manager {
+    /// `DELETE /nodes/{id}`: `node.update` on the node's collection.
+    pub async fn remove_docker_node(&self, caller: &Caller, id_or_name: &str) -> Result<(), ClusterError> {
+        let node = self.docker_node(caller, id_or_name)?;
+        let collection = crate::access::node_collection(&node.spec.labels, &node.spec.role);
+        self.access(caller)?.require(Permission::NodeUpdate, &collection)?;
+        let id: u64 = node.id.parse().map_err(|_| ClusterError::NotFound(format!("node {id_or_name} not found")))?;
+        self.remove_node(id, caller.origin.clone()).await
     }
 }
 
@@ -360,9 +406,9 @@ fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
 
 /// The refusals of the orchestration state, as a caller should see them.
 /// Checks a task's mounts: volumes (named or anonymous), bind mounts of an absolute path of
-/// the node (an administrator's alone until roles arrive: a bind mount is the node's root),
-/// tmpfs; each at its own absolute target.
-fn check_mounts(caller: &Caller, mounts: &[docker::MountSpec]) -> Result<(), ClusterError> {
+/// the node (only with `host.bind-mount` in the service's collection, which Restricted Control
+/// withholds: a bind mount reaches the node's root), tmpfs; each at its own absolute target.
+fn check_mounts(access: &Access, collection: &str, mounts: &[docker::MountSpec]) -> Result<(), ClusterError> {
     let mut targets = std::collections::BTreeSet::new();
     for mount in mounts {
         let invalid =
@@ -383,11 +429,7 @@ fn check_mounts(caller: &Caller, mounts: &[docker::MountSpec]) -> Result<(), Clu
                 if !mount.source.starts_with('/') {
                     return Err(invalid("its source must be an absolute path of the node"));
                 }
-                if !caller.admin {
-                    return Err(ClusterError::Forbidden(
-                        "bind mounts of a node's files need an administrator (until roles arrive)".into(),
-                    ));
-                }
+                access.require(Permission::BindMount, collection)?;
             }
             "tmpfs" => {
                 if !mount.source.is_empty() {
@@ -622,8 +664,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mounts_are_volumes_binds_of_absolute_paths_by_an_administrator_or_tmpfs_each_at_its_own_target() {
-        let caller = |admin| Caller { name: "u".into(), admin, origin: Origin::default() };
+    fn mounts_are_volumes_binds_of_absolute_paths_by_full_control_or_tmpfs_each_at_its_own_target() {
+        let caller = |admin| Access::for_test("u", admin);
         let mount = |kind: &str, source: &str, target: &str| docker::MountSpec {
             kind: kind.into(),
             source: source.into(),
@@ -631,10 +673,12 @@ mod tests {
             ..Default::default()
         };
         let good = [mount("volume", "data", "/data"), mount("volume", "", "/anon"), mount("tmpfs", "", "/scratch")];
-        assert!(check_mounts(&caller(false), &good).is_ok());
+        let mine = "/Shared/Private/u";
+        assert!(check_mounts(&caller(false), mine, &good).is_ok());
         let bind = [mount("bind", "/srv/site", "/site")];
-        assert!(check_mounts(&caller(true), &bind).is_ok());
-        assert!(matches!(check_mounts(&caller(false), &bind), Err(ClusterError::Forbidden(_))));
+        assert!(check_mounts(&caller(true), mine, &bind).is_ok());
+        let refused = check_mounts(&caller(false), mine, &bind);
+        assert!(matches!(refused, Err(ClusterError::Forbidden(_))), "Restricted Control, the default role");
         for bad in [
             mount("bind", "relative", "/x"),
             mount("volume", "/a/path", "/x"),
@@ -642,10 +686,10 @@ mod tests {
             mount("volume", "data", "relative"),
             mount("npipe", "", "/x"),
         ] {
-            let refused = check_mounts(&caller(true), std::slice::from_ref(&bad));
+            let refused = check_mounts(&caller(true), mine, std::slice::from_ref(&bad));
             assert!(matches!(refused, Err(ClusterError::Invalid(_))), "{bad:?}");
         }
         let twice = [mount("volume", "a", "/d"), mount("tmpfs", "", "/d")];
-        assert!(matches!(check_mounts(&caller(true), &twice), Err(ClusterError::Invalid(_))));
+        assert!(matches!(check_mounts(&caller(true), mine, &twice), Err(ClusterError::Invalid(_))));
     }
 }

@@ -155,6 +155,7 @@ impl ManagerNode {
             blob_storage: storage.location(),
             logs: wharf_manager::LogBroker::default(),
             stopping: wharf_manager::Stopping::default(),
+            access: wharf_auth::AccessControl::new(Arc::clone(&store)),
         });
         let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
         let tls = wharf_pki::mutual_server_config(Arc::clone(&cert), ca.cert_pem())?;

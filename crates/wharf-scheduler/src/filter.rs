@@ -12,13 +12,20 @@ pub(crate) enum Filter {
     Ready,
     Resources,
     Platform,
+    Collection,
     Constraints,
     HostPorts,
 }
 
 impl Filter {
-    pub const PIPELINE: [Filter; 5] =
-        [Filter::Ready, Filter::Resources, Filter::Platform, Filter::Constraints, Filter::HostPorts];
+    pub const PIPELINE: [Filter; 6] = [
+        Filter::Ready,
+        Filter::Resources,
+        Filter::Platform,
+        Filter::Collection,
+        Filter::Constraints,
+        Filter::HostPorts,
+    ];
 
     /// The filters whose verdict can change when a task is placed on the node; the others
     /// depend only on the node's description and the task's spec.
@@ -33,6 +40,7 @@ impl Filter {
             Filter::Platform => {
                 task.platforms.is_empty() || task.platforms.iter().any(|wanted| wanted.supports(&node.platform))
             }
+            Filter::Collection => task.collection.as_deref().is_none_or(|c| related(c, &node.collection)),
             Filter::Constraints => all_match(&task.constraints, node),
             Filter::HostPorts => state.ports_free(&task.host_ports),
         }
@@ -45,6 +53,7 @@ impl Filter {
             Filter::Ready => format!("{nodes} {noun} not available for new tasks"),
             Filter::Resources => format!("insufficient resources on {nodes} {noun}"),
             Filter::Platform => format!("unsupported platform on {nodes} {noun}"),
+            Filter::Collection => format!("{nodes} {noun} outside the service's collection"),
             Filter::Constraints => format!("scheduling constraints not satisfied on {nodes} {noun}"),
             Filter::HostPorts => format!("host-mode port already in use on {nodes} {noun}"),
         }
@@ -55,10 +64,21 @@ impl Filter {
             Filter::Ready => 0,
             Filter::Resources => 1,
             Filter::Platform => 2,
-            Filter::Constraints => 3,
-            Filter::HostPorts => 4,
+            Filter::Collection => 3,
+            Filter::Constraints => 4,
+            Filter::HostPorts => 5,
         }
     }
+}
+
+/// Whether a node of collection `node` may run a task of collection `task`: one is the other
+/// or beneath it (a task of `/Shared/Private/alice` runs on the nodes of `/Shared`; a task of
+/// `/Shared/ops` on those of `/Shared` and `/Shared/ops/...`, never on `/System`'s).
+pub(crate) fn related(task: &str, node: &str) -> bool {
+    let beneath = |path: &str, ancestor: &str| {
+        ancestor == "/" || path == ancestor || path.strip_prefix(ancestor).is_some_and(|rest| rest.starts_with('/'))
+    };
+    beneath(task, node) || beneath(node, task)
 }
 
 /// The first filter of the pipeline that `state` fails for `task`, if any.
@@ -75,7 +95,7 @@ pub(crate) fn first_load_failure(state: &NodeState<'_>, task: &Task) -> Option<F
 /// How many nodes each filter removed; each node counts once, for the first filter it failed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FailureCounts {
-    removed: [u32; 5],
+    removed: [u32; 6],
 }
 
 impl FailureCounts {

@@ -114,3 +114,23 @@ fn reasons_list_filters_in_pipeline_order() {
          host-mode port already in use on 1 node)"
     );
 }
+
+#[test]
+fn collection_filter_keeps_a_task_on_its_collections_path() {
+    let mut task = task("t", "s");
+    let mut node = node(1);
+    node.collection = "/System".into();
+    assert_eq!(verdict(&node, &task), None, "a task of no collection runs anywhere");
+    task.collection = Some("/Shared/Private/alice".into());
+    assert_eq!(verdict(&node, &task), Some(Filter::Collection));
+    node.collection = "/Shared".into();
+    assert_eq!(verdict(&node, &task), None, "an ancestor's node");
+    task.collection = Some("/Shared/ops".into());
+    node.collection = "/Shared/ops/db".into();
+    assert_eq!(verdict(&node, &task), None, "a descendant's node");
+    node.collection = "/Shared/opsx".into();
+    assert_eq!(verdict(&node, &task), Some(Filter::Collection), "a name with the same prefix is no descendant");
+    task.collection = Some("/".into());
+    assert_eq!(verdict(&node, &task), None, "the root's tasks run anywhere");
+    assert_eq!(Filter::Collection.explain(2), "2 nodes outside the service's collection");
+}

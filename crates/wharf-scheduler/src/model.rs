@@ -111,6 +111,9 @@ pub struct Node {
     /// Running or assigned tasks per service id.
     pub tasks_by_service: BTreeMap<String, u32>,
     pub total_tasks: u32,
+    /// The access collection the node belongs to (`/System` for managers and `/Shared` for
+    /// workers unless labelled otherwise).
+    pub collection: String,
 }
 
 /// One pending task.
@@ -130,6 +133,9 @@ pub struct Task {
     pub host_ports: Vec<(Protocol, u16)>,
     /// A pre-assigned node (global services): only that node is considered.
     pub node: Option<NodeId>,
+    /// The access collection of the task's service: only the nodes of that collection, of an
+    /// ancestor or of a descendant may take it (`None`: any node).
+    pub collection: Option<String>,
 }
 
 /// The scheduler's verdict on one task.

@@ -73,6 +73,7 @@ mod tests {
             host_ports: BTreeSet::new(),
             tasks_by_service: BTreeMap::new(),
             total_tasks: 0,
+            collection: "/Shared".to_owned(),
         }
     }
 

@@ -25,6 +25,7 @@ pub fn node(id: NodeId) -> Node {
         host_ports: BTreeSet::new(),
         tasks_by_service: BTreeMap::new(),
         total_tasks: 0,
+        collection: "/Shared".to_owned(),
     }
 }
 
@@ -47,6 +48,7 @@ pub fn task(id: &str, service: &str) -> Task {
         reservations: Resources::default(),
         host_ports: Vec::new(),
         node: None,
+        collection: None,
     }
 }
 

@@ -61,9 +61,9 @@ fn node() -> impl Strategy<Value = Node> {
         labels("disk", &["ssd", "hdd"]),
         select(platforms()),
     );
-    let load = (resources(4, 4), resources(3, 3), ports(), 0..3u32, 0..3u32);
+    let load = (resources(4, 4), resources(3, 3), ports(), 0..3u32, 0..3u32, select(NODE_COLLECTIONS.as_slice()));
     (description, load).prop_map(|((role, ready, availability, labels, engine_labels, platform), load)| {
-        let (capacity, reserved, host_ports, s1_tasks, other_tasks) = load;
+        let (capacity, reserved, host_ports, s1_tasks, other_tasks, collection) = load;
         Node {
             id: 0,
             hostname: String::new(),
@@ -78,6 +78,7 @@ fn node() -> impl Strategy<Value = Node> {
             host_ports,
             tasks_by_service: BTreeMap::from([("s1".to_owned(), s1_tasks)]),
             total_tasks: s1_tasks + other_tasks,
+            collection: collection.to_owned(),
         }
     })
 }
@@ -102,8 +103,14 @@ fn task() -> impl Strategy<Value = Task> {
         proptest::collection::vec(select(vec!["node.labels.zone", "engine.labels.disk"]), 0..=2),
         proptest::option::weighted(0.3, select(platforms())),
     );
-    let needs = (resources(2, 2), ports(), proptest::option::weighted(0.2, 1..=9u64));
-    (spec, needs).prop_map(|((service, version, constraints, preferences, platform), (reservations, ports, node))| {
+    let needs = (
+        resources(2, 2),
+        ports(),
+        proptest::option::weighted(0.2, 1..=9u64),
+        proptest::option::weighted(0.5, select(TASK_COLLECTIONS.as_slice())),
+    );
+    (spec, needs).prop_map(|((service, version, constraints, preferences, platform), needs)| {
+        let (reservations, ports, node, collection) = needs;
         let constraints = constraints.iter().map(|expr| Constraint::parse(expr)).collect::<Result<Vec<_>, _>>();
         let preferences = preferences.iter().map(|descriptor| Spread::parse(descriptor)).collect::<Result<Vec<_>, _>>();
         Task {
@@ -116,6 +123,7 @@ fn task() -> impl Strategy<Value = Task> {
             reservations,
             host_ports: ports.into_iter().collect(),
             node,
+            collection: collection.map(str::to_owned),
         }
     })
 }
@@ -156,7 +164,19 @@ fn accepts(node: &Node, task: &Task) -> bool {
         && node.availability == Availability::Active
         && (task.platforms.is_empty() || task.platforms.iter().any(|platform| platform.supports(&node.platform)))
         && task.constraints.iter().all(|constraint| constraint.matches(node))
+        && task.collection.as_deref().is_none_or(|c| {
+            // Written out: the node's collection is on the task's path from the root, or
+            // beneath the task's collection.
+            let ancestors: Vec<String> = (1..=c.split('/').count())
+                .map(|n| c.split('/').take(n).collect::<Vec<_>>().join("/"))
+                .map(|p| if p.is_empty() { "/".to_owned() } else { p })
+                .collect();
+            ancestors.contains(&node.collection) || node.collection.starts_with(&format!("{c}/")) || c == "/"
+        })
 }
+
+const NODE_COLLECTIONS: [&str; 5] = ["/System", "/Shared", "/Shared/ops", "/Shared/ops/db", "/"];
+const TASK_COLLECTIONS: [&str; 5] = ["/", "/Shared/Private/alice", "/Shared/ops", "/System", "/Shared/opsx"];
 
 /// Checks every placement against the node and the load before it; returns the final loads.
 fn check_placements(nodes: &[Node], tasks: &[Task], decisions: &[Decision]) -> Result<Vec<Load>, TestCaseError> {
@@ -227,6 +247,7 @@ fn plain_node(id: NodeId, zone: Option<u8>) -> Node {
         host_ports: BTreeSet::new(),
         tasks_by_service: BTreeMap::new(),
         total_tasks: 0,
+        collection: "/Shared".to_owned(),
     }
 }
 
@@ -242,6 +263,7 @@ fn plain_tasks(count: usize, preferences: Vec<Spread>) -> Vec<Task> {
             reservations: Resources::default(),
             host_ports: Vec::new(),
             node: None,
+            collection: None,
         })
         .collect()
 }

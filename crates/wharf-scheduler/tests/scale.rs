@@ -25,6 +25,7 @@ fn node(id: NodeId) -> Node {
         host_ports: BTreeSet::new(),
         tasks_by_service: BTreeMap::new(),
         total_tasks: 0,
+        collection: "/Shared".to_owned(),
     }
 }
 
@@ -39,6 +40,7 @@ fn task(service: usize, replica: usize) -> Task {
         reservations: Resources { nano_cpus: 10_000_000, memory_bytes: 1 << 20 },
         host_ports: Vec::new(),
         node: None,
+        collection: None,
     }
 }
 

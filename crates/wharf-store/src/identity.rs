@@ -14,7 +14,7 @@ use wharf_api::identity::{self as paths, BUILT_IN_COLLECTIONS, PRIVATE};
 use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{COLLECTIONS, GRANTS, IDENTITY_SETTINGS, ORGS, ROLES, TEAMS, USERS};
+use crate::tables::{COLLECTIONS, GRANTS, IDENTITY_SETTINGS, ORGS, REPO_ACCESS, ROLES, TEAMS, USERS};
 
 /// The built-in roles' names, which no custom role may take.
 const BUILT_IN_ROLES: [&str; 5] = ["none", "viewonly", "restrictedcontrol", "scheduler", "fullcontrol"];
@@ -91,6 +91,14 @@ pub enum IdentityCommand {
     SetDefaultRole {
         role: String,
     },
+    /// Gives `subject` a level (`read`, `read-write`, `admin`) on a repository, or on every
+    /// repository of a namespace (`NAMESPACE/*`); `none` takes it back.
+    SetRepoAccess {
+        repo: String,
+        subject: String,
+        level: String,
+        at: u64,
+    },
 }
 
 impl std::fmt::Display for IdentityCommand {
@@ -118,6 +126,9 @@ impl std::fmt::Display for IdentityCommand {
                 write!(f, "revoke {role} on {collection} from {subject}")
             }
             IdentityCommand::SetDefaultRole { role } => write!(f, "set-default-role {role}"),
+            IdentityCommand::SetRepoAccess { repo, subject, level, .. } => {
+                write!(f, "set-repo-access {repo} {subject} {level}")
+            }
         }
     }
 }
@@ -157,6 +168,18 @@ pub struct GrantRecord {
     pub collection: String,
     pub created: u64,
 }
+
+/// A subject's level on a repository or a namespace's repositories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoAccessRecord {
+    /// A repository name, or `NAMESPACE/*`.
+    pub repo: String,
+    pub subject: String,
+    pub level: String,
+    pub created: u64,
+}
+
+const REPO_LEVELS: [&str; 3] = ["read", "read-write", "admin"];
 
 #[derive(Serialize, Deserialize)]
 enum Stored<T> {
@@ -287,7 +310,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
             if keys(txn, COLLECTIONS)?.iter().any(|c| c != path && paths::within(c, path)) {
                 return Err(held("collection", path, "the parent of other collections"));
             }
-            if !grants_where(txn, |g| g.collection == *path)?.is_empty() {
+            if !grants_where(txn, &|g: &GrantRecord| g.collection == *path)?.is_empty() {
                 return Err(held("collection", path, "named by grants"));
             }
             txn.open_table(COLLECTIONS)?.remove(path.as_str())?;
@@ -305,7 +328,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
             if get::<RoleRecord>(txn, ROLES, name)?.is_none() {
                 return Err(unknown("role", name));
             }
-            if !grants_where(txn, |g| g.role == *name)?.is_empty() || default_role_in(txn)? == *name {
+            if !grants_where(txn, &|g: &GrantRecord| g.role == *name)?.is_empty() || default_role_in(txn)? == *name {
                 return Err(held("role", name, "named by grants or the default role"));
             }
             txn.open_table(ROLES)?.remove(name.as_str())?;
@@ -335,6 +358,26 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
             role_exists(txn, role)?;
             txn.open_table(IDENTITY_SETTINGS)?.insert("default_role", role.as_bytes())?;
         }
+        IdentityCommand::SetRepoAccess { repo, subject, level, at } => {
+            let name = repo.strip_suffix("/*").unwrap_or(repo);
+            if !wharf_api::validate_name(name) {
+                return Err(invalid(format!("repository {repo:?}: a name, or NAMESPACE/*")));
+            }
+            let key = format!("{subject} {repo}");
+            if level == "none" {
+                if txn.open_table(REPO_ACCESS)?.remove(key.as_str())?.is_none() {
+                    return Err(unknown("repository access", &format!("{subject} on {repo}")));
+                }
+                return Ok(Outcome::Done);
+            }
+            if !REPO_LEVELS.contains(&level.as_str()) {
+                return Err(invalid(format!("repository access level {level:?}: read, read-write or admin")));
+            }
+            subject_exists(txn, subject)?;
+            let record =
+                RepoAccessRecord { repo: repo.clone(), subject: subject.clone(), level: level.clone(), created: *at };
+            put(txn, REPO_ACCESS, &key, record)?;
+        }
     }
     Ok(Outcome::Done)
 }
@@ -352,7 +395,7 @@ fn keys(txn: &WriteTransaction, table: redb::TableDefinition<&str, &[u8]>) -> Re
     Ok(out)
 }
 
-fn grants_where(txn: &WriteTransaction, pick: impl Fn(&GrantRecord) -> bool) -> Result<Vec<String>, StoreError> {
+fn grants_where(txn: &WriteTransaction, pick: &impl Fn(&GrantRecord) -> bool) -> Result<Vec<String>, StoreError> {
     let table = txn.open_table(GRANTS)?;
     let mut out = Vec::new();
     for entry in table.iter()? {
@@ -364,9 +407,23 @@ fn grants_where(txn: &WriteTransaction, pick: impl Fn(&GrantRecord) -> bool) -> 
     Ok(out)
 }
 
+/// Removes the grants `pick` chooses, and the repository access of the subjects it chooses.
 fn remove_grants_where(txn: &WriteTransaction, pick: impl Fn(&GrantRecord) -> bool) -> Result<(), StoreError> {
-    for key in grants_where(txn, pick)? {
+    for key in grants_where(txn, &pick)? {
         txn.open_table(GRANTS)?.remove(key.as_str())?;
+    }
+    let mut gone = Vec::new();
+    for entry in txn.open_table(REPO_ACCESS)?.iter()? {
+        let (key, raw) = entry?;
+        let record: RepoAccessRecord = decode(raw.value())?;
+        let as_grant =
+            GrantRecord { subject: record.subject, role: String::new(), collection: String::new(), created: 0 };
+        if pick(&as_grant) {
+            gone.push(key.value().to_owned());
+        }
+    }
+    for key in gone {
+        txn.open_table(REPO_ACCESS)?.remove(key.as_str())?;
     }
     Ok(())
 }
@@ -437,6 +494,7 @@ pub struct IdentityState {
     pub collections: Vec<(String, CollectionRecord)>,
     pub roles: Vec<(String, RoleRecord)>,
     pub grants: Vec<GrantRecord>,
+    pub repo_access: Vec<RepoAccessRecord>,
     /// Empty when never set.
     pub default_role: String,
 }
@@ -466,6 +524,7 @@ impl Store {
             collections: all(&txn, COLLECTIONS)?,
             roles: all(&txn, ROLES)?,
             grants: all::<GrantRecord>(&txn, GRANTS)?.into_iter().map(|(_, g)| g).collect(),
+            repo_access: all::<RepoAccessRecord>(&txn, REPO_ACCESS)?.into_iter().map(|(_, r)| r).collect(),
             default_role: default_role.unwrap_or_default(),
         })
     }

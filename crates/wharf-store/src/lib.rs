@@ -31,7 +31,9 @@ pub use command::{
     PutManifest, RegistryCommand, SessionRecordCommand, VersionedCommand,
 };
 pub use feed::{Changes, Domain};
-pub use identity::{CollectionRecord, GrantRecord, IdentityCommand, IdentityState, OrgRecord, RoleRecord, TeamRecord};
+pub use identity::{
+    CollectionRecord, GrantRecord, IdentityCommand, IdentityState, OrgRecord, RepoAccessRecord, RoleRecord, TeamRecord,
+};
 pub use orchestration::{
     NetworkRecord, NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord, ServiceRecord,
     TaskRecord, TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,

@@ -71,6 +71,7 @@ macro_rules! for_each_table {
         $m!(ROLES, &str, &[u8], String, Vec<u8>);
         $m!(GRANTS, &str, &[u8], String, Vec<u8>);
         $m!(IDENTITY_SETTINGS, &str, &[u8], String, Vec<u8>);
+        $m!(REPO_ACCESS, &str, &[u8], String, Vec<u8>);
     };
 }
 
@@ -270,7 +271,8 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "COLLECTIONS"
         | "ROLES"
         | "GRANTS"
-        | "IDENTITY_SETTINGS" => {
+        | "IDENTITY_SETTINGS"
+        | "REPO_ACCESS" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -290,6 +292,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "ROLES" => ROLES,
                 "GRANTS" => GRANTS,
                 "IDENTITY_SETTINGS" => IDENTITY_SETTINGS,
+                "REPO_ACCESS" => REPO_ACCESS,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

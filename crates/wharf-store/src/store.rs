@@ -141,6 +141,7 @@ impl Store {
             txn.open_table(crate::tables::ROLES)?;
             txn.open_table(crate::tables::GRANTS)?;
             txn.open_table(crate::tables::IDENTITY_SETTINGS)?;
+            txn.open_table(crate::tables::REPO_ACCESS)?;
         }
         txn.commit()?;
         Ok(Store {

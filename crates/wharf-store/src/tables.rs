@@ -73,6 +73,8 @@ pub(crate) const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 /// "subject collection role" -> versioned [`crate::GrantRecord`].
 pub(crate) const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
+/// "subject  pattern" -> versioned [`crate::RepoAccessRecord`]: levels on repositories.
+pub(crate) const REPO_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_access");
 /// "default_role" -> the role every user holds on their private collection.
 pub(crate) const IDENTITY_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_settings");
 /// "schema" -> format version of the database.

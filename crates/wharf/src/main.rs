@@ -53,6 +53,21 @@ enum Command {
     Node(remote::account::NodeCommand),
     /// Fetches a client bundle (certificate, key, CA, env.sh) for the `docker` CLI.
     Bundle(remote::account::BundleArgs),
+    /// Manages organizations.
+    #[command(subcommand)]
+    Org(remote::access::OrgCommand),
+    /// Manages the teams of an organization and their members.
+    #[command(subcommand)]
+    Team(remote::access::TeamCommand),
+    /// Manages collections (the tree that nodes, services, secrets and networks belong to).
+    #[command(subcommand)]
+    Collection(remote::access::CollectionCommand),
+    /// Manages roles (built-in and custom) and the default role of users.
+    #[command(subcommand)]
+    Role(remote::access::RoleCommand),
+    /// Grants roles on collections to users, teams and organizations.
+    #[command(subcommand)]
+    Grant(remote::access::GrantCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +94,11 @@ fn main() -> anyhow::Result<()> {
         Command::Token(command) => runtime.block_on(remote::account::token(command)),
         Command::Node(command) => runtime.block_on(remote::account::node(command)),
         Command::Bundle(args) => runtime.block_on(remote::account::bundle(args)),
+        Command::Org(command) => runtime.block_on(remote::access::org(command)),
+        Command::Team(command) => runtime.block_on(remote::access::team(command)),
+        Command::Collection(command) => runtime.block_on(remote::access::collection(command)),
+        Command::Role(command) => runtime.block_on(remote::access::role(command)),
+        Command::Grant(command) => runtime.block_on(remote::access::grant(command)),
     }
 }
 

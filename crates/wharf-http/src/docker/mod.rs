@@ -62,11 +62,14 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
     let query = crate::query_pairs(req.uri().query());
     match (call, method) {
         (DockerCall::Version, Method::GET) => ok(&version()),
-        (DockerCall::Info, Method::GET) => ok(&info(&manager)?),
+        (DockerCall::Info, Method::GET) => ok(&info(&manager, &caller)?),
         (DockerCall::Swarm, Method::GET) => ok(&cluster_info(&manager)),
-        (DockerCall::Nodes, Method::GET) => ok(&manager.docker_nodes().map_err(docker_error)?),
-        (DockerCall::Node(id), Method::GET) => ok(&manager.docker_node(&id).map_err(docker_error)?),
-        (DockerCall::Node(id), Method::DELETE) => remove_node(&manager, &caller, &id).await,
+        (DockerCall::Nodes, Method::GET) => ok(&manager.docker_nodes(&caller).map_err(docker_error)?),
+        (DockerCall::Node(id), Method::GET) => ok(&manager.docker_node(&caller, &id).map_err(docker_error)?),
+        (DockerCall::Node(id), Method::DELETE) => {
+            manager.remove_docker_node(&caller, &id).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
         (DockerCall::NodeUpdate(id), Method::POST) => {
             let version = query_u64(&query, "version")?;
             let spec: docker::NodeSpec = json_body(req).await?;
@@ -186,16 +189,6 @@ async fn caller(app: &App, manager: &Manager, cert: Option<PeerUser>, source: St
     }
 }
 
-async fn remove_node(manager: &Manager, caller: &Caller, id: &str) -> Answer {
-    if !caller.admin {
-        return Err(message_response(StatusCode::FORBIDDEN, "only an administrator may remove nodes"));
-    }
-    let node = manager.docker_node(id).map_err(docker_error)?;
-    let id: u64 = node.id.parse().map_err(|_| message_response(StatusCode::NOT_FOUND, "no such node"))?;
-    manager.remove_node(id, caller.origin.clone()).await.map_err(docker_error)?;
-    Ok(empty(StatusCode::OK))
-}
-
 /// `GET /distribution/{image}/json` for an image of this cluster's registry: its digest, so
 /// the CLI pins the service to it. Other registries: not found (the CLI warns and goes on).
 async fn distribution(app: &App, manager: &Manager, caller: &Caller, image: &str) -> Answer {
@@ -281,9 +274,10 @@ fn cluster_info(manager: &Manager) -> docker::ClusterInfo {
     }
 }
 
-/// `GET /info`: the cluster as one engine (resources summed over ready nodes).
-fn info(manager: &Manager) -> Result<docker::Info, Response> {
-    let nodes = manager.docker_nodes().map_err(docker_error)?;
+/// `GET /info`: the cluster as one engine (resources summed over the ready nodes the caller
+/// may view).
+fn info(manager: &Manager, caller: &Caller) -> Result<docker::Info, Response> {
+    let nodes = manager.docker_nodes(caller).map_err(docker_error)?;
     let me = nodes.iter().find(|n| n.id == manager.node_id.to_string());
     let managers: Vec<&docker::Node> = nodes.iter().filter(|n| n.manager_status.is_some()).collect();
     let ready = nodes.iter().filter(|n| n.status.state == "ready");

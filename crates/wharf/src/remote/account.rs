@@ -16,6 +16,7 @@ use wharf_api::account::{
     UserUpdate,
 };
 use wharf_api::cluster::{JoinTokenInfo, NodeInfo, NodeRoleInfo, RoleChange};
+use wharf_api::identity::RepoAccessInfo;
 use wharf_client::{Client, ClientError};
 
 use crate::input::{read_password_file, read_secret_line};
@@ -56,7 +57,7 @@ fn find_ca(url: &reqwest::Url, ca: Option<&PathBuf>) -> anyhow::Result<Option<St
 }
 
 /// A failed call as the user sees it: what the server said, printable.
-fn remote(e: ClientError) -> anyhow::Error {
+pub(crate) fn remote(e: ClientError) -> anyhow::Error {
     anyhow::anyhow!("{}", printable(&e.to_string()))
 }
 
@@ -97,7 +98,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 
 /// The API client of the session `wharf login` saved. A call follows the leader where only
 /// the leader can answer (the session is valid on every manager) and waits out an election.
-fn session() -> anyhow::Result<Client> {
+pub(crate) fn session() -> anyhow::Result<Client> {
     let path = config_path()?;
     let raw = std::fs::read(&path)
         .with_context(|| format!("not logged in ({} is missing): run wharf login", path.display()))?;
@@ -224,10 +225,38 @@ pub enum RepoCommand {
     },
     /// Prints the repository's settings.
     Show { name: String },
+    /// Gives a user, team or organization (user:NAME, team:ORG/TEAM, org:ORG) a level on a
+    /// repository, or on every repository of a namespace (NS/*): read, read-write, admin, or
+    /// none to take it back.
+    Access {
+        name: String,
+        subject: String,
+        #[arg(value_parser = ["read", "read-write", "admin", "none"])]
+        level: String,
+    },
+    /// Lists who has which level on a repository (every entry without a name: administrators).
+    AccessLs { name: Option<String> },
 }
 
 pub async fn repo(command: RepoCommand) -> anyhow::Result<()> {
     let (name, update) = match command {
+        RepoCommand::Access { name, subject, level } => {
+            let body = RepoAccessInfo { repo: name.clone(), subject: subject.clone(), level: level.clone() };
+            session()?.call::<_, ()>(Method::PUT, "/api/repository-access", Some(&body)).await.map_err(remote)?;
+            println!("{} now has {} on {}.", printable(&subject), printable(&level), printable(&name));
+            return Ok(());
+        }
+        RepoCommand::AccessLs { name } => {
+            let path = match &name {
+                Some(name) => format!("/api/repository-access?repo={name}"),
+                None => "/api/repository-access".to_owned(),
+            };
+            let all: Vec<RepoAccessInfo> = session()?.call::<(), _>(Method::GET, &path, None).await.map_err(remote)?;
+            for a in all {
+                println!("{}\t{}\t{}", printable(&a.repo), printable(&a.subject), printable(&a.level));
+            }
+            return Ok(());
+        }
         RepoCommand::Public { name } => (name, Some(RepositoryUpdate { public: Some(true), ..Default::default() })),
         RepoCommand::Private { name } => (name, Some(RepositoryUpdate { public: Some(false), ..Default::default() })),
         RepoCommand::SparseManifests { name, state } => {

@@ -63,7 +63,7 @@ pub(crate) async fn push_busybox_image(
 }
 
 /// A directory holding only the node's CA as `ca.crt`, for `--cert-dir`.
-fn cert_dir(w: &Wharf, dir: &Path) -> PathBuf {
+pub(crate) fn cert_dir(w: &Wharf, dir: &Path) -> PathBuf {
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).expect("mkdir");
     std::fs::copy(w.ca_path(), certs.join("ca.crt")).expect("copy ca");

@@ -4,6 +4,7 @@
 //! on nodes with engines of their own (`services`), and the attacks of the security review (`security`). One test
 //! binary, as the conventions ask.
 
+mod access;
 mod auth;
 mod bad_input;
 mod clients;

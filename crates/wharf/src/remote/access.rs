@@ -1,0 +1,246 @@
+//! `wharf org`, `wharf team`, `wharf collection`, `wharf role` and `wharf grant`: clients of
+//! the access API (`/api/orgs`, `/api/collections`, `/api/roles`, `/api/grants`).
+
+use clap::Subcommand;
+use reqwest::Method;
+use wharf_api::identity::{
+    AccessSettings, CollectionInfo, GrantInfo, NewCollection, NewName, NewRole, OrgInfo, RoleInfo, TeamInfo,
+    TeamMembers,
+};
+
+use crate::remote::account::{remote, session};
+use crate::terminal::printable;
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Lists the organizations and their teams.
+    Ls,
+    /// Creates an organization.
+    Create { name: String },
+    /// Deletes an organization, its teams and their grants.
+    Rm { name: String },
+}
+
+pub async fn org(command: OrgCommand) -> anyhow::Result<()> {
+    let mut api = session()?;
+    match command {
+        OrgCommand::Ls => {
+            let orgs: Vec<OrgInfo> = api.call::<(), _>(Method::GET, "/api/orgs", None).await.map_err(remote)?;
+            for org in orgs {
+                println!("{}\t{}", printable(&org.name), printable(&org.teams.join(",")));
+            }
+        }
+        OrgCommand::Create { name } => {
+            api.call::<_, ()>(Method::POST, "/api/orgs", Some(&NewName { name: name.clone() }))
+                .await
+                .map_err(remote)?;
+            println!("Created organization {}.", printable(&name));
+        }
+        OrgCommand::Rm { name } => {
+            api.call::<(), ()>(Method::DELETE, &format!("/api/orgs/{name}"), None).await.map_err(remote)?;
+            println!("Deleted organization {}.", printable(&name));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum TeamCommand {
+    /// Lists an organization's teams and their members.
+    Ls { org: String },
+    /// Creates a team in an organization.
+    Create { org: String, team: String },
+    /// Deletes a team and its grants.
+    Rm { org: String, team: String },
+    /// Adds users to a team.
+    Add { org: String, team: String, users: Vec<String> },
+    /// Removes users from a team.
+    Remove { org: String, team: String, users: Vec<String> },
+    /// Replaces a team's members.
+    Set { org: String, team: String, users: Vec<String> },
+}
+
+pub async fn team(command: TeamCommand) -> anyhow::Result<()> {
+    let mut api = session()?;
+    match command {
+        TeamCommand::Ls { org } => {
+            let teams: Vec<TeamInfo> =
+                api.call::<(), _>(Method::GET, &format!("/api/orgs/{org}/teams"), None).await.map_err(remote)?;
+            for team in teams {
+                println!("{}/{}\t{}", printable(&team.org), printable(&team.name), printable(&team.members.join(",")));
+            }
+        }
+        TeamCommand::Create { org, team } => {
+            let body = NewName { name: team.clone() };
+            api.call::<_, ()>(Method::POST, &format!("/api/orgs/{org}/teams"), Some(&body)).await.map_err(remote)?;
+            println!("Created team {}/{}.", printable(&org), printable(&team));
+        }
+        TeamCommand::Rm { org, team } => {
+            let path = format!("/api/orgs/{org}/teams/{team}");
+            api.call::<(), ()>(Method::DELETE, &path, None).await.map_err(remote)?;
+            println!("Deleted team {}/{}.", printable(&org), printable(&team));
+        }
+        TeamCommand::Add { org, team, users } | TeamCommand::Remove { org, team, users } if users.is_empty() => {
+            anyhow::bail!("name at least one user of team {org}/{team}")
+        }
+        TeamCommand::Add { org, team, users } => {
+            for user in users {
+                let path = format!("/api/orgs/{org}/teams/{team}/members/{user}");
+                api.call::<(), ()>(Method::PUT, &path, None).await.map_err(remote)?;
+                println!("Added {} to {}/{}.", printable(&user), printable(&org), printable(&team));
+            }
+        }
+        TeamCommand::Remove { org, team, users } => {
+            for user in users {
+                let path = format!("/api/orgs/{org}/teams/{team}/members/{user}");
+                api.call::<(), ()>(Method::DELETE, &path, None).await.map_err(remote)?;
+                println!("Removed {} from {}/{}.", printable(&user), printable(&org), printable(&team));
+            }
+        }
+        TeamCommand::Set { org, team, users } => {
+            let path = format!("/api/orgs/{org}/teams/{team}/members");
+            api.call::<_, ()>(Method::PUT, &path, Some(&TeamMembers { members: users })).await.map_err(remote)?;
+            println!("Set the members of {}/{}.", printable(&org), printable(&team));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CollectionCommand {
+    /// Lists the collections.
+    Ls,
+    /// Creates a collection (its parent must exist), e.g. /Shared/ops.
+    Create { path: String },
+    /// Deletes a collection that has no child and no grant.
+    Rm { path: String },
+}
+
+pub async fn collection(command: CollectionCommand) -> anyhow::Result<()> {
+    let mut api = session()?;
+    match command {
+        CollectionCommand::Ls => {
+            let all: Vec<CollectionInfo> =
+                api.call::<(), _>(Method::GET, "/api/collections", None).await.map_err(remote)?;
+            for c in all {
+                println!("{}{}", printable(&c.path), if c.built_in { "\t(built-in)" } else { "" });
+            }
+        }
+        CollectionCommand::Create { path } => {
+            let body = NewCollection { path: path.clone() };
+            api.call::<_, ()>(Method::POST, "/api/collections", Some(&body)).await.map_err(remote)?;
+            println!("Created collection {}.", printable(&path));
+        }
+        CollectionCommand::Rm { path } => {
+            let query = format!("/api/collections?path={}", form_encode(&path));
+            api.call::<(), ()>(Method::DELETE, &query, None).await.map_err(remote)?;
+            println!("Deleted collection {}.", printable(&path));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Lists the roles and what they allow.
+    Ls,
+    /// Creates a custom role from permissions (see `wharf role ls`), e.g.
+    /// `wharf role create deployer service.view service.update`.
+    Create { name: String, permissions: Vec<String> },
+    /// Deletes a custom role that no grant names.
+    Rm { name: String },
+    /// Shows or sets the role every user holds on their private collection.
+    Default { role: Option<String> },
+}
+
+pub async fn role(command: RoleCommand) -> anyhow::Result<()> {
+    let mut api = session()?;
+    match command {
+        RoleCommand::Ls => {
+            let roles: Vec<RoleInfo> = api.call::<(), _>(Method::GET, "/api/roles", None).await.map_err(remote)?;
+            for role in roles {
+                let kind = if role.built_in { "built-in" } else { "custom" };
+                println!("{}\t{kind}\t{}", printable(&role.name), printable(&role.permissions.join(",")));
+            }
+        }
+        RoleCommand::Create { name, permissions } => {
+            let body = NewRole { name: name.clone(), permissions };
+            api.call::<_, ()>(Method::POST, "/api/roles", Some(&body)).await.map_err(remote)?;
+            println!("Created role {}.", printable(&name));
+        }
+        RoleCommand::Rm { name } => {
+            api.call::<(), ()>(Method::DELETE, &format!("/api/roles/{name}"), None).await.map_err(remote)?;
+            println!("Deleted role {}.", printable(&name));
+        }
+        RoleCommand::Default { role: None } => {
+            let settings: AccessSettings =
+                api.call::<(), _>(Method::GET, "/api/settings/access", None).await.map_err(remote)?;
+            println!("{}", printable(&settings.default_role));
+        }
+        RoleCommand::Default { role: Some(role) } => {
+            let body = AccessSettings { default_role: role.clone() };
+            api.call::<_, ()>(Method::PUT, "/api/settings/access", Some(&body)).await.map_err(remote)?;
+            println!("Every user now holds {} on their private collection.", printable(&role));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum GrantCommand {
+    /// Lists your grants (with --all, everyone's: administrators).
+    Ls {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Grants a role on a collection (and beneath) to a subject: user:NAME, team:ORG/TEAM or
+    /// org:ORG, e.g. `wharf grant add team:acme/ops fullcontrol /Shared/ops`.
+    Add { subject: String, role: String, collection: String },
+    /// Takes a grant back.
+    Rm { subject: String, role: String, collection: String },
+}
+
+pub async fn grant(command: GrantCommand) -> anyhow::Result<()> {
+    let mut api = session()?;
+    match command {
+        GrantCommand::Ls { all } => {
+            let path = if all { "/api/grants?scope=all" } else { "/api/grants" };
+            let grants: Vec<GrantInfo> = api.call::<(), _>(Method::GET, path, None).await.map_err(remote)?;
+            for g in grants {
+                println!("{}\t{}\t{}", printable(&g.subject), printable(&g.role), printable(&g.collection));
+            }
+        }
+        GrantCommand::Add { subject, role, collection } => {
+            let body = GrantInfo { subject, role, collection };
+            api.call::<_, ()>(Method::POST, "/api/grants", Some(&body)).await.map_err(remote)?;
+            println!(
+                "Granted {} on {} to {}.",
+                printable(&body.role),
+                printable(&body.collection),
+                printable(&body.subject)
+            );
+        }
+        GrantCommand::Rm { subject, role, collection } => {
+            let body = GrantInfo { subject, role, collection };
+            api.call::<_, ()>(Method::DELETE, "/api/grants", Some(&body)).await.map_err(remote)?;
+            println!(
+                "Revoked {} on {} from {}.",
+                printable(&body.role),
+                printable(&body.collection),
+                printable(&body.subject)
+            );
+        }
+    }
+    Ok(())
+}

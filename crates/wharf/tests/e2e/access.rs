@@ -1,0 +1,303 @@
+//! Roles, collections and grants through the real `docker` CLI with client bundles and through
+//! `wharf`: the authorization matrix of the built-in roles on the Docker-compatible API, and
+//! the access API itself.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{ADMIN_PASSWORD, require};
+use crate::services::{bundle, login, ok, one_node, push_image, refused, wharf};
+
+/// What a role may do with the objects of a collection, as the matrix expects it.
+#[derive(Clone, Copy, Debug)]
+struct Expect {
+    view: bool,
+    change: bool,
+    bind_mount: bool,
+}
+
+const NONE: Expect = Expect { view: false, change: false, bind_mount: false };
+const VIEW: Expect = Expect { view: true, change: false, bind_mount: false };
+const RESTRICTED: Expect = Expect { view: true, change: true, bind_mount: false };
+const FULL: Expect = Expect { view: true, change: true, bind_mount: true };
+
+/// Runs `docker ARGS` with `bundle`, expecting success when `allowed`, else a refusal whose
+/// message holds one of `refusals`; returns what it printed.
+fn expect(bundle: &Path, allowed: bool, args: &[&str], refusals: &[&str]) -> String {
+    if allowed {
+        return ok(bundle, args);
+    }
+    let said = refused(bundle, args);
+    assert!(
+        refusals.iter().any(|r| said.contains(r)),
+        "docker {args:?} as {}: refused, but not with {refusals:?}: {said}",
+        bundle.display()
+    );
+    said
+}
+
+#[test]
+fn each_built_in_role_allows_exactly_its_operations_through_the_docker_cli() {
+    crate::clients::require_docker();
+    require("bash");
+    let (_engine, tmp, w, admin) = one_node();
+    let image = format!("{}/admin/busybox:1", w.host());
+    push_image(&w.host(), tmp.path(), &image);
+    let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+
+    // The administrator builds the tree: /Shared/ops, a team, users, grants.
+    wharf(&config, &["collection", "create", "/Shared/ops"], "");
+    wharf(&config, &["org", "create", "acme"], "");
+    wharf(&config, &["team", "create", "acme", "ops"], "");
+    let users = ["viewer", "restricted", "full", "scheduler", "nobody", "teamed"];
+    for user in users {
+        wharf(&config, &["user", "create", user], &format!("{user}-password-1\n"));
+    }
+    wharf(&config, &["team", "add", "acme", "ops", "teamed"], "");
+    for (subject, role) in [
+        ("user:viewer", "viewonly"),
+        ("user:restricted", "restrictedcontrol"),
+        ("user:full", "fullcontrol"),
+        ("user:scheduler", "scheduler"),
+        ("user:nobody", "none"),
+        ("team:acme/ops", "fullcontrol"),
+    ] {
+        wharf(&config, &["grant", "add", subject, role, "/Shared/ops"], "");
+    }
+    let listed = wharf(&config, &["grant", "ls", "--all"], "");
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+    assert!(listed.contains("team:acme/ops\tfullcontrol\t/Shared/ops"), "{listed}");
+
+    // The one node is a manager (/System): users may run nothing there until it is in /Shared.
+    let label = "wharf.collection=/Shared";
+    let node = ok(&admin, &["node", "ls", "-q"]).trim().to_owned();
+    ok(&admin, &["node", "update", "--label-add", label, &node]);
+    let ops = "wharf.collection=/Shared/ops";
+    ok(&admin, &["service", "create", "-d", "--name", "web", "--label", ops, &image, "busybox", "sleep", "600"]);
+    let token_file = tmp.path().join("token.txt");
+    std::fs::write(&token_file, "s3cret-value").expect("write the secret");
+    ok(&admin, &["secret", "create", "--label", ops, "token", token_file.to_str().expect("path")]);
+    let admin_only = ok(&admin, &["service", "create", "-d", "--name", "adm", &image, "busybox", "sleep", "600"]);
+    assert!(!admin_only.is_empty());
+    let inspected =
+        ok(&admin, &["service", "inspect", "adm", "--format", "{{index .Spec.Labels \"wharf.collection\"}}"]);
+    assert_eq!(inspected.trim(), "/", "an administrator's objects go to the root unless labelled");
+
+    let matrix = [
+        ("viewer", VIEW),
+        ("restricted", RESTRICTED),
+        ("full", FULL),
+        ("scheduler", NONE),
+        ("nobody", NONE),
+        ("teamed", FULL),
+    ];
+    for (user, expected) in matrix {
+        let dir = tmp.path().join(user);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let b: PathBuf = bundle(&w, &dir, user, &format!("{user}-password-1"));
+        let hidden = ["not found", "No such", "no such"];
+        let denied = ["access denied"];
+        let blocked: Vec<&str> = hidden.iter().chain(denied.iter()).copied().collect();
+
+        // Viewing.
+        let listed = ok(&b, &["service", "ls", "--format", "{{.Name}}"]);
+        assert_eq!(listed.lines().any(|l| l == "web"), expected.view, "{user}: service ls shows web: {listed}");
+        assert!(!listed.lines().any(|l| l == "adm"), "{user} sees the administrator's service at the root");
+        expect(&b, expected.view, &["service", "inspect", "web"], &hidden);
+        expect(&b, expected.view, &["service", "ps", "web"], &hidden);
+        let secrets = ok(&b, &["secret", "ls", "--format", "{{.Name}}"]);
+        assert_eq!(secrets.lines().any(|l| l == "token"), expected.view, "{user}: secret ls: {secrets}");
+
+        // Changing what exists, creating in the collection, using its secret.
+        expect(&b, expected.change, &["service", "update", "-d", "--env-add", &format!("BY={user}"), "web"], &blocked);
+        let mine = format!("{user}-svc");
+        let create = ["service", "create", "-d", "--name", &mine, "--label", ops, "--secret", "token"];
+        expect(&b, expected.change, &[&create[..], &[image.as_str(), "busybox", "sleep", "600"]].concat(), &blocked);
+        // Outside its collection nobody but the administrator creates anything.
+        let elsewhere = ["service", "create", "-d", "--name", "x", "--label", "wharf.collection=/System"];
+        let said = refused(&b, &[&elsewhere[..], &[image.as_str(), "busybox", "true"]].concat());
+        assert!(said.contains("access denied"), "{user} created in /System: {said}");
+
+        // A host bind mount: Full Control only (Restricted Control withholds it).
+        let bind_name = format!("{user}-bind");
+        let bind = [
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &bind_name,
+            "--label",
+            ops,
+            "--mount",
+            "type=bind,source=/etc,target=/host",
+        ];
+        let said =
+            expect(&b, expected.bind_mount, &[&bind[..], &[image.as_str(), "busybox", "true"]].concat(), &blocked);
+        if expected.change && !expected.bind_mount {
+            assert!(said.contains("host.bind-mount"), "{user}: bind mount refused for the right reason: {said}");
+        }
+        if expected.bind_mount {
+            ok(&b, &["service", "rm", &bind_name]);
+        }
+
+        // Nodes: every user may view the workers' collection (/Shared) and change no node.
+        let nodes = ok(&b, &["node", "ls", "-q"]);
+        assert_eq!(nodes.trim(), node, "{user}: node ls");
+        let said = refused(&b, &["node", "update", "--availability", "drain", &node]);
+        assert!(said.contains("access denied"), "{user}: node update: {said}");
+
+        // Their own service runs on the node of /Shared; they remove it.
+        if expected.change {
+            expect(&b, true, &["service", "rm", &mine], &[]);
+        }
+        // The administrator's service: removed only by those who may change it (put back after).
+        if expected.change {
+            ok(&b, &["service", "rm", "web"]);
+            ok(
+                &admin,
+                &["service", "create", "-d", "--name", "web", "--label", ops, &image, "busybox", "sleep", "600"],
+            );
+        } else {
+            expect(&b, false, &["service", "rm", "web"], &blocked);
+        }
+    }
+
+    // A service of a user's private collection runs on the node of /Shared, not on /System's.
+    let dir = tmp.path().join("viewer-own");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let viewer = bundle(&w, &dir, "viewer", "viewer-password-1");
+    ok(&viewer, &["service", "create", "--name", "own", &image, "busybox", "sleep", "600"]);
+    let own = ok(&viewer, &["service", "inspect", "own", "--format", "{{index .Spec.Labels \"wharf.collection\"}}"]);
+    assert_eq!(own.trim(), "/Shared/Private/viewer");
+    ok(&admin, &["node", "update", "--label-rm", "wharf.collection", &node]);
+    ok(&viewer, &["service", "update", "-d", "--force", "own"]);
+    crate::harness::wait_for(std::time::Duration::from_secs(60), "the new task unplaceable on /System's node", || {
+        let out = ok(&viewer, &["service", "ps", "own", "--no-trunc", "--format", "{{.Error}}"]);
+        out.contains("outside the service's collection").then_some(())
+    });
+
+    // The access API: users read, only administrators change.
+    let viewer_config = login(&w.base(), &w.ca_path(), &dir, "viewer", "viewer-password-1");
+    let mine = wharf(&viewer_config, &["grant", "ls"], "");
+    assert_eq!(mine.trim(), "user:viewer\tviewonly\t/Shared/ops");
+    for args in [
+        &["grant", "add", "user:viewer", "fullcontrol", "/"][..],
+        &["collection", "create", "/Shared/mine"],
+        &["org", "create", "mine"],
+        &["role", "create", "mine", "service.view"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_CONFIG", &viewer_config)
+            .output()
+            .expect("wharf");
+        assert!(!out.status.success(), "viewer: wharf {args:?} was allowed");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("administrator"), "wharf {args:?}: {out:?}");
+    }
+    // A custom role: exactly its permissions.
+    wharf(&config, &["role", "create", "updater", "service.view", "service.update"], "");
+    wharf(&config, &["grant", "add", "user:nobody", "updater", "/Shared/ops"], "");
+    let dir = tmp.path().join("nobody-again");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let nobody = bundle(&w, &dir, "nobody", "nobody-password-1");
+    ok(&nobody, &["service", "update", "-d", "--env-add", "BY=updater", "web"]);
+    let said = refused(&nobody, &["service", "rm", "web"]);
+    assert!(said.contains("service.remove"), "the custom role removed a service: {said}");
+    // Revoking takes it back at once.
+    wharf(&config, &["grant", "rm", "user:nobody", "updater", "/Shared/ops"], "");
+    refused(&nobody, &["service", "inspect", "web"]);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
+}
+
+/// `skopeo ARGS` as `user`; whether it succeeded, and what it said.
+fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("skopeo").args(args).output().expect("skopeo");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `skopeo copy` from `source` (read as `from`) to `target` (written as `to`).
+fn copy(certs: &str, from: &str, to: &str, source: &str, target: &str) -> (bool, String) {
+    let certs = ["--src-cert-dir", certs, "--dest-cert-dir", certs];
+    skopeo(&[&["copy"][..], &certs, &["--src-creds", from, "--dest-creds", to, source, target]].concat())
+}
+
+#[tokio::test]
+async fn teams_reach_repositories_by_their_level_through_skopeo_and_the_catalog_shows_only_what_one_may_pull() {
+    require("skopeo");
+    let w = crate::harness::Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = crate::clients::cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    let config_json = serde_json::json!({"Cmd": ["sh"]});
+    for (repo, dir) in [("acme/web", "image-1"), ("admin/private", "image-2")] {
+        let dir = tmp.path().join(dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        crate::clients::push_busybox_image(&w, repo, "1", &dir, "amd64", config_json.clone()).await;
+    }
+    let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    wharf(&config, &["org", "create", "acme"], "");
+    for (team, members) in [("dev", "dan"), ("qa", "quinn"), ("rel", "rita")] {
+        wharf(&config, &["team", "create", "acme", team], "");
+        wharf(&config, &["user", "create", members], &format!("{members}-password-1\n"));
+        wharf(&config, &["team", "add", "acme", team, members], "");
+    }
+    wharf(&config, &["user", "create", "olga"], "olga-password-1\n");
+    wharf(&config, &["repo", "access", "acme/web", "team:acme/dev", "read-write"], "");
+    wharf(&config, &["repo", "access", "acme/*", "team:acme/qa", "read"], "");
+    wharf(&config, &["repo", "access", "acme/*", "team:acme/rel", "admin"], "");
+    let listed = wharf(&config, &["repo", "access-ls", "acme/web"], "");
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+
+    let host = w.host();
+    let source = format!("docker://{host}/acme/web:1");
+    let target = |tag: &str| format!("docker://{host}/acme/web:{tag}");
+    let creds = |user: &str| format!("{user}:{user}-password-1");
+    // (user, may pull, may push, may delete)
+    for (user, pull, push, delete) in [
+        ("dan", true, true, false),
+        ("quinn", true, false, false),
+        ("rita", true, true, true),
+        ("olga", false, false, false),
+    ] {
+        let (pulled, said) = skopeo(&["inspect", "--cert-dir", certs, "--creds", &creds(user), &source]);
+        assert_eq!(pulled, pull, "{user} pulls acme/web: {said}");
+        let tag = format!("{user}-copy");
+        let (pushed, said) = copy(certs, &w.admin_creds(), &creds(user), &source, &target(&tag));
+        assert_eq!(pushed, push, "{user} pushes acme/web: {said}");
+        if pushed {
+            let (deleted, said) = skopeo(&["delete", "--cert-dir", certs, "--creds", &creds(user), &target(&tag)]);
+            assert_eq!(deleted, delete, "{user} deletes from acme/web: {said}");
+        }
+        // The catalog shows what the user may pull, and nothing else.
+        let catalog = w
+            .anonymous_client()
+            .get(w.url("/v2/_catalog"))
+            .basic_auth(user, Some(format!("{user}-password-1")))
+            .send()
+            .await
+            .expect("catalog");
+        assert_eq!(catalog.status(), 200, "{user}: catalog");
+        let body: serde_json::Value = catalog.json().await.expect("catalog json");
+        let expected: Vec<&str> = if pull { vec!["acme/web"] } else { vec![] };
+        assert_eq!(body["repositories"], serde_json::json!(expected), "{user}: catalog");
+    }
+    // Rita's delete removed the manifest the tags share: the administrator puts one back.
+    let private = format!("docker://{host}/admin/private:1");
+    let (copied, said) = copy(certs, &w.admin_creds(), &w.admin_creds(), &private, &source);
+    assert!(copied, "{said}");
+    // Only the namespace owner, a repository admin or an administrator gives access.
+    let dan = login(&w.base(), &w.ca_path(), &tmp.path().join("dan"), "dan", "dan-password-1");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["repo", "access", "acme/web", "user:olga", "read"])
+        .env("WHARF_CONFIG", &dan)
+        .output()
+        .expect("wharf");
+    assert!(!out.status.success(), "a read-write member gave access: {out:?}");
+    let rita = login(&w.base(), &w.ca_path(), &tmp.path().join("rita"), "rita", "rita-password-1");
+    wharf(&rita, &["repo", "access", "acme/web", "user:olga", "read"], "");
+    let (pulled, said) = skopeo(&["inspect", "--cert-dir", certs, "--creds", &creds("olga"), &source]);
+    assert!(pulled, "olga pulls once a repository admin let her: {said}");
+    // Leaving the team ends the team's access at the next token.
+    wharf(&config, &["team", "remove", "acme", "qa", "quinn"], "");
+    let (pulled, _) = skopeo(&["inspect", "--cert-dir", certs, "--creds", &creds("quinn"), &source]);
+    assert!(!pulled, "quinn pulls after leaving the team");
+}
