@@ -124,3 +124,18 @@ impl ApiMessage {
         ApiMessage { message: message.into(), leader: None }
     }
 }
+
+/// One audited call (`GET /api/audit`): who, from where, through which door (`registry`,
+/// `docker`, `api`, `auth`, `cluster`), what (method and path, never a body or query), when
+/// (milliseconds since the Unix epoch), and how it ended (`ok`, `denied`, `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: u64,
+    pub actor: String,
+    pub source: String,
+    pub door: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub outcome: String,
+}

@@ -57,6 +57,8 @@ pub enum Operation<'a> {
         others: bool,
     },
     ChangeAccess,
+    /// Read the audit log.
+    ShowAudit,
 }
 
 /// Why an operation is refused, and how the refusal should look.
@@ -96,7 +98,8 @@ pub fn authorize(principal: &Principal, operation: &Operation<'_>) -> Decision {
         | Operation::ChangeNodes
         | Operation::ShowJoinToken
         | Operation::RotateJoinToken
-        | Operation::ChangeAccess => allow_if(admin, ADMIN_ONLY),
+        | Operation::ChangeAccess
+        | Operation::ShowAudit => allow_if(admin, ADMIN_ONLY),
         Operation::ShowAccess { others } => {
             allow_if(admin || (!name.is_empty() && !others), Denial::Forbidden("you may only see your own grants"))
         }
@@ -147,6 +150,7 @@ mod tests {
             Operation::RotateJoinToken,
             Operation::ShowAccess { others: true },
             Operation::ChangeAccess,
+            Operation::ShowAudit,
         ]
     }
 

@@ -9,6 +9,7 @@
 //! edge turns headers and forms into the calls here.
 
 pub mod access;
+pub mod audit;
 pub mod authorize;
 mod grants;
 mod limiter;

@@ -138,6 +138,7 @@ pub struct Auth {
     passwords: password::Passwords,
     /// Grants, teams and repository access, as of the last change.
     access: crate::access::AccessControl,
+    audit: crate::audit::AuditLog,
 }
 
 impl Auth {
@@ -167,6 +168,7 @@ impl Auth {
             credential_secret: crate::random_bytes(32),
             users: RwLock::new(UserCache::default()),
             passwords: password::Passwords::default(),
+            audit: crate::audit::AuditLog::default(),
         })
     }
 
@@ -176,6 +178,11 @@ impl Auth {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The audit entries waiting for the next flush.
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 
     /// Proposes `command` on behalf of `by` and waits until it is applied.

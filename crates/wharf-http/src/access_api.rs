@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/grants", get(list_grants).post(grant).delete(revoke))
         .route("/api/settings/access", get(show_settings).put(change_settings))
         .route("/api/repository-access", get(list_repo_access).put(set_repo_access))
+        .route("/api/audit", get(audit_log))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -233,4 +234,44 @@ async fn change_settings(Caller { auth, identity, by, .. }: Caller, body: Bytes)
     let settings: AccessSettings = parse(&body)?;
     auth.set_default_role(&settings.default_role, &by).await.map_err(refused)?;
     done()
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    actor: Option<String>,
+    door: Option<String>,
+    outcome: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    since: Option<u64>,
+    until: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/audit`: the newest entries that match, oldest first (administrators).
+async fn audit_log(Caller { auth, identity, .. }: Caller, Query(q): Query<AuditParams>) -> ApiResult {
+    allow(&identity, Operation::ShowAudit)?;
+    let query = wharf_store::AuditQuery {
+        actor: q.actor,
+        door: q.door,
+        outcome: q.outcome,
+        since_ms: q.since,
+        until_ms: q.until,
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let entries: Vec<wharf_api::account::AuditEntry> = auth
+        .audit_entries(&query)
+        .map_err(refused)?
+        .into_iter()
+        .map(|r| wharf_api::account::AuditEntry {
+            at_ms: r.at_ms,
+            actor: r.actor,
+            source: r.source,
+            door: r.door,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            outcome: r.outcome,
+        })
+        .collect();
+    Ok(typed_response(StatusCode::OK, &entries))
 }

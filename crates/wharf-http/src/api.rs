@@ -147,13 +147,25 @@ pub(crate) fn allow(identity: &Identity, operation: Operation<'_>) -> Result<(),
     }
 }
 
-async fn login(State(app): State<Arc<App>>, req: Request) -> ApiResult {
-    let auth = Arc::clone(auth_of(&app)?);
+/// `POST /auth/login`; the answer names the user it claimed, for the audit.
+async fn login(State(app): State<Arc<App>>, req: Request) -> Response {
+    let mut claimed = String::new();
+    let mut response = match log_in(&app, req, &mut claimed).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    response.extensions_mut().insert(crate::audit::AuditActor(claimed));
+    response
+}
+
+async fn log_in(app: &Arc<App>, req: Request, claimed: &mut String) -> ApiResult {
+    let auth = Arc::clone(auth_of(app)?);
     let source = peer_ip(&req);
     let client = crate::header_str(req.headers(), axum::http::header::USER_AGENT).unwrap_or("unknown").to_owned();
     let body = crate::read_body(req.into_body(), MAX_BODY).await.map_err(|(status, why)| api_error(status, why))?;
     let login: LoginRequest = parse(&body)?;
-    let identity = crate::access::check_password(&app, &auth, login.username, login.password, source.clone()).await?;
+    claimed.clone_from(&login.username);
+    let identity = crate::access::check_password(app, &auth, login.username, login.password, source.clone()).await?;
     let auth_token = auth.start_session(&identity, SessionKind::Api, &client, &source, crate::now()).await?;
     Ok(typed_response(StatusCode::OK, &LoginResponse { auth_token }))
 }

@@ -9,6 +9,7 @@
 mod access;
 mod access_api;
 mod api;
+mod audit;
 mod blobs;
 mod bundle;
 mod cluster_api;
@@ -108,7 +109,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api::routes())
         .merge(access_api::routes())
         .fallback(dispatch)
-        .with_state(app)
+        .with_state(Arc::clone(&app))
+        .layer(axum::middleware::from_fn_with_state(app, audit::audit))
         .layer(axum::middleware::from_fn(log_request))
 }
 

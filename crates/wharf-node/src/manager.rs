@@ -196,7 +196,8 @@ impl ManagerNode {
         };
         node.spawn(keep_blob_copies(Arc::clone(&registry), Arc::clone(&manager), settings.blob_care.clone()));
         node.spawn(scrub_blob_copies(Arc::clone(&registry), settings.blob_care.clone()));
-        node.spawn(purge_stale(registry, Some(auth), settings.uploads));
+        node.spawn(purge_stale(registry, Some(Arc::clone(&auth)), settings.uploads));
+        node.spawn(keep_audit(auth));
         node.spawn(wharf_manager::run_control_loop(Arc::clone(&manager)));
         node.spawn(wharf_manager::watch_heartbeats(manager));
         Ok(node)
@@ -338,6 +339,27 @@ pub async fn scrub_blob_copies(registry: Arc<Registry>, care: BlobCare) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "a blob scrub pass failed"),
         }
+    }
+}
+
+/// Proposes the audit entries the edge recorded, about once a second, and prunes the log past
+/// its retention every hour.
+pub async fn keep_audit(auth: Arc<Auth>) {
+    const PRUNE_EVERY: u64 = 3600;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tick.tick().await;
+        if let Err(e) = auth.flush_audit().await {
+            tracing::warn!(error = %e, "recording audit entries failed; they wait for the next flush");
+        }
+        if ticks.is_multiple_of(PRUNE_EVERY)
+            && let Err(e) = auth.prune_audit(crate::now() * 1000).await
+        {
+            tracing::warn!(error = %e, "pruning the audit log failed");
+        }
+        ticks += 1;
     }
 }
 

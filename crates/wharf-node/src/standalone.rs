@@ -43,6 +43,8 @@ pub struct StandaloneNode {
     server: JoinHandle<()>,
     stop_server: oneshot::Sender<()>,
     purge: JoinHandle<()>,
+    /// The audit log's flush (with accounts only).
+    audit: Option<JoinHandle<()>>,
 }
 
 impl StandaloneNode {
@@ -98,6 +100,7 @@ impl StandaloneNode {
                 .on_node(RaftNode::STANDALONE_ID),
         );
         let purge = tokio::spawn(purge_stale(Arc::clone(&registry), auth.clone(), uploads));
+        let audit = auth.clone().map(|auth| tokio::spawn(crate::manager::keep_audit(auth)));
         let app = Arc::new(wharf_http::App {
             registry: Arc::clone(&registry),
             auth: auth.clone(),
@@ -112,7 +115,7 @@ impl StandaloneNode {
         let server = tokio::spawn(wharf_http::serve(listener, None, wharf_http::router(app), limits, async move {
             let _ = stopped.await;
         }));
-        Ok(StandaloneNode { registry, auth, local, generated_password, raft, server, stop_server, purge })
+        Ok(StandaloneNode { registry, auth, local, generated_password, raft, server, stop_server, purge, audit })
     }
 
     /// Stops everything, in order: the purge, the server (which drains open connections),
@@ -120,6 +123,10 @@ impl StandaloneNode {
     pub async fn stop(self) {
         self.purge.abort();
         let _ = self.purge.await;
+        if let Some(audit) = self.audit {
+            audit.abort();
+            let _ = audit.await;
+        }
         let _ = self.stop_server.send(());
         let _ = self.server.await;
         self.raft.stop().await;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use wharf_api::{Algorithm, Digest};
 
 pub use crate::accounts::AccountsCommand;
+pub use crate::audit::AuditCommand;
 pub use crate::cluster::ClusterCommand;
 pub use crate::identity::IdentityCommand;
 pub use crate::orchestration::OrchestrationCommand;
@@ -95,6 +96,14 @@ pub enum Command {
     /// Organizations, teams, collections, roles, grants (changes who may do what, like
     /// accounts: the feed reports it as [`crate::Domain::Accounts`]).
     Identity(IdentityCommand),
+    /// The audit log ([`crate::Domain::Audit`]).
+    Audit(AuditCommand),
+}
+
+impl From<AuditCommand> for Command {
+    fn from(command: AuditCommand) -> Command {
+        Command::Audit(command)
+    }
 }
 
 impl From<IdentityCommand> for Command {
@@ -192,6 +201,7 @@ impl std::fmt::Display for Command {
             Command::Cluster(command) => command.fmt(f),
             Command::Orchestration(command) => command.fmt(f),
             Command::Identity(command) => command.fmt(f),
+            Command::Audit(command) => command.fmt(f),
         }
     }
 }

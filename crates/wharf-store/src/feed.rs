@@ -18,6 +18,8 @@ pub enum Domain {
     Cluster,
     /// Services, tasks, node availability, labels and descriptions.
     Orchestration,
+    /// The audit log.
+    Audit,
 }
 
 /// How many commits have changed each domain since the store opened.
@@ -27,6 +29,7 @@ pub struct Changes {
     pub accounts: u64,
     pub cluster: u64,
     pub orchestration: u64,
+    pub audit: u64,
 }
 
 impl Changes {
@@ -36,12 +39,13 @@ impl Changes {
             Domain::Accounts => self.accounts += 1,
             Domain::Cluster => self.cluster += 1,
             Domain::Orchestration => self.orchestration += 1,
+            Domain::Audit => self.audit += 1,
         }
     }
 
     /// Every domain at once (a snapshot replaced the whole state).
     fn bump_all(&mut self) {
-        for domain in [Domain::Registry, Domain::Accounts, Domain::Cluster, Domain::Orchestration] {
+        for domain in [Domain::Registry, Domain::Accounts, Domain::Cluster, Domain::Orchestration, Domain::Audit] {
             self.bump(domain);
         }
     }
@@ -55,6 +59,7 @@ impl Command {
             Command::Accounts(_) | Command::Identity(_) => Domain::Accounts,
             Command::Cluster(_) => Domain::Cluster,
             Command::Orchestration(_) => Domain::Orchestration,
+            Command::Audit(_) => Domain::Audit,
         }
     }
 }

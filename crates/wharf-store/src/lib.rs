@@ -11,7 +11,9 @@
 //! This crate must never know about Raft, HTTP or blob storage.
 
 mod accounts;
+mod audit;
 pub use accounts::BundleRecord;
+pub use audit::{AuditCommand, AuditQuery, AuditRecord};
 mod cluster;
 mod command;
 mod feed;

@@ -72,6 +72,7 @@ macro_rules! for_each_table {
         $m!(GRANTS, &str, &[u8], String, Vec<u8>);
         $m!(IDENTITY_SETTINGS, &str, &[u8], String, Vec<u8>);
         $m!(REPO_ACCESS, &str, &[u8], String, Vec<u8>);
+        $m!(AUDIT, u64, &[u8], u64, Vec<u8>);
     };
 }
 
@@ -245,9 +246,13 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
             let ((id, start), (key, len)): ((String, u64), (String, u64)) = decode(row)?;
             txn.open_table(UPLOAD_SEGMENTS)?.insert((id.as_str(), start), (key.as_str(), len))?;
         }
-        "NODES" | "NODE_DETAILS" => {
+        "NODES" | "NODE_DETAILS" | "AUDIT" => {
             let (k, v): (u64, Vec<u8>) = decode(row)?;
-            let def = if row.table == "NODES" { NODES } else { NODE_DETAILS };
+            let def = match row.table.as_str() {
+                "NODES" => NODES,
+                "AUDIT" => AUDIT,
+                _ => NODE_DETAILS,
+            };
             txn.open_table(def)?.insert(k, v.as_slice())?;
         }
         "NODE_TASKS" => {

@@ -142,6 +142,7 @@ impl Store {
             txn.open_table(crate::tables::GRANTS)?;
             txn.open_table(crate::tables::IDENTITY_SETTINGS)?;
             txn.open_table(crate::tables::REPO_ACCESS)?;
+            txn.open_table(crate::tables::AUDIT)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -481,5 +482,6 @@ fn apply_in(txn: &WriteTransaction, command: &Command) -> Result<Outcome, StoreE
         Command::Cluster(command) => crate::cluster::apply(txn, command),
         Command::Orchestration(command) => crate::orchestration::apply(txn, command),
         Command::Identity(command) => crate::identity::apply(txn, command),
+        Command::Audit(command) => crate::audit::apply(txn, command),
     }
 }

@@ -126,3 +126,49 @@ fn identity_travels_in_snapshots_and_changes_the_access_generation() {
     assert_eq!(other.identity_state().expect("state"), store.identity_state().expect("state"));
     assert_eq!(other.identity_state().expect("state").default_role, "viewonly");
 }
+
+#[test]
+fn the_audit_log_keeps_its_order_travels_in_snapshots_and_is_pruned_by_age_and_count() {
+    use wharf_store::{AuditCommand, AuditQuery, AuditRecord};
+    let (_dir, store) = open();
+    let entry = |at_ms: u64, actor: &str, outcome: &str| AuditRecord {
+        at_ms,
+        actor: actor.into(),
+        source: "10.0.0.1".into(),
+        door: "api".into(),
+        method: "POST".into(),
+        path: "/api/users".into(),
+        status: 201,
+        outcome: outcome.into(),
+    };
+    let first: Vec<AuditRecord> = (0..5).map(|n| entry(n * 10, "ann", "ok")).collect();
+    store.apply(AuditCommand::Record { entries: first }).expect("record");
+    store
+        .apply(AuditCommand::Record { entries: vec![entry(50, "bob", "denied"), entry(60, "ann", "ok")] })
+        .expect("record");
+    let all = store.audit(&AuditQuery { limit: 100, ..Default::default() }).expect("read");
+    assert_eq!(all.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![0, 10, 20, 30, 40, 50, 60]);
+    let newest = store.audit(&AuditQuery { limit: 2, ..Default::default() }).expect("read");
+    assert_eq!(newest.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![50, 60], "the newest, oldest first");
+    let denied = AuditQuery { outcome: Some("denied".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.audit(&denied).expect("read")[0].actor, "bob");
+    let window = AuditQuery { since_ms: Some(20), until_ms: Some(40), limit: 10, ..Default::default() };
+    assert_eq!(store.audit(&window).expect("read").len(), 3);
+
+    let mut snapshot = Vec::new();
+    store.export(&mut snapshot).expect("export");
+    let (_other_dir, other) = open();
+    other.import(&mut snapshot.as_slice(), b"m").expect("import");
+    assert_eq!(other.audit(&AuditQuery { limit: 100, ..Default::default() }).expect("read"), all);
+
+    // Older than 25 ms, and beyond the newest 3: gone.
+    store.apply(AuditCommand::Prune { before_ms: 25, keep: 1000 }).expect("prune by age");
+    let left = store.audit(&AuditQuery { limit: 100, ..Default::default() }).expect("read");
+    assert_eq!(left.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![30, 40, 50, 60]);
+    store.apply(AuditCommand::Prune { before_ms: 0, keep: 3 }).expect("prune by count");
+    let left = store.audit(&AuditQuery { limit: 100, ..Default::default() }).expect("read");
+    assert_eq!(left.iter().map(|e| e.at_ms).collect::<Vec<_>>(), vec![40, 50, 60]);
+    store.apply(AuditCommand::Record { entries: vec![entry(70, "cy", "ok")] }).expect("record after a prune");
+    let last = store.audit(&AuditQuery { limit: 1, ..Default::default() }).expect("read");
+    assert_eq!(last[0].actor, "cy", "numbers are never reused");
+}

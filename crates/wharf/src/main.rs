@@ -68,6 +68,8 @@ enum Command {
     /// Grants roles on collections to users, teams and organizations.
     #[command(subcommand)]
     Grant(remote::access::GrantCommand),
+    /// Prints the audit log: who did what, through which door, when, and how it ended.
+    Audit(remote::access::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         Command::Collection(command) => runtime.block_on(remote::access::collection(command)),
         Command::Role(command) => runtime.block_on(remote::access::role(command)),
         Command::Grant(command) => runtime.block_on(remote::access::grant(command)),
+        Command::Audit(args) => runtime.block_on(remote::access::audit(args)),
     }
 }
 

@@ -244,3 +244,58 @@ pub async fn grant(command: GrantCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Only the calls of this account.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only through this door: registry, docker, api, auth or cluster.
+    #[arg(long)]
+    door: Option<String>,
+    /// Only refused calls.
+    #[arg(long)]
+    denied: bool,
+    /// Only calls of the last SECONDS.
+    #[arg(long)]
+    since: Option<u64>,
+    /// At most this many, the newest.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+/// `wharf audit`: the audit log, oldest first, one call per line.
+pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let mut query = vec![format!("limit={}", args.limit)];
+    if let Some(actor) = &args.actor {
+        query.push(format!("actor={}", form_encode(actor)));
+    }
+    if let Some(door) = &args.door {
+        query.push(format!("door={}", form_encode(door)));
+    }
+    if args.denied {
+        query.push("outcome=denied".into());
+    }
+    if let Some(seconds) = args.since {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+        query.push(format!("since={}", now.saturating_sub(seconds * 1000)));
+    }
+    let path = format!("/api/audit?{}", query.join("&"));
+    let entries: Vec<wharf_api::account::AuditEntry> =
+        session()?.call::<(), _>(Method::GET, &path, None).await.map_err(remote)?;
+    for e in entries {
+        let actor = if e.actor.is_empty() { "-" } else { e.actor.as_str() };
+        println!(
+            "{}\t{}\t{}\t{}\t{} {}\t{}\t{}",
+            e.at_ms,
+            printable(actor),
+            printable(&e.source),
+            printable(&e.door),
+            printable(&e.method),
+            printable(&e.path),
+            e.status,
+            printable(&e.outcome)
+        );
+    }
+    Ok(())
+}

@@ -301,3 +301,117 @@ async fn teams_reach_repositories_by_their_level_through_skopeo_and_the_catalog_
     let (pulled, _) = skopeo(&["inspect", "--cert-dir", certs, "--creds", &creds("quinn"), &source]);
     assert!(!pulled, "quinn pulls after leaving the team");
 }
+
+/// Everything `wharf audit ARGS` prints (as the user of `config`), once `done` holds (within
+/// a minute: entries are recorded about once a second).
+fn audit_until(config: &Path, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = wharf(config, &[&["audit", "--limit", "1000"][..], args].concat(), "");
+        if done(&out) {
+            return out;
+        }
+        assert!(std::time::Instant::now() < deadline, "the audit log never held what was expected:\n{out}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_secret() {
+    require("docker");
+    require("curl");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("wharf.log");
+    let extra = vec!["--docker-host".to_owned(), "none".into()];
+    let options = crate::harness::Options {
+        tls: true,
+        extra,
+        log: Some((log.clone(), "warn,wharf=info".into())),
+        ..Default::default()
+    };
+    let w = crate::harness::Wharf::start_with(options);
+    let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    let admin = bundle(&w, &tmp.path().join("admin"), "admin", ADMIN_PASSWORD);
+    let (password, secret) = ("eve-password-1", "audit-secret-value-42");
+
+    // The account API, a failed login, the Docker API (allowed and refused), the registry.
+    wharf(&config, &["user", "create", "eve"], &format!("{password}\n"));
+    let wrong = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(w.ca_path())
+        .args(["-d", r#"{"username":"eve","password":"not-her-password"}"#])
+        .arg(w.url("/auth/login"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401");
+    let file = tmp.path().join("secret.txt");
+    std::fs::write(&file, secret).expect("write");
+    ok(&admin, &["secret", "create", "db-password", file.to_str().expect("path")]);
+    let eve = bundle(&w, &tmp.path().join("eve"), "eve", password);
+    let denied =
+        refused(&eve, &["service", "create", "-d", "--name", "x", "--label", "wharf.collection=/System", "busybox"]);
+    assert!(denied.contains("access denied"), "{denied}");
+    let push = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--cacert"])
+        .arg(w.ca_path())
+        .args(["-u", &format!("eve:{password}")])
+        .arg(w.url("/v2/admin/app/blobs/uploads/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&push.stdout), "401", "eve pushing into the administrator's namespace");
+    let layer = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--cacert"])
+        .arg(w.ca_path())
+        .args(["-u", &w.admin_creds()])
+        .arg(w.url("/v2/admin/app/blobs/uploads/"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&layer.stdout), "202");
+
+    let expected = [
+        ("admin", "api", "POST /api/users", "201", "ok"),
+        ("eve", "auth", "POST /auth/login", "401", "denied"),
+        ("admin", "docker", "/secrets/create", "201", "ok"),
+        ("eve", "docker", "/services/create", "403", "denied"),
+        ("eve", "registry", "POST /v2/admin/app/blobs/uploads/", "401", "denied"),
+        ("admin", "registry", "POST /v2/admin/app/blobs/uploads/", "202", "ok"),
+    ];
+    let has = |out: &str, (actor, door, what, status, outcome): (&str, &str, &str, &str, &str)| {
+        out.lines().any(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            f.len() == 7 && f[1] == actor && f[3] == door && f[4].contains(what) && f[5] == status && f[6] == outcome
+        })
+    };
+    let out = audit_until(&config, &[], |out| expected.iter().all(|e| has(out, *e)));
+    assert!(out.lines().all(|l| l.split('\t').nth(2).is_some_and(|s| s == "127.0.0.1")), "sources: {out}");
+    // Filters.
+    let mine = audit_until(&config, &["--actor", "eve", "--denied"], |out| !out.is_empty());
+    assert!(mine.lines().all(|l| l.contains("\teve\t") && l.ends_with("\tdenied")), "{mine}");
+    assert_eq!(mine.lines().count(), 3, "{mine}");
+    let docker = wharf(&config, &["audit", "--door", "docker"], "");
+    assert!(docker.lines().all(|l| l.split('\t').nth(3) == Some("docker")), "{docker}");
+    // Only administrators read it.
+    let eve_config = login(&w.base(), &w.ca_path(), &tmp.path().join("eve-cli"), "eve", password);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["audit"])
+        .env("WHARF_CONFIG", &eve_config)
+        .output()
+        .expect("wharf");
+    assert!(!out.status.success(), "eve read the audit log");
+    // The structured log lines, and no password or secret anywhere: the log, the answers, the state.
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(logged.contains("wharf::audit") && logged.contains("/auth/login"), "no audit lines in the log");
+    for needle in [password, secret, "not-her-password"] {
+        assert!(!logged.contains(needle), "{needle} in the log");
+        assert!(!out_all(&config).contains(needle), "{needle} in the audit log");
+        assert!(
+            !crate::services::files_holding(&w.data_dir, needle.as_bytes()).iter().any(|_| true),
+            "{needle} on disk"
+        );
+    }
+}
+
+/// The whole audit log as `wharf audit` prints it.
+fn out_all(config: &Path) -> String {
+    wharf(config, &["audit", "--limit", "10000"], "")
+}

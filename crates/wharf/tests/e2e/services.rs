@@ -484,7 +484,7 @@ fn directory_holds(dir: &Path, needle: &[u8]) -> bool {
 }
 
 /// The files under `dir` whose bytes hold `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+pub(crate) fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut found = Vec::new();
     for entry in entries.flatten() {
