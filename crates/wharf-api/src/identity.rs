@@ -192,3 +192,132 @@ mod tests {
         }
     }
 }
+
+/// How Wharf reaches a directory (LDAP, or Active Directory over LDAP): `GET` and `PUT
+/// /api/directory`. The bind passwords are write-only: sent with `PUT`, sealed in the state,
+/// never answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryConfig {
+    /// Tried in order: a user is who the first server that finds them says.
+    pub servers: Vec<DirectoryServer>,
+    /// Create an account at a user's first login (else only a sync creates them).
+    #[serde(default)]
+    pub jit: bool,
+    /// Seconds between syncs (0: only on demand).
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_secs: u64,
+    /// Groups whose members a sync makes a team's members.
+    #[serde(default)]
+    pub team_mappings: Vec<TeamMapping>,
+}
+
+fn default_sync_interval() -> u64 {
+    3600
+}
+
+/// One directory server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryServer {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// The PEM of the CA that signed the server's certificate (else the system's CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// The account Wharf searches with.
+    pub bind_dn: String,
+    /// Write-only (`PUT`); empty in answers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bind_password: String,
+    /// Where users are, and which entries are users.
+    pub user_base: String,
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// The attribute that holds the user name (`uid`; `sAMAccountName` in AD).
+    #[serde(default = "default_username_attr")]
+    pub username_attr: String,
+    /// `sub` (the whole subtree) or `one` (one level).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// How group membership is read: `memberOf` (the user's attribute, as slapd's memberof
+    /// overlay and AD keep it), `member` (the groups' attribute), or `nested` (AD's
+    /// in-chain rule: groups within groups).
+    #[serde(default = "default_membership")]
+    pub membership: String,
+    /// Where groups are (for `member` and `nested`; the user base when empty).
+    #[serde(default)]
+    pub group_base: String,
+}
+
+impl std::fmt::Debug for DirectoryServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryServer")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("user_base", &self.user_base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_user_filter() -> String {
+    "(objectClass=*)".into()
+}
+
+fn default_username_attr() -> String {
+    "uid".into()
+}
+
+fn default_scope() -> String {
+    "sub".into()
+}
+
+fn default_membership() -> String {
+    "memberOf".into()
+}
+
+/// A directory group whose members are a team's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamMapping {
+    pub group_dn: String,
+    pub org: String,
+    pub team: String,
+}
+
+/// `POST /api/directory/test`: a login tried against the directory alone.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DirectoryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DirectoryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryLogin").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// What the directory says of a user: their entry and groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUserInfo {
+    pub username: String,
+    pub dn: String,
+    pub groups: Vec<String>,
+}
+
+/// What a sync did (`POST /api/directory/sync`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    /// Users the directory holds.
+    pub found: usize,
+    pub created: Vec<String>,
+    /// Accounts of the directory it no longer holds: disabled (their sessions, tokens and
+    /// bundles ended).
+    pub disabled: Vec<String>,
+    /// Teams whose members changed ("org/team").
+    pub teams: Vec<String>,
+    /// User names the directory holds that cannot be Wharf accounts.
+    pub skipped: Vec<String>,
+    pub millis: u64,
+}

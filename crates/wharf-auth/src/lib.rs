@@ -11,6 +11,7 @@
 pub mod access;
 pub mod audit;
 pub mod authorize;
+pub mod directory;
 mod grants;
 mod limiter;
 pub mod password;

@@ -228,6 +228,20 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Every subject this caller is: their account, each team, each organization.
+    fn subjects(&self) -> Vec<Subject> {
+        let mut out = vec![Subject::User(self.user.clone())];
+        let mut orgs = BTreeSet::new();
+        for (org, team) in &self.teams {
+            out.push(Subject::Team { org: org.clone(), team: team.clone() });
+            orgs.insert(org.clone());
+        }
+        out.extend(orgs.into_iter().map(Subject::Org));
+        out
+    }
+
+    /// Whether this caller is `subject` (the tests' oracle of [`Identity::subjects`]).
+    #[cfg(test)]
     fn is(&self, subject: &Subject) -> bool {
         match subject {
             Subject::User(name) => *name == self.user,
@@ -285,10 +299,10 @@ impl AccessModel {
         if who.admin {
             return Some(RepoLevel::Admin);
         }
-        self.repo_grants
-            .iter()
-            .filter(|(subject, _)| who.is(subject))
-            .flat_map(|(_, list)| list.iter())
+        who.subjects()
+            .into_iter()
+            .filter_map(|subject| self.repo_grants.get(&subject))
+            .flat_map(|list| list.iter())
             .filter(|(pattern, _)| repo_matches(pattern, repo))
             .map(|(_, level)| *level)
             .max()
@@ -307,15 +321,16 @@ impl AccessModel {
     }
 
     /// Every (collection, role) that applies to `who`: their grants, their teams' and
-    /// organizations' grants, and the two every user holds.
+    /// organizations' grants, and the two every user holds. Looked up by subject, so its cost
+    /// follows the caller's teams, not the number of grants.
     pub fn grants_of<'a>(&'a self, who: &'a Identity) -> impl Iterator<Item = (String, &'a str)> + 'a {
         let implicit = (!who.user.is_empty())
             .then(|| [(private_collection(&who.user), self.default_role.as_str()), (SHARED.to_owned(), SCHEDULER)]);
-        let explicit = self
-            .grants
-            .iter()
-            .filter(|(subject, _)| who.is(subject))
-            .flat_map(|(_, list)| list.iter().map(|(c, r)| (c.clone(), r.as_str())));
+        let explicit = who
+            .subjects()
+            .into_iter()
+            .filter_map(|subject| self.grants.get(&subject))
+            .flat_map(|list| list.iter().map(|(c, r)| (c.clone(), r.as_str())));
         implicit.into_iter().flatten().chain(explicit)
     }
 

@@ -80,6 +80,9 @@ pub enum AuthError {
     Invalid(String),
     #[error("session is unknown or expired")]
     NoSession,
+    /// The account logs in through the directory, not with a password of Wharf's.
+    #[error("this account logs in through the directory")]
+    Directory,
     #[error(transparent)]
     Token(#[from] TokenError),
     /// The state refused the change (nothing was written).
@@ -139,6 +142,8 @@ pub struct Auth {
     /// Grants, teams and repository access, as of the last change.
     access: crate::access::AccessControl,
     audit: crate::audit::AuditLog,
+    /// The CA whose secrets key seals directory bind passwords.
+    pub(crate) ca: std::sync::OnceLock<Arc<wharf_pki::Ca>>,
 }
 
 impl Auth {
@@ -169,6 +174,7 @@ impl Auth {
             users: RwLock::new(UserCache::default()),
             passwords: password::Passwords::default(),
             audit: crate::audit::AuditLog::default(),
+            ca: std::sync::OnceLock::new(),
         })
     }
 
@@ -178,6 +184,14 @@ impl Auth {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn limiter_allows(&self, name: &str, source: &str, now_ms: u64) -> bool {
+        self.limiter.allows(name, source, now_ms)
+    }
+
+    pub(crate) fn limiter_failed(&self, name: &str, source: &str, now_ms: u64) {
+        self.limiter.failed(name, source, now_ms);
     }
 
     /// The audit entries waiting for the next flush.
@@ -263,6 +277,9 @@ impl Auth {
             return Ok(identity);
         }
         let user = if password.len() <= password::MAX_PASSWORD { self.user(name)? } else { None };
+        if user.as_ref().is_some_and(|u| u.password_hash == crate::directory::EXTERNAL_PASSWORD) {
+            return Err(AuthError::Directory);
+        }
         let hash = user.as_ref().map_or(password::DUMMY_HASH, |u| u.password_hash.as_str());
         let matches = self.passwords.verify(hash, password);
         match user {

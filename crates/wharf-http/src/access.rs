@@ -158,10 +158,27 @@ pub(crate) async fn check_password(
     if app.cluster.is_some() && matches!(auth.user_record(&user), Ok(None)) {
         let _ = crate::catch_up(app).await;
     }
-    let auth = Arc::clone(auth);
-    tokio::task::spawn_blocking(move || auth.authenticate(&user, &password, &source, crate::now_ms()))
+    let local = Arc::clone(auth);
+    let (name, secret, from) = (user.clone(), password.clone(), source.clone());
+    let checked = tokio::task::spawn_blocking(move || local.authenticate(&name, &secret, &from, crate::now_ms()))
         .await
-        .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())))
+        .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())));
+    match checked {
+        // An account of the directory, or no account yet (made at first login when the
+        // directory says so): the directory decides.
+        Err(AuthError::Directory) => auth.authenticate_directory(&user, &password, &source, crate::now_ms()).await,
+        Err(AuthError::BadCredentials) if matches!(auth.user_record(&user), Ok(None)) => {
+            match auth.authenticate_directory(&user, &password, &source, crate::now_ms()).await {
+                // A directory that is down must not tell a guesser more than a wrong password.
+                Err(AuthError::Unavailable(why)) => {
+                    tracing::warn!(%why, "a login could not reach the directory");
+                    Err(AuthError::BadCredentials)
+                }
+                other => other,
+            }
+        }
+        other => other,
+    }
 }
 
 /// Authenticates and authorises a `/v2/` request; on success the request carries its [`Grant`].

@@ -36,6 +36,9 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/settings/access", get(show_settings).put(change_settings))
         .route("/api/repository-access", get(list_repo_access).put(set_repo_access))
         .route("/api/audit", get(audit_log))
+        .route("/api/directory", get(show_directory).put(set_directory))
+        .route("/api/directory/test", axum::routing::post(test_directory))
+        .route("/api/directory/sync", axum::routing::post(sync_directory))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -274,4 +277,36 @@ async fn audit_log(Caller { auth, identity, .. }: Caller, Query(q): Query<AuditP
         })
         .collect();
     Ok(typed_response(StatusCode::OK, &entries))
+}
+
+/// `GET /api/directory`: the configuration, without bind passwords (administrators).
+async fn show_directory(Caller { auth, identity, .. }: Caller) -> ApiResult {
+    allow(&identity, Operation::ChangeAccess)?;
+    match auth.show_directory().map_err(refused)? {
+        Some(config) => Ok(typed_response(StatusCode::OK, &config)),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "no directory is configured".into())),
+    }
+}
+
+/// `PUT /api/directory`: the bind passwords are sealed before they are proposed.
+async fn set_directory(Caller { auth, identity, by, .. }: Caller, body: Bytes) -> ApiResult {
+    allow(&identity, Operation::ChangeAccess)?;
+    let config: wharf_api::identity::DirectoryConfig = parse(&body)?;
+    auth.set_directory(config, &by).await.map_err(refused)?;
+    done()
+}
+
+/// `POST /api/directory/test`: what the directory says of a login (changes nothing).
+async fn test_directory(Caller { auth, identity, .. }: Caller, body: Bytes) -> ApiResult {
+    allow(&identity, Operation::ChangeAccess)?;
+    let login: wharf_api::identity::DirectoryLogin = parse(&body)?;
+    let found = auth.test_directory(&login.username, &login.password).await.map_err(refused)?;
+    Ok(typed_response(StatusCode::OK, &found))
+}
+
+/// `POST /api/directory/sync`: a sync now.
+async fn sync_directory(Caller { auth, identity, by, .. }: Caller) -> ApiResult {
+    allow(&identity, Operation::ChangeAccess)?;
+    let summary = auth.sync_directory(&by).await.map_err(refused)?;
+    Ok(typed_response(StatusCode::OK, &summary))
 }

@@ -64,7 +64,9 @@ fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> ApiError {
         let status = match &e {
-            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
+            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) | AuthError::Directory => {
+                StatusCode::UNAUTHORIZED
+            }
             AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
             AuthError::Refused(Refusal::UserUnknown(_) | Refusal::SessionUnknown) => StatusCode::NOT_FOUND,

@@ -34,8 +34,8 @@ impl From<AuthError> for Refusal {
     fn from(e: AuthError) -> Refusal {
         match e {
             AuthError::RateLimited => refusal(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", e.to_string()),
-            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) => {
-                refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
+            AuthError::BadCredentials | AuthError::NoSession | AuthError::Token(_) | AuthError::Directory => {
+                refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid username or password")
             }
             AuthError::Invalid(m) => refusal(StatusCode::BAD_REQUEST, "invalid_request", m),
             AuthError::Refused(_) => refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string()),

@@ -152,6 +152,7 @@ fn pure_scheduler(total: u64) -> Duration {
             host_ports: Default::default(),
             tasks_by_service: BTreeMap::new(),
             total_tasks: 0,
+            collection: "/Shared".into(),
         })
         .collect();
     let tasks: Vec<wharf_scheduler::Task> = (0..total)
@@ -165,6 +166,7 @@ fn pure_scheduler(total: u64) -> Duration {
             reservations: Default::default(),
             host_ports: vec![],
             node: None,
+            collection: None,
         })
         .collect();
     let start = Instant::now();

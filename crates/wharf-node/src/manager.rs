@@ -133,6 +133,7 @@ impl ManagerNode {
         let auth = Auth::with_proposer(Arc::clone(&store), proposer.clone(), &token_key, AuthConfig::default())
             .map_err(|e| NodeError::start("start accounts")(&e))?;
         let auth = Arc::new(auth);
+        auth.set_ca(Arc::clone(&ca));
         let registry = Arc::new(
             Registry::with_proposer(Arc::clone(&store), blobs, proposer.clone())
                 .with_upload_limit(settings.uploads.per_user)
@@ -197,7 +198,8 @@ impl ManagerNode {
         node.spawn(keep_blob_copies(Arc::clone(&registry), Arc::clone(&manager), settings.blob_care.clone()));
         node.spawn(scrub_blob_copies(Arc::clone(&registry), settings.blob_care.clone()));
         node.spawn(purge_stale(registry, Some(Arc::clone(&auth)), settings.uploads));
-        node.spawn(keep_audit(auth));
+        node.spawn(keep_audit(Arc::clone(&auth)));
+        node.spawn(keep_directory(auth, Some(Arc::clone(&manager))));
         node.spawn(wharf_manager::run_control_loop(Arc::clone(&manager)));
         node.spawn(wharf_manager::watch_heartbeats(manager));
         Ok(node)
@@ -338,6 +340,37 @@ pub async fn scrub_blob_copies(registry: Arc<Registry>, care: BlobCare) {
             Ok(pass) if pass.bad > 0 => tracing::warn!(?pass, "the scrub found bad copies"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "a blob scrub pass failed"),
+        }
+    }
+}
+
+/// Syncs the directory on its schedule: on the leader of a cluster (`manager`), always on a
+/// standalone node. A failed sync is logged and tried again at the next period.
+pub async fn keep_directory(auth: Arc<Auth>, manager: Option<Arc<wharf_manager::Manager>>) {
+    let mut last = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Some(every) = auth.directory_sync_interval() else { continue };
+        if last.elapsed() < every {
+            continue;
+        }
+        if let Some(manager) = &manager
+            && manager.raft.current_leader().await != Some(manager.node_id)
+        {
+            continue;
+        }
+        last = std::time::Instant::now();
+        match auth.sync_directory(&wharf_store::Origin::system()).await {
+            Ok(summary) => tracing::info!(
+                found = summary.found,
+                created = summary.created.len(),
+                disabled = summary.disabled.len(),
+                teams = summary.teams.len(),
+                millis = summary.millis,
+                "directory synced"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the directory sync failed; it runs again at the next period"),
         }
     }
 }

@@ -76,7 +76,7 @@ impl StandaloneNode {
         let local = listener.local_addr().map_err(|e| NodeError::io("read the listen address".into(), e))?;
         let store = Arc::new(Store::open(&dir.state())?);
         let storage = crate::Storage::resolve(dir, storage)?;
-        let ca = Ca::load_or_create(&dir.pki())?;
+        let ca = Arc::new(Ca::load_or_create(&dir.pki())?);
         let raft = RaftNode::standalone(dir, Arc::clone(&store), ca.cert_pem(), &local.to_string()).await?;
         let proposer: Arc<dyn wharf_store::Proposer> = raft.proposer.clone();
         let blobs = storage.open(dir, &store, Arc::clone(&proposer)).await?;
@@ -87,6 +87,7 @@ impl StandaloneNode {
                 let auth = Auth::with_proposer(Arc::clone(&store), Arc::clone(&proposer), &key, AuthConfig::default())
                     .map_err(|e| NodeError::start("start accounts")(&e))?;
                 let auth = Arc::new(auth);
+                auth.set_ca(Arc::clone(&ca));
                 let generated = auth
                     .bootstrap_admin(ADMIN, admin_password.as_deref(), crate::now())
                     .await

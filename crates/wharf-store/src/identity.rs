@@ -99,6 +99,12 @@ pub enum IdentityCommand {
         level: String,
         at: u64,
     },
+    /// The directory configuration (JSON, without passwords) and each server's bind password
+    /// sealed by the manager that took it.
+    SetDirectory {
+        config: String,
+        sealed_passwords: Vec<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Display for IdentityCommand {
@@ -126,6 +132,9 @@ impl std::fmt::Display for IdentityCommand {
                 write!(f, "revoke {role} on {collection} from {subject}")
             }
             IdentityCommand::SetDefaultRole { role } => write!(f, "set-default-role {role}"),
+            IdentityCommand::SetDirectory { sealed_passwords, .. } => {
+                write!(f, "set-directory ({} servers)", sealed_passwords.len())
+            }
             IdentityCommand::SetRepoAccess { repo, subject, level, .. } => {
                 write!(f, "set-repo-access {repo} {subject} {level}")
             }
@@ -358,6 +367,10 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
             role_exists(txn, role)?;
             txn.open_table(IDENTITY_SETTINGS)?.insert("default_role", role.as_bytes())?;
         }
+        IdentityCommand::SetDirectory { config, sealed_passwords } => {
+            let value = encode(&(config, sealed_passwords))?;
+            txn.open_table(IDENTITY_SETTINGS)?.insert("directory", value.as_slice())?;
+        }
         IdentityCommand::SetRepoAccess { repo, subject, level, at } => {
             let name = repo.strip_suffix("/*").unwrap_or(repo);
             if !wharf_api::validate_name(name) {
@@ -485,6 +498,9 @@ fn default_role_in(txn: &WriteTransaction) -> Result<String, StoreError> {
     Ok(raw.unwrap_or_default())
 }
 
+/// The directory configuration (JSON) and each server's sealed bind password.
+pub type StoredDirectory = (String, Vec<Vec<u8>>);
+
 /// Everything the access model is built from, read at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdentityState {
@@ -500,6 +516,14 @@ pub struct IdentityState {
 }
 
 impl Store {
+    /// The directory configuration (JSON) and the sealed bind passwords, if one was set.
+    pub fn directory(&self) -> Result<Option<StoredDirectory>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IDENTITY_SETTINGS)?;
+        let raw = table.get("directory")?.map(|v| v.value().to_vec());
+        Ok(raw.map(|raw| postcard::from_bytes(&raw)).transpose()?)
+    }
+
     /// Organizations, teams, collections, roles, grants and the default role, as of one
     /// snapshot.
     pub fn identity_state(&self) -> Result<IdentityState, StoreError> {

@@ -4,10 +4,12 @@
 
 mod dockerd;
 mod moto;
+mod slapd;
 mod swift;
 
 pub use dockerd::Dockerd;
 pub use moto::Moto;
+pub use slapd::{LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_BASE, Slapd};
 pub use swift::{SWIFT_KEY, SWIFT_USER, Swift};
 
 /// The Python virtual environment the test command fills (`WHARF_TEST_VENV`, else

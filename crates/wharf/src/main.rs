@@ -70,6 +70,9 @@ enum Command {
     Grant(remote::access::GrantCommand),
     /// Prints the audit log: who did what, through which door, when, and how it ended.
     Audit(remote::access::AuditArgs),
+    /// Connects Wharf to an LDAP or Active Directory directory; tests logins; syncs.
+    #[command(subcommand)]
+    Directory(remote::access::DirectoryCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Command::Role(command) => runtime.block_on(remote::access::role(command)),
         Command::Grant(command) => runtime.block_on(remote::access::grant(command)),
         Command::Audit(args) => runtime.block_on(remote::access::audit(args)),
+        Command::Directory(command) => runtime.block_on(remote::access::directory(command)),
     }
 }
 

@@ -299,3 +299,73 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Connects Wharf to a directory: CONFIG is a JSON file (servers with url, bind_dn,
+    /// user_base, user_filter, username_attr, membership; jit; sync_interval_secs;
+    /// team_mappings), each server's bind password read from a --bind-password-file, in order.
+    Set {
+        config: std::path::PathBuf,
+        #[arg(long)]
+        bind_password_file: Vec<std::path::PathBuf>,
+    },
+    /// Prints the directory configuration (never a password).
+    Show,
+    /// Tries a login against the directory alone (the password on standard input): the
+    /// user's entry and groups, or why not.
+    Test { username: String },
+    /// Syncs now: creates accounts, disables those gone upstream, sets mapped teams' members.
+    Sync,
+}
+
+pub async fn directory(command: DirectoryCommand) -> anyhow::Result<()> {
+    use wharf_api::identity::{DirectoryConfig, DirectoryLogin, DirectoryUserInfo, SyncSummary};
+    let mut api = session()?;
+    match command {
+        DirectoryCommand::Set { config, bind_password_file } => {
+            let text =
+                std::fs::read_to_string(&config).map_err(|e| anyhow::anyhow!("read {}: {e}", config.display()))?;
+            let mut parsed: DirectoryConfig =
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            for (server, file) in parsed.servers.iter_mut().zip(&bind_password_file) {
+                server.bind_password = crate::input::read_password_file(Some(file))?.unwrap_or_default();
+            }
+            api.call::<_, ()>(Method::PUT, "/api/directory", Some(&parsed)).await.map_err(remote)?;
+            println!("Directory set: {} server(s).", parsed.servers.len());
+        }
+        DirectoryCommand::Show => {
+            let config: DirectoryConfig =
+                api.call::<(), _>(Method::GET, "/api/directory", None).await.map_err(remote)?;
+            println!("{}", printable(&serde_json::to_string_pretty(&config)?));
+        }
+        DirectoryCommand::Test { username } => {
+            let password = crate::input::read_secret_line("password")?;
+            let body = DirectoryLogin { username, password };
+            let found: DirectoryUserInfo =
+                api.call(Method::POST, "/api/directory/test", Some(&body)).await.map_err(remote)?;
+            println!("{}\t{}", printable(&found.username), printable(&found.dn));
+            for group in found.groups {
+                println!("  member of {}", printable(&group));
+            }
+        }
+        DirectoryCommand::Sync => {
+            let summary: SyncSummary =
+                api.call::<(), _>(Method::POST, "/api/directory/sync", None).await.map_err(remote)?;
+            println!(
+                "Synced {} directory users in {} ms: created {}, disabled {}, teams {}{}",
+                summary.found,
+                summary.millis,
+                printable(&summary.created.join(",")),
+                printable(&summary.disabled.join(",")),
+                printable(&summary.teams.join(",")),
+                if summary.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(", skipped {}", printable(&summary.skipped.join(",")))
+                }
+            );
+        }
+    }
+    Ok(())
+}

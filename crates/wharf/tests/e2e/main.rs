@@ -11,6 +11,7 @@ mod clients;
 mod cluster;
 mod conformance;
 mod crash;
+mod directory;
 mod harness;
 mod oci;
 mod security;

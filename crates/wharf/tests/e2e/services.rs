@@ -1041,6 +1041,13 @@ configs:
 /// `wharf ARGS` with the client configuration `config`, `input` on its standard input; its
 /// standard output, or a panic with what it said.
 pub(crate) fn wharf(config: &Path, args: &[&str], input: &str) -> String {
+    let (succeeded, stdout, stderr) = try_wharf(config, args, input);
+    assert!(succeeded, "wharf {args:?} failed: {stdout}{stderr}");
+    stdout
+}
+
+/// `wharf ARGS` as the user of `config`, `input` on standard input: (success, stdout, stderr).
+pub(crate) fn try_wharf(config: &Path, args: &[&str], input: &str) -> (bool, String, String) {
     let mut child = Command::new(WHARF)
         .args(args)
         .env("WHARF_CONFIG", config)
@@ -1051,9 +1058,8 @@ pub(crate) fn wharf(config: &Path, args: &[&str], input: &str) -> String {
         .expect("wharf");
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("input");
     let out = child.wait_with_output().expect("wait");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "wharf {args:?} failed: {stdout}{stderr}");
-    stdout.into_owned()
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
