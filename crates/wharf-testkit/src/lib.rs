@@ -4,11 +4,13 @@
 
 mod dockerd;
 mod moto;
+mod samba;
 mod slapd;
 mod swift;
 
 pub use dockerd::Dockerd;
 pub use moto::Moto;
+pub use samba::{AD_ADMIN, AD_ADMIN_PASSWORD, AD_BASE, SambaAd};
 pub use slapd::{LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_BASE, Slapd};
 pub use swift::{SWIFT_KEY, SWIFT_USER, Swift};
 

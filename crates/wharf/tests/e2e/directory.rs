@@ -139,3 +139,65 @@ async fn ldap_users_log_in_follow_their_groups_and_lose_every_access_once_gone_u
     let (logged_in, said) = try_login(&w, tmp.path(), "bob", "bob-ldap-pw-1");
     assert!(!logged_in && said.contains("invalid username or password"), "bob with the directory down: {said}");
 }
+
+/// Active Directory: a real Samba AD DC started by the test, users by `sAMAccountName`, and a
+/// group of a group (AD's in-chain rule) mapped to a team.
+#[test]
+fn active_directory_users_log_in_and_a_nested_group_reaches_its_team() {
+    use wharf_testkit::{AD_ADMIN, AD_ADMIN_PASSWORD, AD_BASE, SambaAd};
+    let ad = SambaAd::start();
+    ad.tool(&["user", "create", "carol", "Carol!Passw0rd1", "--given-name=Carol", "--surname=AD"]);
+    ad.tool(&["user", "create", "dave", "Dave!Passw0rd1", "--given-name=Dave", "--surname=AD"]);
+    ad.tool(&["group", "add", "ops-leads"]);
+    ad.tool(&["group", "add", "registry-admins"]);
+    ad.tool(&["group", "addmembers", "ops-leads", "carol"]);
+    ad.tool(&["group", "addmembers", "registry-admins", "ops-leads"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let w = Wharf::start_with(Options {
+        tls: true,
+        extra: vec!["--docker-host".into(), "none".into()],
+        ..Options::default()
+    });
+    let admin = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    let config = serde_json::json!({
+        "servers": [{
+            "url": ad.url(),
+            "bind_dn": AD_ADMIN,
+            "user_base": format!("CN=Users,{AD_BASE}"),
+            "user_filter": "(&(objectClass=user)(objectCategory=person))",
+            "username_attr": "sAMAccountName",
+            "membership": "nested",
+        }],
+        "jit": true,
+        "sync_interval_secs": 0,
+        "team_mappings": [{"group_dn": SambaAd::dn("registry-admins"), "org": "corp", "team": "registry"}],
+    });
+    let file = tmp.path().join("ad.json");
+    std::fs::write(&file, serde_json::to_vec(&config).expect("json")).expect("write");
+    let password = tmp.path().join("ad-password");
+    std::fs::write(&password, AD_ADMIN_PASSWORD).expect("write");
+    let set =
+        ["directory", "set", file.to_str().expect("path"), "--bind-password-file", password.to_str().expect("path")];
+    wharf(&admin, &set, "");
+
+    // The nested group shows in a test login, and a first login makes the account.
+    let tested = wharf(&admin, &["directory", "test", "carol"], "Carol!Passw0rd1\n");
+    assert!(tested.contains(&SambaAd::dn("Carol AD")), "{tested}");
+    assert!(tested.contains(&SambaAd::dn("registry-admins")), "the group of her group: {tested}");
+    assert!(!try_login(&w, tmp.path(), "carol", "wrong-Passw0rd").0, "a wrong AD password");
+    login(&w.base(), &w.ca_path(), &tmp.path().join("carol"), "carol", "Carol!Passw0rd1");
+    login(&w.base(), &w.ca_path(), &tmp.path().join("dave"), "dave", "Dave!Passw0rd1");
+    let synced = wharf(&admin, &["directory", "sync"], "");
+    assert!(synced.contains("corp/registry"), "{synced}");
+    assert_eq!(wharf(&admin, &["team", "ls", "corp"], "").trim(), "corp/registry\tcarol", "through ops-leads");
+
+    // Out of the inner group: out of the team; deleted upstream: disabled.
+    ad.tool(&["group", "removemembers", "ops-leads", "carol"]);
+    wharf(&admin, &["directory", "sync"], "");
+    assert_eq!(wharf(&admin, &["team", "ls", "corp"], "").trim(), "corp/registry");
+    ad.tool(&["user", "delete", "carol"]);
+    let synced = wharf(&admin, &["directory", "sync"], "");
+    assert!(synced.contains("disabled carol"), "{synced}");
+    assert!(!try_login(&w, tmp.path(), "carol", "Carol!Passw0rd1").0, "carol after her deletion");
+    login(&w.base(), &w.ca_path(), &tmp.path().join("dave-again"), "dave", "Dave!Passw0rd1");
+}
