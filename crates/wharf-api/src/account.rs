@@ -31,13 +31,32 @@ pub struct UserInfo {
     pub created: u64,
 }
 
-/// `POST /api/users`.
+/// `POST /api/users`. A service account has no password (it logs in with access tokens).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewUser {
     pub name: String,
+    #[serde(default)]
     pub password: String,
     #[serde(default)]
     pub admin: bool,
+    #[serde(default)]
+    pub service_account: bool,
+}
+
+/// `POST /api/users/{name}/tokens`: an access token limited to `scopes`
+/// (`repository:NAME-OR-NAMESPACE/*:pull,push,delete`), valid `days`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAccessToken {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub days: u64,
+}
+
+/// The answer: the token, shown once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AccessTokenCreated {
+    pub token: String,
+    pub expires: u64,
 }
 
 /// `PATCH /api/users/{name}`.
@@ -65,6 +84,9 @@ pub enum SessionKind {
     /// A client bundle's certificate (`GET /api/clientbundle`).
     #[serde(rename = "client_bundle")]
     ClientBundle,
+    /// An access token (`POST /api/users/{name}/tokens`), named by its `client`.
+    #[serde(rename = "access_token")]
+    AccessToken,
 }
 
 impl SessionKind {
@@ -73,6 +95,7 @@ impl SessionKind {
             SessionKind::Api => "api",
             SessionKind::RefreshToken => "refresh_token",
             SessionKind::ClientBundle => "client_bundle",
+            SessionKind::AccessToken => "access_token",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod rbac;
 pub mod scope;
 mod service;
 pub mod token;
+pub mod tokens;
 
 pub use access::{AccessControl, AccessView};
 pub use authorize::{Decision, Denial, Operation, authorize};

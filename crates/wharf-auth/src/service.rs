@@ -51,11 +51,13 @@ pub struct Identity {
     /// The account's id (never reused) and credentials epoch: registry tokens name both.
     pub id: u64,
     pub epoch: u64,
+    /// The registry scopes an access token limits this caller to (`None`: a login).
+    pub scopes: Option<Arc<Vec<String>>>,
 }
 
 impl Identity {
     fn of(name: &str, user: &UserRecord) -> Identity {
-        Identity { name: name.to_owned(), admin: user.admin, id: user.id, epoch: user.epoch }
+        Identity { name: name.to_owned(), admin: user.admin, id: user.id, epoch: user.epoch, scopes: None }
     }
 
     pub fn principal(&self) -> Principal {
@@ -272,6 +274,15 @@ impl Auth {
         if !self.limiter.allows(name, source, now_ms) {
             return Err(AuthError::RateLimited);
         }
+        if password.starts_with(crate::tokens::TOKEN_PREFIX) {
+            return match self.token_identity(name, password, now_ms / 1000)? {
+                Some(identity) => Ok(identity),
+                None => {
+                    self.limiter.failed(name, source, now_ms);
+                    Err(AuthError::BadCredentials)
+                }
+            };
+        }
         let cache_key = self.credential_key(name, password);
         if let Some(identity) = self.remembered(&cache_key, now_ms)? {
             return Ok(identity);
@@ -345,6 +356,9 @@ impl Auth {
         let lifetime = match kind {
             SessionKind::Api => self.config.session_lifetime,
             SessionKind::Refresh => self.config.refresh_lifetime,
+            SessionKind::Token => {
+                return Err(AuthError::Invalid("access tokens are made with create_access_token".into()));
+            }
         };
         let session = SessionRecord {
             user: identity.name.clone(),
@@ -411,12 +425,15 @@ impl Auth {
         let principal = identity.map_or(Principal::Anonymous, Identity::principal);
         let view = self.access.view()?;
         let who = view.identity(principal.subject(), matches!(principal, Principal::User { admin: true, .. }));
-        let granted = policy::grant(
+        let mut granted = policy::grant(
             &principal,
             requested,
             |repo| self.is_public(repo),
             |repo| view.model.repository_level(&who, repo),
         );
+        if let Some(scopes) = identity.and_then(|i| i.scopes.as_ref()) {
+            granted = crate::tokens::limit(granted, scopes);
+        }
         let subject = identity.map(|i| (i.name.as_str(), i.id, i.epoch));
         let token = self.signer.sign(subject, granted.clone(), now)?;
         Ok((token, granted))
@@ -502,6 +519,20 @@ impl Auth {
             AccountsCommand::CreateUser { name: name.to_owned(), password_hash: password.0, admin, at: now },
         )
         .await?;
+        Ok(())
+    }
+
+    /// Creates a service account: it has no password (no login, no API session, no bundle)
+    /// and reaches the registry with access tokens only.
+    pub async fn create_service_account(&self, name: &str, by: &Origin, now: u64) -> Result<(), AuthError> {
+        if !password::valid_user_name(name) {
+            return Err(AuthError::Invalid(
+                "user names are 1-64 lowercase letters and digits, separated by single '.', '_' or '-'".into(),
+            ));
+        }
+        let password_hash = crate::tokens::SERVICE_ACCOUNT_PASSWORD.to_owned();
+        self.apply(by, AccountsCommand::CreateUser { name: name.to_owned(), password_hash, admin: false, at: now })
+            .await?;
         Ok(())
     }
 

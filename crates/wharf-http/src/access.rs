@@ -29,6 +29,8 @@ pub(crate) enum Grant {
     Token(Principal, Arc<Claims>),
     /// Basic credentials or no credentials: the rules decide directly.
     Rules(Principal),
+    /// An access token as Basic credentials: the rules, within the token's scopes.
+    Scoped(Principal, Arc<Vec<String>>),
 }
 
 impl Grant {
@@ -37,15 +39,18 @@ impl Grant {
             (Grant::Everything, _) | (_, None) => true,
             (Grant::Token(_, claims), _) => permits(&claims.access, kind, name, action),
             (Grant::Rules(principal), Some(auth)) => auth.may(principal, kind, name, action),
+            (Grant::Scoped(principal, scopes), Some(auth)) => {
+                auth.may(principal, kind, name, action) && wharf_auth::tokens::scopes_allow(scopes, kind, name, action)
+            }
         }
     }
 
     /// Whether the caller may pull `repo` by the rules (a token's claims name only what it
     /// asked for: the catalog asks the rules).
     pub(crate) fn may_read(&self, auth: &Auth, repo: &str) -> bool {
-        match self.principal() {
-            None => true,
-            Some(principal) => auth.may(principal, "repository", repo, "pull"),
+        match self {
+            Grant::Scoped(..) => self.permits(Some(auth), "repository", repo, "pull"),
+            _ => self.principal().is_none_or(|principal| auth.may(principal, "repository", repo, "pull")),
         }
     }
 
@@ -53,6 +58,7 @@ impl Grant {
         match self {
             Grant::Everything => true,
             Grant::Token(p, _) | Grant::Rules(p) => matches!(p, Principal::User { admin: true, .. }),
+            Grant::Scoped(..) => false,
         }
     }
 
@@ -65,7 +71,7 @@ impl Grant {
     fn principal(&self) -> Option<&Principal> {
         match self {
             Grant::Everything => None,
-            Grant::Token(p, _) | Grant::Rules(p) => Some(p),
+            Grant::Token(p, _) | Grant::Rules(p) | Grant::Scoped(p, _) => Some(p),
         }
     }
 }
@@ -198,7 +204,10 @@ pub(crate) async fn authorize(app: &App, endpoint: &Endpoint, req: &mut Request)
             Err(e) => return Err(refuse(ErrorCode::Unauthorized, &e.to_string(), challenge(Some("invalid_token")))),
         },
         Credentials::Basic(user, password) => match check_password(app, auth, user, password, source).await {
-            Ok(identity) => (Grant::Rules(identity.principal()), true),
+            Ok(identity) => match identity.scopes.clone() {
+                Some(scopes) => (Grant::Scoped(identity.principal(), scopes), true),
+                None => (Grant::Rules(identity.principal()), true),
+            },
             Err(AuthError::RateLimited) => {
                 return Err(refuse(ErrorCode::TooManyRequests, "too many failed logins; try again later", None));
             }

@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/users", get(list_users).post(create_user))
         .route("/api/users/{name}", get(show_user).patch(update_user).delete(delete_user))
         .route("/api/users/{name}/password", put(set_password))
+        .route("/api/users/{name}/tokens", post(create_token))
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", delete(end_session))
         .route("/api/clientbundle", get(crate::bundle::client_bundle))
@@ -168,6 +169,12 @@ async fn log_in(app: &Arc<App>, req: Request, claimed: &mut String) -> ApiResult
     let login: LoginRequest = parse(&body)?;
     claimed.clone_from(&login.username);
     let identity = crate::access::check_password(app, &auth, login.username, login.password, source.clone()).await?;
+    if identity.scopes.is_some() {
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            "an access token is for registry clients; it opens no API session",
+        ));
+    }
     let auth_token = auth.start_session(&identity, SessionKind::Api, &client, &source, crate::now()).await?;
     Ok(typed_response(StatusCode::OK, &LoginResponse { auth_token }))
 }
@@ -194,7 +201,18 @@ async fn list_users(Caller { auth, identity, .. }: Caller) -> ApiResult {
 async fn create_user(Caller { auth, identity, by, .. }: Caller, body: Bytes) -> ApiResult {
     allow(&identity, Operation::CreateUser)?;
     let new: NewUser = parse(&body)?;
-    let hash = blocking(&auth, move |auth| auth.hash_password(&new.password)).await?;
+    if new.service_account {
+        if new.admin || !new.password.is_empty() {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                "a service account has no password and is no administrator",
+            ));
+        }
+        auth.create_service_account(&new.name, &by, crate::now()).await?;
+        return show(&auth, &new.name, StatusCode::CREATED);
+    }
+    let password = new.password.clone();
+    let hash = blocking(&auth, move |auth| auth.hash_password(&password)).await?;
     auth.create_user(&new.name, hash, new.admin, &by, crate::now()).await?;
     let name = new.name;
     tracing::info!(user = %name, by = %identity.name, "user created");
@@ -268,6 +286,7 @@ async fn list_sessions(
             kind: match s.record.kind {
                 SessionKind::Api => account::SessionKind::Api,
                 SessionKind::Refresh => account::SessionKind::RefreshToken,
+                SessionKind::Token => account::SessionKind::AccessToken,
             },
             current: s.id == current,
             id: s.id,
@@ -441,4 +460,17 @@ async fn set_role(
         tracing::info!(node_id = id, role = change.role.as_str(), by = %identity.name, "node role set");
     }
     cluster_answer(changed)
+}
+
+/// `POST /api/users/{name}/tokens`: the user or an administrator makes an access token.
+async fn create_token(Caller { auth, identity, by, .. }: Caller, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    allow(&identity, Operation::SetPassword { name: &name })?;
+    let request: account::NewAccessToken = parse(&body)?;
+    if auth.user_record(&name)?.is_none() {
+        return Err(api_error(StatusCode::NOT_FOUND, format!("user {name} is unknown")));
+    }
+    let now = crate::now();
+    let token = auth.create_access_token(&name, &request.name, request.scopes, request.days, &by, now).await?;
+    let created = account::AccessTokenCreated { token, expires: now + request.days * 86_400 };
+    Ok(typed_response(StatusCode::CREATED, &created))
 }

@@ -83,7 +83,10 @@ async fn issue_from_query(app: &App, req: &axum::http::request::Parts, source: S
     let offline = query_get(&query, "offline_token") == Some("true");
     let client = query_get(&query, "client_id").unwrap_or("unknown").to_owned();
     let refresh = match (&identity, offline) {
-        (Some(identity), true) => Some(start_refresh(auth, identity, client, &source).await?),
+        // An access token gets no refresh token: that would outlive its scopes and expiry.
+        (Some(identity), true) if identity.scopes.is_none() => {
+            Some(start_refresh(auth, identity, client, &source).await?)
+        }
         _ => None,
     };
     let response = issue(auth, identity.as_ref(), &requested, refresh)?;
@@ -118,7 +121,7 @@ async fn issue_from_form(app: &App, req: Request) -> Result<Response, Refusal> {
                 return Err(refusal(StatusCode::BAD_REQUEST, "invalid_request", "username and password are required"));
             };
             let identity = check_password(app, auth, user.to_owned(), password.to_owned(), source.clone()).await?;
-            let refresh = match field("access_type") == Some("offline") {
+            let refresh = match field("access_type") == Some("offline") && identity.scopes.is_none() {
                 true => Some(start_refresh(auth, &identity, client, &source).await?),
                 false => None,
             };

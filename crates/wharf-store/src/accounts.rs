@@ -11,7 +11,7 @@ use crate::command::{Outcome, SessionRecordCommand};
 use crate::records::{RepoSettings, SessionRecord, StoredRepoSettings, StoredSession, StoredUser, UserRecord};
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
-use crate::tables::{BUNDLES, COUNTERS, REPO_SETTINGS, SESSIONS, USER_SESSIONS, USERS};
+use crate::tables::{BUNDLES, COUNTERS, REPO_SETTINGS, SESSIONS, TOKEN_SCOPES, USER_SESSIONS, USERS};
 
 /// A change of accounts, sessions or repository settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +41,9 @@ pub enum AccountsCommand {
     CreateBundle { id: String, user: String, label: String, created: u64, expires: u64 },
     /// Ends a client bundle.
     DeleteBundle { id: String },
+    /// Records an access token (a session of kind `Token`, stored under the SHA-256 of its
+    /// secret) and the registry scopes it is limited to.
+    CreateAccessToken { id: String, session: SessionRecord, scopes: Vec<String> },
 }
 
 /// One line per command for logs: what it does and to what, never a password hash or a
@@ -61,6 +64,7 @@ impl std::fmt::Display for AccountsCommand {
             }
             AccountsCommand::CreateBundle { user, .. } => write!(f, "create-bundle for {user}"),
             AccountsCommand::DeleteBundle { .. } => write!(f, "delete-bundle"),
+            AccountsCommand::CreateAccessToken { session, .. } => write!(f, "create-access-token for {}", session.user),
         }
     }
 }
@@ -78,6 +82,7 @@ pub(crate) fn changes_access(command: &AccountsCommand) -> bool {
             | AccountsCommand::SetRepoPublic { .. }
             | AccountsCommand::CreateBundle { .. }
             | AccountsCommand::DeleteBundle { .. }
+            | AccountsCommand::CreateAccessToken { .. }
     )
 }
 
@@ -128,16 +133,10 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             let count = end_sessions_of(txn, name)?;
             Ok(Outcome::SessionsEnded { count })
         }
-        AccountsCommand::CreateSession(create) => {
-            let session = &create.session;
-            match read_user(txn, &session.user)? {
-                None => return Err(Refusal::UserUnknown(session.user.clone()).into()),
-                Some(user) if user.disabled => return Err(Refusal::UserDisabled(session.user.clone()).into()),
-                Some(_) => {}
-            }
-            let stored = encode(&StoredSession::V1(session.clone()))?;
-            txn.open_table(SESSIONS)?.insert(create.id.as_str(), stored.as_slice())?;
-            txn.open_table(USER_SESSIONS)?.insert((session.user.as_str(), create.id.as_str()), ())?;
+        AccountsCommand::CreateSession(create) => create_session(txn, &create.id, &create.session),
+        AccountsCommand::CreateAccessToken { id, session, scopes } => {
+            create_session(txn, id, session)?;
+            txn.open_table(TOKEN_SCOPES)?.insert(id.as_str(), encode(scopes)?.as_slice())?;
             Ok(Outcome::Done)
         }
         AccountsCommand::DeleteSession { id } => {
@@ -145,6 +144,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &AccountsCommand) -> Result
             let raw = raw.ok_or(Refusal::SessionUnknown)?;
             let StoredSession::V1(session) = postcard::from_bytes(&raw)?;
             txn.open_table(USER_SESSIONS)?.remove((session.user.as_str(), id.as_str()))?;
+            txn.open_table(TOKEN_SCOPES)?.remove(id.as_str())?;
             Ok(Outcome::SessionsEnded { count: 1 })
         }
         AccountsCommand::PurgeSessions { now } => purge_sessions(txn, *now),
@@ -235,6 +235,18 @@ fn enabled_admins(txn: &WriteTransaction) -> Result<usize, StoreError> {
     Ok(count)
 }
 
+fn create_session(txn: &WriteTransaction, id: &str, session: &SessionRecord) -> Result<Outcome, StoreError> {
+    match read_user(txn, &session.user)? {
+        None => return Err(Refusal::UserUnknown(session.user.clone()).into()),
+        Some(user) if user.disabled => return Err(Refusal::UserDisabled(session.user.clone()).into()),
+        Some(_) => {}
+    }
+    let stored = encode(&StoredSession::V1(session.clone()))?;
+    txn.open_table(SESSIONS)?.insert(id, stored.as_slice())?;
+    txn.open_table(USER_SESSIONS)?.insert((session.user.as_str(), id), ())?;
+    Ok(Outcome::Done)
+}
+
 fn end_sessions_of(txn: &WriteTransaction, user: &str) -> Result<usize, StoreError> {
     let mut index = txn.open_table(USER_SESSIONS)?;
     let mut ids = Vec::new();
@@ -247,9 +259,11 @@ fn end_sessions_of(txn: &WriteTransaction, user: &str) -> Result<usize, StoreErr
         ids.push(id.to_owned());
     }
     let mut sessions = txn.open_table(SESSIONS)?;
+    let mut scopes = txn.open_table(TOKEN_SCOPES)?;
     for id in &ids {
         sessions.remove(id.as_str())?;
         index.remove((user, id.as_str()))?;
+        scopes.remove(id.as_str())?;
     }
     Ok(ids.len())
 }
@@ -268,9 +282,11 @@ fn purge_sessions(txn: &WriteTransaction, now: u64) -> Result<Outcome, StoreErro
     }
     let mut sessions = txn.open_table(SESSIONS)?;
     let mut index = txn.open_table(USER_SESSIONS)?;
+    let mut scopes = txn.open_table(TOKEN_SCOPES)?;
     for (id, user) in &expired {
         sessions.remove(id.as_str())?;
         index.remove((user.as_str(), id.as_str()))?;
+        scopes.remove(id.as_str())?;
     }
     Ok(Outcome::SessionsEnded { count: expired.len() })
 }
@@ -297,6 +313,14 @@ impl Store {
     }
 
     /// The session stored under `id` (the SHA-256 of its secret, hex).
+    /// The registry scopes access token `id` is limited to (`None`: no such token).
+    pub fn token_scopes(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TOKEN_SCOPES)?;
+        let raw = table.get(id)?.map(|v| v.value().to_vec());
+        Ok(raw.map(|raw| postcard::from_bytes(&raw)).transpose()?)
+    }
+
     pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;

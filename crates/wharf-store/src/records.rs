@@ -79,6 +79,9 @@ pub enum SessionKind {
     Api,
     /// A registry refresh token (`offline_token=true`), which docker stores as its identity token.
     Refresh,
+    /// An access token (a service account's, or a user's for CI): used as a password by
+    /// registry clients, limited to its scopes; its `client` is the token's name.
+    Token,
 }
 
 /// A session or refresh token, stored under the SHA-256 of its secret.

@@ -73,6 +73,7 @@ macro_rules! for_each_table {
         $m!(IDENTITY_SETTINGS, &str, &[u8], String, Vec<u8>);
         $m!(REPO_ACCESS, &str, &[u8], String, Vec<u8>);
         $m!(AUDIT, u64, &[u8], u64, Vec<u8>);
+        $m!(TOKEN_SCOPES, &str, &[u8], String, Vec<u8>);
     };
 }
 
@@ -277,7 +278,8 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "ROLES"
         | "GRANTS"
         | "IDENTITY_SETTINGS"
-        | "REPO_ACCESS" => {
+        | "REPO_ACCESS"
+        | "TOKEN_SCOPES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -298,6 +300,7 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "GRANTS" => GRANTS,
                 "IDENTITY_SETTINGS" => IDENTITY_SETTINGS,
                 "REPO_ACCESS" => REPO_ACCESS,
+                "TOKEN_SCOPES" => TOKEN_SCOPES,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

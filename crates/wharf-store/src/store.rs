@@ -143,6 +143,7 @@ impl Store {
             txn.open_table(crate::tables::IDENTITY_SETTINGS)?;
             txn.open_table(crate::tables::REPO_ACCESS)?;
             txn.open_table(crate::tables::AUDIT)?;
+            txn.open_table(crate::tables::TOKEN_SCOPES)?;
         }
         txn.commit()?;
         Ok(Store {

@@ -75,6 +75,8 @@ pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("rol
 pub(crate) const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
 /// "subject  pattern" -> versioned [`crate::RepoAccessRecord`]: levels on repositories.
 pub(crate) const REPO_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_access");
+/// access token id -> the registry scopes it is limited to (postcard `Vec<String>`).
+pub(crate) const TOKEN_SCOPES: TableDefinition<&str, &[u8]> = TableDefinition::new("token_scopes");
 /// sequence number -> versioned [`crate::AuditRecord`], in the order entries were recorded.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// "default_role" -> the role every user holds on their private collection.

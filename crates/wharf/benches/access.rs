@@ -4,14 +4,14 @@
 //! `bench/app`), then after a sync of the directory (10,000 accounts, 100 groups mapped to 100
 //! teams of 10 organizations; `bench` in 10 of them), 1,000 grants on 100 collections and
 //! 100 repository grants: the same client measures, for `bench`, manifest GET requests per
-//! second (hey, 32 connections, a registry token), registry tokens issued per second (the
+//! second (wrk, 32 connections, a registry token), registry tokens issued per second (the
 //! grants are read at issuance), and the latency of the Docker API's service list (`docker
 //! service ls`: `GET /v1.41/services`, with `bench`'s client bundle, 200 calls on one
 //! connection). Alternating rounds, medians. Also: the seconds of the sync and the node's
 //! peak memory before and after it.
 //!
 //! Run with `cargo bench -p wharf --bench access` (slapd and ldap-utils installed: the test
-//! command installs them; hey too).
+//! command installs them; wrk too: `apt-get install wrk`).
 
 mod common;
 
@@ -95,7 +95,7 @@ fn start(dir: &Path) -> Res<Node> {
         .arg("--admin-password-file")
         .arg(&password)
         .args(["--docker-host", "none"])
-        .env("WHARF_LOG", "warn")
+        .env("WHARF_LOG", "error")
         .stdout(Stdio::null())
         .spawn()?;
     let node = Node { child, base: format!("https://{addr}"), ca: data.join("pki/ca.crt"), dir: dir.to_path_buf() };
@@ -156,6 +156,30 @@ async fn service_ls(client: &reqwest::Client, base: &str) -> Res<f64> {
     Ok(median(times))
 }
 
+/// GET requests per second at 32 connections with `authorization`, measured with wrk (which
+/// speaks TLS with a proper server name; hey sends the port in it), refusing any error answer.
+fn wrk_get(url: &str, dir: &Path, authorization: &str) -> Res<f64> {
+    let script = dir.join("get.lua");
+    let lua = format!(
+        "wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{MANIFEST_TYPE}\"\nwrk.headers[\"Authorization\"] = \"{authorization}\"\n"
+    );
+    std::fs::write(&script, lua)?;
+    let out = Command::new("wrk")
+        .args(["-t2", "-c32", "-d4s", "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("run wrk (apt-get install wrk): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        return Err(format!("wrk saw errors on {url}: {text}").into());
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
+}
+
 /// One round of the three measurements for `bench`.
 fn measure(node: &Node, runtime: &tokio::runtime::Runtime, docker: &reqwest::Client) -> Res<(f64, f64, f64)> {
     let token_url = format!("{}/auth/token?service=wharf-registry&scope=repository:bench/app:pull", node.base);
@@ -177,11 +201,10 @@ fn measure(node: &Node, runtime: &tokio::runtime::Runtime, docker: &reqwest::Cli
             .await?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(body)
     })?;
-    let bearer = format!("Authorization: Bearer {}", token["token"].as_str().ok_or("no token")?);
-    let accept = format!("Accept: {MANIFEST_TYPE}");
+    let bearer = format!("Bearer {}", token["token"].as_str().ok_or("no token")?);
     let manifest = format!("{}/v2/bench/app/manifests/1", node.base);
-    let gets = common::hey(&["-H", accept.as_str(), "-H", bearer.as_str()], &manifest, 200)?;
-    let tokens = common::hey(&["-H", basic.as_str()], &token_url, 200)?;
+    let gets = wrk_get(&manifest, &node.dir, &bearer)?;
+    let tokens = wrk_get(&token_url, &node.dir, basic.trim_start_matches("Authorization: "))?;
     let ls = runtime.block_on(service_ls(docker, &node.base))?;
     Ok((gets, tokens, ls))
 }
@@ -190,7 +213,6 @@ fn main() -> Res<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    // hey does not check the node's certificate (it never does): the same client on both sides.
     let tmp = tempfile::Builder::new().prefix("wharf-bench-access").tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     eprintln!("filling slapd with {USERS} users in {GROUPS} groups");

@@ -117,11 +117,27 @@ pub async fn logout() -> anyhow::Result<()> {
 pub enum UserCommand {
     /// Lists the accounts.
     Ls,
-    /// Creates an account; the password is read from standard input.
+    /// Creates an account; the password is read from standard input. A service account
+    /// (`--service-account`) has no password: it reaches the registry with access tokens.
     Create {
         name: String,
         #[arg(long)]
         admin: bool,
+        #[arg(long, conflicts_with = "admin")]
+        service_account: bool,
+    },
+    /// Makes an access token for an account (yours, or any as an administrator), printed once:
+    /// a registry password limited to its scopes (`--scope 'repository:acme/*:pull,push'`,
+    /// repeated) for `--days` (at most 366). Listed and revoked with `sessions` and `revoke`.
+    Token {
+        name: String,
+        /// What the token is for (shown in the session list).
+        #[arg(long)]
+        label: String,
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 90)]
+        days: u64,
     },
     /// Sets a password, read from standard input (for your own account, `--old-password-file`).
     Passwd {
@@ -152,9 +168,9 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 println!("{:<24} {:<6} {:<9}", printable(&u.name), u.admin, u.disabled);
             }
         }
-        UserCommand::Create { name, admin } => {
-            let password = read_secret_line("password")?;
-            let new = NewUser { name: name.clone(), password, admin };
+        UserCommand::Create { name, admin, service_account } => {
+            let password = if service_account { String::new() } else { read_secret_line("password")? };
+            let new = NewUser { name: name.clone(), password, admin, service_account };
             api.call::<_, UserInfo>(Method::POST, "/api/users", Some(&new)).await.map_err(remote)?;
             println!("Created {name}.");
         }
@@ -173,6 +189,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(remote)?;
             println!("{} {name}.", if disabled { "Disabled" } else { "Enabled" });
+        }
+        UserCommand::Token { name, label, scopes, days } => {
+            let body = wharf_api::account::NewAccessToken { name: label, scopes, days };
+            let path = format!("/api/users/{name}/tokens");
+            let created: wharf_api::account::AccessTokenCreated =
+                api.call(Method::POST, &path, Some(&body)).await.map_err(remote)?;
+            println!("{}", printable(&created.token));
         }
         UserCommand::Rm { name } => {
             api.call::<(), ()>(Method::DELETE, &format!("/api/users/{name}"), None).await.map_err(remote)?;

@@ -415,3 +415,83 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
 fn out_all(config: &Path) -> String {
     wharf(config, &["audit", "--limit", "10000"], "")
 }
+
+#[tokio::test]
+async fn a_service_accounts_token_is_a_registry_password_within_its_scopes_and_nothing_more() {
+    require("skopeo");
+    let w = crate::harness::Wharf::start_tls();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = crate::clients::cert_dir(&w, tmp.path());
+    let certs = certs.to_str().expect("path");
+    for (repo, dir) in [("acme/app", "image-1"), ("other/app", "image-2")] {
+        let dir = tmp.path().join(dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        crate::clients::push_busybox_image(&w, repo, "1", &dir, "amd64", serde_json::json!({"Cmd": ["sh"]})).await;
+    }
+    let admin = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    wharf(&admin, &["user", "create", "ci", "--service-account"], "");
+    wharf(&admin, &["repo", "access", "acme/*", "user:ci", "read-write"], "");
+    wharf(&admin, &["repo", "access", "other/*", "user:ci", "read-write"], "");
+    let token = wharf(
+        &admin,
+        &["user", "token", "ci", "--label", "pipeline", "--scope", "repository:acme/*:pull,push", "--days", "7"],
+        "",
+    );
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("wharf_at_"), "{token}");
+    let host = w.host();
+    let creds = format!("ci:{token}");
+    let inspect = |repo: &str, creds: &str| {
+        skopeo(&["inspect", "--cert-dir", certs, "--creds", creds, &format!("docker://{host}/{repo}:1")])
+    };
+
+    // Within its scopes: pull and push; outside them, nothing, though the account could.
+    assert!(inspect("acme/app", &creds).0, "pull within the scope");
+    let (pushed, said) =
+        copy(certs, &creds, &creds, &format!("docker://{host}/acme/app:1"), &format!("docker://{host}/acme/app:2"));
+    assert!(pushed, "push within the scope: {said}");
+    assert!(!inspect("other/app", &creds).0, "pull outside the scope");
+    let direct = w
+        .anonymous_client()
+        .get(w.url("/v2/other/app/tags/list"))
+        .basic_auth("ci", Some(&token))
+        .send()
+        .await
+        .expect("tags");
+    assert_eq!(direct.status(), 401, "Basic with the token outside its scope");
+    let token_answer: serde_json::Value = w
+        .anonymous_client()
+        .get(w.url("/auth/token?service=wharf-registry&offline_token=true&client_id=ci&scope=repository:acme/app:pull,push,delete"))
+        .basic_auth("ci", Some(&token))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert!(token_answer.get("refresh_token").is_none(), "an access token gets no refresh token: {token_answer}");
+    // No password, no API session, no bundle.
+    assert!(!inspect("acme/app", "ci:").0, "a service account has no password");
+    let login_answer = w
+        .anonymous_client()
+        .post(w.url("/auth/login"))
+        .json(&serde_json::json!({"username": "ci", "password": token}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login_answer.status(), 403, "an API session from an access token");
+    // Disabling the account ends it at once, and for good.
+    wharf(&admin, &["user", "disable", "ci"], "");
+    assert!(!inspect("acme/app", &creds).0, "the token of a disabled account");
+    wharf(&admin, &["user", "enable", "ci"], "");
+    assert!(!inspect("acme/app", &creds).0, "disabling ended the token for good");
+    // Bad requests for a token are refused with a reason.
+    for bad in [
+        &["user", "token", "ci", "--label", "x", "--scope", "registry:catalog:*"][..],
+        &["user", "token", "ci", "--label", "x", "--scope", "repository:acme/*:pull", "--days", "0"],
+        &["user", "token", "ci", "--label", "x", "--scope", "repository:acme/*:own"],
+    ] {
+        let (ok, _, said) = crate::services::try_wharf(&admin, bad, "");
+        assert!(!ok && said.contains("400"), "wharf {bad:?}: {said}");
+    }
+}
