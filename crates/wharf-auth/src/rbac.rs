@@ -114,6 +114,27 @@ pub fn built_in_role(name: &str) -> Option<BTreeSet<Permission>> {
     Some(set)
 }
 
+/// Whether built-in role `name` holds `permission` (`None`: no built-in role of that name).
+/// Decided without building the role's set: it is asked for every object a listing shows.
+fn built_in_allows(name: &str, permission: Permission) -> Option<bool> {
+    Some(match name {
+        NONE => false,
+        VIEW_ONLY => permission.is_view(),
+        RESTRICTED_CONTROL => !permission.touches_the_node(),
+        SCHEDULER => matches!(permission, Permission::NodeView | Permission::NodeSchedule),
+        FULL_CONTROL => true,
+        _ => return None,
+    })
+}
+
+/// The grants that apply to one caller: (collection, role name), or everything for an
+/// administrator.
+#[derive(Debug, Clone, Default)]
+pub struct Effective {
+    admin: bool,
+    grants: Vec<(String, String)>,
+}
+
 /// Who a grant is for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Subject {
@@ -314,8 +335,8 @@ impl AccessModel {
     }
 
     fn role_allows(&self, name: &str, permission: Permission) -> bool {
-        match built_in_role(name) {
-            Some(set) => set.contains(&permission),
+        match built_in_allows(name, permission) {
+            Some(allowed) => allowed,
             None => self.roles.get(name).is_some_and(|set| set.contains(&permission)),
         }
     }
@@ -338,10 +359,27 @@ impl AccessModel {
     /// always; anyone else when one of their grants covers the collection (it, or an ancestor)
     /// with a role that holds the permission.
     pub fn allows(&self, who: &Identity, permission: Permission, collection: &str) -> bool {
-        if who.admin {
-            return true;
-        }
-        self.grants_of(who).any(|(granted, role)| within(collection, &granted) && self.role_allows(role, permission))
+        self.allows_effective(&self.effective(who), permission, collection)
+    }
+
+    /// What applies to `who`, gathered once for many decisions (a listing asks for every
+    /// object).
+    pub fn effective(&self, who: &Identity) -> Effective {
+        let grants = if who.admin {
+            Vec::new()
+        } else {
+            self.grants_of(who).map(|(collection, role)| (collection, role.to_owned())).collect()
+        };
+        Effective { admin: who.admin, grants }
+    }
+
+    /// [`AccessModel::allows`] for grants gathered by [`AccessModel::effective`].
+    pub fn allows_effective(&self, effective: &Effective, permission: Permission, collection: &str) -> bool {
+        effective.admin
+            || effective
+                .grants
+                .iter()
+                .any(|(granted, role)| within(collection, granted) && self.role_allows(role, permission))
     }
 
     /// Every collection where `who` holds `permission` directly (what a listing filters by).
@@ -387,6 +425,10 @@ mod tests {
         assert!(model.role("no-such-role").is_empty());
         for p in Permission::ALL {
             assert_eq!(Permission::parse(p.as_str()), Some(*p));
+            for role in BUILT_IN_ROLES {
+                let set = built_in_role(role).expect("built in");
+                assert_eq!(built_in_allows(role, *p), Some(set.contains(p)), "{role} {p:?}");
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wharf_api::identity::{COLLECTION_LABEL, ROOT, SHARED, SYSTEM, private_collection, valid_collection};
 use wharf_auth::AccessView;
-use wharf_auth::rbac::{Identity, Permission};
+use wharf_auth::rbac::{Effective, Identity, Permission};
 
 use crate::services::Caller;
 use crate::{ClusterError, Manager};
@@ -19,19 +19,23 @@ use crate::{ClusterError, Manager};
 pub(crate) struct Access {
     view: Arc<AccessView>,
     who: Identity,
+    /// The caller's grants, gathered once for every decision of the call.
+    effective: Effective,
 }
 
 impl Manager {
     /// The caller's access as of now.
     pub(crate) fn access(&self, caller: &Caller) -> Result<Access, ClusterError> {
         let view = self.access.view()?;
-        Ok(Access { who: view.identity(&caller.name, caller.admin), view })
+        let who = view.identity(&caller.name, caller.admin);
+        let effective = view.model.effective(&who);
+        Ok(Access { who, view, effective })
     }
 }
 
 impl Access {
     pub(crate) fn allows(&self, permission: Permission, collection: &str) -> bool {
-        self.view.model.allows(&self.who, permission, collection)
+        self.view.model.allows_effective(&self.effective, permission, collection)
     }
 
     /// `Ok` when allowed, else the refusal that names what is missing where.
@@ -118,7 +122,9 @@ impl Access {
     /// The access of `user` with no grant but the ones every user holds.
     pub(crate) fn for_test(user: &str, admin: bool) -> Access {
         let view = Arc::new(AccessView::new(Default::default()));
-        Access { who: view.identity(user, admin), view }
+        let who = view.identity(user, admin);
+        let effective = view.model.effective(&who);
+        Access { who, view, effective }
     }
 }
 

@@ -1,14 +1,15 @@
-//! What grants cost, and a directory sync at scale. One `wharf up` node (TLS, no engine) and
-//! a real slapd holding 10,000 users in 1,000 groups. First with only the administrator and
-//! one user (`bench`, who reads 50 services of a collection through a team grant and pulls
-//! `bench/app`), then after a sync of the directory (10,000 accounts, 100 groups mapped to 100
-//! teams of 10 organizations; `bench` in 10 of them), 1,000 grants on 100 collections and
-//! 100 repository grants: the same client measures, for `bench`, manifest GET requests per
+//! What grants cost, and a directory sync at scale. Two `wharf up` nodes (TLS, no engine) side
+//! by side and a real slapd holding 10,000 users in 1,000 groups. Both nodes get the
+//! administrator and one user (`bench`, who reads 50 services of a collection through a team
+//! grant and pulls `bench/app`); one of them is then loaded: a sync of the directory (10,000
+//! accounts, 100 groups mapped to 100 teams of 10 organizations), 1,000 grants on 100
+//! collections, 100 repository grants, `bench` in 10 of the teams. In alternating rounds on
+//! the two nodes, the same client measures, for `bench`, manifest GET requests per
 //! second (wrk, 32 connections, a registry token), registry tokens issued per second (the
 //! grants are read at issuance), and the latency of the Docker API's service list (`docker
 //! service ls`: `GET /v1.41/services`, with `bench`'s client bundle, 200 calls on one
-//! connection). Alternating rounds, medians. Also: the seconds of the sync and the node's
-//! peak memory before and after it.
+//! connection). Medians. Also: the seconds of the sync and the node's peak memory before and
+//! after it.
 //!
 //! Run with `cargo bench -p wharf --bench access` (slapd and ldap-utils installed: the test
 //! command installs them; wrk too: `apt-get install wrk`).
@@ -209,16 +210,9 @@ fn measure(node: &Node, runtime: &tokio::runtime::Runtime, docker: &reqwest::Cli
     Ok((gets, tokens, ls))
 }
 
-fn main() -> Res<()> {
-    if std::env::args().any(|a| a == "--list") {
-        return Ok(());
-    }
-    let tmp = tempfile::Builder::new().prefix("wharf-bench-access").tempdir()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    eprintln!("filling slapd with {USERS} users in {GROUPS} groups");
-    let slapd = Slapd::start();
-    fill_directory(&slapd);
-    let node = start(tmp.path())?;
+/// What both nodes get: the user `bench` (in a team with View Only on `/Shared/bench`), the
+/// 50 services of that collection, `bench/app:1`; returns `bench`'s Docker API client.
+fn prepare(node: &Node, runtime: &tokio::runtime::Runtime) -> Res<reqwest::Client> {
     let admin = node.login("admin", common::ADMIN_PASSWORD)?;
     node.wharf(&admin, &["user", "create", "bench"], "bench-password-1\n")?;
     node.wharf(&admin, &["collection", "create", "/Shared/bench"], "")?;
@@ -226,8 +220,7 @@ fn main() -> Res<()> {
     node.wharf(&admin, &["team", "create", "benchorg", "readers"], "")?;
     node.wharf(&admin, &["team", "add", "benchorg", "readers", "bench"], "")?;
     node.wharf(&admin, &["grant", "add", "team:benchorg/readers", "viewonly", "/Shared/bench"], "")?;
-    // The services bench reads, and the image it pulls (pushed by the administrator).
-    let admin_bundle = tmp.path().join("admin-bundle");
+    let admin_bundle = node.dir.join("admin-bundle");
     node.wharf(&admin, &["bundle", "-o", admin_bundle.to_str().ok_or("path")?], "")?;
     let admin_docker = bundle_client(&admin_bundle)?;
     runtime.block_on(async {
@@ -247,20 +240,18 @@ fn main() -> Res<()> {
         }
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })?;
-    push_manifest(&node, &runtime)?;
+    push_manifest(node, runtime)?;
     let bench_config = node.login("bench", "bench-password-1")?;
-    let bench_bundle = tmp.path().join("bench-bundle");
+    let bench_bundle = node.dir.join("bench-bundle");
     node.wharf(&bench_config, &["bundle", "-o", bench_bundle.to_str().ok_or("path")?], "")?;
-    let docker = bundle_client(&bench_bundle)?;
+    bundle_client(&bench_bundle)
+}
 
-    let rss_before = node.peak_rss_mib();
-    let mut before = Vec::new();
-    for _ in 0..ROUNDS {
-        before.push(measure(&node, &runtime, &docker)?);
-        eprintln!("  only the administrator: {:?}", before.last());
-    }
-
-    // The directory: 100 groups mapped to 100 teams; the sync makes 10,000 accounts.
+/// Loads `node`: the directory synced (10,000 accounts, 100 teams), 1,000 grants on 100
+/// collections, 100 repository grants, `bench` in 10 of the teams. Returns the sync's
+/// seconds, the peak memory before and after it, and the counts of accounts and grants.
+fn load(node: &Node, slapd: &Slapd, runtime: &tokio::runtime::Runtime) -> Res<(f64, f64, f64, usize, usize)> {
+    let admin = node.login("admin", common::ADMIN_PASSWORD)?;
     let mappings: Vec<serde_json::Value> = (0..TEAMS)
         .map(|t| serde_json::json!({"group_dn": Slapd::group_dn(&format!("g{t:03}")), "org": format!("o{}", t / 10), "team": format!("t{t:03}")}))
         .collect();
@@ -269,63 +260,83 @@ fn main() -> Res<()> {
                      "user_filter": "(objectClass=inetOrgPerson)", "username_attr": "uid", "membership": "memberOf"}],
         "jit": false, "sync_interval_secs": 0, "team_mappings": mappings,
     });
-    let config_file = tmp.path().join("directory.json");
+    let config_file = node.dir.join("directory.json");
     std::fs::write(&config_file, serde_json::to_vec(&config)?)?;
-    let bind = tmp.path().join("bind");
+    let bind = node.dir.join("bind");
     std::fs::write(&bind, LDAP_ADMIN_PASSWORD)?;
-    node.wharf(
-        &admin,
-        &[
-            "directory",
-            "set",
-            config_file.to_str().ok_or("path")?,
-            "--bind-password-file",
-            bind.to_str().ok_or("path")?,
-        ],
-        "",
-    )?;
+    let set =
+        ["directory", "set", config_file.to_str().ok_or("path")?, "--bind-password-file", bind.to_str().ok_or("path")?];
+    node.wharf(&admin, &set, "")?;
+    let rss_before = node.peak_rss_mib();
     eprintln!("syncing the directory");
     let t = Instant::now();
-    let synced = node.wharf(&admin, &["directory", "sync"], "")?;
+    eprintln!("  {}", node.wharf(&admin, &["directory", "sync"], "")?.trim());
     let sync_seconds = t.elapsed().as_secs_f64();
-    eprintln!("  {}", synced.trim());
-    let rss_sync = node.peak_rss_mib();
-
-    // 1,000 grants: each team full control on its collection and view on 9 others; bench in
-    // 10 teams; 100 repository grants.
+    let rss_after = node.peak_rss_mib();
     eprintln!("granting");
-    for c in 0..TEAMS {
-        node.wharf(&admin, &["collection", "create", &format!("/Shared/c{c:03}")], "")?;
-    }
-    for t in 0..TEAMS {
-        let subject = format!("team:o{}/t{t:03}", t / 10);
-        for k in 0..GRANTS_PER_TEAM {
-            let role = if k == 0 { "fullcontrol" } else { "viewonly" };
-            let collection = format!("/Shared/c{:03}", (t + k * 7) % TEAMS);
-            node.wharf(&admin, &["grant", "add", &subject, role, &collection], "")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&node.ca)?)?]).build()?;
+        let login: serde_json::Value = client
+            .post(format!("{}/auth/login", node.base))
+            .json(&serde_json::json!({"username": "admin", "password": common::ADMIN_PASSWORD}))
+            .send().await?.error_for_status()?.json().await?;
+        let session = login["auth_token"].as_str().ok_or("no session")?.to_owned();
+        let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+            client.request(method, format!("{}{path}", node.base)).bearer_auth(&session).json(&body).send()
+        };
+        for c in 0..TEAMS {
+            call(reqwest::Method::POST, "/api/collections", serde_json::json!({"path": format!("/Shared/c{c:03}")})).await?.error_for_status()?;
         }
-        node.wharf(&admin, &["repo", "access", &format!("ns{t:03}/*"), &subject, "read-write"], "")?;
-    }
-    for t in 0..10 {
-        node.wharf(&admin, &["team", "add", &format!("o{t}"), &format!("t{:03}", t * 10), "bench"], "")?;
-    }
+        for t in 0..TEAMS {
+            let subject = format!("team:o{}/t{t:03}", t / 10);
+            for k in 0..GRANTS_PER_TEAM {
+                let role = if k == 0 { "fullcontrol" } else { "viewonly" };
+                let grant = serde_json::json!({"subject": subject, "role": role, "collection": format!("/Shared/c{:03}", (t + k * 7) % TEAMS)});
+                call(reqwest::Method::POST, "/api/grants", grant).await?.error_for_status()?;
+            }
+            let access = serde_json::json!({"repo": format!("ns{t:03}/*"), "subject": subject, "level": "read-write"});
+            call(reqwest::Method::PUT, "/api/repository-access", access).await?.error_for_status()?;
+        }
+        for t in 0..10 {
+            let path = format!("/api/orgs/o{t}/teams/t{:03}/members/bench", t * 10);
+            call(reqwest::Method::PUT, &path, serde_json::Value::Null).await?.error_for_status()?;
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })?;
     let grants = node.wharf(&admin, &["grant", "ls", "--all"], "")?.lines().count();
-    let users = node.wharf(&admin, &["user", "ls"], "")?.lines().count();
+    let users = node.wharf(&admin, &["user", "ls"], "")?.lines().count().saturating_sub(1);
+    Ok((sync_seconds, rss_before, rss_after, users, grants))
+}
 
-    let mut after = Vec::new();
+fn main() -> Res<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let tmp = tempfile::Builder::new().prefix("wharf-bench-access").tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    eprintln!("filling slapd with {USERS} users in {GROUPS} groups");
+    let slapd = Slapd::start();
+    fill_directory(&slapd);
+    let (alone_dir, loaded_dir) = (tmp.path().join("alone"), tmp.path().join("loaded"));
+    std::fs::create_dir_all(&alone_dir)?;
+    std::fs::create_dir_all(&loaded_dir)?;
+    let (alone, loaded) = (start(&alone_dir)?, start(&loaded_dir)?);
+    let alone_docker = prepare(&alone, &runtime)?;
+    let loaded_docker = prepare(&loaded, &runtime)?;
+    let (sync_seconds, rss_before, rss_after, users, grants) = load(&loaded, &slapd, &runtime)?;
+
+    // Alternating rounds on the two nodes, the same client.
+    let (mut a, mut l) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        after.push(measure(&node, &runtime, &docker)?);
-        eprintln!("  loaded: {:?}", after.last());
+        a.push(measure(&alone, &runtime, &alone_docker)?);
+        l.push(measure(&loaded, &runtime, &loaded_docker)?);
+        eprintln!("  alone {:?} / loaded {:?}", a.last(), l.last());
     }
     let col = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| median(v.iter().map(f).collect());
     let rows = [
-        ("manifest GET, bench's registry token, 32 connections (req/s)", col(&before, |m| m.0), col(&after, |m| m.0)),
-        ("registry tokens issued to bench, 32 connections (/s)", col(&before, |m| m.1), col(&after, |m| m.1)),
-        (
-            "`docker service ls` (GET /v1.41/services, 50 services), bench (ms)",
-            col(&before, |m| m.2),
-            col(&after, |m| m.2),
-        ),
+        ("manifest GET, bench's registry token, 32 connections (req/s)", col(&a, |m| m.0), col(&l, |m| m.0)),
+        ("registry tokens issued to bench, 32 connections (/s)", col(&a, |m| m.1), col(&l, |m| m.1)),
+        ("`docker service ls` (GET /v1.41/services, 50 services), bench (ms)", col(&a, |m| m.2), col(&l, |m| m.2)),
     ];
     println!();
     println!(
@@ -340,7 +351,7 @@ fn main() -> Res<()> {
     println!("|---|---:|");
     println!("| users, groups in the directory | {USERS}, {GROUPS} |");
     println!("| sync of {USERS} users ({TEAMS} groups mapped to teams) | {sync_seconds:.1} s |");
-    println!("| node peak memory before / after the sync | {rss_before:.0} / {rss_sync:.0} MiB |");
+    println!("| node peak memory before / after the sync | {rss_before:.0} / {rss_after:.0} MiB |");
     Ok(())
 }
 

@@ -352,17 +352,21 @@ pub async fn directory(command: DirectoryCommand) -> anyhow::Result<()> {
         DirectoryCommand::Sync => {
             let summary: SyncSummary =
                 api.call::<(), _>(Method::POST, "/api/directory/sync", None).await.map_err(remote)?;
+            // Names in full up to a few; counts beyond (a first sync creates thousands).
+            let names = |list: &[String]| {
+                if list.len() <= 20 { printable(&list.join(",")) } else { format!("{} accounts", list.len()) }
+            };
             println!(
                 "Synced {} directory users in {} ms: created {}, disabled {}, teams {}{}",
                 summary.found,
                 summary.millis,
-                printable(&summary.created.join(",")),
-                printable(&summary.disabled.join(",")),
-                printable(&summary.teams.join(",")),
+                names(&summary.created),
+                names(&summary.disabled),
+                names(&summary.teams),
                 if summary.skipped.is_empty() {
                     String::new()
                 } else {
-                    format!(", skipped {}", printable(&summary.skipped.join(",")))
+                    format!(", skipped {}", names(&summary.skipped))
                 }
             );
         }
