@@ -483,6 +483,8 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             init: c.init,
             readonly_rootfs: c.read_only.then_some(true),
             oom_score_adj: c.oom_score_adj,
+            cap_add: (!c.capability_add.is_empty()).then(|| c.capability_add.clone()),
+            cap_drop: (!c.capability_drop.is_empty()).then(|| c.capability_drop.clone()),
             network_mode: request.assignment.networks.first().map(|n| n.name.clone()),
             mounts: {
                 // The service's mounts as the engine takes them (the same JSON shape), then

@@ -258,6 +258,13 @@ pub struct ContainerSpec {
     /// Configs given to the container as files (`--config`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<ConfigReference>,
+    /// Kernel capabilities added to the engine's default set (`--cap-add`: needs
+    /// `host.capabilities`, which Restricted Control withholds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_add: Vec<String>,
+    /// Capabilities taken away (`--cap-drop`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_drop: Vec<String>,
 }
 
 /// A mount of a task's container (`--mount type=volume|bind|tmpfs,...`), as the engine takes
@@ -814,10 +821,8 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, String>
 
 /// The parts of a service spec Wharf does not carry out yet, by where they are in the spec
 /// and the flag that sets them: a spec that uses one is refused rather than run without it.
-const NOT_YET: [(&[&str], &str); 10] = [
+const NOT_YET: [(&[&str], &str); 8] = [
     (&["TaskTemplate", "ContainerSpec", "Privileges"], "--credential-spec"),
-    (&["TaskTemplate", "ContainerSpec", "CapabilityAdd"], "--cap-add"),
-    (&["TaskTemplate", "ContainerSpec", "CapabilityDrop"], "--cap-drop"),
     (&["TaskTemplate", "ContainerSpec", "Sysctls"], "--sysctl"),
     (&["TaskTemplate", "ContainerSpec", "DNSConfig"], "--dns"),
     (&["TaskTemplate", "ContainerSpec", "Hosts"], "--host"),

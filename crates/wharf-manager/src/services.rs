@@ -52,6 +52,7 @@ impl Manager {
         self.check_references(&access, &spec.task_template)?;
         self.check_networks(&access, &spec.task_template)?;
         check_mounts(&access, &collection, &spec.task_template.container_spec.mounts)?;
+        check_capabilities(&access, &collection, &spec.task_template.container_spec)?;
         let id = new_object_id();
         let command = OrchestrationCommand::CreateService {
             id: id.clone(),
@@ -84,6 +85,7 @@ impl Manager {
         self.check_references(&access, &spec.task_template)?;
         self.check_networks(&access, &spec.task_template)?;
         check_mounts(&access, &collection, &spec.task_template.container_spec.mounts)?;
+        check_capabilities(&access, &collection, &spec.task_template.container_spec)?;
         let command = OrchestrationCommand::UpdateService {
             id: id.clone(),
             version,
@@ -440,6 +442,23 @@ fn check_mounts(access: &Access, collection: &str, mounts: &[docker::MountSpec])
                 return Err(ClusterError::Invalid(format!("mounts of type {other:?} are not supported by Wharf yet")));
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks the capabilities a task adds or drops: names as the engine takes them (`NET_ADMIN`,
+/// `CAP_NET_ADMIN`, `ALL`); adding any needs `host.capabilities` in the service's collection.
+fn check_capabilities(access: &Access, collection: &str, spec: &docker::ContainerSpec) -> Result<(), ClusterError> {
+    for name in spec.capability_add.iter().chain(&spec.capability_drop) {
+        if name.is_empty()
+            || name.len() > 64
+            || !name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
+        {
+            return Err(ClusterError::Invalid(format!("invalid capability {name:?}: e.g. NET_ADMIN or CAP_NET_ADMIN")));
+        }
+    }
+    if !spec.capability_add.is_empty() {
+        access.require(Permission::AddCapabilities, collection)?;
     }
     Ok(())
 }

@@ -353,8 +353,10 @@ pub async fn directory(command: DirectoryCommand) -> anyhow::Result<()> {
             let summary: SyncSummary =
                 api.call::<(), _>(Method::POST, "/api/directory/sync", None).await.map_err(remote)?;
             // Names in full up to a few; counts beyond (a first sync creates thousands).
-            let names = |list: &[String]| {
-                if list.len() <= 20 { printable(&list.join(",")) } else { format!("{} accounts", list.len()) }
+            let names = |list: &[String]| match list.len() {
+                0 => "none".to_owned(),
+                1..=20 => printable(&list.join(",")),
+                n => format!("{n}"),
             };
             println!(
                 "Synced {} directory users in {} ms: created {}, disabled {}, teams {}{}",

@@ -39,7 +39,7 @@ fn expect(bundle: &Path, allowed: bool, args: &[&str], refusals: &[&str]) -> Str
 fn each_built_in_role_allows_exactly_its_operations_through_the_docker_cli() {
     crate::clients::require_docker();
     require("bash");
-    let (_engine, tmp, w, admin) = one_node();
+    let (engine, tmp, w, admin) = one_node();
     let image = format!("{}/admin/busybox:1", w.host());
     push_image(&w.host(), tmp.path(), &image);
     let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
@@ -137,6 +137,28 @@ fn each_built_in_role_allows_exactly_its_operations_through_the_docker_cli() {
         }
         if expected.bind_mount {
             ok(&b, &["service", "rm", &bind_name]);
+        }
+
+        // Added kernel capabilities: Full Control only; they reach the engine.
+        let cap_name = format!("{user}-cap");
+        let cap = ["service", "create", "-d", "--name", &cap_name, "--label", ops, "--cap-add", "NET_ADMIN"];
+        let sleeper = [image.as_str(), "busybox", "sleep", "600"];
+        let said = expect(&b, expected.bind_mount, &[&cap[..], &sleeper].concat(), &blocked);
+        if expected.change && !expected.bind_mount {
+            assert!(said.contains("host.capabilities"), "{user}: cap-add refused for the right reason: {said}");
+        }
+        if expected.bind_mount {
+            let filter = format!("label=wharf.service.name={cap_name}");
+            let added =
+                crate::harness::wait_for(std::time::Duration::from_secs(60), "the task with its capability", || {
+                    let out = engine.docker(&["ps", "-q", "--filter", &filter]).output().ok()?;
+                    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                    let inspect =
+                        engine.docker(&["inspect", "--format", "{{.HostConfig.CapAdd}}", &id]).output().ok()?;
+                    (!id.is_empty()).then(|| String::from_utf8_lossy(&inspect.stdout).into_owned())
+                });
+            assert!(added.contains("NET_ADMIN"), "{user}: the container's added capabilities: {added}");
+            ok(&b, &["service", "rm", &cap_name]);
         }
 
         // Nodes: every user may view the workers' collection (/Shared) and change no node.
