@@ -1000,7 +1000,10 @@ configs:
     std::fs::write(&file, compose("blue")).expect("write");
     let deploy = ["stack", "deploy", "--detach", "-c", file.to_str().expect("path"), "app"];
     ok(&admin, &deploy);
-    let said = logs_saying(&admin, "app_web", "got=cache-up color=blue");
+    // The config's line is the last the task prints before it sleeps: wait for it, so that
+    // the secret's digest printed just before it is in the log too.
+    let said = logs_saying(&admin, "app_web", "greeting=hello");
+    assert!(said.contains("got=cache-up color=blue"), "the web task reached the cache: {said}");
     let digest = md5_of(&dir.join("pw.txt"));
     assert!(said.contains(&digest) && said.contains("greeting=hello"), "the secret and the config: {said}");
     let stacks = ok(&admin, &["stack", "ls", "--format", "{{.Name}} {{.Services}}"]);
