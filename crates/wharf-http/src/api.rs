@@ -325,7 +325,7 @@ async fn end_session(
     {
         let caller = wharf_manager::Caller { name: identity.name.clone(), admin: identity.admin, origin: by };
         manager.revoke_bundle(&id, &caller).await.map_err(|e| match e {
-            ClusterError::NotFound(why) => api_error(StatusCode::NOT_FOUND, why),
+            ClusterError::NotFound(why) | ClusterError::Hidden(why) => api_error(StatusCode::NOT_FOUND, why),
             other => api_error(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
         })?;
         return Ok(StatusCode::NO_CONTENT.into_response());

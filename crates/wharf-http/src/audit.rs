@@ -1,5 +1,6 @@
 //! The audit of every door: after each response, a state-changing call (any method but GET,
-//! HEAD and OPTIONS), a refused one (403, or 401 to a caller who presented credentials) and a
+//! HEAD and OPTIONS), a refused one (403, 401 to a caller who presented credentials, or a
+//! "not found" that hides what the caller may not see) and a
 //! password login are recorded with `wharf_auth::AuditLog`: who (the client bundle's user,
 //! the account of the Basic credentials, registry token or API session, or the name a login
 //! claimed), the door, the method and path (never the query or the body, so never a password
@@ -21,6 +22,11 @@ use crate::{App, PeerUser};
 /// claims), put into the response's extensions.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditActor(pub(crate) String);
+
+/// A refusal the answer does not show (an object the caller may not see is "not found"), put
+/// into the response's extensions: recorded as `denied`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuditDenied;
 
 /// Which door a path belongs to, or `None` when it is not audited.
 fn door(path: &str) -> Option<&'static str> {
@@ -53,7 +59,8 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
     let response = next.run(req).await;
     let status = response.status();
     let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let refused = status == StatusCode::FORBIDDEN || (status == StatusCode::UNAUTHORIZED && presented);
+    let hidden = response.extensions().get::<AuditDenied>().is_some();
+    let refused = hidden || status == StatusCode::FORBIDDEN || (status == StatusCode::UNAUTHORIZED && presented);
     if !(changes || refused || (door == "auth" && basic)) {
         return response;
     }
@@ -62,6 +69,7 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
         None => bundle_user.unwrap_or_else(|| actor_of(&auth, creds)),
     };
     let outcome = match status.as_u16() {
+        _ if hidden => "denied",
         401 | 403 => "denied",
         s if s < 400 => "ok",
         _ => "failed",

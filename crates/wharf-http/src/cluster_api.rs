@@ -65,7 +65,7 @@ pub(crate) fn status_of(e: &ClusterError) -> Option<StatusCode> {
         }
         ClusterError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         ClusterError::Forbidden(_) => StatusCode::FORBIDDEN,
-        ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+        ClusterError::NotFound(_) | ClusterError::Hidden(_) => StatusCode::NOT_FOUND,
         ClusterError::Conflict(_) => StatusCode::CONFLICT,
         ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
         ClusterError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -60,7 +60,10 @@ impl Access {
         not_found: impl FnOnce() -> ClusterError,
     ) -> Result<(), ClusterError> {
         if !self.allows(view, collection) {
-            return Err(not_found());
+            return Err(match not_found() {
+                ClusterError::NotFound(why) => ClusterError::Hidden(why),
+                other => other,
+            });
         }
         self.require(permission, collection)
     }

@@ -20,6 +20,10 @@ pub enum ClusterError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// Not found, to the caller: it exists, but they may not see it (answered as not found, so
+    /// that they learn nothing; recorded as a refusal).
+    #[error("{0}")]
+    Hidden(String),
     /// The call contradicts the cluster's state (the last manager, a role it cannot take now).
     #[error("{0}")]
     Conflict(String),

@@ -96,7 +96,7 @@ impl Manager {
         for attachment in &spec.networks {
             let (id, _) =
                 self.find_network(access, &attachment.target, Permission::NetworkAttach).map_err(|e| match e {
-                    ClusterError::NotFound(_) => {
+                    ClusterError::NotFound(_) | ClusterError::Hidden(_) => {
                         ClusterError::Invalid(format!("network {} not found", attachment.target))
                     }
                     other => other,

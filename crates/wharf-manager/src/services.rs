@@ -263,7 +263,7 @@ impl Manager {
         let service = self.store.service(&task.service_id)?;
         let visible = service.is_some_and(|s| access.allows(Permission::ServiceView, &service_collection(&s)));
         if !visible && !caller.admin {
-            return Err(ClusterError::NotFound(format!("task {id} not found")));
+            return Err(ClusterError::Hidden(format!("task {id} not found")));
         }
         Ok(task_view(id, &task))
     }

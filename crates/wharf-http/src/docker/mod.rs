@@ -389,8 +389,13 @@ fn message_response(status: StatusCode, message: &str) -> Response {
 
 /// A control-plane error in the engine's error shape (statuses as `cluster_api::status_of`).
 fn docker_error(e: ClusterError) -> Response {
-    match crate::cluster_api::status_of(&e) {
+    let mut response = match crate::cluster_api::status_of(&e) {
         Some(status) => message_response(status, &e.to_string()),
         None => message_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error, see the server log"),
+    };
+    if matches!(e, ClusterError::Hidden(_)) {
+        // A 404 to the caller, a refusal to the audit.
+        response.extensions_mut().insert(crate::audit::AuditDenied);
     }
+    response
 }

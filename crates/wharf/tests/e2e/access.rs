@@ -373,6 +373,9 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
     let denied =
         refused(&eve, &["service", "create", "-d", "--name", "x", "--label", "wharf.collection=/System", "busybox"]);
     assert!(denied.contains("access denied"), "{denied}");
+    // A secret she may not see is "not found" to her, and a refusal to the audit.
+    let hidden = refused(&eve, &["secret", "inspect", "db-password"]);
+    assert!(hidden.contains("not found"), "{hidden}");
     let push = std::process::Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--cacert"])
         .arg(w.ca_path())
@@ -395,6 +398,7 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
         ("eve", "auth", "POST /auth/login", "401", "denied"),
         ("admin", "docker", "/secrets/create", "201", "ok"),
         ("eve", "docker", "/services/create", "403", "denied"),
+        ("eve", "docker", "GET /v1.41/secrets/db-password", "404", "denied"),
         ("eve", "registry", "POST /v2/admin/app/blobs/uploads/", "401", "denied"),
         ("admin", "registry", "POST /v2/admin/app/blobs/uploads/", "202", "ok"),
     ];
@@ -409,7 +413,7 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
     // Filters.
     let mine = audit_until(&config, &["--actor", "eve", "--denied"], |out| !out.is_empty());
     assert!(mine.lines().all(|l| l.contains("\teve\t") && l.ends_with("\tdenied")), "{mine}");
-    assert_eq!(mine.lines().count(), 3, "{mine}");
+    assert_eq!(mine.lines().count(), 4, "{mine}");
     let docker = wharf(&config, &["audit", "--door", "docker"], "");
     assert!(docker.lines().all(|l| l.split('\t').nth(3) == Some("docker")), "{docker}");
     // Only administrators read it.

@@ -55,11 +55,11 @@ impl Storage {
         let (location, credentials) = match self {
             Storage::Filesystem => return Vec::new(),
             Storage::S3(moto) => (
-                format!("s3://e2e/wharf?endpoint={}&retry=5", moto.endpoint()),
+                format!("s3://e2e/wharf?endpoint={}&retry=20", moto.endpoint()),
                 "aws_access_key_id = e2e\naws_secret_access_key = e2e-secret\n".to_owned(),
             ),
             Storage::Swift(swift) => (
-                format!("swift://e2e/wharf?auth={}&retry=5", swift.auth_url()),
+                format!("swift://e2e/wharf?auth={}&retry=20", swift.auth_url()),
                 format!("user = {}\nkey = {}\n", wharf_testkit::SWIFT_USER, wharf_testkit::SWIFT_KEY),
             ),
         };
