@@ -23,6 +23,21 @@ pub fn private_collection(user: &str) -> String {
     format!("{PRIVATE}/{user}")
 }
 
+/// The user whose private collection `path` is (`/Shared/Private/<user>` itself, not beneath).
+pub fn private_owner(path: &str) -> Option<&str> {
+    let user = path.strip_prefix(PRIVATE)?.strip_prefix('/')?;
+    (!user.is_empty() && !user.contains('/')).then_some(user)
+}
+
+/// The built-in roles, by the names grants use.
+pub const ROLE_NONE: &str = "none";
+pub const ROLE_VIEW_ONLY: &str = "viewonly";
+pub const ROLE_RESTRICTED_CONTROL: &str = "restrictedcontrol";
+pub const ROLE_SCHEDULER: &str = "scheduler";
+pub const ROLE_FULL_CONTROL: &str = "fullcontrol";
+pub const BUILT_IN_ROLES: [&str; 5] =
+    [ROLE_NONE, ROLE_VIEW_ONLY, ROLE_RESTRICTED_CONTROL, ROLE_SCHEDULER, ROLE_FULL_CONTROL];
+
 /// Whether `path` is a well-formed collection path: `/`, or `/`-separated segments of
 /// letters, digits, `.`, `_` and `-` (not `.` or `..`), at most 64 each, at most 8 deep.
 pub fn valid_collection(path: &str) -> bool {
@@ -182,6 +197,10 @@ mod tests {
         assert_eq!(lineage("/Shared/Private/a"), vec!["/Shared/Private/a", "/Shared/Private", "/Shared", "/"]);
         assert_eq!(lineage("/"), vec!["/"]);
         assert_eq!(parent("/System"), Some("/"));
+        assert_eq!(private_owner("/Shared/Private/ann"), Some("ann"));
+        for none in ["/Shared/Private", "/Shared/Private/", "/Shared/Private/ann/x", "/Shared/PrivateX/ann"] {
+            assert_eq!(private_owner(none), None, "{none}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use wharf_api::identity::{self as paths, BUILT_IN_COLLECTIONS, PRIVATE};
+use wharf_api::identity::{self as paths, BUILT_IN_COLLECTIONS};
 use wharf_store::{IdentityState, Store, StoreError};
 
 use crate::rbac::{AccessModel, Grant, Identity, Permission, RepoGrant, RepoLevel, Subject};
@@ -66,12 +66,9 @@ impl AccessView {
     /// Whether `path` names a collection: a built-in one, one an administrator made, or a
     /// user's private one (and beneath it) when `is_user` says the user exists.
     pub fn collection_exists(&self, path: &str, is_user: impl Fn(&str) -> bool) -> bool {
-        if BUILT_IN_COLLECTIONS.contains(&path) || self.collections.contains(path) {
-            return true;
-        }
-        let Some(rest) = path.strip_prefix(PRIVATE).and_then(|r| r.strip_prefix('/')) else { return false };
-        let user = rest.split('/').next().unwrap_or(rest);
-        path == paths::private_collection(user) && is_user(user)
+        BUILT_IN_COLLECTIONS.contains(&path)
+            || self.collections.contains(path)
+            || paths::private_owner(path).is_some_and(is_user)
     }
 }
 

@@ -92,13 +92,11 @@ impl Permission {
     }
 }
 
-/// The built-in roles, by the names grants use.
-pub const NONE: &str = "none";
-pub const VIEW_ONLY: &str = "viewonly";
-pub const RESTRICTED_CONTROL: &str = "restrictedcontrol";
-pub const SCHEDULER: &str = "scheduler";
-pub const FULL_CONTROL: &str = "fullcontrol";
-pub const BUILT_IN_ROLES: [&str; 5] = [NONE, VIEW_ONLY, RESTRICTED_CONTROL, SCHEDULER, FULL_CONTROL];
+/// The built-in roles, by the names grants use (the state checks names against the same list).
+pub use wharf_api::identity::{
+    BUILT_IN_ROLES, ROLE_FULL_CONTROL as FULL_CONTROL, ROLE_NONE as NONE,
+    ROLE_RESTRICTED_CONTROL as RESTRICTED_CONTROL, ROLE_SCHEDULER as SCHEDULER, ROLE_VIEW_ONLY as VIEW_ONLY,
+};
 
 /// The permissions of a built-in role (`None` when `name` is not one).
 pub fn built_in_role(name: &str) -> Option<BTreeSet<Permission>> {

@@ -9,15 +9,12 @@ use std::collections::BTreeSet;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use wharf_api::identity::{self as paths, BUILT_IN_COLLECTIONS, PRIVATE};
+use wharf_api::identity::{self as paths, BUILT_IN_COLLECTIONS, BUILT_IN_ROLES};
 
 use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{COLLECTIONS, GRANTS, IDENTITY_SETTINGS, ORGS, REPO_ACCESS, ROLES, TEAMS, USERS};
-
-/// The built-in roles' names, which no custom role may take.
-const BUILT_IN_ROLES: [&str; 5] = ["none", "viewonly", "restrictedcontrol", "scheduler", "fullcontrol"];
 
 /// A change of organizations, teams, collections, roles or grants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,7 +255,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
             }
             let subjects: BTreeSet<String> =
                 teams.iter().map(|t| format!("team:{t}")).chain(std::iter::once(format!("org:{name}"))).collect();
-            remove_grants_where(txn, |g| subjects.contains(&g.subject))?;
+            remove_grants_of(txn, |subject| subjects.contains(subject))?;
         }
         IdentityCommand::CreateTeam { org, team, at } => {
             if !paths::valid_identity_name(team) {
@@ -277,7 +274,7 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &IdentityCommand) -> Result
                 return Err(unknown("team", &key));
             }
             let subject = format!("team:{key}");
-            remove_grants_where(txn, |g| g.subject == subject)?;
+            remove_grants_of(txn, |s| s == subject)?;
         }
         IdentityCommand::SetTeamMembers { org, team, members } => {
             let key = team_key(org, team);
@@ -420,21 +417,20 @@ fn grants_where(txn: &WriteTransaction, pick: &impl Fn(&GrantRecord) -> bool) ->
     Ok(out)
 }
 
-/// Removes the grants `pick` chooses, and the repository access of the subjects it chooses.
-fn remove_grants_where(txn: &WriteTransaction, pick: impl Fn(&GrantRecord) -> bool) -> Result<(), StoreError> {
-    for key in grants_where(txn, &pick)? {
+/// Removes every grant and repository access of the subjects `gone` picks.
+fn remove_grants_of(txn: &WriteTransaction, gone: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+    for key in grants_where(txn, &|g: &GrantRecord| gone(&g.subject))? {
         txn.open_table(GRANTS)?.remove(key.as_str())?;
     }
-    let mut gone = Vec::new();
+    let mut gone_access = Vec::new();
     for entry in txn.open_table(REPO_ACCESS)?.iter()? {
         let (key, raw) = entry?;
         let record: RepoAccessRecord = decode(raw.value())?;
-        let as_grant =
-            GrantRecord { subject: record.subject, role: String::new(), collection: String::new(), created: 0 };
-        if pick(&as_grant) {
-            gone.push(key.value().to_owned());
+        if gone(&record.subject) {
+            gone_access.push(key.value().to_owned());
         }
     }
+    let gone = gone_access;
     for key in gone {
         txn.open_table(REPO_ACCESS)?.remove(key.as_str())?;
     }
@@ -445,7 +441,7 @@ fn remove_grants_where(txn: &WriteTransaction, pick: impl Fn(&GrantRecord) -> bo
 /// later account of the same name starts with nothing.
 pub(crate) fn forget_user(txn: &WriteTransaction, user: &str) -> Result<(), StoreError> {
     let subject = format!("user:{user}");
-    remove_grants_where(txn, |g| g.subject == subject)?;
+    remove_grants_of(txn, |s| s == subject)?;
     for key in keys(txn, TEAMS)? {
         let Some(mut team) = get::<TeamRecord>(txn, TEAMS, &key)? else { continue };
         if team.members.remove(user) {
@@ -484,11 +480,10 @@ fn collection_exists(txn: &WriteTransaction, path: &str) -> Result<bool, StoreEr
     if BUILT_IN_COLLECTIONS.contains(&path) || get::<CollectionRecord>(txn, COLLECTIONS, path)?.is_some() {
         return Ok(true);
     }
-    // `/Shared/Private/<user>` and beneath exist with their user.
-    let user = path.strip_prefix(PRIVATE).and_then(|r| r.strip_prefix('/')).map(|r| r.split('/').next().unwrap_or(r));
-    Ok(match user {
-        Some(user) if path == paths::private_collection(user) => txn.open_table(USERS)?.get(user)?.is_some(),
-        _ => false,
+    // `/Shared/Private/<user>` exists with its user.
+    Ok(match paths::private_owner(path) {
+        Some(user) => txn.open_table(USERS)?.get(user)?.is_some(),
+        None => false,
     })
 }
 
