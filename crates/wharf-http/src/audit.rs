@@ -52,10 +52,11 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
     let Some(door) = door(&path) else { return next.run(req).await };
     let method = req.method().clone();
     let presented = req.headers().contains_key(header::AUTHORIZATION) || req.extensions().get::<PeerUser>().is_some();
-    let basic = matches!(credentials(req.headers()), Credentials::Basic(..));
-    let source = crate::peer_ip(&req);
-    let bundle_user = req.extensions().get::<PeerUser>().map(|u| u.0.user.clone());
     let creds = credentials(req.headers());
+    let basic = matches!(creds, Credentials::Basic(..));
+    // What the entry needs later, kept cheaply: most calls are not audited.
+    let peer = req.extensions().get::<crate::PeerAddr>().copied();
+    let bundle_user = req.extensions().get::<PeerUser>().map(|u| u.0.user.clone());
     let response = next.run(req).await;
     let status = response.status();
     let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -68,6 +69,9 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
         Some(AuditActor(name)) => name.clone(),
         None => bundle_user.unwrap_or_else(|| actor_of(&auth, creds)),
     };
+    // A name a caller claimed (a login's, a Basic user's) is theirs to choose: it reaches the
+    // log line and the state only printable and bounded.
+    let actor = printable(&actor);
     let outcome = match status.as_u16() {
         _ if hidden => "denied",
         401 | 403 => "denied",
@@ -77,7 +81,7 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
     auth.audit().record(AuditRecord {
         at_ms: crate::now_ms(),
         actor,
-        source,
+        source: peer.map_or_else(|| "unknown".to_owned(), |p| p.0.ip().to_string()),
         door: door.into(),
         method: method.as_str().into(),
         path: path.chars().take(512).collect(),
@@ -85,6 +89,15 @@ pub(crate) async fn audit(State(app): State<Arc<App>>, req: Request, next: Next)
         outcome: outcome.into(),
     });
     response
+}
+
+/// `name` with control characters escaped (a newline cannot forge a log line), at most 128
+/// characters.
+fn printable(name: &str) -> String {
+    name.chars()
+        .take(128)
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
 }
 
 /// The account credentials name: a Basic user name as given, a registry token's subject, an
@@ -105,6 +118,13 @@ fn actor_of(auth: &wharf_auth::Auth, creds: Credentials) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claimed_name_cannot_forge_a_log_line() {
+        assert_eq!(printable("eve\nwharf::audit admin"), "eve\\nwharf::audit admin");
+        assert_eq!(printable(&"x".repeat(300)).len(), 128);
+        assert_eq!(printable("alice"), "alice");
+    }
 
     #[test]
     fn doors_by_path() {

@@ -157,30 +157,6 @@ async fn service_ls(client: &reqwest::Client, base: &str) -> Res<f64> {
     Ok(median(times))
 }
 
-/// GET requests per second at 32 connections with `authorization`, measured with wrk (which
-/// speaks TLS with a proper server name; hey sends the port in it), refusing any error answer.
-fn wrk_get(url: &str, dir: &Path, authorization: &str) -> Res<f64> {
-    let script = dir.join("get.lua");
-    let lua = format!(
-        "wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{MANIFEST_TYPE}\"\nwrk.headers[\"Authorization\"] = \"{authorization}\"\n"
-    );
-    std::fs::write(&script, lua)?;
-    let out = Command::new("wrk")
-        .args(["-t2", "-c32", "-d4s", "-s"])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .map_err(|e| format!("run wrk (apt-get install wrk): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") || text.contains("Socket errors") {
-        return Err(format!("wrk saw errors on {url}: {text}").into());
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
-}
-
 /// One round of the three measurements for `bench`.
 fn measure(node: &Node, runtime: &tokio::runtime::Runtime, docker: &reqwest::Client) -> Res<(f64, f64, f64)> {
     let token_url = format!("{}/auth/token?service=wharf-registry&scope=repository:bench/app:pull", node.base);
@@ -204,8 +180,8 @@ fn measure(node: &Node, runtime: &tokio::runtime::Runtime, docker: &reqwest::Cli
     })?;
     let bearer = format!("Bearer {}", token["token"].as_str().ok_or("no token")?);
     let manifest = format!("{}/v2/bench/app/manifests/1", node.base);
-    let gets = wrk_get(&manifest, &node.dir, &bearer)?;
-    let tokens = wrk_get(&token_url, &node.dir, basic.trim_start_matches("Authorization: "))?;
+    let gets = common::wrk_get(&manifest, &node.dir, Some(&bearer))?;
+    let tokens = common::wrk_get(&token_url, &node.dir, Some(basic.trim_start_matches("Authorization: ")))?;
     let ls = runtime.block_on(service_ls(docker, &node.base))?;
     Ok((gets, tokens, ls))
 }

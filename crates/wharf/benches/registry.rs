@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 mod common;
 
-use common::{MANIFEST_TYPE, Res, Server, free_port, hey_head, median, start_wharf};
+use common::{Res, Server, free_port, hey_head, median, start_wharf, wrk_get};
 
 struct Sizes {
     big: usize,
@@ -262,30 +262,6 @@ fn pull_ceiling(dir: &Path, len: usize) -> Res<f64> {
 
 fn mib_s(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / secs
-}
-
-/// GET requests per second at 32 connections, measured with wrk.
-fn wrk_get(url: &str, dir: &Path, auth: Option<&str>) -> Res<f64> {
-    let script = dir.join("get.lua");
-    let mut lua = format!("wrk.method = \"GET\"\nwrk.headers[\"Accept\"] = \"{MANIFEST_TYPE}\"\n");
-    if let Some(auth) = auth {
-        lua.push_str(&format!("wrk.headers[\"Authorization\"] = \"{auth}\"\n"));
-    }
-    std::fs::write(&script, lua)?;
-    let out = Command::new("wrk")
-        .args(["-t2", "-c32", "-d4s", "-s"])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .map_err(|e| format!("run wrk (apt-get install wrk): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") {
-        return Err(format!("wrk saw errors on {url}: {text}").into());
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no Requests/sec in wrk output: {text}").into())
 }
 
 struct Row {

@@ -231,21 +231,14 @@ impl Auth {
             self.propose(by, AccountsCommand::SetUserDisabled { name: name.clone(), disabled: true }).await?;
         }
         let mut changed = Vec::new();
+        let mut orgs: BTreeSet<&str> = state.orgs.iter().map(|(o, _)| o.as_str()).collect();
         for ((org, team), members) in &plan.teams {
-            if !state.orgs.iter().any(|(o, _)| o == org)
-                && !changed.iter().any(|c: &String| c.starts_with(&format!("{org}/")))
-            {
-                match self.propose(by, IdentityCommand::CreateOrg { name: org.clone(), at }).await {
-                    Ok(_) | Err(wharf_store::ProposeError::Refused(wharf_store::Refusal::NameTaken { .. })) => {}
-                    Err(e) => return Err(e.into()),
-                }
+            if orgs.insert(org) {
+                self.create_if_missing(by, IdentityCommand::CreateOrg { name: org.clone(), at }).await?;
             }
             if !teams.contains_key(&format!("{org}/{team}")) {
                 let create = IdentityCommand::CreateTeam { org: org.clone(), team: team.clone(), at };
-                match self.propose(by, create).await {
-                    Ok(_) | Err(wharf_store::ProposeError::Refused(wharf_store::Refusal::NameTaken { .. })) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.create_if_missing(by, create).await?;
             }
             let set =
                 IdentityCommand::SetTeamMembers { org: org.clone(), team: team.clone(), members: members.clone() };
@@ -260,6 +253,14 @@ impl Auth {
             skipped: plan.skipped,
             millis: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Proposes the creation of an organization or team; one made meanwhile is as good.
+    async fn create_if_missing(&self, by: &Origin, create: IdentityCommand) -> Result<(), AuthError> {
+        match self.propose(by, create).await {
+            Ok(_) | Err(wharf_store::ProposeError::Refused(wharf_store::Refusal::NameTaken { .. })) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The sync interval of the configured directory (`None`: no directory, or no schedule).

@@ -366,6 +366,15 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&wrong.stdout), "401");
+    // A claimed name with a newline cannot forge a line of the log.
+    let forged = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(w.ca_path())
+        .args(["-d", r#"{"username":"x\nFORGED wharf::audit actor=admin","password":"p"}"#])
+        .arg(w.url("/auth/login"))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&forged.stdout), "401");
     let file = tmp.path().join("secret.txt");
     std::fs::write(&file, secret).expect("write");
     ok(&admin, &["secret", "create", "db-password", file.to_str().expect("path")]);
@@ -426,6 +435,8 @@ fn the_audit_log_records_who_did_what_at_every_door_and_never_a_password_or_a_se
     assert!(!out.status.success(), "eve read the audit log");
     // The structured log lines, and no password or secret anywhere: the log, the answers, the state.
     let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(logged.contains("x\\nFORGED"), "the claimed name, escaped, in the log");
+    assert!(!logged.lines().any(|l| l.starts_with("FORGED")), "a forged log line");
     assert!(logged.contains("wharf::audit") && logged.contains("/auth/login"), "no audit lines in the log");
     for needle in [password, secret, "not-her-password"] {
         assert!(!logged.contains(needle), "{needle} in the log");
@@ -498,6 +509,7 @@ async fn a_service_accounts_token_is_a_registry_password_within_its_scopes_and_n
     assert!(token_answer.get("refresh_token").is_none(), "an access token gets no refresh token: {token_answer}");
     // No password, no API session, no bundle.
     assert!(!inspect("acme/app", "ci:").0, "a service account has no password");
+    assert!(!inspect("acme/app", &format!("admin:{token}")).0, "ci's token under another account's name");
     let login_answer = w
         .anonymous_client()
         .post(w.url("/auth/login"))

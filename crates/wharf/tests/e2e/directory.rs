@@ -83,6 +83,18 @@ async fn ldap_users_log_in_follow_their_groups_and_lose_every_access_once_gone_u
     // A first login makes the account; a wrong password is refused; no local password works.
     let (logged_in, said) = try_login(&w, tmp.path(), "alice", "wrong-password");
     assert!(!logged_in, "a wrong LDAP password: {said}");
+    // An empty password would be an anonymous bind; a wildcard would match anyone.
+    let empty = w
+        .anonymous_client()
+        .post(w.url("/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": ""}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(empty.status(), 401, "an empty LDAP password");
+    assert!(!try_login(&w, tmp.path(), "*", "alice-ldap-pw-1").0, "a wildcard user name");
+    let (passed, _, _) = try_wharf(&admin, &["directory", "test", "al*"], "alice-ldap-pw-1\n");
+    assert!(!passed, "a wildcard in a test login");
     let alice_config = login(&w.base(), &w.ca_path(), &tmp.path().join("alice"), "alice", "alice-ldap-pw-1");
     assert!(wharf(&admin, &["user", "ls"], "").contains("alice"), "made at first login");
 
