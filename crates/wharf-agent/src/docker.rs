@@ -8,8 +8,8 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, DeviceMapping, EndpointSettings, HealthConfig, HostConfig, Mount,
+    MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
@@ -100,6 +100,14 @@ impl DockerExecutor {
 impl DockerExecutor {
     /// The host ports the engine bound for a container (a published port of 0 gets one of
     /// the engine's choosing).
+    /// The container of task `task_id` on this engine.
+    async fn task_container(&self, task_id: &str) -> Result<String, ExecError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{}={task_id}", labels::TASK)])]);
+        let list = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = self.docker.list_containers(Some(list)).await.map_err(engine)?;
+        found.into_iter().find_map(|c| c.id).ok_or_else(|| ExecError::NoContainer(task_id.to_owned()))
+    }
+
     /// Makes sure each cluster network of a task is on this engine: a bridge of its name,
     /// labelled with the cluster and the network's id.
     async fn ensure_networks(&self, cluster_id: &str, networks: &[TaskNetwork]) -> Result<(), ExecError> {
@@ -294,12 +302,7 @@ impl Executor for DockerExecutor {
     }
 
     async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError> {
-        let filters = HashMap::from([("label".to_owned(), vec![format!("{}={task_id}", labels::TASK)])]);
-        let list = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
-        let found = self.docker.list_containers(Some(list)).await.map_err(engine)?;
-        let Some(id) = found.into_iter().find_map(|c| c.id) else {
-            return Err(ExecError::NoContainer(task_id.to_owned()));
-        };
+        let id = self.task_container(task_id).await?;
         let query = LogsOptions {
             follow: options.follow,
             stdout: true,
@@ -310,6 +313,47 @@ impl Executor for DockerExecutor {
             tail: options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
         };
         Ok(Box::pin(lines_of(self.docker.logs(&id, Some(query)))))
+    }
+
+    async fn exec(&self, task_id: &str, spec: &wharf_api::logs::ExecSpec) -> Result<LogLines, ExecError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        let id = self.task_container(task_id).await?;
+        let non_blank = |s: &String| (!s.is_empty()).then(|| s.clone());
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(spec.tty),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            cmd: Some(spec.cmd.clone()),
+            privileged: Some(spec.privileged),
+            user: non_blank(&spec.user),
+            working_dir: non_blank(&spec.working_dir),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(&id, options).await.map_err(|e| ExecError::Start(e.to_string()))?;
+        let start = StartExecOptions { detach: false, tty: spec.tty, output_capacity: None };
+        let StartExecResults::Attached { output, .. } =
+            self.docker.start_exec(&created.id, Some(start)).await.map_err(|e| ExecError::Start(e.to_string()))?
+        else {
+            return Err(ExecError::Start("the engine detached the command".into()));
+        };
+        let chunks = output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    Some(Ok((wharf_api::logs::STDOUT, message.to_vec())))
+                }
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(engine(e))),
+            }
+        });
+        let docker = self.docker.clone();
+        let exec_id = created.id;
+        let exit = futures::stream::once(async move {
+            let code = docker.inspect_exec(&exec_id).await.ok().and_then(|i| i.exit_code).unwrap_or(-1);
+            Ok((wharf_api::logs::EXIT, wharf_api::logs::exit_payload(code).to_vec()))
+        });
+        Ok(Box::pin(chunks.chain(exit)))
     }
 
     async fn changed(&self) {
@@ -457,6 +501,9 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
     }
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let non_blank = |s: &String| (!s.is_empty()).then(|| s.clone());
+    // What a container made with `docker run` may use of this node (its creator's grants
+    // allowed each setting).
+    let host = request.assignment.blueprint.host.as_ref();
     ContainerCreateBody {
         image: Some(c.image.clone()),
         entrypoint: non_empty(&c.command),
@@ -485,7 +532,25 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             oom_score_adj: c.oom_score_adj,
             cap_add: (!c.capability_add.is_empty()).then(|| c.capability_add.clone()),
             cap_drop: (!c.capability_drop.is_empty()).then(|| c.capability_drop.clone()),
-            network_mode: request.assignment.networks.first().map(|n| n.name.clone()),
+            network_mode: host
+                .map(|h| h.network_mode.clone())
+                .filter(|m| !m.is_empty())
+                .or_else(|| request.assignment.networks.first().map(|n| n.name.clone())),
+            privileged: host.map(|h| h.privileged).filter(|p| *p),
+            pid_mode: host.and_then(|h| non_blank(&h.pid_mode)),
+            ipc_mode: host.and_then(|h| non_blank(&h.ipc_mode)),
+            uts_mode: host.and_then(|h| non_blank(&h.uts_mode)),
+            security_opt: host.and_then(|h| non_empty(&h.security_opt)),
+            devices: host.filter(|h| !h.devices.is_empty()).map(|h| {
+                h.devices
+                    .iter()
+                    .map(|d| DeviceMapping {
+                        path_on_host: Some(d.path_on_host.clone()),
+                        path_in_container: non_blank(&d.path_in_container),
+                        cgroup_permissions: non_blank(&d.cgroup_permissions),
+                    })
+                    .collect()
+            }),
             mounts: {
                 // The service's mounts as the engine takes them (the same JSON shape), then
                 // the secrets' and configs' files.

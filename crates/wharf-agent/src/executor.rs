@@ -59,6 +59,10 @@ impl RunRequest {
     /// The container's name, as Swarm names a task's: `service.slot.task`.
     pub fn container_name(&self) -> String {
         let a = &self.assignment;
+        // A container made with `docker run` (no service): its name and its task.
+        if a.service_id.is_empty() {
+            return format!("{}.{}", a.blueprint.service_name, a.id);
+        }
         let slot = if a.slot == 0 { self.node_id } else { a.slot };
         format!("{}.{}.{}", a.blueprint.service_name, slot, a.id)
     }
@@ -108,6 +112,12 @@ pub trait Executor: Send + Sync {
     /// (stream 1 stdout, 2 stderr; one line each): those `options` ask (a tail, a start), and
     /// with `follow` the new ones as they come until the container stops.
     async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError>;
+    /// Runs `spec` in task `task_id`'s container: its output as it comes (as [`LogLines`],
+    /// in pieces of any size), then one `(EXIT, code)` item with its exit code
+    /// ([`wharf_api::logs::exit_payload`]).
+    async fn exec(&self, task_id: &str, _spec: &wharf_api::logs::ExecSpec) -> Result<LogLines, ExecError> {
+        Err(ExecError::NoContainer(task_id.to_owned()))
+    }
     /// Resolves when something may have changed on the engine (a container died), so the
     /// agent looks again before its next tick.
     async fn changed(&self);

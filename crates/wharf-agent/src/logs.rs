@@ -94,12 +94,25 @@ async fn poll<E: Executor + ?Sized + 'static>(addr: String, connect: Connect, ex
 /// Streams the lines `request` asks for to the manager `client` asked last. A task whose
 /// container is gone sends none: the manager ends that task's part of the answer.
 async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<E>, request: LogRequest) {
-    let lines = match executor.logs(&request.task_id, &request.options).await {
-        Ok(lines) => lines,
-        Err(e) => {
-            tracing::info!(task = request.task_id, error = %e, "no log lines for a task");
-            futures::stream::empty().boxed()
-        }
+    let lines = match &request.exec {
+        // A command to run in the task's container: its output, then its exit code; one that
+        // could not start says why on its standard error and ends as the engine's would (126).
+        Some(spec) => match executor.exec(&request.task_id, spec).await {
+            Ok(output) => output,
+            Err(e) => {
+                tracing::info!(task = request.task_id, error = %e, "a command could not run in a task's container");
+                let said = (wharf_api::logs::STDERR, format!("{e}\n").into_bytes());
+                let exit = (wharf_api::logs::EXIT, wharf_api::logs::exit_payload(126).to_vec());
+                futures::stream::iter([Ok(said), Ok(exit)]).boxed()
+            }
+        },
+        None => match executor.logs(&request.task_id, &request.options).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::info!(task = request.task_id, error = %e, "no log lines for a task");
+                futures::stream::empty().boxed()
+            }
+        },
     };
     let path = format!("/cluster/logs/{}", request.id);
     if let Err(e) = client.post_stream(&path, reqwest::Body::wrap_stream(framed(lines, KEEP_ALIVE))).await {

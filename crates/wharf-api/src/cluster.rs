@@ -288,6 +288,35 @@ pub struct TaskBlueprint {
     /// for services made before collections: any node).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub collection: String,
+    /// Set for a container made with `docker run` (a task of no service): what of its node it
+    /// may use, as its creator's grants allowed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSettings>,
+}
+
+/// The host settings of a container made with `docker run`: each was allowed by its
+/// creator's grants (`host.privileged`, `host.namespaces`, ...) before it was recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSettings {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// `host`, `none` or empty (the engine's default bridge).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network_mode: String,
+    /// `host` or empty, for each.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipc_mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uts_mode: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::containers::DeviceMapping>,
+    /// The container goes once it ends (`--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
 }
 
 /// An agent's long poll for its tasks (`POST /cluster/assignments`): the answer comes at

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod cluster;
+pub mod containers;
 pub mod digest;
 pub mod docker;
 pub mod error;

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The stream a frame belongs to.
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
+/// The last frame of a command's output (`docker exec`), from an agent to a manager only: its
+/// payload is the command's exit code (8 bytes, big-endian).
+pub const EXIT: u8 = 3;
 
 /// Length of a frame's header.
 pub const HEADER: usize = 8;
@@ -28,10 +31,12 @@ pub fn encode_frame(out: &mut Vec<u8>, stream: u8, payload: &[u8]) {
 /// Why a byte stream is no multiplexed log stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("log frame of stream {0}: only 1 (stdout) and 2 (stderr) are sent")]
+    #[error("log frame of stream {0}: only 1 (stdout), 2 (stderr) and 3 (an exit code) are sent")]
     Stream(u8),
     #[error("log frame of {0} bytes: the largest is {MAX_FRAME}")]
     TooLong(usize),
+    #[error("an exit frame of {0} bytes: an exit code is 8")]
+    Exit(usize),
     #[error("the log stream ended inside a frame")]
     Truncated,
 }
@@ -61,10 +66,13 @@ impl FrameReader {
             return Ok(None);
         }
         let stream = rest[0];
-        if stream != STDOUT && stream != STDERR {
+        if stream != STDOUT && stream != STDERR && stream != EXIT {
             return Err(FrameError::Stream(stream));
         }
         let length = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        if stream == EXIT && length != 8 {
+            return Err(FrameError::Exit(length));
+        }
         if length > MAX_FRAME {
             return Err(FrameError::TooLong(length));
         }
@@ -195,6 +203,36 @@ pub struct LogRequest {
     pub id: String,
     pub task_id: String,
     pub options: LogOptions,
+    /// Not the task's lines but this command's output, run in its container (`docker exec`),
+    /// ending with an [`EXIT`] frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecSpec>,
+}
+
+/// A command to run in a task's container, as a caller's grants allowed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub working_dir: String,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub privileged: bool,
+}
+
+/// The payload of an [`EXIT`] frame.
+pub fn exit_payload(code: i64) -> [u8; 8] {
+    code.to_be_bytes()
+}
+
+/// The exit code an [`EXIT`] frame's payload carries.
+pub fn exit_code(payload: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(payload.try_into().ok()?))
 }
 
 /// An agent's long poll for log requests (`POST /cluster/log-requests`).
@@ -242,8 +280,17 @@ mod tests {
     #[test]
     fn a_bad_stream_a_huge_frame_and_a_cut_frame_are_refused() {
         let mut reader = FrameReader::default();
-        reader.push(&[3, 0, 0, 0, 0, 0, 0, 1, b'x']);
-        assert_eq!(reader.next_frame(), Err(FrameError::Stream(3)));
+        reader.push(&[4, 0, 0, 0, 0, 0, 0, 1, b'x']);
+        assert_eq!(reader.next_frame(), Err(FrameError::Stream(4)));
+        let mut reader = FrameReader::default();
+        reader.push(&[EXIT, 0, 0, 0, 0, 0, 0, 1, b'x']);
+        assert_eq!(reader.next_frame(), Err(FrameError::Exit(1)));
+        let mut reader = FrameReader::default();
+        let mut exit = Vec::new();
+        encode_frame(&mut exit, EXIT, &exit_payload(-3));
+        reader.push(&exit);
+        let (stream, payload) = reader.next_frame().expect("a frame").expect("whole");
+        assert_eq!((stream, exit_code(&payload)), (EXIT, Some(-3)));
         let mut reader = FrameReader::default();
         reader.push(&[1, 0, 0, 0, 0x7f, 0, 0, 0]);
         assert!(matches!(reader.next_frame(), Err(FrameError::TooLong(_))));

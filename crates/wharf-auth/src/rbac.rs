@@ -62,11 +62,15 @@ permissions! {
     NetworkCreate = "network.create", "Create networks.";
     NetworkAttach = "network.attach", "Attach a service to a network.";
     NetworkRemove = "network.remove", "Remove networks.";
+    ContainerView = "container.view", "See containers, their details and their logs.";
+    ContainerCreate = "container.create", "Create and start containers.";
+    ContainerUpdate = "container.update", "Stop containers, and run commands in those one made.";
+    ContainerRemove = "container.remove", "Remove containers.";
     BindMount = "host.bind-mount", "Mount a node's own files into a task.";
     Privileged = "host.privileged", "Run a task privileged.";
     HostNamespaces = "host.namespaces", "Use a node's network or process namespace.";
     AddCapabilities = "host.capabilities", "Give a task kernel capabilities beyond the engine's default.";
-    ExecOthers = "container.exec", "Run commands in containers.";
+    ExecOthers = "container.exec", "Run commands in any container, not only in those one made.";
 }
 
 impl Permission {
@@ -87,7 +91,11 @@ impl Permission {
     pub fn is_view(self) -> bool {
         matches!(
             self,
-            Permission::ServiceView | Permission::NodeView | Permission::SecretView | Permission::NetworkView
+            Permission::ServiceView
+                | Permission::NodeView
+                | Permission::SecretView
+                | Permission::NetworkView
+                | Permission::ContainerView
         )
     }
 }

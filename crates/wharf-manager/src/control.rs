@@ -72,6 +72,13 @@ pub async fn control_pass(manager: &Manager) -> Result<Option<u64>, ClusterError
     for chunk in plan.forget.chunks(BATCH) {
         propose(manager, OrchestrationCommand::RemoveTasks { ids: chunk.to_vec() }).await?;
     }
+    for id in &plan.remove_containers {
+        match manager.proposer.propose(OrchestrationCommand::RemoveContainer { id: id.clone(), at }).await {
+            // Removed by its owner in between.
+            Ok(_) | Err(wharf_store::ProposeError::Refused(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     for change in &plan.updates {
         let command = match change {
             UpdateChange::Set { service, spec_version, state, message } => OrchestrationCommand::SetUpdateState {

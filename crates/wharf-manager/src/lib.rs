@@ -16,6 +16,7 @@ mod admission;
 pub mod bootstrap;
 mod bundles;
 mod certificates;
+pub mod containers;
 pub mod control;
 mod dispatcher;
 mod error;
@@ -37,6 +38,7 @@ use wharf_pki::NodeIdentity;
 use wharf_store::NodeRecord;
 
 pub use bundles::{BUNDLE_VALIDITY, BundleInfo};
+pub use containers::{ExecOutput, Execs};
 pub use control::run_control_loop;
 pub use dispatcher::LONGEST_POLL;
 pub use error::ClusterError;
@@ -78,6 +80,8 @@ pub struct Manager {
     pub logs: LogBroker,
     /// The access model (grants, roles, teams, collections) every Docker-compatible call asks.
     pub access: wharf_auth::AccessControl,
+    /// The exec sessions (`docker exec`) this manager holds.
+    pub execs: Arc<containers::Execs>,
     /// Set when the manager stops serving: long polls and log streams end at once, so that
     /// the server's drain does not wait for them.
     pub stopping: Stopping,

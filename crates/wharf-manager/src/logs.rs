@@ -101,7 +101,12 @@ impl LogBroker {
 
     /// Queues `request` for `node`, its lines to go to `lines`; forgotten after
     /// `attach_within` unless the node took it.
-    fn ask(&self, node: u64, (request, context): (LogRequest, Arc<LogContext>), lines: mpsc::Sender<LogLine>) {
+    pub(crate) fn ask(
+        &self,
+        node: u64,
+        (request, context): (LogRequest, Arc<LogContext>),
+        lines: mpsc::Sender<LogLine>,
+    ) {
         let sink = LogSink { context, lines };
         let id = request.id.clone();
         {
@@ -164,7 +169,7 @@ impl LogBroker {
 fn request(service_id: &str, task_id: String, node: u64, options: &LogOptions) -> (LogRequest, Arc<LogContext>) {
     let context =
         Arc::new(LogContext { node_id: node.to_string(), service_id: service_id.to_owned(), task_id: task_id.clone() });
-    (LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone() }, context)
+    (LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone(), exec: None }, context)
 }
 
 /// For a followed service: asks the node of every task that starts running after the
@@ -202,6 +207,8 @@ async fn ask_new_tasks(
 pub enum LogTarget {
     Service(String),
     Task(String),
+    /// A container made with `docker run` (by id or name).
+    Container(String),
 }
 
 impl Manager {
@@ -231,6 +238,10 @@ impl Manager {
                 let tty =
                     serde_json::from_str::<TaskBlueprint>(&task.template).is_ok_and(|b| b.spec.container_spec.tty);
                 (task.service_id.clone(), vec![(id.clone(), task)], tty)
+            }
+            LogTarget::Container(key) => {
+                let (id, task, tty) = self.container_for_logs(caller, key)?;
+                (String::new(), vec![(id, task)], tty)
             }
         };
         let (lines, receiver) = mpsc::channel(QUEUED_LINES);
@@ -282,7 +293,7 @@ mod tests {
     use super::*;
 
     fn wire(id: &str) -> LogRequest {
-        LogRequest { id: id.into(), task_id: format!("task-{id}"), options: LogOptions::default() }
+        LogRequest { id: id.into(), task_id: format!("task-{id}"), options: LogOptions::default(), exec: None }
     }
 
     fn asked(id: &str, task: &str) -> (LogRequest, Arc<LogContext>) {

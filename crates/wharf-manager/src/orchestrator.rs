@@ -45,6 +45,8 @@ pub struct Plan {
     /// when the node comes back (it must not run two tasks of one slot).
     pub remove: Vec<String>,
     pub forget: Vec<String>,
+    /// Containers made with `--rm` that ended: their names freed and their records removed.
+    pub remove_containers: Vec<String>,
     /// Updates paused, finished or rolled back.
     pub updates: Vec<UpdateChange>,
     /// When a delayed restart is due (seconds since the epoch), so the loop wakes for it.
@@ -106,6 +108,11 @@ pub fn reconcile(
         }
         forget_history(&tasks, &nodes_by_id, &mut plan);
     }
+    // Containers made with `docker run`: nothing replaces them; removed ones (and ended ones
+    // made with `--rm`) are forgotten once their node stopped them or cannot be told to.
+    for (id, task) in by_service.remove("").unwrap_or_default() {
+        containers(id, task, &nodes_by_id, &mut plan);
+    }
     // Tasks of services that are gone: forgotten once they ended or can no longer be told to.
     for (id, task) in by_service.into_values().flatten() {
         let node_gone = task.node.is_none_or(|n| nodes_by_id.get(&n).is_none_or(|n| !n.keeps_tasks()));
@@ -116,6 +123,19 @@ pub fn reconcile(
         }
     }
     plan
+}
+
+/// What becomes of a container (a task of no service).
+fn containers(id: &str, task: &TaskRecord, nodes: &BTreeMap<u64, &NodeView>, plan: &mut Plan) {
+    let node_gone = task.node.is_none_or(|n| nodes.get(&n).is_none_or(|n| !n.keeps_tasks()));
+    let ended = task.status.state.is_terminal() || task.status.state < TaskState::Assigned || node_gone;
+    let auto_remove =
+        serde_json::from_str::<TaskBlueprint>(&task.template).is_ok_and(|b| b.host.is_some_and(|h| h.auto_remove));
+    if task.desired == TaskState::Remove && ended {
+        plan.forget.push(id.to_owned());
+    } else if auto_remove && task.status.state.is_terminal() && task.desired < TaskState::Remove {
+        plan.remove_containers.push(id.to_owned());
+    }
 }
 
 /// Whether a task still counts for its slot: the managers want it running and it has not ended.
@@ -533,6 +553,7 @@ fn new_task(service: &ParsedService<'_>, slot: u64, node: Option<u64>, new_id: &
         spec: service.spec.task_template.clone(),
         host_ports,
         collection: service.spec.labels.get(wharf_api::identity::COLLECTION_LABEL).cloned().unwrap_or_default(),
+        host: None,
     };
     NewTask {
         id: new_id(),

@@ -258,7 +258,11 @@ impl Manager {
 
     /// `GET /tasks/{id}`.
     pub fn inspect_task(&self, caller: &Caller, id: &str) -> Result<docker::Task, ClusterError> {
-        let task = self.store.task(id)?.ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
+        let task = self
+            .store
+            .task(id)?
+            .filter(|t| !t.is_container())
+            .ok_or_else(|| ClusterError::NotFound(format!("task {id} not found")))?;
         let access = self.access(caller)?;
         let service = self.store.service(&task.service_id)?;
         let visible = service.is_some_and(|s| access.allows(Permission::ServiceView, &service_collection(&s)));
@@ -410,7 +414,11 @@ fn encode(spec: &ServiceSpec) -> Result<String, ClusterError> {
 /// Checks a task's mounts: volumes (named or anonymous), bind mounts of an absolute path of
 /// the node (only with `host.bind-mount` in the service's collection, which Restricted Control
 /// withholds: a bind mount reaches the node's root), tmpfs; each at its own absolute target.
-fn check_mounts(access: &Access, collection: &str, mounts: &[docker::MountSpec]) -> Result<(), ClusterError> {
+pub(crate) fn check_mounts(
+    access: &Access,
+    collection: &str,
+    mounts: &[docker::MountSpec],
+) -> Result<(), ClusterError> {
     let mut targets = std::collections::BTreeSet::new();
     for mount in mounts {
         let invalid =
@@ -448,7 +456,11 @@ fn check_mounts(access: &Access, collection: &str, mounts: &[docker::MountSpec])
 
 /// Checks the capabilities a task adds or drops: names as the engine takes them (`NET_ADMIN`,
 /// `CAP_NET_ADMIN`, `ALL`); adding any needs `host.capabilities` in the service's collection.
-fn check_capabilities(access: &Access, collection: &str, spec: &docker::ContainerSpec) -> Result<(), ClusterError> {
+pub(crate) fn check_capabilities(
+    access: &Access,
+    collection: &str,
+    spec: &docker::ContainerSpec,
+) -> Result<(), ClusterError> {
     for name in spec.capability_add.iter().chain(&spec.capability_drop) {
         if name.is_empty()
             || name.len() > 64

@@ -155,6 +155,7 @@ impl ManagerNode {
             join_limiter: wharf_auth::RateLimiter::new(wharf_manager::JOIN_LIMITS),
             blob_storage: storage.location(),
             logs: wharf_manager::LogBroker::default(),
+            execs: Default::default(),
             stopping: wharf_manager::Stopping::default(),
             access: wharf_auth::AccessControl::new(Arc::clone(&store)),
         });

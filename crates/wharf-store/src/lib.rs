@@ -37,8 +37,8 @@ pub use identity::{
     CollectionRecord, GrantRecord, IdentityCommand, IdentityState, OrgRecord, RepoAccessRecord, RoleRecord, TeamRecord,
 };
 pub use orchestration::{
-    NetworkRecord, NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord, ServiceRecord,
-    TaskRecord, TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,
+    ContainerRecord, NetworkRecord, NewTask, NodeDescription, NodeDetails, PublishedPort, SecretKind, SecretRecord,
+    ServiceRecord, TaskRecord, TaskReport, TaskState, TaskStatus, UpdateRecord, UpdateState,
 };
 pub use proposer::{CatchUp, LocalProposer, Proposal, ProposeError, Proposer, ProposerExt};
 pub use records::{

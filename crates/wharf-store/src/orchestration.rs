@@ -16,8 +16,8 @@ use crate::command::Outcome;
 use crate::refusal::Refusal;
 use crate::store::{Store, StoreError, encode};
 use crate::tables::{
-    COUNTERS, NETWORKS, NODE_DETAILS, NODE_TASKS, SECRETS, SERVICE_REGISTRY_AUTH, SERVICE_TASKS, SERVICE_UPDATES,
-    SERVICES, TASKS,
+    CONTAINER_NAMES, CONTAINERS, COUNTERS, NETWORKS, NODE_DETAILS, NODE_TASKS, SECRETS, SERVICE_REGISTRY_AUTH,
+    SERVICE_TASKS, SERVICE_UPDATES, SERVICES, TASKS,
 };
 
 /// Swarm's task states, in the order a task moves through them (`api/types.proto`).
@@ -143,6 +143,21 @@ pub struct TaskRecord {
     pub version: u64,
     pub created: u64,
     pub updated: u64,
+}
+
+/// A container made with `docker run`: a task of no service, with its name and creator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub owner: String,
+    pub created: u64,
+}
+
+impl TaskRecord {
+    /// Whether this task is a container made with `docker run` (it has no service).
+    pub fn is_container(&self) -> bool {
+        self.service_id.is_empty()
+    }
 }
 
 /// What the control plane keeps of a node besides its membership.
@@ -367,6 +382,13 @@ pub enum OrchestrationCommand {
     /// Replaces the labels of a secret or a config (nothing else of one changes); refused
     /// unless `version` is its current one.
     SetSecretLabels { id: String, kind: SecretKind, version: u64, labels: BTreeMap<String, String>, at: u64 },
+    /// Records a container (a task of no service, its node chosen once it is started),
+    /// `created`: desired `ready` until a `SetDesiredState` to running; refused when a
+    /// container has the name.
+    CreateContainer { id: String, name: String, owner: String, template: String, at: u64 },
+    /// Frees a container's name and wants it removed by its node (desired `remove`); the
+    /// record goes with the task. Refused when there is no such container.
+    RemoveContainer { id: String, at: u64 },
     /// Records a network; refused when one has the name.
     CreateNetwork { id: String, network: NetworkRecord },
     /// Removes a network; refused while a service's spec uses it.
@@ -410,6 +432,10 @@ impl std::fmt::Display for OrchestrationCommand {
             OrchestrationCommand::SetSecretLabels { id, kind, .. } => write!(f, "set-{}-labels {id}", kind.as_str()),
             OrchestrationCommand::CreateNetwork { id, network } => write!(f, "create-network {} ({id})", network.name),
             OrchestrationCommand::RemoveNetwork { id } => write!(f, "remove-network {id}"),
+            OrchestrationCommand::CreateContainer { id, name, owner, .. } => {
+                write!(f, "create-container {name} ({id}) for {owner}")
+            }
+            OrchestrationCommand::RemoveContainer { id, .. } => write!(f, "remove-container {id}"),
         }
     }
 }
@@ -526,6 +552,52 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             record.version = next_version(txn)?;
             record.updated = *at;
             txn.open_table(SECRETS)?.insert(id.as_str(), encode(&Stored::V1(record))?.as_slice())?;
+            Ok(Outcome::Done)
+        }
+        C::CreateContainer { id, name, owner, template, at } => {
+            if txn.open_table(CONTAINER_NAMES)?.get(name.as_str())?.is_some() {
+                return Err(Refusal::NameTaken { kind: "container".into(), name: name.clone() }.into());
+            }
+            if task_in(txn, id)?.is_some() {
+                return Err(Refusal::Invalid(format!("task id {id} is taken")).into());
+            }
+            let record = TaskRecord {
+                service_id: String::new(),
+                slot: 0,
+                node: None,
+                spec_version: 0,
+                template: template.clone(),
+                desired: TaskState::Ready,
+                status: TaskStatus {
+                    state: TaskState::New,
+                    message: "created".into(),
+                    err: String::new(),
+                    container_id: String::new(),
+                    exit_code: 0,
+                    at: *at,
+                    ports: Vec::new(),
+                },
+                version: next_version(txn)?,
+                created: *at,
+                updated: *at,
+            };
+            txn.open_table(SERVICE_TASKS)?.insert(("", id.as_str()), ())?;
+            put_task(txn, id, &record)?;
+            let container = ContainerRecord { name: name.clone(), owner: owner.clone(), created: *at };
+            txn.open_table(CONTAINERS)?.insert(id.as_str(), encode(&Stored::V1(container))?.as_slice())?;
+            txn.open_table(CONTAINER_NAMES)?.insert(name.as_str(), id.as_bytes())?;
+            Ok(Outcome::Done)
+        }
+        C::RemoveContainer { id, at } => {
+            let unknown = || Refusal::ObjectUnknown { kind: "container".into(), id: id.clone() };
+            let raw = txn.open_table(CONTAINERS)?.get(id.as_str())?.map(|v| v.value().to_vec()).ok_or_else(unknown)?;
+            let container: ContainerRecord = decode(&raw)?;
+            let mut names = txn.open_table(CONTAINER_NAMES)?;
+            if names.get(container.name.as_str())?.is_some_and(|v| v.value() == id.as_bytes()) {
+                names.remove(container.name.as_str())?;
+            }
+            drop(names);
+            set_desired(txn, std::slice::from_ref(id), TaskState::Remove, *at)?;
             Ok(Outcome::Done)
         }
         C::CreateNetwork { id, network } => {
@@ -925,6 +997,16 @@ fn remove_task(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
     let Some(task) = task_in(txn, id)? else { return Ok(()) };
     txn.open_table(TASKS)?.remove(id)?;
     txn.open_table(SERVICE_TASKS)?.remove((task.service_id.as_str(), id))?;
+    if task.is_container() {
+        let raw = txn.open_table(CONTAINERS)?.remove(id)?.map(|v| v.value().to_vec());
+        if let Some(raw) = raw {
+            let container: ContainerRecord = decode(&raw)?;
+            let mut names = txn.open_table(CONTAINER_NAMES)?;
+            if names.get(container.name.as_str())?.is_some_and(|v| v.value() == id.as_bytes()) {
+                names.remove(container.name.as_str())?;
+            }
+        }
+    }
     if let Some(node) = task.node {
         txn.open_table(NODE_TASKS)?.remove((node, id))?;
     }
@@ -1060,6 +1142,20 @@ impl Store {
         for entry in table.iter()? {
             let (id, raw) = entry?;
             out.push((id.value().to_owned(), decode(raw.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Every container made with `docker run`, with its task, by id.
+    pub fn containers(&self) -> Result<Vec<(String, ContainerRecord, TaskRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let containers = txn.open_table(CONTAINERS)?;
+        let tasks = txn.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for entry in containers.iter()? {
+            let (id, raw) = entry?;
+            let Some(task) = tasks.get(id.value())? else { continue };
+            out.push((id.value().to_owned(), decode(raw.value())?, decode(task.value())?));
         }
         Ok(out)
     }

@@ -74,6 +74,8 @@ macro_rules! for_each_table {
         $m!(REPO_ACCESS, &str, &[u8], String, Vec<u8>);
         $m!(AUDIT, u64, &[u8], u64, Vec<u8>);
         $m!(TOKEN_SCOPES, &str, &[u8], String, Vec<u8>);
+        $m!(CONTAINERS, &str, &[u8], String, Vec<u8>);
+        $m!(CONTAINER_NAMES, &str, &[u8], String, Vec<u8>);
     };
 }
 
@@ -279,7 +281,9 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
         | "GRANTS"
         | "IDENTITY_SETTINGS"
         | "REPO_ACCESS"
-        | "TOKEN_SCOPES" => {
+        | "TOKEN_SCOPES"
+        | "CONTAINERS"
+        | "CONTAINER_NAMES" => {
             let (k, v): (String, Vec<u8>) = decode(row)?;
             let def: TableDefinition<&str, &[u8]> = match row.table.as_str() {
                 "UPLOADS" => UPLOADS,
@@ -301,6 +305,8 @@ fn insert_row(txn: &redb::WriteTransaction, row: &Row) -> Result<(), StoreError>
                 "IDENTITY_SETTINGS" => IDENTITY_SETTINGS,
                 "REPO_ACCESS" => REPO_ACCESS,
                 "TOKEN_SCOPES" => TOKEN_SCOPES,
+                "CONTAINERS" => CONTAINERS,
+                "CONTAINER_NAMES" => CONTAINER_NAMES,
                 _ => REPO_SETTINGS,
             };
             txn.open_table(def)?.insert(k.as_str(), v.as_slice())?;

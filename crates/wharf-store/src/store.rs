@@ -133,6 +133,8 @@ impl Store {
             txn.open_table(crate::tables::NETWORKS)?;
             txn.open_table(crate::tables::TASKS)?;
             txn.open_table(crate::tables::SERVICE_TASKS)?;
+            txn.open_table(crate::tables::CONTAINERS)?;
+            txn.open_table(crate::tables::CONTAINER_NAMES)?;
             txn.open_table(crate::tables::NODE_TASKS)?;
             txn.open_table(crate::tables::NODE_DETAILS)?;
             txn.open_table(crate::tables::ORGS)?;

@@ -57,6 +57,11 @@ pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 /// task id -> versioned [`crate::TaskRecord`].
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// task id -> versioned [`crate::ContainerRecord`]: the tasks that are containers made with
+/// `docker run` (a task of no service; under the service id "" in `SERVICE_TASKS`).
+pub(crate) const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+/// container name -> its task id (UTF-8): the names in use.
+pub(crate) const CONTAINER_NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_names");
 /// (service id, task id) -> (): a service's tasks.
 pub(crate) const SERVICE_TASKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("service_tasks");
 /// (node id, task id) -> (): the tasks assigned to a node, what its agent is sent.

@@ -30,6 +30,16 @@ pub(crate) enum DockerCall {
     Secret(SecretKind, String),
     SecretUpdate(SecretKind, String),
     Distribution(String),
+    /// `GET /containers/json`.
+    Containers,
+    ContainerCreate,
+    /// `/containers/{id}` (`DELETE`) and `/containers/{id}/json` (`GET`).
+    Container(String),
+    /// `/containers/{id}/{operation}` (`start`, `stop`, `kill`, `wait`, `logs`, `attach`,
+    /// `exec`...).
+    ContainerOp(String, String),
+    /// `/exec/{id}/start` and `/exec/{id}/json`.
+    Exec(String, String),
     /// A Docker API path Wharf does not serve (containers, images, volumes, plugins...).
     Unsupported(String),
     /// A `/v1.NN/` path of a version Wharf does not speak.
@@ -37,20 +47,8 @@ pub(crate) enum DockerCall {
 }
 
 /// The first segments of the Docker API's paths, besides those [`DockerCall`] names.
-const OTHER_FAMILIES: [&str; 12] = [
-    "containers",
-    "images",
-    "volumes",
-    "plugins",
-    "system",
-    "events",
-    "build",
-    "session",
-    "exec",
-    "commit",
-    "grpc",
-    "distribution",
-];
+const OTHER_FAMILIES: [&str; 10] =
+    ["images", "volumes", "plugins", "system", "events", "build", "session", "commit", "grpc", "distribution"];
 
 impl DockerCall {
     /// The call `path` names, or `None` when it is no Docker API path.
@@ -99,6 +97,11 @@ impl DockerCall {
                     _ => DockerCall::Unsupported(rest.join("/")),
                 }
             }
+            ["containers", "json"] => DockerCall::Containers,
+            ["containers", "create"] => DockerCall::ContainerCreate,
+            ["containers", id] | ["containers", id, "json"] => DockerCall::Container((*id).to_owned()),
+            ["containers", id, op] => DockerCall::ContainerOp((*id).to_owned(), (*op).to_owned()),
+            ["exec", id, op] => DockerCall::Exec((*id).to_owned(), (*op).to_owned()),
             ["distribution", image @ .., "json"] if !image.is_empty() => DockerCall::Distribution(image.join("/")),
             [first, ..] if versioned.is_some() || is_docker_family(first) => DockerCall::Unsupported(rest.to_owned()),
             _ => return None,
@@ -111,7 +114,9 @@ fn is_docker_family(first: &str) -> bool {
     OTHER_FAMILIES.contains(&first)
         || matches!(
             first,
-            "version"
+            "containers"
+                | "exec"
+                | "version"
                 | "info"
                 | "swarm"
                 | "nodes"
@@ -146,7 +151,12 @@ mod tests {
             DockerCall::parse("/v1.41/distribution/127.0.0.1:5000/team/app:1/json"),
             Some(Distribution(s("127.0.0.1:5000/team/app:1")))
         );
-        assert_eq!(DockerCall::parse("/v1.41/containers/json"), Some(Unsupported(s("containers/json"))));
+        assert_eq!(DockerCall::parse("/v1.41/containers/json"), Some(Containers));
+        assert_eq!(DockerCall::parse("/v1.41/containers/abc"), Some(Container(s("abc"))));
+        assert_eq!(DockerCall::parse("/containers/abc/json"), Some(Container(s("abc"))));
+        assert_eq!(DockerCall::parse("/v1.41/containers/abc/start"), Some(ContainerOp(s("abc"), s("start"))));
+        assert_eq!(DockerCall::parse("/v1.41/exec/e1/start"), Some(Exec(s("e1"), s("start"))));
+        assert_eq!(DockerCall::parse("/v1.41/containers/a/b/c"), Some(Unsupported(s("containers/a/b/c"))));
         assert_eq!(DockerCall::parse("/volumes"), Some(Unsupported(s("volumes"))));
         assert_eq!(DockerCall::parse("/v1.41/secrets/create"), Some(SecretCreate(SecretKind::Secret)));
         assert_eq!(DockerCall::parse("/configs/c1"), Some(Secret(SecretKind::Config, s("c1"))));

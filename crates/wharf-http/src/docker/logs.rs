@@ -56,7 +56,11 @@ fn lines(
     futures::stream::unfold(subscription.lines, move |mut lines| async move {
         loop {
             let line = lines.recv().await?;
-            let wanted = if line.stream == logs::STDERR { format.stderr } else { format.stdout };
+            let wanted = match line.stream {
+                logs::STDERR => format.stderr,
+                logs::STDOUT => format.stdout,
+                _ => false,
+            };
             if !wanted {
                 continue;
             }

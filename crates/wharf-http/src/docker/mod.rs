@@ -9,6 +9,7 @@
 // A refusal is the response itself, built once where it is decided; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod containers;
 mod endpoint;
 mod logs;
 
@@ -152,10 +153,15 @@ async fn answer(app: &App, call: DockerCall, req: Request) -> Answer {
         (DockerCall::Distribution(image), Method::GET) => distribution(app, &manager, &caller, &image).await,
         (DockerCall::ServiceLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Service(id), &query),
         (DockerCall::TaskLogs(id), Method::GET) => logs::answer(&manager, &caller, &LogTarget::Task(id), &query),
+        (DockerCall::Containers, _) => containers::containers(&manager, &caller, false, req).await,
+        (DockerCall::ContainerCreate, _) => containers::containers(&manager, &caller, true, req).await,
+        (DockerCall::Container(id), _) => containers::container(&manager, &caller, &id, req).await,
+        (DockerCall::ContainerOp(id, op), _) => containers::operation(&manager, &caller, &id, &op, req).await,
+        (DockerCall::Exec(id, op), _) => containers::exec(&manager, &caller, &id, &op, req).await,
         (DockerCall::Unsupported(path), _) => Err(message_response(
             StatusCode::NOT_IMPLEMENTED,
             &format!(
-                "/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task, secret, config, network)"
+                "/{path} is not supported by Wharf: it serves the swarm-mode calls (node, service, task, secret, config, network) and containers (run, ps, inspect, logs, stop, rm, exec)"
             ),
         )),
         (_, method) => Err(message_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))),

@@ -35,17 +35,33 @@ fn expect(bundle: &Path, allowed: bool, args: &[&str], refusals: &[&str]) -> Str
     said
 }
 
-#[test]
-fn each_built_in_role_allows_exactly_its_operations_through_the_docker_cli() {
+/// One node with its own engine, an image in its registry, the administrator's bundle and
+/// `wharf` configuration, and the collection `/Shared/ops`.
+pub(crate) struct OpsNode {
+    pub engine: wharf_testkit::Dockerd,
+    pub tmp: tempfile::TempDir,
+    pub w: crate::harness::Wharf,
+    pub admin: PathBuf,
+    pub image: String,
+    pub config: PathBuf,
+}
+
+pub(crate) fn ops_node() -> OpsNode {
     crate::clients::require_docker();
     require("bash");
     let (engine, tmp, w, admin) = one_node();
     let image = format!("{}/admin/busybox:1", w.host());
     push_image(&w.host(), tmp.path(), &image);
     let config = login(&w.base(), &w.ca_path(), tmp.path(), "admin", ADMIN_PASSWORD);
+    wharf(&config, &["collection", "create", "/Shared/ops"], "");
+    OpsNode { engine, tmp, w, admin, image, config }
+}
+
+#[test]
+fn each_built_in_role_allows_exactly_its_operations_through_the_docker_cli() {
+    let OpsNode { engine, tmp, w, admin, image, config } = ops_node();
 
     // The administrator builds the tree: /Shared/ops, a team, users, grants.
-    wharf(&config, &["collection", "create", "/Shared/ops"], "");
     wharf(&config, &["org", "create", "acme"], "");
     wharf(&config, &["team", "create", "acme", "ops"], "");
     let users = ["viewer", "restricted", "full", "scheduler", "nobody", "teamed"];

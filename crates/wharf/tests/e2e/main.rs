@@ -10,6 +10,7 @@ mod bad_input;
 mod clients;
 mod cluster;
 mod conformance;
+mod containers;
 mod crash;
 mod directory;
 mod harness;

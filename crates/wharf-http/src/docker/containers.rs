@@ -1,0 +1,205 @@
+//! The containers door: `docker run -d`, `ps`, `inspect`, `logs`, `stop`, `wait`, `rm` and
+//! `exec` through a client bundle, each one call on the manager
+//! ([`wharf_manager::containers`]). `docker exec`'s output comes on the connection the CLI
+//! hijacks (a `101` to `Upgrade: tcp`, then the engine's multiplexed stream, or the raw one
+//! for a TTY), or as a streamed body to a client that did not ask to upgrade.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use wharf_api::containers::{ContainerCreate, ExecCreate, ExecStart};
+use wharf_api::logs::encode_frame;
+use wharf_manager::{Caller, ExecOutput, LogTarget, Manager};
+
+use super::{Answer, docker_error, empty, filters, json_body, message_response, ok, typed};
+
+const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
+const RAW: &str = "application/vnd.docker.raw-stream";
+
+fn flag(query: &[(String, String)], key: &str) -> bool {
+    crate::query_get(query, key).is_some_and(|v| v == "1" || v == "true" || v == "True")
+}
+
+/// `GET /containers/json` and `POST /containers/create`.
+pub(super) async fn containers(manager: &Manager, caller: &Caller, create: bool, req: Request) -> Answer {
+    let query = crate::query_pairs(req.uri().query());
+    match (create, req.method().clone()) {
+        (false, Method::GET) => {
+            let filters = filters(&query)?;
+            ok(&manager.list_containers(caller, flag(&query, "all"), &filters).map_err(docker_error)?)
+        }
+        (true, Method::POST) => {
+            let name = crate::query_get(&query, "name").map(str::to_owned);
+            let body: ContainerCreate = json_body(req).await?;
+            let created = manager.create_container(caller, name.as_deref(), body).await.map_err(docker_error)?;
+            typed(StatusCode::CREATED, &created)
+        }
+        (_, method) => Err(not_allowed(&method)),
+    }
+}
+
+/// `GET /containers/{id}/json` and `DELETE /containers/{id}`.
+pub(super) async fn container(manager: &Manager, caller: &Caller, id: &str, req: Request) -> Answer {
+    let query = crate::query_pairs(req.uri().query());
+    match *req.method() {
+        Method::GET => ok(&manager.inspect_container(caller, id).map_err(docker_error)?),
+        Method::DELETE => {
+            manager.remove_container(caller, id, flag(&query, "force")).await.map_err(docker_error)?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        ref method => Err(not_allowed(method)),
+    }
+}
+
+/// `/containers/{id}/{operation}`.
+pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str, op: &str, req: Request) -> Answer {
+    let query = crate::query_pairs(req.uri().query());
+    let method = req.method().clone();
+    match (op, method) {
+        ("start", Method::POST) => {
+            let started = manager.start_container(caller, id).await.map_err(docker_error)?;
+            Ok(empty(if started { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
+        }
+        ("stop" | "kill", Method::POST) => {
+            let grace = if op == "kill" { Some(0) } else { query_i64(&query, "t")? };
+            let stopped = manager.stop_container(caller, id, grace).await.map_err(docker_error)?;
+            Ok(empty(if stopped || op == "kill" { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
+        }
+        ("wait", Method::POST) => {
+            // The head goes at once (the CLI starts the container only once it has it), the
+            // exit code when the container ended.
+            let id = manager.container_to_wait_for(caller, id).map_err(docker_error)?;
+            let manager = Arc::clone(manager);
+            let body = futures::stream::once(async move {
+                let answer = match manager.wait_container(&id).await {
+                    Ok(answer) => serde_json::to_vec(&answer).unwrap_or_default(),
+                    Err(e) => {
+                        serde_json::to_vec(&serde_json::json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}))
+                            .unwrap_or_default()
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(answer)
+            });
+            let mut response = Response::new(Body::from_stream(body));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok(response)
+        }
+        ("logs", Method::GET) => super::logs::answer(manager, caller, &LogTarget::Container(id.to_owned()), &query),
+        ("exec", Method::POST) => {
+            let exec: ExecCreate = json_body(req).await?;
+            typed(StatusCode::CREATED, &manager.create_exec(caller, id, exec).map_err(docker_error)?)
+        }
+        ("attach", _) => Err(message_response(
+            StatusCode::NOT_IMPLEMENTED,
+            "attaching to a container is not supported by Wharf yet: run it with -d, then `docker logs -f`",
+        )),
+        (op, Method::POST | Method::GET) => Err(message_response(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("docker {op} is not supported by Wharf for containers (run, ps, inspect, logs, stop, rm, exec)"),
+        )),
+        (_, method) => Err(not_allowed(&method)),
+    }
+}
+
+/// `POST /exec/{id}/start` and `GET /exec/{id}/json`.
+pub(super) async fn exec(manager: &Manager, caller: &Caller, id: &str, op: &str, mut req: Request) -> Answer {
+    match (op, req.method().clone()) {
+        ("json", Method::GET) => ok(&manager.inspect_exec(caller, id).map_err(docker_error)?),
+        ("start", Method::POST) => {
+            let wants_upgrade = req
+                .headers()
+                .get(header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+            let upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+            let start: ExecStart = json_body(req).await?;
+            let output = manager.start_exec(caller, id).map_err(docker_error)?;
+            if start.detach {
+                // The manager drains the output; the command runs on.
+                return Ok(empty(StatusCode::OK));
+            }
+            let kind = if output.tty { RAW } else { MULTIPLEXED };
+            let stopped = manager.stopping.stopped();
+            match upgrade {
+                Some(upgrade) => {
+                    tokio::spawn(async move {
+                        match upgrade.await {
+                            Ok(upgraded) => write_output(TokioIo::new(upgraded), output, stopped).await,
+                            Err(e) => tracing::debug!(error = %e, "an exec's connection was not upgraded"),
+                        }
+                    });
+                    let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
+                    let headers = response.headers_mut();
+                    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                    headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+                    Ok(response)
+                }
+                None => {
+                    let bytes = futures::StreamExt::map(stream(output), Ok::<_, std::convert::Infallible>);
+                    let bytes = futures::StreamExt::take_until(bytes, stopped);
+                    let mut response = Response::new(Body::from_stream(bytes));
+                    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+                    Ok(response)
+                }
+            }
+        }
+        (_, method) if op == "json" || op == "start" => Err(not_allowed(&method)),
+        (op, _) => Err(message_response(StatusCode::NOT_FOUND, &format!("exec {op} is no Docker API call"))),
+    }
+}
+
+/// The command's output as the engine writes it: frames, or bare bytes for a TTY.
+fn stream(output: ExecOutput) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
+    let tty = output.tty;
+    futures::stream::unfold(output.output, move |mut from| async move {
+        let (stream, payload) = from.recv().await?;
+        if tty {
+            return Some((payload, from));
+        }
+        let mut frame = Vec::with_capacity(payload.len() + wharf_api::logs::HEADER);
+        encode_frame(&mut frame, stream, &payload);
+        Some((frame, from))
+    })
+}
+
+/// Writes the output on the hijacked connection, then closes it (the CLI reads to the end,
+/// then asks for the exit code).
+async fn write_output(
+    mut io: impl tokio::io::AsyncWrite + Unpin,
+    output: ExecOutput,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let bytes = stream(output);
+    tokio::pin!(bytes, stopped);
+    loop {
+        let next = tokio::select! {
+            next = futures::StreamExt::next(&mut bytes) => next,
+            () = &mut stopped => None,
+        };
+        let Some(chunk) = next else { break };
+        if io.write_all(&chunk).await.is_err() || io.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = io.shutdown().await;
+}
+
+fn query_i64(query: &[(String, String)], key: &str) -> Result<Option<i64>, Response> {
+    match crate::query_get(query, key) {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| message_response(StatusCode::BAD_REQUEST, &format!("invalid {key} {raw:?}"))),
+    }
+}
+
+fn not_allowed(method: &Method) -> Response {
+    message_response(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))
+}

@@ -1,0 +1,869 @@
+//! Containers made with `docker run` through a client bundle (the containers door of the
+//! Docker-compatible API), and commands run in them (`docker exec`).
+//!
+//! A container is a task of no service: [`OrchestrationCommand::CreateContainer`] records it
+//! (with its name and creator), `start` wants it running, and from there the control loop
+//! places it (in its collection's nodes, as any task) and the node's agent runs it, reports
+//! it and reads its lines, exactly as a service's task. Nothing restarts or replaces it; once
+//! stopped it stays stopped until it is removed.
+//!
+//! Every host-reaching field of the request is asked of the caller's grants where the
+//! container goes (`host.privileged`, `host.namespaces`, `host.bind-mount`,
+//! `host.capabilities`), by the pure [`plan`]; what Wharf cannot honour is refused, never
+//! dropped. A command runs in a container one made with `container.update`, in anyone else's
+//! only with `container.exec` (which Restricted Control withholds). Its output comes as a
+//! task's lines do (the node's agent takes the request from this manager's
+//! [`crate::LogBroker`]); exec sessions live in this manager's memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use wharf_api::cluster::{HostSettings, TaskBlueprint};
+use wharf_api::containers::{self as wire, ContainerCreate, ExecCreate};
+use wharf_api::docker::{self, ContainerSpec, MountSpec, PortConfig, ResourceRequirements, Resources, TaskSpec};
+use wharf_api::logs::{ExecSpec, LogContext, LogOptions, LogRequest};
+use wharf_auth::rbac::Permission;
+use wharf_store::{ContainerRecord, OrchestrationCommand, ProposerExt, Refusal, TaskRecord, TaskState};
+
+use crate::access::Access;
+use crate::services::{Caller, check_capabilities, check_mounts, find_one};
+use crate::{ClusterError, Manager};
+
+/// How long a finished exec session is kept for its `GET /exec/{id}/json`.
+const EXEC_KEPT: Duration = Duration::from_secs(600);
+/// How many exec sessions one manager keeps at most.
+const MOST_EXECS: usize = 10_000;
+
+/// What a container needs beyond `container.create` in its collection, and what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub blueprint: TaskBlueprint,
+    /// The host-reaching permissions its settings need.
+    pub needs: Vec<Permission>,
+}
+
+/// The task a container request makes, and the permissions it needs (pure). `Err`: what
+/// Wharf cannot honour, said so.
+pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Plan, String> {
+    let host = &create.host_config;
+    let mut needs = Vec::new();
+    if create.image.trim().is_empty() {
+        return Err("an image is required".into());
+    }
+    let unsupported = |what: &str| Err(format!("{what} is not supported by Wharf for containers"));
+    if !host.volumes_from.is_empty() {
+        return unsupported("--volumes-from");
+    }
+    if !host.links.is_empty() {
+        return unsupported("--link");
+    }
+    if host.publish_all_ports {
+        return unsupported("--publish-all (-P)");
+    }
+    if !host.device_requests.is_empty() || !host.device_cgroup_rules.is_empty() {
+        return unsupported("--gpus and --device-cgroup-rule");
+    }
+    if !host.cgroup_parent.is_empty() {
+        return unsupported("--cgroup-parent");
+    }
+    if !host.sysctls.is_empty() {
+        return unsupported("--sysctl");
+    }
+    if host.masked_paths.is_some() || host.readonly_paths.is_some() {
+        return unsupported("--security-opt systempaths=unconfined");
+    }
+    if !matches!(host.runtime.as_str(), "" | "runc") {
+        return unsupported("--runtime");
+    }
+    if !matches!(host.userns_mode.as_str(), "") {
+        return unsupported("--userns");
+    }
+    if !matches!(host.cgroupns_mode.as_str(), "" | "private") {
+        return unsupported("--cgroupns host");
+    }
+    match host.restart_policy.as_ref().map(|r| r.name.as_str()) {
+        None | Some("" | "no") => {}
+        Some(_) => {
+            return Err(
+                "a restart policy is for services: run it with `docker service create` to have it come back".into()
+            );
+        }
+    }
+    let network_mode = match host.network_mode.as_str() {
+        "" | "default" | "bridge" => String::new(),
+        "none" => "none".to_owned(),
+        "host" => {
+            needs.push(Permission::HostNamespaces);
+            "host".to_owned()
+        }
+        other => {
+            return Err(format!(
+                "network {other:?}: a container joins the default bridge, host or none (cluster networks are for services)"
+            ));
+        }
+    };
+    let mut namespace = |flag: &str, mode: &str, also: &[&str]| -> Result<String, String> {
+        match mode {
+            "host" => {
+                needs.push(Permission::HostNamespaces);
+                Ok("host".into())
+            }
+            "" => Ok(String::new()),
+            m if also.contains(&m) => Ok(m.to_owned()),
+            m => Err(format!("{flag} {m:?}: only host (or the default) is supported")),
+        }
+    };
+    let pid_mode = namespace("--pid", &host.pid_mode, &[])?;
+    let ipc_mode = namespace("--ipc", &host.ipc_mode, &["private", "shareable", "none"])?;
+    let uts_mode = namespace("--uts", &host.uts_mode, &[])?;
+    if host.privileged {
+        needs.push(Permission::Privileged);
+    }
+    if !host.devices.is_empty() {
+        needs.push(Permission::Privileged);
+    }
+    let hardening = |o: &str| matches!(o, "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true");
+    if host.security_opt.iter().any(|o| !hardening(o)) {
+        needs.push(Permission::Privileged);
+    }
+    let mut mounts = Vec::new();
+    for bind in &host.binds {
+        mounts.push(bind_mount(bind)?);
+    }
+    mounts.extend(host.mounts.iter().cloned());
+    let mut host_ports = Vec::new();
+    for (key, bindings) in &host.port_bindings {
+        let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let target_port: u16 = port.parse().map_err(|_| format!("invalid port {key:?}"))?;
+        if !matches!(protocol, "tcp" | "udp" | "sctp") {
+            return Err(format!("invalid protocol in port {key:?}"));
+        }
+        for binding in bindings.iter().flatten() {
+            if !binding.host_ip.is_empty() {
+                return unsupported("publishing on one address of the node");
+            }
+            let published_port = match binding.host_port.as_str() {
+                "" => 0,
+                p => p.parse().map_err(|_| format!("invalid host port {p:?}: one port, not a range"))?,
+            };
+            host_ports.push(PortConfig {
+                name: String::new(),
+                protocol: protocol.to_owned(),
+                target_port,
+                published_port,
+                publish_mode: "host".into(),
+            });
+        }
+    }
+    let limits = Resources { nano_cpus: host.nano_cpus.max(0), memory_bytes: host.memory.max(0) };
+    let container_spec = ContainerSpec {
+        image: create.image.clone(),
+        labels: create.labels.clone(),
+        command: create.entrypoint.clone().unwrap_or_default(),
+        args: create.cmd.clone(),
+        hostname: create.hostname.clone(),
+        env: create.env.clone(),
+        dir: create.working_dir.clone(),
+        user: create.user.clone(),
+        tty: create.tty,
+        stop_grace_period: create.stop_timeout.map(|s| s.saturating_mul(1_000_000_000)),
+        stop_signal: create.stop_signal.clone(),
+        init: host.init,
+        healthcheck: create.healthcheck.clone(),
+        read_only: host.readonly_rootfs,
+        open_stdin: create.open_stdin,
+        oom_score_adj: (host.oom_score_adj != 0).then_some(host.oom_score_adj),
+        mounts,
+        capability_add: host.cap_add.clone(),
+        capability_drop: host.cap_drop.clone(),
+        ..ContainerSpec::default()
+    };
+    let blueprint = TaskBlueprint {
+        service_name: name.to_owned(),
+        spec: TaskSpec {
+            container_spec,
+            resources: (limits != Resources::default())
+                .then_some(ResourceRequirements { limits: Some(limits), reservations: None }),
+            ..TaskSpec::default()
+        },
+        host_ports,
+        collection: collection.to_owned(),
+        host: Some(HostSettings {
+            privileged: host.privileged,
+            network_mode,
+            pid_mode,
+            ipc_mode,
+            uts_mode,
+            security_opt: host.security_opt.clone(),
+            devices: host.devices.clone(),
+            auto_remove: host.auto_remove,
+        }),
+    };
+    needs.dedup();
+    Ok(Plan { blueprint, needs })
+}
+
+/// `-v SOURCE:TARGET[:OPTIONS]` as a mount: a path of the node (a bind mount) or a named
+/// volume; `-v TARGET` alone is an anonymous volume.
+fn bind_mount(bind: &str) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [target] => ("", *target, ""),
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
+        _ => return Err(format!("invalid volume specification {bind:?}")),
+    };
+    let mut read_only = false;
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match option {
+            "ro" => read_only = true,
+            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
+            | "delegated" | "cached" | "consistent" => {}
+            other => return Err(format!("invalid volume option {other:?} in {bind:?}")),
+        }
+    }
+    let kind = if source.starts_with('/') { "bind" } else { "volume" };
+    Ok(MountSpec {
+        kind: kind.into(),
+        source: source.to_owned(),
+        target: target.to_owned(),
+        read_only,
+        ..MountSpec::default()
+    })
+}
+
+/// The exec sessions of this manager (in memory, as the engine keeps them).
+#[derive(Default)]
+pub struct Execs {
+    sessions: Mutex<HashMap<String, ExecSession>>,
+}
+
+#[derive(Debug, Clone)]
+struct ExecSession {
+    container: String,
+    node: u64,
+    /// Who made it: only they start and inspect it.
+    caller: String,
+    spec: ExecSpec,
+    started: bool,
+    exit_code: Option<i64>,
+    ended: Option<Instant>,
+}
+
+impl Execs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecSession>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: String, session: ExecSession) -> Result<(), ClusterError> {
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.ended.is_none_or(|at| at.elapsed() < EXEC_KEPT));
+        if sessions.len() >= MOST_EXECS {
+            return Err(ClusterError::TooManyRequests("too many exec sessions on this manager".into()));
+        }
+        sessions.insert(id, session);
+        Ok(())
+    }
+
+    fn end(&self, id: &str, code: i64) {
+        if let Some(session) = self.lock().get_mut(id) {
+            session.exit_code = Some(code);
+            session.ended = Some(Instant::now());
+        }
+    }
+}
+
+/// A command's output as it comes: `(stream, bytes)` (1 stdout, 2 stderr).
+pub struct ExecOutput {
+    pub output: mpsc::Receiver<(u8, Vec<u8>)>,
+    pub tty: bool,
+}
+
+/// The exit code of a command whose node never said how it ended.
+const EXIT_UNKNOWN: i64 = 255;
+
+fn blueprint_of(task: &TaskRecord) -> TaskBlueprint {
+    serde_json::from_str(&task.template).unwrap_or_default()
+}
+
+/// Docker's short state of a container, and the words of `docker ps`'s STATUS.
+fn state_of(task: &TaskRecord, now: u64) -> (&'static str, String) {
+    let ago = |at: u64| human_duration(now.saturating_sub(at));
+    if task.desired == TaskState::Ready {
+        return ("created", "Created".into());
+    }
+    match task.status.state {
+        TaskState::Running => ("running", format!("Up {}", ago(task.status.at))),
+        s if s.is_terminal() => ("exited", format!("Exited ({}) {} ago", task.status.exit_code, ago(task.status.at))),
+        _ if task.desired >= TaskState::Shutdown => ("exited", "Exited (0) just now".into()),
+        s => ("created", format!("Starting ({})", s.as_str())),
+    }
+}
+
+/// `docker ps`'s way of saying how long: `5 seconds`, `3 minutes`, `2 hours`, `4 days`.
+fn human_duration(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0 => return "Less than a second".into(),
+        s if s < 60 => (s, "second"),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 * 2 => (s / 3600, "hour"),
+        s => (s / 86_400, "day"),
+    };
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
+}
+
+impl Manager {
+    /// The container `key` names (id, name, or a prefix of one id), visible to the caller, and
+    /// `permission` allowed on it.
+    fn find_container(
+        &self,
+        access: &Access,
+        key: &str,
+        permission: Permission,
+    ) -> Result<(String, ContainerRecord, TaskRecord), ClusterError> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let all: Vec<(String, (ContainerRecord, TaskRecord))> = self
+            .store
+            .containers()?
+            .into_iter()
+            .filter(|(_, _, t)| t.desired < TaskState::Remove)
+            .map(|(id, c, t)| (id, (c, t)))
+            .collect();
+        let not_found = || ClusterError::NotFound(format!("No such container: {key}"));
+        let (id, (container, task)) = find_one(&all, key, |(c, _)| &c.name).ok_or_else(not_found)?;
+        let collection = blueprint_of(task).collection;
+        access.reach(Permission::ContainerView, permission, &collection, not_found)?;
+        Ok((id.clone(), container.clone(), task.clone()))
+    }
+
+    /// `POST /containers/create?name=`.
+    pub async fn create_container(
+        &self,
+        caller: &Caller,
+        name: Option<&str>,
+        mut create: ContainerCreate,
+    ) -> Result<wire::ContainerCreated, ClusterError> {
+        let id = crate::control::new_object_id();
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(given) => wire::container_name(given)
+                .ok_or_else(|| {
+                    ClusterError::Invalid(format!(
+                        "Invalid container name ({given}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    ))
+                })?
+                .to_owned(),
+            None => id[..12].to_owned(),
+        };
+        let access = self.access(caller)?;
+        let collection = access.place(self, &mut create.labels, Permission::ContainerCreate)?;
+        let plan = plan(&create, &name, &collection).map_err(ClusterError::Invalid)?;
+        for permission in &plan.needs {
+            access.require(*permission, &collection)?;
+        }
+        let spec = &plan.blueprint.spec.container_spec;
+        check_mounts(&access, &collection, &spec.mounts)?;
+        check_capabilities(&access, &collection, spec)?;
+        let template = serde_json::to_string(&plan.blueprint)
+            .map_err(|e| ClusterError::Internal(format!("encoding a container: {e}")))?;
+        let command = OrchestrationCommand::CreateContainer {
+            id: id.clone(),
+            name,
+            owner: caller.name.clone(),
+            template,
+            at: crate::now(),
+        };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(container_error)?;
+        Ok(wire::ContainerCreated { id, warnings: Vec::new() })
+    }
+
+    /// `POST /containers/{id}/start`: `false` when it was started already.
+    pub async fn start_container(&self, caller: &Caller, key: &str) -> Result<bool, ClusterError> {
+        let (id, container, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerCreate)?;
+        match task.desired {
+            TaskState::Ready => {}
+            TaskState::Running => return Ok(false),
+            _ => {
+                return Err(ClusterError::Conflict(format!(
+                    "container {} was stopped: Wharf does not start a container again; run a new one",
+                    container.name
+                )));
+            }
+        }
+        let command =
+            OrchestrationCommand::SetDesiredState { ids: vec![id], desired: TaskState::Running, at: crate::now() };
+        self.proposer.propose_by(caller.origin.clone(), command).await?;
+        Ok(true)
+    }
+
+    /// `POST /containers/{id}/stop?t=` (and `kill`): waits, within the grace period and a
+    /// margin, until its node stopped it. `false` when it was not running.
+    pub async fn stop_container(&self, caller: &Caller, key: &str, grace: Option<i64>) -> Result<bool, ClusterError> {
+        let (id, _, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerUpdate)?;
+        if task.desired != TaskState::Running || task.status.state.is_terminal() {
+            return Ok(false);
+        }
+        let mut feed = self.store.subscribe();
+        let command = OrchestrationCommand::SetDesiredState {
+            ids: vec![id.clone()],
+            desired: TaskState::Shutdown,
+            at: crate::now(),
+        };
+        self.proposer.propose_by(caller.origin.clone(), command).await?;
+        let spec_grace = blueprint_of(&task).spec.container_spec.stop_grace_period.unwrap_or(10_000_000_000);
+        let grace = grace.map_or(spec_grace / 1_000_000_000, |g| g.max(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.clamp(0, 600) as u64 + 15);
+        loop {
+            feed.borrow_and_update();
+            let ended = self.store.task(&id)?.is_none_or(|t| t.status.state.is_terminal() || t.node.is_none());
+            if ended {
+                return Ok(true);
+            }
+            tokio::select! {
+                changed = feed.changed() => if changed.is_err() { return Ok(true) },
+                () = tokio::time::sleep_until(deadline) => return Ok(true),
+                () = self.stopping.stopped() => return Ok(true),
+            }
+        }
+    }
+
+    /// `DELETE /containers/{id}?force=`: a running container only with `force`.
+    pub async fn remove_container(&self, caller: &Caller, key: &str, force: bool) -> Result<(), ClusterError> {
+        let (id, container, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerRemove)?;
+        let running = task.desired == TaskState::Running && !task.status.state.is_terminal();
+        if running && !force {
+            return Err(ClusterError::Conflict(format!(
+                "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                container.name
+            )));
+        }
+        let command = OrchestrationCommand::RemoveContainer { id, at: crate::now() };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(container_error)?;
+        Ok(())
+    }
+
+    /// The id of the container `key` names, which the caller may view (`POST
+    /// /containers/{id}/wait` answers its head at once, and waits in its body).
+    pub fn container_to_wait_for(&self, caller: &Caller, key: &str) -> Result<String, ClusterError> {
+        Ok(self.find_container(&self.access(caller)?, key, Permission::ContainerView)?.0)
+    }
+
+    /// `POST /containers/{id}/wait`: once container `id` ended, its exit code (125 for one
+    /// that never ran: its node refused it).
+    pub async fn wait_container(&self, id: &str) -> Result<wire::WaitResponse, ClusterError> {
+        let mut feed = self.store.subscribe();
+        loop {
+            feed.borrow_and_update();
+            match self.store.task(id)? {
+                None => return Ok(wire::WaitResponse { status_code: 0 }),
+                Some(t) if t.status.state == TaskState::Rejected => return Ok(wire::WaitResponse { status_code: 125 }),
+                Some(t) if t.status.state.is_terminal() => {
+                    return Ok(wire::WaitResponse { status_code: t.status.exit_code });
+                }
+                Some(_) => {}
+            }
+            tokio::select! {
+                changed = feed.changed() => if changed.is_err() { return Err(ClusterError::Unavailable("the state closed".into())) },
+                () = self.stopping.stopped() => return Err(ClusterError::Unavailable("this manager is stopping".into())),
+            }
+        }
+    }
+
+    /// `GET /containers/json?all=&filters=`: the containers the caller may view (running ones
+    /// unless `all`).
+    pub fn list_containers(
+        &self,
+        caller: &Caller,
+        all: bool,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<wire::ContainerSummary>, ClusterError> {
+        for key in filters.keys() {
+            if !matches!(key.as_str(), "id" | "name" | "label" | "status") {
+                return Err(ClusterError::Invalid(format!("invalid filter '{key}'")));
+            }
+        }
+        let access = self.access(caller)?;
+        let now = crate::now();
+        let mut out = Vec::new();
+        for (id, container, task) in self.store.containers()? {
+            if task.desired >= TaskState::Remove {
+                continue;
+            }
+            let blueprint = blueprint_of(&task);
+            if !access.allows(Permission::ContainerView, &blueprint.collection) {
+                continue;
+            }
+            let (state, status) = state_of(&task, now);
+            let wanted = |key: &str, matches: &dyn Fn(&str) -> bool| {
+                filters.get(key).is_none_or(|values| values.iter().any(|v| matches(v)))
+            };
+            let c = &blueprint.spec.container_spec;
+            let labels_ok = crate::services::labels_match(&c.labels, filters.get("label").map_or(&[][..], |v| v));
+            if (!all && state != "running" && !filters.contains_key("status"))
+                || !wanted("id", &|v| id.starts_with(v))
+                || !wanted("name", &|v| container.name.contains(v.trim_start_matches('/')))
+                || !wanted("status", &|v| v == state)
+                || !labels_ok
+            {
+                continue;
+            }
+            let command = c.command.iter().chain(&c.args).cloned().collect::<Vec<_>>().join(" ");
+            out.push(wire::ContainerSummary {
+                id: id.clone(),
+                names: vec![format!("/{}", container.name)],
+                image: c.image.clone(),
+                image_id: String::new(),
+                command,
+                created: container.created as i64,
+                ports: task
+                    .status
+                    .ports
+                    .iter()
+                    .map(|p| wire::SummaryPort {
+                        ip: "0.0.0.0".into(),
+                        private_port: p.target,
+                        public_port: Some(p.published),
+                        kind: p.protocol.clone(),
+                    })
+                    .collect(),
+                labels: c.labels.clone(),
+                state: state.to_owned(),
+                status,
+                host_config: wire::SummaryHostConfig {
+                    network_mode: blueprint
+                        .host
+                        .as_ref()
+                        .map(|h| h.network_mode.clone())
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| "default".into()),
+                },
+                mounts: Vec::new(),
+            });
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect_container(&self, caller: &Caller, key: &str) -> Result<wire::ContainerInspect, ClusterError> {
+        let (id, container, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerView)?;
+        let blueprint = blueprint_of(&task);
+        let c = &blueprint.spec.container_spec;
+        let host = blueprint.host.clone().unwrap_or_default();
+        let (state, _) = state_of(&task, crate::now());
+        let node = match task.node {
+            Some(node) => self.store.node(node)?.map(|n| wire::InspectNode {
+                id: node.to_string(),
+                name: n.hostname.clone(),
+                addr: n.addr.clone(),
+            }),
+            None => None,
+        };
+        let mut ports: BTreeMap<String, Option<Vec<wire::PortBinding>>> = BTreeMap::new();
+        for p in &task.status.ports {
+            ports
+                .entry(format!("{}/{}", p.target, p.protocol))
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(wire::PortBinding { host_ip: "0.0.0.0".into(), host_port: p.published.to_string() });
+        }
+        let ended = task.status.state.is_terminal();
+        Ok(wire::ContainerInspect {
+            id,
+            created: docker::rfc3339(container.created),
+            path: c.command.first().or(c.args.first()).cloned().unwrap_or_default(),
+            args: c.command.iter().chain(&c.args).skip(1).cloned().collect(),
+            state: wire::ContainerState {
+                status: state.to_owned(),
+                running: state == "running",
+                exit_code: task.status.exit_code,
+                error: task.status.err.clone(),
+                started_at: docker::rfc3339(if state == "created" { 0 } else { task.created }),
+                finished_at: docker::rfc3339(if ended { task.status.at } else { 0 }),
+                ..wire::ContainerState::default()
+            },
+            image: c.image.clone(),
+            name: format!("/{}", container.name),
+            restart_count: 0,
+            driver: String::new(),
+            platform: "linux".into(),
+            config: wire::InspectConfig {
+                hostname: c.hostname.clone(),
+                user: c.user.clone(),
+                tty: c.tty,
+                open_stdin: c.open_stdin,
+                env: c.env.clone(),
+                cmd: c.args.clone(),
+                image: c.image.clone(),
+                working_dir: c.dir.clone(),
+                entrypoint: (!c.command.is_empty()).then(|| c.command.clone()),
+                labels: c.labels.clone(),
+            },
+            host_config: wire::InspectHostConfig {
+                network_mode: if host.network_mode.is_empty() { "default".into() } else { host.network_mode.clone() },
+                privileged: host.privileged,
+                pid_mode: host.pid_mode.clone(),
+                ipc_mode: host.ipc_mode.clone(),
+                uts_mode: host.uts_mode.clone(),
+                auto_remove: host.auto_remove,
+                cap_add: c.capability_add.clone(),
+                cap_drop: c.capability_drop.clone(),
+                binds: c
+                    .mounts
+                    .iter()
+                    .filter(|m| m.kind == "bind")
+                    .map(|m| format!("{}:{}{}", m.source, m.target, if m.read_only { ":ro" } else { "" }))
+                    .collect(),
+                readonly_rootfs: c.read_only,
+            },
+            mounts: Vec::new(),
+            network_settings: wire::NetworkSettings { ports },
+            node,
+        })
+    }
+
+    /// The container of a log request (`docker logs`): its task, its node, whether it has a
+    /// TTY.
+    pub(crate) fn container_for_logs(
+        &self,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<(String, TaskRecord, bool), ClusterError> {
+        let (id, _, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerView)?;
+        let tty = blueprint_of(&task).spec.container_spec.tty;
+        Ok((id, task, tty))
+    }
+
+    /// `POST /containers/{id}/exec`: a command to run in a running container, once started.
+    pub fn create_exec(
+        &self,
+        caller: &Caller,
+        key: &str,
+        exec: ExecCreate,
+    ) -> Result<wire::ContainerCreated, ClusterError> {
+        let access = self.access(caller)?;
+        let (id, container, task) = self.find_container(&access, key, Permission::ContainerView)?;
+        let collection = blueprint_of(&task).collection;
+        // In one's own container a command is an update of it; in anyone else's it needs
+        // `container.exec`.
+        let needed = if container.owner == caller.name { Permission::ContainerUpdate } else { Permission::ExecOthers };
+        access.require(needed, &collection)?;
+        if exec.privileged {
+            access.require(Permission::Privileged, &collection)?;
+        }
+        if exec.attach_stdin {
+            return Err(ClusterError::Invalid(
+                "standard input (docker exec -i) is not supported by Wharf yet: run the command without -i".into(),
+            ));
+        }
+        if exec.cmd.is_empty() {
+            return Err(ClusterError::Invalid("No exec command specified".into()));
+        }
+        let node = match task.node {
+            Some(node) if task.status.state == TaskState::Running && task.desired == TaskState::Running => node,
+            _ => return Err(ClusterError::Conflict(format!("Container {} is not running", container.name))),
+        };
+        let exec_id = crate::control::new_object_id();
+        let spec = ExecSpec {
+            cmd: exec.cmd,
+            env: exec.env,
+            user: exec.user,
+            working_dir: exec.working_dir,
+            tty: exec.tty,
+            privileged: exec.privileged,
+        };
+        let session = ExecSession {
+            container: id,
+            node,
+            caller: caller.name.clone(),
+            spec,
+            started: false,
+            exit_code: None,
+            ended: None,
+        };
+        self.execs.insert(exec_id.clone(), session)?;
+        Ok(wire::ContainerCreated { id: exec_id, warnings: Vec::new() })
+    }
+
+    fn exec_session(&self, caller: &Caller, exec_id: &str) -> Result<ExecSession, ClusterError> {
+        self.execs
+            .lock()
+            .get(exec_id)
+            .filter(|s| s.caller == caller.name)
+            .cloned()
+            .ok_or_else(|| ClusterError::NotFound(format!("No such exec instance: {exec_id}")))
+    }
+
+    /// `POST /exec/{id}/start`: asks the container's node to run the command; its output
+    /// comes on the answer as the node sends it (drained here when the caller detached).
+    pub fn start_exec(&self, caller: &Caller, exec_id: &str) -> Result<ExecOutput, ClusterError> {
+        let session = self.exec_session(caller, exec_id)?;
+        {
+            let mut sessions = self.execs.lock();
+            let Some(s) = sessions.get_mut(exec_id) else {
+                return Err(ClusterError::NotFound(format!("No such exec instance: {exec_id}")));
+            };
+            if s.started {
+                return Err(ClusterError::Conflict(format!("exec {exec_id} has already been started")));
+            }
+            s.started = true;
+        }
+        let tty = session.spec.tty;
+        let context = std::sync::Arc::new(LogContext {
+            node_id: session.node.to_string(),
+            service_id: String::new(),
+            task_id: session.container.clone(),
+        });
+        let request = LogRequest {
+            id: crate::control::new_object_id(),
+            task_id: session.container.clone(),
+            options: LogOptions::default(),
+            exec: Some(session.spec.clone()),
+        };
+        let (lines, mut from_node) = mpsc::channel(64);
+        self.logs.ask(session.node, (request, context), lines);
+        let (to_caller, output) = mpsc::channel(64);
+        let execs = std::sync::Arc::clone(&self.execs);
+        let exec_id = exec_id.to_owned();
+        tokio::spawn(async move {
+            while let Some(line) = from_node.recv().await {
+                if line.stream == wharf_api::logs::EXIT {
+                    let code = wharf_api::logs::exit_code(&line.payload).unwrap_or(EXIT_UNKNOWN);
+                    execs.end(&exec_id, code);
+                    return;
+                }
+                // A caller that left does not stop the command: its output is drained.
+                let _ = to_caller.send((line.stream, line.payload)).await;
+            }
+            tracing::warn!(exec = exec_id, "a command's node did not say how it ended");
+            execs.end(&exec_id, EXIT_UNKNOWN);
+        });
+        Ok(ExecOutput { output, tty })
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub fn inspect_exec(&self, caller: &Caller, exec_id: &str) -> Result<wire::ExecInspect, ClusterError> {
+        let session = self.exec_session(caller, exec_id)?;
+        Ok(wire::ExecInspect {
+            id: exec_id.to_owned(),
+            running: session.started && session.exit_code.is_none(),
+            exit_code: session.exit_code,
+            container_id: session.container,
+            open_stdin: false,
+            open_stdout: true,
+            open_stderr: true,
+            can_remove: session.exit_code.is_some(),
+            pid: 0,
+        })
+    }
+}
+
+fn container_error(e: wharf_store::ProposeError) -> ClusterError {
+    match e {
+        wharf_store::ProposeError::Refused(Refusal::NameTaken { name, .. }) => ClusterError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use. You have to remove (or rename) that container to be able to reuse that name."
+        )),
+        wharf_store::ProposeError::Refused(Refusal::ObjectUnknown { id, .. }) => {
+            ClusterError::NotFound(format!("No such container: {id}"))
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(json: &str) -> ContainerCreate {
+        serde_json::from_str(json).expect("a create body")
+    }
+
+    fn needs(json: &str) -> Vec<Permission> {
+        plan(&create(json), "c", "/Shared").expect("a plan").needs
+    }
+
+    #[test]
+    fn each_host_reaching_setting_needs_its_permission_and_nothing_else_does() {
+        assert!(
+            needs(r#"{"Image":"i","Cmd":["true"],"HostConfig":{"NetworkMode":"default","Binds":["data:/d"]}}"#)
+                .is_empty()
+        );
+        assert_eq!(needs(r#"{"Image":"i","HostConfig":{"Privileged":true}}"#), [Permission::Privileged]);
+        assert_eq!(needs(r#"{"Image":"i","HostConfig":{"NetworkMode":"host"}}"#), [Permission::HostNamespaces]);
+        assert_eq!(needs(r#"{"Image":"i","HostConfig":{"PidMode":"host"}}"#), [Permission::HostNamespaces]);
+        assert_eq!(needs(r#"{"Image":"i","HostConfig":{"IpcMode":"host"}}"#), [Permission::HostNamespaces]);
+        assert_eq!(needs(r#"{"Image":"i","HostConfig":{"UTSMode":"host"}}"#), [Permission::HostNamespaces]);
+        let device = r#"{"Image":"i","HostConfig":{"Devices":[{"PathOnHost":"/dev/kmsg","PathInContainer":"/dev/kmsg","CgroupPermissions":"rwm"}]}}"#;
+        assert_eq!(needs(device), [Permission::Privileged]);
+        assert_eq!(
+            needs(r#"{"Image":"i","HostConfig":{"SecurityOpt":["seccomp=unconfined"]}}"#),
+            [Permission::Privileged]
+        );
+        assert!(needs(r#"{"Image":"i","HostConfig":{"SecurityOpt":["no-new-privileges"]}}"#).is_empty());
+        // A bind mount and capabilities are asked where they are checked (check_mounts,
+        // check_capabilities), from the plan's container spec.
+        let plan =
+            plan(&create(r#"{"Image":"i","HostConfig":{"Binds":["/etc:/host:ro"],"CapAdd":["NET_ADMIN"]}}"#), "c", "/")
+                .expect("plan");
+        let spec = &plan.blueprint.spec.container_spec;
+        assert_eq!((spec.mounts[0].kind.as_str(), spec.mounts[0].read_only), ("bind", true));
+        assert_eq!(spec.capability_add, ["NET_ADMIN"]);
+    }
+
+    #[test]
+    fn what_wharf_cannot_honour_is_refused_not_dropped() {
+        for body in [
+            r#"{"Image":""}"#,
+            r#"{"Image":"i","HostConfig":{"VolumesFrom":["x"]}}"#,
+            r#"{"Image":"i","HostConfig":{"Links":["x:y"]}}"#,
+            r#"{"Image":"i","HostConfig":{"PublishAllPorts":true}}"#,
+            r#"{"Image":"i","HostConfig":{"RestartPolicy":{"Name":"always"}}}"#,
+            r#"{"Image":"i","HostConfig":{"NetworkMode":"container:x"}}"#,
+            r#"{"Image":"i","HostConfig":{"NetworkMode":"mynet"}}"#,
+            r#"{"Image":"i","HostConfig":{"PidMode":"container:x"}}"#,
+            r#"{"Image":"i","HostConfig":{"Sysctls":{"net.ipv4.ip_forward":"1"}}}"#,
+            r#"{"Image":"i","HostConfig":{"MaskedPaths":[]}}"#,
+            r#"{"Image":"i","HostConfig":{"CgroupParent":"/x"}}"#,
+            r#"{"Image":"i","HostConfig":{"UsernsMode":"host"}}"#,
+            r#"{"Image":"i","HostConfig":{"Binds":["/a:/b:ro:x"]}}"#,
+            r#"{"Image":"i","HostConfig":{"Binds":["/a:/b:bogus"]}}"#,
+            r#"{"Image":"i","HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"10.0.0.1","HostPort":"80"}]}}}"#,
+            r#"{"Image":"i","HostConfig":{"PortBindings":{"x/tcp":[{"HostPort":"80"}]}}}"#,
+            r#"{"Image":"i","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"80-90"}]}}}"#,
+        ] {
+            assert!(plan(&create(body), "c", "/").is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_plan_keeps_the_command_ports_limits_and_settings() {
+        let body = r#"{"Image":"busybox","Entrypoint":["sh","-c"],"Cmd":["echo hi"],"Env":["A=1"],"Tty":true,
+            "StopTimeout":3,"Labels":{"k":"v"},
+            "HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}],"53/udp":[{"HostPort":""}]},
+            "Memory":1048576,"AutoRemove":true,"CapDrop":["CHOWN"]}}"#;
+        let plan = plan(&create(body), "web", "/Shared/ops").expect("plan");
+        let b = &plan.blueprint;
+        assert_eq!((b.service_name.as_str(), b.collection.as_str()), ("web", "/Shared/ops"));
+        let c = &b.spec.container_spec;
+        assert_eq!((c.command.clone(), c.args.clone()), (vec!["sh".into(), "-c".into()], vec!["echo hi".into()]));
+        assert_eq!(c.stop_grace_period, Some(3_000_000_000));
+        assert!(c.tty);
+        assert_eq!(c.capability_drop, ["CHOWN"]);
+        let ports: Vec<(u16, u16, &str)> =
+            b.host_ports.iter().map(|p| (p.target_port, p.published_port, p.protocol.as_str())).collect();
+        assert_eq!(ports, [(53, 0, "udp"), (80, 8080, "tcp")]);
+        assert_eq!(b.spec.resources.as_ref().and_then(|r| r.limits).map(|l| l.memory_bytes), Some(1_048_576));
+        assert!(b.host.as_ref().is_some_and(|h| h.auto_remove && !h.privileged));
+    }
+
+    #[test]
+    fn durations_read_as_docker_ps_says_them() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(1), "1 second");
+        assert_eq!(human_duration(59), "59 seconds");
+        assert_eq!(human_duration(120), "2 minutes");
+        assert_eq!(human_duration(7200), "2 hours");
+        assert_eq!(human_duration(86_400 * 3), "3 days");
+    }
+}
