@@ -52,6 +52,9 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
     if create.image.trim().is_empty() {
         return Err("an image is required".into());
     }
+    if create.attach_stdin {
+        return Err("standard input (docker run -i) is not supported by Wharf yet: run it without -i".into());
+    }
     let unsupported = |what: &str| Err(format!("{what} is not supported by Wharf for containers"));
     if !host.volumes_from.is_empty() {
         return unsupported("--volumes-from");
@@ -635,6 +638,59 @@ impl Manager {
         Ok((id, task, tty))
     }
 
+    /// `POST /containers/{id}/attach?stream=1`: the container's output from its start, as
+    /// its node sends it, once it runs (the CLI attaches before it starts the container);
+    /// ends when the container does. One that never ran says why on its standard error.
+    pub fn attach_container(&self, caller: &Caller, key: &str) -> Result<ExecOutput, ClusterError> {
+        let (id, _, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerView)?;
+        let tty = blueprint_of(&task).spec.container_spec.tty;
+        let (to_caller, output) = mpsc::channel(64);
+        let (store, broker) = (std::sync::Arc::clone(&self.store), self.logs.clone());
+        tokio::spawn(async move {
+            let mut feed = store.subscribe();
+            let (node, task) = loop {
+                feed.borrow_and_update();
+                match store.task(&id) {
+                    Ok(Some(t)) => match t.node {
+                        Some(node) if t.status.state >= TaskState::Running && !t.status.container_id.is_empty() => {
+                            break (node, t);
+                        }
+                        _ if t.status.state.is_terminal() => {
+                            let why = if t.status.err.is_empty() { &t.status.message } else { &t.status.err };
+                            let _ = to_caller.send((wharf_api::logs::STDERR, format!("{why}\n").into_bytes())).await;
+                            return;
+                        }
+                        _ => {}
+                    },
+                    _ => return,
+                }
+                tokio::select! {
+                    changed = feed.changed() => if changed.is_err() { return },
+                    () = to_caller.closed() => return,
+                }
+            };
+            let context = std::sync::Arc::new(LogContext {
+                node_id: node.to_string(),
+                service_id: String::new(),
+                task_id: id.clone(),
+            });
+            let options = LogOptions { follow: !task.status.state.is_terminal(), tail: None, since: 0, until: 0 };
+            let request = LogRequest { id: crate::control::new_object_id(), task_id: id, options, exec: None };
+            let (lines, mut from_node) = mpsc::channel(64);
+            broker.ask(node, (request, context), lines);
+            while let Some(line) = from_node.recv().await {
+                if line.stream != wharf_api::logs::STDOUT && line.stream != wharf_api::logs::STDERR {
+                    continue;
+                }
+                let (_, message) = wharf_api::logs::split_timestamp(&line.payload);
+                if to_caller.send((line.stream, message.to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ExecOutput { output, tty })
+    }
+
     /// `POST /containers/{id}/exec`: a command to run in a running container, once started.
     pub fn create_exec(
         &self,
@@ -815,6 +871,7 @@ mod tests {
     fn what_wharf_cannot_honour_is_refused_not_dropped() {
         for body in [
             r#"{"Image":""}"#,
+            r#"{"Image":"i","AttachStdin":true,"OpenStdin":true}"#,
             r#"{"Image":"i","HostConfig":{"VolumesFrom":["x"]}}"#,
             r#"{"Image":"i","HostConfig":{"Links":["x:y"]}}"#,
             r#"{"Image":"i","HostConfig":{"PublishAllPorts":true}}"#,

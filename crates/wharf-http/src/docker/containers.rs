@@ -57,7 +57,7 @@ pub(super) async fn container(manager: &Manager, caller: &Caller, id: &str, req:
 }
 
 /// `/containers/{id}/{operation}`.
-pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str, op: &str, req: Request) -> Answer {
+pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str, op: &str, mut req: Request) -> Answer {
     let query = crate::query_pairs(req.uri().query());
     let method = req.method().clone();
     match (op, method) {
@@ -94,10 +94,17 @@ pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str,
             let exec: ExecCreate = json_body(req).await?;
             typed(StatusCode::CREATED, &manager.create_exec(caller, id, exec).map_err(docker_error)?)
         }
-        ("attach", _) => Err(message_response(
-            StatusCode::NOT_IMPLEMENTED,
-            "attaching to a container is not supported by Wharf yet: run it with -d, then `docker logs -f`",
-        )),
+        ("attach", Method::POST) => {
+            if flag(&query, "stdin") {
+                return Err(message_response(
+                    StatusCode::BAD_REQUEST,
+                    "standard input (docker run -i, docker attach) is not supported by Wharf yet: run it without -i",
+                ));
+            }
+            let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+            let output = manager.attach_container(caller, id).map_err(docker_error)?;
+            Ok(hijacked(manager, upgrade, output))
+        }
         (op, Method::POST | Method::GET) => Err(message_response(
             StatusCode::NOT_IMPLEMENTED,
             &format!("docker {op} is not supported by Wharf for containers (run, ps, inspect, logs, stop, rm, exec)"),
@@ -111,46 +118,51 @@ pub(super) async fn exec(manager: &Manager, caller: &Caller, id: &str, op: &str,
     match (op, req.method().clone()) {
         ("json", Method::GET) => ok(&manager.inspect_exec(caller, id).map_err(docker_error)?),
         ("start", Method::POST) => {
-            let wants_upgrade = req
-                .headers()
-                .get(header::UPGRADE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
-            let upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+            let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
             let start: ExecStart = json_body(req).await?;
             let output = manager.start_exec(caller, id).map_err(docker_error)?;
             if start.detach {
                 // The manager drains the output; the command runs on.
                 return Ok(empty(StatusCode::OK));
             }
-            let kind = if output.tty { RAW } else { MULTIPLEXED };
-            let stopped = manager.stopping.stopped();
-            match upgrade {
-                Some(upgrade) => {
-                    tokio::spawn(async move {
-                        match upgrade.await {
-                            Ok(upgraded) => write_output(TokioIo::new(upgraded), output, stopped).await,
-                            Err(e) => tracing::debug!(error = %e, "an exec's connection was not upgraded"),
-                        }
-                    });
-                    let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
-                    let headers = response.headers_mut();
-                    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-                    headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-                    Ok(response)
-                }
-                None => {
-                    let bytes = futures::StreamExt::map(stream(output), Ok::<_, std::convert::Infallible>);
-                    let bytes = futures::StreamExt::take_until(bytes, stopped);
-                    let mut response = Response::new(Body::from_stream(bytes));
-                    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-                    Ok(response)
-                }
-            }
+            Ok(hijacked(manager, upgrade, output))
         }
         (_, method) if op == "json" || op == "start" => Err(not_allowed(&method)),
         (op, _) => Err(message_response(StatusCode::NOT_FOUND, &format!("exec {op} is no Docker API call"))),
+    }
+}
+
+fn wants_upgrade(req: &Request) -> bool {
+    req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// The answer that carries `output`: a `101` and the output on the upgraded connection, or a
+/// streamed body for a client that did not ask to upgrade.
+fn hijacked(manager: &Manager, upgrade: Option<hyper::upgrade::OnUpgrade>, output: ExecOutput) -> Response {
+    let kind = if output.tty { RAW } else { MULTIPLEXED };
+    let stopped = manager.stopping.stopped();
+    match upgrade {
+        Some(upgrade) => {
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(upgraded) => write_output(TokioIo::new(upgraded), output, stopped).await,
+                    Err(e) => tracing::debug!(error = %e, "a hijacked connection was not upgraded"),
+                }
+            });
+            let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
+            let headers = response.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            response
+        }
+        None => {
+            let bytes = futures::StreamExt::map(stream(output), Ok::<_, std::convert::Infallible>);
+            let bytes = futures::StreamExt::take_until(bytes, stopped);
+            let mut response = Response::new(Body::from_stream(bytes));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            response
+        }
     }
 }
 

@@ -181,5 +181,15 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
         (!names(&full, true).contains(&"web".to_owned()) && on_engine(&engine, again.trim(), "{{.Id}}").is_none())
             .then_some(())
     });
+
+    // Attached (no -d): the CLI reads the output as the container runs, and exits with its code.
+    let script = "echo out-line; echo err-line >&2; exit 3";
+    let args = ["run", "--rm", "--label", ops, &image, "sh", "-c", script];
+    let out = crate::services::docker(&full, &args).output().expect("docker run");
+    assert_eq!(out.status.code(), Some(3), "docker run exits as the container did: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-line\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err-line"), "{out:?}");
+    let said = refused(&full, &["run", "-i", "--label", ops, &image, "cat"]);
+    assert!(said.contains("standard input"), "docker run -i: {said}");
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
