@@ -315,11 +315,18 @@ impl Executor for DockerExecutor {
         Ok(Box::pin(lines_of(self.docker.logs(&id, Some(query)))))
     }
 
-    async fn exec(&self, task_id: &str, spec: &wharf_api::logs::ExecSpec) -> Result<LogLines, ExecError> {
+    async fn exec(
+        &self,
+        task_id: &str,
+        spec: &wharf_api::logs::ExecSpec,
+        input: Option<crate::executor::Input>,
+    ) -> Result<LogLines, ExecError> {
         use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
         let id = self.task_container(task_id).await?;
         let non_blank = |s: &String| (!s.is_empty()).then(|| s.clone());
         let options = CreateExecOptions {
+            attach_stdin: Some(input.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(spec.tty),
@@ -332,11 +339,22 @@ impl Executor for DockerExecutor {
         };
         let created = self.docker.create_exec(&id, options).await.map_err(|e| ExecError::Start(e.to_string()))?;
         let start = StartExecOptions { detach: false, tty: spec.tty, output_capacity: None };
-        let StartExecResults::Attached { output, .. } =
+        let StartExecResults::Attached { output, input: mut stdin } =
             self.docker.start_exec(&created.id, Some(start)).await.map_err(|e| ExecError::Start(e.to_string()))?
         else {
             return Err(ExecError::Start("the engine detached the command".into()));
         };
+        if let Some(mut input) = input {
+            // What the caller types, until they close it; then the command's input closes.
+            tokio::spawn(async move {
+                while let Some(chunk) = input.next().await {
+                    if stdin.write_all(&chunk).await.is_err() || stdin.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stdin.shutdown().await;
+            });
+        }
         let chunks = output.filter_map(|item| async move {
             match item {
                 Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),

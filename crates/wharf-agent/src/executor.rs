@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use wharf_api::cluster::{Assignment, EngineReport};
 use wharf_api::logs::LogOptions;
 
+/// What a command reads on its standard input, as the caller sends it.
+pub type Input = futures::stream::BoxStream<'static, Vec<u8>>;
+
 /// A container's log lines, as [`Executor::logs`] reads them.
 pub type LogLines = futures::stream::BoxStream<'static, Result<(u8, Vec<u8>), ExecError>>;
 
@@ -112,10 +115,15 @@ pub trait Executor: Send + Sync {
     /// (stream 1 stdout, 2 stderr; one line each): those `options` ask (a tail, a start), and
     /// with `follow` the new ones as they come until the container stops.
     async fn logs(&self, task_id: &str, options: &LogOptions) -> Result<LogLines, ExecError>;
-    /// Runs `spec` in task `task_id`'s container: its output as it comes (as [`LogLines`],
-    /// in pieces of any size), then one `(EXIT, code)` item with its exit code
-    /// ([`wharf_api::logs::exit_payload`]).
-    async fn exec(&self, task_id: &str, _spec: &wharf_api::logs::ExecSpec) -> Result<LogLines, ExecError> {
+    /// Runs `spec` in task `task_id`'s container, `input` on its standard input (closed at its
+    /// end): its output as it comes (as [`LogLines`], in pieces of any size), then one
+    /// `(EXIT, code)` item with its exit code ([`wharf_api::logs::exit_payload`]).
+    async fn exec(
+        &self,
+        task_id: &str,
+        _spec: &wharf_api::logs::ExecSpec,
+        _input: Option<Input>,
+    ) -> Result<LogLines, ExecError> {
         Err(ExecError::NoContainer(task_id.to_owned()))
     }
     /// Resolves when something may have changed on the engine (a container died), so the

@@ -97,7 +97,7 @@ async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<
     let lines = match &request.exec {
         // A command to run in the task's container: its output, then its exit code; one that
         // could not start says why on its standard error and ends as the engine's would (126).
-        Some(spec) => match executor.exec(&request.task_id, spec).await {
+        Some(spec) => match executor.exec(&request.task_id, spec, input(&client, &request).await).await {
             Ok(output) => output,
             Err(e) => {
                 tracing::info!(task = request.task_id, error = %e, "a command could not run in a task's container");
@@ -119,6 +119,27 @@ async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<
         // A caller that stopped reading (410) is the usual end of a followed log.
         if e.status() != Some(reqwest::StatusCode::GONE) {
             tracing::debug!(task = request.task_id, error = %e, "sending a task's log lines ended");
+        }
+    }
+}
+
+/// The standard input a caller sends to the command `request` runs, if they send one: the
+/// body of `GET /cluster/exec-input/{id}` at the manager that asked (a command that cannot get
+/// it reads an empty input).
+async fn input(client: &wharf_client::Client, request: &LogRequest) -> Option<crate::executor::Input> {
+    if !request.exec.as_ref().is_some_and(|e| e.stdin) {
+        return None;
+    }
+    let path = format!("/cluster/exec-input/{}", request.id);
+    match client.get_stream(&path).await {
+        Ok(body) => Some(
+            body.take_while(|chunk| futures::future::ready(chunk.is_ok()))
+                .filter_map(|chunk| async move { chunk.ok().map(|c| c.to_vec()) })
+                .boxed(),
+        ),
+        Err(e) => {
+            tracing::info!(error = %e, "a command's standard input could not be read");
+            Some(futures::stream::empty().boxed())
         }
     }
 }

@@ -223,6 +223,10 @@ pub struct ExecSpec {
     pub tty: bool,
     #[serde(default)]
     pub privileged: bool,
+    /// The caller sends standard input: the node takes it from
+    /// `GET /cluster/exec-input/{request id}`.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// The payload of an [`EXIT`] frame.

@@ -171,6 +171,26 @@ impl Client {
         Err(ClientError::Refused { status, message: message.message })
     }
 
+    /// `GET path` at the manager of this client, its body as it comes (a command's standard
+    /// input), for as long as the manager sends it.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+    ) -> Result<impl futures::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + use<>, ClientError> {
+        let url = format!("{}{path}", self.base_url());
+        let mut request = self.http.get(&url).timeout(STREAM_TIMEOUT);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable(format!("{}: {e}", self.target())))?;
+        let status = response.status();
+        if !status.is_success() {
+            let message: ApiMessage = response.json().await.unwrap_or_default();
+            return Err(ClientError::Refused { status, message: message.message });
+        }
+        Ok(response.bytes_stream())
+    }
+
     /// Sends the request until a manager answers it, following the leader; see the module
     /// documentation.
     async fn send<B: Serialize + ?Sized>(

@@ -35,6 +35,7 @@ pub fn cluster_router(manager: Arc<Manager>) -> Router {
         .route("/cluster/tasks", post(report_tasks))
         .route("/cluster/log-requests", post(log_requests))
         .route("/cluster/logs/{id}", post(send_logs))
+        .route("/cluster/exec-input/{id}", get(exec_input))
         .with_state(manager)
 }
 
@@ -253,6 +254,25 @@ async fn send_logs(State(manager): State<Arc<Manager>>, Path(id): Path<String>, 
         Ok(()) => crate::empty(StatusCode::OK, &[]),
         Err(e) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     }
+}
+
+/// `GET /cluster/exec-input/{id}`: the standard input a caller sends to a command the calling
+/// node runs (`docker exec -i`), as it comes; it ends when the caller closes it.
+async fn exec_input(State(manager): State<Arc<Manager>>, Path(id): Path<String>, req: Request) -> Response {
+    let identity = match peer_identity(&req) {
+        Ok(identity) => identity,
+        Err(refusal) => return *refusal,
+    };
+    let input = match manager.exec_input(&identity, &id) {
+        Ok(input) => input,
+        Err(e) => return cluster_error(e),
+    };
+    let chunks = futures::stream::unfold(input, |mut input| async move {
+        let chunk = input.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), input))
+    });
+    let chunks = futures::StreamExt::take_until(chunks, manager.stopping.stopped());
+    Response::new(axum::body::Body::from_stream(chunks))
 }
 
 /// `POST /cluster/registry-token`: a token for the calling node to pull its tasks' images.

@@ -241,7 +241,13 @@ fn bind_mount(bind: &str) -> Result<MountSpec, String> {
 #[derive(Default)]
 pub struct Execs {
     sessions: Mutex<HashMap<String, ExecSession>>,
+    /// The standard input of started commands, by their log request's id, until their node
+    /// takes it (`GET /cluster/exec-input/{id}`): (the node, what the caller sends).
+    inputs: Mutex<HashMap<String, WaitingInput>>,
 }
+
+/// A command's standard input waiting for its node: (the node, what the caller sends).
+type WaitingInput = (u64, mpsc::Receiver<Vec<u8>>);
 
 #[derive(Debug, Clone)]
 struct ExecSession {
@@ -278,10 +284,12 @@ impl Execs {
     }
 }
 
-/// A command's output as it comes: `(stream, bytes)` (1 stdout, 2 stderr).
+/// A command's output as it comes: `(stream, bytes)` (1 stdout, 2 stderr), and where its
+/// standard input goes when it reads one (closed when dropped).
 pub struct ExecOutput {
     pub output: mpsc::Receiver<(u8, Vec<u8>)>,
     pub tty: bool,
+    pub input: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 /// The exit code of a command whose node never said how it ended.
@@ -688,7 +696,7 @@ impl Manager {
                 }
             }
         });
-        Ok(ExecOutput { output, tty })
+        Ok(ExecOutput { output, tty, input: None })
     }
 
     /// `POST /containers/{id}/exec`: a command to run in a running container, once started.
@@ -708,11 +716,6 @@ impl Manager {
         if exec.privileged {
             access.require(Permission::Privileged, &collection)?;
         }
-        if exec.attach_stdin {
-            return Err(ClusterError::Invalid(
-                "standard input (docker exec -i) is not supported by Wharf yet: run the command without -i".into(),
-            ));
-        }
         if exec.cmd.is_empty() {
             return Err(ClusterError::Invalid("No exec command specified".into()));
         }
@@ -728,6 +731,7 @@ impl Manager {
             working_dir: exec.working_dir,
             tty: exec.tty,
             privileged: exec.privileged,
+            stdin: exec.attach_stdin,
         };
         let session = ExecSession {
             container: id,
@@ -777,25 +781,66 @@ impl Manager {
             options: LogOptions::default(),
             exec: Some(session.spec.clone()),
         };
+        let request_id = request.id.clone();
+        let input = if session.spec.stdin {
+            let (sender, receiver) = mpsc::channel(16);
+            self.execs
+                .inputs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(request_id.clone(), (session.node, receiver));
+            Some(sender)
+        } else {
+            None
+        };
         let (lines, mut from_node) = mpsc::channel(64);
         self.logs.ask(session.node, (request, context), lines);
         let (to_caller, output) = mpsc::channel(64);
         let execs = std::sync::Arc::clone(&self.execs);
         let exec_id = exec_id.to_owned();
         tokio::spawn(async move {
+            let mut code = None;
             while let Some(line) = from_node.recv().await {
                 if line.stream == wharf_api::logs::EXIT {
-                    let code = wharf_api::logs::exit_code(&line.payload).unwrap_or(EXIT_UNKNOWN);
-                    execs.end(&exec_id, code);
-                    return;
+                    code = wharf_api::logs::exit_code(&line.payload);
+                    break;
                 }
                 // A caller that left does not stop the command: its output is drained.
                 let _ = to_caller.send((line.stream, line.payload)).await;
             }
-            tracing::warn!(exec = exec_id, "a command's node did not say how it ended");
-            execs.end(&exec_id, EXIT_UNKNOWN);
+            if code.is_none() {
+                tracing::warn!(exec = exec_id, "a command's node did not say how it ended");
+            }
+            execs.end(&exec_id, code.unwrap_or(EXIT_UNKNOWN));
+            execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
         });
-        Ok(ExecOutput { output, tty })
+        Ok(ExecOutput { output, tty, input })
+    }
+
+    /// `GET /cluster/exec-input/{id}`: the standard input of the command that log request
+    /// `id` asked the calling node to run, as the caller sends it.
+    pub fn exec_input(
+        &self,
+        identity: &wharf_pki::NodeIdentity,
+        id: &str,
+    ) -> Result<mpsc::Receiver<Vec<u8>>, ClusterError> {
+        self.known_peer(identity)?;
+        let mut inputs = self.execs.inputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let not_found = || ClusterError::NotFound(format!("no command's input {id} waits for this node"));
+        match inputs.remove(id) {
+            Some((node, input)) if node == identity.node_id => Ok(input),
+            Some(other) => {
+                inputs.insert(id.to_owned(), other);
+                Err(not_found())
+            }
+            None => Err(not_found()),
+        }
+    }
+
+    /// `POST /exec/{id}/resize`: the caller's session must exist (the size is the engine's
+    /// default).
+    pub fn resize_exec(&self, caller: &Caller, exec_id: &str) -> Result<(), ClusterError> {
+        self.exec_session(caller, exec_id).map(|_| ())
     }
 
     /// `GET /exec/{id}/json`.
@@ -806,7 +851,7 @@ impl Manager {
             running: session.started && session.exit_code.is_none(),
             exit_code: session.exit_code,
             container_id: session.container,
-            open_stdin: false,
+            open_stdin: session.spec.stdin,
             open_stdout: true,
             open_stderr: true,
             can_remove: session.exit_code.is_some(),

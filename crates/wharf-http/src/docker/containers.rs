@@ -1,8 +1,10 @@
-//! The containers door: `docker run -d`, `ps`, `inspect`, `logs`, `stop`, `wait`, `rm` and
-//! `exec` through a client bundle, each one call on the manager
-//! ([`wharf_manager::containers`]). `docker exec`'s output comes on the connection the CLI
-//! hijacks (a `101` to `Upgrade: tcp`, then the engine's multiplexed stream, or the raw one
-//! for a TTY), or as a streamed body to a client that did not ask to upgrade.
+//! The containers door: `docker run` (attached or `-d`), `ps`, `inspect`, `logs`, `stop`,
+//! `wait`, `rm` and `exec` through a client bundle, each one call on the manager
+//! ([`wharf_manager::containers`]). The output of `attach` and `exec start` comes on the
+//! connection the CLI hijacks (a `101` to `Upgrade: tcp`, then the engine's multiplexed
+//! stream, or the raw one for a TTY), or as a streamed body to a client that did not ask to
+//! upgrade; what the caller sends on a hijacked connection is `docker exec -i`'s standard
+//! input.
 
 use std::sync::Arc;
 
@@ -70,6 +72,11 @@ pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str,
             let stopped = manager.stop_container(caller, id, grace).await.map_err(docker_error)?;
             Ok(empty(if stopped || op == "kill" { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
         }
+        // The size of a container's terminal is the engine's default.
+        ("resize", Method::POST) => {
+            manager.inspect_container(caller, id).map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
         ("wait", Method::POST) => {
             // The head goes at once (the CLI starts the container only once it has it), the
             // exit code when the container ended.
@@ -127,7 +134,12 @@ pub(super) async fn exec(manager: &Manager, caller: &Caller, id: &str, op: &str,
             }
             Ok(hijacked(manager, upgrade, output))
         }
-        (_, method) if op == "json" || op == "start" => Err(not_allowed(&method)),
+        // The size of a command's terminal is the engine's default.
+        ("resize", Method::POST) => {
+            manager.resize_exec(caller, id).map_err(docker_error)?;
+            Ok(empty(StatusCode::OK))
+        }
+        (_, method) if op == "json" || op == "start" || op == "resize" => Err(not_allowed(&method)),
         (op, _) => Err(message_response(StatusCode::NOT_FOUND, &format!("exec {op} is no Docker API call"))),
     }
 }
@@ -144,10 +156,15 @@ fn hijacked(manager: &Manager, upgrade: Option<hyper::upgrade::OnUpgrade>, outpu
     match upgrade {
         Some(upgrade) => {
             tokio::spawn(async move {
-                match upgrade.await {
-                    Ok(upgraded) => write_output(TokioIo::new(upgraded), output, stopped).await,
-                    Err(e) => tracing::debug!(error = %e, "a hijacked connection was not upgraded"),
+                let upgraded = match upgrade.await {
+                    Ok(upgraded) => TokioIo::new(upgraded),
+                    Err(e) => return tracing::debug!(error = %e, "a hijacked connection was not upgraded"),
+                };
+                let (reader, writer) = tokio::io::split(upgraded);
+                if let Some(input) = output.input.clone() {
+                    tokio::spawn(read_input(reader, input));
                 }
+                write_output(writer, output, stopped).await;
             });
             let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
             let headers = response.headers_mut();
@@ -169,6 +186,8 @@ fn hijacked(manager: &Manager, upgrade: Option<hyper::upgrade::OnUpgrade>, outpu
 /// The command's output as the engine writes it: frames, or bare bytes for a TTY.
 fn stream(output: ExecOutput) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
     let tty = output.tty;
+    // The caller's side holds the input (a body-streamed answer has none: it closes at once).
+    drop(output.input);
     futures::stream::unfold(output.output, move |mut from| async move {
         let (stream, payload) = from.recv().await?;
         if tty {
@@ -178,6 +197,23 @@ fn stream(output: ExecOutput) -> impl futures::Stream<Item = Vec<u8>> + Send + '
         encode_frame(&mut frame, stream, &payload);
         Some((frame, from))
     })
+}
+
+/// What the caller sends on the hijacked connection, to the command's standard input, until
+/// they close their side (the command's input closes then).
+async fn read_input(mut reader: impl tokio::io::AsyncRead + Unpin, input: tokio::sync::mpsc::Sender<Vec<u8>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 32 << 10];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if input.send(buffer[..n].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Writes the output on the hijacked connection, then closes it (the CLI reads to the end,

@@ -118,6 +118,22 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
         ok(&restricted, &["ps", "--format", "{{.Names}} {{.State}}"]).contains("mine running").then_some(())
     });
     assert_eq!(ok(&restricted, &["exec", "mine", "echo", "in-mine"]).trim(), "in-mine");
+    // Standard input reaches the command; closing it ends the command's input.
+    let mut child = crate::services::docker(&restricted, &["exec", "-i", "mine", "sh", "-c", "cat; echo end"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker exec -i");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    std::io::Write::write_all(&mut stdin, b"typed-in\n").expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("docker exec -i");
+    assert!(out.status.success(), "docker exec -i: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed-in\nend\n");
+    // With a terminal: the raw stream of one.
+    let said = ok(&restricted, &["exec", "-t", "mine", "sh", "-c", "test -t 1 && echo on-a-terminal"]);
+    assert_eq!(said, "on-a-terminal\r\n", "a terminal's output");
     for (flags, operation) in [
         (&["--privileged"][..], "host.privileged"),
         (&["--device", "/dev/kmsg"], "host.privileged"),
