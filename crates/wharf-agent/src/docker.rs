@@ -374,6 +374,22 @@ impl Executor for DockerExecutor {
         Ok(Box::pin(chunks.chain(exit)))
     }
 
+    async fn attach_stdin(&self, task_id: &str, mut input: crate::executor::Input) -> Result<(), ExecError> {
+        use tokio::io::AsyncWriteExt;
+        let id = self.task_container(task_id).await?;
+        let options =
+            bollard::query_parameters::AttachContainerOptions { stdin: true, stream: true, ..Default::default() };
+        let attached = self.docker.attach_container(&id, Some(options)).await.map_err(engine)?;
+        let mut stdin = attached.input;
+        while let Some(chunk) = input.next().await {
+            if stdin.write_all(&chunk).await.is_err() || stdin.flush().await.is_err() {
+                return Ok(());
+            }
+        }
+        let _ = stdin.shutdown().await;
+        Ok(())
+    }
+
     async fn changed(&self) {
         self.changed.notified().await;
     }
@@ -532,6 +548,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
         hostname: non_blank(&c.hostname),
         tty: Some(c.tty),
         open_stdin: c.open_stdin.then_some(true),
+        stdin_once: host.and_then(|h| h.stdin_once.then_some(true)),
         networking_config: request.assignment.networks.first().map(|network| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 network.name.clone(),

@@ -126,6 +126,11 @@ pub trait Executor: Send + Sync {
     ) -> Result<LogLines, ExecError> {
         Err(ExecError::NoContainer(task_id.to_owned()))
     }
+    /// Attaches `input` to task `task_id`'s container's standard input (`docker run -i`),
+    /// closing it at the input's end; returns once it is closed.
+    async fn attach_stdin(&self, task_id: &str, _input: Input) -> Result<(), ExecError> {
+        Err(ExecError::NoContainer(task_id.to_owned()))
+    }
     /// Resolves when something may have changed on the engine (a container died), so the
     /// agent looks again before its next tick.
     async fn changed(&self);

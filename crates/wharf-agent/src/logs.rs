@@ -94,7 +94,20 @@ async fn poll<E: Executor + ?Sized + 'static>(addr: String, connect: Connect, ex
 /// Streams the lines `request` asks for to the manager `client` asked last. A task whose
 /// container is gone sends none: the manager ends that task's part of the answer.
 async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<E>, request: LogRequest) {
+    let exit = |code: i64| Ok((wharf_api::logs::EXIT, wharf_api::logs::exit_payload(code).to_vec()));
     let lines = match &request.exec {
+        // The container's standard input, until the caller closes it; then an exit frame.
+        None if request.attach_stdin => {
+            let input = input(&client, &request).await.unwrap_or_else(|| futures::stream::empty().boxed());
+            let code = match executor.attach_stdin(&request.task_id, input).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::info!(task = request.task_id, error = %e, "a container's standard input could not be attached");
+                    126
+                }
+            };
+            futures::stream::iter([exit(code)]).boxed()
+        }
         // A command to run in the task's container: its output, then its exit code; one that
         // could not start says why on its standard error and ends as the engine's would (126).
         Some(spec) => match executor.exec(&request.task_id, spec, input(&client, &request).await).await {
@@ -127,7 +140,7 @@ async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<
 /// body of `GET /cluster/exec-input/{id}` at the manager that asked (a command that cannot get
 /// it reads an empty input).
 async fn input(client: &wharf_client::Client, request: &LogRequest) -> Option<crate::executor::Input> {
-    if !request.exec.as_ref().is_some_and(|e| e.stdin) {
+    if !request.attach_stdin && !request.exec.as_ref().is_some_and(|e| e.stdin) {
         return None;
     }
     let path = format!("/cluster/exec-input/{}", request.id);

@@ -317,6 +317,9 @@ pub struct HostSettings {
     /// The container goes once it ends (`--rm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_remove: bool,
+    /// Its standard input closes when the first attached client leaves (`docker run -i`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_once: bool,
 }
 
 /// An agent's long poll for its tasks (`POST /cluster/assignments`): the answer comes at

@@ -37,6 +37,9 @@ pub struct ContainerCreate {
     pub open_stdin: bool,
     #[serde(default)]
     pub attach_stdin: bool,
+    /// Standard input closes when the first attached client leaves (`docker run -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
     #[serde(default, deserialize_with = "null_default")]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]

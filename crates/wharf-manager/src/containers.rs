@@ -52,9 +52,6 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
     if create.image.trim().is_empty() {
         return Err("an image is required".into());
     }
-    if create.attach_stdin {
-        return Err("standard input (docker run -i) is not supported by Wharf yet: run it without -i".into());
-    }
     let unsupported = |what: &str| Err(format!("{what} is not supported by Wharf for containers"));
     if !host.volumes_from.is_empty() {
         return unsupported("--volumes-from");
@@ -202,6 +199,7 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
             security_opt: host.security_opt.clone(),
             devices: host.devices.clone(),
             auto_remove: host.auto_remove,
+            stdin_once: create.stdin_once,
         }),
     };
     needs.dedup();
@@ -649,11 +647,41 @@ impl Manager {
     /// `POST /containers/{id}/attach?stream=1`: the container's output from its start, as
     /// its node sends it, once it runs (the CLI attaches before it starts the container);
     /// ends when the container does. One that never ran says why on its standard error.
-    pub fn attach_container(&self, caller: &Caller, key: &str) -> Result<ExecOutput, ClusterError> {
-        let (id, _, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerView)?;
-        let tty = blueprint_of(&task).spec.container_spec.tty;
+    /// With `stdin`, what the caller sends goes to the container's standard input (`docker run
+    /// -i`: its own container needs `container.update`, anyone else's `container.exec`).
+    /// A container running already sends its output from now on, unless `logs` asks for what
+    /// it wrote before too (`docker attach`; `docker run` attaches before the start).
+    pub fn attach_container(
+        &self,
+        caller: &Caller,
+        key: &str,
+        stdin: bool,
+        logs: bool,
+    ) -> Result<ExecOutput, ClusterError> {
+        let access = self.access(caller)?;
+        let (id, container, task) = self.find_container(&access, key, Permission::ContainerView)?;
+        // From now on: from the second the engine filters by, then to the nanosecond here.
+        let attached_at = (!logs && task.status.state >= TaskState::Running).then(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
+        });
+        let since = attached_at.map_or(0, |at| (at / 1_000_000_000) as i64);
+        let blueprint = blueprint_of(&task);
+        if stdin {
+            let needed =
+                if container.owner == caller.name { Permission::ContainerUpdate } else { Permission::ExecOthers };
+            access.require(needed, &blueprint.collection)?;
+        }
+        let tty = blueprint.spec.container_spec.tty;
+        let (input, mut from_caller) = match stdin {
+            true => {
+                let (sender, receiver) = mpsc::channel(16);
+                (Some(sender), Some(receiver))
+            }
+            false => (None, None),
+        };
         let (to_caller, output) = mpsc::channel(64);
-        let (store, broker) = (std::sync::Arc::clone(&self.store), self.logs.clone());
+        let (store, broker, execs) =
+            (std::sync::Arc::clone(&self.store), self.logs.clone(), std::sync::Arc::clone(&self.execs));
         tokio::spawn(async move {
             let mut feed = store.subscribe();
             let (node, task) = loop {
@@ -682,21 +710,48 @@ impl Manager {
                 service_id: String::new(),
                 task_id: id.clone(),
             });
-            let options = LogOptions { follow: !task.status.state.is_terminal(), tail: None, since: 0, until: 0 };
-            let request = LogRequest { id: crate::control::new_object_id(), task_id: id, options, exec: None };
+            // Standard input: the node attaches it to the running container.
+            if let Some(input) = from_caller.take().filter(|_| !task.status.state.is_terminal()) {
+                let request = LogRequest {
+                    id: crate::control::new_object_id(),
+                    task_id: id.clone(),
+                    attach_stdin: true,
+                    ..LogRequest::default()
+                };
+                let request_id = request.id.clone();
+                execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.clone(), (node, input));
+                let (done, mut attached) = mpsc::channel(1);
+                broker.ask(node, (request, std::sync::Arc::clone(&context)), done);
+                tokio::spawn(async move {
+                    while attached.recv().await.is_some() {}
+                    execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
+                });
+            }
+            let options = LogOptions { follow: !task.status.state.is_terminal(), tail: None, since, until: 0 };
+            let request = LogRequest {
+                id: crate::control::new_object_id(),
+                task_id: id.clone(),
+                options,
+                ..LogRequest::default()
+            };
             let (lines, mut from_node) = mpsc::channel(64);
             broker.ask(node, (request, context), lines);
             while let Some(line) = from_node.recv().await {
                 if line.stream != wharf_api::logs::STDOUT && line.stream != wharf_api::logs::STDERR {
                     continue;
                 }
-                let (_, message) = wharf_api::logs::split_timestamp(&line.payload);
+                let (timestamp, message) = wharf_api::logs::split_timestamp(&line.payload);
+                let before = attached_at
+                    .is_some_and(|at| wharf_api::logs::timestamp_nanos(timestamp).is_some_and(|written| written < at));
+                if before {
+                    continue;
+                }
                 if to_caller.send((line.stream, message.to_vec())).await.is_err() {
                     return;
                 }
             }
         });
-        Ok(ExecOutput { output, tty, input: None })
+        Ok(ExecOutput { output, tty, input })
     }
 
     /// `POST /containers/{id}/exec`: a command to run in a running container, once started.
@@ -778,8 +833,8 @@ impl Manager {
         let request = LogRequest {
             id: crate::control::new_object_id(),
             task_id: session.container.clone(),
-            options: LogOptions::default(),
             exec: Some(session.spec.clone()),
+            ..LogRequest::default()
         };
         let request_id = request.id.clone();
         let input = if session.spec.stdin {
@@ -916,7 +971,6 @@ mod tests {
     fn what_wharf_cannot_honour_is_refused_not_dropped() {
         for body in [
             r#"{"Image":""}"#,
-            r#"{"Image":"i","AttachStdin":true,"OpenStdin":true}"#,
             r#"{"Image":"i","HostConfig":{"VolumesFrom":["x"]}}"#,
             r#"{"Image":"i","HostConfig":{"Links":["x:y"]}}"#,
             r#"{"Image":"i","HostConfig":{"PublishAllPorts":true}}"#,

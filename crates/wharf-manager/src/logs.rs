@@ -169,7 +169,10 @@ impl LogBroker {
 fn request(service_id: &str, task_id: String, node: u64, options: &LogOptions) -> (LogRequest, Arc<LogContext>) {
     let context =
         Arc::new(LogContext { node_id: node.to_string(), service_id: service_id.to_owned(), task_id: task_id.clone() });
-    (LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone(), exec: None }, context)
+    (
+        LogRequest { id: crate::control::new_object_id(), task_id, options: options.clone(), ..LogRequest::default() },
+        context,
+    )
 }
 
 /// For a followed service: asks the node of every task that starts running after the
@@ -293,7 +296,12 @@ mod tests {
     use super::*;
 
     fn wire(id: &str) -> LogRequest {
-        LogRequest { id: id.into(), task_id: format!("task-{id}"), options: LogOptions::default(), exec: None }
+        LogRequest {
+            id: id.into(),
+            task_id: format!("task-{id}"),
+            options: LogOptions::default(),
+            ..LogRequest::default()
+        }
     }
 
     fn asked(id: &str, task: &str) -> (LogRequest, Arc<LogContext>) {

@@ -3,8 +3,8 @@
 //! ([`wharf_manager::containers`]). The output of `attach` and `exec start` comes on the
 //! connection the CLI hijacks (a `101` to `Upgrade: tcp`, then the engine's multiplexed
 //! stream, or the raw one for a TTY), or as a streamed body to a client that did not ask to
-//! upgrade; what the caller sends on a hijacked connection is `docker exec -i`'s standard
-//! input.
+//! upgrade; what the caller sends on a hijacked connection is the standard input of the
+//! command or container (`docker exec -i`, `docker run -i`).
 
 use std::sync::Arc;
 
@@ -102,14 +102,10 @@ pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str,
             typed(StatusCode::CREATED, &manager.create_exec(caller, id, exec).map_err(docker_error)?)
         }
         ("attach", Method::POST) => {
-            if flag(&query, "stdin") {
-                return Err(message_response(
-                    StatusCode::BAD_REQUEST,
-                    "standard input (docker run -i, docker attach) is not supported by Wharf yet: run it without -i",
-                ));
-            }
             let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-            let output = manager.attach_container(caller, id).map_err(docker_error)?;
+            let output = manager
+                .attach_container(caller, id, flag(&query, "stdin"), flag(&query, "logs"))
+                .map_err(docker_error)?;
             Ok(hijacked(manager, upgrade, output))
         }
         (op, Method::POST | Method::GET) => Err(message_response(

@@ -22,6 +22,20 @@ fn on_engine(engine: &wharf_testkit::Dockerd, id: &str, format: &str) -> Option<
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// `docker ARGS` with `input` on its standard input (closed after it): what it did.
+fn with_input(bundle: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = crate::services::docker(bundle, args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker");
+    let mut stdin = child.stdin.take().expect("its stdin");
+    std::io::Write::write_all(&mut stdin, input).expect("write its input");
+    drop(stdin);
+    child.wait_with_output().expect("docker")
+}
+
 fn names(bundle: &Path, all: bool) -> Vec<String> {
     let mut args = vec!["ps", "--format", "{{.Names}}"];
     if all {
@@ -119,16 +133,7 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     });
     assert_eq!(ok(&restricted, &["exec", "mine", "echo", "in-mine"]).trim(), "in-mine");
     // Standard input reaches the command; closing it ends the command's input.
-    let mut child = crate::services::docker(&restricted, &["exec", "-i", "mine", "sh", "-c", "cat; echo end"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("docker exec -i");
-    let mut stdin = child.stdin.take().expect("its stdin");
-    std::io::Write::write_all(&mut stdin, b"typed-in\n").expect("write");
-    drop(stdin);
-    let out = child.wait_with_output().expect("docker exec -i");
+    let out = with_input(&restricted, &["exec", "-i", "mine", "sh", "-c", "cat; echo end"], b"typed-in\n");
     assert!(out.status.success(), "docker exec -i: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "typed-in\nend\n");
     // With a terminal: the raw stream of one.
@@ -205,7 +210,19 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     assert_eq!(out.status.code(), Some(3), "docker run exits as the container did: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out-line\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("err-line"), "{out:?}");
-    let said = refused(&full, &["run", "-i", "--label", ops, &image, "cat"]);
-    assert!(said.contains("standard input"), "docker run -i: {said}");
+    // With -i, what the CLI reads reaches the container's standard input.
+    let args = ["run", "-i", "--rm", "--label", ops, &image, "sh", "-c", "cat; echo end"];
+    let out = with_input(&full, &args, b"run-input\n");
+    assert!(out.status.success(), "docker run -i: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "run-input\nend\n");
+    // docker attach: a running container's output from then on, and its input.
+    let script = "echo before; read x; echo got-$x";
+    ok(&full, &["run", "-d", "-i", "--name", "reader", "--label", ops, &image, "sh", "-c", script]);
+    wait_for(Duration::from_secs(60), "reader's first line", || {
+        ok(&full, &["logs", "reader"]).contains("before").then_some(())
+    });
+    let out = with_input(&full, &["attach", "reader"], b"hello\n");
+    assert!(out.status.success(), "docker attach: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got-hello\n", "only what it wrote once attached");
     let _ = std::fs::remove_dir_all(Path::new("/etc/docker/certs.d").join(w.host()));
 }
