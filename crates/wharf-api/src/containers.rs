@@ -51,6 +51,96 @@ pub struct ContainerCreate {
     pub healthcheck: Option<HealthConfig>,
     #[serde(default)]
     pub host_config: HostConfig,
+    /// Anonymous volumes (`-v /path`): path -> `{}`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub volumes: BTreeMap<String, serde_json::Value>,
+}
+
+/// The parts of a create body Wharf carries out (or that say nothing to the engine that runs
+/// the container: `ExposedPorts` is the image's metadata, `ConsoleSize` the terminal's, and
+/// `ContainerIDFile` the CLI's own).
+const CARRIED: [&str; 19] = [
+    "Image",
+    "Cmd",
+    "Entrypoint",
+    "Env",
+    "WorkingDir",
+    "User",
+    "Hostname",
+    "Tty",
+    "OpenStdin",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "StdinOnce",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Healthcheck",
+    "Volumes",
+    "ExposedPorts",
+];
+const CARRIED_HOST: [&str; 35] = [
+    "Binds",
+    "Mounts",
+    "Tmpfs",
+    "NetworkMode",
+    "PortBindings",
+    "PublishAllPorts",
+    "RestartPolicy",
+    "AutoRemove",
+    "CapAdd",
+    "CapDrop",
+    "Privileged",
+    "PidMode",
+    "IpcMode",
+    "UTSMode",
+    "UsernsMode",
+    "CgroupnsMode",
+    "CgroupParent",
+    "SecurityOpt",
+    "Devices",
+    "DeviceRequests",
+    "DeviceCgroupRules",
+    "Sysctls",
+    "MaskedPaths",
+    "ReadonlyPaths",
+    "VolumesFrom",
+    "Links",
+    "Runtime",
+    "ReadonlyRootfs",
+    "Init",
+    "Memory",
+    "NanoCpus",
+    "OomScoreAdj",
+    "ConsoleSize",
+    "ContainerIDFile",
+    "Isolation",
+];
+
+/// The first part of a create body that asks for something Wharf does not carry out (say
+/// `HostConfig.Dns`), refused rather than dropped; `None` when every part is carried or says
+/// nothing.
+pub fn unsupported_in_create(raw: &serde_json::Value) -> Option<String> {
+    use crate::docker::empty;
+    let object = raw.as_object()?;
+    let said = |key: &str, value: &serde_json::Value| {
+        let default = match key {
+            "MemorySwappiness" => value.as_i64() == Some(-1),
+            "Isolation" => value.as_str() == Some("default"),
+            _ => false,
+        };
+        !empty(value) && !default
+    };
+    if let Some((key, _)) =
+        object.iter().find(|(k, v)| k.as_str() != "HostConfig" && !CARRIED.contains(&k.as_str()) && said(k, v))
+    {
+        return Some(format!("{key} is not supported by Wharf for containers yet"));
+    }
+    let host = object.get("HostConfig").and_then(|h| h.as_object())?;
+    host.iter()
+        .find(|(k, v)| !CARRIED_HOST.contains(&k.as_str()) && said(k, v))
+        .map(|(key, _)| format!("HostConfig.{key} is not supported by Wharf for containers yet"))
 }
 
 /// The host half of a container's configuration. Every field that reaches the node is here,
@@ -63,6 +153,9 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub mounts: Vec<MountSpec>,
+    /// `--tmpfs PATH[:OPTIONS]`: path -> options.
+    #[serde(default, deserialize_with = "null_default")]
+    pub tmpfs: BTreeMap<String, String>,
     #[serde(default)]
     pub network_mode: String,
     /// `"80/tcp" -> [{HostIp, HostPort}]`.
@@ -413,6 +506,40 @@ mod tests {
         assert_eq!(host.masked_paths, None);
         let one: ContainerCreate = serde_json::from_str(r#"{"Image":"i","Cmd":"true","Entrypoint":""}"#).expect("one");
         assert_eq!((one.cmd, one.entrypoint), (vec!["true".to_owned()], Some(vec![String::new()])));
+    }
+
+    #[test]
+    fn what_a_create_body_asks_and_wharf_does_not_carry_out_is_named() {
+        // The CLI's own body for `docker run -d busybox true` (API 1.41) says nothing extra.
+        let plain = serde_json::json!({
+            "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "Env": null, "Cmd": ["true"],
+            "Image": "busybox", "Volumes": {}, "Entrypoint": null, "OnBuild": null, "Labels": {},
+            "NetworkingConfig": {"EndpointsConfig": {"default": {"IPAMConfig": null, "Aliases": null, "MacAddress": ""}}},
+            "HostConfig": {"Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+                "NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "ConsoleSize": [0, 0],
+                "Dns": [], "ExtraHosts": null, "ShmSize": 0, "Isolation": "", "CpuShares": 0, "MemorySwappiness": -1,
+                "PidsLimit": 0, "Ulimits": [], "BlkioWeightDevice": [], "OomKillDisable": false}
+        });
+        assert_eq!(unsupported_in_create(&plain), None);
+        let with = |path: &[&str], value: serde_json::Value| {
+            let mut body = plain.clone();
+            let (last, parents) = path.split_last().expect("a path");
+            let parent = parents.iter().fold(&mut body, |v, k| &mut v[*k]);
+            parent[*last] = value;
+            unsupported_in_create(&body)
+        };
+        assert_eq!(
+            with(&["HostConfig", "Dns"], serde_json::json!(["1.1.1.1"])).as_deref(),
+            Some("HostConfig.Dns is not supported by Wharf for containers yet")
+        );
+        assert!(with(&["HostConfig", "ExtraHosts"], serde_json::json!(["a:1.2.3.4"])).is_some());
+        assert!(with(&["HostConfig", "LogConfig"], serde_json::json!({"Type": "syslog"})).is_some());
+        assert!(with(&["HostConfig", "MemorySwappiness"], serde_json::json!(10)).is_some());
+        assert!(with(&["Domainname"], serde_json::json!("example.com")).is_some());
+        assert!(
+            with(&["NetworkingConfig", "EndpointsConfig", "default", "Aliases"], serde_json::json!(["x"])).is_some()
+        );
+        assert_eq!(with(&["HostConfig", "Privileged"], serde_json::json!(true)), None, "asked of the grants instead");
     }
 
     #[test]

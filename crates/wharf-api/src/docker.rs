@@ -834,17 +834,20 @@ const NOT_YET: [(&[&str], &str); 8] = [
 
 /// What of a service spec as sent (JSON) Wharf cannot carry out yet, with the flag that set
 /// it; empty values (`null`, `[]`, `{}`, `""`, `false`, 0) count as absent.
-pub fn unsupported_in_spec(raw: &serde_json::Value) -> Option<String> {
-    fn empty(value: &serde_json::Value) -> bool {
-        match value {
-            serde_json::Value::Null => true,
-            serde_json::Value::Bool(b) => !b,
-            serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
-            serde_json::Value::String(s) => s.is_empty(),
-            serde_json::Value::Array(a) => a.iter().all(empty),
-            serde_json::Value::Object(o) => o.values().all(empty),
-        }
+/// Whether a request's value says nothing (Go's zero values: null, false, 0, "", and lists
+/// and objects of those).
+pub(crate) fn empty(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Bool(b) => !b,
+        serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+        serde_json::Value::String(s) => s.is_empty(),
+        serde_json::Value::Array(a) => a.iter().all(empty),
+        serde_json::Value::Object(o) => o.values().all(empty),
     }
+}
+
+pub fn unsupported_in_spec(raw: &serde_json::Value) -> Option<String> {
     let named = NOT_YET.iter().find_map(|(path, flag)| {
         let value = path.iter().try_fold(raw, |value, key| value.get(key))?;
         (!empty(value)).then(|| format!("{} ({flag}) is not supported by Wharf yet", path.join(".")))

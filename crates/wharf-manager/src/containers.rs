@@ -133,6 +133,17 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
         mounts.push(bind_mount(bind)?);
     }
     mounts.extend(host.mounts.iter().cloned());
+    for (target, options) in &host.tmpfs {
+        if !options.is_empty() {
+            return unsupported("--tmpfs PATH:OPTIONS (--tmpfs PATH is)");
+        }
+        mounts.push(MountSpec { kind: "tmpfs".into(), target: target.clone(), ..MountSpec::default() });
+    }
+    for target in create.volumes.keys() {
+        if !mounts.iter().any(|m| m.target == *target) {
+            mounts.push(MountSpec { kind: "volume".into(), target: target.clone(), ..MountSpec::default() });
+        }
+    }
     let mut host_ports = Vec::new();
     for (key, bindings) in &host.port_bindings {
         let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));

@@ -37,7 +37,13 @@ pub(super) async fn containers(manager: &Manager, caller: &Caller, create: bool,
         }
         (true, Method::POST) => {
             let name = crate::query_get(&query, "name").map(str::to_owned);
-            let body: ContainerCreate = json_body(req).await?;
+            let raw: serde_json::Value = json_body(req).await?;
+            if let Some(why) = wharf_api::containers::unsupported_in_create(&raw) {
+                return Err(message_response(StatusCode::BAD_REQUEST, &why));
+            }
+            let body: ContainerCreate = serde_json::from_value(raw).map_err(|e| {
+                message_response(StatusCode::BAD_REQUEST, &format!("invalid container configuration: {e}"))
+            })?;
             let created = manager.create_container(caller, name.as_deref(), body).await.map_err(docker_error)?;
             typed(StatusCode::CREATED, &created)
         }

@@ -47,7 +47,9 @@ fn names(bundle: &Path, all: bool) -> Vec<String> {
 #[test]
 fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     let crate::access::OpsNode { engine, tmp, w, admin, image, config } = crate::access::ops_node();
-    for (user, role) in [("full", "fullcontrol"), ("restricted", "restrictedcontrol"), ("viewer", "viewonly")] {
+    let roles =
+        [("full", "fullcontrol"), ("restricted", "restrictedcontrol"), ("viewer", "viewonly"), ("sched", "scheduler")];
+    for (user, role) in roles {
         wharf(&config, &["user", "create", user], &format!("{user}-password-1\n"));
         wharf(&config, &["grant", "add", &format!("user:{user}"), role, "/Shared/ops"], "");
     }
@@ -114,16 +116,35 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     }
     let hosted = ok(
         &full,
-        &["run", "-d", "--network", "host", "-v", "/etc:/host:ro", "--label", ops, &image, "busybox", "sleep", "600"],
+        &[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "-v",
+            "/etc:/host:ro",
+            "--tmpfs",
+            "/scratch",
+            "--label",
+            ops,
+            &image,
+            "busybox",
+            "sleep",
+            "600",
+        ],
     );
     let seen = wait_for(Duration::from_secs(60), "the container on the host's network", || {
         on_engine(
             &engine,
             hosted.trim(),
-            "{{.HostConfig.NetworkMode}} {{range .Mounts}}{{.Source}}:{{.Destination}}{{end}}",
+            "{{.HostConfig.NetworkMode}} {{range .Mounts}}{{.Type}}:{{.Source}}:{{.Destination}} {{end}}",
         )
     });
-    assert_eq!(seen, "host /etc:/host");
+    assert!(seen.starts_with("host "), "{seen}");
+    assert!(seen.contains("bind:/etc:/host") && seen.contains("tmpfs::/scratch"), "its mounts: {seen}");
+    // What Wharf does not carry out is refused, not dropped.
+    let said = refused(&full, &["run", "-d", "--dns", "192.0.2.1", "--label", ops, &image, "true"]);
+    assert!(said.contains("HostConfig.Dns is not supported"), "{said}");
 
     // Restricted Control: its own plain containers, and none of what reaches the node.
     let mine = ok(&restricted, &["run", "-d", "--name", "mine", "--label", ops, &image, "busybox", "sleep", "600"]);
@@ -172,6 +193,11 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
         assert!(said.contains("access denied"), "viewer: docker {args:?}: {said}");
     }
     assert!(names(&outsider, true).is_empty(), "outsider sees no container");
+    // Scheduler: nodes only, no container.
+    let sched = user_bundle("sched");
+    assert!(names(&sched, true).is_empty(), "a scheduler sees no container");
+    let said = refused(&sched, &["run", "-d", "--label", ops, &image, "true"]);
+    assert!(said.contains("container.create"), "scheduler: run: {said}");
     let said = refused(&outsider, &["container", "inspect", "web"]);
     assert!(said.contains("No such"), "outsider: inspect: {said}");
     // Their own container goes to their private collection, on the node of /Shared.
