@@ -262,7 +262,7 @@ impl Executor for DockerExecutor {
         };
         let networks = &request.assignment.networks;
         self.ensure_networks(&request.cluster_id, networks).await?;
-        let body = container_body(request, &mounts);
+        let body = container_body(request, &mounts)?;
         let options = CreateContainerOptions { name: Some(request.container_name()), ..Default::default() };
         let created =
             self.docker.create_container(Some(options), body).await.map_err(|e| ExecError::Start(e.to_string()))?;
@@ -372,6 +372,46 @@ impl Executor for DockerExecutor {
             Ok((wharf_api::logs::EXIT, wharf_api::logs::exit_payload(code).to_vec()))
         });
         Ok(Box::pin(chunks.chain(exit)))
+    }
+
+    async fn attach_output(&self, task_id: &str, replay: bool) -> Result<LogLines, ExecError> {
+        let id = self.task_container(task_id).await?;
+        let options = bollard::query_parameters::AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            logs: replay,
+            ..Default::default()
+        };
+        let attached = self.docker.attach_container(&id, Some(options)).await.map_err(engine)?;
+        // Attached to a container that ended, the engine would wait for a start that never
+        // comes: its log instead (an end after this look ends the attached stream).
+        let running = self.docker.inspect_container(&id, None::<InspectContainerOptions>).await.ok();
+        if !running.and_then(|c| c.state).and_then(|s| s.running).unwrap_or(false) {
+            drop(attached);
+            if !replay {
+                return Ok(futures::stream::empty().boxed());
+            }
+            let lines = self.logs(task_id, &LogOptions::default()).await?;
+            return Ok(lines
+                .map(|line| {
+                    line.map(|(stream, payload)| (stream, wharf_api::logs::split_timestamp(&payload).1.to_vec()))
+                })
+                .boxed());
+        }
+        Ok(attached
+            .output
+            .filter_map(|item| async move {
+                match item {
+                    Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        Some(Ok((wharf_api::logs::STDOUT, message.to_vec())))
+                    }
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(engine(e))),
+                }
+            })
+            .boxed())
     }
 
     async fn attach_stdin(&self, task_id: &str, mut input: crate::executor::Input) -> Result<(), ExecError> {
@@ -519,9 +559,16 @@ fn credentials(request: &RunRequest) -> Option<DockerCredentials> {
 
 /// The engine's container configuration for a task.
 /// `mounts`: (file on this machine, target) of the task's secrets and configs, bound read-only.
-fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> ContainerCreateBody {
+fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Result<ContainerCreateBody, ExecError> {
     let spec = &request.assignment.blueprint.spec;
     let c = &spec.container_spec;
+    // A mount the engine's API could not take fails the start, rather than running without it.
+    let given = c
+        .mounts
+        .iter()
+        .map(|m| serde_json::to_value(m).and_then(serde_json::from_value::<Mount>))
+        .collect::<Result<Vec<Mount>, _>>()
+        .map_err(|e| ExecError::Start(format!("a mount of the task: {e}")))?;
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
     labels.extend(request.labels());
     let limits = spec.resources.as_ref().and_then(|r| r.limits).unwrap_or_default();
@@ -538,7 +585,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
     // What a container made with `docker run` may use of this node (its creator's grants
     // allowed each setting).
     let host = request.assignment.blueprint.host.as_ref();
-    ContainerCreateBody {
+    Ok(ContainerCreateBody {
         image: Some(c.image.clone()),
         entrypoint: non_empty(&c.command),
         cmd: non_empty(&c.args),
@@ -589,8 +636,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             mounts: {
                 // The service's mounts as the engine takes them (the same JSON shape), then
                 // the secrets' and configs' files.
-                let given = c.mounts.iter().filter_map(|m| serde_json::to_value(m).ok());
-                let mut all: Vec<Mount> = given.filter_map(|m| serde_json::from_value(m).ok()).collect();
+                let mut all = given;
                 all.extend(mounts.iter().map(|(source, target)| Mount {
                     target: Some(target.clone()),
                     source: Some(source.clone()),
@@ -611,7 +657,7 @@ fn container_body(request: &RunRequest, mounts: &[(String, String)]) -> Containe
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -655,7 +701,8 @@ mod tests {
         .expect("assignment");
         let request = RunRequest { cluster_id: "c".into(), node_id: 1, assignment, registry_token: None };
         let files = [("/dev/shm/x/0".to_owned(), "/run/secrets/pw".to_owned())];
-        let mounts = container_body(&request, &files).host_config.and_then(|h| h.mounts).expect("mounts");
+        let mounts =
+            container_body(&request, &files).expect("a body").host_config.and_then(|h| h.mounts).expect("mounts");
         type Shown<'a> = (Option<MountType>, Option<&'a str>, Option<&'a str>, Option<bool>);
         let shown: Vec<Shown<'_>> =
             mounts.iter().map(|m| (m.typ, m.source.as_deref(), m.target.as_deref(), m.read_only)).collect();

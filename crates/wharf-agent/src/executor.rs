@@ -126,6 +126,12 @@ pub trait Executor: Send + Sync {
     ) -> Result<LogLines, ExecError> {
         Err(ExecError::NoContainer(task_id.to_owned()))
     }
+    /// The output of task `task_id`'s container as the engine attaches to it, raw, until it
+    /// ends (with `replay`, what it wrote before first); a container that ended: its log
+    /// when replaying, else nothing.
+    async fn attach_output(&self, task_id: &str, _replay: bool) -> Result<LogLines, ExecError> {
+        Err(ExecError::NoContainer(task_id.to_owned()))
+    }
     /// Attaches `input` to task `task_id`'s container's standard input (`docker run -i`),
     /// closing it at the input's end; returns once it is closed.
     async fn attach_stdin(&self, task_id: &str, _input: Input) -> Result<(), ExecError> {

@@ -119,6 +119,14 @@ async fn send<E: Executor + ?Sized>(client: wharf_client::Client, executor: Arc<
                 futures::stream::iter([Ok(said), Ok(exit)]).boxed()
             }
         },
+        // The container's output as the engine attaches to it.
+        None if request.attach_output => match executor.attach_output(&request.task_id, request.replay).await {
+            Ok(output) => output,
+            Err(e) => {
+                tracing::info!(task = request.task_id, error = %e, "no output of a task's container");
+                futures::stream::empty().boxed()
+            }
+        },
         None => match executor.logs(&request.task_id, &request.options).await {
             Ok(lines) => lines,
             Err(e) => {

@@ -65,7 +65,9 @@ fn report(task: &str, state: &str, message: &str, container: &str, exit_code: i6
 /// The grace period of a task's stop, in seconds (Swarm's default is 10).
 pub fn grace_secs(assignment: &Assignment) -> i64 {
     let nanos = assignment.blueprint.spec.container_spec.stop_grace_period.unwrap_or(10_000_000_000);
-    (nanos.max(0) / 1_000_000_000).max(1)
+    // A container made with `docker run` may be stopped at once (`docker kill`, `stop -t 0`).
+    let least = if assignment.service_id.is_empty() { 0 } else { 1 };
+    (nanos.max(0) / 1_000_000_000).max(least)
 }
 
 /// The steps that bring `containers` to what `tasks` want; `busy` holds the tasks whose start

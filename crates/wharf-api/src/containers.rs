@@ -80,7 +80,7 @@ const CARRIED: [&str; 19] = [
     "Volumes",
     "ExposedPorts",
 ];
-const CARRIED_HOST: [&str; 35] = [
+const CARRIED_HOST: [&str; 34] = [
     "Binds",
     "Mounts",
     "Tmpfs",
@@ -115,7 +115,6 @@ const CARRIED_HOST: [&str; 35] = [
     "OomScoreAdj",
     "ConsoleSize",
     "ContainerIDFile",
-    "Isolation",
 ];
 
 /// The first part of a create body that asks for something Wharf does not carry out (say

@@ -290,6 +290,16 @@ pub struct MountSpec {
     pub tmpfs_options: Option<serde_json::Value>,
 }
 
+impl MountSpec {
+    /// Whether this mount reaches the node's own files or devices: a bind mount, or a volume
+    /// with driver options (`volume-opt=type=none,o=bind,device=/` binds the node's root; a
+    /// device or a network share mounts as well).
+    pub fn reaches_the_node(&self) -> bool {
+        let driver = self.volume_options.as_ref().and_then(|o| o.get("DriverConfig")).is_some_and(|d| !empty(d));
+        self.kind == "bind" || (self.kind == "volume" && driver)
+    }
+}
+
 /// Where a secret or a config appears in a container: a file of that name (a relative one
 /// under `/run/secrets` for a secret, under `/` for a config), owned by `UID`:`GID`, with
 /// permissions `Mode`.
@@ -958,6 +968,23 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_with_driver_options_reaches_the_node_as_a_bind_mount_does() {
+        let mount = |json: serde_json::Value| serde_json::from_value::<MountSpec>(json).expect("a mount");
+        assert!(mount(serde_json::json!({"Type": "bind", "Source": "/", "Target": "/h"})).reaches_the_node());
+        let opts = serde_json::json!({"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}});
+        assert!(
+            mount(serde_json::json!({"Type": "volume", "Source": "x", "Target": "/h", "VolumeOptions": opts}))
+                .reaches_the_node()
+        );
+        let plain = serde_json::json!({"NoCopy": true, "Labels": {"a": "b"}, "DriverConfig": {}});
+        assert!(
+            !mount(serde_json::json!({"Type": "volume", "Source": "x", "Target": "/h", "VolumeOptions": plain}))
+                .reaches_the_node()
+        );
+        assert!(!mount(serde_json::json!({"Type": "tmpfs", "Target": "/t"})).reaches_the_node());
+    }
 
     #[test]
     fn a_spec_asking_for_what_is_not_carried_out_yet_is_named_and_empty_parts_are_not() {

@@ -212,6 +212,13 @@ pub struct LogRequest {
     /// sends an [`EXIT`] frame once it closed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attach_stdin: bool,
+    /// Not the task's lines but its container's output as the engine attaches to it (raw, a
+    /// terminal's partial lines as they come), until it ends (`docker run`, `docker attach`);
+    /// with `replay`, what it wrote before first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach_output: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 /// A command to run in a task's container, as a caller's grants allowed it.
@@ -232,35 +239,6 @@ pub struct ExecSpec {
     /// `GET /cluster/exec-input/{request id}`.
     #[serde(default)]
     pub stdin: bool,
-}
-
-/// Nanoseconds since the Unix epoch of an engine timestamp (`2026-12-02T10:00:01.5Z`, UTC,
-/// with or without a fraction).
-pub fn timestamp_nanos(timestamp: &[u8]) -> Option<i128> {
-    let text = std::str::from_utf8(timestamp).ok()?.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock = clock.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos: i128 = format!("{fraction:0<9}").parse().ok()?;
-    // Days since 1970-01-01 from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(i128::from(seconds) * 1_000_000_000 + nanos)
 }
 
 /// The payload of an [`EXIT`] frame.
@@ -312,23 +290,6 @@ mod tests {
             assert_eq!(frames.len(), 3, "pieces of {piece}");
             assert_eq!(frames[0].0, STDOUT);
             assert_eq!(frames[2], (STDERR, b"2026-12-02T10:00:01.000000000Z oops\n".to_vec()));
-        }
-    }
-
-    #[test]
-    fn engine_timestamps_read_as_nanoseconds_since_the_epoch() {
-        assert_eq!(timestamp_nanos(b"1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(timestamp_nanos(b"1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(timestamp_nanos(b"2000-03-01T00:00:00.000000001Z"), Some(951_868_800_000_000_001));
-        assert_eq!(timestamp_nanos(b"2026-12-02T21:53:42.123456789Z"), Some(1_796_248_422_123_456_789));
-        for bad in [
-            &b"2026-12-02 21:53:42Z"[..],
-            b"2026-13-02T21:53:42Z",
-            b"2026-12-02T21:53:42",
-            b"x",
-            b"2026-12-02T21:53:42.1234567890Z",
-        ] {
-            assert_eq!(timestamp_nanos(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }
 

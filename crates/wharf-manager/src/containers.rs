@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use wharf_api::cluster::{HostSettings, TaskBlueprint};
 use wharf_api::containers::{self as wire, ContainerCreate, ExecCreate};
 use wharf_api::docker::{self, ContainerSpec, MountSpec, PortConfig, ResourceRequirements, Resources, TaskSpec};
-use wharf_api::logs::{ExecSpec, LogContext, LogOptions, LogRequest};
+use wharf_api::logs::{ExecSpec, LogContext, LogRequest};
 use wharf_auth::rbac::Permission;
 use wharf_store::{ContainerRecord, OrchestrationCommand, ProposerExt, Refusal, TaskRecord, TaskState};
 
@@ -35,6 +35,10 @@ use crate::{ClusterError, Manager};
 const EXEC_KEPT: Duration = Duration::from_secs(600);
 /// How many exec sessions one manager keeps at most.
 const MOST_EXECS: usize = 10_000;
+/// How many unfinished exec sessions one caller holds at most.
+const EXECS_PER_CALLER: usize = 256;
+/// How long a session made but never started is kept.
+const EXEC_UNSTARTED: Duration = Duration::from_secs(300);
 
 /// What a container needs beyond `container.create` in its collection, and what it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +221,34 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
     Ok(Plan { blueprint, needs })
 }
 
+/// Every host-reaching operation a container's settings use (pure): asked again of whoever
+/// starts it or runs a command in it, not only of its creator when it was made (a creator
+/// demoted since keeps no way into the node).
+pub fn host_needs(blueprint: &TaskBlueprint) -> Vec<Permission> {
+    let c = &blueprint.spec.container_spec;
+    let host = blueprint.host.clone().unwrap_or_default();
+    let hardening =
+        |o: &String| matches!(o.as_str(), "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true");
+    let mut needs = Vec::new();
+    if host.privileged
+        || !host.devices.is_empty()
+        || !host.security_opt.iter().all(hardening)
+        || c.oom_score_adj.is_some_and(|adj| adj < 0)
+    {
+        needs.push(Permission::Privileged);
+    }
+    if [&host.network_mode, &host.pid_mode, &host.ipc_mode, &host.uts_mode].iter().any(|m| m.as_str() == "host") {
+        needs.push(Permission::HostNamespaces);
+    }
+    if c.mounts.iter().any(MountSpec::reaches_the_node) {
+        needs.push(Permission::BindMount);
+    }
+    if !c.capability_add.is_empty() {
+        needs.push(Permission::AddCapabilities);
+    }
+    needs
+}
+
 /// `-v SOURCE:TARGET[:OPTIONS]` as a mount: a path of the node (a bind mount) or a named
 /// volume; `-v TARGET` alone is an anonymous volume.
 fn bind_mount(bind: &str) -> Result<MountSpec, String> {
@@ -227,23 +259,23 @@ fn bind_mount(bind: &str) -> Result<MountSpec, String> {
         [source, target, options] => (*source, *target, *options),
         _ => return Err(format!("invalid volume specification {bind:?}")),
     };
-    let mut read_only = false;
+    let kind = if source.starts_with('/') { "bind" } else { "volume" };
+    let mut mount =
+        MountSpec { kind: kind.into(), source: source.to_owned(), target: target.to_owned(), ..MountSpec::default() };
     for option in options.split(',').filter(|o| !o.is_empty()) {
         match option {
-            "ro" => read_only = true,
-            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-            | "delegated" | "cached" | "consistent" => {}
+            "ro" => mount.read_only = true,
+            "rw" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" if kind == "bind" => {
+                mount.bind_options = Some(serde_json::json!({"Propagation": option}));
+            }
+            "nocopy" if kind == "volume" => mount.volume_options = Some(serde_json::json!({"NoCopy": true})),
+            "delegated" | "cached" | "consistent" => mount.consistency = option.to_owned(),
+            "z" | "Z" => return Err(format!("SELinux relabelling ({option} in {bind:?}) is not supported by Wharf")),
             other => return Err(format!("invalid volume option {other:?} in {bind:?}")),
         }
     }
-    let kind = if source.starts_with('/') { "bind" } else { "volume" };
-    Ok(MountSpec {
-        kind: kind.into(),
-        source: source.to_owned(),
-        target: target.to_owned(),
-        read_only,
-        ..MountSpec::default()
-    })
+    Ok(mount)
 }
 
 /// The exec sessions of this manager (in memory, as the engine keeps them).
@@ -268,6 +300,9 @@ struct ExecSession {
     started: bool,
     exit_code: Option<i64>,
     ended: Option<Instant>,
+    created: Instant,
+    /// The streams the caller attached: (stdout, stderr).
+    streams: (bool, bool),
 }
 
 impl Execs {
@@ -277,8 +312,13 @@ impl Execs {
 
     fn insert(&self, id: String, session: ExecSession) -> Result<(), ClusterError> {
         let mut sessions = self.lock();
-        sessions.retain(|_, s| s.ended.is_none_or(|at| at.elapsed() < EXEC_KEPT));
-        if sessions.len() >= MOST_EXECS {
+        // Ended ones are kept a while for their exit code; ones never started go too.
+        sessions.retain(|_, s| match s.ended {
+            Some(at) => at.elapsed() < EXEC_KEPT,
+            None => s.started || s.created.elapsed() < EXEC_UNSTARTED,
+        });
+        let callers = sessions.values().filter(|s| s.caller == session.caller && s.ended.is_none()).count();
+        if sessions.len() >= MOST_EXECS || callers >= EXECS_PER_CALLER {
             return Err(ClusterError::TooManyRequests("too many exec sessions on this manager".into()));
         }
         sessions.insert(id, session);
@@ -308,16 +348,36 @@ fn blueprint_of(task: &TaskRecord) -> TaskBlueprint {
     serde_json::from_str(&task.template).unwrap_or_default()
 }
 
+/// Whether a container ended (pure): its node reported its end, it was stopped before a node
+/// ran it, or its node is gone (`node_gone`) and can say nothing more.
+pub fn ended(task: &TaskRecord, node_gone: bool) -> bool {
+    task.status.state.is_terminal()
+        || (task.desired >= TaskState::Shutdown && (task.node.is_none() || task.status.state < TaskState::Assigned))
+        || (task.node.is_some() && node_gone)
+}
+
+/// The exit code of an ended container: its own, 125 for one its node refused to run, 255
+/// for one whose node went away, 0 for one stopped before it ran.
+fn exit_code_of(task: &TaskRecord) -> i64 {
+    match task.status.state {
+        TaskState::Rejected => 125,
+        s if s.is_terminal() => task.status.exit_code,
+        _ if task.node.is_some() && task.status.state >= TaskState::Assigned => 255,
+        _ => 0,
+    }
+}
+
 /// Docker's short state of a container, and the words of `docker ps`'s STATUS.
-fn state_of(task: &TaskRecord, now: u64) -> (&'static str, String) {
+fn state_of(task: &TaskRecord, ended: bool, now: u64) -> (&'static str, String) {
     let ago = |at: u64| human_duration(now.saturating_sub(at));
     if task.desired == TaskState::Ready {
         return ("created", "Created".into());
     }
+    if ended {
+        return ("exited", format!("Exited ({}) {} ago", exit_code_of(task), ago(task.status.at)));
+    }
     match task.status.state {
         TaskState::Running => ("running", format!("Up {}", ago(task.status.at))),
-        s if s.is_terminal() => ("exited", format!("Exited ({}) {} ago", task.status.exit_code, ago(task.status.at))),
-        _ if task.desired >= TaskState::Shutdown => ("exited", "Exited (0) just now".into()),
         s => ("created", format!("Starting ({})", s.as_str())),
     }
 }
@@ -335,6 +395,15 @@ fn human_duration(secs: u64) -> String {
 }
 
 impl Manager {
+    /// Whether container `task` ended ([`ended`], with its node looked up).
+    fn container_ended(&self, task: &TaskRecord) -> Result<bool, ClusterError> {
+        let node_gone = match task.node {
+            Some(node) => self.store.node(node)?.is_none_or(|n| n.removed),
+            None => false,
+        };
+        Ok(ended(task, node_gone))
+    }
+
     /// The container `key` names (id, name, or a prefix of one id), visible to the caller, and
     /// `permission` allowed on it.
     fn find_container(
@@ -400,7 +469,9 @@ impl Manager {
 
     /// `POST /containers/{id}/start`: `false` when it was started already.
     pub async fn start_container(&self, caller: &Caller, key: &str) -> Result<bool, ClusterError> {
-        let (id, container, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerCreate)?;
+        let access = self.access(caller)?;
+        let (id, container, task) = self.find_container(&access, key, Permission::ContainerCreate)?;
+        require_host(&access, &blueprint_of(&task))?;
         match task.desired {
             TaskState::Ready => {}
             TaskState::Running => return Ok(false),
@@ -421,22 +492,26 @@ impl Manager {
     /// margin, until its node stopped it. `false` when it was not running.
     pub async fn stop_container(&self, caller: &Caller, key: &str, grace: Option<i64>) -> Result<bool, ClusterError> {
         let (id, _, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerUpdate)?;
-        if task.desired != TaskState::Running || task.status.state.is_terminal() {
+        if task.desired != TaskState::Running || self.container_ended(&task)? {
             return Ok(false);
         }
         let mut feed = self.store.subscribe();
-        let command = OrchestrationCommand::SetDesiredState {
-            ids: vec![id.clone()],
-            desired: TaskState::Shutdown,
-            at: crate::now(),
-        };
-        self.proposer.propose_by(caller.origin.clone(), command).await?;
-        let spec_grace = blueprint_of(&task).spec.container_spec.stop_grace_period.unwrap_or(10_000_000_000);
-        let grace = grace.map_or(spec_grace / 1_000_000_000, |g| g.max(0));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.clamp(0, 600) as u64 + 15);
+        // The grace the caller asked (`-t`; `kill`: none) reaches the node with the template.
+        let mut blueprint = blueprint_of(&task);
+        let spec_grace = blueprint.spec.container_spec.stop_grace_period.unwrap_or(10_000_000_000);
+        let grace = grace.map_or(spec_grace / 1_000_000_000, |g| g.clamp(0, 3600));
+        blueprint.spec.container_spec.stop_grace_period = Some(grace * 1_000_000_000);
+        let template = serde_json::to_string(&blueprint)
+            .map_err(|e| ClusterError::Internal(format!("encoding a container: {e}")))?;
+        let command = OrchestrationCommand::StopContainer { id: id.clone(), template, at: crate::now() };
+        self.proposer.propose_by(caller.origin.clone(), command).await.map_err(container_error)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64 + 15);
         loop {
             feed.borrow_and_update();
-            let ended = self.store.task(&id)?.is_none_or(|t| t.status.state.is_terminal() || t.node.is_none());
+            let ended = match self.store.task(&id)? {
+                Some(t) => self.container_ended(&t)?,
+                None => true,
+            };
             if ended {
                 return Ok(true);
             }
@@ -451,7 +526,7 @@ impl Manager {
     /// `DELETE /containers/{id}?force=`: a running container only with `force`.
     pub async fn remove_container(&self, caller: &Caller, key: &str, force: bool) -> Result<(), ClusterError> {
         let (id, container, task) = self.find_container(&self.access(caller)?, key, Permission::ContainerRemove)?;
-        let running = task.desired == TaskState::Running && !task.status.state.is_terminal();
+        let running = task.desired == TaskState::Running && !self.container_ended(&task)?;
         if running && !force {
             return Err(ClusterError::Conflict(format!(
                 "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
@@ -469,19 +544,25 @@ impl Manager {
         Ok(self.find_container(&self.access(caller)?, key, Permission::ContainerView)?.0)
     }
 
-    /// `POST /containers/{id}/wait`: once container `id` ended, its exit code (125 for one
-    /// that never ran: its node refused it).
+    /// `POST /containers/{id}/wait`: once container `id` ended, its exit code
+    /// ([`exit_code_of`]).
     pub async fn wait_container(&self, id: &str) -> Result<wire::WaitResponse, ClusterError> {
         let mut feed = self.store.subscribe();
+        let mut last: Option<TaskRecord> = None;
         loop {
             feed.borrow_and_update();
             match self.store.task(id)? {
-                None => return Ok(wire::WaitResponse { status_code: 0 }),
-                Some(t) if t.status.state == TaskState::Rejected => return Ok(wire::WaitResponse { status_code: 125 }),
-                Some(t) if t.status.state.is_terminal() => {
-                    return Ok(wire::WaitResponse { status_code: t.status.exit_code });
+                // Removed (`--rm`) between two looks: it ended as it was last seen.
+                None => {
+                    return match last {
+                        Some(t) => Ok(wire::WaitResponse { status_code: exit_code_of(&t) }),
+                        None => Err(ClusterError::NotFound(format!("No such container: {id}"))),
+                    };
                 }
-                Some(_) => {}
+                Some(t) if self.container_ended(&t)? => {
+                    return Ok(wire::WaitResponse { status_code: exit_code_of(&t) });
+                }
+                Some(t) => last = Some(t),
             }
             tokio::select! {
                 changed = feed.changed() => if changed.is_err() { return Err(ClusterError::Unavailable("the state closed".into())) },
@@ -514,7 +595,7 @@ impl Manager {
             if !access.allows(Permission::ContainerView, &blueprint.collection) {
                 continue;
             }
-            let (state, status) = state_of(&task, now);
+            let (state, status) = state_of(&task, self.container_ended(&task)?, now);
             let wanted = |key: &str, matches: &dyn Fn(&str) -> bool| {
                 filters.get(key).is_none_or(|values| values.iter().any(|v| matches(v)))
             };
@@ -571,7 +652,8 @@ impl Manager {
         let blueprint = blueprint_of(&task);
         let c = &blueprint.spec.container_spec;
         let host = blueprint.host.clone().unwrap_or_default();
-        let (state, _) = state_of(&task, crate::now());
+        let ended = self.container_ended(&task)?;
+        let (state, _) = state_of(&task, ended, crate::now());
         let node = match task.node {
             Some(node) => self.store.node(node)?.map(|n| wire::InspectNode {
                 id: node.to_string(),
@@ -588,7 +670,6 @@ impl Manager {
                 .get_or_insert_with(Vec::new)
                 .push(wire::PortBinding { host_ip: "0.0.0.0".into(), host_port: p.published.to_string() });
         }
-        let ended = task.status.state.is_terminal();
         Ok(wire::ContainerInspect {
             id,
             created: docker::rfc3339(container.created),
@@ -597,7 +678,7 @@ impl Manager {
             state: wire::ContainerState {
                 status: state.to_owned(),
                 running: state == "running",
-                exit_code: task.status.exit_code,
+                exit_code: if ended { exit_code_of(&task) } else { 0 },
                 error: task.status.err.clone(),
                 started_at: docker::rfc3339(if state == "created" { 0 } else { task.created }),
                 finished_at: docker::rfc3339(if ended { task.status.at } else { 0 }),
@@ -661,7 +742,8 @@ impl Manager {
     /// With `stdin`, what the caller sends goes to the container's standard input (`docker run
     /// -i`: its own container needs `container.update`, anyone else's `container.exec`).
     /// A container running already sends its output from now on, unless `logs` asks for what
-    /// it wrote before too (`docker attach`; `docker run` attaches before the start).
+    /// it wrote before too (`docker attach`; `docker run` attaches before the start). The node
+    /// attaches to the engine's container: a terminal's prompt comes as it is written.
     pub fn attach_container(
         &self,
         caller: &Caller,
@@ -671,16 +753,17 @@ impl Manager {
     ) -> Result<ExecOutput, ClusterError> {
         let access = self.access(caller)?;
         let (id, container, task) = self.find_container(&access, key, Permission::ContainerView)?;
-        // From now on: from the second the engine filters by, then to the nanosecond here.
-        let attached_at = (!logs && task.status.state >= TaskState::Running).then(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
-        });
-        let since = attached_at.map_or(0, |at| (at / 1_000_000_000) as i64);
+        if self.container_ended(&task)? {
+            return Err(ClusterError::Conflict("You cannot attach to a stopped container, start it first".into()));
+        }
+        // What it wrote before: when asked, or when the caller attached before the start.
+        let replay = logs || task.status.state < TaskState::Running;
         let blueprint = blueprint_of(&task);
         if stdin {
             let needed =
                 if container.owner == caller.name { Permission::ContainerUpdate } else { Permission::ExecOthers };
             access.require(needed, &blueprint.collection)?;
+            require_host(&access, &blueprint)?;
         }
         let tty = blueprint.spec.container_spec.tty;
         let (input, mut from_caller) = match stdin {
@@ -738,11 +821,11 @@ impl Manager {
                     execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
                 });
             }
-            let options = LogOptions { follow: !task.status.state.is_terminal(), tail: None, since, until: 0 };
             let request = LogRequest {
                 id: crate::control::new_object_id(),
                 task_id: id.clone(),
-                options,
+                attach_output: true,
+                replay,
                 ..LogRequest::default()
             };
             let (lines, mut from_node) = mpsc::channel(64);
@@ -751,13 +834,7 @@ impl Manager {
                 if line.stream != wharf_api::logs::STDOUT && line.stream != wharf_api::logs::STDERR {
                     continue;
                 }
-                let (timestamp, message) = wharf_api::logs::split_timestamp(&line.payload);
-                let before = attached_at
-                    .is_some_and(|at| wharf_api::logs::timestamp_nanos(timestamp).is_some_and(|written| written < at));
-                if before {
-                    continue;
-                }
-                if to_caller.send((line.stream, message.to_vec())).await.is_err() {
+                if to_caller.send((line.stream, line.payload)).await.is_err() {
                     return;
                 }
             }
@@ -779,6 +856,7 @@ impl Manager {
         // `container.exec`.
         let needed = if container.owner == caller.name { Permission::ContainerUpdate } else { Permission::ExecOthers };
         access.require(needed, &collection)?;
+        require_host(&access, &blueprint_of(&task))?;
         if exec.privileged {
             access.require(Permission::Privileged, &collection)?;
         }
@@ -807,6 +885,8 @@ impl Manager {
             started: false,
             exit_code: None,
             ended: None,
+            created: Instant::now(),
+            streams: (exec.attach_stdout, exec.attach_stderr),
         };
         self.execs.insert(exec_id.clone(), session)?;
         Ok(wire::ContainerCreated { id: exec_id, warnings: Vec::new() })
@@ -872,7 +952,11 @@ impl Manager {
                     break;
                 }
                 // A caller that left does not stop the command: its output is drained.
-                let _ = to_caller.send((line.stream, line.payload)).await;
+                let (stdout, stderr) = session.streams;
+                let wanted = if line.stream == wharf_api::logs::STDERR { stderr } else { stdout };
+                if wanted {
+                    let _ = to_caller.send((line.stream, line.payload)).await;
+                }
             }
             if code.is_none() {
                 tracing::warn!(exec = exec_id, "a command's node did not say how it ended");
@@ -926,6 +1010,11 @@ impl Manager {
     }
 }
 
+/// Every host-reaching operation of a container, allowed to the caller where it is.
+fn require_host(access: &Access, blueprint: &TaskBlueprint) -> Result<(), ClusterError> {
+    host_needs(blueprint).into_iter().try_for_each(|p| access.require(p, &blueprint.collection))
+}
+
 fn container_error(e: wharf_store::ProposeError) -> ClusterError {
     match e {
         wharf_store::ProposeError::Refused(Refusal::NameTaken { name, .. }) => ClusterError::Conflict(format!(
@@ -976,6 +1065,18 @@ mod tests {
         let spec = &plan.blueprint.spec.container_spec;
         assert_eq!((spec.mounts[0].kind.as_str(), spec.mounts[0].read_only), ("bind", true));
         assert_eq!(spec.capability_add, ["NET_ADMIN"]);
+        // Asked again at start and exec: from what the container is.
+        assert_eq!(host_needs(&plan.blueprint), [Permission::BindMount, Permission::AddCapabilities]);
+        for body in [
+            r#"{"Image":"i","HostConfig":{"Privileged":true,"PidMode":"host"}}"#,
+            r#"{"Image":"i","HostConfig":{"SecurityOpt":["apparmor=unconfined"],"NetworkMode":"host"}}"#,
+            r#"{"Image":"i","HostConfig":{"OomScoreAdj":-500,"UTSMode":"host"}}"#,
+        ] {
+            let planned = super::plan(&create(body), "c", "/").expect("plan");
+            let again = host_needs(&planned.blueprint);
+            assert!(planned.needs.iter().all(|p| again.contains(p)), "{body}: {again:?} covers {:?}", planned.needs);
+            assert_eq!(again, [Permission::Privileged, Permission::HostNamespaces], "{body}");
+        }
     }
 
     #[test]
@@ -995,6 +1096,8 @@ mod tests {
             r#"{"Image":"i","HostConfig":{"UsernsMode":"host"}}"#,
             r#"{"Image":"i","HostConfig":{"Binds":["/a:/b:ro:x"]}}"#,
             r#"{"Image":"i","HostConfig":{"Binds":["/a:/b:bogus"]}}"#,
+            r#"{"Image":"i","HostConfig":{"Binds":["/a:/b:Z"]}}"#,
+            r#"{"Image":"i","HostConfig":{"Binds":["v:/b:rshared"]}}"#,
             r#"{"Image":"i","HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"10.0.0.1","HostPort":"80"}]}}}"#,
             r#"{"Image":"i","HostConfig":{"PortBindings":{"x/tcp":[{"HostPort":"80"}]}}}"#,
             r#"{"Image":"i","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"80-90"}]}}}"#,
@@ -1022,6 +1125,43 @@ mod tests {
         assert_eq!(ports, [(53, 0, "udp"), (80, 8080, "tcp")]);
         assert_eq!(b.spec.resources.as_ref().and_then(|r| r.limits).map(|l| l.memory_bytes), Some(1_048_576));
         assert!(b.host.as_ref().is_some_and(|h| h.auto_remove && !h.privileged));
+    }
+
+    #[test]
+    fn a_container_ended_once_reported_so_stopped_before_it_ran_or_its_node_gone() {
+        let task = |state: TaskState, desired: TaskState, node: Option<u64>| TaskRecord {
+            service_id: String::new(),
+            slot: 0,
+            node,
+            spec_version: 0,
+            template: String::new(),
+            desired,
+            status: wharf_store::TaskStatus {
+                state,
+                message: String::new(),
+                err: String::new(),
+                container_id: String::new(),
+                exit_code: 3,
+                at: 0,
+                ports: Vec::new(),
+            },
+            version: 0,
+            created: 0,
+            updated: 0,
+        };
+        let running = task(TaskState::Running, TaskState::Running, Some(1));
+        assert!(!ended(&running, false));
+        assert!(ended(&running, true), "its node is gone");
+        assert_eq!(exit_code_of(&running), 255);
+        let failed = task(TaskState::Failed, TaskState::Running, Some(1));
+        assert!(ended(&failed, false));
+        assert_eq!(exit_code_of(&failed), 3);
+        assert_eq!(exit_code_of(&task(TaskState::Rejected, TaskState::Running, Some(1))), 125);
+        let unplaced = task(TaskState::Pending, TaskState::Shutdown, None);
+        assert!(ended(&unplaced, false));
+        assert_eq!(exit_code_of(&unplaced), 0);
+        assert!(!ended(&task(TaskState::Pending, TaskState::Running, None), false), "still to be placed");
+        assert!(!ended(&task(TaskState::Running, TaskState::Shutdown, Some(1)), false), "its node stops it");
     }
 
     #[test]

@@ -128,12 +128,13 @@ pub fn reconcile(
 /// What becomes of a container (a task of no service).
 fn containers(id: &str, task: &TaskRecord, nodes: &BTreeMap<u64, &NodeView>, plan: &mut Plan) {
     let node_gone = task.node.is_none_or(|n| nodes.get(&n).is_none_or(|n| !n.keeps_tasks()));
+    let node_removed = task.node.is_some_and(|n| nodes.get(&n).is_none_or(|n| n.record.removed));
     let ended = task.status.state.is_terminal() || task.status.state < TaskState::Assigned || node_gone;
     let auto_remove =
         serde_json::from_str::<TaskBlueprint>(&task.template).is_ok_and(|b| b.host.is_some_and(|h| h.auto_remove));
     if task.desired == TaskState::Remove && ended {
         plan.forget.push(id.to_owned());
-    } else if auto_remove && task.status.state.is_terminal() && task.desired < TaskState::Remove {
+    } else if auto_remove && crate::containers::ended(task, node_removed) && task.desired < TaskState::Remove {
         plan.remove_containers.push(id.to_owned());
     }
 }
@@ -929,6 +930,33 @@ mod tests {
         let plan = reconcile(&services, &BTreeMap::new(), &tasks, &nodes, 10, &mut ids());
         assert_eq!(plan.create.iter().map(|t| t.node).collect::<Vec<_>>(), [Some(2)]);
         assert_eq!(plan.shutdown, ["t3"]);
+    }
+
+    #[test]
+    fn containers_are_never_replaced_and_go_once_removed_or_ended_with_rm() {
+        let container = |state: TaskState, desired: TaskState, auto_remove: bool| {
+            let mut t = task(0, Some(1), state, 1);
+            t.service_id = String::new();
+            t.desired = desired;
+            t.template = format!(r#"{{"service_name":"c","spec":{{}},"host":{{"auto_remove":{auto_remove}}}}}"#);
+            t
+        };
+        let tasks = vec![
+            ("run".to_owned(), container(TaskState::Running, TaskState::Running, false)),
+            ("done".to_owned(), container(TaskState::Complete, TaskState::Running, false)),
+            ("rm-running".to_owned(), container(TaskState::Running, TaskState::Remove, false)),
+            ("rm-ended".to_owned(), container(TaskState::Shutdown, TaskState::Remove, false)),
+            ("auto-done".to_owned(), container(TaskState::Failed, TaskState::Running, true)),
+            ("auto-running".to_owned(), container(TaskState::Running, TaskState::Running, true)),
+        ];
+        let mut unplaced = container(TaskState::Pending, TaskState::Shutdown, true);
+        unplaced.node = None;
+        let mut tasks = tasks;
+        tasks.push(("auto-unplaced".to_owned(), unplaced));
+        let plan = reconcile(&[], &BTreeMap::new(), &tasks, &[node(1, "ready", "active")], 10, &mut ids());
+        assert!(plan.create.is_empty() && plan.shutdown.is_empty() && plan.remove.is_empty(), "{plan:?}");
+        assert_eq!(plan.forget, ["rm-ended"]);
+        assert_eq!(plan.remove_containers, ["auto-done", "auto-unplaced"]);
     }
 
     #[test]

@@ -434,6 +434,10 @@ pub(crate) fn check_mounts(
                 if mount.source.contains('/') {
                     return Err(invalid("a volume is named, not a path (use type=bind for a path)"));
                 }
+                // Driver options mount what the node holds (its files, devices, shares).
+                if mount.reaches_the_node() {
+                    access.require(Permission::BindMount, collection)?;
+                }
             }
             "bind" => {
                 if !mount.source.starts_with('/') {
@@ -471,6 +475,10 @@ pub(crate) fn check_capabilities(
     }
     if !spec.capability_add.is_empty() {
         access.require(Permission::AddCapabilities, collection)?;
+    }
+    // Shielding a container from the node's OOM killer starves the node instead.
+    if spec.oom_score_adj.is_some_and(|adj| adj < 0) {
+        access.require(Permission::Privileged, collection)?;
     }
     Ok(())
 }

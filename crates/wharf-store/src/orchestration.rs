@@ -386,6 +386,9 @@ pub enum OrchestrationCommand {
     /// `created`: desired `ready` until a `SetDesiredState` to running; refused when a
     /// container has the name.
     CreateContainer { id: String, name: String, owner: String, template: String, at: u64 },
+    /// Wants a container stopped (desired `shutdown`), with `template` (the manager's, with
+    /// the grace period the caller asked) from now on. Refused when there is no such container.
+    StopContainer { id: String, template: String, at: u64 },
     /// Frees a container's name and wants it removed by its node (desired `remove`); the
     /// record goes with the task. Refused when there is no such container.
     RemoveContainer { id: String, at: u64 },
@@ -436,6 +439,7 @@ impl std::fmt::Display for OrchestrationCommand {
                 write!(f, "create-container {name} ({id}) for {owner}")
             }
             OrchestrationCommand::RemoveContainer { id, .. } => write!(f, "remove-container {id}"),
+            OrchestrationCommand::StopContainer { id, .. } => write!(f, "stop-container {id}"),
         }
     }
 }
@@ -586,6 +590,19 @@ pub(crate) fn apply(txn: &WriteTransaction, command: &OrchestrationCommand) -> R
             let container = ContainerRecord { name: name.clone(), owner: owner.clone(), created: *at };
             txn.open_table(CONTAINERS)?.insert(id.as_str(), encode(&Stored::V1(container))?.as_slice())?;
             txn.open_table(CONTAINER_NAMES)?.insert(name.as_str(), id.as_bytes())?;
+            Ok(Outcome::Done)
+        }
+        C::StopContainer { id, template, at } => {
+            let unknown = || Refusal::ObjectUnknown { kind: "container".into(), id: id.clone() };
+            let mut task = task_in(txn, id)?.filter(TaskRecord::is_container).ok_or_else(unknown)?;
+            if task.desired >= TaskState::Shutdown {
+                return Ok(Outcome::Done);
+            }
+            task.template = template.clone();
+            task.desired = TaskState::Shutdown;
+            task.version = next_version(txn)?;
+            task.updated = *at;
+            put_task(txn, id, &task)?;
             Ok(Outcome::Done)
         }
         C::RemoveContainer { id, at } => {

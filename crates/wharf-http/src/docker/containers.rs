@@ -33,7 +33,12 @@ pub(super) async fn containers(manager: &Manager, caller: &Caller, create: bool,
     match (create, req.method().clone()) {
         (false, Method::GET) => {
             let filters = filters(&query)?;
-            ok(&manager.list_containers(caller, flag(&query, "all"), &filters).map_err(docker_error)?)
+            let mut listed = manager.list_containers(caller, flag(&query, "all"), &filters).map_err(docker_error)?;
+            // `-n N` and `-l` (the newest first).
+            if let Some(limit) = query_i64(&query, "limit")?.filter(|l| *l > 0) {
+                listed.truncate(limit as usize);
+            }
+            ok(&listed)
         }
         (true, Method::POST) => {
             let name = crate::query_get(&query, "name").map(str::to_owned);
@@ -73,10 +78,24 @@ pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str,
             let started = manager.start_container(caller, id).await.map_err(docker_error)?;
             Ok(empty(if started { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
         }
-        ("stop" | "kill", Method::POST) => {
-            let grace = if op == "kill" { Some(0) } else { query_i64(&query, "t")? };
+        ("stop", Method::POST) => {
+            let grace = query_i64(&query, "t")?;
             let stopped = manager.stop_container(caller, id, grace).await.map_err(docker_error)?;
-            Ok(empty(if stopped || op == "kill" { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
+            Ok(empty(if stopped { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED }))
+        }
+        // `docker kill`: a stop without a grace period, so the engine's SIGKILL.
+        ("kill", Method::POST) => {
+            let signal = crate::query_get(&query, "signal").unwrap_or("");
+            if !matches!(signal, "" | "KILL" | "SIGKILL" | "9") {
+                return Err(message_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("docker kill --signal {signal} is not supported by Wharf yet: only KILL is"),
+                ));
+            }
+            if !manager.stop_container(caller, id, Some(0)).await.map_err(docker_error)? {
+                return Err(message_response(StatusCode::CONFLICT, &format!("Container {id} is not running")));
+            }
+            Ok(empty(StatusCode::NO_CONTENT))
         }
         // The size of a container's terminal is the engine's default.
         ("resize", Method::POST) => {
@@ -109,9 +128,11 @@ pub(super) async fn operation(manager: &Arc<Manager>, caller: &Caller, id: &str,
         }
         ("attach", Method::POST) => {
             let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-            let output = manager
+            let mut output = manager
                 .attach_container(caller, id, flag(&query, "stdin"), flag(&query, "logs"))
                 .map_err(docker_error)?;
+            // Only the streams the caller attached (`docker run -a stdout`).
+            output.output = only(output.output, flag(&query, "stdout"), flag(&query, "stderr"));
             Ok(hijacked(manager, upgrade, output))
         }
         (op, Method::POST | Method::GET) => Err(message_response(
@@ -144,6 +165,27 @@ pub(super) async fn exec(manager: &Manager, caller: &Caller, id: &str, op: &str,
         (_, method) if op == "json" || op == "start" || op == "resize" => Err(not_allowed(&method)),
         (op, _) => Err(message_response(StatusCode::NOT_FOUND, &format!("exec {op} is no Docker API call"))),
     }
+}
+
+/// The output of the streams asked for.
+fn only(
+    mut output: tokio::sync::mpsc::Receiver<(u8, Vec<u8>)>,
+    stdout: bool,
+    stderr: bool,
+) -> tokio::sync::mpsc::Receiver<(u8, Vec<u8>)> {
+    if stdout && stderr {
+        return output;
+    }
+    let (to, from) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some((stream, payload)) = output.recv().await {
+            let wanted = if stream == wharf_api::logs::STDERR { stderr } else { stdout };
+            if wanted && to.send((stream, payload)).await.is_err() {
+                return;
+            }
+        }
+    });
+    from
 }
 
 fn wants_upgrade(req: &Request) -> bool {

@@ -99,6 +99,7 @@ impl DockerCall {
             }
             ["containers", "json"] => DockerCall::Containers,
             ["containers", "create"] => DockerCall::ContainerCreate,
+            ["containers", "prune"] => DockerCall::Unsupported("containers/prune".into()),
             ["containers", id] | ["containers", id, "json"] => DockerCall::Container((*id).to_owned()),
             ["containers", id, op] => DockerCall::ContainerOp((*id).to_owned(), (*op).to_owned()),
             ["exec", id, op] => DockerCall::Exec((*id).to_owned(), (*op).to_owned()),

@@ -171,6 +171,15 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
         (&["--ipc", "host"], "host.namespaces"),
         (&["--uts", "host"], "host.namespaces"),
         (&["--cap-add", "NET_ADMIN"], "host.capabilities"),
+        (&["--oom-score-adj", "-500"], "host.privileged"),
+        // A volume whose driver options bind the node's root is a bind mount.
+        (
+            &[
+                "--mount",
+                "type=volume,source=root,target=/h,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/",
+            ],
+            "host.bind-mount",
+        ),
     ] {
         let args = [&["run", "-d", "--label", ops][..], flags, &[image.as_str(), "busybox", "sleep", "600"]].concat();
         let said = refused(&restricted, &args);
@@ -180,6 +189,13 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     assert!(said.contains("container.exec"), "restricted: exec into another's container: {said}");
     let said = refused(&restricted, &["exec", "--privileged", "mine", "echo", "x"]);
     assert!(said.contains("host.privileged"), "restricted: a privileged exec: {said}");
+    // A creator demoted since reaches the node no more through what they made.
+    wharf(&config, &["grant", "rm", "user:full", "fullcontrol", "/Shared/ops"], "");
+    wharf(&config, &["grant", "add", "user:full", "restrictedcontrol", "/Shared/ops"], "");
+    let said = refused(&full, &["exec", hosted.trim(), "true"]);
+    assert!(said.contains("host.namespaces"), "exec into a host-network container after a demotion: {said}");
+    wharf(&config, &["grant", "rm", "user:full", "restrictedcontrol", "/Shared/ops"], "");
+    wharf(&config, &["grant", "add", "user:full", "fullcontrol", "/Shared/ops"], "");
     // Nothing refused was recorded.
     let listed = names(&admin, true);
     assert_eq!(listed.len(), 4, "web and two more of full's, and mine: {listed:?}");
@@ -217,7 +233,13 @@ fn containers_run_through_the_docker_cli_within_their_creators_grants() {
     assert!(said.contains("run a new one"), "a stopped container is not started again: {said}");
     let said = refused(&full, &["rm", hosted.trim()]);
     assert!(said.contains("Stop the container"), "a running container is removed only by force: {said}");
-    ok(&full, &["rm", "-f", privileged, hosted.trim(), "web"]);
+    // docker kill: at once, with the engine's SIGKILL; a stopped one is not running.
+    ok(&full, &["kill", hosted.trim()]);
+    assert_eq!(ok(&full, &["wait", hosted.trim()]).trim(), "137");
+    let said = refused(&full, &["kill", hosted.trim()]);
+    assert!(said.contains("is not running"), "kill of a stopped container: {said}");
+    ok(&full, &["rm", hosted.trim()]);
+    ok(&full, &["rm", "-f", privileged, "web"]);
     assert!(!names(&full, true).iter().any(|n| n == "web"));
     wait_for(Duration::from_secs(60), "the engine's containers removed", || {
         on_engine(&engine, &id, "{{.Id}}").is_none().then_some(())
