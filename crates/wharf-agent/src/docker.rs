@@ -355,16 +355,7 @@ impl Executor for DockerExecutor {
                 let _ = stdin.shutdown().await;
             });
         }
-        let chunks = output.filter_map(|item| async move {
-            match item {
-                Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    Some(Ok((wharf_api::logs::STDOUT, message.to_vec())))
-                }
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(engine(e))),
-            }
-        });
+        let chunks = output.filter_map(|item| async move { raw_chunk(item) });
         let docker = self.docker.clone();
         let exec_id = created.id;
         let exit = futures::stream::once(async move {
@@ -399,19 +390,7 @@ impl Executor for DockerExecutor {
                 })
                 .boxed());
         }
-        Ok(attached
-            .output
-            .filter_map(|item| async move {
-                match item {
-                    Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),
-                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                        Some(Ok((wharf_api::logs::STDOUT, message.to_vec())))
-                    }
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(engine(e))),
-                }
-            })
-            .boxed())
+        Ok(attached.output.filter_map(|item| async move { raw_chunk(item) }).boxed())
     }
 
     async fn attach_stdin(&self, task_id: &str, mut input: crate::executor::Input) -> Result<(), ExecError> {
@@ -472,6 +451,19 @@ fn fingerprint(credentials: Option<&DockerCredentials>) -> u64 {
 
 /// The longest piece of a TTY's output sent as one line.
 const CONSOLE_LINE: usize = 16 << 10;
+
+/// A piece of a command's or an attached container's output as it came (a terminal's on
+/// stdout).
+fn raw_chunk(item: Result<LogOutput, bollard::errors::Error>) -> Option<Result<(u8, Vec<u8>), ExecError>> {
+    match item {
+        Ok(LogOutput::StdErr { message }) => Some(Ok((wharf_api::logs::STDERR, message.to_vec()))),
+        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+            Some(Ok((wharf_api::logs::STDOUT, message.to_vec())))
+        }
+        Ok(LogOutput::StdIn { .. }) => None,
+        Err(e) => Some(Err(engine(e))),
+    }
+}
 
 /// The engine's log output as lines: a frame is one already; a TTY's output comes in pieces of
 /// any size and is cut at newlines (and every [`CONSOLE_LINE`] bytes), its last piece sent
