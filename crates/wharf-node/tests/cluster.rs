@@ -369,7 +369,17 @@ async fn collect(body: wharf_blobstore::ByteStream) -> Vec<u8> {
 /// The origins of the entries in the (stopped) manager's Raft log that create `user`.
 async fn origins_in_log(dir: &Path, user: &str) -> Vec<Origin> {
     use openraft::storage::{RaftLogReader, RaftLogStorage};
-    let mut log = wharf_raft::LogStore::open(&DataDir::new(dir).raft_log()).expect("open the log");
+    // The stopped manager's last tasks may hold the log's lock a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = loop {
+        match wharf_raft::LogStore::open(&DataDir::new(dir).raft_log()) {
+            Ok(log) => break log,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "open the log: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let entries = log.get_log_reader().await.try_get_log_entries(0..u64::MAX).await.expect("read the log");
     entries
         .into_iter()
