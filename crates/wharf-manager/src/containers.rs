@@ -40,19 +40,10 @@ const EXECS_PER_CALLER: usize = 256;
 /// How long a session made but never started is kept.
 const EXEC_UNSTARTED: Duration = Duration::from_secs(300);
 
-/// What a container needs beyond `container.create` in its collection, and what it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub blueprint: TaskBlueprint,
-    /// The host-reaching permissions its settings need.
-    pub needs: Vec<Permission>,
-}
-
-/// The task a container request makes, and the permissions it needs (pure). `Err`: what
-/// Wharf cannot honour, said so.
-pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Plan, String> {
+/// The task a container request makes (pure); what of the node it uses is [`host_needs`].
+/// `Err`: what Wharf cannot honour, said so.
+pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<TaskBlueprint, String> {
     let host = &create.host_config;
-    let mut needs = Vec::new();
     if create.image.trim().is_empty() {
         return Err("an image is required".into());
     }
@@ -98,23 +89,16 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
     let network_mode = match host.network_mode.as_str() {
         "" | "default" | "bridge" => String::new(),
         "none" => "none".to_owned(),
-        "host" => {
-            needs.push(Permission::HostNamespaces);
-            "host".to_owned()
-        }
+        "host" => "host".to_owned(),
         other => {
             return Err(format!(
                 "network {other:?}: a container joins the default bridge, host or none (cluster networks are for services)"
             ));
         }
     };
-    let mut namespace = |flag: &str, mode: &str, also: &[&str]| -> Result<String, String> {
+    let namespace = |flag: &str, mode: &str, also: &[&str]| -> Result<String, String> {
         match mode {
-            "host" => {
-                needs.push(Permission::HostNamespaces);
-                Ok("host".into())
-            }
-            "" => Ok(String::new()),
+            "" | "host" => Ok(mode.to_owned()),
             m if also.contains(&m) => Ok(m.to_owned()),
             m => Err(format!("{flag} {m:?}: only host (or the default) is supported")),
         }
@@ -122,16 +106,6 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
     let pid_mode = namespace("--pid", &host.pid_mode, &[])?;
     let ipc_mode = namespace("--ipc", &host.ipc_mode, &["private", "shareable", "none"])?;
     let uts_mode = namespace("--uts", &host.uts_mode, &[])?;
-    if host.privileged {
-        needs.push(Permission::Privileged);
-    }
-    if !host.devices.is_empty() {
-        needs.push(Permission::Privileged);
-    }
-    let hardening = |o: &str| matches!(o, "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true");
-    if host.security_opt.iter().any(|o| !hardening(o)) {
-        needs.push(Permission::Privileged);
-    }
     let mut mounts = Vec::new();
     for bind in &host.binds {
         mounts.push(bind_mount(bind)?);
@@ -217,8 +191,7 @@ pub fn plan(create: &ContainerCreate, name: &str, collection: &str) -> Result<Pl
             stdin_once: create.stdin_once,
         }),
     };
-    needs.dedup();
-    Ok(Plan { blueprint, needs })
+    Ok(blueprint)
 }
 
 /// Every host-reaching operation a container's settings use (pure): asked again of whoever
@@ -323,6 +296,28 @@ impl Execs {
         }
         sessions.insert(id, session);
         Ok(())
+    }
+
+    /// Keeps `input` for `node` to take under request `id`.
+    fn await_input(&self, id: &str, node: u64, input: mpsc::Receiver<Vec<u8>>) {
+        self.inputs.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned(), (node, input));
+    }
+
+    /// The input of request `id`, once, and only to the node it waits for.
+    fn take_input(&self, id: &str, node: u64) -> Option<mpsc::Receiver<Vec<u8>>> {
+        let mut inputs = self.inputs.lock().unwrap_or_else(PoisonError::into_inner);
+        match inputs.remove(id)? {
+            (owner, input) if owner == node => Some(input),
+            other => {
+                inputs.insert(id.to_owned(), other);
+                None
+            }
+        }
+    }
+
+    /// Forgets the input of request `id` if its node never took it.
+    fn forget_input(&self, id: &str) {
+        self.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 
     fn end(&self, id: &str, code: i64) {
@@ -447,14 +442,12 @@ impl Manager {
         };
         let access = self.access(caller)?;
         let collection = access.place(self, &mut create.labels, Permission::ContainerCreate)?;
-        let plan = plan(&create, &name, &collection).map_err(ClusterError::Invalid)?;
-        for permission in &plan.needs {
-            access.require(*permission, &collection)?;
-        }
-        let spec = &plan.blueprint.spec.container_spec;
+        let blueprint = plan(&create, &name, &collection).map_err(ClusterError::Invalid)?;
+        let spec = &blueprint.spec.container_spec;
         check_mounts(&access, &collection, &spec.mounts)?;
         check_capabilities(&access, &collection, spec)?;
-        let template = serde_json::to_string(&plan.blueprint)
+        require_host(&access, &blueprint)?;
+        let template = serde_json::to_string(&blueprint)
             .map_err(|e| ClusterError::Internal(format!("encoding a container: {e}")))?;
         let command = OrchestrationCommand::CreateContainer {
             id: id.clone(),
@@ -587,6 +580,9 @@ impl Manager {
         let access = self.access(caller)?;
         let now = crate::now();
         let mut out = Vec::new();
+        // The nodes that are no more, read once for the whole list.
+        let live: std::collections::BTreeSet<u64> =
+            self.store.nodes()?.into_iter().filter(|(_, n)| !n.removed).map(|(id, _)| id).collect();
         for (id, container, task) in self.store.containers()? {
             if task.desired >= TaskState::Remove {
                 continue;
@@ -595,7 +591,7 @@ impl Manager {
             if !access.allows(Permission::ContainerView, &blueprint.collection) {
                 continue;
             }
-            let (state, status) = state_of(&task, self.container_ended(&task)?, now);
+            let (state, status) = state_of(&task, ended(&task, task.node.is_some_and(|n| !live.contains(&n))), now);
             let wanted = |key: &str, matches: &dyn Fn(&str) -> bool| {
                 filters.get(key).is_none_or(|values| values.iter().any(|v| matches(v)))
             };
@@ -813,12 +809,12 @@ impl Manager {
                     ..LogRequest::default()
                 };
                 let request_id = request.id.clone();
-                execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.clone(), (node, input));
+                execs.await_input(&request_id, node, input);
                 let (done, mut attached) = mpsc::channel(1);
                 broker.ask(node, (request, std::sync::Arc::clone(&context)), done);
                 tokio::spawn(async move {
                     while attached.recv().await.is_some() {}
-                    execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
+                    execs.forget_input(&request_id);
                 });
             }
             let request = LogRequest {
@@ -930,11 +926,7 @@ impl Manager {
         let request_id = request.id.clone();
         let input = if session.spec.stdin {
             let (sender, receiver) = mpsc::channel(16);
-            self.execs
-                .inputs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(request_id.clone(), (session.node, receiver));
+            self.execs.await_input(&request_id, session.node, receiver);
             Some(sender)
         } else {
             None
@@ -962,7 +954,7 @@ impl Manager {
                 tracing::warn!(exec = exec_id, "a command's node did not say how it ended");
             }
             execs.end(&exec_id, code.unwrap_or(EXIT_UNKNOWN));
-            execs.inputs.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
+            execs.forget_input(&request_id);
         });
         Ok(ExecOutput { output, tty, input })
     }
@@ -975,16 +967,9 @@ impl Manager {
         id: &str,
     ) -> Result<mpsc::Receiver<Vec<u8>>, ClusterError> {
         self.known_peer(identity)?;
-        let mut inputs = self.execs.inputs.lock().unwrap_or_else(PoisonError::into_inner);
-        let not_found = || ClusterError::NotFound(format!("no command's input {id} waits for this node"));
-        match inputs.remove(id) {
-            Some((node, input)) if node == identity.node_id => Ok(input),
-            Some(other) => {
-                inputs.insert(id.to_owned(), other);
-                Err(not_found())
-            }
-            None => Err(not_found()),
-        }
+        self.execs
+            .take_input(id, identity.node_id)
+            .ok_or_else(|| ClusterError::NotFound(format!("no command's input {id} waits for this node")))
     }
 
     /// `POST /exec/{id}/resize`: the caller's session must exist (the size is the engine's
@@ -1036,7 +1021,7 @@ mod tests {
     }
 
     fn needs(json: &str) -> Vec<Permission> {
-        plan(&create(json), "c", "/Shared").expect("a plan").needs
+        host_needs(&plan(&create(json), "c", "/Shared").expect("a plan"))
     }
 
     #[test]
@@ -1057,24 +1042,20 @@ mod tests {
             [Permission::Privileged]
         );
         assert!(needs(r#"{"Image":"i","HostConfig":{"SecurityOpt":["no-new-privileges"]}}"#).is_empty());
-        // A bind mount and capabilities are asked where they are checked (check_mounts,
-        // check_capabilities), from the plan's container spec.
-        let plan =
+        // A bind mount and capabilities: in the plan's container spec, and asked of it.
+        let blueprint =
             plan(&create(r#"{"Image":"i","HostConfig":{"Binds":["/etc:/host:ro"],"CapAdd":["NET_ADMIN"]}}"#), "c", "/")
                 .expect("plan");
-        let spec = &plan.blueprint.spec.container_spec;
+        let spec = &blueprint.spec.container_spec;
         assert_eq!((spec.mounts[0].kind.as_str(), spec.mounts[0].read_only), ("bind", true));
         assert_eq!(spec.capability_add, ["NET_ADMIN"]);
-        // Asked again at start and exec: from what the container is.
-        assert_eq!(host_needs(&plan.blueprint), [Permission::BindMount, Permission::AddCapabilities]);
+        assert_eq!(host_needs(&blueprint), [Permission::BindMount, Permission::AddCapabilities]);
         for body in [
             r#"{"Image":"i","HostConfig":{"Privileged":true,"PidMode":"host"}}"#,
             r#"{"Image":"i","HostConfig":{"SecurityOpt":["apparmor=unconfined"],"NetworkMode":"host"}}"#,
             r#"{"Image":"i","HostConfig":{"OomScoreAdj":-500,"UTSMode":"host"}}"#,
         ] {
-            let planned = super::plan(&create(body), "c", "/").expect("plan");
-            let again = host_needs(&planned.blueprint);
-            assert!(planned.needs.iter().all(|p| again.contains(p)), "{body}: {again:?} covers {:?}", planned.needs);
+            let again = needs(body);
             assert_eq!(again, [Permission::Privileged, Permission::HostNamespaces], "{body}");
         }
     }
@@ -1112,8 +1093,7 @@ mod tests {
             "StopTimeout":3,"Labels":{"k":"v"},
             "HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}],"53/udp":[{"HostPort":""}]},
             "Memory":1048576,"AutoRemove":true,"CapDrop":["CHOWN"]}}"#;
-        let plan = plan(&create(body), "web", "/Shared/ops").expect("plan");
-        let b = &plan.blueprint;
+        let b = &plan(&create(body), "web", "/Shared/ops").expect("plan");
         assert_eq!((b.service_name.as_str(), b.collection.as_str()), ("web", "/Shared/ops"));
         let c = &b.spec.container_spec;
         assert_eq!((c.command.clone(), c.args.clone()), (vec!["sh".into(), "-c".into()], vec!["echo hi".into()]));
@@ -1162,6 +1142,43 @@ mod tests {
         assert_eq!(exit_code_of(&unplaced), 0);
         assert!(!ended(&task(TaskState::Pending, TaskState::Running, None), false), "still to be placed");
         assert!(!ended(&task(TaskState::Running, TaskState::Shutdown, Some(1)), false), "its node stops it");
+    }
+
+    #[test]
+    fn a_commands_input_goes_once_and_only_to_its_node() {
+        let execs = Execs::default();
+        let (_typing, input) = mpsc::channel(1);
+        execs.await_input("r1", 7, input);
+        assert!(execs.take_input("r1", 8).is_none(), "another node took the input");
+        assert!(execs.take_input("r2", 7).is_none(), "another request's input");
+        assert!(execs.take_input("r1", 7).is_some(), "its own node");
+        assert!(execs.take_input("r1", 7).is_none(), "taken twice");
+        let (_typing, input) = mpsc::channel(1);
+        execs.await_input("r3", 7, input);
+        execs.forget_input("r3");
+        assert!(execs.take_input("r3", 7).is_none(), "forgotten");
+    }
+
+    #[test]
+    fn unfinished_sessions_are_capped_per_caller() {
+        let execs = Execs::default();
+        let session = |caller: &str| ExecSession {
+            container: "c".into(),
+            node: 1,
+            caller: caller.into(),
+            spec: ExecSpec::default(),
+            started: false,
+            exit_code: None,
+            ended: None,
+            created: Instant::now(),
+            streams: (true, true),
+        };
+        for n in 0..EXECS_PER_CALLER {
+            execs.insert(format!("a{n}"), session("alice")).expect("within the cap");
+        }
+        assert!(execs.insert("one-more".into(), session("alice")).is_err(), "past the cap");
+        execs.insert("b".into(), session("bob")).expect("another caller's own cap");
+        assert!(execs.lock().get("b").is_some_and(|s| s.caller == "bob"));
     }
 
     #[test]
