@@ -258,6 +258,26 @@ pub struct Execs {
     /// The standard input of started commands, by their log request's id, until their node
     /// takes it (`GET /cluster/exec-input/{id}`): (the node, what the caller sends).
     inputs: Mutex<HashMap<String, WaitingInput>>,
+    /// The attaches each caller holds open.
+    attaches: Mutex<HashMap<String, usize>>,
+}
+
+/// One attach of a caller, counted until it is dropped.
+pub struct AttachHold {
+    execs: std::sync::Arc<Execs>,
+    caller: String,
+}
+
+impl Drop for AttachHold {
+    fn drop(&mut self) {
+        let mut attaches = self.execs.attaches.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = attaches.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                attaches.remove(&self.caller);
+            }
+        }
+    }
 }
 
 /// A command's standard input waiting for its node: (the node, what the caller sends).
@@ -296,6 +316,17 @@ impl Execs {
         }
         sessions.insert(id, session);
         Ok(())
+    }
+
+    /// Counts an attach of `caller`, refused past [`EXECS_PER_CALLER`] open at once.
+    fn hold_attach(execs: &std::sync::Arc<Execs>, caller: &str) -> Result<AttachHold, ClusterError> {
+        let mut attaches = execs.attaches.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = attaches.entry(caller.to_owned()).or_default();
+        if *count >= EXECS_PER_CALLER {
+            return Err(ClusterError::TooManyRequests(format!("{caller} holds {count} attaches open already")));
+        }
+        *count += 1;
+        Ok(AttachHold { execs: std::sync::Arc::clone(execs), caller: caller.to_owned() })
     }
 
     /// Keeps `input` for `node` to take under request `id`.
@@ -769,10 +800,14 @@ impl Manager {
             }
             false => (None, None),
         };
+        // An attach holds a connection and a node's stream for as long as the container runs:
+        // a caller holds a bounded number of them.
+        let held = Execs::hold_attach(&self.execs, &caller.name)?;
         let (to_caller, output) = mpsc::channel(64);
         let (store, broker, execs) =
             (std::sync::Arc::clone(&self.store), self.logs.clone(), std::sync::Arc::clone(&self.execs));
         tokio::spawn(async move {
+            let _held = held;
             let mut feed = store.subscribe();
             let (node, task) = loop {
                 feed.borrow_and_update();
@@ -1157,6 +1192,18 @@ mod tests {
         execs.await_input("r3", 7, input);
         execs.forget_input("r3");
         assert!(execs.take_input("r3", 7).is_none(), "forgotten");
+    }
+
+    #[test]
+    fn a_caller_holds_a_bounded_number_of_attaches_and_a_closed_one_frees_its_place() {
+        let execs = std::sync::Arc::new(Execs::default());
+        let held: Vec<AttachHold> =
+            (0..EXECS_PER_CALLER).map(|_| Execs::hold_attach(&execs, "alice").expect("within the cap")).collect();
+        assert!(Execs::hold_attach(&execs, "alice").is_err(), "past the cap");
+        assert!(Execs::hold_attach(&execs, "bob").is_ok(), "another caller's own cap");
+        drop(held);
+        assert!(Execs::hold_attach(&execs, "alice").is_ok(), "closed attaches free their places");
+        assert!(execs.attaches.lock().expect("lock").get("bob").is_none(), "a caller with none is forgotten");
     }
 
     #[test]
