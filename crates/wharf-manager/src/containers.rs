@@ -370,6 +370,24 @@ pub struct ExecOutput {
 /// The exit code of a command whose node never said how it ended.
 const EXIT_UNKNOWN: i64 = 255;
 
+/// The generations of the domains a container's state lives in (its task, its node).
+fn generations(changes: &wharf_store::Changes) -> (u64, u64) {
+    (changes.orchestration, changes.cluster)
+}
+
+/// Resolves once tasks or nodes changed since `seen` (`false`: the state closed); commits of
+/// other domains (a registry push, an audit flush) wake no waiter.
+async fn moved_since(feed: &mut tokio::sync::watch::Receiver<wharf_store::Changes>, seen: (u64, u64)) -> bool {
+    loop {
+        if generations(&feed.borrow_and_update()) != seen {
+            return true;
+        }
+        if feed.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
 fn blueprint_of(task: &TaskRecord) -> TaskBlueprint {
     serde_json::from_str(&task.template).unwrap_or_default()
 }
@@ -531,7 +549,7 @@ impl Manager {
         self.proposer.propose_by(caller.origin.clone(), command).await.map_err(container_error)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64 + 15);
         loop {
-            feed.borrow_and_update();
+            let seen = generations(&feed.borrow_and_update());
             let ended = match self.store.task(&id)? {
                 Some(t) => self.container_ended(&t)?,
                 None => true,
@@ -540,7 +558,7 @@ impl Manager {
                 return Ok(true);
             }
             tokio::select! {
-                changed = feed.changed() => if changed.is_err() { return Ok(true) },
+                moved = moved_since(&mut feed, seen) => if !moved { return Ok(true) },
                 () = tokio::time::sleep_until(deadline) => return Ok(true),
                 () = self.stopping.stopped() => return Ok(true),
             }
@@ -574,7 +592,7 @@ impl Manager {
         let mut feed = self.store.subscribe();
         let mut last: Option<TaskRecord> = None;
         loop {
-            feed.borrow_and_update();
+            let seen = generations(&feed.borrow_and_update());
             match self.store.task(id)? {
                 // Removed (`--rm`) between two looks: it ended as it was last seen.
                 None => {
@@ -589,7 +607,7 @@ impl Manager {
                 Some(t) => last = Some(t),
             }
             tokio::select! {
-                changed = feed.changed() => if changed.is_err() { return Err(ClusterError::Unavailable("the state closed".into())) },
+                moved = moved_since(&mut feed, seen) => if !moved { return Err(ClusterError::Unavailable("the state closed".into())) },
                 () = self.stopping.stopped() => return Err(ClusterError::Unavailable("this manager is stopping".into())),
             }
         }
@@ -810,7 +828,7 @@ impl Manager {
             let _held = held;
             let mut feed = store.subscribe();
             let (node, task) = loop {
-                feed.borrow_and_update();
+                let seen = generations(&feed.borrow_and_update());
                 match store.task(&id) {
                     Ok(Some(t)) => match t.node {
                         Some(node) if t.status.state >= TaskState::Running && !t.status.container_id.is_empty() => {
@@ -826,7 +844,7 @@ impl Manager {
                     _ => return,
                 }
                 tokio::select! {
-                    changed = feed.changed() => if changed.is_err() { return },
+                    moved = moved_since(&mut feed, seen) => if !moved { return },
                     () = to_caller.closed() => return,
                 }
             };
