@@ -318,6 +318,11 @@ impl Execs {
         Ok(())
     }
 
+    /// Session `id`, to the caller who made it only (to anyone else it does not exist).
+    fn session(&self, caller: &str, id: &str) -> Option<ExecSession> {
+        self.lock().get(id).filter(|s| s.caller == caller).cloned()
+    }
+
     /// Counts an attach of `caller`, refused past [`EXECS_PER_CALLER`] open at once.
     fn hold_attach(execs: &std::sync::Arc<Execs>, caller: &str) -> Result<AttachHold, ClusterError> {
         let mut attaches = execs.attaches.lock().unwrap_or_else(PoisonError::into_inner);
@@ -943,10 +948,7 @@ impl Manager {
 
     fn exec_session(&self, caller: &Caller, exec_id: &str) -> Result<ExecSession, ClusterError> {
         self.execs
-            .lock()
-            .get(exec_id)
-            .filter(|s| s.caller == caller.name)
-            .cloned()
+            .session(&caller.name, exec_id)
             .ok_or_else(|| ClusterError::NotFound(format!("No such exec instance: {exec_id}")))
     }
 
@@ -1243,7 +1245,8 @@ mod tests {
         }
         assert!(execs.insert("one-more".into(), session("alice")).is_err(), "past the cap");
         execs.insert("b".into(), session("bob")).expect("another caller's own cap");
-        assert!(execs.lock().get("b").is_some_and(|s| s.caller == "bob"));
+        assert!(execs.session("bob", "b").is_some(), "its caller's");
+        assert!(execs.session("alice", "b").is_none(), "another caller cannot start or read it");
     }
 
     #[test]
